@@ -1,0 +1,115 @@
+"""How the API says no: size-limited JSON parsing and one error body shape for every 4xx/5xx.
+
+Every error answers ``{"error": code, "detail": message, "errors": [{"index"?, "field"?, "problem"}]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from rest_framework import exceptions, parsers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ops_platform.core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+class LimitedJSONParser(parsers.JSONParser):
+    """JSON, but never more than ``API_MAX_BODY_BYTES`` read into memory and no unbounded nesting."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        limit = settings.API_MAX_BODY_BYTES
+        request = (parser_context or {}).get("request")
+        too_large = PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise too_large
+        try:
+            return json.loads(raw)
+        except RecursionError as exc:
+            raise exceptions.ParseError("JSON is nested too deeply.") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise exceptions.ParseError(f"Malformed JSON: {exc}") from exc
+
+
+def flatten_errors(detail: Any, *, index: int | None = None, path: str = "") -> list[dict[str, Any]]:
+    """Turn DRF's nested error detail into a flat list naming index, field and problem."""
+    out: list[dict[str, Any]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if isinstance(key, int):  # DRF reports errors of list elements keyed by position
+                out += flatten_errors(value, index=index, path=f"{path}[{key}]")
+                continue
+            name = "" if key in ("non_field_errors", "detail") else str(key)
+            out += flatten_errors(value, index=index, path=f"{path}.{name}" if path and name else path or name)
+    elif isinstance(detail, list):
+        if all(isinstance(d, str) for d in detail):
+            for problem in detail:
+                out.append(_entry(index, path, str(problem)))
+        else:
+            for i, d in enumerate(detail):
+                if path:
+                    out += flatten_errors(d, index=index, path=f"{path}[{i}]")
+                else:
+                    out += flatten_errors(d, index=i if index is None else index, path=path)
+    elif detail is not None:
+        out.append(_entry(index, path, str(detail)))
+    return [e for e in out if e["problem"]]
+
+
+def _entry(index: int | None, field: str, problem: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if index is not None:
+        entry["index"] = index
+    if field:
+        entry["field"] = field
+    entry["problem"] = problem
+    return entry
+
+
+def error_response(code: str, detail: str, errors: list[dict[str, Any]], status_code: int) -> Response:
+    return Response({"error": code, "detail": detail, "errors": errors}, status=status_code)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        entry = _entry(exc.extra.get("index"), exc.field or "", exc.message)  # type: ignore[arg-type]
+        return error_response(exc.code, exc.message, [entry], exc.status_code)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is unreachable (restart, failover): a retryable 503, never a 500.
+        logger.warning("database unavailable during API call: %s", type(exc).__name__)
+        unavailable = error_response("unavailable", "The service is temporarily unavailable; retry shortly.", [], 503)
+        unavailable["Retry-After"] = "5"
+        return unavailable
+    if isinstance(exc, DatabaseError):
+        return None
+    handled = drf_exception_handler(exc, context)
+    if handled is None:
+        return None
+    response = handled
+    code = getattr(exc, "default_code", "error")
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten_errors(exc.detail)
+        detail = "The request is invalid; see errors."
+        code = "invalid"
+    else:
+        detail = str(getattr(exc, "detail", exc))
+        errors = [{"problem": detail}]
+        code = getattr(getattr(exc, "detail", None), "code", code) or code
+    response.data = {"error": code, "detail": detail, "errors": errors}
+    return response
