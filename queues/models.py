@@ -1,0 +1,234 @@
+"""Review items, queues, the item state machine, item history and decisions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.models import (
+    DecisionLabel,
+    EnforcementAction,
+    Policy,
+    ReviewerProfile,
+    Skill,
+    Team,
+    Vendor,
+)
+
+
+class QueueOrdering(models.TextChoices):
+    PRIORITY_THEN_DUE = "priority_due", "Highest priority first, then earliest due"
+    DUE_FIRST = "due", "Earliest due first"
+    OLDEST_FIRST = "fifo", "Oldest received first"
+
+
+class Queue(models.Model):
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    policies = models.ManyToManyField(Policy, blank=True, related_name="queues")
+    required_skills = models.ManyToManyField(Skill, blank=True, related_name="queues")
+    sla = models.DurationField(default=timedelta(hours=24), help_text="Target time from receipt to decision.")
+    ordering = models.CharField(max_length=20, choices=QueueOrdering.choices, default=QueueOrdering.PRIORITY_THEN_DUE)
+    escalation_target = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="escalations_from"
+    )
+    allowed_teams = models.ManyToManyField(Team, blank=True, related_name="queues")
+    allowed_vendors = models.ManyToManyField(Vendor, blank=True, related_name="queues")
+    is_sensitive = models.BooleanField(default=False, help_text="Distressing content: exposure caps apply.")
+    is_restricted = models.BooleanField(default=False, help_text="Only reviewers holding every required skill.")
+    requires_rationale = models.BooleanField(default=False)
+    # Where triage puts an item when nothing more specific applies; at most one queue is the default.
+    is_default_intake = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default_intake"],
+                condition=Q(is_default_intake=True),
+                name="one_default_intake_queue",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def may_be_worked_by(self, profile: ReviewerProfile | None) -> bool:
+        """Team/vendor allow-lists and required skills; empty allow-lists mean in-house teams only."""
+        if profile is None or profile.team is None:
+            return False
+        team = profile.team
+        allowed_teams = set(self.allowed_teams.values_list("pk", flat=True))
+        allowed_vendors = set(self.allowed_vendors.values_list("pk", flat=True))
+        if allowed_teams or allowed_vendors:
+            if team.pk not in allowed_teams and team.vendor_id not in allowed_vendors:
+                return False
+        elif team.vendor_id is not None:
+            return False
+        required = set(self.required_skills.values_list("pk", flat=True))
+        return required <= set(profile.skills.values_list("pk", flat=True))
+
+
+class ItemKind(models.TextChoices):
+    CONTENT = "content", "Content"
+    USER_REPORT = "user_report", "User report"
+    APPEAL = "appeal", "Appeal"
+
+
+class ItemState(models.TextChoices):
+    RECEIVED = "received", "Received, awaiting triage"
+    QUEUED = "queued", "Queued for review"
+    CLAIMED = "claimed", "Claimed by a reviewer"
+    DECIDED = "decided", "Decided"
+    AUTO_ACTIONED = "auto_actioned", "Closed by a rule"
+
+
+# Every legal move of the state machine. Anything else raises IllegalTransition.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    ItemState.RECEIVED: frozenset({ItemState.QUEUED, ItemState.AUTO_ACTIONED}),
+    # queued -> queued: moved to another queue (escalation, re-routing).
+    ItemState.QUEUED: frozenset({ItemState.QUEUED, ItemState.CLAIMED}),
+    # claimed -> queued: released, lease expired, escalated, or waiting for a further independent review.
+    ItemState.CLAIMED: frozenset({ItemState.QUEUED, ItemState.DECIDED}),
+    # A decided item reopens only for a correction or an appeal outcome that needs a new review.
+    ItemState.DECIDED: frozenset({ItemState.QUEUED}),
+    ItemState.AUTO_ACTIONED: frozenset({ItemState.QUEUED}),
+}
+
+
+class IllegalTransition(ApplicationError):
+    status_code = 409
+    code = "illegal_transition"
+
+    def __init__(self, item_id: int | None, current: str, target: str):
+        super().__init__(f"Item {item_id} cannot go from '{current}' to '{target}'.", field="state")
+        self.current = current
+        self.target = target
+
+
+def check_transition(current: str, target: str, *, item_id: int | None = None) -> None:
+    if target not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(item_id, current, target)
+
+
+class ReviewItem(models.Model):
+    """One thing to review: a piece of content, a user report about one, or an appeal of a decision."""
+
+    source = models.SlugField(max_length=100)
+    external_id = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=ItemKind.choices, default=ItemKind.CONTENT)
+    text = models.TextField(blank=True)
+    media_urls = models.JSONField(default=list, blank=True)
+    author_ref = models.CharField(max_length=200, blank=True, db_index=True)
+    surface = models.CharField(max_length=100, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    report_reasons = models.JSONField(default=list, blank=True)
+    report_count = models.PositiveIntegerField(default=0)
+    # For an appeal: the decided item it contests.
+    appeal_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="appeals")
+
+    state = models.CharField(max_length=20, choices=ItemState.choices, default=ItemState.RECEIVED)
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="items")
+    priority = models.SmallIntegerField(default=0, help_text="Higher is reviewed sooner.")
+    due_at = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="claimed_items",
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    received_at = models.DateTimeField()
+    triaged_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Set by the sweeper when it re-sends an item to triage, so it waits before sending it again.
+    triage_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="item_unique_external_id")]
+        indexes = [
+            # The sweeper's scan: only un-triaged rows, which are few.
+            models.Index(fields=["received_at"], condition=Q(state="received"), name="item_untriaged_idx"),
+            models.Index(fields=["queue", "state", "-priority", "due_at"], name="item_queue_work_idx"),
+            models.Index(fields=["received_at"], name="item_received_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}/{self.external_id}"
+
+    def transition_to(self, target: str) -> None:
+        """Check and apply a state change in memory; services save it (usually with a conditional update)."""
+        check_transition(self.state, target, item_id=self.pk)
+        self.state = target
+
+    @staticmethod
+    def due_for(queue: Queue, received_at: Any) -> Any:
+        return received_at + queue.sla
+
+
+class ItemEvent(models.Model):
+    """The item's history: every state change and notable act, with who did it."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200)
+    event = models.CharField(max_length=50)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["item", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} {self.event} {self.from_state}->{self.to_state}"
+
+
+class Decision(models.Model):
+    """A reviewer's decision on an item. Immutable: a correction is a new decision that supersedes."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
+    labels = models.ManyToManyField(DecisionLabel, blank=True, related_name="decisions")
+    action = models.ForeignKey(
+        EnforcementAction, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
+    )
+    is_violation = models.BooleanField()
+    rationale = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField()
+    handle_time = models.DurationField(null=True, blank=True)
+    is_final = models.BooleanField(default=True)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["decided_at"]), models.Index(fields=["reviewer", "decided_at"])]
+
+    def __str__(self) -> str:
+        return f"decision {self.pk} on item {self.item_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ApplicationError("Decisions are immutable; record a new decision that supersedes this one.")
+        super().save(*args, **kwargs)
