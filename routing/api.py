@@ -1,0 +1,162 @@
+"""Intake REST API: ``POST /api/v1/items`` (one item or up to 1,000) and ``GET /api/v1/items/{id}``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ops_platform.core.api_errors import flatten_errors
+from ops_platform.core.models import ApiClient, ApiScope
+from queues.selectors import item_final_decision, item_get_for_source
+from routing.serializers import ItemBatchResult, ItemIn, ItemOut, ItemResult
+from routing.services import StoredResponse, idempotent_call, items_ingest
+
+
+class ErrorEntry(serializers.Serializer):
+    index = serializers.IntegerField(required=False, help_text="Position in the submitted list, for batches.")
+    field = serializers.CharField(required=False, help_text="The field at fault, e.g. 'text' or 'media_urls[1]'.")
+    problem = serializers.CharField()
+
+
+class ErrorBody(serializers.Serializer):
+    """Every error answers with this shape."""
+
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    errors = ErrorEntry(many=True)  # type: ignore[assignment]
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorBody, description="Invalid body: each error names index, field and problem."),
+    401: OpenApiResponse(ErrorBody, description="Missing or invalid API key."),
+    403: OpenApiResponse(ErrorBody, description="The key lacks the scope."),
+    413: OpenApiResponse(ErrorBody, description="Body larger than the limit."),
+    429: OpenApiResponse(ErrorBody, description="Rate limit; see Retry-After."),
+}
+
+
+def _invalid(errors: list[dict[str, Any]]) -> StoredResponse:
+    return StoredResponse(400, {"error": "invalid", "detail": "The request is invalid; see errors.", "errors": errors})
+
+
+def ingest(client: ApiClient, data: Any) -> StoredResponse:
+    """Validate everything first (all or nothing), then store; per item 201 created or 200 already held."""
+    batch = isinstance(data, list)
+    if batch:
+        if not data:
+            return _invalid([{"problem": "The list is empty."}])
+        if len(data) > settings.API_MAX_BATCH_ITEMS:
+            return _invalid([{"problem": f"At most {settings.API_MAX_BATCH_ITEMS} items per call; got {len(data)}."}])
+        not_objects = [
+            {"index": i, "problem": "Each item must be a JSON object."}
+            for i, d in enumerate(data)
+            if not isinstance(d, dict)
+        ]
+        if not_objects:
+            return _invalid(not_objects)
+    elif not isinstance(data, dict):
+        return _invalid([{"problem": "Send one item as a JSON object or a list of items."}])
+    serializer = ItemIn(data=data, many=batch)
+    if not serializer.is_valid():
+        if not batch:
+            return _invalid(flatten_errors(serializer.errors))
+        errors = []
+        per_item = serializer.errors
+        pairs = per_item.items() if isinstance(per_item, dict) else enumerate(per_item)
+        for index, item_errors in pairs:
+            errors += [{"index": index, **e} for e in flatten_errors(item_errors)]
+        return _invalid(errors)
+    validated = serializer.validated_data if batch else [serializer.validated_data]
+    results = items_ingest(client=client, items=validated)
+    rows = [
+        {
+            "index": r.index,
+            "id": r.id,
+            "external_id": r.external_id,
+            "status": 201 if r.created else 200,
+            "state": r.state,
+        }
+        for r in results
+    ]
+    if not batch:
+        return StoredResponse(201 if results[0].created else 200, rows[0])
+    created = sum(1 for r in results if r.created)
+    body = {"created": created, "existing": len(rows) - created, "results": rows}
+    return StoredResponse(201 if created else 200, body)
+
+
+class ItemsApi(APIView):
+    required_scopes = {"POST": ApiScope.ITEMS_WRITE}
+
+    @extend_schema(
+        operation_id="items_create",
+        summary="Submit one item, or a list of up to 1,000",
+        description=(
+            "Idempotent by (your source, external_id): an item already held answers 200 with its id, a new one "
+            "201. With a list, the call answers 201 if any item was created (200 otherwise) and every result "
+            "carries its own status. Validation is all or nothing. Send `Idempotency-Key` to make a retried call "
+            "replay the first call's response."
+        ),
+        request={
+            "application/json": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ItemInRequest"},
+                    {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ItemInRequest"},
+                        "maxItems": 1000,
+                    },
+                ]
+            }
+        },
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={201: ItemBatchResult, 200: ItemResult, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        client = request.user
+        assert isinstance(client, ApiClient)
+        data = request.data
+        key = request.headers.get("Idempotency-Key")
+        replayed = False
+        if key is not None:
+            digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+            stored, replayed = idempotent_call(
+                client=client, key=key, request_hash=digest, run=lambda: ingest(client, data)
+            )
+        else:
+            stored = ingest(client, data)
+        response = Response(stored.body, status=stored.status)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class ItemDetailApi(APIView):
+    required_scopes = {"GET": ApiScope.ITEMS_READ}
+
+    @extend_schema(
+        operation_id="items_retrieve",
+        responses={200: ItemOut, 401: ERRORS[401], 403: ERRORS[403], 404: ErrorBody},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        client = request.user
+        assert isinstance(client, ApiClient)
+        item = item_get_for_source(item_id=pk, source=client.source)
+        if item is None:
+            return Response(
+                {
+                    "error": "not_found",
+                    "detail": f"No item {pk} from your source.",
+                    "errors": [{"field": "id", "problem": "Not found."}],
+                },
+                status=404,
+            )
+        return Response(ItemOut(item, context={"decision": item_final_decision(item=item)}).data)

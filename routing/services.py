@@ -1,0 +1,254 @@
+"""Intake and triage writes: idempotent bulk intake, the hand-off to triage, the un-triaged sweeper."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from kombu.exceptions import KombuError
+
+from ops_platform.core.errors import ApplicationError, Conflict
+from ops_platform.core.models import ApiClient
+from queues.models import ItemKind, ItemState, ReviewItem
+from queues.services import items_enqueue, queue_default_intake
+from routing.models import IdempotencyRecord
+
+logger = logging.getLogger(__name__)
+
+TRIAGE_TASK = "routing.tasks.items_triage_task"
+
+# A stored idempotency record with no response this old belongs to a request that died mid-way.
+ABANDONED_AFTER = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    index: int
+    id: int
+    external_id: str
+    created: bool
+    state: str
+
+
+def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[IngestResult]:
+    """Store validated items once each; an item already held (same source and external id) is returned.
+
+    One ``INSERT … ON CONFLICT DO NOTHING RETURNING`` makes this exact under concurrent duplicates:
+    the rows it returns are the ones this call created, every other row already existed. The triage
+    hand-off is sent only after commit, so a worker never sees an item that is not there yet.
+    """
+    now = timezone.now()
+    rows: list[ReviewItem] = []
+    for data in items:
+        reasons = data.get("report_reasons", [])
+        rows.append(
+            ReviewItem(
+                source=client.source,
+                external_id=data["external_id"],
+                kind=data.get("kind", ItemKind.CONTENT),
+                text=data.get("text", ""),
+                media_urls=data.get("media_urls", []),
+                author_ref=data.get("author_ref", ""),
+                surface=data.get("surface", ""),
+                language=data.get("language", ""),
+                metadata=data.get("metadata", {}),
+                report_reasons=reasons,
+                report_count=len(reasons),
+                received_at=data.get("received_at") or now,
+            )
+        )
+    with transaction.atomic():
+        created = _insert_ignoring_duplicates(rows)
+        # Rows this call created are 'received' (triage starts after commit); look up only the rest.
+        known: dict[str, tuple[int, str]] = {ext_id: (pk, ItemState.RECEIVED) for ext_id, pk in created.items()}
+        already_held = {r.external_id for r in rows} - created.keys()
+        if already_held:
+            known.update(
+                (external_id, (pk, state))
+                for external_id, pk, state in ReviewItem.objects.filter(
+                    source=client.source, external_id__in=already_held
+                ).values_list("external_id", "pk", "state")
+            )
+        created_ids = sorted(created.values())
+        if created_ids:
+            transaction.on_commit(lambda: triage_enqueue(created_ids))
+    results = []
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        pk, state = known[row.external_id]
+        # A batch may name the same external id twice: only its first mention is the one created.
+        was_created = row.external_id in created and row.external_id not in seen
+        seen.add(row.external_id)
+        results.append(IngestResult(index, pk, row.external_id, was_created, state))
+    return results
+
+
+_INSERT_FIELDS = [f for f in ReviewItem._meta.concrete_fields if not f.primary_key]
+_CONFLICT_RETURNING = "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, external_id"
+
+
+def _insert_ignoring_duplicates(rows: list[ReviewItem]) -> dict[str, int]:
+    """Insert rows, skipping (source, external_id) pairs that exist; return external_id -> id created.
+
+    Django's bulk_create cannot say which rows an ``ignore_conflicts`` insert created, so this one
+    statement is written out. On PostgreSQL the whole batch travels as one jsonb parameter (a
+    500-row VALUES list has 12,000 parameters, and parsing and binding them cost more than the
+    insert: see bench/README.md); SQLite (3.35+) takes the plain VALUES form.
+    """
+    if not rows:
+        return {}
+    table = connection.ops.quote_name(ReviewItem._meta.db_table)
+    names = [connection.ops.quote_name(f.column) for f in _INSERT_FIELDS]
+    columns = ", ".join(names)
+    if connection.vendor == "postgresql":
+        record = ", ".join(f"{name} {f.db_type(connection)}" for name, f in zip(names, _INSERT_FIELDS, strict=True))
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 - names come from _meta
+            f"FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {_CONFLICT_RETURNING}"
+        )
+        params: list[Any] = [json.dumps([_json_row(row) for row in rows], default=_isoformat)]
+    else:
+        one_row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * len(rows))} {_CONFLICT_RETURNING}"  # noqa: S608
+        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in _INSERT_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {external_id: pk for pk, external_id in cursor.fetchall()}
+
+
+def _json_row(row: ReviewItem) -> dict[str, Any]:
+    return {f.column: getattr(row, f.attname) for f in _INSERT_FIELDS}
+
+
+def _isoformat(value: Any) -> str:
+    # Full microseconds: DjangoJSONEncoder would cut datetimes to milliseconds.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def triage_enqueue(item_ids: Sequence[int]) -> int:
+    """Send items to triage in batches; with the broker unreachable, leave them for the sweeper."""
+    sent = 0
+    for start in range(0, len(item_ids), settings.TRIAGE_BATCH_SIZE):
+        batch = list(item_ids[start : start + settings.TRIAGE_BATCH_SIZE])
+        try:
+            # By name: tasks.py imports this module, so this module does not import it back.
+            current_app.tasks[TRIAGE_TASK].delay(batch)
+        except (KombuError, OSError) as exc:
+            logger.warning(
+                "broker unreachable (%s): %d items left for the un-triaged sweeper",
+                type(exc).__name__,
+                len(item_ids) - sent,
+            )
+            break
+        sent += len(batch)
+    return sent
+
+
+def items_triage(*, item_ids: Sequence[int]) -> list[int]:
+    """Route received items. Until classifier scoring and routing rules exist, every item goes to
+    the default intake queue; items already triaged are left as they are."""
+    queue = queue_default_intake()
+    return items_enqueue(
+        item_ids=item_ids,
+        queue=queue,
+        actor="triage:default",
+        reason="default intake queue (no routing rules)",
+    )
+
+
+def items_sweep_untriaged(*, older_than: timedelta | None = None, limit: int = 50_000) -> int:
+    """Re-send items still 'received' after ``older_than`` (broker outage, killed worker).
+
+    Marks each one with ``triage_requested_at`` so a slow worker's backlog is not re-sent every pass.
+    """
+    cutoff = timezone.now() - (settings.TRIAGE_SWEEP_AFTER if older_than is None else older_than)
+    with transaction.atomic():
+        stale = (
+            ReviewItem.objects.filter(state=ItemState.RECEIVED, received_at__lt=cutoff)
+            .filter(Q(triage_requested_at__isnull=True) | Q(triage_requested_at__lt=cutoff))
+            .order_by("received_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        ids = list(stale)
+        if not ids:
+            return 0
+        ReviewItem.objects.filter(pk__in=ids).update(triage_requested_at=timezone.now())
+        transaction.on_commit(lambda: triage_enqueue(ids))
+    logger.info("sweeper re-sent %d un-triaged items", len(ids))
+    return len(ids)
+
+
+# --- Idempotency-Key -------------------------------------------------------------------------------
+
+
+class IdempotencyKeyReused(ApplicationError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with a different request body.", field="Idempotency-Key")
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: Any
+
+
+def idempotent_call(
+    *, client: ApiClient, key: str, request_hash: str, run: Callable[[], StoredResponse]
+) -> tuple[StoredResponse, bool]:
+    """Run ``run`` once per (client, key); later calls with the same key get the stored response.
+
+    Returns the response and whether it was replayed. The same key with a different body is refused,
+    as is a second call while the first is still running.
+    """
+    if not key or len(key) > 200:
+        raise ApplicationError("Idempotency-Key must be 1 to 200 characters.", field="Idempotency-Key")
+    record = _idempotency_claim(client=client, key=key, request_hash=request_hash)
+    if record.response_status is not None:
+        return StoredResponse(record.response_status, record.response_body), True
+    try:
+        with transaction.atomic():
+            response = run()
+            IdempotencyRecord.objects.filter(pk=record.pk).update(
+                response_status=response.status, response_body=response.body
+            )
+    except BaseException:
+        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+        raise
+    return response, False
+
+
+def _idempotency_claim(*, client: ApiClient, key: str, request_hash: str) -> IdempotencyRecord:
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(client=client, key=key, request_hash=request_hash)
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.get(client=client, key=key)
+    if record.request_hash != request_hash:
+        raise IdempotencyKeyReused()
+    if record.response_status is None:
+        if timezone.now() - record.created_at < ABANDONED_AFTER:
+            raise Conflict("A request with this Idempotency-Key is still in progress.", field="Idempotency-Key")
+        # The first attempt died mid-way (its transaction rolled back): this call takes over.
+        IdempotencyRecord.objects.filter(pk=record.pk).update(created_at=timezone.now())
+    return record
+
+
+def idempotency_records_purge(*, older_than: timedelta | None = None) -> int:
+    cutoff: datetime = timezone.now() - (settings.API_IDEMPOTENCY_TTL if older_than is None else older_than)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
