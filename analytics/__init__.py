@@ -1,0 +1,1 @@
+"""Ops analytics: read-only metrics, rollups, dashboards, forecasts and alerts (built by the analytics issue)."""
