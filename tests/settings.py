@@ -1,0 +1,33 @@
+"""Test settings: the real settings, with a test secret, fast hashing, and the real services when reachable.
+
+The suite runs on PostgreSQL whenever one answers (``DATABASE_URL``, or the local service on
+127.0.0.1:5432); under ``CI=true`` a missing PostgreSQL is an error, not a fallback to SQLite.
+"""
+
+import os
+import socket
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+if "DATABASE_URL" not in os.environ:
+    if _reachable("127.0.0.1", 5432):
+        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/ops_platform"
+    elif os.environ.get("CI") == "true":
+        raise RuntimeError("CI=true but PostgreSQL is not reachable on 127.0.0.1:5432 and DATABASE_URL is unset.")
+# Tests run tasks in-process unless a test starts a real worker (see tests/conftest.py).
+os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
+
+from ops_platform.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405
