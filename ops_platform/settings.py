@@ -208,6 +208,51 @@ CELERY_BEAT_SCHEDULE = {
 TRIAGE_SWEEP_AFTER = timedelta(seconds=env.int("TRIAGE_SWEEP_AFTER_SECONDS", default=120))
 TRIAGE_BATCH_SIZE = 500
 
+# --- Classifier scoring (routing/scoring/) -----------------------------------------------------------
+# The backends that exist. A policy names a chain of them (Policy.classifier_chain); the default
+# chain uses OpenAI only when a key is configured, so the embedded mode scores with the local model.
+SCORING_BACKENDS = ["openai_moderation", "openai_policy", "local"]
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
+OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=10.0)
+# The openai client's own retries: exponential backoff with jitter, honouring Retry-After on 429.
+OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
+OPENAI_MODERATION_MODEL = env.str("OPENAI_MODERATION_MODEL", default="omni-moderation-latest")
+# Inputs per moderation request (the endpoint takes an array of strings).
+OPENAI_MODERATION_BATCH = env.int("OPENAI_MODERATION_BATCH", default=32)
+OPENAI_POLICY_MODEL = env.str("OPENAI_POLICY_MODEL", default="gpt-4o-mini")
+SCORING_DEFAULT_CHAIN = env.list(
+    "SCORING_DEFAULT_CHAIN", default=["openai_moderation", "local"] if OPENAI_API_KEY else ["local"]
+)
+# OpenAI moderation category -> our classifier category. Categories not listed are kept under their
+# own name (prefixed "openai:") for analysis but are not policy categories.
+OPENAI_MODERATION_CATEGORY_MAP = {
+    "sexual": "sexual",
+    "hate": "hate",
+    "harassment": "harassment",
+    "violence": "violence",
+    "self-harm": "self-harm",
+    "sexual/minors": "sexual/minors",
+    "hate/threatening": "hate/threatening",
+    "violence/graphic": "violence/graphic",
+}
+# Estimated USD per million tokens (input, output), by model-name prefix; moderation is free.
+SCORING_PRICES_PER_MTOK = {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1-mini": (0.40, 1.60)}
+# Daily spending cap per backend in USD; once spent the backend is skipped (fallback) and ops alerted.
+SCORING_DAILY_BUDGET_USD = {
+    "openai_moderation": env.float("SCORING_BUDGET_MODERATION_USD", default=0) or None,
+    "openai_policy": env.float("SCORING_BUDGET_POLICY_USD", default=25.0),
+}
+# Circuit breaker per backend: this many failed calls in a row open it for the cool-down; then one
+# trial call decides whether it closes again.
+SCORING_BREAKER_FAILURES = env.int("SCORING_BREAKER_FAILURES", default=5)
+SCORING_BREAKER_COOLDOWN = timedelta(seconds=env.int("SCORING_BREAKER_COOLDOWN_SECONDS", default=30))
+# PII removed before any text leaves the machine (routing/scoring/redaction.py).
+SCORING_REDACT = env.list("SCORING_REDACT", default=["email", "phone", "card", "ip", "url_token", "secret"])
+SCORING_BATCH_SIZE = env.int("SCORING_BATCH_SIZE", default=500)
+# Operating point per category used by the evaluation command (routing rules set their own).
+SCORING_THRESHOLDS = {category: 0.5 for category in OPENAI_MODERATION_CATEGORY_MAP.values()}
+
 # --- Logging: structured enough to grep, and never the content of an item -----------------------
 LOGGING = {
     "version": 1,
@@ -215,5 +260,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # The openai client logs request bodies (item text) at DEBUG: keep it and its HTTP stack quiet.
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }

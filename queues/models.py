@@ -232,3 +232,32 @@ class Decision(models.Model):
         if not self._state.adding:
             raise ApplicationError("Decisions are immutable; record a new decision that supersedes this one.")
         super().save(*args, **kwargs)
+
+
+class GroundTruthOrigin(models.TextChoices):
+    QA_VERIFIED = "qa_verified", "QA re-review agreed with the decision"
+    ADJUDICATED = "adjudicated", "Set by a QA lead in adjudication"
+
+
+class GroundTruth(models.Model):
+    """A label people have verified: the only human labels a locally trained classifier may learn from.
+
+    Written by QA (blind re-review that agreed, or adjudication); read by classifier training and
+    analytics. A later record for the same item supersedes an earlier one.
+    """
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="ground_truth")
+    decision = models.ForeignKey(Decision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    origin = models.CharField(max_length=20, choices=GroundTruthOrigin.choices)
+    is_violation = models.BooleanField()
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["item", "-recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.origin} on item {self.item_id}"

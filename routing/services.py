@@ -17,10 +17,13 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 
 from ops_platform.core.errors import ApplicationError, Conflict
-from ops_platform.core.models import ApiClient
+from ops_platform.core.models import ApiClient, User
+from ops_platform.core.services import audit_record
 from queues.models import ItemKind, ItemState, ReviewItem
 from queues.services import items_enqueue, queue_default_intake
-from routing.models import IdempotencyRecord
+from routing.models import DeadLetter, IdempotencyRecord, IncidentKind
+from routing.scoring.guards import incident_raise
+from routing.scoring.pipeline import items_score
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +159,15 @@ def triage_enqueue(item_ids: Sequence[int]) -> int:
 
 
 def items_triage(*, item_ids: Sequence[int]) -> list[int]:
-    """Route received items. Until classifier scoring and routing rules exist, every item goes to
-    the default intake queue; items already triaged are left as they are."""
+    """Score received items, then route them. Until routing rules exist every item goes to the default
+    intake queue; items already triaged are left as they are (and are not scored again)."""
+    received = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).values_list("pk", flat=True))
+    if not received:
+        return []
+    items_score(item_ids=received)
     queue = queue_default_intake()
     return items_enqueue(
-        item_ids=item_ids,
+        item_ids=received,
         queue=queue,
         actor="triage:default",
         reason="default intake queue (no routing rules)",
@@ -252,3 +259,31 @@ def idempotency_records_purge(*, older_than: timedelta | None = None) -> int:
     cutoff: datetime = timezone.now() - (settings.API_IDEMPOTENCY_TTL if older_than is None else older_than)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+
+def dead_letter_record(*, task: str, args: list[Any], exc: BaseException, retries: int) -> DeadLetter:
+    """Keep a task that failed for good, with its arguments (ids only), so ops can re-drive it."""
+    letter = DeadLetter.objects.create(
+        task=task, args=args, error_type=type(exc).__name__, error=str(exc)[:500], retries=retries
+    )
+    incident_raise(IncidentKind.DEAD_LETTER, backend="", message=f"{task} failed after {retries} retries.")
+    logger.error("dead letter %s: %s failed after %d retries (%s)", letter.pk, task, retries, type(exc).__name__)
+    return letter
+
+
+def dead_letter_redrive(*, letter: DeadLetter, actor: User | str) -> DeadLetter:
+    """Send a dead-lettered task again. Tasks are idempotent, so a re-drive of work done twice is harmless."""
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
+        if letter.redriven_at is not None:
+            raise Conflict(f"Dead letter {letter.pk} was already re-driven.")
+        letter.redriven_at = timezone.now()
+        letter.redriven_by = actor.get_username() if isinstance(actor, User) else str(actor)
+        letter.save(update_fields=["redriven_at", "redriven_by"])
+        audit_record(actor=actor, action="dead_letter.redrive", target=letter, after={"task": letter.task})
+        task = current_app.tasks[letter.task]
+        transaction.on_commit(lambda: task.apply_async(args=letter.args))
+    return letter

@@ -1,21 +1,54 @@
-"""Triage Celery tasks: thin wrappers that take ids and call services."""
+"""Triage Celery tasks: thin wrappers that take ids and call services.
 
-from celery import shared_task
+Every task here runs with ``acks_late`` (a worker killed mid-task leaves the message for another) and,
+after its last retry, leaves a dead letter that ops can see and re-drive.
+"""
+
+from typing import Any
+
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from routing import services
+from routing.scoring.pipeline import items_score
+
+
+class DeadLetteringTask(Task):
+    acks_late = True
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        services.dead_letter_record(task=self.name, args=list(args), exc=exc, retries=self.request.retries or 0)
+
+
+# Transient database trouble is retried with backoff; anything left after the last retry is dead-lettered.
+TRANSIENT = (OperationalError, InterfaceError)
 
 
 @shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
+    base=DeadLetteringTask,
+    autoretry_for=TRANSIENT,
     retry_backoff=True,
+    retry_backoff_max=120,
     retry_jitter=True,
     max_retries=8,
 )
 def items_triage_task(item_ids: list[int]) -> int:
-    """Triage a batch of items. Running it twice has one effect: only 'received' items move."""
+    """Score and route a batch of items. Running it twice has one effect: only 'received' items move."""
     return len(services.items_triage(item_ids=item_ids))
+
+
+@shared_task(
+    base=DeadLetteringTask,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def items_score_task(item_ids: list[int]) -> int:
+    """Score a batch without routing it (re-scoring, backfills, the scoring benchmark)."""
+    report = items_score(item_ids=item_ids)
+    return sum(report.scored.values())
 
 
 @shared_task

@@ -7,6 +7,7 @@ import hmac
 import secrets
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -154,6 +155,10 @@ class Policy(models.Model):
     classifier_categories = models.JSONField(
         default=list, blank=True, help_text="Classifier categories this policy maps to (may be empty)."
     )
+    # The scoring backends tried in order for this policy; empty means settings.SCORING_DEFAULT_CHAIN.
+    classifier_chain = models.JSONField(
+        default=list, blank=True, help_text='Scoring backends in fallback order, e.g. ["openai_policy", "local"].'
+    )
     enforcement_actions = models.ManyToManyField(EnforcementAction, blank=True, related_name="policies")
     # Some policies (child safety) must always be decided by people, never auto-actioned.
     human_review_only = models.BooleanField(default=False)
@@ -170,6 +175,9 @@ class Policy(models.Model):
         unknown = set(self.classifier_categories) - set(ClassifierCategory.values)
         if unknown:
             raise ValidationError({"classifier_categories": f"Unknown categories: {', '.join(sorted(unknown))}"})
+        unknown = set(self.classifier_chain) - set(settings.SCORING_BACKENDS)
+        if unknown:
+            raise ValidationError({"classifier_chain": f"Unknown backends: {', '.join(sorted(unknown))}"})
 
 
 class DecisionLabel(models.Model):

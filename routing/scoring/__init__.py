@@ -1,0 +1,1 @@
+"""Classifier scoring: backends, PII redaction, the local model, and the scoring pipeline."""

@@ -1,0 +1,122 @@
+"""The local classifier: TF-IDF word and character n-grams, one calibrated logistic regression per category.
+
+Needs no network and no key. Trained from labeled data only (see ``training.py`` for which labels), kept
+as versioned artifacts in the model registry (``routing.models.ModelVersion``), loaded once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import joblib
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion
+
+ALGORITHM = (
+    "TF-IDF word 1-2-grams (sublinear tf, min_df 2) + character 2-5-grams within word boundaries, "
+    "one L2 logistic regression per category (balanced class weights) with sigmoid calibration (3-fold)."
+)
+# A category needs this many positive and negative labels to get a model; fewer would only be noise.
+MIN_CLASS_EXAMPLES = 8
+
+
+def _vectorizer() -> FeatureUnion:
+    return FeatureUnion(
+        [
+            ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)),
+            (
+                "chars",
+                TfidfVectorizer(
+                    analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, max_features=300_000
+                ),
+            ),
+        ]
+    )
+
+
+@dataclass
+class LocalClassifier:
+    """A fitted vectorizer and a calibrated estimator per category; categories it could not learn are absent."""
+
+    vectorizer: FeatureUnion
+    estimators: dict[str, CalibratedClassifierCV] = field(default_factory=dict)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(self.estimators)
+
+    def predict(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Probability of each category for each text (one vectorisation for all categories)."""
+        if not texts:
+            return {category: np.zeros(0) for category in self.estimators}
+        features = self.vectorizer.transform(texts)
+        return {category: est.predict_proba(features)[:, 1] for category, est in self.estimators.items()}
+
+    def dumps(self) -> bytes:
+        buffer = io.BytesIO()
+        joblib.dump(self, buffer, compress=3)
+        return buffer.getvalue()
+
+    @staticmethod
+    def loads(artifact: bytes) -> LocalClassifier:
+        # Artifacts come only from our own registry table (written by the training command), never users.
+        model = joblib.load(io.BytesIO(artifact))
+        if not isinstance(model, LocalClassifier):
+            raise TypeError("artifact is not a LocalClassifier")
+        return model
+
+
+def fit(texts: Sequence[str], labels: Sequence[Mapping[str, int]], *, seed: int = 0) -> LocalClassifier:
+    """Fit on every text; each category learns from the texts labeled for it (missing = unknown)."""
+    vectorizer = _vectorizer()
+    features = vectorizer.fit_transform(texts)
+    model = LocalClassifier(vectorizer)
+    categories = sorted({category for row in labels for category in row})
+    for category in categories:
+        rows = [i for i, row in enumerate(labels) if category in row]
+        y = np.array([labels[i][category] for i in rows])
+        positives = int(y.sum())
+        if positives < MIN_CLASS_EXAMPLES or len(y) - positives < MIN_CLASS_EXAMPLES:
+            continue
+        estimator = CalibratedClassifierCV(
+            LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, random_state=seed),
+            method="sigmoid",
+            cv=3,
+            ensemble=False,
+        )
+        estimator.fit(features[rows], y)
+        model.estimators[category] = estimator
+    return model
+
+
+def sha256(artifact: bytes) -> str:
+    return hashlib.sha256(artifact).hexdigest()
+
+
+class _Loaded:
+    """The active model of this process, reloaded only when the registry's active version changes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple[int, str] | None = None
+        self.model: LocalClassifier | None = None
+
+    def get(self, key: tuple[int, str], fetch: Callable[[], bytes]) -> LocalClassifier:
+        with self.lock:
+            if self.key != key or self.model is None:
+                artifact = fetch()
+                if sha256(artifact) != key[1]:
+                    raise ValueError("model artifact does not match its recorded sha256")
+                self.model = LocalClassifier.loads(artifact)
+                self.key = key
+            return self.model
+
+
+loaded = _Loaded()

@@ -1,0 +1,161 @@
+"""The local model: what it may learn from, the registry and audited promotion, evaluation and the backend."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from ops_platform.core.errors import NotPermitted
+from ops_platform.core.models import AuditLog, Policy
+from queues.models import Decision, GroundTruth, GroundTruthOrigin
+from routing.models import LabeledExample, ModelStatus, ModelVersion
+from routing.scoring.pipeline import items_score
+from routing.scoring.registry import model_active, model_promote
+from routing.scoring.training import LabeledFileError, labeled_file_read, labeled_import, model_train, training_data
+
+from .conftest import DATASET, dataset_rows, items_make
+
+pytestmark = pytest.mark.django_db
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def test_the_shared_set_reads_with_missing_keys_as_unknown() -> None:
+    data = labeled_file_read(DATASET)
+    counts = data.category_counts()
+    # The figures of ../shared/datasets/README.md.
+    assert len(data.texts) == 1680
+    assert counts["sexual"] == {"n": 984, "positives": 237}
+    assert counts["violence/graphic"] == {"n": 1447, "positives": 24}
+
+
+def test_csv_with_label_columns(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "hate", "V", "note"])
+        writer.writerows([["one", "1", "0", "x"], ["two", "", "1", "y"]])
+    data = labeled_file_read(path)
+    assert data.texts == ["one", "two"]
+    assert data.labels == [{"hate": 1, "violence": 0}, {"violence": 1}]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"prompt": "a", "S": 2}\n', "line 1, S: label must be 0 or 1"),
+        ('{"S": 1}\n', "line 1: no text field"),
+        ("not json\n", "line 1: not JSON"),
+    ],
+)
+def test_bad_labeled_files_name_the_line(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(LabeledFileError, match=problem):
+        labeled_file_read(path)
+
+
+def test_import_is_idempotent(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "set.jsonl.gz", dataset_rows(30))
+    assert labeled_import(path=path, dataset="mod") == (30, 0)
+    assert labeled_import(path=path, dataset="mod") == (0, 30)
+    assert LabeledExample.objects.filter(dataset="mod").count() == 30
+
+
+def test_training_learns_only_from_verified_decisions_and_imported_sets(reviewer: Any, hate_policy: Policy) -> None:
+    verified, raw = items_make("verified hateful text", "merely decided text")
+    for item in (verified, raw):
+        Decision.objects.create(item=item, reviewer=reviewer, policy=hate_policy, is_violation=True,
+                                decided_at=timezone.now())  # fmt: skip
+    GroundTruth.objects.create(item=verified, origin=GroundTruthOrigin.ADJUDICATED, is_violation=True,
+                               policy=hate_policy, recorded_at=timezone.now())  # fmt: skip
+    LabeledExample.objects.create(dataset="set", external_ref="1", text="imported", labels={"sexual": 1})
+
+    data = training_data()
+    assert sorted(data.texts) == ["imported", "verified hateful text"]
+    assert data.labels[data.texts.index("verified hateful text")] == {"hate": 1, "hate/threatening": 1}
+    assert data.sources == {"set": 1, "ground_truth:adjudicated": 1}
+
+
+def test_a_later_verification_supersedes_an_earlier_one(hate_policy: Policy) -> None:
+    [item] = items_make("disputed text")
+    GroundTruth.objects.create(item=item, origin=GroundTruthOrigin.QA_VERIFIED, is_violation=True,
+                               policy=hate_policy, recorded_at=timezone.now())  # fmt: skip
+    GroundTruth.objects.create(item=item, origin=GroundTruthOrigin.ADJUDICATED, is_violation=False,
+                               recorded_at=timezone.now())  # fmt: skip
+    data = training_data()
+    assert data.texts == ["disputed text"]
+    assert set(data.labels[0].values()) == {0}
+    assert len(data.labels[0]) == 8
+
+
+def test_train_register_promote_and_refuse_a_worse_version(tmp_path: Path) -> None:
+    rows = dataset_rows(600)
+    labeled_import(path=write_jsonl(tmp_path / "good.jsonl.gz", rows), dataset="good")
+    first = model_train(actor="trainer", seed=1)
+    assert (first.version, first.status) == (1, ModelStatus.CANDIDATE)
+    assert first.metrics["sexual"]["auprc"] > first.metrics["sexual"]["prevalence"]
+    assert first.training_data["held_out"] == 120
+    assert first.training_data["baseline"] == {}
+    assert "violence/graphic" in first.known_limits  # too few positives in 600 rows to learn it
+    model_promote(candidate=first, actor="trainer")
+    assert model_active() == first
+
+    # A quarter of the data makes a weaker model; both are measured on the new version's held-out rows.
+    LabeledExample.objects.all().delete()
+    labeled_import(path=write_jsonl(tmp_path / "small.jsonl.gz", rows[:150]), dataset="small")
+    second = model_train(actor="trainer", seed=1)
+    assert second.training_data["baseline"]["version"] == "local-v1"
+    with pytest.raises(NotPermitted, match="worse than the active local-v1"):
+        model_promote(candidate=second, actor="trainer")
+
+    second.refresh_from_db()
+    assert second.status == ModelStatus.REJECTED
+    assert model_active() == first
+    actions = list(AuditLog.objects.filter(target_type="routing.modelversion").values_list("action", flat=True))
+    assert sorted(actions) == ["model.promote", "model.promotion_refused"]
+
+
+def test_the_local_backend_scores_with_the_active_version(local_model: ModelVersion) -> None:
+    items = items_make("I want to kill myself tonight", "Great match yesterday, well played")
+    report = items_score(item_ids=[i.pk for i in items])
+    assert report.scored == {"local": 2}
+    harm, fine = (i.scores.get() for i in items)
+    assert harm.model_version == "local-v1"
+    assert harm.scores["self-harm"] > fine.scores["self-harm"]
+    assert all(0 <= v <= 1 for v in harm.scores.values())
+
+
+def test_evaluate_command_cross_validates_and_prints_every_figure(tmp_path: Path, capsys: Any) -> None:
+    path = write_jsonl(tmp_path / "eval.jsonl.gz", dataset_rows(500))
+    call_command("classifier_evaluate", str(path), "--folds", "3", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "3-fold stratified cross-validation"
+    assert result["scored"] == 500
+    sexual = result["categories"]["sexual"]
+    assert sexual["prevalence"] == pytest.approx(sexual["positives"] / sexual["n"])
+    assert 0 < sexual["auprc"] <= 1
+    assert sexual["lift"] == pytest.approx(sexual["auprc"] / sexual["prevalence"])
+    assert sexual["threshold"] == 0.5
+    assert sexual["precision_at_threshold"] is not None
+    assert result["overall"]["auprc"] > result["overall"]["prevalence"]
+
+
+def test_train_command_promotes_and_prints_the_card(tmp_path: Path, capsys: Any) -> None:
+    labeled_import(path=write_jsonl(tmp_path / "set.jsonl.gz", dataset_rows(400)), dataset="set")
+    call_command("classifier_train", "--promote")
+    out = capsys.readouterr().out
+    assert "local-v1: 320 training and 80 held-out examples" in out
+    assert "is now active" in out
+    assert ModelVersion.objects.get().status == ModelStatus.ACTIVE
