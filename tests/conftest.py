@@ -6,6 +6,7 @@ Tests marked ``postgres`` or ``redis`` skip on a laptop without those services, 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -28,6 +29,10 @@ from ops_platform.celery import app as celery_app
 from ops_platform.core.models import ApiClient, ApiScope, Role, Team, User, Vendor
 from ops_platform.core.services import api_client_create, user_create
 from queues.models import Queue
+from routing.models import ModelVersion
+from routing.scoring.local_model import LocalClassifier, fit
+from routing.scoring.registry import model_promote, model_register
+from routing.scoring.training import DATASET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI") == "true"
@@ -149,6 +154,43 @@ def api(intake_queue: Queue, django_capture_on_commit_callbacks: Any) -> Api:
 
 def item(n: int | str, **fields: Any) -> dict[str, Any]:
     return {"external_id": f"ext-{n}", "text": f"item number {n}", **fields}
+
+
+# --- the shared labeled set and a trained local model ------------------------------------------------
+
+DATASET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
+
+
+def dataset_rows(limit: int | None = None) -> list[dict[str, Any]]:
+    if not DATASET.exists():
+        pytest.fail(f"the shared labeled set is missing: {DATASET}")
+    with gzip.open(DATASET, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    return rows[:limit] if limit else rows
+
+
+def dataset_labels(row: dict[str, Any]) -> dict[str, int]:
+    return {str(DATASET_KEYS[k]): int(v) for k, v in row.items() if k in DATASET_KEYS}
+
+
+@pytest.fixture(scope="session")
+def trained_classifier() -> LocalClassifier:
+    """One fit per test session (a few seconds) on a slice of the shared moderation set."""
+    rows = dataset_rows(700)
+    return fit([r["prompt"] for r in rows], [dataset_labels(r) for r in rows], seed=0)
+
+
+@pytest.fixture
+def local_model(db: None, trained_classifier: LocalClassifier) -> ModelVersion:
+    version = model_register(
+        model=trained_classifier,
+        training_data={"examples": 700, "sources": {"openai-moderation-1680": 700}},
+        metrics={},
+        thresholds={},
+        known_limits="test model",
+        trained_by="test",
+    )
+    return model_promote(candidate=version, actor="test")
 
 
 # --- real services ----------------------------------------------------------------------------------

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,45 +11,10 @@ from django.core.cache import cache
 from fixtures.fake_openai import FakeOpenAI
 from ops_platform.core.models import Policy
 from queues.models import ReviewItem
-from routing.models import ModelVersion
 from routing.scoring import openai_backends
-from routing.scoring.local_model import LocalClassifier, fit
-from routing.scoring.registry import model_promote, model_register
-from routing.scoring.training import DATASET_KEYS
+from tests.conftest import DATASET, dataset_labels, dataset_rows
 
-DATASET = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
-
-
-def dataset_rows(limit: int | None = None) -> list[dict[str, Any]]:
-    if not DATASET.exists():
-        pytest.fail(f"the shared labeled set is missing: {DATASET}")
-    with gzip.open(DATASET, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    return rows[:limit] if limit else rows
-
-
-def dataset_labels(row: dict[str, Any]) -> dict[str, int]:
-    return {str(DATASET_KEYS[k]): int(v) for k, v in row.items() if k in DATASET_KEYS}
-
-
-@pytest.fixture(scope="session")
-def trained_classifier() -> LocalClassifier:
-    """One fit per test session (a few seconds) on a slice of the shared moderation set."""
-    rows = dataset_rows(700)
-    return fit([r["prompt"] for r in rows], [dataset_labels(r) for r in rows], seed=0)
-
-
-@pytest.fixture
-def local_model(db: None, trained_classifier: LocalClassifier) -> ModelVersion:
-    version = model_register(
-        model=trained_classifier,
-        training_data={"examples": 700, "sources": {"openai-moderation-1680": 700}},
-        metrics={},
-        thresholds={},
-        known_limits="test model",
-        trained_by="test",
-    )
-    return model_promote(candidate=version, actor="test")
+__all__ = ["DATASET", "dataset_labels", "dataset_rows", "items_make"]
 
 
 @pytest.fixture(autouse=True)

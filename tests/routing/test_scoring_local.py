@@ -159,3 +159,20 @@ def test_train_command_promotes_and_prints_the_card(tmp_path: Path, capsys: Any)
     assert "local-v1: 320 training and 80 held-out examples" in out
     assert "is now active" in out
     assert ModelVersion.objects.get().status == ModelStatus.ACTIVE
+
+
+def test_cached_char_ngrams_equal_sklearns_char_wb_features() -> None:
+    from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
+
+    from routing.scoring.local_model import CharNgramCounts
+
+    texts = [r["prompt"] for r in dataset_rows(400)] + ["a b", "Ünïcödé  façade\\tx", "😀 ok", "", "I"]
+    train, test = texts[:300], texts[300:]
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True).fit(train)
+    counts = CharNgramCounts(ngram_range=(2, 5), min_df=2).fit(train)
+    ours = TfidfTransformer(sublinear_tf=True).fit(counts.transform(train))
+    assert counts.vocabulary_ == reference.vocabulary_
+    difference = reference.transform(test) - ours.transform(counts.transform(test))
+    assert abs(difference).max() < 1e-12
+    counts.transform(test)  # a second pass comes from the word cache and must give the same counts
+    assert (counts.transform(test) != CharNgramCounts(ngram_range=(2, 5), min_df=2).fit(train).transform(test)).nnz == 0
