@@ -112,3 +112,40 @@ def test_policy_staff_read_the_model_card(policy_staff: User, local_model: Model
     assert page.status_code == 200
     assert "Model card: local-v1" in page.content.decode()
     assert "test model" in page.content.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_scores_with_the_local_model_and_a_redelivered_batch_changes_nothing(
+    api: Any, local_model: ModelVersion, shared_redis_url: str, celery_worker_factory: Any
+) -> None:
+    from queues.models import ItemState, ReviewItem
+    from routing.models import CallOutcome, ClassifierCall
+    from tests.conftest import celery_publishing_to, item, wait_until
+
+    with celery_publishing_to(shared_redis_url):
+        celery_worker_factory(shared_redis_url).start()
+        ids = [r["id"] for r in api.post("/api/v1/items", [item(i) for i in range(30)]).json()["results"]]
+        wait_until(
+            lambda: ReviewItem.objects.filter(pk__in=ids, state=ItemState.QUEUED).count() == 30,
+            timeout=60,
+            what="the worker to score and route the batch",
+        )
+        assert ClassifierScore.objects.filter(item_id__in=ids, backend="local", model_version="local-v1").count() == 30
+        calls = ClassifierCall.objects.filter(backend="local", outcome=CallOutcome.OK).count()
+
+        tasks.items_score_task.delay(ids)  # as if the broker redelivered the batch
+        tasks.items_score_task.delay(ids[:1])
+        wait_until(lambda: _queue_empty(shared_redis_url), timeout=30, what="the worker to take both tasks")
+    assert ClassifierScore.objects.filter(item_id__in=ids).count() == 30
+    assert ClassifierCall.objects.filter(backend="local", outcome=CallOutcome.OK).count() == calls
+
+
+def _queue_empty(url: str) -> bool:
+    """Nothing waiting and nothing taken but unacknowledged (acks_late acks only after the task ran)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    return client.llen("triage") == 0 and client.hlen("unacked") == 0
