@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,11 +10,12 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
+from ops_platform.core.bulk import insert_ignoring_conflicts
 from ops_platform.core.errors import ApplicationError, Conflict
 from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
@@ -95,48 +95,10 @@ def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[
     return results
 
 
-_INSERT_FIELDS = [f for f in ReviewItem._meta.concrete_fields if not f.primary_key]
-_CONFLICT_RETURNING = "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, external_id"
-
-
 def _insert_ignoring_duplicates(rows: list[ReviewItem]) -> dict[str, int]:
-    """Insert rows, skipping (source, external_id) pairs that exist; return external_id -> id created.
-
-    Django's bulk_create cannot say which rows an ``ignore_conflicts`` insert created, so this one
-    statement is written out. On PostgreSQL the whole batch travels as one jsonb parameter (a
-    500-row VALUES list has 12,000 parameters, and parsing and binding them cost more than the
-    insert: see bench/README.md); SQLite (3.35+) takes the plain VALUES form.
-    """
-    if not rows:
-        return {}
-    table = connection.ops.quote_name(ReviewItem._meta.db_table)
-    names = [connection.ops.quote_name(f.column) for f in _INSERT_FIELDS]
-    columns = ", ".join(names)
-    if connection.vendor == "postgresql":
-        record = ", ".join(f"{name} {f.db_type(connection)}" for name, f in zip(names, _INSERT_FIELDS, strict=True))
-        sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 - names come from _meta
-            f"FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {_CONFLICT_RETURNING}"
-        )
-        params: list[Any] = [json.dumps([_json_row(row) for row in rows], default=_isoformat)]
-    else:
-        one_row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
-        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * len(rows))} {_CONFLICT_RETURNING}"  # noqa: S608
-        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in _INSERT_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {external_id: pk for pk, external_id in cursor.fetchall()}
-
-
-def _json_row(row: ReviewItem) -> dict[str, Any]:
-    return {f.column: getattr(row, f.attname) for f in _INSERT_FIELDS}
-
-
-def _isoformat(value: Any) -> str:
-    # Full microseconds: DjangoJSONEncoder would cut datetimes to milliseconds.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    """Insert rows, skipping (source, external_id) pairs that exist; return external_id -> id created."""
+    created = insert_ignoring_conflicts(ReviewItem, rows, conflict="source, external_id", returning="id, external_id")
+    return {external_id: pk for pk, external_id in created}
 
 
 def triage_enqueue(item_ids: Sequence[int]) -> int:

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.utils import timezone
 
+from ops_platform.core.bulk import insert_ignoring_conflicts
 from ops_platform.core.models import Policy
 from queues.models import ReviewItem
 from routing.models import Backend, CallOutcome, ClassifierCall, ClassifierScore
@@ -179,7 +181,9 @@ def _call(
         cost_usd=result.cost_usd,
         redactions=dict(redactions),
     )
-    ClassifierScore.objects.bulk_create(
+    now = timezone.now()
+    insert_ignoring_conflicts(
+        ClassifierScore,
         [
             ClassifierScore(
                 item_id=s.item_id,
@@ -190,10 +194,10 @@ def _call(
                 scores=s.scores,
                 detail=s.detail,
                 call=call,
+                created_at=now,
             )
             for s in result.items
         ],
-        ignore_conflicts=True,
     )
     report.calls[CallOutcome.OK] += 1
     report.scored[backend.name] += len(result.items)

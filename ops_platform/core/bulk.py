@@ -1,0 +1,58 @@
+"""One-statement bulk inserts that skip rows already there, for the hot paths (intake, scoring).
+
+Django's ``bulk_create(ignore_conflicts=True)`` cannot say which rows it created, and on PostgreSQL it
+binds one parameter per field per row: for a batch of 500 that is thousands of parameters quoted in
+Python, which costs more than the insert itself. Here the whole batch travels as one jsonb parameter
+(``jsonb_to_recordset``); SQLite (3.35+) takes the plain ``VALUES`` form.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, models
+
+
+def insert_ignoring_conflicts(
+    model: type[models.Model], rows: Sequence[models.Model], *, conflict: str = "", returning: str = ""
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (unsaved instances), skipping those that hit a unique constraint.
+
+    ``conflict`` names the constraint's columns (``"source, external_id"``), empty for any constraint;
+    ``returning`` the columns to return for each row actually inserted.
+    """
+    if not rows:
+        return []
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = [connection.ops.quote_name(f.column) for f in fields]
+    columns = ", ".join(names)
+    tail = f"ON CONFLICT {f'({conflict}) ' if conflict else ''}DO NOTHING" + (
+        f" RETURNING {returning}" if returning else ""
+    )
+    if connection.vendor == "postgresql":
+        record = ", ".join(f"{name} {f.db_type(connection)}" for name, f in zip(names, fields, strict=True))
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 - names come from _meta
+            f"FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {tail}"
+        )
+        # A JSONField's value nests as JSON, and jsonb_to_recordset hands it to the jsonb column as is.
+        batch = [{f.column: getattr(row, f.attname) for f in fields} for row in rows]
+        params: list[Any] = [json.dumps(batch, default=_isoformat)]
+    else:
+        one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * len(rows))} {tail}"  # noqa: S608
+        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if returning else []
+
+
+def _isoformat(value: Any) -> str:
+    # Full microseconds: DjangoJSONEncoder would cut datetimes to milliseconds.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
