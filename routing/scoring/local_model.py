@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,13 +53,13 @@ class CharNgramCounts(BaseEstimator, TransformerMixin):
             analyzer="char_wb", ngram_range=self.ngram_range, min_df=self.min_df, max_features=self.max_features
         ).fit(texts)
         self.vocabulary_: dict[str, int] = counts.vocabulary_
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, array[int]] = {}
         return self
 
-    def _word_ids(self, word: str) -> list[int]:
+    def _word_ids(self, word: str) -> array[int]:
         padded = f" {word} "
         length = len(padded)
-        ids = []
+        ids: array[int] = array("i")
         vocabulary = self.vocabulary_
         low, high = self.ngram_range
         for n in range(low, high + 1):
@@ -75,8 +76,9 @@ class CharNgramCounts(BaseEstimator, TransformerMixin):
         cache = self.__dict__.setdefault("_cache", {})
         if len(cache) > CACHE_WORDS:
             cache.clear()
-        indices: list[int] = []
-        indptr = [0]
+        # array('i').extend(array('i')) is a memory copy: no Python int per n-gram on the hot path.
+        indices: array[int] = array("i")
+        indptr: array[int] = array("q", [0])
         for text in texts:
             for word in text.lower().split():
                 ids = cache.get(word)
@@ -84,8 +86,9 @@ class CharNgramCounts(BaseEstimator, TransformerMixin):
                     ids = cache[word] = self._word_ids(word)
                 indices.extend(ids)
             indptr.append(len(indices))
+        columns = np.frombuffer(indices, dtype=np.int32) if indices else np.zeros(0, dtype=np.int32)
         matrix = sparse.csr_matrix(
-            (np.ones(len(indices), dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+            (np.ones(len(columns), dtype=np.float64), columns, np.frombuffer(indptr, dtype=np.int64)),
             shape=(len(texts), len(self.vocabulary_)),
         )
         matrix.sum_duplicates()
