@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
@@ -131,8 +132,10 @@ class LocalModel:
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         version = self.current_version()
         probabilities = classifier_load(version).predict([t.text for t in texts])
+        categories = list(probabilities)
+        columns = [np.round(probabilities[c], 6).tolist() for c in categories]
         items = [
-            ItemScores(t.item_id, {category: round(float(p[i]), 6) for category, p in probabilities.items()})
-            for i, t in enumerate(texts)
+            ItemScores(t.item_id, dict(zip(categories, row, strict=True)))
+            for t, row in zip(texts, zip(*columns, strict=True), strict=True)
         ]
         return BatchScores(model=version.name, model_version=version.label, items=items)

@@ -176,3 +176,11 @@ def test_cached_char_ngrams_equal_sklearns_char_wb_features() -> None:
     assert abs(difference).max() < 1e-12
     counts.transform(test)  # a second pass comes from the word cache and must give the same counts
     assert (counts.transform(test) != CharNgramCounts(ngram_range=(2, 5), min_df=2).fit(train).transform(test)).nnz == 0
+
+
+def test_stacked_prediction_equals_sklearns_predict_proba(trained_classifier: Any) -> None:
+    texts = [r["prompt"] for r in dataset_rows(800)[700:]]
+    ours = trained_classifier.predict(texts)
+    features = trained_classifier.vectorizer.transform(texts)
+    for category, estimator in trained_classifier.estimators.items():
+        assert abs(ours[category] - estimator.predict_proba(features)[:, 1]).max() < 1e-12
