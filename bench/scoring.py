@@ -304,7 +304,7 @@ def py_spy(pid: int, output: Path) -> Iterator[None]:
 PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("PostgreSQL connect (Celery's Django fixup closes it around every task)", ("BaseDatabaseWrapper.connect (",)),
     ("model: TF-IDF transform (word + char n-grams)", ("FeatureUnion.transform (",)),
-    ("model: predict_proba, 8 calibrated logistic regressions", ("predict_proba (",)),
+    ("model: 8 calibrated logistic regressions, one stacked product", ("LocalClassifier.probabilities (",)),
     ("model: artifact load (_Loaded.get)", ("_Loaded.get (",)),
     ("active-version lookup (LocalModel.current_version, twice a task)", ("current_version (",)),
     ("model: per-item score dicts (LocalModel.score)", ("LocalModel.score (",)),
@@ -621,12 +621,7 @@ def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, flo
         kind = " + ".join(type(step).__name__ for _, step in steps) if steps else type(part).__name__
         timed(f"{name} ({kind})", part.transform, chunks)
     features = [model.vectorizer.transform(chunk) for chunk in chunks]
-    estimators = model.estimators.items()
-    probabilities = timed(
-        f"predict_proba x{len(estimators)}",
-        lambda x: {c: e.predict_proba(x)[:, 1] for c, e in estimators},
-        features,
-    )
+    probabilities = timed(f"{len(model.estimators)} calibrated regressions, stacked", model.probabilities, features)
     timed("per-item score dicts", lambda p: rounded(p, len(next(iter(p.values())))), probabilities)
     return split
 

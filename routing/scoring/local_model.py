@@ -135,8 +135,11 @@ class LocalClassifier:
         categories, then each category's sigmoid calibration (what ``predict_proba`` computes, per call)."""
         if not texts:
             return {category: np.zeros(0) for category in self.estimators}
+        return self.probabilities(self.vectorizer.transform(texts))
+
+    def probabilities(self, features: sparse.csr_matrix) -> dict[str, np.ndarray]:
         categories, weights, intercepts, slopes, offsets = self._stacked()
-        decision = np.asarray(self.vectorizer.transform(texts) @ weights) + intercepts
+        decision = np.asarray(features @ weights) + intercepts
         probabilities = expit(-(slopes * decision + offsets))
         return {category: probabilities[:, i] for i, category in enumerate(categories)}
 
