@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import psycopg
 import redis
+from benchlib import database_drop, database_recreate, machine_busy, manage, process_cpu
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -182,13 +183,6 @@ def app_env(database_url: str) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args[:1])} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
 CREATE_CLIENTS = f"""
 import json
 from ops_platform.core.services import api_client_create
@@ -205,17 +199,6 @@ def api_keys_create(env: dict[str, str]) -> dict[str, str]:
     out = manage(env, "shell", "-c", CREATE_CLIENTS)
     line = next(line for line in out.splitlines() if line.startswith("KEYS "))
     return json.loads(line.removeprefix("KEYS "))
-
-
-def database_recreate(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def database_drop(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def free_port() -> int:
@@ -332,31 +315,12 @@ def profile_report(path: Path, *, worker_cpu: float, items: int, batches: int) -
 
 # --- CPU accounting -------------------------------------------------------------------------------
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (0 if it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
 
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
 
 
 def postgres_pids(conninfo: str, dbname: str) -> list[int]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import psycopg
 import redis
+from benchlib import TICK, database_drop, database_recreate, machine_busy, manage, process_cpu
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -221,24 +222,6 @@ def app_env(database_url: str) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args[:1])} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def database_recreate(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def database_drop(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def django_setup(env: dict[str, str]) -> None:
     """Django in this process too, on the scratch database: to send tasks and run the in-process references."""
     os.environ.update(env)
@@ -385,26 +368,8 @@ def task_runtimes_wait(count: int) -> list[float]:
 
 # --- CPU accounting -------------------------------------------------------------------------------
 
-TICK = os.sysconf("SC_CLK_TCK")
 # Cores used by other processes during a path above which the report says the machine was not quiet.
 NOISE_CORES = 0.15
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (0 if it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
 
 
 def proc_stat(pid: int) -> list[str]:
