@@ -71,3 +71,8 @@ class Classifier(Protocol):
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         """Score every text for the categories (and, for policy classifiers, the policies) given."""
         ...
+
+    def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
+        """The (model version, prompt version) a score must carry to count as already done now;
+        None where any will do (a hosted model's version is known only from its answer)."""
+        ...

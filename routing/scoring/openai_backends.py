@@ -72,6 +72,9 @@ class OpenAIModeration:
     def max_batch(self) -> int:
         return int(settings.OPENAI_MODERATION_BATCH)
 
+    def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
+        return None, None
+
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         client = openai_client()
         with provider_errors():
@@ -189,6 +192,9 @@ class OpenAIPolicyClassifier:
     external = True
     max_batch = 50
     concurrency = 4
+
+    def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
+        return None, prompt_version(policies)
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         if not policies:

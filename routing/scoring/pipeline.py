@@ -23,7 +23,7 @@ from queues.models import ReviewItem
 from routing.models import Backend, CallOutcome, ClassifierCall, ClassifierScore
 from routing.scoring.base import BackendError, BatchScores, Classifier, TextToScore
 from routing.scoring.guards import CircuitBreaker, budget_left
-from routing.scoring.openai_backends import OpenAIModeration, OpenAIPolicyClassifier, prompt_version
+from routing.scoring.openai_backends import OpenAIModeration, OpenAIPolicyClassifier
 from routing.scoring.redaction import redact
 from routing.scoring.registry import LocalModel
 
@@ -84,8 +84,7 @@ def _already_scored(backend: Classifier, items: Sequence[ReviewItem], policies: 
     version in SQL let PostgreSQL pick the (backend, version) index when its statistics predate a new
     model version, scanning all of that version's rows (bench/scoring.py measured 10 ms a query at 27k).
     """
-    version = backend.current_version().label if isinstance(backend, LocalModel) else None
-    prompt = prompt_version(policies) if isinstance(backend, OpenAIPolicyClassifier) else None
+    version, prompt = backend.scored_as(policies)
     rows = ClassifierScore.objects.filter(item__in=[i.pk for i in items]).values_list(
         "item_id", "backend", "model_version", "prompt_version"
     )

@@ -129,6 +129,9 @@ class LocalModel:
             raise BackendError(CallOutcome.UNAVAILABLE, "no active local model: run manage.py classifier_train")
         return version
 
+    def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
+        return self.current_version().label, None
+
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         version = self.current_version()
         probabilities = classifier_load(version).predict([t.text for t in texts])
