@@ -14,37 +14,26 @@ from routing.scoring.pipeline import items_score
 
 
 class DeadLetteringTask(Task):
+    """Transient database trouble is retried with backoff; what is left after the last retry is dead-lettered."""
+
     acks_late = True
+    autoretry_for = (OperationalError, InterfaceError)
+    retry_backoff = True
+    retry_backoff_max = 120
+    retry_jitter = True
+    max_retries = 8
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         services.dead_letter_record(task=self.name, args=list(args), exc=exc, retries=self.request.retries or 0)
 
 
-# Transient database trouble is retried with backoff; anything left after the last retry is dead-lettered.
-TRANSIENT = (OperationalError, InterfaceError)
-
-
-@shared_task(
-    base=DeadLetteringTask,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(base=DeadLetteringTask)
 def items_triage_task(item_ids: list[int]) -> int:
     """Score and route a batch of items. Running it twice has one effect: only 'received' items move."""
     return len(services.items_triage(item_ids=item_ids))
 
 
-@shared_task(
-    base=DeadLetteringTask,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(base=DeadLetteringTask)
 def items_score_task(item_ids: list[int]) -> int:
     """Score a batch without routing it (re-scoring, backfills, the scoring benchmark)."""
     report = items_score(item_ids=item_ids)
