@@ -180,6 +180,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Slow work never starves triage: each family of tasks has its own queue and its own workers.
 CELERY_TASK_ROUTES = {
+    # Long backtests must not hold up triage; glob routes are tried in this order.
+    "routing.tasks.backtest_run_task": {"queue": "default"},
     "routing.tasks.*": {"queue": "triage"},
     "queues.tasks.*": {"queue": "default"},
     "ops_platform.core.tasks.webhook_*": {"queue": "webhooks"},
@@ -205,11 +207,26 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.idempotency_records_purge_task",
         "schedule": timedelta(hours=1),
     },
+    "escalate-overdue-items": {
+        "task": "routing.tasks.items_escalate_overdue_task",
+        "schedule": timedelta(seconds=60),
+    },
 }
 
 # Triage: items still un-triaged this long after intake (or the last re-send) are sent again.
 TRIAGE_SWEEP_AFTER = timedelta(seconds=env.int("TRIAGE_SWEEP_AFTER_SECONDS", default=120))
 TRIAGE_BATCH_SIZE = 500
+
+# --- Routing rules (routing/rules/) ----------------------------------------------------------------
+# Built in, above every rule set: an item whose sexual/minors score reaches this goes to the restricted
+# child-safety queue at top priority and is never auto-actioned.
+ROUTING_CHILD_SAFETY_THRESHOLD = env.float("ROUTING_CHILD_SAFETY_THRESHOLD", default=0.5)
+ROUTING_CHILD_SAFETY_QUEUE = env.str("ROUTING_CHILD_SAFETY_QUEUE", default="child-safety")
+ROUTING_CHILD_SAFETY_PRIORITY = 100
+# Backtests over more items than this run as a Celery task with progress; smaller ones run in the request.
+ROUTING_BACKTEST_INLINE_MAX = env.int("ROUTING_BACKTEST_INLINE_MAX", default=20_000)
+# The escalation sweep looks at this many overdue items per pass.
+ROUTING_ESCALATION_BATCH = 2_000
 
 # --- Classifier scoring (routing/scoring/) -----------------------------------------------------------
 # The backends that exist. A policy names a chain of them (Policy.classifier_chain); the default

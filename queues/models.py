@@ -138,6 +138,9 @@ class ReviewItem(models.Model):
     state = models.CharField(max_length=20, choices=ItemState.choices, default=ItemState.RECEIVED)
     queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="items")
     priority = models.SmallIntegerField(default=0, help_text="Higher is reviewed sooner.")
+    # Set by routing rules: labels for reviewers and filters, and how many independent reviews close the item.
+    tags = models.JSONField(default=list, blank=True)
+    required_reviews = models.PositiveSmallIntegerField(default=1)
     due_at = models.DateTimeField(null=True, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

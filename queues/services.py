@@ -32,6 +32,9 @@ def items_enqueue(
     actor: str,
     priority: int = 0,
     reason: str = "",
+    data: dict[str, object] | None = None,
+    tags: Sequence[str] = (),
+    required_reviews: int = 1,
     at: datetime | None = None,
 ) -> list[int]:
     """Move received items into ``queue``; items no longer in 'received' are left alone.
@@ -55,7 +58,10 @@ def items_enqueue(
         triaged_at=now,
         queued_at=now,
         due_at=F("received_at") + queue.sla,
+        tags=sorted(set(tags)),
+        required_reviews=required_reviews,
     )
+    event_data = {**({"reason": reason} if reason else {}), **(data or {})}
     ItemEvent.objects.bulk_create(
         ItemEvent(
             item_id=pk,
@@ -65,11 +71,87 @@ def items_enqueue(
             from_state=ItemState.RECEIVED,
             to_state=ItemState.QUEUED,
             queue=queue,
-            data={"reason": reason} if reason else {},
+            data=event_data,
         )
         for pk in ids
     )
     return ids
+
+
+@transaction.atomic
+def items_auto_action(
+    *,
+    item_ids: Sequence[int],
+    actor: str,
+    policy: Policy,
+    action: EnforcementAction,
+    reason: str,
+    data: dict[str, object] | None = None,
+    tags: Sequence[str] = (),
+    at: datetime | None = None,
+) -> list[int]:
+    """Close received items by rule, with a policy and an enforcement action; no person reviews them."""
+    check_transition(ItemState.RECEIVED, ItemState.AUTO_ACTIONED)
+    if policy.human_review_only:
+        raise ApplicationError(f"Policy '{policy.slug}' is human-review only; it cannot be auto-actioned.")
+    now = at or timezone.now()
+    ids = list(
+        ReviewItem.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=item_ids, state=ItemState.RECEIVED)
+        .values_list("pk", flat=True)
+    )
+    if not ids:
+        return []
+    ReviewItem.objects.filter(pk__in=ids).update(
+        state=ItemState.AUTO_ACTIONED, triaged_at=now, decided_at=now, tags=sorted(set(tags))
+    )
+    ItemEvent.objects.bulk_create(
+        ItemEvent(
+            item_id=pk,
+            at=now,
+            actor_label=actor,
+            event="auto_actioned",
+            from_state=ItemState.RECEIVED,
+            to_state=ItemState.AUTO_ACTIONED,
+            data={"reason": reason, "policy": policy.slug, "action": action.slug, **(data or {})},
+        )
+        for pk in ids
+    )
+    return ids
+
+
+@transaction.atomic
+def item_move(
+    *,
+    item_id: int,
+    queue: Queue | None,
+    actor: str,
+    priority: int,
+    event: str,
+    reason: str,
+    data: dict[str, object] | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Move a queued (unclaimed) item to another queue and/or priority; false when it is no longer queued."""
+    now = at or timezone.now()
+    item = ReviewItem.objects.select_for_update(skip_locked=True).filter(pk=item_id, state=ItemState.QUEUED).first()
+    if item is None:
+        return False
+    check_transition(item.state, ItemState.QUEUED, item_id=item.pk)
+    target = queue or item.queue
+    ReviewItem.objects.filter(pk=item.pk).update(queue=target, priority=priority)
+    ItemEvent.objects.create(
+        item=item,
+        at=now,
+        actor_label=actor,
+        event=event,
+        from_state=ItemState.QUEUED,
+        to_state=ItemState.QUEUED,
+        queue=target,
+        data={"reason": reason, "from_queue": item.queue.slug if item.queue else None, "priority": priority,
+              **(data or {})},
+    )  # fmt: skip
+    return True
 
 
 @transaction.atomic

@@ -20,8 +20,8 @@ from ops_platform.core.errors import ApplicationError, Conflict
 from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
 from queues.models import ItemKind, ItemState, ReviewItem
-from queues.services import items_enqueue, queue_default_intake
 from routing.models import DeadLetter, IdempotencyRecord, IncidentKind
+from routing.rules.apply import items_route
 from routing.scoring.guards import incident_raise
 from routing.scoring.pipeline import items_score
 
@@ -121,19 +121,13 @@ def triage_enqueue(item_ids: Sequence[int]) -> int:
 
 
 def items_triage(*, item_ids: Sequence[int]) -> list[int]:
-    """Score received items, then route them. Until routing rules exist every item goes to the default
-    intake queue; items already triaged are left as they are (and are not scored again)."""
+    """Score received items, then route them by the active rule sets (``routing.rules.apply``);
+    items already triaged are left as they are (and are not scored again)."""
     received = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).values_list("pk", flat=True))
     if not received:
         return []
     items_score(item_ids=received)
-    queue = queue_default_intake()
-    return items_enqueue(
-        item_ids=received,
-        queue=queue,
-        actor="triage:default",
-        reason="default intake queue (no routing rules)",
-    )
+    return items_route(item_ids=received)
 
 
 def items_sweep_untriaged(*, older_than: timedelta | None = None, limit: int = 50_000) -> int:

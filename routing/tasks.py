@@ -10,6 +10,8 @@ from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from routing import services
+from routing.rules.apply import items_escalate_overdue
+from routing.rules.backtest import backtest_run
 from routing.scoring.pipeline import items_score
 
 
@@ -48,3 +50,15 @@ def items_sweep_untriaged_task() -> int:
 @shared_task
 def idempotency_records_purge_task() -> int:
     return services.idempotency_records_purge()
+
+
+@shared_task
+def items_escalate_overdue_task() -> int:
+    """The SLA sweep: escalation rules over queued items past due (each rule escalates an item once)."""
+    return items_escalate_overdue()
+
+
+@shared_task(acks_late=True)
+def backtest_run_task(backtest_id: int) -> int:
+    """A large backtest, off the request; progress is written to the Backtest row as it loads."""
+    return backtest_run(backtest_id=backtest_id).items

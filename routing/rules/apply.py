@@ -1,0 +1,395 @@
+"""Acting on rule outcomes: route scored items (live and shadow), cap auto-actions, escalate overdue items.
+
+Semantics (also in the README):
+
+* The child-safety guard comes first: a ``sexual/minors`` score at or above
+  ``ROUTING_CHILD_SAFETY_THRESHOLD`` sends the item to the restricted child-safety queue at top
+  priority, whatever the rules say. Nothing there is ever auto-actioned.
+* Tag rules all apply; the first matching rule of any other action decides. No match: the rule set's
+  default queue (or the platform's default intake queue when no version is active).
+* An auto-action closes the item only when a classifier scored it and the rule's daily cap has room;
+  otherwise the item goes to the rule's queue (or the default queue) for people.
+* The active escalation rules then run on the routed item (``queue`` is where it is going); a match
+  moves it (to the rule's queue, or the queue's escalation target) or raises its priority.
+* Every item gets one live RoutingDecision naming the version, the rule and the scores it saw; each
+  version in shadow gets a shadow RoutingDecision and acts on nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ops_platform.core.models import EnforcementAction, Policy
+from queues.models import ItemState, Queue, ReviewItem
+from queues.services import item_move, items_auto_action, items_enqueue, queue_default_intake
+from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
+from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleProgram, RuleSpec, program_for
+from routing.rules.features import item_rows
+
+logger = logging.getLogger(__name__)
+
+MAX_PRIORITY = 100
+
+
+@dataclass
+class Placement:
+    """Where one item ends up after rules, caps and escalation."""
+
+    item_id: int
+    rule_set_id: int | None
+    rule: RuleSpec | None
+    matched: str
+    action: str
+    queue: Queue | None = None
+    priority: int = 0
+    auto: RuleSpec | None = None  # set when the item is auto-actioned
+    tags: tuple[str, ...] = ()
+    required_reviews: int = 1
+    escalated_by: str = ""
+    notify: bool = False
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def destination(self) -> str:
+        if self.auto is not None:
+            return f"auto:{self.auto.policy_slug}/{self.auto.enforcement_action_slug}"
+        return f"queue:{self.queue.slug}" if self.queue else "none"
+
+
+def active_programs() -> dict[str, RuleProgram]:
+    return {rs.kind: program_for(rs) for rs in RuleSet.objects.filter(status=RuleSetStatus.ACTIVE)}
+
+
+def shadow_programs() -> list[RuleProgram]:
+    return [program_for(rs) for rs in RuleSet.objects.filter(shadow=True).exclude(status=RuleSetStatus.ACTIVE)]
+
+
+class _Queues:
+    """Active queues by id and slug, loaded once per batch."""
+
+    def __init__(self) -> None:
+        self.by_id = {q.pk: q for q in Queue.objects.filter(is_active=True)}
+        self.by_slug = {q.slug: q for q in self.by_id.values()}
+        self._default: Queue | None = None
+
+    def default(self) -> Queue:
+        if self._default is None:
+            self._default = queue_default_intake()
+        return self._default
+
+    def get(self, pk: int | None) -> Queue | None:
+        return self.by_id.get(pk) if pk else None
+
+
+def _scores_seen(row: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        k.removeprefix("score."): round(v, 4)
+        for k, v in row.items()
+        if k.startswith("score.") and isinstance(v, float) and not math.isnan(v)
+    }
+
+
+def place(outcome: Outcome, program: RuleProgram | None, queues: _Queues, item_id: int) -> Placement:
+    """Turn an outcome into a destination (auto-action caps are applied later, per batch)."""
+    base = program.default_queue_id if program else None
+    default = queues.get(base) or queues.default()
+    p = Placement(item_id, program.rule_set_id if program else None, outcome.rule, outcome.matched, outcome.action)
+    p.tags = outcome.tags
+    if outcome.matched == BUILTIN_CHILD_SAFETY:
+        p.queue = queues.by_slug.get(settings.ROUTING_CHILD_SAFETY_QUEUE) or default
+        p.priority = settings.ROUTING_CHILD_SAFETY_PRIORITY
+        p.action = RuleAction.ESCALATE
+        return p
+    spec = outcome.rule
+    if spec is None:
+        p.queue = default
+        return p
+    p.required_reviews = spec.required_reviews
+    p.priority = spec.priority
+    if spec.action == RuleAction.ROUTE:
+        p.queue = queues.get(spec.queue_id) or default
+    elif spec.action == RuleAction.ESCALATE:
+        target = queues.get(spec.queue_id) or (default.escalation_target if default.escalation_target_id else None)
+        p.queue = target or default
+        p.notify = spec.notify
+    elif spec.action == RuleAction.AUTO_ACTION:
+        p.auto = spec
+        p.queue = queues.get(spec.queue_id) or default  # if the cap is reached or the item is unscored
+        p.priority = 0
+    return p
+
+
+def _escalate(p: Placement, program: RuleProgram, row: dict[str, Any], queues: _Queues) -> None:
+    """Run the escalation rules on a routed (not auto-actioned) item at triage."""
+    if p.auto is not None or p.queue is None or p.matched == BUILTIN_CHILD_SAFETY:
+        return
+    view = {**row, "queue": p.queue.slug, "priority": float(p.priority), "overdue_minutes": 0.0, "age_hours": 0.0}
+    outcome = program.decide(view)
+    p.tags += outcome.tags
+    spec = outcome.rule
+    if spec is None:
+        return
+    if spec.action == RuleAction.ESCALATE:
+        target = queues.get(spec.queue_id) or queues.get(p.queue.escalation_target_id)
+        if target is not None:
+            p.queue = target
+        p.priority = max(p.priority, spec.priority)
+    elif spec.action == RuleAction.RAISE_PRIORITY:
+        p.priority = min(MAX_PRIORITY, p.priority + spec.priority)
+    p.escalated_by = f"v{program.version}:{spec.name}"
+    p.notify = p.notify or spec.notify
+
+
+def _cap_room(spec: RuleSpec, wanted: int, day: Any) -> int:
+    """Reserve up to ``wanted`` auto-actions under the rule's daily cap; return how many were granted."""
+    assert spec.pk is not None
+    tally, _ = AutoActionTally.objects.get_or_create(rule_id=spec.pk, day=day)
+    tally = AutoActionTally.objects.select_for_update().get(pk=tally.pk)
+    granted = max(0, min(wanted, (spec.daily_cap or 0) - tally.count))
+    if granted:
+        AutoActionTally.objects.filter(pk=tally.pk).update(count=F("count") + granted)
+    return granted
+
+
+def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[int]:
+    """Route received (already scored) items by the active rule sets; return the ids placed.
+
+    Items no longer 'received' are left alone, so a re-delivered triage task changes nothing.
+    """
+    now = at or timezone.now()
+    items = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).order_by("pk"))
+    if not items:
+        return []
+    rows = item_rows(items)
+    programs = active_programs()
+    shadows = shadow_programs()
+    queues = _Queues()
+    placements: list[Placement] = []
+    for item in items:
+        row = rows[item.pk]
+        kind = RuleSetKind.APPEALS if item.kind == "appeal" else RuleSetKind.INTAKE
+        program = programs.get(kind)
+        outcome = program.decide(row) if program else Outcome(None, "default")
+        if program is None and row.get("score.sexual_minors", 0.0) >= settings.ROUTING_CHILD_SAFETY_THRESHOLD:
+            outcome = Outcome(None, BUILTIN_CHILD_SAFETY)
+        placement = place(outcome, program, queues, item.pk)
+        if RuleSetKind.ESCALATION in programs:
+            _escalate(placement, programs[RuleSetKind.ESCALATION], row, queues)
+        placement.scores = _scores_seen(row)
+        if placement.auto is not None and not row.get("scored", False):
+            placement.matched = f"unscored:{placement.matched}"
+            placement.auto = None
+        placements.append(placement)
+
+    done: list[int] = []
+    with transaction.atomic():
+        _apply_caps(placements, now)
+        done += _apply(placements, now)
+        RoutingDecision.objects.bulk_create(
+            RoutingDecision(
+                item_id=p.item_id,
+                rule_set_id=p.rule_set_id,
+                rule_id=p.rule.pk if p.rule else None,
+                matched=p.matched,
+                action=RuleAction.AUTO_ACTION if p.auto else p.action,
+                destination=p.destination,
+                queue=None if p.auto else p.queue,
+                priority=p.priority,
+                tags=sorted(set(p.tags)),
+                scores=p.scores,
+                at=now,
+            )
+            for p in placements
+            if p.item_id in set(done)
+        )
+        if shadows:
+            _record_shadow(shadows, items, rows, queues, now)
+    return done
+
+
+def _apply_caps(placements: list[Placement], now: datetime) -> None:
+    wanted: dict[int, list[Placement]] = defaultdict(list)
+    for p in placements:
+        if p.auto is not None and p.auto.pk is not None:
+            wanted[p.auto.pk].append(p)
+    for group in wanted.values():
+        spec = group[0].auto
+        assert spec is not None
+        granted = _cap_room(spec, len(group), timezone.localdate(now))
+        for p in group[granted:]:
+            p.matched = f"cap-reached:{p.matched}"
+            p.auto = None
+        if granted < len(group):
+            logger.warning("auto-action rule %s reached its daily cap of %s", spec.name, spec.daily_cap)
+
+
+def _apply(placements: list[Placement], now: datetime) -> list[int]:
+    done: list[int] = []
+    autos: dict[tuple[int, str], list[Placement]] = defaultdict(list)
+    queued: dict[tuple[int, int, str, tuple[str, ...], int, str], list[int]] = defaultdict(list)
+    for p in placements:
+        if p.auto is not None:
+            autos[(p.auto.pk or 0, p.matched)].append(p)
+        else:
+            assert p.queue is not None
+            key = (p.queue.pk, p.priority, p.matched, tuple(sorted(set(p.tags))), p.required_reviews, p.escalated_by)
+            queued[key].append(p.item_id)
+    policies = {
+        pol.pk: pol for pol in Policy.objects.filter(pk__in={p[0].auto.policy_id for p in autos.values() if p[0].auto})
+    }
+    actions = {
+        a.pk: a
+        for a in EnforcementAction.objects.filter(
+            pk__in={p[0].auto.enforcement_action_id for p in autos.values() if p[0].auto}
+        )
+    }
+    queues = {q.pk: q for q in Queue.objects.filter(pk__in={k[0] for k in queued})}
+    for (_, matched), group in autos.items():
+        spec = group[0].auto
+        assert spec is not None
+        assert spec.policy_id
+        assert spec.enforcement_action_id
+        done += items_auto_action(
+            item_ids=[p.item_id for p in group],
+            actor=f"rules:{matched}",
+            policy=policies[spec.policy_id],
+            action=actions[spec.enforcement_action_id],
+            reason=f"auto-action rule '{spec.name}'",
+            data={"rule": spec.name, "label": spec.label_id},
+            tags=sorted({t for p in group for t in p.tags}),
+            at=now,
+        )
+    for (queue_id, priority, matched, tags, reviews, escalated_by), ids in queued.items():
+        data: dict[str, object] = {"rule": matched}
+        if escalated_by:
+            data["escalated_by"] = escalated_by
+        done += items_enqueue(
+            item_ids=ids,
+            queue=queues[queue_id],
+            actor="rules" if matched != "default" else "triage:default",
+            priority=priority,
+            reason=f"rule '{matched}'" if matched != "default" else "default queue (no rule matched)",
+            data=data,
+            tags=tags,
+            required_reviews=reviews,
+            at=now,
+        )
+    return done
+
+
+def _record_shadow(
+    shadows: list[RuleProgram], items: list[ReviewItem], rows: dict[int, dict[str, Any]], queues: _Queues, now: datetime
+) -> None:
+    records = []
+    for program in shadows:
+        wanted_kind = program.kind
+        for item in items:
+            kind = RuleSetKind.APPEALS if item.kind == "appeal" else RuleSetKind.INTAKE
+            if wanted_kind not in (kind, RuleSetKind.ESCALATION):
+                continue
+            row = rows[item.pk]
+            if wanted_kind == RuleSetKind.ESCALATION:
+                continue  # escalation shadows run in the overdue sweep
+            p = place(program.decide(row), program, queues, item.pk)
+            if p.auto is not None and not row.get("scored", False):
+                p.auto = None
+            records.append(
+                RoutingDecision(
+                    item_id=item.pk,
+                    rule_set_id=program.rule_set_id,
+                    rule_id=p.rule.pk if p.rule else None,
+                    matched=p.matched,
+                    action=RuleAction.AUTO_ACTION if p.auto else p.action,
+                    destination=p.destination,
+                    queue=None if p.auto else p.queue,
+                    priority=p.priority,
+                    tags=sorted(set(p.tags)),
+                    scores=_scores_seen(row),
+                    shadow=True,
+                    at=now,
+                )
+            )
+    RoutingDecision.objects.bulk_create(records)
+
+
+# --- the overdue sweep -----------------------------------------------------------------------------
+
+
+def items_escalate_overdue(*, now: datetime | None = None, limit: int | None = None) -> int:
+    """Run the active escalation rules over queued items past due; each rule escalates an item once."""
+    now = now or timezone.now()
+    rule_set = RuleSet.objects.filter(kind=RuleSetKind.ESCALATION, status=RuleSetStatus.ACTIVE).first()
+    if rule_set is None:
+        return 0
+    program = program_for(rule_set)
+    overdue = list(
+        ReviewItem.objects.filter(state=ItemState.QUEUED, due_at__lte=now)
+        .select_related("queue")
+        .order_by("due_at")[: limit or settings.ROUTING_ESCALATION_BATCH]
+    )
+    if not overdue:
+        return 0
+    rows = item_rows(overdue, now=now)
+    already = set(
+        RoutingDecision.objects.filter(item__in=overdue, rule_set=rule_set, shadow=False).values_list(
+            "item_id", "rule_id"
+        )
+    )
+    queues = _Queues()
+    moved = 0
+    for item in overdue:
+        outcome = program.decide(rows[item.pk])
+        spec = outcome.rule
+        if spec is None or (item.pk, spec.pk) in already:
+            continue
+        if spec.action == RuleAction.ESCALATE:
+            target = queues.get(spec.queue_id) or (item.queue.escalation_target if item.queue else None)
+            priority = max(item.priority, spec.priority)
+        else:
+            target, priority = item.queue, min(MAX_PRIORITY, item.priority + spec.priority)
+        if target is None:
+            continue
+        with transaction.atomic():
+            if not item_move(
+                item_id=item.pk,
+                queue=target,
+                actor=f"rules:escalation v{program.version}",
+                priority=priority,
+                event="escalated",
+                reason=f"escalation rule '{spec.name}'",
+                data={
+                    "rule": spec.name,
+                    "notify": spec.notify,
+                    "overdue_minutes": round(rows[item.pk]["overdue_minutes"]),
+                },
+                at=now,
+            ):
+                continue
+            RoutingDecision.objects.create(
+                item=item,
+                rule_set=rule_set,
+                rule_id=spec.pk,
+                matched=spec.name,
+                action=spec.action,
+                destination=f"queue:{target.slug}",
+                queue=target,
+                priority=priority,
+                tags=sorted(set(outcome.tags)),
+                scores=_scores_seen(rows[item.pk]),
+                at=now,
+            )
+        moved += 1
+        if spec.notify:
+            logger.info("escalated item %s to %s by rule %s (notify)", item.pk, target.slug, spec.name)
+    return moved

@@ -1,0 +1,826 @@
+"""The rule language: conditions policy staff write, parsed with lark, checked, then compiled.
+
+A condition reads like ``score.hate >= 0.8 and surface in ["comments", "dm"] and not text contains "quote"``.
+The text is parsed (never ``eval``-ed) into a small typed tree; names and types are checked against a
+:class:`Vocabulary`; every problem names its line and column. A checked condition runs three ways, with
+one meaning:
+
+* :func:`compile_rules` turns a whole ordered rule list into one Python function (``ast`` nodes we
+  build ourselves from the checked tree: user text only ever becomes a constant), used on live traffic;
+* :func:`interpret` walks the tree, the reference the compiled form is tested against;
+* :func:`evaluate_columns` runs a condition over numpy columns of many items at once, for backtests.
+
+Missing values: a score an item does not have is NaN and, as in SQL, every comparison with it is
+false (``!=`` too). A metadata value of the wrong type compares false rather than raising.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cache
+from typing import Any, cast
+
+import numpy as np
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+GRAMMAR = r"""
+?start: or_expr
+
+?or_expr: and_expr
+    | or_expr "or" and_expr -> or_
+?and_expr: not_expr
+    | and_expr "and" not_expr -> and_
+?not_expr: "not" not_expr -> not_
+    | comparison
+?comparison: operand
+    | operand COMPARE operand -> compare
+    | operand "in" list -> in_
+    | operand "not" "in" list -> not_in
+    | operand "contains" operand -> contains
+    | operand "icontains" operand -> icontains
+    | operand "startswith" operand -> startswith
+    | operand "endswith" operand -> endswith
+?operand: name
+    | literal
+    | "(" or_expr ")"
+name: CNAME ("." CNAME | "[" ESCAPED_STRING "]")*
+?literal: SIGNED_NUMBER -> number
+    | ESCAPED_STRING -> string
+    | "true" -> true
+    | "false" -> false
+list: "[" [literal ("," literal)*] "]"
+COMPARE: "==" | "!=" | "<=" | ">=" | "<" | ">"
+
+%import common.CNAME
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+COMMENT: /#[^\n]*/
+%ignore WS
+%ignore COMMENT
+"""
+
+MAX_CONDITION_LENGTH = 4000
+
+# How parser terminals read in an error message.
+_TERMINAL_WORDS = {
+    "CNAME": "a field name",
+    "ESCAPED_STRING": 'a "quoted string"',
+    "SIGNED_NUMBER": "a number",
+    "COMPARE": "a comparison (== != < <= > >=)",
+    "$END": "the end of the condition",
+}
+
+
+class Type(Enum):
+    NUMBER = "number"
+    STRING = "string"
+    BOOL = "true/false"
+    ANY = "any"  # metadata: whatever the integrating service sent
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.message}"
+
+
+class RuleLanguageError(ValueError):
+    """A condition that does not parse or check; ``problems`` says where and what."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+# --- the checked tree ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Const(Node):
+    value: float | str | bool
+
+    @property
+    def type(self) -> Type:
+        if isinstance(self.value, bool):
+            return Type.BOOL
+        return Type.STRING if isinstance(self.value, str) else Type.NUMBER
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    key: str  # the row key, e.g. "score.hate", "metadata.country", "kind"
+    type: Type
+
+
+@dataclass(frozen=True)
+class Compare(Node):
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class InList(Node):
+    operand: Node
+    values: tuple[float | str | bool, ...]
+    negate: bool
+
+
+@dataclass(frozen=True)
+class StringOp(Node):
+    op: str  # contains, icontains, startswith, endswith
+    operand: Node
+    value: str
+
+
+@dataclass(frozen=True)
+class BoolOp(Node):
+    op: str  # and, or
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    item: Node
+
+
+# --- vocabulary ------------------------------------------------------------------------------------
+
+
+def score_key(raw: str) -> str:
+    """The name a score goes by in rules: ``sexual/minors`` -> ``sexual_minors``, ``policy:spam`` -> ``policy_spam``."""
+    return re.sub(r"[^a-z0-9]+", "_", raw.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The names a condition may use and their types.
+
+    ``fields`` maps a full name (``kind``, ``author.prior_violations``) to its type. ``scores`` holds the
+    score names (already through :func:`score_key`) under ``score.``; every ``metadata.<key>`` is ANY.
+    """
+
+    fields: Mapping[str, Type]
+    scores: frozenset[str]
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+
+    def lookup(self, parts: Sequence[str]) -> tuple[str, Type] | str:
+        """The row key and type for a dotted name, or an error message."""
+        head = parts[0]
+        if head == "score":
+            if len(parts) != 2:
+                return 'a score is written score.<category>, e.g. score.hate or score["sexual/minors"]'
+            key = score_key(parts[1])
+            if key not in self.scores:
+                return f"unknown score '{parts[1]}'{_did_you_mean(key, self.scores)}"
+            return f"score.{key}", Type.NUMBER
+        if head == "metadata":
+            if len(parts) != 2 or not parts[1]:
+                return 'metadata is read one key at a time: metadata.<key> or metadata["some-key"]'
+            return f"metadata.{parts[1]}", Type.ANY
+        full = ".".join(parts)
+        if full in self.fields:
+            return full, self.fields[full]
+        known = {*self.fields, "score.<category>", "metadata.<key>"}
+        return f"unknown name '{full}'{_did_you_mean(full, known)}"
+
+    def names(self) -> list[tuple[str, str, str]]:
+        """(name, type, description) for the editor's reference panel."""
+        rows = [(name, str(kind), self.descriptions.get(name, "")) for name, kind in sorted(self.fields.items())]
+        rows += [(f"score.{s}", str(Type.NUMBER), "classifier probability, 0 to 1") for s in sorted(self.scores)]
+        rows.append(("metadata.<key>", str(Type.ANY), "a value the integrating service sent"))
+        return rows
+
+
+def _did_you_mean(name: str, known: Sequence[str] | frozenset[str] | set[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+# --- parsing and checking --------------------------------------------------------------------------
+
+
+@cache
+def _parser() -> Lark:
+    return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+class _CheckError(Exception):
+    def __init__(self, problem: Problem):
+        self.problem = problem
+
+
+def parse(text: str, vocabulary: Vocabulary) -> Node:
+    """Parse and check one condition; raise :class:`RuleLanguageError` naming every problem found."""
+    if not text.strip():
+        raise RuleLanguageError([Problem(1, 1, "the condition is empty; write e.g. score.hate >= 0.8")])
+    if len(text) > MAX_CONDITION_LENGTH:
+        raise RuleLanguageError([Problem(1, 1, f"the condition is longer than {MAX_CONDITION_LENGTH} characters")])
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise RuleLanguageError([_syntax_problem(exc, text)]) from None
+    checker = _Checker(vocabulary)
+    try:
+        node = checker.transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, _CheckError):
+            checker.problems.append(exc.orig_exc.problem)
+        else:
+            raise
+        node = None
+    if checker.problems:
+        raise RuleLanguageError(checker.problems)
+    assert isinstance(node, Node)
+    if _type_of(node) not in (Type.BOOL, Type.ANY):
+        raise RuleLanguageError(
+            [Problem(node.line, node.column, f"a condition must be true or false, but this is a {_type_of(node)}")]
+        )
+    return node
+
+
+def _syntax_problem(exc: UnexpectedInput, text: str) -> Problem:
+    line, column = exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream is not None else "?"
+        hint = " (strings use double quotes)" if char == "'" else ""
+        return Problem(line, column, f"unexpected character {char!r}{hint}")
+    expected: set[str] = set()
+    found = "end of the condition"
+    if isinstance(exc, UnexpectedToken):
+        expected = set(exc.expected)
+        if exc.token.type != "$END":
+            found = repr(str(exc.token))
+        else:
+            line, column = _end_position(text)
+    elif isinstance(exc, UnexpectedEOF):
+        expected = set(exc.expected)
+        line, column = _end_position(text)
+    words = sorted({_terminal_word(name) for name in expected})
+    return Problem(line, column, f"unexpected {found}; expected {_or_list(words)}")
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    stripped = text.rstrip()
+    lines = stripped.split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def _terminal_word(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    return f"'{pattern.value}'" if pattern.type == "str" else name.lower()
+
+
+def _or_list(words: Sequence[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words) or "something else"
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _type_of(node: Node) -> Type:
+    if isinstance(node, Const):
+        return node.type
+    if isinstance(node, Name):
+        return node.type
+    return Type.BOOL
+
+
+def _unquote(token: str) -> str:
+    # ESCAPED_STRING is a JSON-style string: decode escapes without evaluating anything.
+    import json
+
+    try:
+        return cast(str, json.loads(token))
+    except ValueError:
+        return token[1:-1]
+
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+@v_args(meta=True)
+class _Checker(Transformer[Token, Node]):
+    def __init__(self, vocabulary: Vocabulary):
+        super().__init__()
+        self.vocabulary = vocabulary
+        self.problems: list[Problem] = []
+
+    def _fail(self, node: Node | Any, message: str) -> None:
+        self.problems.append(Problem(node.line, node.column, message))
+
+    # literals and names
+    def number(self, meta: Any, children: list[Token]) -> Const:
+        token = children[0]
+        return Const(token.line or 1, token.column or 1, float(token))
+
+    def string(self, meta: Any, children: list[Token]) -> Const:
+        token = children[0]
+        return Const(token.line or 1, token.column or 1, _unquote(str(token)))
+
+    def true(self, meta: Any, children: list[Token]) -> Const:
+        return Const(meta.line, meta.column, True)
+
+    def false(self, meta: Any, children: list[Token]) -> Const:
+        return Const(meta.line, meta.column, False)
+
+    def name(self, meta: Any, children: list[Token]) -> Node:
+        parts = [_unquote(str(t)) if t.type == "ESCAPED_STRING" else str(t) for t in children]
+        found = self.vocabulary.lookup(parts)
+        if isinstance(found, str):
+            self._fail(meta, found)
+            return Name(meta.line, meta.column, ".".join(parts), Type.ANY)
+        key, kind = found
+        return Name(meta.line, meta.column, key, kind)
+
+    def list(self, meta: Any, children: list[Const]) -> tuple[Any, list[Const]]:
+        return meta, children
+
+    # operators
+    def compare(self, meta: Any, children: list[Any]) -> Node:
+        left, op_token, right = children
+        op = str(op_token)
+        if isinstance(left, Const) and isinstance(right, Const):
+            self._fail(meta, "a comparison needs a field on at least one side, not two constants")
+        if isinstance(left, Const) and not isinstance(right, Const):
+            left, right, op = right, left, _FLIPPED[op]
+        lt, rt = _type_of(left), _type_of(right)
+        if Type.ANY not in (lt, rt):
+            if lt != rt:
+                self._fail(
+                    op_token, f"cannot compare {_describe(left)} ({lt}) with {_describe(right)} ({rt}) using {op}"
+                )
+            elif op in ("<", "<=", ">", ">=") and lt != Type.NUMBER:
+                self._fail(op_token, f"{op} compares numbers, but {_describe(left)} is a {lt}")
+        is_score = isinstance(left, Name) and left.key.startswith("score.")
+        if is_score and isinstance(right, Const) and isinstance(right.value, float) and not 0 <= right.value <= 1:
+            self._fail(right, f"scores are probabilities from 0 to 1; {right.value:g} is out of range")
+        return Compare(meta.line, meta.column, op, left, right)
+
+    def _membership(self, meta: Any, children: list[Any], negate: bool) -> Node:
+        operand, (list_meta, consts) = children
+        if not consts:
+            self._fail(meta, "the list after 'in' is empty")
+            return InList(meta.line, meta.column, operand, (), negate)
+        types = {c.type for c in consts}
+        if len(types) > 1:
+            self._fail(list_meta, "a list mixes types; use all strings or all numbers")
+        elif _type_of(operand) not in (Type.ANY, *types):
+            self._fail(meta, f"{_describe(operand)} is a {_type_of(operand)}, but the list holds {types.pop()}s")
+        if isinstance(operand, Const):
+            self._fail(meta, "the left side of 'in' must be a field, not a constant")
+        return InList(meta.line, meta.column, operand, tuple(c.value for c in consts), negate)
+
+    def in_(self, meta: Any, children: list[Any]) -> Node:
+        return self._membership(meta, children, negate=False)
+
+    def not_in(self, meta: Any, children: list[Any]) -> Node:
+        return self._membership(meta, children, negate=True)
+
+    def _string_op(self, op: str, meta: Any, children: list[Any]) -> Node:
+        operand, value = children
+        if not isinstance(value, Const) or not isinstance(value.value, str):
+            self._fail(value, f"'{op}' needs a quoted string on its right, e.g. text {op} \"scam\"")
+            return StringOp(meta.line, meta.column, op, operand, "")
+        if _type_of(operand) not in (Type.STRING, Type.ANY) or isinstance(operand, Const):
+            self._fail(operand, f"'{op}' works on text fields, but {_describe(operand)} is a {_type_of(operand)}")
+        return StringOp(meta.line, meta.column, op, operand, value.value)
+
+    def contains(self, meta: Any, children: list[Any]) -> Node:
+        return self._string_op("contains", meta, children)
+
+    def icontains(self, meta: Any, children: list[Any]) -> Node:
+        return self._string_op("icontains", meta, children)
+
+    def startswith(self, meta: Any, children: list[Any]) -> Node:
+        return self._string_op("startswith", meta, children)
+
+    def endswith(self, meta: Any, children: list[Any]) -> Node:
+        return self._string_op("endswith", meta, children)
+
+    def _boolean(self, node: Node, word: str) -> None:
+        if _type_of(node) not in (Type.BOOL, Type.ANY):
+            self._fail(node, f"'{word}' joins conditions, but {_describe(node)} is a {_type_of(node)}")
+
+    def and_(self, meta: Any, children: list[Node]) -> Node:
+        for child in children:
+            self._boolean(child, "and")
+        return BoolOp(meta.line, meta.column, "and", tuple(children))
+
+    def or_(self, meta: Any, children: list[Node]) -> Node:
+        for child in children:
+            self._boolean(child, "or")
+        return BoolOp(meta.line, meta.column, "or", tuple(children))
+
+    def not_(self, meta: Any, children: list[Node]) -> Node:
+        self._boolean(children[0], "not")
+        return Not(meta.line, meta.column, children[0])
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, Name):
+        return node.key
+    if isinstance(node, Const):
+        if isinstance(node.value, bool):
+            return str(node.value).lower()
+        return f'"{node.value}"' if isinstance(node.value, str) else f"{node.value:g}"
+    return "the expression"
+
+
+def names_used(node: Node) -> set[str]:
+    """Row keys a condition reads."""
+    if isinstance(node, Name):
+        return {node.key}
+    children: tuple[Node, ...] = ()
+    if isinstance(node, Compare):
+        children = (node.left, node.right)
+    elif isinstance(node, InList | StringOp):
+        children = (node.operand,)
+    elif isinstance(node, BoolOp):
+        children = node.items
+    elif isinstance(node, Not):
+        children = (node.item,)
+    return set().union(*(names_used(c) for c in children)) if children else set()
+
+
+# --- one shared meaning for comparisons ----------------------------------------------------------
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _comparable(value: Any) -> Any:
+    """Booleans stay booleans; ints and floats are one kind of number."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def compare_values(op: str, left: Any, right: Any) -> bool:
+    """``left op right`` where either side may be missing (None/NaN) or of an unexpected type: then false."""
+    left, right = _comparable(left), _comparable(right)
+    if left is None or right is None:
+        return False
+    if (isinstance(left, float) and math.isnan(left)) or (isinstance(right, float) and math.isnan(right)):
+        return False
+    if type(left) is not type(right):
+        return False
+    return _OPS[op](left, right)
+
+
+def string_test(op: str, value: Any, needle: str) -> bool:
+    if not isinstance(value, str):
+        return False
+    if op == "contains":
+        return needle in value
+    if op == "icontains":
+        return needle.casefold() in value.casefold()
+    if op == "startswith":
+        return value.startswith(needle)
+    return value.endswith(needle)
+
+
+def _member(value: Any, values: tuple[Any, ...]) -> bool:
+    value = _comparable(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return any(type(value) is type(_comparable(v)) and value == _comparable(v) for v in values)
+
+
+# --- the reference interpreter ---------------------------------------------------------------------
+
+
+def _missing(kind: Type) -> Any:
+    return {Type.NUMBER: math.nan, Type.STRING: "", Type.BOOL: False, Type.ANY: None}[kind]
+
+
+def interpret(node: Node, row: Mapping[str, Any]) -> Any:
+    """Evaluate a checked condition on one row by walking the tree."""
+    if isinstance(node, Const):
+        return node.value
+    if isinstance(node, Name):
+        return row.get(node.key, _missing(node.type))
+    if isinstance(node, Compare):
+        return compare_values(node.op, interpret(node.left, row), interpret(node.right, row))
+    if isinstance(node, InList):
+        found = _member(interpret(node.operand, row), node.values)
+        return not found if node.negate else found
+    if isinstance(node, StringOp):
+        return string_test(node.op, interpret(node.operand, row), node.value)
+    if isinstance(node, BoolOp):
+        if node.op == "and":
+            return all(interpret(item, row) is True for item in node.items)
+        return any(interpret(item, row) is True for item in node.items)
+    if isinstance(node, Not):
+        return interpret(node.item, row) is not True
+    raise TypeError(f"unknown node {type(node).__name__}")
+
+
+def interpret_rules(conditions: Sequence[Node], row: Mapping[str, Any]) -> int:
+    """Index of the first condition that holds, or -1 (the interpreted twin of :func:`compile_rules`)."""
+    for index, condition in enumerate(conditions):
+        if interpret(condition, row) is True:
+            return index
+    return -1
+
+
+# --- the compiler ----------------------------------------------------------------------------------
+
+
+class _Compiler:
+    """Builds Python ``ast`` from checked trees. Every name in the output is ours; user text is a Constant."""
+
+    def __init__(self) -> None:
+        self.locals: dict[str, str] = {}  # row key -> local variable
+        self.kinds: dict[str, Type] = {}
+        self.consts: dict[str, Any] = {}
+
+    def local(self, name: Name) -> ast.expr:
+        if name.key not in self.locals:
+            self.locals[name.key] = f"v{len(self.locals)}"
+            self.kinds[name.key] = name.type
+        return ast.Name(self.locals[name.key], ast.Load())
+
+    def const(self, value: Any) -> ast.expr:
+        label = f"K{len(self.consts)}"
+        self.consts[label] = value
+        return ast.Name(label, ast.Load())
+
+    def call(self, helper: str, *args: ast.expr) -> ast.expr:
+        return ast.Call(ast.Name(helper, ast.Load()), list(args), [])
+
+    def expr(self, node: Node) -> ast.expr:
+        if isinstance(node, Const):
+            return ast.Constant(node.value)
+        if isinstance(node, Name):
+            return self.local(node)
+        if isinstance(node, Compare):
+            return self.compare(node)
+        if isinstance(node, InList):
+            operand = self.expr(node.operand)
+            if _type_of(node.operand) == Type.ANY or any(isinstance(v, bool) for v in node.values):
+                test: ast.expr = self.call("_member", operand, ast.Constant(node.values))
+            else:  # NaN and "" are never members of a checked, same-typed list
+                test = ast.Compare(operand, [ast.In()], [self.const(frozenset(node.values))])
+            return ast.UnaryOp(ast.Not(), test) if node.negate else test
+        if isinstance(node, StringOp):
+            operand = self.expr(node.operand)
+            if _type_of(node.operand) == Type.ANY:
+                return self.call("_string_test", ast.Constant(node.op), operand, ast.Constant(node.value))
+            if node.op == "contains":
+                return ast.Compare(ast.Constant(node.value), [ast.In()], [operand])
+            if node.op == "icontains":
+                folded = ast.Call(ast.Attribute(operand, "casefold", ast.Load()), [], [])
+                return ast.Compare(ast.Constant(node.value.casefold()), [ast.In()], [folded])
+            method = ast.Attribute(operand, node.op, ast.Load())
+            return ast.Call(method, [ast.Constant(node.value)], [])
+        if isinstance(node, BoolOp):
+            op: ast.boolop = ast.And() if node.op == "and" else ast.Or()
+            return ast.BoolOp(op, [self.truth(item) for item in node.items])
+        if isinstance(node, Not):
+            return ast.UnaryOp(ast.Not(), self.truth(node.item))
+        raise TypeError(f"unknown node {type(node).__name__}")
+
+    def truth(self, node: Node) -> ast.expr:
+        """A sub-condition as a strict boolean: ANY-typed metadata counts only when it is exactly true."""
+        compiled = self.expr(node)
+        if _type_of(node) == Type.ANY:
+            return ast.Compare(compiled, [ast.Is()], [ast.Constant(True)])
+        return compiled
+
+    def compare(self, node: Compare) -> ast.expr:
+        left, right = self.expr(node.left), self.expr(node.right)
+        kinds = {_type_of(node.left), _type_of(node.right)}
+        if Type.ANY in kinds:
+            return self.call("_compare", ast.Constant(node.op), left, right)
+        op_node = {
+            "==": ast.Eq(),
+            "!=": ast.NotEq(),
+            "<": ast.Lt(),
+            "<=": ast.LtE(),
+            ">": ast.Gt(),
+            ">=": ast.GtE(),
+        }[node.op]
+        test = ast.Compare(left, [op_node], [right])
+        if node.op == "!=" and Type.NUMBER in kinds:
+            # NaN != x is true in Python; a missing score must compare false, so demand both are numbers.
+            guards = [ast.Compare(side, [ast.Eq()], [side]) for side in (left, right) if isinstance(side, ast.Name)]
+            return ast.BoolOp(ast.And(), [*guards, test])
+        return test
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    """An ordered rule list as one function: ``first_match(row)`` is the index of the first rule that holds."""
+
+    first_match: Callable[[Mapping[str, Any]], int]
+    all_matches: Callable[[Mapping[str, Any]], list[int]]
+    names: frozenset[str]
+    source: str
+
+
+def compile_rules(conditions: Sequence[Node]) -> CompiledRules:
+    """One function for the whole list: each field is read once, then an ``if`` per rule in order."""
+    compiler = _Compiler()
+    tests = [compiler.truth(c) for c in conditions]
+    prologue = [
+        ast.Assign(
+            [ast.Name(var, ast.Store())],
+            ast.Call(
+                ast.Attribute(ast.Name("r", ast.Load()), "get", ast.Load()),
+                [ast.Constant(key), ast.Name(f"_missing_{compiler.kinds[key].name}", ast.Load())],
+                [],
+            ),
+        )
+        for key, var in compiler.locals.items()
+    ]
+    first_body: list[ast.stmt] = [
+        ast.If(test, [ast.Return(ast.Constant(index))], []) for index, test in enumerate(tests)
+    ]
+    first_body.append(ast.Return(ast.Constant(-1)))
+    found = ast.Name("found", ast.Load())
+    all_body: list[ast.stmt] = [ast.Assign([ast.Name("found", ast.Store())], ast.List([], ast.Load()))]
+    all_body += [
+        ast.If(
+            test,
+            [ast.Expr(ast.Call(ast.Attribute(found, "append", ast.Load()), [ast.Constant(index)], []))],
+            [],
+        )
+        for index, test in enumerate(tests)
+    ]
+    all_body.append(ast.Return(found))
+    args = ast.arguments(posonlyargs=[], args=[ast.arg("r")], kwonlyargs=[], kw_defaults=[], defaults=[])
+    module = ast.Module(
+        [
+            ast.FunctionDef(name="first_match", args=args, body=[*prologue, *first_body], decorator_list=[]),
+            ast.FunctionDef(name="all_matches", args=args, body=[*prologue, *all_body], decorator_list=[]),
+        ],
+        [],
+    )
+    ast.fix_missing_locations(module)
+    namespace: dict[str, Any] = {
+        "__builtins__": {},
+        "_compare": compare_values,
+        "_string_test": string_test,
+        "_member": _member,
+        **{f"_missing_{kind.name}": _missing(kind) for kind in Type},
+        **compiler.consts,
+    }
+    exec(compile(module, "<rule set>", "exec"), namespace)  # noqa: S102 - our own ast, built above
+    return CompiledRules(
+        first_match=namespace["first_match"],
+        all_matches=namespace["all_matches"],
+        names=frozenset(compiler.locals),
+        source=ast.unparse(module),
+    )
+
+
+# --- columns: many items at once, for backtests -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A text column as codes into its distinct values: comparisons run once per distinct value."""
+
+    codes: np.ndarray
+    values: list[str]
+
+    @classmethod
+    def from_values(cls, values: Sequence[str]) -> Categorical:
+        distinct, codes = np.unique(np.asarray(values, dtype=object), return_inverse=True)
+        return cls(codes.astype(np.int32), [str(v) for v in distinct])
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def materialize(self) -> np.ndarray:
+        return np.asarray(self.values, dtype=object)[self.codes] if self.values else np.full(len(self), "", object)
+
+    def where(self, test: Callable[[str], bool]) -> np.ndarray:
+        per_value = np.fromiter((test(v) for v in self.values), dtype=bool, count=len(self.values))
+        return per_value[self.codes] if len(self.values) else np.zeros(len(self.codes), bool)
+
+
+Column = np.ndarray | Categorical
+
+
+def evaluate_columns(node: Node, columns: Mapping[str, Column], size: int) -> np.ndarray:
+    """A boolean mask: where the condition holds for each of ``size`` items given as columns.
+
+    Numbers are float arrays (NaN when missing), text is :class:`Categorical`, booleans are bool arrays,
+    metadata is an object array. A name with no column is missing for every item.
+    """
+    result = _columns(node, columns, size)
+    if isinstance(result, np.ndarray) and result.dtype == bool:
+        return result
+    return _strict_truth(result, size)
+
+
+def _strict_truth(value: Any, size: int) -> np.ndarray:
+    if isinstance(value, Categorical):
+        return np.zeros(size, bool)
+    array = np.asarray(value)
+    if array.dtype == bool:
+        return array if array.shape else np.full(size, bool(array))
+    if array.dtype == object:
+        return np.fromiter((v is True for v in array), dtype=bool, count=size)
+    return np.zeros(size, bool)
+
+
+def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
+    if isinstance(node, Const):
+        return node.value
+    if isinstance(node, Name):
+        if node.key in columns:
+            return columns[node.key]
+        missing = _missing(node.type)
+        if node.type == Type.STRING:
+            return Categorical(np.zeros(size, np.int32), [""])
+        return np.full(size, missing, dtype=float if node.type == Type.NUMBER else object if missing is None else bool)
+    if isinstance(node, Compare):
+        return _compare_columns(node, _columns(node.left, columns, size), _columns(node.right, columns, size), size)
+    if isinstance(node, InList):
+        operand = _columns(node.operand, columns, size)
+        if isinstance(operand, Categorical):
+            mask = operand.where(lambda v: v in node.values)
+        elif isinstance(operand, np.ndarray) and operand.dtype.kind == "f":
+            mask = np.isin(operand, np.asarray([v for v in node.values if not isinstance(v, bool)], dtype=float))
+        else:
+            mask = np.fromiter((_member(v, node.values) for v in operand), dtype=bool, count=size)
+        return ~mask if node.negate else mask
+    if isinstance(node, StringOp):
+        operand = _columns(node.operand, columns, size)
+        if isinstance(operand, Categorical):
+            return operand.where(lambda v: string_test(node.op, v, node.value))
+        return np.fromiter((string_test(node.op, v, node.value) for v in operand), dtype=bool, count=size)
+    if isinstance(node, BoolOp):
+        masks = [_strict_truth(_columns(item, columns, size), size) for item in node.items]
+        combine = np.logical_and if node.op == "and" else np.logical_or
+        return cast(np.ndarray, combine.reduce(masks))
+    if isinstance(node, Not):
+        return ~_strict_truth(_columns(node.item, columns, size), size)
+    raise TypeError(f"unknown node {type(node).__name__}")
+
+
+def _compare_columns(node: Compare, left: Any, right: Any, size: int) -> np.ndarray:
+    op = node.op
+    if isinstance(left, Categorical) and isinstance(right, str):
+        return left.where(lambda v: _OPS[op](v, right))
+    if isinstance(left, Categorical):
+        left = left.materialize()
+    if isinstance(right, Categorical):
+        right = right.materialize()
+    left_array, right_array = np.asarray(left), np.asarray(right)
+    if (
+        left_array.dtype.kind in "fb"
+        and right_array.dtype.kind in "fb"
+        and Type.ANY
+        not in (
+            _type_of(node.left),
+            _type_of(node.right),
+        )
+    ):
+        if left_array.dtype.kind == "f" or right_array.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                result = _OPS[op](left_array, right_array)
+            if op == "!=":  # NaN compares false, as everywhere else
+                result = result & ~np.isnan(left_array.astype(float)) & ~np.isnan(right_array.astype(float))
+            return np.broadcast_to(result, (size,)).copy()
+        return np.broadcast_to(_OPS[op](left_array, right_array), (size,)).copy()
+    lefts = left_array if left_array.shape else np.full(size, left, dtype=object)
+    rights = right_array if right_array.shape else np.full(size, right, dtype=object)
+    return np.fromiter((compare_values(op, a, b) for a, b in zip(lefts, rights, strict=True)), dtype=bool, count=size)
