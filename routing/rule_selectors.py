@@ -1,0 +1,88 @@
+"""Reads for the rule editor: versions by kind, a version's audit history, shadow-versus-live comparison,
+and the shapes the pages draw (destination bars, transition tables)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ops_platform.core.models import AuditLog
+from routing.models import RoutingDecision, RuleSet, RuleSetKind, RuleSetStatus
+
+SHADOW_COMPARE_LIMIT = 50_000
+
+
+def rulesets_by_kind() -> list[dict[str, Any]]:
+    versions = list(RuleSet.objects.select_related("created_by", "approved_by", "default_queue").order_by("-version"))
+    out = []
+    for kind, label in RuleSetKind.choices:
+        mine = [v for v in versions if v.kind == kind]
+        out.append(
+            {
+                "kind": kind,
+                "label": label,
+                "active": next((v for v in mine if v.status == RuleSetStatus.ACTIVE), None),
+                "versions": mine,
+                "can_roll_back": any(v.status == RuleSetStatus.RETIRED for v in mine),
+            }
+        )
+    return out
+
+
+def ruleset_history(rule_set: RuleSet) -> list[AuditLog]:
+    return list(AuditLog.objects.filter(target_type="routing.ruleset", target_id=str(rule_set.pk)).order_by("at")[:200])
+
+
+def shadow_comparison(rule_set: RuleSet) -> dict[str, Any]:
+    """Live versus shadow destinations for the items this version shadowed (latest first, capped)."""
+    shadow = dict(
+        RoutingDecision.objects.filter(rule_set=rule_set, shadow=True)
+        .order_by("-at")
+        .values_list("item_id", "destination")[:SHADOW_COMPARE_LIMIT]
+    )
+    live: dict[int, str] = {}
+    for item_id, destination in (
+        RoutingDecision.objects.filter(item_id__in=list(shadow), shadow=False)
+        .order_by("at")
+        .values_list("item_id", "destination")
+    ):
+        live.setdefault(item_id, destination)  # the routing decision, not later escalations
+    pairs = Counter((live.get(i, "not routed"), d) for i, d in shadow.items())
+    same = sum(n for (a, b), n in pairs.items() if a == b)
+    return {
+        "items": len(shadow),
+        "agree": same,
+        "differ": len(shadow) - same,
+        "live": dict(Counter(live.get(i, "not routed") for i in shadow)),
+        "shadow": dict(Counter(shadow.values())),
+        "transitions": [{"from": a, "to": b, "items": n} for (a, b), n in pairs.most_common()],
+    }
+
+
+def destination_chart(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Bars for the draft (or shadow) count and the current count per destination, widths in percent."""
+    draft = result.get("destinations", {})
+    current = result.get("current", {})
+    names = sorted(set(draft) | set(current), key=lambda n: -(draft.get(n, 0) + current.get(n, 0)))
+    top = max([*draft.values(), *current.values(), 1])
+    return [
+        {
+            "name": name,
+            "draft": draft.get(name, 0),
+            "current": current.get(name, 0),
+            "draft_pct": round(100 * draft.get(name, 0) / top, 1),
+            "current_pct": round(100 * current.get(name, 0) / top, 1),
+        }
+        for name in names
+    ]
+
+
+def transition_table(transitions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The from -> to counts as a matrix: rows are current destinations, columns the new ones."""
+    rows = sorted({t["from"] for t in transitions})
+    cols = sorted({t["to"] for t in transitions})
+    cell = {(t["from"], t["to"]): t["items"] for t in transitions}
+    return {
+        "columns": cols,
+        "rows": [{"name": r, "cells": [(cell.get((r, c), 0), r == c) for c in cols]} for r in rows],
+    }

@@ -1,0 +1,433 @@
+"""The rule editor for policy staff: rule sets and their versions, live validation, approval, rollback,
+diff, backtests and shadow comparison. Anyone signed in with a role may read; only policy staff (and
+admins) change anything, which the services enforce.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from queues.models import Queue
+from routing import rule_selectors
+from routing.models import Backtest, BacktestStatus, Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
+from routing.rules import lifecycle
+from routing.rules.backtest import backtest_request
+from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
+from routing.rules.language import RuleLanguageError, parse
+from routing.rules.trial import condition_try
+
+READERS = (
+    "core.edit_rules",
+    "core.approve_rules",
+    "core.view_analytics",
+    "core.review_items",
+    "core.perform_qa",
+    "core.manage_platform",
+)
+
+
+def _reader(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User) or not any(user.has_perm(p) for p in READERS):
+        raise PermissionDenied
+    return user
+
+
+def _editor(request: HttpRequest) -> User:
+    user = _reader(request)
+    if not (user.has_perm("core.edit_rules") or user.has_perm("core.approve_rules")):
+        raise PermissionDenied
+    return user
+
+
+class RuleForm(forms.Form):
+    name = forms.CharField(max_length=80)
+    description = forms.CharField(max_length=300, required=False)
+    condition = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), max_length=4000)
+    action = forms.ChoiceField(choices=RuleAction.choices)
+    queue = forms.ModelChoiceField(Queue.objects.filter(is_active=True), required=False)
+    priority = forms.IntegerField(initial=0, min_value=-100, max_value=100)
+    policy = forms.ModelChoiceField(Policy.objects.filter(is_active=True), required=False)
+    label = forms.ModelChoiceField(DecisionLabel.objects.select_related("policy"), required=False)
+    enforcement_action = forms.ModelChoiceField(EnforcementAction.objects.all(), required=False)
+    daily_cap = forms.IntegerField(min_value=1, required=False)
+    required_reviews = forms.IntegerField(initial=1, min_value=1, max_value=lifecycle.MAX_REQUIRED_REVIEWS)
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+    notify = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        allowed = ACTIONS_BY_KIND.get(kind, ())
+        self.fields["action"].choices = [(value, label) for value, label in RuleAction.choices if value in allowed]
+        # Live validation while typing (htmx): the fragment lands in the form's .check element.
+        self.fields["condition"].widget.attrs.update(
+            {
+                "hx-post": reverse("rules-check"),
+                "hx-trigger": "input changed delay:300ms",
+                "hx-target": "next .check",
+                "hx-vals": json.dumps({"kind": kind}),
+                "class": "code",
+            }
+        )
+
+    def rule_data(self) -> lifecycle.RuleData:
+        data = self.cleaned_data
+        return lifecycle.RuleData(
+            name=data["name"],
+            description=data.get("description", ""),
+            condition=data["condition"],
+            action=data["action"],
+            queue_id=data["queue"].pk if data.get("queue") else None,
+            priority=data.get("priority") or 0,
+            policy_id=data["policy"].pk if data.get("policy") else None,
+            label_id=data["label"].pk if data.get("label") else None,
+            enforcement_action_id=data["enforcement_action"].pk if data.get("enforcement_action") else None,
+            daily_cap=data.get("daily_cap"),
+            required_reviews=data.get("required_reviews") or 1,
+            tags=[t.strip() for t in (data.get("tags") or "").split(",") if t.strip()],
+            notify=bool(data.get("notify")),
+        )
+
+    @classmethod
+    def for_rule(cls, rule: Rule) -> RuleForm:
+        return cls(
+            kind=rule.rule_set.kind,
+            initial={
+                "name": rule.name,
+                "description": rule.description,
+                "condition": rule.condition,
+                "action": rule.action,
+                "queue": rule.queue_id,
+                "priority": rule.priority,
+                "policy": rule.policy_id,
+                "label": rule.label_id,
+                "enforcement_action": rule.enforcement_action_id,
+                "daily_cap": rule.daily_cap,
+                "required_reviews": rule.required_reviews,
+                "tags": ", ".join(rule.tags),
+                "notify": rule.notify,
+            },
+            prefix=f"r{rule.pk}",
+        )
+
+
+def _problems_into(form: forms.Form, exc: ApplicationError) -> None:
+    problems = exc.extra.get("problems") if isinstance(exc.extra.get("problems"), dict) else None
+    if not problems:
+        form.add_error(None, exc.message)
+        return
+    for field, texts in problems.items():  # type: ignore[union-attr]
+        target = field if field in form.fields else None
+        for text in texts:
+            form.add_error(target, text)
+
+
+@login_required
+@require_GET
+def rules_index(request: HttpRequest) -> HttpResponse:
+    user = _reader(request)
+    return render(
+        request,
+        "routing/rules/index.html",
+        {
+            "kinds": rule_selectors.rulesets_by_kind(),
+            "can_edit": user.has_perm("core.edit_rules"),
+            "kind_choices": RuleSetKind.choices,
+        },
+    )
+
+
+@login_required
+@require_POST
+def ruleset_new(request: HttpRequest) -> HttpResponse:
+    user = _editor(request)
+    based_on = None
+    if request.POST.get("based_on"):
+        based_on = get_object_or_404(RuleSet, pk=request.POST["based_on"])
+    try:
+        draft = lifecycle.ruleset_draft_create(
+            actor=user, kind=request.POST.get("kind", ""), based_on=based_on, title=request.POST.get("title", "")
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("rules-index")
+    messages.success(request, f"Draft {draft} created.")
+    return redirect("rules-detail", pk=draft.pk)
+
+
+def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleForm | None = None,
+                    edit_forms: dict[int, RuleForm] | None = None) -> dict[str, Any]:  # fmt: skip
+    user = _reader(request)
+    rules = list(rule_set.rules.select_related("queue", "policy", "enforcement_action", "label"))
+    edit_forms = edit_forms or {}
+    editable = rule_set.is_editable and user.has_perm("core.edit_rules")
+    return {
+        "rule_set": rule_set,
+        "rules": [(r, edit_forms.get(r.pk) or RuleForm.for_rule(r)) for r in rules],
+        "editable": editable,
+        "can_approve": user.has_perm("core.approve_rules"),
+        "add_form": add_form or RuleForm(kind=rule_set.kind, prefix="new"),
+        "vocabulary": vocabulary_for(rule_set.kind).names(),
+        "queues": Queue.objects.filter(is_active=True),
+        "versions": RuleSet.objects.filter(kind=rule_set.kind).exclude(pk=rule_set.pk).order_by("-version"),
+        "backtests": rule_set.backtests.all()[:10],
+        "history": rule_selectors.ruleset_history(rule_set),
+        "default_start": (timezone.now() - timedelta(days=14)).strftime("%Y-%m-%d"),
+        "default_end": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
+        "is_author": user.pk in (rule_set.created_by_id, rule_set.submitted_by_id),
+    }
+
+
+@login_required
+@require_GET
+def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    rule_set = get_object_or_404(RuleSet.objects.select_related("default_queue", "created_by", "approved_by"), pk=pk)
+    return render(request, "routing/rules/detail.html", _detail_context(request, rule_set))
+
+
+@login_required
+@require_POST
+def ruleset_meta(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _editor(request)
+    rule_set = get_object_or_404(RuleSet, pk=pk)
+    queue = Queue.objects.filter(pk=request.POST.get("default_queue") or 0).first()
+    try:
+        lifecycle.ruleset_update(
+            actor=user,
+            rule_set=rule_set,
+            title=request.POST.get("title", ""),
+            change_note=request.POST.get("change_note", ""),
+            default_queue=queue,
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("rules-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def rule_save_view(request: HttpRequest, pk: int, rule_pk: int | None = None) -> HttpResponse:
+    user = _editor(request)
+    rule_set = get_object_or_404(RuleSet, pk=pk)
+    rule = get_object_or_404(Rule, pk=rule_pk, rule_set=rule_set) if rule_pk else None
+    form = RuleForm(request.POST, kind=rule_set.kind, prefix=f"r{rule.pk}" if rule else "new")
+    if form.is_valid():
+        try:
+            saved = lifecycle.rule_save(actor=user, rule_set=rule_set, data=form.rule_data(), rule=rule)
+        except ApplicationError as exc:
+            _problems_into(form, exc)
+        else:
+            messages.success(request, f"Rule '{saved.name}' saved.")
+            return redirect("rules-detail", pk=pk)
+    context = _detail_context(
+        request, rule_set, add_form=None if rule else form, edit_forms={rule.pk: form} if rule else None
+    )
+    context["open_rule"] = rule.pk if rule else "new"
+    return render(request, "routing/rules/detail.html", context, status=400)
+
+
+@login_required
+@require_POST
+def rule_delete_view(request: HttpRequest, pk: int, rule_pk: int) -> HttpResponse:
+    user = _editor(request)
+    rule = get_object_or_404(Rule, pk=rule_pk, rule_set_id=pk)
+    try:
+        lifecycle.rule_delete(actor=user, rule=rule)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("rules-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def rule_move_view(request: HttpRequest, pk: int, rule_pk: int) -> HttpResponse:
+    user = _editor(request)
+    rule = get_object_or_404(Rule, pk=rule_pk, rule_set_id=pk)
+    try:
+        lifecycle.rule_move(actor=user, rule=rule, offset=-1 if request.POST.get("direction") == "up" else 1)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("rules-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def condition_check(request: HttpRequest) -> HttpResponse:
+    """htmx: validate the condition being typed; returns a small fragment."""
+    _reader(request)
+    kind = request.POST.get("kind", RuleSetKind.INTAKE)
+    condition = next((v for k, v in request.POST.items() if k.endswith("condition")), "")
+    problems: list[str] = []
+    try:
+        parse(condition, vocabulary_for(kind))
+    except RuleLanguageError as exc:
+        problems = [str(p) for p in exc.problems]
+    return render(request, "routing/rules/_check.html", {"problems": problems, "condition": condition})
+
+
+@login_required
+@require_POST
+def condition_try_view(request: HttpRequest) -> HttpResponse:
+    """htmx: score pasted text with the active classifiers and evaluate the condition on it."""
+    _reader(request)
+    try:
+        report_count = max(0, min(10_000, int(request.POST.get("report_count") or 0)))
+        prior = max(0, min(10_000, int(request.POST.get("prior_violations") or 0)))
+    except ValueError:
+        report_count = prior = 0
+    trial = condition_try(
+        kind=request.POST.get("kind", RuleSetKind.INTAKE),
+        condition=request.POST.get("condition", ""),
+        text=request.POST.get("text", ""),
+        fields={
+            "kind": request.POST.get("item_kind", "content"),
+            "surface": request.POST.get("surface", "")[:100],
+            "language": request.POST.get("language", "")[:16],
+            "report_count": report_count,
+            "prior_violations": prior,
+        },
+    )
+    return render(request, "routing/rules/_trial.html", {"trial": trial})
+
+
+def _transition(step: str, user: User, rule_set: RuleSet, post: Any) -> RuleSet:
+    if step == "submit":
+        return lifecycle.ruleset_submit(actor=user, rule_set=rule_set, change_note=post.get("note", ""))
+    if step == "approve":
+        return lifecycle.ruleset_approve(actor=user, rule_set=rule_set)
+    if step == "reject":
+        return lifecycle.ruleset_reject(actor=user, rule_set=rule_set, reason=post.get("reason", ""))
+    if step == "activate":
+        return lifecycle.ruleset_activate(actor=user, rule_set=rule_set, reason=post.get("reason", ""))
+    return lifecycle.ruleset_shadow(actor=user, rule_set=rule_set, on=step == "shadow-on")
+
+
+STEPS = ("submit", "approve", "reject", "activate", "shadow-on", "shadow-off")
+
+
+@login_required
+@require_POST
+def ruleset_transition(request: HttpRequest, pk: int, step: str) -> HttpResponse:
+    user = _editor(request)
+    rule_set = get_object_or_404(RuleSet, pk=pk)
+    if step not in STEPS:
+        raise PermissionDenied
+    try:
+        done = _transition(step, user, rule_set, request.POST)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"{done}: {done.get_status_display().lower()}{' (shadow on)' if done.shadow else ''}."
+        )
+    return redirect("rules-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
+    user = _editor(request)
+    try:
+        active = lifecycle.ruleset_rollback(actor=user, kind=kind, reason=request.POST.get("reason", ""))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("rules-index")
+    messages.success(request, f"Rolled back: {active} is active again.")
+    return redirect("rules-detail", pk=active.pk)
+
+
+@login_required
+@require_GET
+def ruleset_diff_view(request: HttpRequest, pk: int) -> HttpResponse:
+    _reader(request)
+    new = get_object_or_404(RuleSet, pk=pk)
+    against = request.GET.get("against")
+    old = (
+        get_object_or_404(RuleSet, pk=against, kind=new.kind)
+        if against and against.isdigit()
+        else new.based_on or RuleSet.objects.filter(kind=new.kind, status=RuleSetStatus.ACTIVE).exclude(pk=pk).first()
+    )
+    lines = lifecycle.ruleset_diff(old, new) if old else []
+    return render(
+        request,
+        "routing/rules/diff.html",
+        {
+            "old": old,
+            "new": new,
+            "lines": lines,
+            "versions": RuleSet.objects.filter(kind=new.kind).exclude(pk=pk),
+        },
+    )
+
+
+def _day(value: str, fallback: datetime) -> datetime:
+    try:
+        parsed = datetime.strptime(value, "%Y-%m-%d")
+    except (TypeError, ValueError):
+        return fallback
+    return timezone.make_aware(parsed)
+
+
+@login_required
+@require_POST
+def backtest_new(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _editor(request)
+    rule_set = get_object_or_404(RuleSet, pk=pk)
+    now = timezone.now()
+    start = _day(request.POST.get("start", ""), now - timedelta(days=14))
+    end = _day(request.POST.get("end", ""), now)
+    try:
+        backtest = backtest_request(actor=user, rule_set=rule_set, start=start, end=end)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("rules-detail", pk=pk)
+    return redirect("rules-backtest", pk=backtest.pk)
+
+
+@login_required
+@require_GET
+def backtest_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    _reader(request)
+    backtest = get_object_or_404(Backtest.objects.select_related("rule_set", "baseline"), pk=pk)
+    context = {
+        "backtest": backtest,
+        "running": backtest.status in (BacktestStatus.PENDING, BacktestStatus.RUNNING),
+        "chart": rule_selectors.destination_chart(backtest.result) if backtest.result else [],
+        "matrix": rule_selectors.transition_table(backtest.result.get("transitions", [])) if backtest.result else None,
+    }
+    template = "routing/rules/_backtest_body.html" if request.htmx else "routing/rules/backtest.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def shadow_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    _reader(request)
+    rule_set = get_object_or_404(RuleSet, pk=pk)
+    comparison = rule_selectors.shadow_comparison(rule_set)
+    return render(
+        request,
+        "routing/rules/shadow.html",
+        {
+            "rule_set": rule_set,
+            "comparison": comparison,
+            "matrix": rule_selectors.transition_table(comparison["transitions"]),
+            "chart": rule_selectors.destination_chart(
+                {"destinations": comparison["shadow"], "current": comparison["live"]}
+            ),
+        },
+    )
