@@ -433,7 +433,7 @@ def ruleset_shadow(*, actor: User, rule_set: RuleSet, on: bool) -> RuleSet:
 
 def ruleset_text(rule_set: RuleSet) -> list[str]:
     """A rule set as lines of text, one block per rule, for diffs people read."""
-    lines = [f"# {rule_set} — default queue: {rule_set.default_queue.slug if rule_set.default_queue else '-'}"]
+    lines = [f"default queue: {rule_set.default_queue.slug if rule_set.default_queue else '-'}"]
     for rule in rule_set.rules.select_related("queue", "policy", "enforcement_action", "label").order_by("position"):
         lines.append(f"rule {rule.position}: {rule.name}")
         lines += [f"  when {line}" for line in rule.condition.strip().splitlines()]
