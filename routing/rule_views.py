@@ -72,7 +72,8 @@ class RuleForm(forms.Form):
     def __init__(self, *args: Any, kind: str, **kwargs: Any):
         super().__init__(*args, **kwargs)
         allowed = ACTIONS_BY_KIND.get(kind, ())
-        self.fields["action"].choices = [(value, label) for value, label in RuleAction.choices if value in allowed]
+        choices = [(value, label) for value, label in RuleAction.choices if value in allowed]
+        self.fields["action"].choices = choices  # type: ignore[attr-defined]
         # Live validation while typing (htmx): the fragment lands in the form's .check element.
         self.fields["condition"].widget.attrs.update(
             {
@@ -126,11 +127,11 @@ class RuleForm(forms.Form):
 
 
 def _problems_into(form: forms.Form, exc: ApplicationError) -> None:
-    problems = exc.extra.get("problems") if isinstance(exc.extra.get("problems"), dict) else None
-    if not problems:
+    problems = exc.extra.get("problems")
+    if not isinstance(problems, dict):
         form.add_error(None, exc.message)
         return
-    for field, texts in problems.items():  # type: ignore[union-attr]
+    for field, texts in problems.items():
         target = field if field in form.fields else None
         for text in texts:
             form.add_error(target, text)
@@ -270,7 +271,7 @@ def condition_check(request: HttpRequest) -> HttpResponse:
     """htmx: validate the condition being typed; returns a small fragment."""
     _reader(request)
     kind = request.POST.get("kind", RuleSetKind.INTAKE)
-    condition = next((v for k, v in request.POST.items() if k.endswith("condition")), "")
+    condition = next((str(v) for k, v in request.POST.items() if k.endswith("condition")), "")
     problems: list[str] = []
     try:
         parse(condition, vocabulary_for(kind))

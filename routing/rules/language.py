@@ -42,8 +42,8 @@ GRAMMAR = r"""
     | comparison
 ?comparison: operand
     | operand COMPARE operand -> compare
-    | operand "in" list -> in_
-    | operand "not" "in" list -> not_in
+    | operand "in" values -> in_
+    | operand "not" "in" values -> not_in
     | operand "contains" operand -> contains
     | operand "icontains" operand -> icontains
     | operand "startswith" operand -> startswith
@@ -56,7 +56,7 @@ name: CNAME ("." CNAME | "[" ESCAPED_STRING "]")*
     | ESCAPED_STRING -> string
     | "true" -> true
     | "false" -> false
-list: "[" [literal ("," literal)*] "]"
+values: "[" [literal ("," literal)*] "]"
 COMPARE: "==" | "!=" | "<=" | ">=" | "<" | ">"
 
 %import common.CNAME
@@ -359,7 +359,7 @@ class _Checker(Transformer[Token, Node]):
         key, kind = found
         return Name(meta.line, meta.column, key, kind)
 
-    def list(self, meta: Any, children: list[Const]) -> tuple[Any, list[Const]]:
+    def values(self, meta: Any, children: list[Const]) -> tuple[Any, list[Const]]:
         return meta, children
 
     # operators
@@ -482,7 +482,12 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _comparable(value: Any) -> Any:
-    """Booleans stay booleans; ints and floats are one kind of number."""
+    """Booleans stay booleans; ints and floats are one kind of number.
+
+    Backtest columns hand over numpy scalars (``np.bool_`` is no ``bool``): they count as the Python value.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
@@ -593,7 +598,7 @@ class _Compiler:
         if isinstance(node, InList):
             operand = self.expr(node.operand)
             if _type_of(node.operand) == Type.ANY or any(isinstance(v, bool) for v in node.values):
-                test: ast.expr = self.call("_member", operand, ast.Constant(node.values))
+                test: ast.expr = self.call("_member", operand, self.const(node.values))
             else:  # NaN and "" are never members of a checked, same-typed list
                 test = ast.Compare(operand, [ast.In()], [self.const(frozenset(node.values))])
             return ast.UnaryOp(ast.Not(), test) if node.negate else test

@@ -115,7 +115,7 @@ def rule_validate(kind: str, data: RuleData, *, rule_set: RuleSet | None = None,
     if data.action not in ACTIONS_BY_KIND.get(kind, ()):
         allowed = ", ".join(ACTIONS_BY_KIND.get(kind, ()))
         fail("action", f"'{data.action}' is not an action of {kind} rules; use one of: {allowed}.")
-    queue = Queue.objects.filter(pk=data.queue_id, is_active=True).first() if data.queue_id else None
+    queue = Queue.objects.filter(pk=data.queue_id, is_active=True).first() if data.queue_id is not None else None
     if data.queue_id and queue is None:
         fail("queue", "No active queue has that id.")
     if data.action == RuleAction.ROUTE and queue is None:
@@ -144,7 +144,11 @@ def _validate_auto_action(data: RuleData, fail: Any) -> None:
     refusal = auto_action_refusal(policy)
     if refusal:
         fail("policy", refusal)
-    action = EnforcementAction.objects.filter(pk=data.enforcement_action_id).first()
+    action = (
+        EnforcementAction.objects.filter(pk=data.enforcement_action_id).first()
+        if data.enforcement_action_id is not None
+        else None
+    )
     if action is None:
         fail("enforcement_action", "An auto-action names its enforcement action.")
     elif not policy.enforcement_actions.filter(pk=action.pk).exists():
