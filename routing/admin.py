@@ -1,4 +1,5 @@
-"""Scoring records in the admin, read-only: they are written by scoring and training, never by hand."""
+"""Scoring and routing records in the admin, read-only: scoring, training and the rule editor write them,
+never the admin (rule sets change only through their draft/approval path)."""
 
 from typing import Any
 
@@ -11,6 +12,9 @@ from routing.models import (
     DeadLetter,
     LabeledExample,
     ModelVersion,
+    RoutingDecision,
+    Rule,
+    RuleSet,
     ScoringIncident,
 )
 
@@ -61,3 +65,28 @@ class LabeledExampleAdmin(ReadOnlyAdmin):
     list_filter = ["dataset"]
     # The text is content: shown only on the detail page, escaped like everywhere else.
     search_fields = ["external_ref"]
+
+
+class RuleInline(admin.TabularInline):
+    model = Rule
+    fields = ["position", "name", "condition", "action", "queue", "priority", "policy", "daily_cap", "tags"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RuleSet)
+class RuleSetAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "version", "title", "status", "shadow", "created_by", "approved_by", "activated_at"]
+    list_filter = ["kind", "status"]
+    inlines = [RuleInline]
+
+
+@admin.register(RoutingDecision)
+class RoutingDecisionAdmin(ReadOnlyAdmin):
+    list_display = ["at", "item", "rule_set", "matched", "destination", "shadow"]
+    list_filter = ["shadow", "action"]
+    raw_id_fields = ["item", "rule_set", "rule", "queue"]
