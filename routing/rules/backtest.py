@@ -46,8 +46,19 @@ class Routed:
     auto_rule_hits: dict[str, np.ndarray]  # auto-action rule name -> mask of items it matched (before caps)
 
 
-def route_columns(program: RuleProgram, data: ItemColumns, *, queue_slugs: dict[int, str], default_slug: str) -> Routed:
-    """Where each item would go under ``program``: the live semantics of ``rules.apply``, vectorized."""
+def route_columns(
+    program: RuleProgram,
+    data: ItemColumns,
+    *,
+    queue_slugs: dict[int, str],
+    default_slug: str,
+    escalation_targets: dict[str, str] | None = None,
+) -> Routed:
+    """Where each item would go under ``program``: the live semantics of ``rules.apply``, vectorized.
+
+    ``escalation_targets`` maps a queue's slug to its escalation target's: where an escalate rule naming
+    no queue sends items (the default queue's target), as live routing does.
+    """
     size = len(data)
     columns = data.columns
     destinations: list[str] = []
@@ -86,7 +97,8 @@ def route_columns(program: RuleProgram, data: ItemColumns, *, queue_slugs: dict[
         if spec.action == RuleAction.ROUTE:
             codes[mask] = code(f"queue:{queue_slugs.get(spec.queue_id or 0) or default_queue}")
         elif spec.action == RuleAction.ESCALATE:
-            codes[mask] = code(f"queue:{fallback}")
+            target = queue_slugs.get(spec.queue_id or 0) or (escalation_targets or {}).get(default_queue)
+            codes[mask] = code(f"queue:{target or default_queue}")
         elif spec.action == RuleAction.AUTO_ACTION:
             auto = mask & scored_mask
             codes[mask & ~scored_mask] = code(f"queue:{fallback}")
@@ -136,8 +148,9 @@ def backtest_compute(
     load_seconds = time.perf_counter() - started
     queue_slugs = dict(Queue.objects.values_list("pk", "slug"))
     default = Queue.objects.filter(is_default_intake=True).values_list("slug", flat=True).first() or "default"
-    draft = route_columns(program, data, queue_slugs=queue_slugs, default_slug=default)
-    current = route_columns(base, data, queue_slugs=queue_slugs, default_slug=default)
+    targets = dict(Queue.objects.filter(escalation_target__isnull=False).values_list("slug", "escalation_target__slug"))
+    draft = route_columns(program, data, queue_slugs=queue_slugs, default_slug=default, escalation_targets=targets)
+    current = route_columns(base, data, queue_slugs=queue_slugs, default_slug=default, escalation_targets=targets)
     evaluate_seconds = time.perf_counter() - started - load_seconds
 
     size = len(data)
