@@ -36,6 +36,7 @@ from queues.services import item_move, items_auto_action, items_enqueue, queue_d
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleProgram, RuleSpec, program_for
 from routing.rules.features import item_rows
+from routing.rules.policies import auto_action_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,15 @@ class Placement:
     tags: tuple[str, ...] = ()
     required_reviews: int = 1
     escalated_by: str = ""
+    escalation: tuple[int | None, RuleSpec] | None = None  # (escalation rule set, rule) that moved it at triage
     notify: bool = False
     scores: dict[str, float] = field(default_factory=dict)
+
+    def to_people(self, reason: str) -> None:
+        """An auto-action that does not happen (unscored, cap reached, policy now human-only): people review it."""
+        self.matched = f"{reason}:{self.matched}"
+        self.auto = None
+        self.action = RuleAction.ROUTE
 
     @property
     def destination(self) -> str:
@@ -148,6 +156,7 @@ def _escalate(p: Placement, program: RuleProgram, row: dict[str, Any], queues: _
     elif spec.action == RuleAction.RAISE_PRIORITY:
         p.priority = min(MAX_PRIORITY, p.priority + spec.priority)
     p.escalated_by = f"v{program.version}:{spec.name}"
+    p.escalation = (program.rule_set_id, spec)
     p.notify = p.notify or spec.notify
 
 
@@ -188,8 +197,7 @@ def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[
             _escalate(placement, programs[RuleSetKind.ESCALATION], row, queues)
         placement.scores = _scores_seen(row)
         if placement.auto is not None and not row.get("scored", False):
-            placement.matched = f"unscored:{placement.matched}"
-            placement.auto = None
+            placement.to_people("unscored")
         placements.append(placement)
 
     done: list[int] = []
@@ -213,23 +221,47 @@ def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[
             for p in placements
             if p.item_id in set(done)
         )
+        # Escalations at triage are recorded under the escalation version too, so the overdue sweep's
+        # "each rule escalates an item once" sees them.
+        RoutingDecision.objects.bulk_create(
+            RoutingDecision(
+                item_id=p.item_id,
+                rule_set_id=p.escalation[0],
+                rule_id=p.escalation[1].pk,
+                matched=p.escalation[1].name,
+                action=p.escalation[1].action,
+                destination=p.destination,
+                queue=p.queue,
+                priority=p.priority,
+                tags=sorted(set(p.tags)),
+                scores=p.scores,
+                at=now,
+            )
+            for p in placements
+            if p.escalation is not None and p.item_id in set(done)
+        )
         if shadows:
             _record_shadow(shadows, items, rows, queues, now)
     return done
 
 
 def _apply_caps(placements: list[Placement], now: datetime) -> None:
+    """Demote auto-actions a policy no longer allows, then take room under each rule's daily cap."""
+    policy_ids = {p.auto.policy_id for p in placements if p.auto is not None}
+    refused = {pol.pk for pol in Policy.objects.filter(pk__in=policy_ids) if auto_action_refusal(pol)}
     wanted: dict[int, list[Placement]] = defaultdict(list)
     for p in placements:
-        if p.auto is not None and p.auto.pk is not None:
+        if p.auto is not None and p.auto.policy_id in refused:
+            logger.warning("auto-action rule %s names a policy that is now human-review only", p.auto.name)
+            p.to_people("policy-refuses-auto")
+        elif p.auto is not None and p.auto.pk is not None:
             wanted[p.auto.pk].append(p)
     for group in wanted.values():
         spec = group[0].auto
         assert spec is not None
         granted = _cap_room(spec, len(group), timezone.localdate(now))
         for p in group[granted:]:
-            p.matched = f"cap-reached:{p.matched}"
-            p.auto = None
+            p.to_people("cap-reached")
         if granted < len(group):
             logger.warning("auto-action rule %s reached its daily cap of %s", spec.name, spec.daily_cap)
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import ReviewerProfile, User
 from ops_platform.core.services import audit_record
-from queues.models import Decision, Queue, ReviewItem
+from queues.models import Decision, ItemKind, ItemState, Queue, ReviewItem
 from routing.models import Backtest, BacktestStatus, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import CHILD_SAFETY_SCORE, RuleProgram, program_for
 from routing.rules.features import ItemColumns, human_outcomes, item_columns
@@ -285,7 +285,9 @@ def backtest_request(*, actor: User, rule_set: RuleSet, start: datetime, end: da
     if end - start > MAX_PERIOD:
         raise ApplicationError("A backtest covers at most a year.", field="start")
     baseline = RuleSet.objects.filter(kind=rule_set.kind, status=RuleSetStatus.ACTIVE).first()
-    items = ReviewItem.objects.filter(received_at__gte=start, received_at__lt=end).count()
+    period = ReviewItem.objects.filter(received_at__gte=start, received_at__lt=end).exclude(state=ItemState.RECEIVED)
+    appeals = period.filter(kind=ItemKind.APPEAL)
+    items = (appeals if rule_set.kind == RuleSetKind.APPEALS else period.exclude(kind=ItemKind.APPEAL)).count()
     backtest = Backtest.objects.create(
         rule_set=rule_set, baseline=baseline, period_start=start, period_end=end, items=items, requested_by=actor
     )

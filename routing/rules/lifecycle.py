@@ -13,12 +13,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
-from ops_platform.core.models import ClassifierCategory, DecisionLabel, EnforcementAction, Policy, Severity, User
+from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from queues.models import Queue
 from routing.models import Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
+from routing.rules.policies import auto_action_refusal
 
 MAX_RULES = 500
 MAX_REQUIRED_REVIEWS = 5
@@ -76,17 +77,6 @@ class RuleInvalid(ApplicationError):
 def _require(actor: User, perm: str, what: str) -> None:
     if not actor.has_perm(perm):
         raise NotPermitted(f"Only policy staff may {what}.")
-
-
-def auto_action_refusal(policy: Policy) -> str | None:
-    """Why a policy may never be auto-actioned, or None. The most severe harms always go to people."""
-    if policy.human_review_only:
-        return f"Policy '{policy.slug}' is human-review only: its items always go to people."
-    if ClassifierCategory.SEXUAL_MINORS in (policy.classifier_categories or []):
-        return f"Policy '{policy.slug}' covers sexual content involving minors: it is never auto-actioned."
-    if policy.severity >= Severity.CRITICAL:
-        return f"Policy '{policy.slug}' is of critical severity: it is never auto-actioned."
-    return None
 
 
 def rule_validate(kind: str, data: RuleData, *, rule_set: RuleSet | None = None, rule: Rule | None = None) -> None:

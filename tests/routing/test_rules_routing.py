@@ -227,6 +227,7 @@ def test_auto_action_closes_items_up_to_the_daily_cap_and_queues_the_rest(auto_v
     assert live_decision(first).queue is None
     assert live_decision(third).matched == "cap-reached:hate-auto"
     assert live_decision(third).destination == "queue:hate"
+    assert live_decision(third).action == RuleAction.ROUTE  # counted as routed, not as an auto-action
     event = first.events.get()
     assert (event.event, event.data["policy"], event.data["action"]) == ("auto_actioned", "hate-speech", "remove")
     assert AutoActionTally.objects.get(rule__name="hate-auto").count == 2
@@ -402,3 +403,39 @@ def test_the_sweep_does_nothing_without_an_active_escalation_version(intake_queu
 
     assert items_escalate_overdue() == 0
     assert fresh(item).queue == intake_queue
+
+
+def test_a_policy_made_human_review_only_after_activation_sends_items_to_people(
+    auto_v1: RuleSet, hate_queue: Queue, hate_policy: Policy
+):
+    Policy.objects.filter(pk=hate_policy.pk).update(human_review_only=True)
+    item = scored_item(hate=0.95)
+
+    assert items_route(item_ids=[item.pk]) == [item.pk]  # the batch does not fail
+
+    item = fresh(item)
+    assert (item.state, item.queue) == (ItemState.QUEUED, hate_queue)
+    assert live_decision(item).matched == "policy-refuses-auto:hate-auto"
+    assert not AutoActionTally.objects.exists()
+
+
+def test_an_escalation_at_triage_counts_as_that_rules_one_escalation(
+    policy_staff: User, priya: User, intake_queue: Queue, senior_queue: Queue
+):
+    intake_queue.escalation_target = senior_queue
+    intake_queue.save()
+    senior_queue.escalation_target = Queue.objects.create(slug="leads", name="Leads")
+    senior_queue.save()
+    repeat = RuleData(name="always", condition='kind == "content"', action=RuleAction.ESCALATE, priority=5)
+    escalation = ruleset_live(RuleSetKind.ESCALATION, [repeat], author=policy_staff, approver=priya)
+    now = timezone.now()
+    item = item_received(received_at=now - timedelta(days=3))
+
+    items_route(item_ids=[item.pk], at=now)
+    assert fresh(item).queue == senior_queue
+    recorded = RoutingDecision.objects.get(item=item, rule_set=escalation)
+    assert (recorded.matched, recorded.destination) == ("always", "queue:senior")
+
+    # Overdue now, and the rule still matches: it has escalated this item already.
+    assert items_escalate_overdue(now=now) == 0
+    assert fresh(item).queue == senior_queue
