@@ -43,7 +43,7 @@ def shadow_comparison(rule_set: RuleSet) -> dict[str, Any]:
     live: dict[int, str] = {}
     for item_id, destination in (
         RoutingDecision.objects.filter(item_id__in=list(shadow), shadow=False)
-        .order_by("at")
+        .order_by("at", "pk")
         .values_list("item_id", "destination")
     ):
         live.setdefault(item_id, destination)  # the routing decision, not later escalations
