@@ -69,7 +69,7 @@ class LabeledExampleAdmin(ReadOnlyAdmin):
 
 class RuleInline(admin.TabularInline):
     model = Rule
-    fields = ["position", "name", "condition", "action", "queue", "priority", "policy", "daily_cap", "tags"]
+    fields = ("position", "name", "condition", "action", "queue", "priority", "policy", "daily_cap", "tags")
     readonly_fields = fields
     extra = 0
     can_delete = False
