@@ -207,6 +207,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.idempotency_records_purge_task",
         "schedule": timedelta(hours=1),
     },
+    "expire-review-leases": {
+        "task": "queues.tasks.leases_expire_task",
+        "schedule": timedelta(seconds=60),
+    },
     "escalate-overdue-items": {
         "task": "routing.tasks.items_escalate_overdue_task",
         "schedule": timedelta(seconds=60),

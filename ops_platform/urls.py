@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("routing.urls")),
     path("scoring/", include("routing.web_urls")),
     path("rules/", include("routing.rule_urls")),
+    path("review/", include("queues.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

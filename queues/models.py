@@ -150,6 +150,10 @@ class ReviewItem(models.Model):
         related_name="claimed_items",
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Escalated to a named colleague: only they may claim it until they release it.
+    reserved_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="reserved_items"
+    )
 
     received_at = models.DateTimeField()
     triaged_at = models.DateTimeField(null=True, blank=True)
@@ -166,6 +170,8 @@ class ReviewItem(models.Model):
             models.Index(fields=["received_at"], condition=Q(state="received"), name="item_untriaged_idx"),
             models.Index(fields=["queue", "state", "-priority", "due_at"], name="item_queue_work_idx"),
             models.Index(fields=["received_at"], name="item_received_idx"),
+            # The lease sweep: only claimed rows.
+            models.Index(fields=["lease_expires_at"], condition=Q(state="claimed"), name="item_lease_idx"),
         ]
 
     def __str__(self) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import timedelta
 
-from queues.models import Decision, ReviewItem
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from queues.models import Decision, ItemState, Queue, ReviewItem
 
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
@@ -17,3 +22,108 @@ def item_final_decision(*, item: ReviewItem) -> Decision | None:
         is_final=True, superseded_by__isnull=True
     )
     return decisions.order_by("-decided_at").first()
+
+
+# --- the reviewer workspace --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    queue: Queue
+    pending: int
+    oldest: timedelta | None
+    at_risk: int
+    mine_today: int
+
+    @property
+    def oldest_label(self) -> str:
+        if self.oldest is None:
+            return ""
+        minutes = int(self.oldest.total_seconds() // 60)
+        if minutes < 120:
+            return f"{minutes} min"
+        hours = minutes // 60
+        return f"{hours} h" if hours < 48 else f"{hours // 24} d"
+
+
+AT_RISK_WITHIN = timedelta(hours=1)
+
+
+def queues_for_reviewer(user: User) -> list[QueueRow]:
+    """The queues this reviewer may work, with what waits in them and what they did today."""
+    profile = getattr(user, "reviewer_profile", None)
+    if not user.has_perm("core.review_items") or profile is None:
+        return []
+    now = timezone.now()
+    queues = [
+        q
+        for q in Queue.objects.filter(is_active=True).prefetch_related("allowed_teams", "allowed_vendors")
+        if q.may_be_worked_by(profile)
+    ]
+    waiting = {
+        row["queue"]: row
+        for row in ReviewItem.objects.filter(queue__in=queues, state=ItemState.QUEUED)
+        .values("queue")
+        .annotate(
+            pending=Count("pk"),
+            oldest=Min("received_at"),
+            at_risk=Count("pk", filter=Q(due_at__lte=now + AT_RISK_WITHIN)),
+        )
+    }
+    start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = dict(
+        Decision.objects.filter(reviewer=user, decided_at__gte=start, queue__in=queues)
+        .values_list("queue")
+        .annotate(n=Count("pk"))
+        .values_list("queue", "n")
+    )
+    rows = []
+    for queue in queues:
+        stats = waiting.get(queue.pk, {})
+        oldest = stats.get("oldest")
+        rows.append(
+            QueueRow(
+                queue=queue,
+                pending=stats.get("pending", 0),
+                oldest=now - oldest if oldest else None,
+                at_risk=stats.get("at_risk", 0),
+                mine_today=today.get(queue.pk, 0),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class QuickDecision:
+    key: str
+    label: str
+    policy: Policy | None
+    action: EnforcementAction | None
+    decision_label: DecisionLabel | None
+
+
+def quick_decisions(queue: Queue) -> list[QuickDecision]:
+    """One-key decisions for a queue: 'no violation', then per policy its first label and usual action."""
+    quick = [QuickDecision("n", "No violation", None, None, None)]
+    policies = list(queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"))
+    for index, policy in enumerate(policies[:9], start=1):
+        actions = sorted(policy.enforcement_actions.all(), key=lambda a: a.strength)
+        action = next((a for a in actions if a.slug == "remove"), actions[0] if actions else None)
+        label = next(iter(policy.labels.all()), None)
+        quick.append(QuickDecision(str(index), f"{policy.name}: {action.name if action else 'violation'}", policy,
+                                   action, label))  # fmt: skip
+    return quick
+
+
+def author_history(item: ReviewItem, *, limit: int = 20) -> list[Decision]:
+    """The author's earlier decided items on this platform, newest first."""
+    if not item.author_ref:
+        return []
+    return list(
+        Decision.objects.filter(
+            item__source=item.source, item__author_ref=item.author_ref, is_final=True, superseded_by__isnull=True
+        )
+        .exclude(item=item)
+        .select_related("policy", "action", "item")
+        .order_by("-decided_at")[:limit]
+    )

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from ops_platform.core.errors import ApplicationError
+from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.services import actor_label
-from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem, check_transition
+from queues.models import Decision, ItemEvent, ItemState, Queue, QueueOrdering, ReviewItem, check_transition
 
 DEFAULT_LEASE = timedelta(minutes=15)
 
@@ -154,6 +155,78 @@ def item_move(
     return True
 
 
+def _ordering(queue: Queue) -> list[str]:
+    if queue.ordering == QueueOrdering.DUE_FIRST:
+        return ["due_at", "pk"]
+    if queue.ordering == QueueOrdering.OLDEST_FIRST:
+        return ["received_at", "pk"]
+    return ["-priority", "due_at", "pk"]
+
+
+def claimable(queue: Queue, actor: User) -> QuerySet[ReviewItem]:
+    """Items of ``queue`` this reviewer may take: waiting, not reserved for someone else, not an item they
+    already reviewed (independent reviews), not an appeal of their own decision."""
+    return (
+        ReviewItem.objects.filter(queue=queue, state=ItemState.QUEUED)
+        .filter(Q(reserved_for__isnull=True) | Q(reserved_for=actor))
+        .exclude(decisions__reviewer=actor)
+        .exclude(appeal_of__decisions__reviewer=actor)
+    )
+
+
+def reviewer_may_work(queue: Queue, actor: User) -> bool:
+    if not actor.has_perm("core.review_items"):
+        return False
+    profile = getattr(actor, "reviewer_profile", None)
+    return queue.is_active and queue.may_be_worked_by(profile)
+
+
+def item_claim_next(
+    *, queue: Queue, actor: User, lease: timedelta = DEFAULT_LEASE, at: datetime | None = None
+) -> ReviewItem | None:
+    """Give the reviewer the next item of ``queue`` (highest priority, then earliest due) under a lease.
+
+    Exactly one reviewer gets each item: on PostgreSQL the candidate row is taken with
+    ``FOR UPDATE SKIP LOCKED`` (concurrent reviewers pass over each other's rows instead of waiting);
+    elsewhere a conditional update that only succeeds while the row is still 'queued', retried. A
+    reviewer already holding an item in this queue gets that one back, its lease renewed.
+    """
+    if not reviewer_may_work(queue, actor):
+        raise NotPermitted(f"You may not review items in '{queue.name}'.")
+    now = at or timezone.now()
+    held = ReviewItem.objects.filter(queue=queue, state=ItemState.CLAIMED, assignee=actor).order_by("claimed_at")
+    if (mine := held.first()) is not None:
+        ReviewItem.objects.filter(pk=mine.pk, assignee=actor).update(lease_expires_at=now + lease)
+        mine.refresh_from_db()
+        return mine
+    candidates = claimable(queue, actor).order_by(*_ordering(queue))
+    for _ in range(10):
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                pk = candidates.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
+            else:
+                pk = candidates.values_list("pk", flat=True).first()
+            if pk is None:
+                return None
+            changed = ReviewItem.objects.filter(pk=pk, state=ItemState.QUEUED, assignee__isnull=True).update(
+                state=ItemState.CLAIMED, assignee=actor, claimed_at=now, lease_expires_at=now + lease
+            )
+            if not changed:
+                continue  # another reviewer took it between the read and the update (not on PostgreSQL)
+            ItemEvent.objects.create(
+                item_id=pk,
+                at=now,
+                actor=actor,
+                actor_label=actor_label(actor),
+                event="claimed",
+                from_state=ItemState.QUEUED,
+                to_state=ItemState.CLAIMED,
+                queue=queue,
+            )
+            return ReviewItem.objects.select_related("queue").get(pk=pk)
+    return None
+
+
 @transaction.atomic
 def item_claim(*, item: ReviewItem, actor: User, lease: timedelta = DEFAULT_LEASE, at: datetime | None = None) -> None:
     """Give a queued item to ``actor`` under a lease; refuses if someone else got there first."""
@@ -177,6 +250,136 @@ def item_claim(*, item: ReviewItem, actor: User, lease: timedelta = DEFAULT_LEAS
     item.refresh_from_db()
 
 
+def lease_renew(*, item: ReviewItem, actor: User, lease: timedelta = DEFAULT_LEASE) -> datetime:
+    """Extend the lease while the reviewer's page is open; refused once the item is no longer theirs."""
+    expires = timezone.now() + lease
+    renewed = ReviewItem.objects.filter(pk=item.pk, state=ItemState.CLAIMED, assignee=actor).update(
+        lease_expires_at=expires
+    )
+    if not renewed:
+        raise Conflict("This item is no longer yours: its lease expired or it was released.", field="item")
+    return expires
+
+
+@transaction.atomic
+def item_release(*, item: ReviewItem, actor: User, reason: str, at: datetime | None = None) -> None:
+    """Give a claimed item back to its queue (skip), with the reason; it may go to someone else."""
+    now = at or timezone.now()
+    if not reason.strip():
+        raise ApplicationError("Say why you skip this item.", field="reason")
+    item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+    if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
+        raise Conflict("Only the reviewer holding the item can release it.", field="item")
+    _back_to_queue(item, now=now, actor=actor, event="released", data={"reason": reason[:500]})
+
+
+def _back_to_queue(
+    item: ReviewItem,
+    *,
+    now: datetime,
+    actor: User | None,
+    event: str,
+    data: dict[str, object],
+    queue: Queue | None = None,
+    priority: int | None = None,
+    reserved_for: User | None = None,
+) -> None:
+    check_transition(item.state, ItemState.QUEUED, item_id=item.pk)
+    target = queue or item.queue
+    ReviewItem.objects.filter(pk=item.pk).update(
+        state=ItemState.QUEUED,
+        assignee=None,
+        lease_expires_at=None,
+        claimed_at=None,
+        queue=target,
+        priority=item.priority if priority is None else priority,
+        reserved_for=reserved_for,
+    )
+    ItemEvent.objects.create(
+        item=item,
+        at=now,
+        actor=actor,
+        actor_label=actor_label(actor),
+        event=event,
+        from_state=item.state,
+        to_state=ItemState.QUEUED,
+        queue=target,
+        data=data,
+    )
+
+
+def leases_expire(*, now: datetime | None = None, limit: int = 5_000) -> int:
+    """Return items whose lease ran out (closed tab, lost laptop) to their queue."""
+    now = now or timezone.now()
+    returned = 0
+    with transaction.atomic():
+        stale = list(
+            ReviewItem.objects.select_for_update(skip_locked=True)
+            .filter(state=ItemState.CLAIMED, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")[:limit]
+        )
+        for item in stale:
+            _back_to_queue(
+                item, now=now, actor=None, event="lease_expired", data={"assignee": item.assignee_id},
+                reserved_for=item.reserved_for,
+            )  # fmt: skip
+            returned += 1
+    return returned
+
+
+@transaction.atomic
+def item_escalate(
+    *,
+    item: ReviewItem,
+    actor: User,
+    reason: str,
+    to_user: User | None = None,
+    at: datetime | None = None,
+) -> Queue:
+    """Hand a claimed item up: to the queue's escalation target, or to a named senior colleague (who alone
+    may claim it, in the escalation target if there is one, else in this queue)."""
+    now = at or timezone.now()
+    if not reason.strip():
+        raise ApplicationError("Say why you escalate this item.", field="reason")
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
+    if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
+        raise Conflict("Only the reviewer holding the item can escalate it.", field="item")
+    assert item.queue is not None
+    target = item.queue.escalation_target or item.queue
+    if to_user is not None:
+        if to_user.pk == actor.pk:
+            raise ApplicationError("Escalate to someone else.", field="to_user")
+        if not to_user.has_perm("core.bulk_decide") or not reviewer_may_work(target, to_user):
+            raise ApplicationError(f"{to_user.get_username()} is not a senior reviewer of '{target.name}'.",
+                                   field="to_user")  # fmt: skip
+    elif item.queue.escalation_target is None:
+        raise ApplicationError(
+            f"'{item.queue.name}' has no escalation queue; name a senior colleague.", field="to_user"
+        )
+    _back_to_queue(
+        item,
+        now=now,
+        actor=actor,
+        event="escalated",
+        data={
+            "reason": reason[:500],
+            "from_queue": item.queue.slug,
+            "to_user": to_user.get_username() if to_user else None,
+        },
+        queue=target,
+        priority=max(item.priority, 50),
+        reserved_for=to_user,
+    )
+    return target
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    decision: Decision
+    closed: bool  # False: more independent reviews are needed, or it went to adjudication
+    adjudication: bool = False
+
+
 @transaction.atomic
 def decision_submit(
     *,
@@ -189,16 +392,53 @@ def decision_submit(
     rationale: str = "",
     at: datetime | None = None,
 ) -> Decision:
-    """Record the claiming reviewer's decision and close the item."""
+    """Record the claiming reviewer's decision; see :func:`decision_record` for the item's outcome."""
+    return decision_record(
+        item=item, actor=actor, is_violation=is_violation, policy=policy, labels=labels, action=action,
+        rationale=rationale, at=at,
+    ).decision  # fmt: skip
+
+
+@transaction.atomic
+def decision_record(
+    *,
+    item: ReviewItem,
+    actor: User,
+    is_violation: bool,
+    policy: Policy | None = None,
+    labels: Sequence[DecisionLabel] = (),
+    action: EnforcementAction | None = None,
+    rationale: str = "",
+    at: datetime | None = None,
+) -> DecisionResult:
+    """Record the claiming reviewer's decision.
+
+    An item that needs one review closes. One that rules marked for N independent reviews goes back to
+    its queue until N different reviewers decided it; if they agree (violation or not, same policy) the
+    last decision is final and the item closes, otherwise it goes to adjudication (the queue's
+    escalation target, tagged ``adjudication``) where the next decision is final.
+    """
     now = at or timezone.now()
-    item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
     if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
         raise ApplicationError("Only the reviewer holding the item's lease can decide it.", field="item")
     check_transition(item.state, ItemState.DECIDED, item_id=item.pk)
-    if is_violation and policy is None:
-        raise ApplicationError("A violation needs the policy it violates.", field="policy")
-    if item.queue and item.queue.requires_rationale and not rationale.strip():
-        raise ApplicationError(f"Queue '{item.queue.slug}' requires a rationale.", field="rationale")
+    _decision_check(item, is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale)
+    adjudicating = "adjudication" in (item.tags or [])
+    earlier: list[tuple[bool, int | None]] = []
+    if item.required_reviews > 1 and not adjudicating:
+        # The independent reviews of this round: interim decisions no later decision closed.
+        earlier = list(
+            item.decisions.filter(is_final=False, superseded_by__isnull=True)
+            .exclude(reviewer=actor)
+            .values_list("is_violation", "policy_id")
+        )
+    reviews = len(earlier) + 1
+    needs_more = not adjudicating and reviews < item.required_reviews
+    mine = (is_violation, policy.pk if policy and is_violation else None)
+    outcomes = {(v, p if v else None) for v, p in earlier} | {mine}
+    disagree = not adjudicating and not needs_more and len(outcomes) > 1
+    final = not needs_more and not disagree
     decision = Decision.objects.create(
         item=item,
         reviewer=actor,
@@ -210,21 +450,56 @@ def decision_submit(
         claimed_at=item.claimed_at,
         decided_at=now,
         handle_time=now - item.claimed_at if item.claimed_at else None,
+        is_final=final,
     )
     if labels:
         decision.labels.set(labels)
-    ReviewItem.objects.filter(pk=item.pk).update(
-        state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None
-    )
-    ItemEvent.objects.create(
-        item=item,
-        at=now,
-        actor=actor,
-        actor_label=actor_label(actor),
-        event="decided",
-        from_state=ItemState.CLAIMED,
-        to_state=ItemState.DECIDED,
-        queue_id=item.queue_id,
-        data={"decision": decision.pk, "violation": is_violation, "policy": policy.slug if policy else None},
-    )
-    return decision
+    data: dict[str, object] = {
+        "decision": decision.pk,
+        "violation": is_violation,
+        "policy": policy.slug if policy else None,
+    }
+    if final:
+        ReviewItem.objects.filter(pk=item.pk).update(
+            state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None, reserved_for=None
+        )
+        ItemEvent.objects.create(
+            item=item, at=now, actor=actor, actor_label=actor_label(actor), event="decided",
+            from_state=ItemState.CLAIMED, to_state=ItemState.DECIDED, queue_id=item.queue_id, data=data,
+        )  # fmt: skip
+        return DecisionResult(decision, closed=True)
+    if needs_more:
+        data["reviews"] = f"{reviews} of {item.required_reviews}"
+        _back_to_queue(item, now=now, actor=actor, event="reviewed", data=data)
+        return DecisionResult(decision, closed=False)
+    assert item.queue is not None
+    target = item.queue.escalation_target or item.queue
+    ReviewItem.objects.filter(pk=item.pk).update(tags=sorted({*(item.tags or []), "adjudication"}))
+    _back_to_queue(item, now=now, actor=actor, event="to_adjudication", data=data, queue=target,
+                   priority=max(item.priority, 50))  # fmt: skip
+    return DecisionResult(decision, closed=False, adjudication=True)
+
+
+def _decision_check(
+    item: ReviewItem,
+    *,
+    is_violation: bool,
+    policy: Policy | None,
+    labels: Sequence[DecisionLabel],
+    action: EnforcementAction | None,
+    rationale: str,
+) -> None:
+    if is_violation and policy is None:
+        raise ApplicationError("A violation needs the policy it violates.", field="policy")
+    if policy is not None and not policy.is_active:
+        raise ApplicationError(f"Policy '{policy.slug}' is retired.", field="policy")
+    if any(label.policy_id != (policy.pk if policy else None) for label in labels):
+        raise ApplicationError("Every label must belong to the decision's policy.", field="labels")
+    if action is not None:
+        if not is_violation:
+            if action.strength > 0:
+                raise ApplicationError("No enforcement action for content that breaks no policy.", field="action")
+        elif policy is not None and not policy.enforcement_actions.filter(pk=action.pk).exists():
+            raise ApplicationError(f"'{action.slug}' is not an action of policy '{policy.slug}'.", field="action")
+    if item.queue and item.queue.requires_rationale and not rationale.strip():
+        raise ApplicationError(f"Queue '{item.queue.slug}' requires a rationale.", field="rationale")

@@ -1,0 +1,168 @@
+"""The reviewer workspace: my queues, start reviewing (claim next), the item page, decide, skip, escalate.
+
+An item page is shown only to the reviewer holding the item; anyone else gets a 404, so ids cannot be
+probed. Content is rendered as escaped text: links are not clickable and media loads only when the
+reviewer asks to see it.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from queues import selectors, services
+from queues.models import ItemState, Queue, ReviewItem
+from queues.panels import panels_for
+
+
+def _reviewer(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User) or not user.has_perm("core.review_items"):
+        raise PermissionDenied
+    return user
+
+
+def _held_item(request: HttpRequest, pk: int) -> tuple[User, ReviewItem]:
+    user = _reviewer(request)
+    item = ReviewItem.objects.select_related("queue").filter(pk=pk, state=ItemState.CLAIMED, assignee=user).first()
+    if item is None:
+        raise Http404("No item of yours has that id.")
+    return user, item
+
+
+@login_required
+@require_GET
+def my_queues(request: HttpRequest) -> HttpResponse:
+    user = _reviewer(request)
+    return render(request, "queues/my_queues.html", {"rows": selectors.queues_for_reviewer(user)})
+
+
+@login_required
+@require_POST
+def start_reviewing(request: HttpRequest, slug: str) -> HttpResponse:
+    user = _reviewer(request)
+    queue = get_object_or_404(Queue, slug=slug, is_active=True)
+    try:
+        item = services.item_claim_next(queue=queue, actor=user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("review-queues")
+    if item is None:
+        messages.info(request, f"Nothing is waiting for you in {queue.name}.")
+        return redirect("review-queues")
+    return redirect("review-item", pk=item.pk)
+
+
+@login_required
+@require_GET
+def item_page(request: HttpRequest, pk: int) -> HttpResponse:
+    user, item = _held_item(request, pk)
+    assert item.queue is not None
+    profile = getattr(user, "reviewer_profile", None)
+    policies = list(item.queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"))
+    return render(
+        request,
+        "queues/item.html",
+        {
+            "item": item,
+            "queue": item.queue,
+            "panels": panels_for(item),
+            "policies": policies,
+            "quick": selectors.quick_decisions(item.queue),
+            "history": item.events.select_related("queue").order_by("at", "pk"),
+            "author_history": selectors.author_history(item),
+            "blur": profile.blur_media if profile else True,
+            "greyscale": profile.greyscale_media if profile else True,
+            "seniors": User.objects.filter(groups__permissions__codename="bulk_decide").exclude(pk=user.pk).distinct(),
+            "lease_seconds": int(services.DEFAULT_LEASE.total_seconds()),
+        },
+    )
+
+
+@login_required
+@require_POST
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    user, item = _held_item(request, pk)
+    post = request.POST
+    quick = post.get("quick", "")
+    if quick:  # a one-key decision: "none" or "policy:action:label" ids
+        parts = ([*quick.split(":"), "", "", ""])[:3] if quick != "none" else ["", "", ""]
+        violation = quick != "none"
+        policy_id, action_id, label_ids = parts[0], parts[1], [parts[2]] if parts[2] else []
+    else:
+        violation = post.get("violation") == "yes"
+        policy_id, action_id, label_ids = post.get("policy", ""), post.get("action", ""), post.getlist("labels")
+    policy = Policy.objects.filter(pk=int(policy_id)).first() if violation and policy_id.isdigit() else None
+    digits = [i for i in label_ids if i.isdigit()]
+    labels = list(DecisionLabel.objects.filter(pk__in=digits)) if violation else []
+    action = EnforcementAction.objects.filter(pk=int(action_id)).first() if violation and action_id.isdigit() else None
+    try:
+        result = services.decision_record(
+            item=item, actor=user, is_violation=violation, policy=policy, labels=labels, action=action,
+            rationale=post.get("rationale", "")[:5000],
+        )  # fmt: skip
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("review-item", pk=item.pk)
+    if result.adjudication:
+        messages.info(request, "Reviewers disagreed: the item went to adjudication.")
+    elif not result.closed:
+        messages.info(request, "Recorded. The item needs another independent review.")
+    else:
+        messages.success(request, "Decision recorded.")
+    return _next_or_queues(request, user, item.queue)
+
+
+def _next_or_queues(request: HttpRequest, user: User, queue: Queue | None) -> HttpResponse:
+    if queue is not None:
+        nxt = services.item_claim_next(queue=queue, actor=user)
+        if nxt is not None:
+            return redirect("review-item", pk=nxt.pk)
+        messages.info(request, f"{queue.name} is empty for now.")
+    return redirect("review-queues")
+
+
+@login_required
+@require_POST
+def release(request: HttpRequest, pk: int) -> HttpResponse:
+    user, item = _held_item(request, pk)
+    try:
+        services.item_release(item=item, actor=user, reason=request.POST.get("reason", ""))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("review-item", pk=item.pk)
+    messages.info(request, "Skipped: the item is back in its queue.")
+    return redirect("review-queues")
+
+
+@login_required
+@require_POST
+def escalate(request: HttpRequest, pk: int) -> HttpResponse:
+    user, item = _held_item(request, pk)
+    to_user = User.objects.filter(pk=request.POST.get("to_user") or 0).first()
+    try:
+        target = services.item_escalate(item=item, actor=user, reason=request.POST.get("reason", ""), to_user=to_user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("review-item", pk=item.pk)
+    who = f" for {to_user.get_username()}" if to_user else ""
+    messages.success(request, f"Escalated to {target.name}{who}.")
+    return _next_or_queues(request, user, item.queue)
+
+
+@login_required
+@require_POST
+def renew_lease(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _reviewer(request)
+    item = get_object_or_404(ReviewItem, pk=pk)
+    try:
+        expires = services.lease_renew(item=item, actor=user)
+    except ApplicationError as exc:
+        return JsonResponse({"error": exc.message}, status=409)
+    return JsonResponse({"lease_expires_at": expires.isoformat()})
