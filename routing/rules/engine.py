@@ -123,6 +123,7 @@ class Outcome:
 
 
 BUILTIN_CHILD_SAFETY = "builtin:child-safety"
+_DEFAULT = Outcome(None, "default")
 
 
 @dataclass
@@ -140,12 +141,15 @@ class RuleProgram:
     tagging: list[int] = field(init=False)
     compiled_terminal: CompiledRules = field(init=False)
     compiled_tags: CompiledRules = field(init=False)
+    # What each deciding rule's match is, made once: Outcomes are immutable, so items share them.
+    outcomes: list[Outcome] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.terminal = [i for i, s in enumerate(self.specs) if s.action != RuleAction.TAG]
         self.tagging = [i for i, s in enumerate(self.specs) if s.action == RuleAction.TAG]
         self.compiled_terminal = compile_rules([self.conditions[i] for i in self.terminal])
         self.compiled_tags = compile_rules([self.conditions[i] for i in self.tagging])
+        self.outcomes = [Outcome(self.specs[i], self.specs[i].name, self.specs[i].tags) for i in self.terminal]
 
     @property
     def names(self) -> frozenset[str]:
@@ -160,9 +164,9 @@ class RuleProgram:
             return Outcome(None, BUILTIN_CHILD_SAFETY, tags)
         index = self.compiled_terminal.first_match(row)
         if index < 0:
-            return Outcome(None, "default", tags)
-        spec = self.specs[self.terminal[index]]
-        return Outcome(spec, spec.name, tags + spec.tags)
+            return Outcome(None, "default", tags) if tags else _DEFAULT
+        outcome = self.outcomes[index]
+        return Outcome(outcome.rule, outcome.matched, tags + outcome.tags) if tags else outcome
 
     def decide_interpreted(self, row: Mapping[str, Any]) -> int:
         """The index (into ``specs``) of the deciding rule by walking trees: the benchmark's baseline."""

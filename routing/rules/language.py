@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, cast
 
 import numpy as np
@@ -573,10 +573,17 @@ class _Compiler:
         self.locals: dict[str, str] = {}  # row key -> local variable
         self.kinds: dict[str, Type] = {}
         self.consts: dict[str, Any] = {}
+        self.shared: dict[int, str] = {}  # id of a helper object -> its constant
+        # Per row, made from a field's local: its casefolded text (on first use), its settled metadata value.
+        self.folded: dict[str, str] = {}
+        self.settled: dict[str, str] = {}
+
+    def variable(self) -> str:
+        return f"v{len(self.locals) + len(self.folded) + len(self.settled)}"
 
     def local(self, name: Name) -> ast.expr:
         if name.key not in self.locals:
-            self.locals[name.key] = f"v{len(self.locals)}"
+            self.locals[name.key] = self.variable()
             self.kinds[name.key] = name.type
         return ast.Name(self.locals[name.key], ast.Load())
 
@@ -584,6 +591,36 @@ class _Compiler:
         label = f"K{len(self.consts)}"
         self.consts[label] = value
         return ast.Name(label, ast.Load())
+
+    def helper(self, value: Any) -> ast.expr:
+        """A constant for an object many tests use (a type, a function): bound once."""
+        if id(value) not in self.shared:
+            self.shared[id(value)] = cast(ast.Name, self.const(value)).id
+        return ast.Name(self.shared[id(value)], ast.Load())
+
+    def fold(self, operand: ast.expr) -> ast.expr:
+        """``text.casefold()``, made on first use and kept for the rules after it in the same row."""
+        call = ast.Call(ast.Attribute(operand, "casefold", ast.Load()), [], [])
+        if not isinstance(operand, ast.Name):
+            return call
+        if operand.id not in self.folded:
+            self.folded[operand.id] = self.variable()
+        name = self.folded[operand.id]
+        # "" is falsy, so an empty text is folded again: still "".
+        return ast.BoolOp(ast.Or(), [ast.Name(name, ast.Load()), ast.NamedExpr(ast.Name(name, ast.Store()), call)])
+
+    def settle(self, operand: ast.expr) -> ast.expr:
+        """Metadata as :func:`_comparable` sees it (ints as floats, numpy scalars as Python values), made once
+        per row: after that a comparison with a constant is a type check and one operator."""
+        assert isinstance(operand, ast.Name)
+        if operand.id not in self.settled:
+            self.settled[operand.id] = self.variable()
+        return ast.Name(self.settled[operand.id], ast.Load())
+
+    def typed(self, value: ast.expr, kind: type, test: ast.expr) -> ast.expr:
+        """``value.__class__ is kind and test``."""
+        is_kind = ast.Compare(ast.Attribute(value, "__class__", ast.Load()), [ast.Is()], [self.helper(kind)])
+        return ast.BoolOp(ast.And(), [is_kind, test])
 
     def call(self, helper: str, *args: ast.expr) -> ast.expr:
         return ast.Call(ast.Name(helper, ast.Load()), list(args), [])
@@ -597,8 +634,15 @@ class _Compiler:
             return self.compare(node)
         if isinstance(node, InList):
             operand = self.expr(node.operand)
-            if _type_of(node.operand) == Type.ANY or any(isinstance(v, bool) for v in node.values):
-                test: ast.expr = self.call("_member", operand, self.const(node.values))
+            if _type_of(node.operand) == Type.ANY and isinstance(operand, ast.Name) and node.values:
+                # _member on a checked (one-typed) list: the settled value is of the list's type and in it.
+                settled = self.settle(operand)
+                kind = type(_comparable(node.values[0]))
+                test: ast.expr = self.typed(
+                    settled, kind, ast.Compare(settled, [ast.In()], [self.const(frozenset(node.values))])
+                )
+            elif _type_of(node.operand) == Type.ANY or any(isinstance(v, bool) for v in node.values):
+                test = self.call("_member", operand, self.const(node.values))
             else:  # NaN and "" are never members of a checked, same-typed list
                 test = ast.Compare(operand, [ast.In()], [self.const(frozenset(node.values))])
             return ast.UnaryOp(ast.Not(), test) if node.negate else test
@@ -609,8 +653,7 @@ class _Compiler:
             if node.op == "contains":
                 return ast.Compare(ast.Constant(node.value), [ast.In()], [operand])
             if node.op == "icontains":
-                folded = ast.Call(ast.Attribute(operand, "casefold", ast.Load()), [], [])
-                return ast.Compare(ast.Constant(node.value.casefold()), [ast.In()], [folded])
+                return ast.Compare(ast.Constant(node.value.casefold()), [ast.In()], [self.fold(operand)])
             method = ast.Attribute(operand, node.op, ast.Load())
             return ast.Call(method, [ast.Constant(node.value)], [])
         if isinstance(node, BoolOp):
@@ -619,6 +662,16 @@ class _Compiler:
         if isinstance(node, Not):
             return ast.UnaryOp(ast.Not(), self.truth(node.item))
         raise TypeError(f"unknown node {type(node).__name__}")
+
+    def any_compare(self, op: str, operand: ast.Name, value: float | str | bool) -> ast.expr:
+        """``metadata.x <op> constant`` as :func:`compare_values` means it: of the constant's type, then compared."""
+        settled = self.settle(operand)
+        if isinstance(value, bool) and op in ("==", "!="):  # settled booleans are the two singletons
+            return ast.Compare(settled, [ast.Is()], [ast.Constant(value if op == "==" else not value)])
+        test: ast.expr = ast.Compare(settled, [_AST_OPS[op]], [ast.Constant(value)])
+        if op == "!=" and isinstance(value, float):  # NaN != x is true in Python; a missing value compares false
+            test = ast.BoolOp(ast.And(), [ast.Compare(settled, [ast.Eq()], [settled]), test])
+        return self.typed(settled, type(value), test)
 
     def truth(self, node: Node) -> ast.expr:
         """A sub-condition as a strict boolean: ANY-typed metadata counts only when it is exactly true."""
@@ -631,21 +684,27 @@ class _Compiler:
         left, right = self.expr(node.left), self.expr(node.right)
         kinds = {_type_of(node.left), _type_of(node.right)}
         if Type.ANY in kinds:
+            if isinstance(left, ast.Name) and _type_of(node.left) == Type.ANY and isinstance(node.right, Const):
+                return self.any_compare(node.op, left, node.right.value)
             return self.call("_compare", ast.Constant(node.op), left, right)
-        op_node = {
-            "==": ast.Eq(),
-            "!=": ast.NotEq(),
-            "<": ast.Lt(),
-            "<=": ast.LtE(),
-            ">": ast.Gt(),
-            ">=": ast.GtE(),
-        }[node.op]
-        test = ast.Compare(left, [op_node], [right])
+        test = ast.Compare(left, [_AST_OPS[node.op]], [right])
         if node.op == "!=" and Type.NUMBER in kinds:
             # NaN != x is true in Python; a missing score must compare false, so demand both are numbers.
             guards = [ast.Compare(side, [ast.Eq()], [side]) for side in (left, right) if isinstance(side, ast.Name)]
             return ast.BoolOp(ast.And(), [*guards, test])
         return test
+
+
+_AST_OPS: dict[str, ast.cmpop] = {
+    "==": ast.Eq(),
+    "!=": ast.NotEq(),
+    "<": ast.Lt(),
+    "<=": ast.LtE(),
+    ">": ast.Gt(),
+    ">=": ast.GtE(),
+}
+# Values _comparable leaves as they are: a settled value of these classes needs no call.
+_SETTLED = frozenset({float, bool, str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -673,6 +732,12 @@ def compile_rules(conditions: Sequence[Node]) -> CompiledRules:
         )
         for key, var in compiler.locals.items()
     ]
+    prologue += [ast.Assign([ast.Name(name, ast.Store())], ast.Constant(None)) for name in compiler.folded.values()]
+    for var, settled in compiler.settled.items():
+        raw = ast.Name(var, ast.Load())
+        plain = ast.Compare(ast.Attribute(raw, "__class__", ast.Load()), [ast.In()], [compiler.helper(_SETTLED)])
+        call = ast.Call(compiler.helper(_comparable), [raw], [])
+        prologue.append(ast.Assign([ast.Name(settled, ast.Store())], ast.IfExp(plain, raw, call)))
     first_body: list[ast.stmt] = [
         ast.If(test, [ast.Return(ast.Constant(index))], []) for index, test in enumerate(tests)
     ]
@@ -719,35 +784,150 @@ def compile_rules(conditions: Sequence[Node]) -> CompiledRules:
 
 @dataclass(frozen=True)
 class Categorical:
-    """A text column as codes into its distinct values: comparisons run once per distinct value."""
+    """A text column as codes into its distinct values: comparisons run once per distinct value.
+
+    A code of -1 stands for no text at all (a metadata value of another type): it passes no test.
+    """
 
     codes: np.ndarray
     values: list[str]
 
     @classmethod
     def from_values(cls, values: Sequence[str]) -> Categorical:
-        distinct, codes = np.unique(np.asarray(values, dtype=object), return_inverse=True)
-        return cls(codes.astype(np.int32), [str(v) for v in distinct])
+        index = {v: i for i, v in enumerate(dict.fromkeys(values))}
+        codes = np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
+        return cls(codes, [str(v) for v in index])
 
     def __len__(self) -> int:
         return len(self.codes)
 
     def materialize(self) -> np.ndarray:
-        return np.asarray(self.values, dtype=object)[self.codes] if self.values else np.full(len(self), "", object)
+        return np.array([*self.values, None], dtype=object)[self.codes]
 
     def where(self, test: Callable[[str], bool]) -> np.ndarray:
-        per_value = np.fromiter((test(v) for v in self.values), dtype=bool, count=len(self.values))
-        return per_value[self.codes] if len(self.values) else np.zeros(len(self.codes), bool)
+        per_value = np.zeros(len(self.values) + 1, dtype=bool)  # the last one answers for code -1
+        per_value[:-1] = np.fromiter((test(v) for v in self.values), dtype=bool, count=len(self.values))
+        return per_value[self.codes]
+
+    def contains(self, needle: str, *, fold: bool = False) -> np.ndarray:
+        """Where the text holds ``needle`` (both casefolded when ``fold``: ``icontains``)."""
+        if fold:
+            return self._folded._values_containing(needle.casefold())[self.codes]
+        if "_folded" not in self.__dict__:
+            return self._values_containing(needle)[self.codes]
+        # The casefolded text is at hand: a text holding the needle holds it casefolded too (casefolding maps
+        # each character on its own), so search that and check the few values it finds.
+        per_value = self._folded._values_containing(needle.casefold())
+        found = np.flatnonzero(per_value)
+        per_value[found] = np.fromiter((needle in self.values[i] for i in found.tolist()), dtype=bool, count=len(found))
+        return per_value[self.codes]
+
+    @cached_property
+    def _folded(self) -> Categorical:
+        return Categorical(self.codes, [v.casefold() for v in self.values])
+
+    @cached_property
+    def _joined(self) -> tuple[str, np.ndarray]:
+        """Every distinct value in one string, each followed by a separator, and where each one starts."""
+        lengths = np.fromiter(map(len, self.values), dtype=np.int64, count=len(self.values))
+        starts = np.zeros(len(self.values), dtype=np.int64)
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        return _SEPARATOR.join(self.values), starts
+
+    def _values_containing(self, needle: str) -> np.ndarray:
+        """Per distinct value (and a last False for code -1): whether it holds ``needle``."""
+        per_value = np.zeros(len(self.values) + 1, dtype=bool)
+        # Many distinct values (a text column): one substring search over all of them joined, instead of a
+        # Python test per value. A match never spans two values, since the needle holds no separator.
+        if len(self.values) < 256 or not needle or _SEPARATOR in needle:
+            per_value[:-1] = np.fromiter((needle in v for v in self.values), dtype=bool, count=len(self.values))
+            return per_value
+        joined, starts = self._joined
+        limit = len(self.values) // 8
+        hits: list[int] = []
+        at = joined.find(needle)
+        while at >= 0:
+            hits.append(at)
+            if len(hits) > limit:  # a common word: a test per value costs less than walking every match
+                per_value[:-1] = np.fromiter((needle in v for v in self.values), dtype=bool, count=len(self.values))
+                return per_value
+            at = joined.find(needle, at + 1)
+        per_value[np.searchsorted(starts, np.asarray(hits, dtype=np.int64), side="right") - 1] = True
+        return per_value
 
 
-Column = np.ndarray | Categorical
+_SEPARATOR = "\x00"
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """A metadata column: each item's JSON scalar (None when absent), held as one view per type, so a
+    comparison with a constant is one array operation with the meaning of :func:`compare_values`.
+
+    Integers are held as floats, as every comparison treats them (:func:`_comparable`).
+    """
+
+    numbers: np.ndarray  # float, NaN where the value is no number (a boolean is none)
+    strings: Categorical  # code -1 where the value is no text
+    flags: np.ndarray  # int8: 1 true, 0 false, -1 where the value is no boolean
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> Mixed:
+        size = len(values)
+        plain = [_comparable(v) for v in values]
+        numbers = np.fromiter((v if v.__class__ is float else math.nan for v in plain), dtype=float, count=size)
+        flags = np.fromiter((int(v) if v.__class__ is bool else -1 for v in plain), dtype=np.int8, count=size)
+        index: dict[str, int] = {}
+        codes = np.fromiter(
+            (index.setdefault(v, len(index)) if v.__class__ is str else -1 for v in plain), dtype=np.int32, count=size
+        )
+        return cls(numbers, Categorical(codes, list(index)), flags)
+
+    @classmethod
+    def missing(cls, size: int) -> Mixed:
+        return cls(np.full(size, math.nan), Categorical(np.full(size, -1, np.int32), []), np.full(size, -1, np.int8))
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def materialize(self) -> np.ndarray:
+        """The values as an object array (numbers as floats), for comparisons with no shortcut."""
+        out = np.full(len(self), None, dtype=object)
+        is_number = ~np.isnan(self.numbers)
+        out[is_number] = self.numbers[is_number].tolist()
+        is_text = self.strings.codes >= 0
+        out[is_text] = self.strings.materialize()[is_text]
+        is_flag = self.flags >= 0
+        out[is_flag] = [bool(f) for f in self.flags[is_flag]]
+        return out
+
+    def compare(self, op: str, value: float | str | bool) -> np.ndarray:
+        """``column <op> value``: false where the value is of another type, as in :func:`compare_values`."""
+        if isinstance(value, bool):
+            return (self.flags >= 0) & _OPS[op](self.flags, int(value))
+        if isinstance(value, str):
+            return self.strings.where(lambda v: _OPS[op](v, value))
+        with np.errstate(invalid="ignore"):
+            result = cast(np.ndarray, _OPS[op](self.numbers, float(value)))
+        return result & ~np.isnan(self.numbers) if op == "!=" else result
+
+    def member(self, values: tuple[float | str | bool, ...]) -> np.ndarray:
+        """``column in values`` as :func:`_member` means it; a checked list holds one type."""
+        if isinstance(values[0], bool):
+            return np.isin(self.flags, [int(v) for v in values])
+        if isinstance(values[0], str):
+            return self.strings.where(lambda v: v in values)
+        return np.isin(self.numbers, np.asarray(values, dtype=float))
+
+
+Column = np.ndarray | Categorical | Mixed
 
 
 def evaluate_columns(node: Node, columns: Mapping[str, Column], size: int) -> np.ndarray:
     """A boolean mask: where the condition holds for each of ``size`` items given as columns.
 
     Numbers are float arrays (NaN when missing), text is :class:`Categorical`, booleans are bool arrays,
-    metadata is an object array. A name with no column is missing for every item.
+    metadata is :class:`Mixed` (or an object array). A name with no column is missing for every item.
     """
     result = _columns(node, columns, size)
     if isinstance(result, np.ndarray) and result.dtype == bool:
@@ -758,6 +938,8 @@ def evaluate_columns(node: Node, columns: Mapping[str, Column], size: int) -> np
 def _strict_truth(value: Any, size: int) -> np.ndarray:
     if isinstance(value, Categorical):
         return np.zeros(size, bool)
+    if isinstance(value, Mixed):
+        return value.flags == 1
     array = np.asarray(value)
     if array.dtype == bool:
         return array if array.shape else np.full(size, bool(array))
@@ -771,10 +953,15 @@ def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
         return node.value
     if isinstance(node, Name):
         if node.key in columns:
-            return columns[node.key]
+            column = columns[node.key]
+            if isinstance(column, np.ndarray) and column.dtype == object and node.type == Type.ANY:
+                return Mixed.from_values(column.tolist())
+            return column
         missing = _missing(node.type)
         if node.type == Type.STRING:
             return Categorical(np.zeros(size, np.int32), [""])
+        if node.type == Type.ANY:
+            return Mixed.missing(size)
         return np.full(size, missing, dtype=float if node.type == Type.NUMBER else object if missing is None else bool)
     if isinstance(node, Compare):
         return _compare_columns(node, _columns(node.left, columns, size), _columns(node.right, columns, size), size)
@@ -782,6 +969,8 @@ def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
         operand = _columns(node.operand, columns, size)
         if isinstance(operand, Categorical):
             mask = operand.where(lambda v: v in node.values)
+        elif isinstance(operand, Mixed):
+            mask = operand.member(node.values) if node.values else np.zeros(size, bool)
         elif isinstance(operand, np.ndarray) and operand.dtype.kind == "f":
             mask = np.isin(operand, np.asarray([v for v in node.values if not isinstance(v, bool)], dtype=float))
         else:
@@ -789,6 +978,10 @@ def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
         return ~mask if node.negate else mask
     if isinstance(node, StringOp):
         operand = _columns(node.operand, columns, size)
+        if isinstance(operand, Mixed):
+            operand = operand.strings
+        if isinstance(operand, Categorical) and node.op in ("contains", "icontains"):
+            return operand.contains(node.value, fold=node.op == "icontains")
         if isinstance(operand, Categorical):
             return operand.where(lambda v: string_test(node.op, v, node.value))
         return np.fromiter((string_test(node.op, v, node.value) for v in operand), dtype=bool, count=size)
@@ -805,6 +998,12 @@ def _compare_columns(node: Compare, left: Any, right: Any, size: int) -> np.ndar
     op = node.op
     if isinstance(left, Categorical) and isinstance(right, str):
         return left.where(lambda v: _OPS[op](v, right))
+    if isinstance(left, Mixed) and isinstance(node.right, Const):
+        return left.compare(op, node.right.value)
+    if isinstance(left, Mixed):
+        left = left.materialize()
+    if isinstance(right, Mixed):
+        right = right.materialize()
     if isinstance(left, Categorical):
         left = left.materialize()
     if isinstance(right, Categorical):
