@@ -215,11 +215,26 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.items_escalate_overdue_task",
         "schedule": timedelta(seconds=60),
     },
+    "sweep-webhook-events": {
+        "task": "ops_platform.core.tasks.webhook_events_sweep_task",
+        "schedule": timedelta(seconds=60),
+    },
 }
 
 # Triage: items still un-triaged this long after intake (or the last re-send) are sent again.
 TRIAGE_SWEEP_AFTER = timedelta(seconds=env.int("TRIAGE_SWEEP_AFTER_SECONDS", default=120))
 TRIAGE_BATCH_SIZE = 500
+
+# --- Outbound webhooks (ops_platform/core/webhooks.py) ---------------------------------------------
+# Each attempt gives the receiver this long (connect, write, wait for the answer); 2xx is delivered.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Failed attempts are retried after base, 2x base, 4x base ... (capped, with jitter); after the last one the
+# event is given up until someone re-drives it. The defaults spread 8 attempts over about an hour.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+# An event whose next attempt is this overdue (broker down at emit, a lost retry) is re-sent by the sweeper.
+WEBHOOK_SWEEP_AFTER = timedelta(seconds=env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=600))
 
 # --- Routing rules (routing/rules/) ----------------------------------------------------------------
 # Built in, above every rule set: an item whose sexual/minors score reaches this goes to the restricted

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.forms.models import model_to_dict
 from django.http import HttpRequest
 
@@ -22,8 +22,11 @@ from ops_platform.core.models import (
     Team,
     User,
     Vendor,
+    WebhookDelivery,
+    WebhookEvent,
 )
-from ops_platform.core.services import audit_record
+from ops_platform.core.services import audit_record, webhook_secret_rotate
+from ops_platform.core.webhooks import webhook_redeliver
 
 SECRET_FIELDS = {"password", "webhook_secret", "digest"}
 
@@ -132,9 +135,86 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(ApiClient)
 class ApiClientAdmin(AuditedAdmin):
-    list_display = ["name", "source", "scopes", "rate_limit_per_minute", "is_active"]
+    list_display = ["name", "source", "scopes", "callback_url", "rate_limit_per_minute", "is_active"]
     inlines = [ApiKeyInline]
     exclude = ["webhook_secret"]
+    actions = ["new_webhook_secret"]
+
+    @admin.action(description="New webhook signing secret (shown once here)", permissions=["change"])
+    def new_webhook_secret(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        for client in queryset:
+            secret = webhook_secret_rotate(actor=request.user, client=client)  # type: ignore[arg-type]
+            self.message_user(request, f"{client.source}: new webhook secret {secret}", messages.WARNING)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    extra = 0
+    can_delete = False
+    fields = ("attempt", "at", "status_code", "error", "duration_ms", "delivered")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class WebhookStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("pending", "Pending"), ("delivered", "Delivered"), ("gave_up", "Given up")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> QuerySet[WebhookEvent]:
+        if self.value() == "pending":
+            return queryset.pending()  # type: ignore[attr-defined]
+        if self.value() == "delivered":
+            return queryset.filter(delivered_at__isnull=False)
+        if self.value() == "gave_up":
+            return queryset.filter(gave_up_at__isnull=False)
+        return queryset
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "client", "event_type", "state", "attempts", "created_at", "delivered_at", "gave_up_at"]
+    list_filter = [WebhookStateFilter, "event_type", "client"]
+    list_select_related = ["client"]
+    search_fields = ["=event_id"]
+    readonly_fields = tuple(f.name for f in WebhookEvent._meta.fields)
+    inlines = [WebhookDeliveryInline]
+    actions = ["redeliver"]
+
+    @admin.action(description="Re-deliver (given-up events, same event id)", permissions=["redeliver"])
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        given_up = list(queryset.filter(gave_up_at__isnull=False))
+        for event in given_up:
+            webhook_redeliver(event=event, actor=request.user)  # type: ignore[arg-type]
+        skipped = queryset.count() - len(given_up)
+        self.message_user(request, f"Re-delivering {len(given_up)} event(s); {skipped} not given up were left alone.")
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("core.manage_platform")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["event", "attempt", "at", "status_code", "error", "duration_ms", "delivered"]
+    list_filter = ["delivered", "error"]
+    list_select_related = ["event"]
+    search_fields = ["=event__event_id"]
+    readonly_fields = tuple(f.name for f in WebhookDelivery._meta.fields)
 
 
 @admin.register(AuditLog)

@@ -22,3 +22,8 @@ class NotPermitted(ApplicationError):
 class Conflict(ApplicationError):
     status_code = 409
     code = "conflict"
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "not_found"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -327,3 +328,79 @@ class AuditLog(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AuditLogIsAppendOnly()
+
+
+class WebhookEventType(models.TextChoices):
+    DECISION_FINAL = "decision.final", "Final decision on an item"
+    APPEAL_OUTCOME = "appeal.outcome", "Outcome of an appeal"
+
+
+class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
+    def pending(self) -> WebhookEventQuerySet:
+        return self.filter(delivered_at__isnull=True, gave_up_at__isnull=True)
+
+
+class WebhookEvent(models.Model):
+    """One message to a client's callback URL, sent (and re-sent) until a 2xx answer or the last attempt.
+
+    The payload holds ids, labels, policy and action, never content: it leaves the platform. Receivers
+    dedupe by ``event_id``, which stays the same across retries and re-drives.
+    """
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="webhook_events")
+    event_type = models.CharField(max_length=50, choices=WebhookEventType.choices)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Attempts since the event was made or last re-driven; the last allowed one failing gives up.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the next attempt is due; the sweeper re-sends events whose attempt is long overdue.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    gave_up_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WebhookEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweeper's scan: only events still in flight, which are few.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(delivered_at__isnull=True, gave_up_at__isnull=True),
+                name="webhook_event_pending_idx",
+            ),
+            models.Index(fields=["client", "-created_at"], name="webhook_event_client_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+    @property
+    def state(self) -> str:
+        if self.delivered_at is not None:
+            return "delivered"
+        if self.gave_up_at is not None:
+            return "gave up"
+        return "pending"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver an event: what the receiver answered (or how the call failed) and how long it took."""
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The class of the error when there was no HTTP answer (ConnectError, ReadTimeout …).
+    error = models.CharField(max_length=100, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    delivered = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["event", "at", "id"]
+
+    def __str__(self) -> str:
+        outcome = self.status_code or self.error
+        return f"{self.event.event_id} attempt {self.attempt}: {outcome}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -58,12 +59,16 @@ def api_client_create(
     callback_url: str = "",
     rate_limit_per_minute: int | None = None,
 ) -> tuple[ApiClient, str]:
-    """Create a client and its first key; the raw key is returned once and never stored."""
+    """Create a client and its first key; the raw key is returned once and never stored.
+
+    A client with a callback URL gets a webhook signing secret (``client.webhook_secret``) to share with it.
+    """
     client = ApiClient(
         name=name,
         source=source,
         scopes=scopes,
         callback_url=callback_url,
+        webhook_secret=webhook_secret_generate() if callback_url else "",
         rate_limit_per_minute=rate_limit_per_minute,
     )
     client.full_clean()
@@ -77,6 +82,26 @@ def api_client_create(
         after={"name": name, "source": source, "scopes": scopes, "key": str(key)},
     )
     return client, raw
+
+
+def webhook_secret_generate() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+@transaction.atomic
+def webhook_secret_rotate(*, actor: User | str | None, client: ApiClient) -> str:
+    """Give the client a new webhook signing secret, used from the next attempt on; share it with the client."""
+    had_secret = bool(client.webhook_secret)
+    client.webhook_secret = webhook_secret_generate()
+    client.save(update_fields=["webhook_secret"])
+    audit_record(
+        actor=actor,
+        action="webhook_secret.rotate",
+        target=client,
+        before={"had_secret": had_secret},
+        after={"had_secret": True},
+    )
+    return client.webhook_secret
 
 
 @transaction.atomic
