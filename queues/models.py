@@ -168,7 +168,13 @@ class ReviewItem(models.Model):
         indexes = [
             # The sweeper's scan: only un-triaged rows, which are few.
             models.Index(fields=["received_at"], condition=Q(state="received"), name="item_untriaged_idx"),
-            models.Index(fields=["queue", "state", "-priority", "due_at"], name="item_queue_work_idx"),
+            # Claim-next in each queue ordering: the index is the ORDER BY (with the id tie-break), so the
+            # claim walks it and stops at the first row it can lock instead of sorting the whole queue.
+            models.Index(fields=["queue", "state", "-priority", "due_at", "id"], name="item_queue_work_idx"),
+            models.Index(fields=["queue", "due_at", "id"], condition=Q(state="queued"), name="item_queue_due_idx"),
+            models.Index(
+                fields=["queue", "received_at", "id"], condition=Q(state="queued"), name="item_queue_fifo_idx"
+            ),
             models.Index(fields=["received_at"], name="item_received_idx"),
             # The lease sweep: only claimed rows.
             models.Index(fields=["lease_expires_at"], condition=Q(state="claimed"), name="item_lease_idx"),
@@ -210,6 +216,11 @@ class ItemEvent(models.Model):
         return f"{self.item_id} {self.event} {self.from_state}->{self.to_state}"
 
 
+class AppealOutcome(models.TextChoices):
+    UPHELD = "upheld", "Upheld: the original decision stands"
+    OVERTURNED = "overturned", "Overturned: the original decision was wrong"
+
+
 class Decision(models.Model):
     """A reviewer's decision on an item. Immutable: a correction is a new decision that supersedes."""
 
@@ -230,6 +241,8 @@ class Decision(models.Model):
     supersedes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
     )
+    # On a decision about an appeal item: what became of the contested decision.
+    appeal_outcome = models.CharField(max_length=20, choices=AppealOutcome.choices, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["decided_at"]), models.Index(fields=["reviewer", "decided_at"])]

@@ -11,9 +11,20 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
-from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
 from ops_platform.core.services import actor_label
-from queues.models import Decision, ItemEvent, ItemState, Queue, QueueOrdering, ReviewItem, check_transition
+from ops_platform.core.webhooks import webhook_emit
+from queues.models import (
+    AppealOutcome,
+    Decision,
+    ItemEvent,
+    ItemKind,
+    ItemState,
+    Queue,
+    QueueOrdering,
+    ReviewItem,
+    check_transition,
+)
 
 DEFAULT_LEASE = timedelta(minutes=15)
 
@@ -195,26 +206,28 @@ def item_claim_next(
         raise NotPermitted(f"You may not review items in '{queue.name}'.")
     now = at or timezone.now()
     held = ReviewItem.objects.filter(queue=queue, state=ItemState.CLAIMED, assignee=actor).order_by("claimed_at")
-    if (mine := held.first()) is not None:
-        ReviewItem.objects.filter(pk=mine.pk, assignee=actor).update(lease_expires_at=now + lease)
-        mine.refresh_from_db()
+    # Still theirs only if the lease sweep did not return it to the queue since the read; else claim afresh.
+    if (mine := held.first()) is not None and ReviewItem.objects.filter(
+        pk=mine.pk, state=ItemState.CLAIMED, assignee=actor
+    ).update(lease_expires_at=now + lease):
+        mine.lease_expires_at = now + lease
         return mine
     candidates = claimable(queue, actor).order_by(*_ordering(queue))
     for _ in range(10):
         with transaction.atomic():
             if connection.vendor == "postgresql":
-                pk = candidates.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
+                item = candidates.select_for_update(skip_locked=True, of=("self",)).first()
             else:
-                pk = candidates.values_list("pk", flat=True).first()
-            if pk is None:
+                item = candidates.first()
+            if item is None:
                 return None
-            changed = ReviewItem.objects.filter(pk=pk, state=ItemState.QUEUED, assignee__isnull=True).update(
+            changed = ReviewItem.objects.filter(pk=item.pk, state=ItemState.QUEUED, assignee__isnull=True).update(
                 state=ItemState.CLAIMED, assignee=actor, claimed_at=now, lease_expires_at=now + lease
             )
             if not changed:
                 continue  # another reviewer took it between the read and the update (not on PostgreSQL)
             ItemEvent.objects.create(
-                item_id=pk,
+                item=item,
                 at=now,
                 actor=actor,
                 actor_label=actor_label(actor),
@@ -223,7 +236,9 @@ def item_claim_next(
                 to_state=ItemState.CLAIMED,
                 queue=queue,
             )
-            return ReviewItem.objects.select_related("queue").get(pk=pk)
+            item.state, item.assignee, item.queue = ItemState.CLAIMED, actor, queue
+            item.claimed_at, item.lease_expires_at = now, now + lease
+            return item
     return None
 
 
@@ -467,6 +482,7 @@ def decision_record(
             item=item, at=now, actor=actor, actor_label=actor_label(actor), event="decided",
             from_state=ItemState.CLAIMED, to_state=ItemState.DECIDED, queue_id=item.queue_id, data=data,
         )  # fmt: skip
+        _decision_webhook_emit(item, decision, labels)
         return DecisionResult(decision, closed=True)
     if needs_more:
         data["reviews"] = f"{reviews} of {item.required_reviews}"
@@ -478,6 +494,30 @@ def decision_record(
     _back_to_queue(item, now=now, actor=actor, event="to_adjudication", data=data, queue=target,
                    priority=max(item.priority, 50))  # fmt: skip
     return DecisionResult(decision, closed=False, adjudication=True)
+
+
+def _decision_webhook_emit(item: ReviewItem, decision: Decision, labels: Sequence[DecisionLabel]) -> None:
+    """Tell the item's client about its final decision: ids and the outcome, never the content or rationale."""
+    client = ApiClient.objects.filter(source=item.source).first()
+    if client is None:
+        return
+    webhook_emit(
+        client=client,
+        event_type=WebhookEventType.DECISION_FINAL,
+        payload={
+            "item_id": item.pk,
+            "external_id": item.external_id,
+            "source": item.source,
+            "kind": item.kind,
+            "decision_id": decision.pk,
+            "is_violation": decision.is_violation,
+            "policy": decision.policy.slug if decision.policy else None,
+            "policy_version": decision.policy.guidelines_version if decision.policy else None,
+            "labels": sorted(label.slug for label in labels),
+            "action": decision.action.slug if decision.action else None,
+            "decided_at": decision.decided_at.isoformat(),
+        },
+    )
 
 
 def _decision_check(
@@ -503,3 +543,91 @@ def _decision_check(
             raise ApplicationError(f"'{action.slug}' is not an action of policy '{policy.slug}'.", field="action")
     if item.queue and item.queue.requires_rationale and not rationale.strip():
         raise ApplicationError(f"Queue '{item.queue.slug}' requires a rationale.", field="rationale")
+
+
+# --- appeals ---------------------------------------------------------------------------------------
+
+
+def appeal_contested(appeal: ReviewItem) -> Decision | None:
+    """The decision an appeal contests: the original item's current final decision (None if a rule closed it)."""
+    if appeal.appeal_of_id is None:
+        return None
+    return (
+        Decision.objects.filter(item_id=appeal.appeal_of_id, is_final=True, superseded_by__isnull=True)
+        .select_related("policy", "action")
+        .order_by("-decided_at")
+        .first()
+    )
+
+
+@transaction.atomic
+def appeal_decide(
+    *, item: ReviewItem, actor: User, uphold: bool, rationale: str, at: datetime | None = None
+) -> Decision:
+    """Uphold or overturn the decision an appeal contests.
+
+    The appeal item closes with a decision recording the outcome. Overturning also corrects the
+    original item: a new final decision with the opposite verdict supersedes the contested one (for an
+    item a rule auto-actioned, the correction is the first human decision). Never by the original decider:
+    claim-next does not give them the appeal, and this refuses them too.
+    """
+    now = at or timezone.now()
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue", "appeal_of").get(pk=item.pk)
+    if item.kind != ItemKind.APPEAL or item.appeal_of is None:
+        raise ApplicationError("This item is not an appeal.", field="item")
+    if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
+        raise ApplicationError("Only the reviewer holding the appeal can decide it.", field="item")
+    if not rationale.strip():
+        raise ApplicationError("An appeal outcome needs a rationale; the user will be told why.", field="rationale")
+    contested = appeal_contested(item)
+    if contested is not None and contested.reviewer_id == actor.pk:
+        raise NotPermitted("You made the decision under appeal; someone else must review it.")
+    original = item.appeal_of
+    was_violation = contested.is_violation if contested else original.state == ItemState.AUTO_ACTIONED
+    verdict = was_violation if uphold else not was_violation
+    policy = contested.policy if contested and verdict else None
+    outcome = AppealOutcome.UPHELD if uphold else AppealOutcome.OVERTURNED
+    kept_action = contested.action if uphold and contested else None
+    decision = Decision.objects.create(
+        item=item, reviewer=actor, queue=item.queue, policy=policy, action=kept_action,
+        is_violation=verdict, rationale=rationale[:5000], claimed_at=item.claimed_at, decided_at=now,
+        handle_time=now - item.claimed_at if item.claimed_at else None, appeal_outcome=outcome,
+    )  # fmt: skip
+    ReviewItem.objects.filter(pk=item.pk).update(
+        state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None, reserved_for=None
+    )
+    data: dict[str, object] = {"decision": decision.pk, "outcome": outcome, "appeal": item.pk}
+    ItemEvent.objects.create(
+        item=item, at=now, actor=actor, actor_label=actor_label(actor), event="decided",
+        from_state=ItemState.CLAIMED, to_state=ItemState.DECIDED, queue_id=item.queue_id, data=data,
+    )  # fmt: skip
+    if not uphold:
+        correction = Decision.objects.create(
+            item=original, reviewer=actor, queue=item.queue, policy=None if not verdict else policy,
+            is_violation=verdict, rationale=f"Appeal {item.pk} overturned: {rationale[:4900]}", decided_at=now,
+            supersedes=contested,
+        )  # fmt: skip
+        data["correction"] = correction.pk
+    ItemEvent.objects.create(
+        item=original, at=now, actor=actor, actor_label=actor_label(actor), event=f"appeal_{outcome}",
+        from_state=original.state, to_state=original.state, queue_id=item.queue_id, data=data,
+    )  # fmt: skip
+    client = ApiClient.objects.filter(source=item.source).first()
+    if client is not None:
+        webhook_emit(
+            client=client,
+            event_type=WebhookEventType.APPEAL_OUTCOME,
+            payload={
+                "appeal_id": item.pk,
+                "appeal_external_id": item.external_id,
+                "item_id": original.pk,
+                "external_id": original.external_id,
+                "source": item.source,
+                "outcome": str(outcome),
+                "is_violation": verdict,
+                "policy": policy.slug if policy else None,
+                "decision_id": decision.pk,
+                "decided_at": now.isoformat(),
+            },
+        )
+    return decision

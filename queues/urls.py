@@ -10,6 +10,7 @@ urlpatterns = [
     path("items/<int:pk>/", views.item_page, name="review-item"),
     path("items/<int:pk>/decide", views.decide, name="review-decide"),
     path("items/<int:pk>/release", views.release, name="review-release"),
+    path("items/<int:pk>/appeal", views.appeal_decide, name="review-appeal"),
     path("items/<int:pk>/escalate", views.escalate, name="review-escalate"),
     path("items/<int:pk>/lease", views.renew_lease, name="review-lease"),
 ]

@@ -81,6 +81,7 @@ def item_page(request: HttpRequest, pk: int) -> HttpResponse:
             "greyscale": profile.greyscale_media if profile else True,
             "seniors": User.objects.filter(groups__permissions__codename="bulk_decide").exclude(pk=user.pk).distinct(),
             "lease_seconds": int(services.DEFAULT_LEASE.total_seconds()),
+            "contested": services.appeal_contested(item) if item.appeal_of_id else None,
         },
     )
 
@@ -126,6 +127,27 @@ def _next_or_queues(request: HttpRequest, user: User, queue: Queue | None) -> Ht
             return redirect("review-item", pk=nxt.pk)
         messages.info(request, f"{queue.name} is empty for now.")
     return redirect("review-queues")
+
+
+@login_required
+@require_POST
+def appeal_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    user, item = _held_item(request, pk)
+    outcome = request.POST.get("outcome")
+    if outcome not in ("uphold", "overturn"):
+        messages.error(request, "Choose uphold or overturn.")
+        return redirect("review-item", pk=item.pk)
+    try:
+        services.appeal_decide(
+            item=item, actor=user, uphold=outcome == "uphold", rationale=request.POST.get("rationale", "")
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("review-item", pk=item.pk)
+    messages.success(
+        request, "Appeal upheld." if outcome == "uphold" else "Appeal granted: the decision is overturned."
+    )
+    return _next_or_queues(request, user, item.queue)
 
 
 @login_required

@@ -15,9 +15,10 @@ from rest_framework.views import APIView
 
 from ops_platform.core.api_errors import flatten_errors
 from ops_platform.core.models import ApiClient, ApiScope
+from queues.models import ReviewItem
 from queues.selectors import item_final_decision, item_get_for_source
-from routing.serializers import ItemBatchResult, ItemIn, ItemOut, ItemResult
-from routing.services import StoredResponse, idempotent_call, items_ingest
+from routing.serializers import AppealIn, AppealResult, ItemBatchResult, ItemIn, ItemOut, ItemResult
+from routing.services import StoredResponse, appeal_ingest, idempotent_call, items_ingest
 
 
 class ErrorEntry(serializers.Serializer):
@@ -160,3 +161,38 @@ class ItemDetailApi(APIView):
                 status=404,
             )
         return Response(ItemOut(item, context={"decision": item_final_decision(item=item)}).data)
+
+
+class AppealsApi(APIView):
+    required_scopes = {"POST": ApiScope.APPEALS_WRITE}
+
+    @extend_schema(
+        operation_id="appeals_create",
+        summary="Appeal the decision on one of your items",
+        description=(
+            "Creates an appeal of a decided (or rule-actioned) item, triaged to the appeals queue. It is never "
+            "given to the reviewer who made the original decision; its outcome (upheld or overturned) comes back "
+            "by webhook. Idempotent by (your source, external_id): 201 created, 200 already held. 404 when the "
+            "item is unknown, 409 when it has no decision yet or an appeal of it is still open."
+        ),
+        request=AppealIn,
+        responses={201: AppealResult, 200: AppealResult, 404: ErrorBody, 409: ErrorBody, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        client = request.user
+        assert isinstance(client, ApiClient)
+        if not isinstance(request.data, dict):
+            return Response(_invalid([{"problem": "Send one appeal as a JSON object."}]).body, status=400)
+        serializer = AppealIn(data=request.data)
+        if not serializer.is_valid():
+            return Response(_invalid(flatten_errors(serializer.errors)).body, status=400)
+        result = appeal_ingest(client=client, data=serializer.validated_data)
+        item = ReviewItem.objects.only("appeal_of_id").get(pk=result.id)
+        body = {
+            "id": result.id,
+            "external_id": result.external_id,
+            "appeal_of": item.appeal_of_id,
+            "status": 201 if result.created else 200,
+            "state": result.state,
+        }
+        return Response(body, status=201 if result.created else 200)

@@ -178,3 +178,26 @@ class ItemOut(serializers.ModelSerializer):
             "action": decision.action.slug if decision.action else None,
             "decided_at": decision.decided_at,
         }
+
+
+class AppealIn(serializers.Serializer):
+    """A user's appeal of a decision on one of your items."""
+
+    external_id = Text(max_length=200, help_text="The appeal's id in your system; unique within your source.")
+    item_external_id = Text(max_length=200, help_text="Your external_id of the decided item being appealed.")
+    statement = Text(max_length=5_000, allow_blank=True, default="", help_text="What the user says, as text.")
+    language = Text(max_length=16, allow_blank=True, default="")
+    received_at = serializers.DateTimeField(required=False)
+
+    def validate_language(self, value: str) -> str:
+        if value and not LANGUAGE_RE.match(value):
+            raise serializers.ValidationError("Not a BCP 47 language tag, e.g. 'en' or 'pt-BR'.")
+        return value
+
+
+class AppealResult(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    appeal_of = serializers.IntegerField()
+    status = serializers.IntegerField()
+    state = serializers.CharField()

@@ -16,7 +16,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 
 from ops_platform.core.bulk import insert_ignoring_conflicts
-from ops_platform.core.errors import ApplicationError, Conflict
+from ops_platform.core.errors import ApplicationError, Conflict, NotFound
 from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
 from queues.models import ItemKind, ItemState, ReviewItem
@@ -93,6 +93,46 @@ def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[
         seen.add(row.external_id)
         results.append(IngestResult(index, pk, row.external_id, was_created, state))
     return results
+
+
+class AppealRefused(Conflict):
+    code = "appeal_refused"
+
+
+def appeal_ingest(*, client: ApiClient, data: dict[str, Any]) -> IngestResult:
+    """Store an appeal of a decided item as an item of kind 'appeal', triaged like any other (the appeals
+    rule set routes it). Idempotent by (source, external_id), like items."""
+    original = ReviewItem.objects.filter(source=client.source, external_id=data["item_external_id"]).first()
+    if original is None:
+        raise NotFound(f"No item '{data['item_external_id']}' from your source.", field="item_external_id")
+    if original.kind == ItemKind.APPEAL:
+        raise AppealRefused("An appeal cannot itself be appealed.", field="item_external_id")
+    if original.state not in (ItemState.DECIDED, ItemState.AUTO_ACTIONED):
+        raise AppealRefused(f"Item '{original.external_id}' has no decision to appeal yet.", field="item_external_id")
+    open_appeal = original.appeals.exclude(state=ItemState.DECIDED).exclude(external_id=data["external_id"]).first()
+    if open_appeal is not None:
+        raise AppealRefused(f"Appeal '{open_appeal.external_id}' of this item is still open.", field="item_external_id")
+    row = ReviewItem(
+        source=client.source,
+        external_id=data["external_id"],
+        kind=ItemKind.APPEAL,
+        text=data.get("statement", ""),
+        author_ref=original.author_ref,
+        surface=original.surface,
+        language=data.get("language") or original.language,
+        appeal_of=original,
+        received_at=data.get("received_at") or timezone.now(),
+    )
+    with transaction.atomic():
+        created = _insert_ignoring_duplicates([row])
+        if created:
+            ids = list(created.values())
+            transaction.on_commit(lambda: triage_enqueue(ids))
+            return IngestResult(0, ids[0], row.external_id, True, ItemState.RECEIVED)
+    held = ReviewItem.objects.get(source=client.source, external_id=row.external_id)
+    if held.appeal_of_id != original.pk:
+        raise Conflict(f"'{row.external_id}' is already used by another item of yours.", field="external_id")
+    return IngestResult(0, held.pk, held.external_id, False, held.state)
 
 
 def _insert_ignoring_duplicates(rows: list[ReviewItem]) -> dict[str, int]:
