@@ -63,6 +63,7 @@ def test_a_reviewer_decides_with_the_keyboard_and_hostile_content_stays_text(
     for index, item in enumerate(items):
         content = page.get_by_test_id("content")
         expect(content).to_have_text(item.text)
+        expect(page.locator(".review[data-keys=ready]")).to_have_count(1)
         assert content.locator("script, img, svg, a, style, div").count() == 0
         fits = content.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
         assert fits, f"item {index} overflows sideways"
@@ -94,6 +95,7 @@ def test_media_stays_blurred_and_unloaded_until_revealed(page: Page, live_server
     page.get_by_role("button", name="Start reviewing").click()
     media = page.get_by_test_id("media")
     expect(media).to_have_count(2)
+    expect(page.locator(".review[data-keys=ready]")).to_have_count(1)
     first = media.first.locator("img")
     assert first.get_attribute("src") is None
     assert "blur" in first.evaluate("el => getComputedStyle(el).filter")
@@ -118,7 +120,9 @@ def test_escalation_moves_the_item_up_and_opens_the_next(page: Page, live_server
     page.goto(f"{live_server.url}/review/")
     page.locator("tr", has_text="General").get_by_role("button", name="Start reviewing").click()
     expect(page.get_by_test_id("content")).to_have_text(hard.text)
+    expect(page.locator(".review[data-keys=ready]")).to_have_count(1)
     page.keyboard.press("e")
+    expect(page.locator("input[data-focus-key=e]")).to_be_focused()
     page.keyboard.type("Could be a drill lyric; needs a specialist")
     page.get_by_role("button", name="Escalate").click()
 

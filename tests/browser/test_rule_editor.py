@@ -46,6 +46,7 @@ def test_a_draft_is_validated_live_approved_by_someone_else_backtested_and_rolle
     expect(page.locator("h1")).to_contain_text("Intake routing v1")
 
     # Live validation while typing: a misspelt score is named with its line and column.
+    page.wait_for_function("() => window.htmx !== undefined")  # live validation needs htmx loaded
     page.get_by_test_id("add-rule").click()
     form = page.get_by_test_id("add-rule-form")
     form.locator("input[name=new-name]").fill("hate-to-specialists")
