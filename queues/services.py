@@ -267,10 +267,12 @@ def item_claim(*, item: ReviewItem, actor: User, lease: timedelta = DEFAULT_LEAS
 
 def lease_renew(*, item: ReviewItem, actor: User, lease: timedelta = DEFAULT_LEASE) -> datetime:
     """Extend the lease while the reviewer's page is open; refused once the item is no longer theirs."""
-    expires = timezone.now() + lease
-    renewed = ReviewItem.objects.filter(pk=item.pk, state=ItemState.CLAIMED, assignee=actor).update(
-        lease_expires_at=expires
-    )
+    now = timezone.now()
+    expires = now + lease
+    # A lease that ran out is gone even before the sweep returns the item: someone else may be next.
+    renewed = ReviewItem.objects.filter(
+        pk=item.pk, state=ItemState.CLAIMED, assignee=actor, lease_expires_at__gt=now
+    ).update(lease_expires_at=expires)
     if not renewed:
         raise Conflict("This item is no longer yours: its lease expired or it was released.", field="item")
     return expires

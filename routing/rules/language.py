@@ -234,7 +234,7 @@ class _CheckError(Exception):
 
 def parse(text: str, vocabulary: Vocabulary) -> Node:
     """Parse and check one condition; raise :class:`RuleLanguageError` naming every problem found."""
-    if not text.strip():
+    if not re.sub(r"#[^\n]*", "", text).strip():  # blank, or only comments
         raise RuleLanguageError([Problem(1, 1, "the condition is empty; write e.g. score.hate >= 0.8")])
     if len(text) > MAX_CONDITION_LENGTH:
         raise RuleLanguageError([Problem(1, 1, f"the condition is longer than {MAX_CONDITION_LENGTH} characters")])

@@ -268,6 +268,14 @@ def test_a_renewed_lease_is_not_expired(intake_queue, reviewer):
     assert leases_expire(now=expires + timedelta(seconds=1)) == 1
 
 
+def test_a_lease_that_ran_out_is_not_renewed_even_before_the_sweep(intake_queue, reviewer):
+    item = queued(intake_queue)
+    item_claim_next(queue=intake_queue, actor=reviewer, at=timezone.now() - timedelta(minutes=20))
+
+    with pytest.raises(Conflict, match="no longer yours"):
+        lease_renew(item=item, actor=reviewer)
+
+
 def test_only_the_holder_renews_and_a_released_item_cannot_be_renewed(intake_queue, reviewer, bob):
     item = queued(intake_queue)
     item_claim_next(queue=intake_queue, actor=reviewer)

@@ -428,3 +428,9 @@ def test_names_in_the_generated_code_are_all_the_compilers_own():
     assert {name for name in names_in(compiled.source) if not own.match(name)} == set()
     assert compiled.first_match({f"metadata.{hostile_key}": "y"}) == 0
     assert compiled.first_match({"metadata.__class__": "xx"}) == 3
+
+
+def test_a_condition_of_only_comments_is_empty():
+    problem = only_problem("# route hate here later\n   # and spam")
+    assert (problem.line, problem.column) == (1, 1)
+    assert "the condition is empty" in problem.message
