@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -51,3 +52,20 @@ def machine_busy() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
     return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
+
+
+@dataclass
+class Report:
+    """A benchmark's figures as a two-column markdown table under a heading."""
+
+    title: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, label: str, value: str) -> None:
+        self.rows.append((label, value))
+
+    def render(self) -> str:
+        width = max(len(label) for label, _ in self.rows)
+        lines = [f"## {self.title}", "", f"| {'':<{width}} | |", f"|{'-' * (width + 2)}|---|"]
+        lines += [f"| {label:<{width}} | {value} |" for label, value in self.rows]
+        return "\n".join(lines) + "\n"

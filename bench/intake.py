@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from benchlib import database_drop, database_recreate, machine_busy, manage, process_cpu
+from benchlib import Report, database_drop, database_recreate, machine_busy, manage, process_cpu
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -521,20 +521,6 @@ def machine_description(conninfo: str) -> str:
     return f"{cpus} CPUs ({model}), PostgreSQL {pg}, Python {platform.python_version()}"
 
 
-@dataclass
-class Report:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, label: str, value: str) -> None:
-        self.rows.append((label, value))
-
-    def render(self) -> str:
-        width = max(len(label) for label, _ in self.rows)
-        lines = ["## Intake benchmark", "", f"| {'':<{width}} | |", f"|{'-' * (width + 2)}|---|"]
-        lines += [f"| {label:<{width}} | {value} |" for label, value in self.rows]
-        return "\n".join(lines) + "\n"
-
-
 def triage_messages(broker: redis.Redis) -> int:
     """Triage tasks waiting in the broker (kombu keeps one Redis list per queue and priority)."""
     return sum(broker.llen(k) for k in broker.scan_iter("triage*") if broker.type(k) == b"list")
@@ -611,7 +597,7 @@ def report_build(
     statuses = Counter(o.status for o in m.load.outcomes)
     verdict = "met" if rate >= args.target else "MISSED"
 
-    report = Report()
+    report = Report("Intake benchmark")
     report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     report.add("machine", machine_description(conninfo))
     sampled = " (sampled by py-spy: slower than without)" if args.profile else ""

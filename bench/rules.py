@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from benchlib import database_drop, database_recreate, machine_busy, manage, process_cpu
+from benchlib import Report, database_drop, database_recreate, machine_busy, manage, process_cpu
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -995,20 +995,6 @@ def machine_description(conninfo: str) -> str:
     return f"{cpus} CPUs ({model}), PostgreSQL {version[0] if version else '?'}, Python {platform.python_version()}"
 
 
-@dataclass
-class Report:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, label: str, value: str) -> None:
-        self.rows.append((label, value))
-
-    def render(self) -> str:
-        width = max(len(label) for label, _ in self.rows)
-        lines = ["## Routing rules benchmark", "", f"| {'':<{width}} | |", f"|{'-' * (width + 2)}|---|"]
-        lines += [f"| {label:<{width}} | {value} |" for label, value in self.rows]
-        return "\n".join(lines) + "\n"
-
-
 def rows_check(items: Items, ids: list[int], rows: list[dict[str, Any]], sample: int) -> int:
     """Rows that differ from what ``features.item_rows`` builds for the same stored items (first ``sample``)."""
     from queues.models import ReviewItem
@@ -1111,7 +1097,7 @@ def main() -> int:
             PROFILE.write_text(out.getvalue())
 
         result = runs[0].result
-        report = Report()
+        report = Report("Routing rules benchmark")
         report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
         report.add("machine", machine_description(conninfo))
         terminal, tagging = len(draft.terminal), len(draft.tagging)

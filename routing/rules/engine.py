@@ -179,13 +179,16 @@ def child_safety_flagged(row: Mapping[str, Any]) -> bool:
     return bool(score >= settings.ROUTING_CHILD_SAFETY_THRESHOLD)
 
 
-_PROGRAMS: dict[int, RuleProgram] = {}
+# Keyed by id and creation time, so a database that reuses ids (SQLite after a rollback) never hands
+# back another version's program.
+_PROGRAMS: dict[tuple[int, Any], RuleProgram] = {}
 
 
 def program_for(rule_set: RuleSet) -> RuleProgram:
     """The compiled program of a rule set; versions past draft never change, so they are cached."""
-    if rule_set.pk in _PROGRAMS and not rule_set.is_editable:
-        return _PROGRAMS[rule_set.pk]
+    key = (rule_set.pk, rule_set.created_at)
+    if key in _PROGRAMS and not rule_set.is_editable:
+        return _PROGRAMS[key]
     rules = list(rule_set.rules.select_related("queue", "policy", "enforcement_action").order_by("position"))
     vocabulary = vocabulary_for(rule_set.kind)
     program = RuleProgram(
@@ -198,7 +201,7 @@ def program_for(rule_set: RuleSet) -> RuleProgram:
         conditions=[parse(r.condition, vocabulary) for r in rules],
     )
     if not rule_set.is_editable:
-        _PROGRAMS[rule_set.pk] = program
+        _PROGRAMS[key] = program
     return program
 
 

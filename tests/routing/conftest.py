@@ -9,10 +9,11 @@ import pytest
 from django.core.cache import cache
 
 from fixtures.fake_openai import FakeOpenAI
-from ops_platform.core.models import Policy
-from queues.models import ReviewItem
+from ops_platform.core.models import Policy, User
+from queues.models import Queue, ReviewItem
 from routing.scoring import openai_backends
 from tests.conftest import DATASET, dataset_labels, dataset_rows
+from tests.routing.rules_setup import policy_staff_member
 
 __all__ = ["DATASET", "dataset_labels", "dataset_rows", "items_make"]
 
@@ -64,3 +65,22 @@ def items_make(*texts: str) -> list[ReviewItem]:
         ReviewItem.objects.create(source="test", external_id=f"t-{i}", text=text, received_at=timezone.now())
         for i, text in enumerate(texts)
     ]
+
+
+# --- routing rules ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def priya(db: None) -> User:
+    """A second policy-staff member: rule sets need someone other than their author to approve them."""
+    return policy_staff_member("priya")
+
+
+@pytest.fixture
+def hate_queue(db: None) -> Queue:
+    return Queue.objects.create(slug="hate", name="Hate speech")
+
+
+@pytest.fixture
+def senior_queue(db: None) -> Queue:
+    return Queue.objects.create(slug="senior", name="Senior review")

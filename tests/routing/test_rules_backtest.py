@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,6 @@ from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import EnforcementAction, Policy, User
 from queues.models import Decision, ItemKind, ItemState, Queue, ReviewItem
 from routing.models import Backtest, BacktestStatus, RoutingDecision, Rule, RuleAction, RuleSet, RuleSetKind
-from routing.rules import engine
 from routing.rules.apply import items_route
 from routing.rules.backtest import backtest_request
 from routing.rules.engine import vocabulary_for
@@ -28,7 +26,6 @@ from routing.rules.lifecycle import RuleData, ruleset_activate, ruleset_approve,
 from routing.tasks import backtest_run_task
 from tests.routing.rules_setup import (
     item_received,
-    policy_staff_member,
     ruleset_drafted,
     ruleset_live,
     scores_write,
@@ -38,29 +35,6 @@ from tests.routing.rules_setup import (
 pytestmark = pytest.mark.django_db
 
 CATEGORIES = ("hate", "violence", "sexual/minors")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_programs() -> Iterator[None]:
-    # Compiled programs are cached by rule set id; a database that reuses ids must not see another test's.
-    engine._PROGRAMS.clear()
-    yield
-    engine._PROGRAMS.clear()
-
-
-@pytest.fixture
-def priya(db: None) -> User:
-    return policy_staff_member("priya")
-
-
-@pytest.fixture
-def hate_queue(db: None) -> Queue:
-    return Queue.objects.create(slug="hate", name="Hate speech")
-
-
-@pytest.fixture
-def senior_queue(db: None) -> Queue:
-    return Queue.objects.create(slug="senior", name="Senior review")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ shadow versions and the overdue escalation sweep."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +13,10 @@ from django.utils import timezone
 from ops_platform.core.models import EnforcementAction, Policy, User
 from queues.models import ItemEvent, ItemState, Queue, ReviewItem
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind
-from routing.rules import engine
 from routing.rules.apply import items_escalate_overdue, items_route
 from routing.rules.lifecycle import RuleData, ruleset_shadow, ruleset_submit
 from tests.routing.rules_setup import (
     item_received,
-    policy_staff_member,
     ruleset_drafted,
     ruleset_live,
     scores_write,
@@ -27,29 +24,6 @@ from tests.routing.rules_setup import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_programs() -> Iterator[None]:
-    # Compiled programs are cached by rule set id; a database that reuses ids must not see another test's.
-    engine._PROGRAMS.clear()
-    yield
-    engine._PROGRAMS.clear()
-
-
-@pytest.fixture
-def priya(db: None) -> User:
-    return policy_staff_member("priya")
-
-
-@pytest.fixture
-def hate_queue(db: None) -> Queue:
-    return Queue.objects.create(slug="hate", name="Hate speech")
-
-
-@pytest.fixture
-def senior_queue(db: None) -> Queue:
-    return Queue.objects.create(slug="senior", name="Senior review")
 
 
 @pytest.fixture
