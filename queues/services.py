@@ -13,7 +13,7 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
 from ops_platform.core.services import actor_label
-from ops_platform.core.webhooks import webhook_emit
+from ops_platform.core.webhooks import webhook_emit, webhooks_emit_many
 from queues.models import (
     AppealOutcome,
     Decision,
@@ -129,7 +129,45 @@ def items_auto_action(
         )
         for pk in ids
     )
+    extra = data or {}
+    _auto_action_webhooks_emit(
+        ids, policy=policy, action=action, label=extra.get("label_slug"), rule=extra.get("rule"), at=now
+    )
     return ids
+
+
+def _auto_action_webhooks_emit(
+    ids: Sequence[int], *, policy: Policy, action: EnforcementAction, label: object, rule: object, at: datetime
+) -> None:
+    """A rule's decision is final too: its client hears about it as it would about a reviewer's."""
+    by_source: dict[str, list[tuple[int, str, str]]] = {}
+    for pk, source, external_id, kind in ReviewItem.objects.filter(pk__in=ids).values_list(
+        "pk", "source", "external_id", "kind"
+    ):
+        by_source.setdefault(source, []).append((pk, external_id, kind))
+    for client in ApiClient.objects.filter(source__in=by_source):
+        webhooks_emit_many(
+            client=client,
+            event_type=WebhookEventType.DECISION_FINAL,
+            payloads=[
+                {
+                    "item_id": pk,
+                    "external_id": external_id,
+                    "source": client.source,
+                    "kind": kind,
+                    "decision_id": None,
+                    "decided_by": "rule",
+                    "rule": rule,
+                    "is_violation": True,
+                    "policy": policy.slug,
+                    "policy_version": policy.guidelines_version,
+                    "labels": [label] if isinstance(label, str) and label else [],
+                    "action": action.slug,
+                    "decided_at": at.isoformat(),
+                }
+                for pk, external_id, kind in by_source[client.source]
+            ],
+        )
 
 
 @transaction.atomic
@@ -512,6 +550,7 @@ def _decision_webhook_emit(item: ReviewItem, decision: Decision, labels: Sequenc
             "source": item.source,
             "kind": item.kind,
             "decision_id": decision.pk,
+            "decided_by": "reviewer",
             "is_violation": decision.is_violation,
             "policy": decision.policy.slug if decision.policy else None,
             "policy_version": decision.policy.guidelines_version if decision.policy else None,

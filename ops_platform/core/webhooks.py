@@ -50,6 +50,27 @@ def webhook_emit(*, client: ApiClient, event_type: str, payload: dict[str, Any])
     return event
 
 
+def webhooks_emit_many(*, client: ApiClient, event_type: str, payloads: list[dict[str, Any]]) -> int:
+    """:func:`webhook_emit` for many events of one client (a batch of auto-actions or bulk decisions): one
+    INSERT, and the sends after commit. Returns how many events were stored."""
+    if not client.callback_url or not payloads:
+        return 0
+    now = timezone.now()
+    events = WebhookEvent.objects.bulk_create(
+        WebhookEvent(client=client, event_type=event_type, payload=payload, next_attempt_at=now)
+        for payload in payloads
+    )
+    event_ids = [str(event.event_id) for event in events]
+
+    def send_all() -> None:
+        for event_id in event_ids:
+            if not webhook_send(event_id):
+                break  # the broker is down: the sweeper sends the rest
+
+    transaction.on_commit(send_all)
+    return len(events)
+
+
 def webhook_send(event_id: str) -> bool:
     """Hand the event to the ``webhooks`` queue; with the broker unreachable, leave it for the sweeper."""
     try:

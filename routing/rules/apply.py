@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ops_platform.core.models import EnforcementAction, Policy
+from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
 from queues.models import ItemState, Queue, ReviewItem
 from queues.services import item_move, items_auto_action, items_enqueue, queue_default_intake
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
@@ -287,6 +287,8 @@ def _apply(placements: list[Placement], now: datetime) -> list[int]:
         )
     }
     queues = {q.pk: q for q in Queue.objects.filter(pk__in={k[0] for k in queued})}
+    label_ids = {p[0].auto.label_id for p in autos.values() if p[0].auto and p[0].auto.label_id}
+    label_slugs = dict(DecisionLabel.objects.filter(pk__in=label_ids).values_list("pk", "slug"))
     for (_, matched), group in autos.items():
         spec = group[0].auto
         assert spec is not None
@@ -298,7 +300,7 @@ def _apply(placements: list[Placement], now: datetime) -> list[int]:
             policy=policies[spec.policy_id],
             action=actions[spec.enforcement_action_id],
             reason=f"auto-action rule '{spec.name}'",
-            data={"rule": spec.name, "label": spec.label_id},
+            data={"rule": spec.name, "label": spec.label_id, "label_slug": label_slugs.get(spec.label_id or 0)},
             tags=sorted({t for p in group for t in p.tags}),
             at=now,
         )

@@ -452,6 +452,7 @@ def test_a_final_decision_emits_one_event_without_the_content(
         "source": "social-app",
         "kind": "content",
         "decision_id": final.decision.pk,
+        "decided_by": "reviewer",
         "is_violation": True,
         "policy": "hate",
         "policy_version": 1,

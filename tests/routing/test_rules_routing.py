@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from ops_platform.core.models import EnforcementAction, Policy, User
+from ops_platform.core.models import ApiClient, EnforcementAction, Policy, User, WebhookEvent
 from queues.models import ItemEvent, ItemState, Queue, ReviewItem
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind
 from routing.rules.apply import items_escalate_overdue, items_route
@@ -205,6 +205,29 @@ def test_auto_action_closes_items_up_to_the_daily_cap_and_queues_the_rest(auto_v
     event = first.events.get()
     assert (event.event, event.data["policy"], event.data["action"]) == ("auto_actioned", "hate-speech", "remove")
     assert AutoActionTally.objects.get(rule__name="hate-auto").count == 2
+
+
+def test_auto_actioned_items_are_sent_to_their_client_as_final_decisions(
+    auto_v1: RuleSet, django_capture_on_commit_callbacks: Any
+):
+    client = ApiClient.objects.create(
+        name="Test app", source="test", callback_url="http://127.0.0.1:9/hook", webhook_secret="s3cret"
+    )
+    items = [scored_item(hate=0.95) for _ in range(3)]  # the cap is 2: the third goes to people
+
+    with django_capture_on_commit_callbacks(execute=False) as sends:
+        items_route(item_ids=[i.pk for i in items])
+
+    events = list(WebhookEvent.objects.filter(client=client).order_by("payload__item_id"))
+    assert [e.payload["item_id"] for e in events] == [items[0].pk, items[1].pk]
+    assert {e.event_type for e in events} == {"decision.final"}
+    payload = events[0].payload
+    assert payload["decided_by"] == "rule"
+    assert payload["rule"] == "hate-auto"
+    assert (payload["is_violation"], payload["policy"], payload["action"]) == (True, "hate-speech", "remove")
+    assert payload["decision_id"] is None
+    assert "text" not in payload
+    assert len(sends) == 1  # one after-commit hand-off for the whole batch
 
 
 def test_the_cap_holds_across_batches_and_resets_the_next_day(auto_v1: RuleSet, hate_queue: Queue):
