@@ -57,8 +57,7 @@ def webhooks_emit_many(*, client: ApiClient, event_type: str, payloads: list[dic
         return 0
     now = timezone.now()
     events = WebhookEvent.objects.bulk_create(
-        WebhookEvent(client=client, event_type=event_type, payload=payload, next_attempt_at=now)
-        for payload in payloads
+        WebhookEvent(client=client, event_type=event_type, payload=payload, next_attempt_at=now) for payload in payloads
     )
     event_ids = [str(event.event_id) for event in events]
 
