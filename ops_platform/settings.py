@@ -236,6 +236,10 @@ WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.
 # An event whose next attempt is this overdue (broker down at emit, a lost retry) is re-sent by the sweeper.
 WEBHOOK_SWEEP_AFTER = timedelta(seconds=env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=600))
 
+# --- The reviewer workspace (queues/) -------------------------------------------------------------
+# The most items one bulk decision may close (senior reviewers; each batch is audited under one id).
+BULK_DECISION_MAX = env.int("BULK_DECISION_MAX", default=200)
+
 # --- Routing rules (routing/rules/) ----------------------------------------------------------------
 # Built in, above every rule set: an item whose sexual/minors score reaches this goes to the restricted
 # child-safety queue at top priority and is never auto-actioned.

@@ -4,7 +4,12 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from ops_platform.core.admin import AuditedAdmin
-from queues.models import Decision, ItemEvent, Queue, ReviewItem
+from queues.models import Decision, ExposureCategory, ItemEvent, Queue, ReviewItem
+
+
+@admin.register(ExposureCategory)
+class ExposureCategoryAdmin(AuditedAdmin):
+    list_display = ["name", "slug", "daily_cap"]
 
 
 @admin.register(Queue)
@@ -16,6 +21,7 @@ class QueueAdmin(AuditedAdmin):
         "ordering",
         "escalation_target",
         "is_sensitive",
+        "exposure_category",
         "is_default_intake",
         "is_active",
     ]

@@ -27,6 +27,22 @@ class QueueOrdering(models.TextChoices):
     OLDEST_FIRST = "fifo", "Oldest received first"
 
 
+class ExposureCategory(models.Model):
+    """A kind of distressing content (graphic violence, self-harm …) that ops managers cap per reviewer per
+    day: after the cap, claim-next in its queues refuses and offers the reviewer's other queues."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    daily_cap = models.PositiveIntegerField(default=40, help_text="Items one reviewer may open per day.")
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name_plural = "exposure categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Queue(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
@@ -40,7 +56,15 @@ class Queue(models.Model):
     )
     allowed_teams = models.ManyToManyField(Team, blank=True, related_name="queues")
     allowed_vendors = models.ManyToManyField(Vendor, blank=True, related_name="queues")
-    is_sensitive = models.BooleanField(default=False, help_text="Distressing content: exposure caps apply.")
+    is_sensitive = models.BooleanField(default=False, help_text="Distressing content: shown as such to reviewers.")
+    exposure_category = models.ForeignKey(
+        ExposureCategory,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="queues",
+        help_text="Whose daily cap counts the items opened here.",
+    )
     is_restricted = models.BooleanField(default=False, help_text="Only reviewers holding every required skill.")
     requires_rationale = models.BooleanField(default=False)
     # Where triage puts an item when nothing more specific applies; at most one queue is the default.
@@ -94,7 +118,8 @@ class ItemState(models.TextChoices):
 TRANSITIONS: dict[str, frozenset[str]] = {
     ItemState.RECEIVED: frozenset({ItemState.QUEUED, ItemState.AUTO_ACTIONED}),
     # queued -> queued: moved to another queue (escalation, re-routing).
-    ItemState.QUEUED: frozenset({ItemState.QUEUED, ItemState.CLAIMED}),
+    # queued -> decided: a senior reviewer's bulk decision, which claims nothing.
+    ItemState.QUEUED: frozenset({ItemState.QUEUED, ItemState.CLAIMED, ItemState.DECIDED}),
     # claimed -> queued: released, lease expired, escalated, or waiting for a further independent review.
     ItemState.CLAIMED: frozenset({ItemState.QUEUED, ItemState.DECIDED}),
     # A decided item reopens only for a correction or an appeal outcome that needs a new review.
@@ -210,7 +235,11 @@ class ItemEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
-        indexes = [models.Index(fields=["item", "at"])]
+        indexes = [
+            models.Index(fields=["item", "at"]),
+            # A reviewer's own recent acts: exposure counts and the break reminder.
+            models.Index(fields=["actor", "at"], name="itemevent_actor_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item_id} {self.event} {self.from_state}->{self.to_state}"
@@ -243,6 +272,8 @@ class Decision(models.Model):
     )
     # On a decision about an appeal item: what became of the contested decision.
     appeal_outcome = models.CharField(max_length=20, choices=AppealOutcome.choices, blank=True)
+    # Set on every decision of one bulk decision; the audit log holds the batch under the same id.
+    batch_id = models.UUIDField(null=True, blank=True, db_index=True)
 
     class Meta:
         indexes = [models.Index(fields=["decided_at"]), models.Index(fields=["reviewer", "decided_at"])]

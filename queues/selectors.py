@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
-from queues.models import Decision, ItemState, Queue, ReviewItem
+from queues.models import Decision, ExposureCategory, ItemEvent, ItemState, Queue, ReviewItem
+from queues.wellness import day_start, exposure_today
 
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
@@ -34,6 +35,13 @@ class QueueRow:
     oldest: timedelta | None
     at_risk: int
     mine_today: int
+    # For a queue under an exposure cap: items of its category this reviewer opened today, and the cap.
+    opened_today: int | None = None
+    daily_cap: int | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.daily_cap is not None and (self.opened_today or 0) >= self.daily_cap
 
     @property
     def oldest_label(self) -> str:
@@ -57,7 +65,9 @@ def queues_for_reviewer(user: User) -> list[QueueRow]:
     now = timezone.now()
     queues = [
         q
-        for q in Queue.objects.filter(is_active=True).prefetch_related("allowed_teams", "allowed_vendors")
+        for q in Queue.objects.filter(is_active=True)
+        .select_related("exposure_category")
+        .prefetch_related("allowed_teams", "allowed_vendors")
         if q.may_be_worked_by(profile)
     ]
     waiting = {
@@ -77,10 +87,12 @@ def queues_for_reviewer(user: User) -> list[QueueRow]:
         .annotate(n=Count("pk"))
         .values_list("queue", "n")
     )
+    exposure = exposure_today(user, now=now)
     rows = []
     for queue in queues:
         stats = waiting.get(queue.pk, {})
         oldest = stats.get("oldest")
+        category = queue.exposure_category
         rows.append(
             QueueRow(
                 queue=queue,
@@ -88,9 +100,46 @@ def queues_for_reviewer(user: User) -> list[QueueRow]:
                 oldest=now - oldest if oldest else None,
                 at_risk=stats.get("at_risk", 0),
                 mine_today=today.get(queue.pk, 0),
+                opened_today=exposure.get(category.pk, 0) if category else None,
+                daily_cap=category.daily_cap if category else None,
             )
         )
     return rows
+
+
+def queues_to_offer(user: User, *, instead_of: Queue) -> list[QueueRow]:
+    """Where a reviewer who reached a queue's exposure cap can go on working: open, uncapped queues with work."""
+    capped_category = instead_of.exposure_category_id
+    return [
+        row
+        for row in queues_for_reviewer(user)
+        if row.queue.pk != instead_of.pk
+        and row.pending
+        and not row.capped
+        and (capped_category is None or row.queue.exposure_category_id != capped_category)
+    ]
+
+
+@dataclass(frozen=True)
+class ExposureRow:
+    reviewer: User
+    opened: dict[int, int]  # category id -> items opened today
+
+
+def exposure_board(*, now: datetime | None = None) -> tuple[list[ExposureCategory], list[ExposureRow]]:
+    """For ops managers: each reviewer's exposure today per category (only reviewers with any)."""
+    now = now or timezone.now()
+    categories = list(ExposureCategory.objects.prefetch_related("queues"))
+    counts: dict[int, dict[int, int]] = {}
+    for actor_id, category_id, n in (
+        ItemEvent.objects.filter(event="claimed", at__gte=day_start(now), queue__exposure_category__isnull=False)
+        .values_list("actor", "queue__exposure_category")
+        .annotate(n=Count("pk"))
+        .values_list("actor", "queue__exposure_category", "n")
+    ):
+        counts.setdefault(actor_id, {})[category_id] = n
+    people = User.objects.filter(pk__in=counts).order_by("username")
+    return categories, [ExposureRow(person, counts[person.pk]) for person in people]
 
 
 @dataclass(frozen=True)

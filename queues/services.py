@@ -25,6 +25,7 @@ from queues.models import (
     ReviewItem,
     check_transition,
 )
+from queues.wellness import exposure_guard
 
 DEFAULT_LEASE = timedelta(minutes=15)
 
@@ -250,6 +251,7 @@ def item_claim_next(
     ).update(lease_expires_at=now + lease):
         mine.lease_expires_at = now + lease
         return mine
+    exposure_guard(queue, actor, now=now)
     candidates = claimable(queue, actor).order_by(*_ordering(queue))
     for _ in range(10):
         with transaction.atomic():
@@ -478,7 +480,7 @@ def decision_record(
     if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
         raise ApplicationError("Only the reviewer holding the item's lease can decide it.", field="item")
     check_transition(item.state, ItemState.DECIDED, item_id=item.pk)
-    _decision_check(item, is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale)
+    decision_validate(item, is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale)
     adjudicating = "adjudication" in (item.tags or [])
     earlier: list[tuple[bool, int | None]] = []
     if item.required_reviews > 1 and not adjudicating:
@@ -561,7 +563,7 @@ def _decision_webhook_emit(item: ReviewItem, decision: Decision, labels: Sequenc
     )
 
 
-def _decision_check(
+def decision_validate(
     item: ReviewItem,
     *,
     is_violation: bool,

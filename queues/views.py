@@ -12,13 +12,17 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
-from queues import selectors, services
-from queues.models import ItemState, Queue, ReviewItem
+from queues import bulk, selectors, services, wellness
+from queues.models import ExposureCategory, ItemState, Queue, ReviewItem
 from queues.panels import panels_for
+from queues.wellness import ExposureCapReached
 
 
 def _reviewer(request: HttpRequest) -> User:
@@ -30,7 +34,11 @@ def _reviewer(request: HttpRequest) -> User:
 
 def _held_item(request: HttpRequest, pk: int) -> tuple[User, ReviewItem]:
     user = _reviewer(request)
-    item = ReviewItem.objects.select_related("queue").filter(pk=pk, state=ItemState.CLAIMED, assignee=user).first()
+    item = (
+        ReviewItem.objects.select_related("queue", "queue__exposure_category")
+        .filter(pk=pk, state=ItemState.CLAIMED, assignee=user)
+        .first()
+    )
     if item is None:
         raise Http404("No item of yours has that id.")
     return user, item
@@ -50,6 +58,8 @@ def start_reviewing(request: HttpRequest, slug: str) -> HttpResponse:
     queue = get_object_or_404(Queue, slug=slug, is_active=True)
     try:
         item = services.item_claim_next(queue=queue, actor=user)
+    except ExposureCapReached as exc:
+        return _offer_other_queues(request, user, queue, exc)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("review-queues")
@@ -82,8 +92,17 @@ def item_page(request: HttpRequest, pk: int) -> HttpResponse:
             "seniors": User.objects.filter(groups__permissions__codename="bulk_decide").exclude(pk=user.pk).distinct(),
             "lease_seconds": int(services.DEFAULT_LEASE.total_seconds()),
             "contested": services.appeal_contested(item) if item.appeal_of_id else None,
+            "stretch": wellness.review_stretch(user),
+            "exposure": _exposure_line(user, item.queue),
         },
     )
+
+
+def _exposure_line(user: User, queue: Queue) -> tuple[int, int] | None:
+    category = queue.exposure_category
+    if category is None:
+        return None
+    return wellness.exposure_today(user).get(category.pk, 0), category.daily_cap
 
 
 @login_required
@@ -122,10 +141,26 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _next_or_queues(request: HttpRequest, user: User, queue: Queue | None) -> HttpResponse:
     if queue is not None:
-        nxt = services.item_claim_next(queue=queue, actor=user)
+        try:
+            nxt = services.item_claim_next(queue=queue, actor=user)
+        except ExposureCapReached as exc:
+            return _offer_other_queues(request, user, queue, exc)
+        except ApplicationError as exc:  # e.g. their access to the queue was withdrawn meanwhile
+            messages.error(request, exc.message)
+            return redirect("review-queues")
         if nxt is not None:
             return redirect("review-item", pk=nxt.pk)
         messages.info(request, f"{queue.name} is empty for now.")
+    return redirect("review-queues")
+
+
+def _offer_other_queues(request: HttpRequest, user: User, queue: Queue, exc: ExposureCapReached) -> HttpResponse:
+    offers = selectors.queues_to_offer(user, instead_of=queue)
+    if offers:
+        listed = ", ".join(f"{row.queue.name} ({row.pending} waiting)" for row in offers[:5])
+        messages.warning(request, f"{exc.message} With work now: {listed}.")
+    else:
+        messages.warning(request, f"{exc.message} No other queue of yours has work right now: time for a break.")
     return redirect("review-queues")
 
 
@@ -188,3 +223,143 @@ def renew_lease(request: HttpRequest, pk: int) -> HttpResponse:
     except ApplicationError as exc:
         return JsonResponse({"error": exc.message}, status=409)
     return JsonResponse({"lease_expires_at": expires.isoformat()})
+
+
+# --- wellness ------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    """A reviewer's own media display and break reminder settings."""
+    user = _reviewer(request)
+    if request.method == "POST":
+        minutes = request.POST.get("break_reminder_minutes", "")
+        try:
+            wellness.preferences_save(
+                actor=user,
+                blur_media=request.POST.get("blur_media") == "on",
+                greyscale_media=request.POST.get("greyscale_media") == "on",
+                break_reminder_minutes=int(minutes) if minutes.strip().isdigit() else -1,
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Preferences saved.")
+            return redirect("review-preferences")
+    profile = getattr(user, "reviewer_profile", None)
+    return render(request, "queues/preferences.html", {"profile": profile, "max_minutes": wellness.MAX_BREAK_MINUTES})
+
+
+def _wellness_manager(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User) or not user.has_perm("core.manage_wellness"):
+        raise PermissionDenied
+    return user
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def wellness_settings(request: HttpRequest) -> HttpResponse:
+    """Ops managers: exposure categories and their daily caps, which queues count toward them, and who is
+    near a cap today."""
+    user = _wellness_manager(request)
+    if request.method == "POST":
+        post = request.POST
+        try:
+            if post.get("form") == "category":
+                cap = post.get("daily_cap", "")
+                wellness.exposure_category_save(
+                    actor=user,
+                    slug=slugify(post.get("slug", "") or post.get("name", ""))[:50],
+                    name=post.get("name", "")[:200],
+                    daily_cap=int(cap) if cap.strip().isdigit() else 0,
+                    reason=post.get("reason", "")[:500],
+                )
+                messages.success(request, "Exposure cap saved.")
+            elif post.get("form") == "queue":
+                queue = get_object_or_404(Queue, pk=post.get("queue") or 0)
+                category = ExposureCategory.objects.filter(pk=post.get("category") or 0).first()
+                wellness.queue_exposure_set(actor=user, queue=queue, category=category)
+                messages.success(request, f"{queue.name}: {category.name if category else 'no exposure cap'}.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect("review-wellness")
+    categories, board = selectors.exposure_board()
+    return render(
+        request,
+        "queues/wellness.html",
+        {
+            "categories": categories,
+            "board": [(row, [(c, row.opened.get(c.pk, 0)) for c in categories]) for row in board],
+            "queues": Queue.objects.filter(is_active=True).select_related("exposure_category"),
+        },
+    )
+
+
+# --- bulk decisions -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
+    """Senior reviewers: filter a queue, select many waiting items, apply one decision."""
+    user = _reviewer(request)
+    queue = get_object_or_404(Queue, slug=slug, is_active=True)
+    if not user.has_perm("core.bulk_decide") or not services.reviewer_may_work(queue, user):
+        raise PermissionDenied
+    source = request.POST if request.method == "POST" else request.GET
+    priority = source.get("min_priority", "")
+    filters = bulk.BulkFilter(
+        text=source.get("text", "")[:200],
+        tag=source.get("tag", "")[:100],
+        surface=source.get("surface", "")[:100],
+        language=source.get("language", "")[:16],
+        min_priority=int(priority) if priority.lstrip("-").isdigit() else None,
+    )
+    if request.method == "POST":
+        post = request.POST
+        violation = post.get("violation") == "yes"
+        policy_id, action_id = post.get("policy", ""), post.get("action", "")
+        policy = Policy.objects.filter(pk=int(policy_id)).first() if violation and policy_id.isdigit() else None
+        action = (
+            EnforcementAction.objects.filter(pk=int(action_id)).first() if violation and action_id.isdigit() else None
+        )
+        labels = list(DecisionLabel.objects.filter(pk__in=[i for i in post.getlist("labels") if i.isdigit()]))
+        try:
+            result = bulk.items_bulk_decide(
+                queue=queue, item_ids=[int(i) for i in post.getlist("items") if i.isdigit()], actor=user,
+                is_violation=violation, policy=policy, labels=labels if violation else [], action=action,
+                rationale=post.get("rationale", ""),
+            )  # fmt: skip
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            skipped = f"; {len(result.skipped)} skipped (taken or decided meanwhile)" if result.skipped else ""
+            messages.success(request, f"Batch {result.batch_id}: {len(result.decided)} decided{skipped}.")
+        return redirect(f"{reverse('review-bulk', args=[queue.slug])}?{filters_query(filters)}")
+    candidates = bulk.bulk_candidates(queue, user, filters)
+    shown = list(candidates[: bulk.bulk_max()])
+    return render(
+        request,
+        "queues/bulk.html",
+        {
+            "queue": queue,
+            "filters": filters,
+            "items": shown,
+            "total": candidates.count(),
+            "cap": bulk.bulk_max(),
+            "policies": queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"),
+        },
+    )
+
+
+def filters_query(filters: bulk.BulkFilter) -> str:
+    values = {
+        "text": filters.text,
+        "tag": filters.tag,
+        "surface": filters.surface,
+        "language": filters.language,
+        "min_priority": "" if filters.min_priority is None else str(filters.min_priority),
+    }
+    return urlencode({k: v for k, v in values.items() if v})
