@@ -215,6 +215,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.items_escalate_overdue_task",
         "schedule": timedelta(seconds=60),
     },
+    "qa-sample-decisions": {
+        "task": "qa.tasks.decisions_sample_task",
+        "schedule": timedelta(seconds=60),
+    },
+    "qa-inject-golden-items": {
+        "task": "qa.tasks.golden_inject_task",
+        "schedule": timedelta(minutes=5),
+    },
+    "qa-score-golden-items": {
+        "task": "qa.tasks.golden_results_score_task",
+        "schedule": timedelta(seconds=60),
+    },
     "sweep-webhook-events": {
         "task": "ops_platform.core.tasks.webhook_events_sweep_task",
         "schedule": timedelta(seconds=60),

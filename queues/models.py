@@ -157,6 +157,9 @@ class ReviewItem(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     report_reasons = models.JSONField(default=list, blank=True)
     report_count = models.PositiveIntegerField(default=0)
+    # A copy of a QA golden item with a known answer: worked like any other item (reviewers cannot tell),
+    # never sent to a client, and left out of operational figures.
+    is_golden = models.BooleanField(default=False)
     # For an appeal: the decided item it contests.
     appeal_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="appeals")
 

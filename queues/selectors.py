@@ -15,7 +15,7 @@ from queues.wellness import day_start, exposure_today
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
     """An item as its submitting client may see it: another source's item does not exist for it."""
-    return ReviewItem.objects.select_related("queue").filter(pk=item_id, source=source).first()
+    return ReviewItem.objects.select_related("queue").filter(pk=item_id, source=source, is_golden=False).first()
 
 
 def item_final_decision(*, item: ReviewItem) -> Decision | None:

@@ -540,6 +540,8 @@ def decision_record(
 
 def _decision_webhook_emit(item: ReviewItem, decision: Decision, labels: Sequence[DecisionLabel]) -> None:
     """Tell the item's client about its final decision: ids and the outcome, never the content or rationale."""
+    if item.is_golden:  # a QA test copy: no client owns it
+        return
     client = ApiClient.objects.filter(source=item.source).first()
     if client is None:
         return
@@ -674,3 +676,41 @@ def appeal_decide(
             },
         )
     return decision
+
+
+@transaction.atomic
+def decision_correct(
+    *,
+    item: ReviewItem,
+    actor: User,
+    is_violation: bool,
+    policy: Policy | None,
+    action: EnforcementAction | None,
+    rationale: str,
+    at: datetime | None = None,
+) -> Decision:
+    """Correct a decided (or rule-actioned) item: a new final decision supersedes the one in force, and the
+    client hears the new outcome. Used by QA adjudication; the item stays closed."""
+    now = at or timezone.now()
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
+    if item.state not in (ItemState.DECIDED, ItemState.AUTO_ACTIONED):
+        raise Conflict("Only a closed item can be corrected.", field="item")
+    decision_validate(item, is_violation=is_violation, policy=policy, labels=(), action=action, rationale="-")
+    current = (
+        Decision.objects.select_for_update()
+        .filter(item=item, is_final=True, superseded_by__isnull=True)
+        .order_by("-decided_at", "-pk")
+        .first()
+    )
+    correction = Decision.objects.create(
+        item=item, reviewer=actor, queue=item.queue, policy=policy if is_violation else None,
+        action=action if is_violation else None, is_violation=is_violation, rationale=rationale[:5000],
+        decided_at=now, supersedes=current,
+    )  # fmt: skip
+    ItemEvent.objects.create(
+        item=item, at=now, actor=actor, actor_label=actor_label(actor), event="corrected",
+        from_state=item.state, to_state=item.state, queue_id=item.queue_id,
+        data={"decision": correction.pk, "supersedes": current.pk if current else None},
+    )  # fmt: skip
+    _decision_webhook_emit(item, correction, ())
+    return correction
