@@ -192,7 +192,7 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
         if decisions:
             eligible = [
                 d for d in decisions
-                if d.is_final and d.supersedes_id is None and not d.appeal_outcome and d.batch_id is None
+                if d.is_final and d.supersedes_id is None and not d.appeal_outcome
             ]  # fmt: skip
             golden = set(
                 ReviewItem.objects.filter(pk__in=[d.item_id for d in eligible], is_golden=True).values_list(
