@@ -124,10 +124,10 @@ def golden_inject(*, now: datetime | None = None) -> int:
             ).count()
             expected = entered * setting.rate
             # Whole copies, and the fraction as a chance, so low-volume queues still get some over time.
-            count = math.floor(expected) + (draw("golden", int(now.timestamp()), setting.pk) < expected % 1)
+            count = math.floor(expected) + (draw("golden", f"{setting.pk}@{now.isoformat()}") < expected % 1)
             goldens = list(GoldenItem.objects.filter(queue=setting.queue, is_active=True))
             for n in range(count if goldens else 0):
-                golden = goldens[int(draw("golden-pick", int(now.timestamp()) + n, setting.pk) * len(goldens))]
+                golden = goldens[int(draw("golden-pick", f"{setting.pk}@{now.isoformat()}#{n}") * len(goldens))]
                 item = golden_copy(golden, now=now)
                 GoldenInjection.objects.create(golden=golden, item=item, injected_at=now)
                 created.append(item.pk)

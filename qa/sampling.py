@@ -1,9 +1,10 @@
 """Drawing decisions for QA: sampling plans applied to every final decision and every rule auto-action.
 
-The draw is a hash of (stream, id, plan) compared with the rate, not a call to a random generator: the
-same decision always gets the same answer, so re-running the sampler (a retried task, two beat runs)
-draws nothing twice, and an auditor can recompute who was sampled. The rate that applies to a decision
-is a fixed function of its attributes, which makes it the decision's exact inclusion probability.
+The draw hashes what was decided (the item's source and external id, and the decision's time) and compares
+the result with the rate, instead of calling a random generator: the same decision always gets the same
+answer, so re-running the sampler (a retried task, two beat runs) draws nothing twice, and an auditor can
+recompute who was sampled. The rate that applies to a decision is a fixed function of its attributes,
+which makes it the decision's exact inclusion probability.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ops_platform.core.models import EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from qa.models import QaSample, SampleReason, SamplingCursor, SamplingPlan
 from qa.statistics import sample_size
-from queues.models import Decision, ItemEvent, ItemState, ReviewItem
+from queues.models import Decision, ItemEvent, ItemState
 from routing.rules.features import items_scores
 
 # Decisions younger than this are left for the next run: a transaction that took an id earlier may not
@@ -32,9 +33,9 @@ SETTLE = timedelta(seconds=30)
 BATCH = 5_000
 
 
-def draw(stream: str, key: int, plan_id: int) -> float:
+def draw(stream: str, key: str) -> float:
     """A uniform number in [0, 1) fixed by its inputs."""
-    digest = hashlib.blake2b(f"{stream}:{key}:{plan_id}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{stream}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 
@@ -43,7 +44,7 @@ class Candidate:
     """What the sampler knows about one decision (or auto-action) when it decides whether to draw it."""
 
     stream: str
-    key: int
+    key: str  # what identifies the decision to the draw: the item's source/external id and the decision time
     item_id: int
     decision: Decision | None
     is_violation: bool
@@ -107,7 +108,7 @@ def _candidates_from_decisions(decisions: list[Decision]) -> list[Candidate]:
         out.append(
             Candidate(
                 stream="decision",
-                key=d.pk,
+                key=f"{d.item.source}/{d.item.external_id}@{d.decided_at.isoformat()}",
                 item_id=d.item_id,
                 decision=d,
                 is_violation=d.is_violation,
@@ -130,7 +131,7 @@ def _candidates_from_auto_actions(events: list[ItemEvent]) -> list[Candidate]:
     return [
         Candidate(
             stream="auto_action",
-            key=e.pk,
+            key=f"{e.item.source}/{e.item.external_id}",
             item_id=e.item_id,
             decision=None,
             is_violation=True,
@@ -155,7 +156,7 @@ def samples_draw(candidates: Iterable[Candidate], plans: Sequence[SamplingPlan],
         if plan is None:
             continue
         p, reason = inclusion(plan, c)
-        if p <= 0 or draw(c.stream, c.key, plan.pk) >= p:
+        if p <= 0 or draw(c.stream, c.key) >= p:
             continue
         drawn.append(
             QaSample(
@@ -186,7 +187,7 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
         cursor, _ = SamplingCursor.objects.select_for_update().get_or_create(stream="decision")
         decisions = list(
             Decision.objects.filter(pk__gt=cursor.last_id, decided_at__lt=now - SETTLE)
-            .select_related("reviewer__reviewer_profile__team")
+            .select_related("item", "reviewer__reviewer_profile__team")
             .order_by("pk")[:limit]
         )
         if decisions:
@@ -194,12 +195,7 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
                 d for d in decisions
                 if d.is_final and d.supersedes_id is None and not d.appeal_outcome
             ]  # fmt: skip
-            golden = set(
-                ReviewItem.objects.filter(pk__in=[d.item_id for d in eligible], is_golden=True).values_list(
-                    "pk", flat=True
-                )
-            )
-            eligible = [d for d in eligible if d.item_id not in golden]
+            eligible = [d for d in eligible if not d.item.is_golden]
             if plans:
                 drawn += len(samples_draw(_candidates_from_decisions(eligible), plans, now=now))
             cursor.last_id = decisions[-1].pk
@@ -209,7 +205,9 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
         events = list(
             ItemEvent.objects.filter(
                 pk__gt=cursor.last_id, event="auto_actioned", to_state=ItemState.AUTO_ACTIONED, at__lt=now - SETTLE
-            ).order_by("pk")[:limit]
+            )
+            .select_related("item")
+            .order_by("pk")[:limit]
         )
         if events:
             if plans:

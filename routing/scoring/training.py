@@ -238,6 +238,10 @@ def model_train(*, actor: User | str, holdout: float = 0.2, seed: int = 0) -> Mo
     train_rows, test_rows = holdout_split(data, share=holdout, seed=seed)
     train, test = data.subset(train_rows), data.subset(test_rows)
     model = fit(train.texts, train.labels, seed=seed)
+    if not model.categories:
+        raise LabeledFileError(
+            f"no category has {MIN_CLASS_EXAMPLES} positive and {MIN_CLASS_EXAMPLES} negative labels to learn from"
+        )
     metrics = evaluate(model, test)
     baseline: dict[str, Any] = {}
     active = model_active()

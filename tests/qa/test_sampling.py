@@ -42,8 +42,8 @@ def decisions_bulk(queue: Queue, reviewer: User, flags: list[bool], policy: Poli
 
 
 def test_the_draw_is_fixed_by_its_inputs_and_uniform():
-    values = [draw("decision", n, 1) for n in range(20_000)]
-    assert values[:3] == [draw("decision", n, 1) for n in range(3)]
+    values = [draw("decision", f"app/post-{n}") for n in range(20_000)]
+    assert values[:3] == [draw("decision", f"app/post-{n}") for n in range(3)]
     assert 0.49 < sum(values) / len(values) < 0.51
     assert 0.095 < sum(v < 0.1 for v in values) / len(values) < 0.105
 
