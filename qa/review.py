@@ -163,7 +163,7 @@ def adjudicate(
     """A QA lead's final label for a disputed sample, the original's error and its severity weight."""
     _require_qa(actor)
     now = at or timezone.now()
-    sample = QaSample.objects.select_for_update().select_related("review", "decision").get(pk=sample.pk)
+    sample = QaSample.objects.select_for_update(of=("self",)).select_related("review", "decision").get(pk=sample.pk)
     if sample.state != SampleState.ADJUDICATION:
         raise Conflict("This sample is not waiting for adjudication.", field="sample")
     if actor.pk in (sample.original_reviewer_id, sample.review.reviewer_id):

@@ -697,7 +697,7 @@ def decision_correct(
         raise Conflict("Only a closed item can be corrected.", field="item")
     decision_validate(item, is_violation=is_violation, policy=policy, labels=(), action=action, rationale="-")
     current = (
-        Decision.objects.select_for_update()
+        Decision.objects.select_for_update(of=("self",))
         .filter(item=item, is_final=True, superseded_by__isnull=True)
         .order_by("-decided_at", "-pk")
         .first()
