@@ -203,7 +203,11 @@ def adjudicate(request: HttpRequest, pk: int) -> HttpResponse:
     )  # fmt: skip
     queue = sample.original_queue or sample.item.queue
     policies = _policies_for(queue)
-    form = AdjudicationForm(request.POST or None, policies=policies)
+    # Prefilled for the likeliest error (the re-review was right); the page's script follows the chosen label.
+    qa_verdict = review.Verdict.of(sample.review.is_violation, sample.review.policy_id, sample.review.action_id)
+    form = AdjudicationForm(
+        request.POST or None, policies=policies, initial={"severity": review.default_severity(sample, qa_verdict)}
+    )
     if request.method == "POST" and sample.state == SampleState.ADJUDICATION and form.is_valid():
         try:
             done = review.adjudicate(
