@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -283,8 +284,10 @@ def plans(request: HttpRequest) -> HttpResponse:
             size["n"] = n
             if data.get("decisions_per_month"):
                 size["rate"] = sampling.plan_rate_for(sample=n, decisions_per_period=data["decisions_per_month"])
-    all_plans = SamplingPlan.objects.select_related("queue", "policy", "vendor", "reviewer").order_by(
-        "-is_active", "name"
+    all_plans = (
+        SamplingPlan.objects.select_related("queue", "policy", "vendor", "reviewer")
+        .annotate(n_samples=Count("samples"))
+        .order_by("-is_active", "name")
     )
     return render(request, "qa/plans.html", {"plans": all_plans, "size_form": size_form, "size": size})
 

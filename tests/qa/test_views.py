@@ -169,6 +169,9 @@ def test_an_agreeing_re_review_closes_the_sample(qa_lead, hate_sample, hate):
     hate_sample.refresh_from_db()
     assert hate_sample.state == SampleState.CLOSED
     assert hate_sample.agreed
+    closed = quinn.get(f"/qa/samples/{hate_sample.pk}/adjudicate").content.decode()
+    assert 'data-testid="agreed"' in closed
+    assert 'data-testid="adjudicate-form"' not in closed
 
 
 def test_a_violation_without_a_policy_is_refused_on_the_form(qa_lead, hate_sample):
