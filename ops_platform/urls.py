@@ -17,6 +17,7 @@ urlpatterns = [
     path("scoring/", include("routing.web_urls")),
     path("rules/", include("routing.rule_urls")),
     path("review/", include("queues.urls")),
+    path("qa/", include("qa.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

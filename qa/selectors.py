@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import User, Vendor
-from qa.models import GoldenInjection, QaSample, SampleState
+from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
 from qa.review import MAX_SEVERITY
 from qa.statistics import (
     ErrorType,
@@ -30,6 +30,7 @@ from qa.statistics import (
     quality_score,
     rating_matrix,
 )
+from queues.models import GroundTruth
 
 DASHBOARD_RESAMPLES = 500
 NONE_LABEL = "none"
@@ -204,3 +205,43 @@ def coaching_for(user: User, *, limit: int = 100) -> tuple[list[CoachingEntry], 
 def queue_counts() -> dict[str, int]:
     counts = dict(QaSample.objects.values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
     return {state: counts.get(state, 0) for state in SampleState.values}
+
+
+def adjudication_waiting() -> QuerySet[QaSample]:
+    """Disputed samples, oldest first, with what the list shows."""
+    return (
+        QaSample.objects.filter(state=SampleState.ADJUDICATION)
+        .select_related("item", "original_queue", "original_reviewer", "review__reviewer")
+        .order_by("sampled_at", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class GoldenRow:
+    golden: GoldenItem
+    injections: int
+    scored: int
+    accuracy: Estimate | None
+
+
+def golden_list() -> list[GoldenRow]:
+    """Golden items with how often they were injected and how often reviewers got them right."""
+    goldens = (
+        GoldenItem.objects.select_related("queue", "expected_policy", "expected_action")
+        .annotate(
+            n_injected=Count("injections"),
+            n_scored=Count("injections", filter=Q(injections__scored_at__isnull=False)),
+            n_correct=Count("injections", filter=Q(injections__correct=True)),
+        )
+        .order_by("-is_active", "queue__name", "-created_at")
+    )
+    return [
+        GoldenRow(g, g.n_injected, g.n_scored, accuracy(g.n_correct, g.n_scored) if g.n_scored else None)
+        for g in goldens
+    ]
+
+
+def ground_truth_latest() -> QuerySet[GroundTruth]:
+    """The latest verified label per item (a later record supersedes an earlier one), oldest item first."""
+    latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
+    return GroundTruth.objects.filter(pk=Subquery(latest)).order_by("item_id")

@@ -1,0 +1,170 @@
+"""Forms for the QA pages: they parse and check input; the services in qa/ decide what is allowed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from django import forms
+from django.db.models import Q, QuerySet
+
+from ops_platform.core.models import EnforcementAction, Policy, User, Vendor
+from qa.models import SamplingPlan
+from queues.models import Queue
+
+VIOLATION_CHOICES = [("no", "No violation"), ("yes", "Violation")]
+
+
+def reviewers() -> QuerySet[User]:
+    """People who decide items (and so may be scoped by a plan or take part in calibration)."""
+    perms = Q(groups__permissions__codename__in=["review_items", "perform_qa"])
+    return User.objects.filter(perms, is_active=True).distinct().order_by("username")
+
+
+class VerdictForm(forms.Form):
+    """An outcome as QA records it: violation or not; for a violation, the policy and the action."""
+
+    violation = forms.ChoiceField(choices=VIOLATION_CHOICES, widget=forms.RadioSelect)
+    policy = forms.ModelChoiceField(Policy.objects.none(), required=False)
+    action = forms.ModelChoiceField(EnforcementAction.objects.none(), required=False, empty_label="— no action")
+    rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000, required=False)
+
+    def __init__(self, *args: Any, policies: Sequence[Policy], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        ids = [p.pk for p in policies]
+        policy_field = self.fields["policy"]
+        action_field = self.fields["action"]
+        assert isinstance(policy_field, forms.ModelChoiceField)
+        assert isinstance(action_field, forms.ModelChoiceField)
+        policy_field.queryset = Policy.objects.filter(pk__in=ids)
+        action_field.queryset = EnforcementAction.objects.filter(policies__in=ids).distinct()
+
+    @property
+    def is_violation(self) -> bool:
+        return bool(self.cleaned_data.get("violation") == "yes")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("violation") != "yes":
+            data["policy"] = data["action"] = None
+            return data
+        policy, action = data.get("policy"), data.get("action")
+        if policy is None:
+            self.add_error("policy", "A violation needs the policy it violates.")
+        elif action is not None and not policy.enforcement_actions.filter(pk=action.pk).exists():
+            self.add_error("action", f"'{action.name}' is not an action of {policy.name}.")
+        return data
+
+
+class AdjudicationForm(VerdictForm):
+    severity = forms.FloatField(
+        required=False, min_value=0, max_value=4, help_text="Weight of the original's error, above 0 and at most 4."
+    )
+
+    def __init__(self, *args: Any, policies: Sequence[Policy], **kwargs: Any):
+        super().__init__(*args, policies=policies, **kwargs)
+        self.fields["rationale"].required = True
+        self.fields["rationale"].help_text = "The reviewer reads this on their coaching page."
+
+
+class PlanForm(forms.ModelForm):
+    reason = forms.CharField(max_length=500, required=False, help_text="Why this change (audit log).")
+
+    class Meta:
+        model = SamplingPlan
+        fields = [
+            "name", "queue", "policy", "vendor", "reviewer", "rate", "rate_violation", "rate_no_violation",
+            "low_confidence_rate", "low_confidence_band", "auto_action_rate", "new_reviewer_decisions",
+            "new_reviewer_rate", "is_active",
+        ]  # fmt: skip
+        labels = {
+            "rate": "Random share",
+            "rate_violation": "Rate for violations (stratified)",
+            "rate_no_violation": "Rate for no-violation decisions (stratified)",
+            "low_confidence_rate": "Rate for low-confidence classifier scores",
+            "auto_action_rate": "Rate for rule auto-actions",
+            "new_reviewer_decisions": "A reviewer's first N decisions",
+            "new_reviewer_rate": "… drawn at this rate",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        reviewer = self.fields["reviewer"]
+        assert isinstance(reviewer, forms.ModelChoiceField)
+        reviewer.queryset = reviewers()
+        queue = self.fields["queue"]
+        assert isinstance(queue, forms.ModelChoiceField)
+        queue.queryset = Queue.objects.filter(is_active=True).order_by("name")
+        vendor = self.fields["vendor"]
+        assert isinstance(vendor, forms.ModelChoiceField)
+        vendor.queryset = Vendor.objects.order_by("name")
+
+
+class SampleSizeForm(forms.Form):
+    expected_error_rate = forms.FloatField(min_value=0, max_value=1, initial=0.05)
+    margin = forms.FloatField(min_value=0.001, max_value=0.5, initial=0.02, help_text="± this much, e.g. 0.02")
+    confidence = forms.TypedChoiceField(
+        choices=[("0.9", "90%"), ("0.95", "95%"), ("0.99", "99%")], coerce=float, initial="0.95"
+    )
+    population = forms.IntegerField(min_value=1, required=False, help_text="Decisions in the period (optional).")
+    decisions_per_month = forms.IntegerField(min_value=1, required=False, help_text="To turn n into a rate.")
+
+
+def _yes(value: str) -> bool:
+    return value == "yes"
+
+
+class GoldenForm(forms.Form):
+    queue = forms.ModelChoiceField(Queue.objects.filter(is_active=True).order_by("name"))
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "dir": "auto"}), max_length=20000)
+    expected_is_violation = forms.TypedChoiceField(
+        choices=VIOLATION_CHOICES, coerce=_yes, widget=forms.RadioSelect, label="Expected answer"
+    )
+    expected_policy = forms.ModelChoiceField(Policy.objects.filter(is_active=True), required=False)
+    expected_action = forms.ModelChoiceField(EnforcementAction.objects.all(), required=False)
+    rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000, required=False)
+    report_reasons = forms.CharField(max_length=500, required=False, help_text="Comma-separated.")
+    surface = forms.CharField(max_length=100, required=False)
+    language = forms.CharField(max_length=16, required=False)
+
+    def reasons(self) -> list[str]:
+        return [r.strip() for r in self.cleaned_data.get("report_reasons", "").split(",") if r.strip()]
+
+
+class GoldenRateForm(forms.Form):
+    queue = forms.ModelChoiceField(Queue.objects.filter(is_active=True).order_by("name"))
+    rate = forms.FloatField(min_value=0, max_value=0.2, help_text="Share of the queue's intake, at most 0.2.")
+
+
+class CalibrationForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    item_ids = forms.CharField(max_length=2000, help_text="Item ids, separated by spaces or commas.")
+    participants = forms.ModelMultipleChoiceField(User.objects.none(), widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        field = self.fields["participants"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        field.queryset = reviewers()
+
+    def clean_item_ids(self) -> list[int]:
+        raw = self.cleaned_data["item_ids"]
+        parts = [p for p in re.split(r"[\s,]+", raw) if p]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise forms.ValidationError("Item ids are whole numbers.")
+        return [int(p) for p in parts]
+
+
+class RatingForm(forms.Form):
+    violation = forms.ChoiceField(choices=VIOLATION_CHOICES, widget=forms.RadioSelect)
+    policy = forms.ModelChoiceField(Policy.objects.filter(is_active=True), required=False)
+    rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000, required=False)
+
+
+class ScorecardFilterForm(forms.Form):
+    queue = forms.ModelChoiceField(Queue.objects.order_by("name"), required=False)
+    policy = forms.ModelChoiceField(Policy.objects.all(), required=False)
+    vendor = forms.ModelChoiceField(Vendor.objects.order_by("name"), required=False)
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Before")
