@@ -6,11 +6,13 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from ops_platform.core.models import EnforcementAction, Policy, User
+from ops_platform.core.models import EnforcementAction, Policy, Role, Team, User
+from ops_platform.core.services import user_create
 from qa.models import QaSample, SampleReason, SamplingPlan
 from qa.sampling import decisions_sample, plan_save
-from queues.models import Decision, Queue
+from queues.models import Decision, Queue, ReviewItem
 from queues.services import decision_record, item_claim_next
+from tests.conftest import PASSWORD
 from tests.queues.factories import item_queued
 
 
@@ -40,11 +42,11 @@ def decided(
     ).decision
 
 
-def sample_of(decision: Decision) -> QaSample:
+def sample_of(decision: Decision, *, probability: float = 1.0) -> QaSample:
     """A manual sample of the decision, as the sampler would store it."""
     profile = getattr(decision.reviewer, "reviewer_profile", None)
     return QaSample.objects.create(
-        item=decision.item, decision=decision, reason=SampleReason.MANUAL, inclusion_probability=1.0,
+        item=decision.item, decision=decision, reason=SampleReason.MANUAL, inclusion_probability=probability,
         sampled_at=timezone.now(), original_is_violation=decision.is_violation, original_policy=decision.policy,
         original_action=decision.action, original_reviewer=decision.reviewer,
         original_vendor_id=profile.team.vendor_id if profile and profile.team else None,
@@ -56,3 +58,17 @@ def sample_everything(actor: User) -> int:
     """A catch-all plan at rate 1, then one sampler run: every decision so far is drawn."""
     plan_save(actor=actor, plan=SamplingPlan(name="everything", rate=1.0))
     return decisions_sample(now=timezone.now() + timedelta(minutes=1))
+
+
+def policy_with_actions(slug: str, *, severity: int = 2) -> tuple[Policy, EnforcementAction]:
+    """A policy titled after its slug, with its 'remove' action."""
+    policy = policy_with_action(slug, slug.title(), severity=severity)
+    return policy, EnforcementAction.objects.get(slug="remove")
+
+
+def qa_person(username: str, team: Team) -> User:
+    return user_create(actor="test", username=username, password=PASSWORD, roles=[Role.SENIOR_REVIEWER], team=team)
+
+
+def item_of(decision: Decision) -> ReviewItem:
+    return ReviewItem.objects.get(pk=decision.item_id)

@@ -15,7 +15,7 @@ from qa.calibration import rating_submit, session_close, session_create, session
 from qa.models import QaReview, SampleState
 from qa.selectors import QaFilter, coaching_for, scorecards, slice_stats
 from queues.models import Queue
-from tests.qa.setup import decided, policy_with_actions, qa_person, sample_of
+from tests.qa.factories import decided, policy_with_actions, qa_person, sample_of
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def people(in_house_team: Team, reviewer: User, qa_lead: User) -> list[User]:
 
 def test_a_calibration_session_reports_agreement_per_item_and_per_person(intake_queue: Queue, qa_lead, people):
     hate, _ = policy_with_actions("hate")
-    items = [decided(intake_queue, people[0], violation=False).item_id for _ in range(4)]
+    items = [decided(intake_queue, people[0]).item_id for _ in range(4)]
     session = session_create(actor=qa_lead, name="Hate, week 48", item_ids=items, participants=people)
     ratings = {  # item position -> each person's label (None: no violation); rita skipped item 4
         1: [hate, hate, hate],
@@ -63,7 +63,7 @@ def test_a_calibration_session_reports_agreement_per_item_and_per_person(intake_
 
 
 def test_sessions_need_items_people_and_a_qa_organiser(intake_queue: Queue, reviewer, qa_lead, people):
-    item = decided(intake_queue, reviewer, violation=False).item_id
+    item = decided(intake_queue, reviewer).item_id
     with pytest.raises(ApplicationError, match="at least two items"):
         session_create(actor=qa_lead, name="x", item_ids=[item], participants=people)
     with pytest.raises(NotPermitted):
@@ -79,7 +79,7 @@ def test_slice_figures_match_independent_computations(intake_queue: Queue, revie
     for n in range(40):
         person = reviewer if n % 2 else vendor_reviewer
         violated = bool(rng.random() < 0.4)
-        d = decided(intake_queue, person, violation=violated, policy=hate if violated else None,
+        d = decided(intake_queue, person, policy=hate if violated else None,
                     action=remove if violated else None)  # fmt: skip
         qa_says = violated if rng.random() < 0.8 else not violated
         sample = sample_of(d, probability=0.5)

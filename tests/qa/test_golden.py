@@ -21,7 +21,7 @@ from queues.services import decision_record, item_claim_next
 from routing.models import ModelVersion
 from routing.services import items_triage
 from tests.conftest import PASSWORD, Api, item
-from tests.qa.setup import policy_with_actions
+from tests.qa.factories import policy_with_actions
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +83,7 @@ def test_a_golden_copy_looks_like_any_item_to_the_reviewer(
         page = http.get(reverse("review-item", args=[claimed.pk])).content.decode()
         lease = http.post(reverse("review-lease", args=[claimed.pk])).json()
         pages[claimed.pk] = (page, sorted(lease))
-        decision_record(item=claimed, actor=reviewer, is_violation=True, policy=policy, action=remove)
+        decision_record(item=claimed, actor=reviewer, is_policy=policy, action=remove)
 
     def normalised(html: str) -> str:  # ids, times and the CSRF token differ between any two items
         html = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d[.\d]*)?(\+00:00)?", "<time>", html)

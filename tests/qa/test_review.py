@@ -13,7 +13,7 @@ from ops_platform.core.models import ApiClient, AuditLog, Team, User, WebhookEve
 from qa.models import ErrorType, SampleState
 from qa.review import Verdict, adjudicate, error_between, qa_review_submit, sample_claim_next
 from queues.models import Decision, GroundTruth, Queue
-from tests.qa.setup import decided, item_of, policy_with_actions, qa_person, sample_of
+from tests.qa.factories import decided, item_of, policy_with_actions, qa_person, sample_of
 
 pytestmark = pytest.mark.django_db
 
@@ -46,11 +46,11 @@ def test_the_error_type_follows_from_the_two_outcomes(original: Verdict, correct
 
 def test_an_agreeing_re_review_closes_the_sample_as_qa_verified_truth(intake_queue, reviewer, qa_lead, hate):
     policy, remove = hate
-    sample = sample_of(decided(intake_queue, reviewer, violation=True, policy=policy, action=remove))
+    sample = sample_of(decided(intake_queue, reviewer, policy=policy, action=remove))
 
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed == sample
-    review = qa_review_submit(sample=claimed, actor=qa_lead, is_violation=True, policy=policy, action=remove)
+    review = qa_review_submit(sample=claimed, actor=qa_lead, is_policy=policy, action=remove)
 
     sample.refresh_from_db()
     assert review.agrees
@@ -60,12 +60,12 @@ def test_an_agreeing_re_review_closes_the_sample_as_qa_verified_truth(intake_que
 
 
 def test_nobody_re_reviews_their_own_decision(intake_queue, qa_lead, hate):
-    sample_of(decided(intake_queue, qa_lead, violation=False))
+    sample_of(decided(intake_queue, qa_lead))
     assert sample_claim_next(actor=qa_lead) is None
 
 
 def test_re_review_is_for_qa_and_for_the_holder(intake_queue, reviewer, qa_lead, rita, hate):
-    sample_of(decided(intake_queue, reviewer, violation=False))
+    sample_of(decided(intake_queue, reviewer))
     with pytest.raises(NotPermitted):
         sample_claim_next(actor=reviewer)
     claimed = sample_claim_next(actor=qa_lead)
@@ -80,19 +80,19 @@ def test_a_disagreement_is_adjudicated_and_a_wrong_original_is_corrected(
 ):
     policy, remove = hate
     ApiClient.objects.create(name="App", source="claims", callback_url="http://127.0.0.1:9/h", webhook_secret="s")
-    original = decided(intake_queue, reviewer, violation=False)  # alice missed it
+    original = decided(intake_queue, reviewer)  # alice missed it
     sample = sample_of(original)
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed is not None
-    review = qa_review_submit(sample=claimed, actor=qa_lead, is_violation=True, policy=policy, action=remove)
+    review = qa_review_submit(sample=claimed, actor=qa_lead, is_policy=policy, action=remove)
     assert not review.agrees
     sample.refresh_from_db()
     assert sample.state == SampleState.ADJUDICATION
 
     with pytest.raises(NotPermitted):  # neither decider adjudicates
-        adjudicate(sample=sample, actor=qa_lead, is_violation=True, policy=policy, action=remove, rationale="x")
+        adjudicate(sample=sample, actor=qa_lead, is_policy=policy, action=remove, rationale="x")
     with django_capture_on_commit_callbacks(execute=False):
-        result = adjudicate(sample=sample, actor=rita, is_violation=True, policy=policy, action=remove,
+        result = adjudicate(sample=sample, actor=rita, is_policy=policy, action=remove,
                             rationale="A slur aimed at a group: see 2.1.")  # fmt: skip
 
     sample.refresh_from_db()
@@ -110,13 +110,13 @@ def test_a_disagreement_is_adjudicated_and_a_wrong_original_is_corrected(
 
 def test_when_the_original_was_right_nothing_is_corrected(intake_queue, reviewer, qa_lead, rita, hate):
     policy, remove = hate
-    original = decided(intake_queue, reviewer, violation=True, policy=policy, action=remove)
+    original = decided(intake_queue, reviewer, policy=policy, action=remove)
     sample = sample_of(original)
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed is not None
     qa_review_submit(sample=claimed, actor=qa_lead, is_violation=False, policy=None, action=None)
 
-    result = adjudicate(sample=sample, actor=rita, is_violation=True, policy=policy, action=remove,
+    result = adjudicate(sample=sample, actor=rita, is_policy=policy, action=remove,
                         rationale="QA misread the context.")  # fmt: skip
 
     assert (result.error_type, result.severity, result.correction) == ("", 0.0, None)
@@ -125,7 +125,7 @@ def test_when_the_original_was_right_nothing_is_corrected(intake_queue, reviewer
 
 def test_adjudication_checks_the_error_type_and_the_severity(intake_queue, reviewer, qa_lead, rita, hate):
     policy, remove = hate
-    sample = sample_of(decided(intake_queue, reviewer, violation=True, policy=policy, action=remove))
+    sample = sample_of(decided(intake_queue, reviewer, policy=policy, action=remove))
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed is not None
     qa_review_submit(sample=claimed, actor=qa_lead, is_violation=False, policy=None, action=None)

@@ -15,7 +15,7 @@ from qa.models import ErrorType, QaSample, SampleReason, SampleState, SamplingPl
 from qa.sampling import decisions_sample, draw, plan_rate_for, plan_sample_size, plan_save
 from qa.selectors import QaFilter, slice_stats
 from queues.models import Decision, ItemState, Queue, ReviewItem
-from tests.qa.setup import decided, policy_with_actions
+from tests.qa.factories import decided, policy_with_actions
 
 pytestmark = pytest.mark.django_db
 
@@ -50,11 +50,11 @@ def test_the_draw_is_fixed_by_its_inputs_and_uniform():
 
 def test_every_decision_is_considered_once_and_a_rerun_draws_nothing_new(intake_queue, reviewer, qa_lead):
     plan(qa_lead, rate=1.0)
-    first = decided(intake_queue, reviewer, violation=False)
+    first = decided(intake_queue, reviewer)
 
     assert decisions_sample(now=timezone.now() + LATER) == 1
     assert decisions_sample(now=timezone.now() + LATER) == 0
-    second = decided(intake_queue, reviewer, violation=False)
+    second = decided(intake_queue, reviewer)
     assert decisions_sample(now=timezone.now() + LATER) == 1
 
     samples = QaSample.objects.order_by("pk")
@@ -68,7 +68,7 @@ def test_every_decision_is_considered_once_and_a_rerun_draws_nothing_new(intake_
 
 def test_decisions_younger_than_the_settle_time_wait_for_the_next_run(intake_queue, reviewer, qa_lead):
     plan(qa_lead, rate=1.0)
-    decided(intake_queue, reviewer, violation=False)
+    decided(intake_queue, reviewer)
     assert decisions_sample(now=timezone.now()) == 0
     assert decisions_sample(now=timezone.now() + LATER) == 1
 
@@ -79,8 +79,8 @@ def test_the_most_specific_plan_decides_and_stratified_rates_are_recorded(
     policy, _ = policy_with_actions("spam")
     plan(qa_lead, name="everyone", rate=0.0)
     plan(qa_lead, name="alice", reviewer=reviewer, rate=0.0, rate_violation=1.0, rate_no_violation=0.0)
-    decided(intake_queue, reviewer, violation=True, policy=policy)
-    decided(intake_queue, reviewer, violation=False)
+    decided(intake_queue, reviewer, policy=policy)
+    decided(intake_queue, reviewer)
 
     decisions_sample(now=timezone.now() + LATER)
 
@@ -92,7 +92,7 @@ def test_the_most_specific_plan_decides_and_stratified_rates_are_recorded(
 def test_a_reviewers_first_decisions_are_drawn_at_the_higher_rate(intake_queue, reviewer, qa_lead):
     plan(qa_lead, rate=0.0, new_reviewer_decisions=2, new_reviewer_rate=1.0)
     for _ in range(3):
-        decided(intake_queue, reviewer, violation=False)
+        decided(intake_queue, reviewer)
 
     decisions_sample(now=timezone.now() + LATER)
 
@@ -168,7 +168,7 @@ def test_weighted_estimates_from_a_stratified_sample_recover_the_population_erro
 def test_a_plan_at_rate_zero_draws_nothing_and_at_one_everything(intake_queue, reviewer, qa_lead, pi):
     plan(qa_lead, rate=pi)
     for _ in range(5):
-        decided(intake_queue, reviewer, violation=False)
+        decided(intake_queue, reviewer)
     decisions_sample(now=timezone.now() + LATER)
     assert QaSample.objects.count() == (5 if pi else 0)
     assert not EnforcementAction.objects.filter(slug="nothing").exists()
