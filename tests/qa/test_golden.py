@@ -83,7 +83,7 @@ def test_a_golden_copy_looks_like_any_item_to_the_reviewer(
         page = http.get(reverse("review-item", args=[claimed.pk])).content.decode()
         lease = http.post(reverse("review-lease", args=[claimed.pk])).json()
         pages[claimed.pk] = (page, sorted(lease))
-        decision_record(item=claimed, actor=reviewer, is_policy=policy, action=remove)
+        decision_record(item=claimed, actor=reviewer, is_violation=True, policy=policy, action=remove)
 
     def normalised(html: str) -> str:  # ids, times and the CSRF token differ between any two items
         html = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d[.\d]*)?(\+00:00)?", "<time>", html)

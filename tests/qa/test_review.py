@@ -50,7 +50,7 @@ def test_an_agreeing_re_review_closes_the_sample_as_qa_verified_truth(intake_que
 
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed == sample
-    review = qa_review_submit(sample=claimed, actor=qa_lead, is_policy=policy, action=remove)
+    review = qa_review_submit(sample=claimed, actor=qa_lead, is_violation=True, policy=policy, action=remove)
 
     sample.refresh_from_db()
     assert review.agrees
@@ -84,15 +84,15 @@ def test_a_disagreement_is_adjudicated_and_a_wrong_original_is_corrected(
     sample = sample_of(original)
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed is not None
-    review = qa_review_submit(sample=claimed, actor=qa_lead, is_policy=policy, action=remove)
+    review = qa_review_submit(sample=claimed, actor=qa_lead, is_violation=True, policy=policy, action=remove)
     assert not review.agrees
     sample.refresh_from_db()
     assert sample.state == SampleState.ADJUDICATION
 
     with pytest.raises(NotPermitted):  # neither decider adjudicates
-        adjudicate(sample=sample, actor=qa_lead, is_policy=policy, action=remove, rationale="x")
+        adjudicate(sample=sample, actor=qa_lead, is_violation=True, policy=policy, action=remove, rationale="x")
     with django_capture_on_commit_callbacks(execute=False):
-        result = adjudicate(sample=sample, actor=rita, is_policy=policy, action=remove,
+        result = adjudicate(sample=sample, actor=rita, is_violation=True, policy=policy, action=remove,
                             rationale="A slur aimed at a group: see 2.1.")  # fmt: skip
 
     sample.refresh_from_db()
@@ -116,7 +116,7 @@ def test_when_the_original_was_right_nothing_is_corrected(intake_queue, reviewer
     assert claimed is not None
     qa_review_submit(sample=claimed, actor=qa_lead, is_violation=False, policy=None, action=None)
 
-    result = adjudicate(sample=sample, actor=rita, is_policy=policy, action=remove,
+    result = adjudicate(sample=sample, actor=rita, is_violation=True, policy=policy, action=remove,
                         rationale="QA misread the context.")  # fmt: skip
 
     assert (result.error_type, result.severity, result.correction) == ("", 0.0, None)
