@@ -1,0 +1,47 @@
+"""The one filter every dashboard panel, CSV export and JSON metric takes: a period and optional slices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.utils import timezone
+
+from ops_platform.core.errors import ApplicationError
+
+MAX_DAYS = 366
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """Days ``start`` to ``end`` inclusive (local dates), and optionally one queue, vendor and policy."""
+
+    start: date
+    end: date
+    queue_id: int | None = None
+    vendor_id: int | None = None
+    policy_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ApplicationError("The period ends before it starts.", field="end")
+        if (self.end - self.start).days >= MAX_DAYS:
+            raise ApplicationError(f"A period is at most {MAX_DAYS} days.", field="start")
+
+    @classmethod
+    def last_days(cls, days: int, *, today: date | None = None, **slices: int | None) -> MetricFilter:
+        today = today or timezone.localdate()
+        return cls(start=today - timedelta(days=days - 1), end=today, **slices)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+    @property
+    def start_at(self) -> datetime:
+        return timezone.make_aware(datetime.combine(self.start, time.min))
+
+    @property
+    def end_at(self) -> datetime:
+        """The first instant after the period."""
+        return timezone.make_aware(datetime.combine(self.end + timedelta(days=1), time.min))

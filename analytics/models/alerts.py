@@ -1,0 +1,3 @@
+"""alerts rollups and records (filled in by the analytics issue)."""
+
+__all__: list[str] = []
