@@ -8,7 +8,7 @@ processes forked from this one after setup (as a pre-fork server forks its worke
 default) all 50 share one interpreter lock, so a claim whose reply has arrived may wait for another thread's
 Python: the figure then includes the harness's lock, which a server spreads over its worker processes;
 ``--processes 50`` gives each reviewer a process of its own (50 sync workers), so only the 2 cores are
-shared. The raw reference always runs the same way as the service, in the same run.
+shared. The raw reference runs the same way as the service, on the same connections, taking turns with it.
 
     .venv/bin/python bench/claim.py [--reviewers 50] [--processes 1] [--rounds 4] [--claims 10] [--think-ms 1000]
 """
@@ -280,39 +280,36 @@ def service_claimer(queue: Any, people: list[Any], label: str, claimed: list[int
     return claim_once
 
 
-def raw_claimer(conninfo: str, queue_id: int, people: list[Any], label: str, claimed: list[int]) -> ClaimOnce:
-    """The least a claim can be (SKIP LOCKED select + update, one transaction) from psycopg, then the same close."""
+def raw_claimer(queue_id: int, people: list[Any], label: str, claimed: list[int]) -> ClaimOnce:
+    """The least a claim can be (SKIP LOCKED select + update, one transaction) straight from psycopg, then the
+    same close. It uses the reviewer's own connection (the one Django opened for it, so the reference can take
+    turns with the service without 50 more connections) with psycopg's own cursor: server-side parameters,
+    statements prepared after their fifth run."""
+    from django.db import connection
+
     now = datetime.now(UTC)
     counters = [0] * len(people)
 
     def claim_once(n: int, rng: random.Random) -> float | None:
-        conn, actor_id = raw_connection(conninfo, n), people[n].pk
+        connection.ensure_connection()
+        conn, actor_id = connection.connection, people[n].pk
+        cur = psycopg.Cursor(conn)
         t0 = time.perf_counter()
         with conn.transaction():
-            row = conn.execute(RAW_SELECT, [queue_id]).fetchone()
+            row = cur.execute(RAW_SELECT, [queue_id]).fetchone()
             if row is not None:
-                conn.execute(RAW_UPDATE, [actor_id, LEASE, row[0]])
+                cur.execute(RAW_UPDATE, [actor_id, LEASE, row[0]])
         seconds = time.perf_counter() - t0
         if row is None:
             return None
         claimed.append(row[0])
         counters[n] += 1
-        if conn.execute(FINISH, [row[0], actor_id]).rowcount != 1:
+        if cur.execute(FINISH, [row[0], actor_id]).rowcount != 1:
             raise SystemExit(f"item {row[0]} was not reviewer {actor_id}'s to close")
-        conn.execute(REFILL, item_row(rng, queue_id, f"{label}-{n}-{counters[n]}", now))
+        cur.execute(REFILL, item_row(rng, queue_id, f"{label}-{n}-{counters[n]}", now))
         return seconds
 
     return claim_once
-
-
-_raw_connections: dict[int, psycopg.Connection[Any]] = {}
-
-
-def raw_connection(conninfo: str, n: int) -> psycopg.Connection[Any]:
-    """Reviewer ``n``'s psycopg connection for the reference, opened on its first (untimed, warm-up) claim."""
-    if n not in _raw_connections:
-        _raw_connections[n] = psycopg.connect(conninfo, autocommit=True)
-    return _raw_connections[n]
 
 
 def django_connections_close(pool: ThreadPoolExecutor, threads: int) -> None:
@@ -337,17 +334,12 @@ def reviewer_process(pipe: Connection, start: Any, mine: list[int], makers: dict
 
     ("run", label, tag, claims, think, active): the reviewers below ``active`` claim; the reply is
     (latencies, empty claims, items claimed, GC pauses) or ("error", traceback).
-    ("close",): each thread closes its Django connection (the reference opens its own next).
     """
     pool = ThreadPoolExecutor(len(mine), thread_name_prefix="reviewer")
     pauses = GcPauses()
     gc.callbacks[:] = [pauses.record]
     try:
         while (command := pipe.recv())[0] != "stop":
-            if command[0] == "close":
-                django_connections_close(pool, len(mine))
-                pipe.send(None)
-                continue
             _, label, tag, claims, think, active = command
             claimed: list[int] = []
             claim_once = makers[label](f"{label}-{tag}", claimed)
@@ -359,8 +351,6 @@ def reviewer_process(pipe: Connection, start: Any, mine: list[int], makers: dict
     except BaseException:  # whatever it is, the parent reports it and stops
         pipe.send(("error", traceback.format_exc()))
     finally:
-        for conn in _raw_connections.values():
-            conn.close()
         django_connections_close(pool, len(mine))
         pool.shutdown()
 
@@ -413,13 +403,6 @@ class ReviewerProcesses:
             self.pauses.young += pauses.young
         run.elapsed = time.perf_counter() - t0
         return run, claimed
-
-    def django_connections_close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send(("close",))
-        for pipe in self.pipes:
-            if (reply := pipe.recv()) is not None:
-                raise SystemExit(f"a reviewer process failed:\n{reply[1]}")
 
     def stop(self) -> None:
         for pipe, proc in zip(self.pipes, self.procs, strict=True):
@@ -520,8 +503,8 @@ class Bench:
         return run
 
     def measure(self, labels: list[str]) -> None:
-        """Warm up, then paced rounds taking turns between ``labels`` (so a checkpoint or an autovacuum
-        falls on each alike), then one flat-out run each, then one reviewer alone."""
+        """Warm up, then paced rounds taking turns between ``labels`` (so a checkpoint, an autovacuum or
+        another program's burst falls on each alike), then one flat-out run each, then one reviewer alone."""
         args = self.args
         for label in labels:
             self.run(label, "", claims=args.warmup, think=0, pg_pids=[], tag="w")
@@ -563,8 +546,8 @@ def reviewers_description(args: argparse.Namespace) -> str:
         + "), each process with its own interpreter lock"
     )
     return (
-        f"{args.reviewers} {where}; each reviewer has its own connection (Django's, kept for the whole run; "
-        "psycopg's for the raw reference, which runs the same way)"
+        f"{args.reviewers} {where}; each reviewer has its own connection (Django's, kept for the whole run, "
+        "which the raw reference also uses, through psycopg's own cursor)"
     )
 
 
@@ -592,9 +575,9 @@ def report(
         ("flat out", f"no pause: {args.reviewers} reviewers claiming back to back; latency is then mostly queueing "
                      "for the 2 cores" + (" and the one interpreter lock" if args.processes == 1 else "")
                      + f" (Little's law: {args.reviewers} / claims per second), not the claim's own cost"),
-        ("claims", f"paced: {args.rounds} rounds x {args.claims} per reviewer, the two sizes taking turns each "
-                   f"round; flat out: {args.claims} per reviewer; alone: {args.alone} by one reviewer while the "
-                   f"other {args.reviewers - 1} wait; all after {args.warmup} untimed each"),
+        ("claims", f"paced: {args.rounds} rounds x {args.claims} per reviewer, the two sizes and the raw "
+                   f"reference taking turns each round; flat out: {args.claims} per reviewer; alone: {args.alone} "
+                   f"by one reviewer while the other {args.reviewers - 1} wait; all after {args.warmup} untimed each"),
         ("items", f"COPY, then VACUUM ANALYZE; {args.small:,} and {args.large:,} queued in two queues of one table; "
                   "priorities 0/10/50/100 (80/15/4/1 %), due over the next 24 h"),
     ]  # fmt: skip
@@ -677,7 +660,7 @@ def main() -> int:
         makers: dict[str, Maker] = {
             f"service-{name}": functools.partial(service_claimer, queues[name], people) for name in ("small", "large")
         }
-        makers["raw-large"] = functools.partial(raw_claimer, conninfo, queues["large"].pk, people)
+        makers["raw-large"] = functools.partial(raw_claimer, queues["large"].pk, people)
         if not args.no_gc_freeze:
             # What a pre-fork server does after loading the app: the ~200k objects Django and the apps keep for
             # the process's life leave the collector's view, so a full collection no longer stops every reviewer
@@ -686,9 +669,7 @@ def main() -> int:
             gc.freeze()
         reviewers = ReviewerProcesses.fork(args.processes, args.reviewers, makers, pauses)
         b = Bench(args, conninfo, dbname, reviewers)
-        b.measure(["service-small", "service-large"])
-        reviewers.django_connections_close()  # 50 more connections for the raw reference next
-        b.measure(["raw-large"])
+        b.measure(["service-small", "service-large", "raw-large"])
         background.append(housekeeping(conninfo))
         plan = claim_plan(queues["large"], people[0])
         with psycopg.connect(conninfo) as conn:
