@@ -1,9 +1,16 @@
-"""Claim latency: ``item_claim_next`` from 50 reviewer threads on PostgreSQL, with 1,000 and 1,000,000 items waiting.
+"""Claim latency: ``item_claim_next`` for 50 concurrent reviewers on PostgreSQL, with 1,000 and 1,000,000 items waiting.
 
 Self-contained: creates its own database, migrates it, makes the reviewers, COPYs the items in, measures the
 service at both queue sizes and a raw-SQL reference at the large one, checks no item was given twice, cleans up.
 
-    .venv/bin/python bench/claim.py [--reviewers 50] [--rounds 4] [--claims 10] [--think-ms 1000] [--keep]
+Each reviewer is a thread with its own database connection. The threads live in ``--processes`` reviewer
+processes forked from this one after setup (as a pre-fork server forks its workers). With one process (the
+default) all 50 share one interpreter lock, so a claim whose reply has arrived may wait for another thread's
+Python: the figure then includes the harness's lock, which a server spreads over its worker processes;
+``--processes 50`` gives each reviewer a process of its own (50 sync workers), so only the 2 cores are
+shared. The raw reference runs the same way as the service, on the same connections, taking turns with it.
+
+    .venv/bin/python bench/claim.py [--reviewers 50] [--processes 1] [--rounds 4] [--claims 10] [--think-ms 1000]
 """
 
 from __future__ import annotations
@@ -12,17 +19,20 @@ import argparse
 import functools
 import gc
 import math
+import multiprocessing
 import os
 import platform
 import random
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +122,7 @@ def postgres_pids(conninfo: str, dbname: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Cpu:
-    """CPU seconds: this process (every reviewer thread), its PostgreSQL backends, the machine busy and in all."""
+    """CPU seconds: the bench's processes (every reviewer), their PostgreSQL backends, the machine busy and in all."""
 
     bench: float = 0.0
     postgres: float = 0.0
@@ -120,9 +130,9 @@ class Cpu:
     total: float = 0.0
 
     @classmethod
-    def take(cls, pg_pids: list[int]) -> Cpu:
+    def take(cls, bench_pids: list[int], pg_pids: list[int]) -> Cpu:
         busy, total = machine_busy()
-        return cls(process_cpu(os.getpid()), sum(process_cpu(p) for p in pg_pids), busy, total)
+        return cls(sum(map(process_cpu, bench_pids)), sum(map(process_cpu, pg_pids)), busy, total)
 
     def __sub__(self, other: Cpu) -> Cpu:
         return Cpu(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
@@ -134,14 +144,14 @@ class Cpu:
         """Cores used over ``elapsed`` seconds (this being a difference of two snapshots), and CPU per claim."""
         others = max(0.0, self.busy - self.bench - self.postgres)
         return (
-            f"bench process {self.bench / elapsed:.2f}, its PostgreSQL {self.postgres / elapsed:.2f}, "
+            f"bench processes {self.bench / elapsed:.2f}, their PostgreSQL {self.postgres / elapsed:.2f}, "
             f"other processes {others / elapsed:.2f} (machine {self.busy / self.total:.0%} busy); per claim, "
             f"with its close and refill: {self.bench / claims * 1000:.1f} ms bench CPU, "
             f"{self.postgres / claims * 1000:.1f} ms PostgreSQL CPU"
         )
 
 
-# --- reviewers: threads, each with its own Django connection ----------------------------------------
+# --- reviewers: threads in reviewer processes, each thread with its own connection -------------------
 
 
 def django_setup(database_url: str) -> None:
@@ -203,8 +213,10 @@ class Run:
 ClaimOnce = Callable[[int, random.Random], float | None]
 
 
-def threads_run(pool: ThreadPoolExecutor, reviewers: int, claims: int, think: float, claim_once: ClaimOnce) -> Run:
-    """Every reviewer calls ``claim_once`` ``claims`` times on a thread of its own, all starting together.
+def threads_run(
+    pool: ThreadPoolExecutor, reviewers: list[int], claims: int, think: float, claim_once: ClaimOnce
+) -> Run:
+    """Each of ``reviewers`` calls ``claim_once`` ``claims`` times on a thread of its own, all starting together.
 
     ``claim_once`` returns the seconds the claim took, or None if it found nothing. With ``think``, a
     reviewer pauses a random 0 to 2 x ``think`` seconds before each claim (reading the item it has), so
@@ -212,7 +224,7 @@ def threads_run(pool: ThreadPoolExecutor, reviewers: int, claims: int, think: fl
     """
     run = Run()
     lock = threading.Lock()
-    start = threading.Barrier(reviewers + 1)
+    start = threading.Barrier(len(reviewers) + 1)
 
     def work(n: int) -> None:
         rng = random.Random(n)
@@ -231,7 +243,7 @@ def threads_run(pool: ThreadPoolExecutor, reviewers: int, claims: int, think: fl
             run.latencies += mine
             run.empty += empty
 
-    futures = [pool.submit(work, n) for n in range(reviewers)]
+    futures = [pool.submit(work, n) for n in reviewers]
     start.wait()
     t0 = time.perf_counter()
     for future in futures:
@@ -268,28 +280,33 @@ def service_claimer(queue: Any, people: list[Any], label: str, claimed: list[int
     return claim_once
 
 
-def raw_claimer(
-    conns: list[psycopg.Connection[Any]], queue_id: int, people: list[Any], label: str, claimed: list[int]
-) -> ClaimOnce:
-    """The least a claim can be (SKIP LOCKED select + update, one transaction) from psycopg, then the same close."""
+def raw_claimer(queue_id: int, people: list[Any], label: str, claimed: list[int]) -> ClaimOnce:
+    """The least a claim can be (SKIP LOCKED select + update, one transaction) straight from psycopg, then the
+    same close. It uses the reviewer's own connection (the one Django opened for it, so the reference can take
+    turns with the service without 50 more connections) with psycopg's own cursor: server-side parameters,
+    statements prepared after their fifth run."""
+    from django.db import connection
+
     now = datetime.now(UTC)
     counters = [0] * len(people)
 
     def claim_once(n: int, rng: random.Random) -> float | None:
-        conn, actor_id = conns[n], people[n].pk
+        connection.ensure_connection()
+        conn, actor_id = connection.connection, people[n].pk
+        cur = psycopg.Cursor(conn)
         t0 = time.perf_counter()
         with conn.transaction():
-            row = conn.execute(RAW_SELECT, [queue_id]).fetchone()
+            row = cur.execute(RAW_SELECT, [queue_id]).fetchone()
             if row is not None:
-                conn.execute(RAW_UPDATE, [actor_id, LEASE, row[0]])
+                cur.execute(RAW_UPDATE, [actor_id, LEASE, row[0]])
         seconds = time.perf_counter() - t0
         if row is None:
             return None
         claimed.append(row[0])
         counters[n] += 1
-        if conn.execute(FINISH, [row[0], actor_id]).rowcount != 1:
+        if cur.execute(FINISH, [row[0], actor_id]).rowcount != 1:
             raise SystemExit(f"item {row[0]} was not reviewer {actor_id}'s to close")
-        conn.execute(REFILL, item_row(rng, queue_id, f"{label}-{n}-{counters[n]}", now))
+        cur.execute(REFILL, item_row(rng, queue_id, f"{label}-{n}-{counters[n]}", now))
         return seconds
 
     return claim_once
@@ -309,17 +326,113 @@ def django_connections_close(pool: ThreadPoolExecutor, threads: int) -> None:
         future.result()
 
 
+Maker = Callable[[str, list[int]], ClaimOnce]
+
+
+def reviewer_process(pipe: Connection, start: Any, mine: list[int], makers: dict[str, Maker]) -> None:
+    """A reviewer process: its reviewers as threads, doing what the parent sends until it says stop.
+
+    ("run", label, tag, claims, think, active): the reviewers below ``active`` claim; the reply is
+    (latencies, empty claims, items claimed, GC pauses) or ("error", traceback).
+    """
+    pool = ThreadPoolExecutor(len(mine), thread_name_prefix="reviewer")
+    pauses = GcPauses()
+    gc.callbacks[:] = [pauses.record]
+    try:
+        while (command := pipe.recv())[0] != "stop":
+            _, label, tag, claims, think, active = command
+            claimed: list[int] = []
+            claim_once = makers[label](f"{label}-{tag}", claimed)
+            start.wait(timeout=300)
+            run = threads_run(pool, [n for n in mine if n < active], claims, think, claim_once)
+            pipe.send((run.latencies, run.empty, claimed, pauses))
+            pauses = GcPauses()
+            gc.callbacks[:] = [pauses.record]
+    except BaseException:  # whatever it is, the parent reports it and stops
+        pipe.send(("error", traceback.format_exc()))
+    finally:
+        django_connections_close(pool, len(mine))
+        pool.shutdown()
+
+
+@dataclass
+class ReviewerProcesses:
+    """The reviewers, spread round-robin over processes forked from this one, started together each run."""
+
+    pipes: list[Connection]
+    procs: list[Any]
+    start: Any
+    pauses: GcPauses
+
+    @classmethod
+    def fork(cls, processes: int, reviewers: int, makers: dict[str, Maker], pauses: GcPauses) -> ReviewerProcesses:
+        from django.db import connections
+
+        connections.close_all()  # a child must never share its parent's database connection
+        ctx = multiprocessing.get_context("fork")
+        start = ctx.Barrier(processes + 1)
+        pipes, procs = [], []
+        for k in range(processes):
+            parent_end, child_end = ctx.Pipe()
+            mine = list(range(k, reviewers, processes))
+            proc = ctx.Process(target=reviewer_process, args=(child_end, start, mine, makers), daemon=True)
+            proc.start()
+            pipes.append(parent_end)
+            procs.append(proc)
+        return cls(pipes, procs, start, pauses)
+
+    @property
+    def pids(self) -> list[int]:
+        return [os.getpid(), *(p.pid for p in self.procs)]
+
+    def run(self, label: str, tag: str, *, claims: int, think: float, active: int) -> tuple[Run, list[int]]:
+        for pipe in self.pipes:
+            pipe.send(("run", label, tag, claims, think, active))
+        self.start.wait(timeout=300)
+        t0 = time.perf_counter()
+        run, claimed = Run(), []
+        for pipe in self.pipes:
+            reply = pipe.recv()
+            if reply[0] == "error":
+                raise SystemExit(f"a reviewer process failed:\n{reply[1]}")
+            latencies, empty, items, pauses = reply
+            run.latencies += latencies
+            run.empty += empty
+            claimed += items
+            self.pauses.full += pauses.full
+            self.pauses.young += pauses.young
+        run.elapsed = time.perf_counter() - t0
+        return run, claimed
+
+    def stop(self) -> None:
+        for pipe, proc in zip(self.pipes, self.procs, strict=True):
+            if proc.is_alive():
+                pipe.send(("stop",))
+            proc.join(timeout=60)
+        self.pipes, self.procs = [], []
+
+
 def claim_plan(queue: Any, actor: Any) -> str:
-    """EXPLAIN ANALYZE of the service's claim query as Django sends it (rolled back: it locks a row)."""
+    """EXPLAIN ANALYZE of the service's claim statement as it sends it (rolled back: it claims an item)."""
     from django.db import connection, transaction
 
-    from queues.services import _ordering, claimable
+    from ops_platform.core.services import actor_label
+    from queues.models import QueueOrdering
+    from queues.services import _CLAIM_SQL_BY_ORDERING
 
-    query = claimable(queue, actor).order_by(*_ordering(queue)).select_for_update(skip_locked=True, of=("self",))
+    now = datetime.now(UTC)
+    params = {
+        "queue": queue.pk,
+        "actor": actor.pk,
+        "now": now,
+        "expires": now + LEASE,
+        "actor_label": actor_label(actor),
+    }
     with transaction.atomic():
-        statement, params = query[:1].query.sql_with_params()
         with connection.cursor() as cur:
-            cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params)
+            cur.execute(
+                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + _CLAIM_SQL_BY_ORDERING[QueueOrdering(queue.ordering)], params
+            )
             plan = "\n".join(row[0] for row in cur.fetchall())
         transaction.set_rollback(True)
     return plan
@@ -374,40 +487,39 @@ class Bench:
     args: argparse.Namespace
     conninfo: str
     dbname: str
-    pool: ThreadPoolExecutor
+    reviewers: ReviewerProcesses
     runs: dict[str, Run] = field(default_factory=dict)
     claimed: dict[str, list[int]] = field(default_factory=dict)
 
-    def warm_up(self, make: Callable[[str, list[int]], ClaimOnce], label: str) -> None:
-        claimed = self.claimed.setdefault(label, [])
-        threads_run(self.pool, self.args.reviewers, self.args.warmup, 0, make(f"{label}-w", claimed))
-
-    def run(self, label: str, mode: str, make: Callable[[str, list[int]], ClaimOnce], *, claims: int,
-            think: float, pg_pids: list[int], tag: str, reviewers: int = 0) -> Run:  # fmt: skip
-        before = Cpu.take(pg_pids)
-        claim_once = make(f"{label}-{tag}", self.claimed[label])
-        run = threads_run(self.pool, reviewers or self.args.reviewers, claims, think, claim_once)
-        run.cpu = Cpu.take(pg_pids) - before
-        self.runs.setdefault(f"{label}, {mode}", Run()).add(run)
+    def run(self, label: str, mode: str, *, claims: int, think: float, pg_pids: list[int], tag: str,
+            reviewers: int = 0) -> Run:  # fmt: skip
+        before = Cpu.take(self.reviewers.pids, pg_pids)
+        run, claimed = self.reviewers.run(
+            label, tag, claims=claims, think=think, active=reviewers or self.args.reviewers
+        )
+        run.cpu = Cpu.take(self.reviewers.pids, pg_pids) - before
+        self.claimed.setdefault(label, []).extend(claimed)
+        if mode:
+            self.runs.setdefault(f"{label}, {mode}", Run()).add(run)
         return run
 
-    def measure(self, makers: dict[str, Callable[[str, list[int]], ClaimOnce]]) -> None:
-        """Warm up, then paced rounds taking turns between ``makers`` (so a checkpoint or an autovacuum
-        falls on each alike), then one flat-out run each."""
+    def measure(self, labels: list[str]) -> None:
+        """Warm up, then paced rounds taking turns between ``labels`` (so a checkpoint, an autovacuum or
+        another program's burst falls on each alike), then one flat-out run each, then one reviewer alone."""
         args = self.args
-        for label, make in makers.items():
-            self.warm_up(make, label)
+        for label in labels:
+            self.run(label, "", claims=args.warmup, think=0, pg_pids=[], tag="w")
         pg_pids = postgres_pids(self.conninfo, self.dbname)
         for r in range(args.rounds):
-            for label, make in makers.items():
-                run = self.run(label, "paced", make, claims=args.claims, think=args.think_ms / 1000,
-                               pg_pids=pg_pids, tag=f"p{r}")  # fmt: skip
+            for label in labels:
+                run = self.run(label, "paced", claims=args.claims, think=args.think_ms / 1000, pg_pids=pg_pids,
+                               tag=f"p{r}")  # fmt: skip
                 print(f"{label}, paced, round {r + 1} of {args.rounds}: {run.line()}", flush=True)
-        for label, make in makers.items():
-            run = self.run(label, "flat out", make, claims=args.claims, think=0, pg_pids=pg_pids, tag="f")
+        for label in labels:
+            run = self.run(label, "flat out", claims=args.claims, think=0, pg_pids=pg_pids, tag="f")
             print(f"{label}, flat out: {run.line()}", flush=True)
-        for label, make in makers.items():
-            run = self.run(label, "one reviewer alone", make, claims=args.alone, think=0, pg_pids=pg_pids, tag="a",
+        for label in labels:
+            run = self.run(label, "one reviewer alone", claims=args.alone, think=0, pg_pids=pg_pids, tag="a",
                            reviewers=1)  # fmt: skip
             print(f"{label}, one reviewer alone: {run.line()}", flush=True)
 
@@ -422,6 +534,22 @@ def housekeeping(conninfo: str) -> tuple[int, int, int]:
             [ITEMS_TABLE],
         ).fetchone()
     return (row[0], row[1], row[2]) if row else (0, 0, 0)
+
+
+def reviewers_description(args: argparse.Namespace) -> str:
+    per = args.reviewers / args.processes
+    where = (
+        "threads in one process forked after setup, sharing its interpreter lock (a server would spread them "
+        "over worker processes, so this is the harsher measure)"
+        if args.processes == 1
+        else f"threads in {args.processes} processes forked after setup ({per:g} each"
+        + (", like sync gunicorn workers each serving one reviewer" if args.processes == args.reviewers else "")
+        + "), each process with its own interpreter lock"
+    )
+    return (
+        f"{args.reviewers} {where}; each reviewer has its own connection (Django's, kept for the whole run, "
+        "which the raw reference also uses, through psycopg's own cursor)"
+    )
 
 
 def report(
@@ -440,17 +568,17 @@ def report(
     rows = [
         ("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("machine", machine_description(b.conninfo)),
-        ("reviewers", f"{args.reviewers} threads in this process, each its own reviewer and its own connection "
-                      "(Django's, kept for the whole run; psycopg's for the raw reference)"),
+        ("reviewers", reviewers_description(args)),
         ("each claim", "timed: the claim alone; then, not timed: the item closed with a direct UPDATE and a new "
                        "queued item inserted, so the queue keeps its size"),
         ("paced", f"before each claim a random 0 to {2 * args.think_ms:,.0f} ms pause (mean {args.think_ms:,.0f} ms; "
                   "a person takes 10 to 60 s an item, so this is 10 to 60 times a real team's claim rate)"),
-        ("flat out", "no pause: 50 threads claiming back to back; latency is then queueing for the client's GIL "
-                     "and the 2 cores (Little's law: 50 / claims per second), not the claim's own cost"),
-        ("claims", f"paced: {args.rounds} rounds x {args.claims} per reviewer, the two sizes taking turns each "
-                   f"round; flat out: {args.claims} per reviewer; alone: {args.alone} by one reviewer while the "
-                   f"other {args.reviewers - 1} wait; all after {args.warmup} untimed each"),
+        ("flat out", f"no pause: {args.reviewers} reviewers claiming back to back; latency is then mostly queueing "
+                     "for the 2 cores" + (" and the one interpreter lock" if args.processes == 1 else "")
+                     + f" (Little's law: {args.reviewers} / claims per second), not the claim's own cost"),
+        ("claims", f"paced: {args.rounds} rounds x {args.claims} per reviewer, the two sizes and the raw "
+                   f"reference taking turns each round; flat out: {args.claims} per reviewer; alone: {args.alone} "
+                   f"by one reviewer while the other {args.reviewers - 1} wait; all after {args.warmup} untimed each"),
         ("items", f"COPY, then VACUUM ANALYZE; {args.small:,} and {args.large:,} queued in two queues of one table; "
                   "priorities 0/10/50/100 (80/15/4/1 %), due over the next 24 h"),
     ]  # fmt: skip
@@ -464,8 +592,8 @@ def report(
         ("**p99 ratio, paced: large / small**", f"{ratio:.2f}"),
         ("during the runs", "{} autovacuum(s) and {} autoanalyze(s) of the items table, {} checkpoint(s)".format(
             *(after - before for before, after in zip(background[0], background[1], strict=True)))),
-        ("GC pauses in the bench process", pauses.line() + (" (gc.freeze() after setup)" if not args.no_gc_freeze
-                                                             else " (no gc.freeze())")),
+        ("GC pauses in the reviewer processes", pauses.line() + (" (gc.freeze() after setup)"
+                                                                  if not args.no_gc_freeze else " (no gc.freeze())")),
         ("items given twice", ", ".join(f"{k}: {duplicates(v)}" for k, v in b.claimed.items())),
         ("claims that found nothing", f"{sum(r.empty for r in b.runs.values())} (items were always waiting)"),
         ("still waiting after the runs", ", ".join(f"{q.slug}: {waiting.get(q.pk, 0):,}" for q in queues.values())),
@@ -484,6 +612,12 @@ def report(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reviewers", type=int, default=50, help="threads, each its own reviewer and connection")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="reviewer processes the threads are spread over (1: all share one interpreter lock)",
+    )
     parser.add_argument("--claims", type=int, default=10, help="timed claims per reviewer per run")
     parser.add_argument("--alone", type=int, default=200, help="claims by one reviewer with nobody else working")
     parser.add_argument("--rounds", type=int, default=4, help="paced runs per size, the sizes taking turns")
@@ -497,7 +631,9 @@ def main() -> int:
     parser.add_argument("--no-gc-freeze", action="store_true", help="leave the setup's objects to the collector")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
-    args = parser.parse_args()
+    args = parser.parse_args()  # fmt: skip
+    if not 1 <= args.processes <= args.reviewers:
+        raise SystemExit("--processes must be between 1 and --reviewers")
     conninfo = make_conninfo(args.database_url)
     dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
     if not dbname or dbname == "postgres":
@@ -505,9 +641,8 @@ def main() -> int:
     admin = make_conninfo(conninfo, dbname="postgres")
     print(f"recreating database {dbname} and migrating …", flush=True)
     database_recreate(admin, dbname)
-    pool = ThreadPoolExecutor(args.reviewers, thread_name_prefix="reviewer")
     pauses = GcPauses()
-    conns: list[psycopg.Connection[Any]] = []
+    reviewers: ReviewerProcesses | None = None
     try:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ops_platform.settings", "OPS_DEMO": "0",
                "DATABASE_URL": args.database_url, "SECRET_KEY": "bench-only-secret-key"}  # fmt: skip
@@ -523,20 +658,20 @@ def main() -> int:
             conn.execute("CHECKPOINT")
         background = [housekeeping(conninfo)]
 
+        makers: dict[str, Maker] = {
+            f"service-{name}": functools.partial(service_claimer, queues[name], people) for name in ("small", "large")
+        }
+        makers["raw-large"] = functools.partial(raw_claimer, queues["large"].pk, people)
         if not args.no_gc_freeze:
             # What a pre-fork server does after loading the app: the ~200k objects Django and the apps keep for
             # the process's life leave the collector's view, so a full collection no longer stops every reviewer
-            # thread for ~100+ ms (in a server that pause would hold up one request, here all 50).
+            # thread of a process for ~100+ ms (in a server that pause would hold up one request).
             gc.collect()
             gc.freeze()
-        gc.callbacks.append(pauses.record)
-        b = Bench(args, conninfo, dbname, pool)
-        b.measure({f"service-{name}": functools.partial(service_claimer, queues[name], people)
-                   for name in ("small", "large")})  # fmt: skip
-        django_connections_close(pool, args.reviewers)  # 50 more connections for the raw reference next
-        conns = [psycopg.connect(conninfo, autocommit=True) for _ in people]
-        large_id = queues["large"].pk
-        b.measure({"raw-large": functools.partial(raw_claimer, conns, large_id, people)})
+        reviewers = ReviewerProcesses.fork(args.processes, args.reviewers, makers, pauses)
+        b = Bench(args, conninfo, dbname, reviewers)
+        b.measure(["service-small", "service-large", "raw-large"])
+        reviewers.stop()  # their 50 connections close, so the checks below find one free on a busy server
         background.append(housekeeping(conninfo))
         plan = claim_plan(queues["large"], people[0])
         with psycopg.connect(conninfo) as conn:
@@ -557,14 +692,12 @@ def main() -> int:
             print("FAILED: an item was given twice, or a claim found nothing while items were waiting")
         return 0 if ok else 1
     finally:
-        for conn in conns:
-            conn.close()
+        if reviewers is not None:
+            reviewers.stop()
         if "django" in sys.modules:
             from django.db import connections
 
-            django_connections_close(pool, args.reviewers)
             connections.close_all()
-        pool.shutdown()
         if args.keep:
             print(f"kept database {dbname}")
         else:

@@ -215,7 +215,10 @@ def _ordering(queue: Queue) -> list[str]:
 
 def claimable(queue: Queue, actor: User) -> QuerySet[ReviewItem]:
     """Items of ``queue`` this reviewer may take: waiting, not reserved for someone else, not an item they
-    already reviewed (independent reviews), not an appeal of their own decision."""
+    already reviewed (independent reviews), not an appeal of their own decision.
+
+    ``_CLAIM_SQL`` says the same in SQL for PostgreSQL; change both together.
+    """
     return (
         ReviewItem.objects.filter(queue=queue, state=ItemState.QUEUED)
         .filter(Q(reserved_for__isnull=True) | Q(reserved_for=actor))
@@ -225,10 +228,51 @@ def claimable(queue: Queue, actor: User) -> QuerySet[ReviewItem]:
 
 
 def reviewer_may_work(queue: Queue, actor: User) -> bool:
-    if not actor.has_perm("core.review_items"):
-        return False
-    profile = getattr(actor, "reviewer_profile", None)
-    return queue.is_active and queue.may_be_worked_by(profile)
+    """The review permission (the view has asked it already, so it is cached on the user), then the
+    queue's allow-lists and required skills in one query."""
+    return queue.is_active and actor.has_perm("core.review_items") and queue.admits(actor.pk)
+
+
+# ``item_claim_next`` on PostgreSQL in one statement, so one round trip and atomic without a transaction:
+# - held: the reviewer's unfinished item in this queue, its lease renewed (gone if the lease sweep took it);
+# - claimed: else, as ``claimable`` says, the first row in the queue's order that no other transaction has
+#   locked (SKIP LOCKED: concurrent reviewers pass over each other's rows instead of waiting), now theirs;
+# - event: the 'claimed' history row for it.
+_CLAIM_SQL = """
+WITH held AS (
+    UPDATE queues_reviewitem SET lease_expires_at = %(expires)s
+    WHERE id = (
+        SELECT id FROM queues_reviewitem
+        WHERE queue_id = %(queue)s AND state = 'claimed' AND assignee_id = %(actor)s
+        ORDER BY claimed_at LIMIT 1
+    ) AND state = 'claimed' AND assignee_id = %(actor)s
+    RETURNING *
+), claimed AS (
+    UPDATE queues_reviewitem
+    SET state = 'claimed', assignee_id = %(actor)s, claimed_at = %(now)s, lease_expires_at = %(expires)s
+    WHERE NOT EXISTS (SELECT FROM held) AND id = (
+        SELECT id FROM queues_reviewitem AS item
+        WHERE queue_id = %(queue)s AND state = 'queued'
+          AND (reserved_for_id IS NULL OR reserved_for_id = %(actor)s)
+          AND NOT EXISTS (SELECT FROM queues_decision WHERE item_id = item.id AND reviewer_id = %(actor)s)
+          AND NOT EXISTS (SELECT FROM queues_decision WHERE item_id = item.appeal_of_id AND reviewer_id = %(actor)s)
+        ORDER BY {order}
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *
+), event AS (
+    INSERT INTO queues_itemevent (item_id, at, actor_id, actor_label, event, from_state, to_state, queue_id, data)
+    SELECT id, %(now)s, %(actor)s, %(actor_label)s, 'claimed', 'queued', 'claimed', queue_id, '{{}}' FROM claimed
+)
+SELECT * FROM held UNION ALL SELECT * FROM claimed
+"""
+# ``_ordering`` in SQL; each matches one of the item_queue_*_idx indexes, so the claim walks an index.
+_CLAIM_SQL_BY_ORDERING = {
+    QueueOrdering.PRIORITY_THEN_DUE: _CLAIM_SQL.format(order="priority DESC, due_at, id"),
+    QueueOrdering.DUE_FIRST: _CLAIM_SQL.format(order="due_at, id"),
+    QueueOrdering.OLDEST_FIRST: _CLAIM_SQL.format(order="received_at, id"),
+}
 
 
 def item_claim_next(
@@ -244,28 +288,39 @@ def item_claim_next(
     if not reviewer_may_work(queue, actor):
         raise NotPermitted(f"You may not review items in '{queue.name}'.")
     now = at or timezone.now()
+    if connection.vendor == "postgresql":
+        return _claim_next_postgresql(queue, actor, now=now, expires=now + lease)
+    return _claim_next_conditional(queue, actor, now=now, expires=now + lease)
+
+
+def _claim_next_postgresql(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
+    params = {"queue": queue.pk, "actor": actor.pk, "now": now, "expires": expires, "actor_label": actor_label(actor)}
+    rows = list(ReviewItem.objects.raw(_CLAIM_SQL_BY_ORDERING[QueueOrdering(queue.ordering)], params))
+    return rows[0] if rows else None
+
+
+def _claim_next_conditional(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
+    """Without SKIP LOCKED: read the first candidate, take it with an update that only succeeds while it is
+    still queued, and read again if another reviewer got there first."""
     held = ReviewItem.objects.filter(queue=queue, state=ItemState.CLAIMED, assignee=actor).order_by("claimed_at")
     # Still theirs only if the lease sweep did not return it to the queue since the read; else claim afresh.
     if (mine := held.first()) is not None and ReviewItem.objects.filter(
         pk=mine.pk, state=ItemState.CLAIMED, assignee=actor
-    ).update(lease_expires_at=now + lease):
-        mine.lease_expires_at = now + lease
+    ).update(lease_expires_at=expires):
+        mine.lease_expires_at = expires
         return mine
     exposure_guard(queue, actor, now=now)
     candidates = claimable(queue, actor).order_by(*_ordering(queue))
     for _ in range(10):
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                item = candidates.select_for_update(skip_locked=True, of=("self",)).first()
-            else:
-                item = candidates.first()
+            item = candidates.first()
             if item is None:
                 return None
             changed = ReviewItem.objects.filter(pk=item.pk, state=ItemState.QUEUED, assignee__isnull=True).update(
-                state=ItemState.CLAIMED, assignee=actor, claimed_at=now, lease_expires_at=now + lease
+                state=ItemState.CLAIMED, assignee=actor, claimed_at=now, lease_expires_at=expires
             )
             if not changed:
-                continue  # another reviewer took it between the read and the update (not on PostgreSQL)
+                continue  # another reviewer took it between the read and the update
             ItemEvent.objects.create(
                 item=item,
                 at=now,
@@ -277,7 +332,7 @@ def item_claim_next(
                 queue=queue,
             )
             item.state, item.assignee, item.queue = ItemState.CLAIMED, actor, queue
-            item.claimed_at, item.lease_expires_at = now, now + lease
+            item.claimed_at, item.lease_expires_at = now, expires
             return item
     return None
 

@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
-from ops_platform.core.models import Policy, Role, Team, User
+from ops_platform.core.models import Policy, Role, Skill, Team, User, Vendor
 from ops_platform.core.services import user_create
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, QueueOrdering, ReviewItem
 from queues.services import (
@@ -202,6 +202,73 @@ def test_a_reviewer_holding_an_item_gets_it_back_with_a_fresh_lease(intake_queue
     assert claimed.pk == again.pk == first.pk
     assert again.lease_expires_at == t0 + timedelta(minutes=25)
     assert ItemEvent.objects.filter(event="claimed").count() == 1
+
+
+def test_a_claim_stores_its_times_and_records_who_claimed_it(intake_queue, reviewer):
+    item = queued(intake_queue, tags=["reported"], metadata={"lang": "en"})
+    t0 = timezone.now() - timedelta(seconds=30)
+
+    claimed = item_claim_next(queue=intake_queue, actor=reviewer, at=t0, lease=timedelta(minutes=5))
+
+    assert claimed is not None
+    assert claimed.pk == item.pk
+    for got in (claimed, ReviewItem.objects.get(pk=item.pk)):
+        assert (got.state, got.assignee_id, got.queue_id) == (ItemState.CLAIMED, reviewer.pk, intake_queue.pk)
+        assert (got.claimed_at, got.lease_expires_at) == (t0, t0 + timedelta(minutes=5))
+        assert (got.tags, got.metadata) == (["reported"], {"lang": "en"})
+    event = ItemEvent.objects.get(item=item)
+    assert (event.event, event.at, event.actor, event.actor_label) == ("claimed", t0, reviewer, "user:alice")
+    assert (event.from_state, event.to_state, event.queue, event.data) == ("queued", "claimed", intake_queue, {})
+
+
+def test_a_held_item_comes_back_only_in_its_own_queue(intake_queue, escalations, reviewer):
+    mine = queued(intake_queue)
+    other = queued(escalations)
+    t0 = timezone.now()
+    claim(intake_queue, reviewer)
+
+    # Held past its lease but not yet swept: still theirs, with a fresh lease.
+    again = item_claim_next(queue=intake_queue, actor=reviewer, at=t0 + timedelta(minutes=20))
+    elsewhere = claim(escalations, reviewer)
+
+    assert again is not None
+    assert (again.pk, again.lease_expires_at) == (mine.pk, t0 + timedelta(minutes=35))
+    assert ReviewItem.objects.get(pk=mine.pk).lease_expires_at == t0 + timedelta(minutes=35)
+    assert elsewhere.pk == other.pk
+    assert ItemEvent.objects.filter(event="claimed").count() == 2
+
+
+def test_allow_lists_and_required_skills_decide_who_may_claim(intake_queue, reviewer, vendor_reviewer, vendor_a):
+    vendor_b_team = Team.objects.create(
+        slug="vendor-b-team", name="B team", vendor=Vendor.objects.create(slug="vendor-b", name="Vendor B")
+    )
+    outsourced = person("val", vendor_b_team)
+    no_team = user_create(actor="test", username="nora", password=PASSWORD, roles=[Role.REVIEWER])
+    queued(intake_queue)
+
+    def allowed() -> set[str]:
+        return {u.username for u in (reviewer, vendor_reviewer, outsourced, no_team) if _may_claim(intake_queue, u)}
+
+    assert allowed() == {"alice"}, "no allow-lists: in-house teams only"
+    intake_queue.allowed_vendors.add(vendor_a)
+    assert allowed() == {"vic"}, "an allow-list admits only who is on it"
+    intake_queue.allowed_teams.add(reviewer.reviewer_profile.team, vendor_b_team)
+    assert allowed() == {"alice", "vic", "val"}
+    graphic = Skill.objects.create(slug="graphic", name="Graphic violence")
+    arabic = Skill.objects.create(slug="ar", name="Arabic")
+    intake_queue.required_skills.add(graphic, arabic)
+    vendor_reviewer.reviewer_profile.skills.add(graphic, arabic)
+    reviewer.reviewer_profile.skills.add(graphic)
+    assert allowed() == {"vic"}, "every required skill, not some"
+
+
+def _may_claim(queue: Queue, actor: User) -> bool:
+    try:
+        item_claim_next(queue=queue, actor=actor)
+    except NotPermitted:
+        return False
+    ReviewItem.objects.filter(assignee=actor).update(state=ItemState.QUEUED, assignee=None)
+    return True
 
 
 def test_a_vendor_reviewer_may_not_claim_from_an_in_house_queue(intake_queue, vendor_reviewer, vendor_a):
