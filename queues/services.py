@@ -288,9 +288,17 @@ def item_claim_next(
     if not reviewer_may_work(queue, actor):
         raise NotPermitted(f"You may not review items in '{queue.name}'.")
     now = at or timezone.now()
+    if queue.exposure_category_id is not None and not _holds_item(queue, actor):
+        # Only a new item counts toward the day's exposure; the one they hold is returned as ever. Two tabs
+        # claiming at the same instant can go one past the cap: the count is read, not locked.
+        exposure_guard(queue, actor, now=now)
     if connection.vendor == "postgresql":
         return _claim_next_postgresql(queue, actor, now=now, expires=now + lease)
     return _claim_next_conditional(queue, actor, now=now, expires=now + lease)
+
+
+def _holds_item(queue: Queue, actor: User) -> bool:
+    return ReviewItem.objects.filter(queue=queue, state=ItemState.CLAIMED, assignee=actor).exists()
 
 
 def _claim_next_postgresql(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
@@ -309,7 +317,6 @@ def _claim_next_conditional(queue: Queue, actor: User, *, now: datetime, expires
     ).update(lease_expires_at=expires):
         mine.lease_expires_at = expires
         return mine
-    exposure_guard(queue, actor, now=now)
     candidates = claimable(queue, actor).order_by(*_ordering(queue))
     for _ in range(10):
         with transaction.atomic():

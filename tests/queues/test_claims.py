@@ -4,7 +4,6 @@ senior are theirs alone."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -27,26 +26,9 @@ from queues.services import (
     leases_expire,
 )
 from tests.conftest import PASSWORD
+from tests.queues.factories import item_queued as queued
 
 pytestmark = pytest.mark.django_db
-
-_external_ids = itertools.count()
-
-
-def queued(
-    queue: Queue,
-    *,
-    priority: int = 0,
-    due_in: timedelta = timedelta(hours=1),
-    received_ago: timedelta = timedelta(minutes=5),
-    **fields: object,
-) -> ReviewItem:
-    now = timezone.now()
-    fields = {"state": ItemState.QUEUED, "queued_at": now, **fields}
-    return ReviewItem.objects.create(
-        source="claims", external_id=f"c-{next(_external_ids)}", text="something someone posted",
-        received_at=now - received_ago, queue=queue, due_at=now + due_in, priority=priority, **fields,
-    )  # fmt: skip
 
 
 def person(username: str, team: Team, role: Role = Role.REVIEWER) -> User:
