@@ -42,6 +42,7 @@ from analytics.selectors.operations import (
 )
 from analytics.tasks import backlog_snapshot_task, rollups_refresh_task
 from ops_platform.core.models import Vendor
+from queues.models import Decision
 from queues.wellness import BREAK_GAP
 from tests.analytics.opsworld import World, items_add, local_day, world_create
 
@@ -259,15 +260,24 @@ def _rollup_contents() -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def test_incremental_refresh_equals_a_full_rebuild_and_reruns_change_nothing(world: World) -> None:
-    first = rollups_refresh()
-    assert first  # the first run builds every day with data
-    # More work arrives, some of it late: received days ago, corrected items, appeals of old decisions.
+def test_incremental_refresh_equals_a_full_rebuild_and_reruns_change_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No overlap: the refresh must find the touched days from the new rows alone.
+    monkeypatch.setattr("analytics.rollups.CURSOR_OVERLAP", 0)
+    assert rollups_refresh()  # the first run builds every day with data
+    # More work arrives, some of it late: items received days ago, and a correction of a first-day item.
     items_add(world, 80, days=3, offset=timedelta(days=2))
+    old = min(world.decided, key=lambda r: r["decided_at"])
+    in_force = Decision.objects.filter(item_id=old["pk"], is_final=True, superseded_by__isnull=True).get()
+    new_policy = next(p for p in world.policies if p.pk != in_force.policy_id)
+    Decision.objects.create(item_id=old["pk"], reviewer=world.reviewers[1], queue_id=old["queue"], policy=new_policy,
+                            is_violation=True, decided_at=START + timedelta(days=5), supersedes=in_force)  # fmt: skip
     days = rollups_refresh()
-    assert days
+    assert local_day(old["decided_at"]) in days
     incremental = _rollup_contents()
-    assert rollups_refresh() == [] or _rollup_contents() == incremental  # a re-run changes nothing
+    assert rollups_refresh() == []  # nothing new: nothing recomputed
+    rollups_rebuild(PERIOD.start, PERIOD.end)  # recomputing changes nothing either
     assert _rollup_contents() == incremental
     for model in (OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily, OpsAppealDaily):
         model.objects.all().delete()
