@@ -44,6 +44,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,7 +134,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
 
 
-def _dates(qs: QuerySet, field: str) -> set[date]:  # type: ignore[type-arg]
+def _dates(qs: QuerySet[Any], field: str) -> set[date]:
     return set(qs.order_by().annotate(_d=TruncDate(field)).values_list("_d", flat=True).distinct())
 
 
@@ -271,7 +272,7 @@ def _decision_rows(day: date) -> list[OpsDecisionDaily]:
         hists[name] = per
     out = []
     for key, r in sums.iterrows():
-        q, p, v, prio = (None if x == _NONE else int(x) for x in key)  # type: ignore[union-attr]
+        q, p, v, prio = (None if x == _NONE else int(x) for x in key)
         out.append(
             OpsDecisionDaily(
                 day=day,
@@ -350,7 +351,7 @@ def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
         .order_by("actor_id", "at", "id")
         .values_list("actor_id", "at", "event", "item_id")
     )
-    productive = _productive_seconds(events)  # type: ignore[arg-type]
+    productive = _productive_seconds(events)
     reviewers = set(decided) | set(productive)
     vendors = dict(ReviewerProfile.objects.filter(user_id__in=reviewers).values_list("user_id", "team__vendor_id"))
     out = []
@@ -398,8 +399,8 @@ def _appeal_rows(day: date) -> list[OpsAppealDaily]:
     none: tuple[None, None, None] = (None, None, None)
     for original in received:
         counts.setdefault(keys.get(original, none), Counter())["appeals_received"] += 1
-    for original, outcome in outcomes:
-        counts.setdefault(keys.get(original, none), Counter())[outcome] += 1
+    for contested, outcome in outcomes:
+        counts.setdefault(keys.get(contested, none) if contested else none, Counter())[outcome] += 1
     appealed = (
         deciding_decisions()
         .filter(decided_at__gte=start, decided_at__lt=end)

@@ -427,14 +427,14 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         ).values("item_id")
         return items.filter(pk__in=outcome)
     if metric == "backlog":
-        qs = backlog_items()
+        open_items = backlog_items()
         if f.queue_id is not None:
-            qs = qs.filter(queue_id=f.queue_id)
+            open_items = open_items.filter(queue_id=f.queue_id)
         if cell.get("queue_id") is not None:
-            qs = qs.filter(queue_id=cell["queue_id"])
+            open_items = open_items.filter(queue_id=cell["queue_id"])
         if cell.get("age_bucket"):
-            qs = qs.filter(age_bucket_range(cell["age_bucket"], cell.get("at") or timezone.now()))
-        return qs
+            open_items = open_items.filter(age_bucket_range(cell["age_bucket"], cell.get("at") or timezone.now()))
+        return open_items
     # reviewer_decisions
     day = cell.get("day")
     start, end = (f.start_at, f.end_at) if day is None else _day(day)

@@ -3,6 +3,7 @@ percentiles), incremental refresh against a full rebuild, and drill-down to the 
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import datetime, timedelta
 from typing import Any
@@ -187,7 +188,7 @@ def reference_productive(events: list[dict[str, Any]]) -> dict[int, float]:
     for (actor, _), acts in per.items():
         acts.sort(key=lambda e: e["at"])
         total.setdefault(actor, 0.0)
-        for prev, cur in zip(acts, acts[1:], strict=False):
+        for prev, cur in itertools.pairwise(acts):
             gap = cur["at"] - prev["at"]
             if gap < BREAK_GAP or (prev["event"] == "claimed" and prev["item"] == cur["item"]):
                 total[actor] += gap.total_seconds()
@@ -218,7 +219,17 @@ def test_backlog_snapshot_counts_open_items_by_queue_and_age(world: World) -> No
         hours = (now - item["received_at"]).total_seconds() / 3600
         if hours < 0:
             continue
-        bucket = "lt1h" if hours < 1 else "1-4h" if hours < 4 else "4-24h" if hours < 24 else "1-3d" if hours < 72 else "gt3d"
+        bucket = (
+            "lt1h"
+            if hours < 1
+            else "1-4h"
+            if hours < 4
+            else "4-24h"
+            if hours < 24
+            else "1-3d"
+            if hours < 72
+            else "gt3d"
+        )
         counts = expected.setdefault((item["queue"], bucket), [0, 0])
         counts[0] += 1
         counts[1] += item["due_at"] <= now + timedelta(hours=1)

@@ -90,7 +90,8 @@ def test_vendor_week_against_targets_with_trend_and_cost_per_correct_decision(ve
     # Turnaround p90 is bucket 500's midpoint, 1.02^499.5 s (about 5.5 h): green against 24 h.
     assert m["turnaround_p90_seconds"].value == pytest.approx(1.02**499.5)
     assert m["turnaround_p90_seconds"].status == "green"
-    assert m["golden_accuracy"].value is None and m["golden_accuracy"].status is None
+    assert m["golden_accuracy"].value is None
+    assert m["golden_accuracy"].status is None
 
     table = vendor_scorecard_table(f)
     [row] = table.as_dicts()
