@@ -231,6 +231,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ops_platform.core.tasks.webhook_events_sweep_task",
         "schedule": timedelta(seconds=60),
     },
+    "analytics-refresh-rollups": {
+        "task": "analytics.tasks.rollups_refresh_task",
+        "schedule": timedelta(minutes=5),
+    },
+    "analytics-backlog-snapshot": {
+        "task": "analytics.tasks.backlog_snapshot_task",
+        "schedule": timedelta(minutes=15),
+    },
 }
 
 # Triage: items still un-triaged this long after intake (or the last re-send) are sent again.

@@ -1,0 +1,525 @@
+"""Operations rollups: what each daily row counts, the latency histograms, and their incremental upkeep.
+
+Definitions (the drill-down querysets below are the same definitions, so a number and its items agree):
+
+- A *decided item* is a non-golden item with a human final decision, not closed by a rule (items still in
+  'auto_actioned' are left out, so a correction of a rule's action is not a review). Its *deciding decision*
+  is its first final decision (earliest ``decided_at``, then id); the item counts on that decision's local day,
+  in its queue, for its reviewer's vendor (null: in-house) and at the item's priority. Turnaround, queue wait,
+  handle time and SLA are the deciding decision's: a later correction (appeal overturn, QA adjudication) does
+  not restart the clock. The *policy* is the one in force: the latest final decision nobody superseded, so a
+  corrected item counts under its corrected policy.
+- Turnaround = received -> decided; queue wait = received -> claimed (the claim the deciding decision came
+  from; none for bulk decisions, which claim nothing); handle = claimed -> decided. Within SLA: decided at or
+  before ``due_at``; items without a due time are left out of SLA attainment (``sla_counted``).
+- Escalated: decided items with at least one 'escalated' event, counted where they were decided.
+- Intake: items by received day, source, surface, kind and the policy of their final decision in force (so
+  policy-level intake volume is "items received that people later found to violate P"); auto-actioned = a rule
+  closed it ('auto_actioned' event); routed to review = it was queued (``queued_at`` set).
+- Reviewer days: every decision of the day by the reviewer (interim reviews and corrections are work too),
+  handle time where there was a claim, and productive time: the sum of gaps between the reviewer's
+  consecutive acts (ItemEvents) that are shorter than ``queues.wellness.BREAK_GAP``, plus any gap between
+  claiming an item and the next act on that same item (holding an item for 15 minutes is work, not a break).
+  Acts are split at midnight.
+- Appeals: keyed by the contested item's deciding decision (queue, its own policy, vendor): appeal items by
+  received day, appeal outcomes by the appeal decision's day, and decided items (by deciding day) that have
+  been appealed since.
+
+Histograms: a duration of s seconds goes to bucket 0 when s < 1 and else to ``1 + floor(ln s / ln 1.02)``, so
+bucket b >= 1 holds [1.02^(b-1), 1.02^b). Durations are clamped to [0, 60 days] (782 buckets). A percentile
+is the inverted-CDF order statistic (numpy ``method="inverted_cdf"``: the smallest value with at least a
+share q of the values at or below it), reported as its bucket's geometric midpoint 1.02^(b-0.5): within
+sqrt(1.02) - 1 < 1% of the true order statistic for durations of 1 s to 60 days (bucket 0 reports 0.5 s).
+
+Upkeep: ``rollups_refresh`` reads the Decision, ItemEvent and ReviewItem rows added since its cursor (minus an
+overlap of ``CURSOR_OVERLAP`` ids, so rows of transactions that committed out of id order are still seen),
+finds the local days they touch, and recomputes those days from raw rows: delete and insert in one
+transaction, so a re-run changes nothing and late rows land in their day. The partition is the whole day
+(not day x queue): a day is a handful of GROUP BY queries, and a correction touches its item's older days.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.db import transaction
+from django.db.models import (
+    Count,
+    Exists,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from analytics.models import (
+    OpsAppealDaily,
+    OpsBacklogSnapshot,
+    OpsDecisionDaily,
+    OpsIntakeDaily,
+    OpsReviewerDaily,
+    RollupCursor,
+)
+from analytics.models.operations import BacklogAge
+from ops_platform.core.models import ReviewerProfile
+from queues.models import Decision, ItemEvent, ItemKind, ItemState, ReviewItem
+from queues.wellness import BREAK_GAP
+
+# --- histograms ----------------------------------------------------------------------------------------------
+
+BUCKET_RATIO = 1.02
+MAX_SECONDS = 60 * 24 * 3600.0
+_LN_RATIO = math.log(BUCKET_RATIO)
+MAX_BUCKET = 1 + math.floor(math.log(MAX_SECONDS) / _LN_RATIO)
+# The documented bound: a reported percentile is within this relative error of the exact order statistic.
+PERCENTILE_TOLERANCE = math.sqrt(BUCKET_RATIO) - 1
+
+
+def buckets_of(seconds: np.ndarray) -> np.ndarray:
+    """Bucket index of each duration (NaN in, -1 out: no value)."""
+    s = np.clip(np.asarray(seconds, dtype=float), 0, MAX_SECONDS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = 1 + np.floor(np.log(np.maximum(s, 1.0)) / _LN_RATIO)
+    b = np.where(s < 1, 0, np.minimum(b, MAX_BUCKET))
+    return np.where(np.isnan(s), -1, b).astype(int)
+
+
+def bucket_value(bucket: int) -> float:
+    """The value a bucket reports: its geometric midpoint."""
+    return 0.5 if bucket == 0 else BUCKET_RATIO ** (bucket - 0.5)
+
+
+def histogram(seconds: Iterable[float]) -> dict[str, int]:
+    b = buckets_of(np.fromiter(seconds, dtype=float))
+    return {str(k): int(v) for k, v in sorted(Counter(b[b >= 0].tolist()).items())}
+
+
+def hist_merge(histograms: Iterable[Mapping[str, int]]) -> Counter[int]:
+    total: Counter[int] = Counter()
+    for h in histograms:
+        for k, v in h.items():
+            total[int(k)] += v
+    return total
+
+
+def hist_percentile(hist: Mapping[int, int], q: float) -> float | None:
+    """The q-quantile (0 < q <= 1) of a merged histogram, by the inverted-CDF definition; None when empty."""
+    n = sum(hist.values())
+    if n == 0:
+        return None
+    rank = max(1, math.ceil(q * n - 1e-9))
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= rank:
+            return bucket_value(bucket)
+    return bucket_value(max(hist))
+
+
+# --- days ----------------------------------------------------------------------------------------------------
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = timezone.make_aware(datetime.combine(day, time.min))
+    return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+
+
+def _dates(qs: QuerySet[Any], field: str) -> set[date]:
+    return set(qs.order_by().annotate(_d=TruncDate(field)).values_list("_d", flat=True).distinct())
+
+
+# --- the definitions, as querysets (rollups and drill-down share them) --------------------------------------
+
+VENDOR_OF_REVIEWER = "reviewer__reviewer_profile__team__vendor"
+
+
+def deciding_decisions() -> QuerySet[Decision]:
+    """The first final decision of every decided item (see the module docstring)."""
+    earlier = Decision.objects.filter(item=OuterRef("item"), is_final=True).filter(
+        Q(decided_at__lt=OuterRef("decided_at")) | Q(decided_at=OuterRef("decided_at"), pk__lt=OuterRef("pk"))
+    )
+    return (
+        Decision.objects.filter(is_final=True, item__is_golden=False)
+        .exclude(item__state=ItemState.AUTO_ACTIONED)
+        .exclude(Exists(earlier))
+    )
+
+
+def policy_in_force(item_ref: str = "item") -> Subquery:
+    """The policy of the item's latest final decision nobody superseded."""
+    return Subquery(
+        Decision.objects.filter(item=OuterRef(item_ref), is_final=True, superseded_by__isnull=True)
+        .order_by("-decided_at", "-pk")
+        .values("policy_id")[:1]
+    )
+
+
+def escalated_exists(item_ref: str = "item") -> Exists:
+    return Exists(ItemEvent.objects.filter(item=OuterRef(item_ref), event="escalated"))
+
+
+def auto_actioned_exists(item_ref: str = "pk") -> Exists:
+    return Exists(ItemEvent.objects.filter(item=OuterRef(item_ref), event="auto_actioned"))
+
+
+def intake_items() -> QuerySet[ReviewItem]:
+    return ReviewItem.objects.filter(is_golden=False)
+
+
+def backlog_items() -> QuerySet[ReviewItem]:
+    return ReviewItem.objects.filter(
+        is_golden=False, state__in=(ItemState.QUEUED, ItemState.CLAIMED), queue__isnull=False
+    )
+
+
+# Upper bounds of the backlog age buckets, in order; the last bucket is open-ended.
+BACKLOG_AGES: tuple[tuple[str, timedelta | None], ...] = (
+    (BacklogAge.UNDER_1H, timedelta(hours=1)),
+    (BacklogAge.H1_4, timedelta(hours=4)),
+    (BacklogAge.H4_24, timedelta(hours=24)),
+    (BacklogAge.D1_3, timedelta(days=3)),
+    (BacklogAge.OVER_3D, None),
+)
+
+
+def age_bucket_range(bucket: str, now: datetime) -> Q:
+    """Items whose age at ``now`` falls in the bucket (the first bucket takes any age under its bound)."""
+    lower: timedelta | None = None
+    for name, upper in BACKLOG_AGES:
+        if name == bucket:
+            q = Q(received_at__lte=now - lower) if lower is not None else Q()
+            return q & Q(received_at__gt=now - upper) if upper is not None else q
+        lower = upper
+    raise ValueError(f"unknown age bucket {bucket!r}")
+
+
+# --- one day's rows ------------------------------------------------------------------------------------------
+
+
+def _seconds(series: pd.Series) -> np.ndarray:
+    return pd.to_timedelta(series).dt.total_seconds().to_numpy(dtype=float)
+
+
+def _key(value: object) -> object:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+_NONE = -1  # stands for a null key while pandas groups (its NaN keys would turn ids into floats)
+
+
+def _decision_rows(day: date) -> list[OpsDecisionDaily]:
+    start, end = day_bounds(day)
+    rows = list(
+        deciding_decisions()
+        .filter(decided_at__gte=start, decided_at__lt=end)
+        .annotate(final_policy=policy_in_force(), was_escalated=escalated_exists())
+        .values_list(
+            "queue_id",
+            "final_policy",
+            VENDOR_OF_REVIEWER,
+            "item__priority",
+            "decided_at",
+            "claimed_at",
+            "handle_time",
+            "item__received_at",
+            "item__due_at",
+            "was_escalated",
+        )
+    )
+    if not rows:
+        return []
+    cols = ["queue", "policy", "vendor", "priority", "decided_at", "claimed_at", "handle", "received_at", "due_at"]
+    df = pd.DataFrame(rows, columns=[*cols, "escalated"])
+    keys = ["queue", "policy", "vendor", "priority"]
+    for k in keys:
+        df[k] = df[k].astype("object").where(df[k].notna(), _NONE).astype("int64")
+    decided = pd.to_datetime(df["decided_at"], utc=True)
+    received = pd.to_datetime(df["received_at"], utc=True)
+    claimed = pd.to_datetime(df["claimed_at"], utc=True)
+    due = pd.to_datetime(df["due_at"], utc=True)
+    df["turnaround"] = (decided - received).dt.total_seconds()
+    df["wait"] = (claimed - received).dt.total_seconds()
+    df["handle_s"] = _seconds(df["handle"])
+    df["sla_counted"] = due.notna()
+    df["within_sla"] = due.notna() & (decided <= due)
+    df["escalated"] = df["escalated"].astype(bool)
+    df["has_handle"] = df["handle_s"].notna()
+    sums = df.groupby(keys).agg(
+        decided=("turnaround", "size"),
+        sla_counted=("sla_counted", "sum"),
+        within_sla=("within_sla", "sum"),
+        escalated=("escalated", "sum"),
+        handle_seconds=("handle_s", "sum"),
+        handle_count=("has_handle", "sum"),
+    )
+    hists: dict[str, dict[tuple[int, ...], dict[str, int]]] = {}
+    for name, column in (("turnaround_hist", "turnaround"), ("wait_hist", "wait"), ("handle_hist", "handle_s")):
+        b = pd.Series(buckets_of(df[column].to_numpy(dtype=float)), index=df.index, name="bucket")
+        counts = df[keys].assign(bucket=b)[b >= 0].groupby([*keys, "bucket"]).size()
+        per: dict[tuple[int, ...], dict[str, int]] = {}
+        for (*key, bucket), n in counts.items():
+            per.setdefault(tuple(key), {})[str(bucket)] = int(n)
+        hists[name] = per
+    out = []
+    for key, r in sums.iterrows():
+        q, p, v, prio = (None if x == _NONE else int(x) for x in key)
+        out.append(
+            OpsDecisionDaily(
+                day=day,
+                queue_id=q,
+                policy_id=p,
+                vendor_id=v,
+                priority=prio if prio is not None else 0,
+                decided=int(r.decided),
+                sla_counted=int(r.sla_counted),
+                within_sla=int(r.within_sla),
+                escalated=int(r.escalated),
+                handle_seconds=float(r.handle_seconds),
+                handle_count=int(r.handle_count),
+                turnaround_hist=hists["turnaround_hist"].get(key, {}),
+                wait_hist=hists["wait_hist"].get(key, {}),
+                handle_hist=hists["handle_hist"].get(key, {}),
+            )
+        )
+    return out
+
+
+def _intake_rows(day: date) -> list[OpsIntakeDaily]:
+    start, end = day_bounds(day)
+    groups = (
+        intake_items()
+        .filter(received_at__gte=start, received_at__lt=end)
+        .annotate(final_policy=policy_in_force("pk"), was_auto=auto_actioned_exists())
+        .values("source", "surface", "kind", "final_policy")
+        .annotate(
+            received=Count("pk"),
+            auto=Count("pk", filter=Q(was_auto=True)),
+            routed=Count("pk", filter=Q(queued_at__isnull=False)),
+        )
+        .order_by()
+    )
+    return [
+        OpsIntakeDaily(
+            day=day,
+            source=g["source"],
+            surface=g["surface"],
+            kind=g["kind"],
+            policy_id=g["final_policy"],
+            received=g["received"],
+            auto_actioned=g["auto"],
+            routed_to_review=g["routed"],
+        )
+        for g in groups
+    ]
+
+
+def _productive_seconds(events: list[tuple[int, datetime, str, int]]) -> dict[int, float]:
+    """Per reviewer: gaps under BREAK_GAP between consecutive acts, and any claim-to-next-act on one item."""
+    if not events:
+        return {}
+    df = pd.DataFrame(events, columns=["actor", "at", "event", "item"])
+    at = pd.to_datetime(df["at"], utc=True)
+    gap = at.diff().dt.total_seconds().to_numpy()
+    same_actor = (df["actor"] == df["actor"].shift()).to_numpy()
+    holding = ((df["event"].shift() == "claimed") & (df["item"] == df["item"].shift())).to_numpy()
+    counted = same_actor & ((gap < BREAK_GAP.total_seconds()) | holding)
+    df["productive"] = np.where(counted, gap, 0.0)
+    return {int(k): float(v) for k, v in df.groupby("actor")["productive"].sum().items()}
+
+
+def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
+    start, end = day_bounds(day)
+    decided = {
+        g["reviewer"]: g
+        for g in Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
+        .values("reviewer")
+        .annotate(n=Count("pk"), handle=Sum("handle_time"), handle_n=Count("handle_time"))
+        .order_by()
+    }
+    events = list(
+        ItemEvent.objects.filter(at__gte=start, at__lt=end, actor__isnull=False, item__is_golden=False)
+        .order_by("actor_id", "at", "id")
+        .values_list("actor_id", "at", "event", "item_id")
+    )
+    productive = _productive_seconds(events)
+    reviewers = set(decided) | set(productive)
+    vendors = dict(ReviewerProfile.objects.filter(user_id__in=reviewers).values_list("user_id", "team__vendor_id"))
+    out = []
+    for reviewer_id in sorted(reviewers):
+        g = decided.get(reviewer_id, {})
+        handle = g.get("handle")
+        out.append(
+            OpsReviewerDaily(
+                day=day,
+                reviewer_id=reviewer_id,
+                vendor_id=vendors.get(reviewer_id),
+                decisions=g.get("n", 0),
+                handle_seconds=handle.total_seconds() if handle else 0.0,
+                handle_count=g.get("handle_n", 0),
+                productive_seconds=productive.get(reviewer_id, 0.0),
+            )
+        )
+    return out
+
+
+def _original_keys(item_ids: Iterable[int]) -> dict[int, tuple[int | None, int | None, int | None]]:
+    """(queue, policy, vendor) of each item's deciding decision."""
+    rows = (
+        deciding_decisions()
+        .filter(item_id__in=set(item_ids))
+        .values_list("item_id", "queue_id", "policy_id", VENDOR_OF_REVIEWER)
+    )
+    return {item: (q, p, v) for item, q, p, v in rows}
+
+
+def _appeal_rows(day: date) -> list[OpsAppealDaily]:
+    start, end = day_bounds(day)
+    counts: dict[tuple[int | None, int | None, int | None], Counter[str]] = {}
+    received = list(
+        ReviewItem.objects.filter(
+            kind=ItemKind.APPEAL, is_golden=False, received_at__gte=start, received_at__lt=end
+        ).values_list("appeal_of_id", flat=True)
+    )
+    outcomes = list(
+        Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
+        .exclude(appeal_outcome="")
+        .values_list("item__appeal_of_id", "appeal_outcome")
+    )
+    keys = _original_keys([i for i in received if i] + [i for i, _ in outcomes if i])
+    none: tuple[None, None, None] = (None, None, None)
+    for original in received:
+        counts.setdefault(keys.get(original, none), Counter())["appeals_received"] += 1
+    for contested, outcome in outcomes:
+        counts.setdefault(keys.get(contested, none) if contested else none, Counter())[outcome] += 1
+    appealed = (
+        deciding_decisions()
+        .filter(decided_at__gte=start, decided_at__lt=end)
+        .filter(Exists(ReviewItem.objects.filter(appeal_of=OuterRef("item"), kind=ItemKind.APPEAL)))
+        .values_list("queue_id", "policy_id", VENDOR_OF_REVIEWER)
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for q, p, v, n in appealed:
+        counts.setdefault((q, p, v), Counter())["decisions_appealed"] += n
+    return [
+        OpsAppealDaily(
+            day=day,
+            queue_id=q,
+            policy_id=p,
+            vendor_id=v,
+            appeals_received=c["appeals_received"],
+            upheld=c["upheld"],
+            overturned=c["overturned"],
+            decisions_appealed=c["decisions_appealed"],
+        )
+        for (q, p, v), c in counts.items()
+    ]
+
+
+ROLLUP_TABLES = (OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily, OpsAppealDaily)
+
+
+@transaction.atomic
+def day_recompute(day: date) -> None:
+    """Replace one day's rows of every daily rollup with a fresh computation from raw rows."""
+    fresh = (_decision_rows(day), _intake_rows(day), _reviewer_rows(day), _appeal_rows(day))
+    for model, rows in zip(ROLLUP_TABLES, fresh, strict=True):
+        model.objects.filter(day=day).delete()  # type: ignore[attr-defined]
+        model.objects.bulk_create(rows, batch_size=2_000)  # type: ignore[attr-defined]
+
+
+# --- upkeep --------------------------------------------------------------------------------------------------
+
+CURSOR_NAME = "operations"
+# Ids are handed out before commit, so a row may appear below ids already read; re-reading the last few
+# thousand of each table each run catches transactions that were still open last time (re-reading is harmless).
+CURSOR_OVERLAP = 5_000
+
+
+def _touched_days(cursor: RollupCursor, top: dict[str, int]) -> set[date]:
+    d_lo, e_lo, i_lo = (
+        max(0, x - CURSOR_OVERLAP) for x in (cursor.last_decision_id, cursor.last_event_id, cursor.last_item_id)
+    )
+    new_decisions = Q(pk__gt=d_lo, pk__lte=top["decision"])
+    new_items = ReviewItem.objects.filter(pk__gt=i_lo, pk__lte=top["item"])
+    days = _dates(new_items, "received_at")
+    days |= _dates(deciding_decisions().filter(item__appeals__in=new_items.filter(kind=ItemKind.APPEAL)), "decided_at")
+    days |= _dates(Decision.objects.filter(new_decisions), "decided_at")
+    # A correction moves its item's policy: the item's deciding day and received day change too.
+    new_decision_items = Decision.objects.filter(new_decisions).values("item_id")
+    days |= _dates(deciding_decisions().filter(item_id__in=new_decision_items), "decided_at")
+    days |= _dates(ReviewItem.objects.filter(pk__in=new_decision_items), "received_at")
+    new_events = ItemEvent.objects.filter(pk__gt=e_lo, pk__lte=top["event"])
+    days |= _dates(new_events, "at")
+    days |= _dates(ReviewItem.objects.filter(pk__in=new_events.values("item_id")), "received_at")
+    return days
+
+
+def _tops() -> dict[str, int]:
+    return {
+        "decision": Decision.objects.aggregate(m=Max("pk"))["m"] or 0,
+        "event": ItemEvent.objects.aggregate(m=Max("pk"))["m"] or 0,
+        "item": ReviewItem.objects.aggregate(m=Max("pk"))["m"] or 0,
+    }
+
+
+@transaction.atomic
+def rollups_refresh(*, now: datetime | None = None) -> list[date]:
+    """Recompute every day touched by rows added since the last run (the first run builds everything).
+
+    Runs are serialised by a lock on the cursor row; returns the days recomputed.
+    """
+    now = now or timezone.now()
+    RollupCursor.objects.get_or_create(name=CURSOR_NAME)
+    cursor = RollupCursor.objects.select_for_update().get(name=CURSOR_NAME)
+    top = _tops()
+    days = sorted(_touched_days(cursor, top))
+    for day in days:
+        day_recompute(day)
+    cursor.last_decision_id, cursor.last_event_id, cursor.last_item_id = top["decision"], top["event"], top["item"]
+    cursor.refreshed_at = now
+    cursor.save()
+    return days
+
+
+def rollups_rebuild(start: date, end: date) -> int:
+    """Recompute every day from ``start`` to ``end`` inclusive (backfills, fixes); the cursor is left alone."""
+    day, n = start, 0
+    while day <= end:
+        day_recompute(day)
+        day += timedelta(days=1)
+        n += 1
+    return n
+
+
+def backlog_snapshot_take(*, now: datetime | None = None) -> int:
+    """Count open items per queue and age bucket now; returns the rows written."""
+    now = now or timezone.now()
+    rows = []
+    soon = now + timedelta(hours=1)
+    for bucket, _ in BACKLOG_AGES:
+        groups = (
+            backlog_items()
+            .filter(age_bucket_range(bucket, now))
+            .values("queue_id")
+            .annotate(n=Count("pk"), due=Count("pk", filter=Q(due_at__lte=soon)))
+            .order_by()
+        )
+        rows += [
+            OpsBacklogSnapshot(
+                taken_at=now, queue_id=g["queue_id"], age_bucket=bucket, count=g["n"], due_within_hour=g["due"]
+            )
+            for g in groups
+        ]
+    OpsBacklogSnapshot.objects.bulk_create(rows)
+    return len(rows)
