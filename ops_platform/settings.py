@@ -316,6 +316,13 @@ SCORING_BATCH_SIZE = env.int("SCORING_BATCH_SIZE", default=500)
 # Operating point per category used by the evaluation command (routing rules set their own).
 SCORING_THRESHOLDS = {category: 0.5 for category in OPENAI_MODERATION_CATEGORY_MAP.values()}
 
+# --- Analytics: classifier performance (analytics/selectors/classifiers.py) -----------------------
+# The "active threshold" per classifier category at which dashboards report precision, recall, FPR, F1
+# and lift: a score at or above it counts as flagged. Routing rules keep their own thresholds in their
+# conditions; set these to the operating points the rules use. Categories not listed use "default".
+# Rollups bucket scores to hundredths, so a threshold is applied at the bucket edge at or above it.
+ANALYTICS_CLASSIFIER_THRESHOLDS: dict[str, float] = {"default": 0.5}
+
 # --- Logging: structured enough to grep, and never the content of an item -----------------------
 LOGGING = {
     "version": 1,

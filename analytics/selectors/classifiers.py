@@ -1,0 +1,493 @@
+"""Classifier performance against human labels, read only from ``ClassifierRollup`` (plus the drill-down).
+
+Definitions (weighted counts: 1 per item for ``decision`` truth, 1/inclusion probability for ``qa``):
+
+- flagged at threshold t: score >= t, applied at bucket edge k = ceil(100 t) (the hundredth at or above
+  t); TP/FP = positive/negative weight in buckets >= k, FN/TN = in buckets < k.
+- precision TP/(TP+FP); recall TP/(TP+FN); FPR FP/(FP+TN); F1 2PR/(P+R); prevalence
+  (TP+FN)/(all); lift precision/prevalence. Undefined ratios (0/0) are None.
+- active threshold: ``settings.ANALYTICS_CLASSIFIER_THRESHOLDS[category]``, else its ``"default"`` (0.5).
+- PR curve: one point per bucket edge that holds scores, highest first; AUPRC is the step-wise average
+  precision sum((R_k - R_{k+1}) P_k) over those edges, which is what scikit-learn's
+  ``average_precision_score`` returns for the bucketed scores (with sample weights for ``qa``).
+- threshold for a target precision: the lowest edge holding scores whose precision reaches the target
+  (auto-action above it); for a target recall: the highest such edge whose recall still reaches it
+  (send to review above it). Edges are scores seen in the data, as in ``precision_recall_curve``.
+- calibration: 10 bins of 10 buckets ([0, 0.1), ... [0.9, 1.0]); mean predicted = weighted mean score,
+  observed = weighted positive share.
+- drift: the same figures per ISO week, plus the weighted mean score.
+
+The period is whole weeks: a ``MetricFilter`` covers every week it touches. ``queue_id`` and
+``vendor_id`` select the human decision's queue and the deciding reviewer's vendor (for QA: the
+sampled decision's). ``policy_id`` keeps only the categories that policy maps to; for any other
+category every figure is empty. ``model_version=None`` sums every version of the backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum
+
+from analytics.classifier_rollups import (
+    BUCKET_EPSILON,
+    category_policies,
+    current_final_decisions,
+    latest_qa_samples,
+    score_value,
+    week_bounds,
+    week_start,
+)
+from analytics.filters import MetricFilter
+from analytics.models import BUCKETS, ClassifierRollup, TruthSource
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.models import ClassifierCategory, Policy
+from queues.models import GroundTruth, ReviewItem
+from routing.models import ClassifierScore
+
+CALIBRATION_BINS = 10
+CELLS = ("tp", "fp", "fn", "tn", "positive", "negative", "flagged", "all")
+
+
+def active_threshold(category: str) -> float:
+    thresholds: dict[str, float] = getattr(settings, "ANALYTICS_CLASSIFIER_THRESHOLDS", {})
+    return float(thresholds.get(category, thresholds.get("default", 0.5)))
+
+
+def threshold_edge(threshold: float) -> int:
+    """The bucket edge a threshold is applied at: ceil(100 t), 0..100 (100 flags nothing)."""
+    return int(min(max(math.ceil(threshold * BUCKETS - BUCKET_EPSILON), 0), BUCKETS))
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+class Row:
+    """Rendering help shared by the result rows: a flat dict of JSON/CSV-ready values."""
+
+    def as_row(self) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, date) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+# --- bucket arithmetic (pure; the selectors below only load the arrays) ------------------------------
+
+
+@dataclass
+class BucketCounts:
+    """Weighted positive/negative counts, weighted score sums and raw counts per score bucket."""
+
+    positive: np.ndarray = field(default_factory=lambda: np.zeros(BUCKETS))
+    negative: np.ndarray = field(default_factory=lambda: np.zeros(BUCKETS))
+    score_sum: np.ndarray = field(default_factory=lambda: np.zeros(BUCKETS))
+    n: np.ndarray = field(default_factory=lambda: np.zeros(BUCKETS, dtype=np.int64))
+
+    def add(self, bucket: int, positive: float, negative: float, score_sum: float, n: int) -> None:
+        self.positive[bucket] += positive
+        self.negative[bucket] += negative
+        self.score_sum[bucket] += score_sum
+        self.n[bucket] += n
+
+    @property
+    def total(self) -> float:
+        return float(self.positive.sum() + self.negative.sum())
+
+    def _from_top(self) -> tuple[np.ndarray, np.ndarray]:
+        """TP and FP weight flagged at each edge k = 0..99 (cumulative from the top bucket down)."""
+        return np.cumsum(self.positive[::-1])[::-1], np.cumsum(self.negative[::-1])[::-1]
+
+    def at_edge(self, edge: int, *, threshold: float | None = None) -> ThresholdMetrics:
+        tp, fp = float(self.positive[edge:].sum()), float(self.negative[edge:].sum())
+        fn, tn = float(self.positive[:edge].sum()), float(self.negative[:edge].sum())
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        prevalence = _ratio(tp + fn, tp + fp + fn + tn)
+        f1 = None
+        if precision is not None and recall is not None and precision + recall > 0:
+            f1 = 2 * precision * recall / (precision + recall)
+        return ThresholdMetrics(
+            threshold=edge / BUCKETS if threshold is None else threshold, edge=edge / BUCKETS,
+            tp=tp, fp=fp, fn=fn, tn=tn, n=int(self.n.sum()), precision=precision, recall=recall,
+            fpr=_ratio(fp, fp + tn), f1=f1, prevalence=prevalence,
+            lift=None if precision is None or not prevalence else precision / prevalence,
+        )  # fmt: skip
+
+    def at(self, threshold: float) -> ThresholdMetrics:
+        return self.at_edge(threshold_edge(threshold), threshold=threshold)
+
+    def pr_points(self) -> list[PrPoint]:
+        """One point per edge holding scores, highest threshold first."""
+        tps, fps = self._from_top()
+        positives = float(self.positive.sum())
+        points = []
+        for k in range(BUCKETS - 1, -1, -1):
+            if self.positive[k] + self.negative[k] <= 0:
+                continue
+            tp, fp = float(tps[k]), float(fps[k])
+            points.append(
+                PrPoint(threshold=k / BUCKETS, precision=tp / (tp + fp), recall=_ratio(tp, positives), tp=tp, fp=fp)
+            )
+        return points
+
+    def average_precision(self) -> float | None:
+        if self.positive.sum() <= 0:
+            return None
+        ap, previous_recall = 0.0, 0.0
+        for point in self.pr_points():
+            assert point.recall is not None
+            ap += (point.recall - previous_recall) * point.precision
+            previous_recall = point.recall
+        return ap
+
+    def threshold_for_precision(self, target: float) -> ThresholdMetrics | None:
+        for point in reversed(self.pr_points()):  # lowest threshold first
+            if point.precision >= target:
+                return self.at_edge(round(point.threshold * BUCKETS))
+        return None
+
+    def threshold_for_recall(self, target: float) -> ThresholdMetrics | None:
+        for point in self.pr_points():  # highest threshold first
+            if point.recall is not None and point.recall >= target:
+                return self.at_edge(round(point.threshold * BUCKETS))
+        return None
+
+    def calibration(self, bins: int = CALIBRATION_BINS) -> list[CalibrationBin]:
+        width = BUCKETS // bins
+        out = []
+        for b in range(bins):
+            part = slice(b * width, (b + 1) * width)
+            pos, neg = float(self.positive[part].sum()), float(self.negative[part].sum())
+            out.append(
+                CalibrationBin(
+                    lower=b * width / BUCKETS,
+                    upper=(b + 1) * width / BUCKETS,
+                    mean_predicted=_ratio(float(self.score_sum[part].sum()), pos + neg),
+                    observed_rate=_ratio(pos, pos + neg),
+                    weight=pos + neg,
+                    n=int(self.n[part].sum()),
+                )
+            )
+        return out
+
+    def mean_score(self) -> float | None:
+        return _ratio(float(self.score_sum.sum()), self.total)
+
+
+# --- result rows ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdMetrics(Row):
+    threshold: float
+    edge: float  # the bucket edge actually applied
+    tp: float
+    fp: float
+    fn: float
+    tn: float
+    n: int
+    precision: float | None
+    recall: float | None
+    fpr: float | None
+    f1: float | None
+    prevalence: float | None
+    lift: float | None
+
+
+@dataclass(frozen=True)
+class PrPoint(Row):
+    threshold: float
+    precision: float
+    recall: float | None
+    tp: float
+    fp: float
+
+
+@dataclass(frozen=True)
+class PrCurve(Row):
+    points: list[PrPoint]
+    auprc: float | None
+    prevalence: float | None
+
+
+@dataclass(frozen=True)
+class CalibrationBin(Row):
+    lower: float
+    upper: float
+    mean_predicted: float | None
+    observed_rate: float | None
+    weight: float
+    n: int
+
+
+@dataclass(frozen=True)
+class DriftWeek(Row):
+    week: date
+    precision: float | None
+    recall: float | None
+    auprc: float | None
+    prevalence: float | None
+    mean_score: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class ClassifierSummaryRow(Row):
+    backend: str
+    model_version: str
+    category: str
+    threshold: float
+    precision: float | None
+    recall: float | None
+    fpr: float | None
+    f1: float | None
+    prevalence: float | None
+    lift: float | None
+    auprc: float | None
+    n: int
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def _check(category: str, truth: str) -> None:
+    if category not in ClassifierCategory.values:
+        raise ApplicationError(f"Unknown classifier category '{category}'.", field="category")
+    if truth not in TruthSource.values:
+        raise ApplicationError(f"Unknown truth source '{truth}'.", field="truth")
+
+
+def _policy_categories(f: MetricFilter) -> set[str] | None:
+    if f.policy_id is None:
+        return None
+    categories = Policy.objects.filter(pk=f.policy_id).values_list("classifier_categories", flat=True).first()
+    return set(categories or [])
+
+
+def _rollups(
+    f: MetricFilter, *, truth: str, category: str | None = None, backend: str | None = None,
+    model_version: str | None = None,
+) -> QuerySet[ClassifierRollup]:  # fmt: skip
+    rows = ClassifierRollup.objects.filter(truth=truth, week__gte=week_start(f.start), week__lte=f.end)
+    if category is not None:
+        rows = rows.filter(category=category)
+    if backend is not None:
+        rows = rows.filter(backend=backend)
+    if model_version is not None:
+        rows = rows.filter(model_version=model_version)
+    if f.queue_id is not None:
+        rows = rows.filter(queue_id=f.queue_id)
+    if f.vendor_id is not None:
+        rows = rows.filter(vendor_id=f.vendor_id)
+    allowed = _policy_categories(f)
+    if allowed is not None:
+        rows = rows.filter(category__in=allowed)
+    return rows
+
+
+_SUMS = {"p": Sum("positive"), "ng": Sum("negative"), "s": Sum("score_sum"), "k": Sum("n")}
+
+
+def _fill(counts: BucketCounts, rows: Iterable[dict[str, Any]]) -> BucketCounts:
+    for row in rows:
+        counts.add(row["bucket"], row["p"] or 0.0, row["ng"] or 0.0, row["s"] or 0.0, row["k"] or 0)
+    return counts
+
+
+def classifier_bucket_counts(
+    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision"
+) -> BucketCounts:
+    """The slice's per-bucket sums over the period: every other selector's input."""
+    _check(category, truth)
+    rows = _rollups(f, truth=truth, category=category, backend=backend, model_version=model_version)
+    return _fill(BucketCounts(), rows.values("bucket").annotate(**_SUMS).order_by())
+
+
+# --- selectors --------------------------------------------------------------------------------------
+
+
+def classifier_metrics_at(
+    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    threshold: float | None = None,
+) -> ThresholdMetrics:  # fmt: skip
+    """Confusion counts, precision, recall, FPR, F1, prevalence and lift at the (active) threshold."""
+    counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
+    return counts.at(active_threshold(category) if threshold is None else threshold)
+
+
+def classifier_pr_curve(
+    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision"
+) -> PrCurve:
+    """PR points per bucket edge (highest threshold first) and the AUPRC."""
+    counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
+    prevalence = _ratio(float(counts.positive.sum()), counts.total)
+    return PrCurve(points=counts.pr_points(), auprc=counts.average_precision(), prevalence=prevalence)
+
+
+def classifier_threshold_for_precision(
+    f: MetricFilter, *, category: str, backend: str, target: float, model_version: str | None = None,
+    truth: str = "decision",
+) -> ThresholdMetrics | None:  # fmt: skip
+    """The lowest threshold whose precision reaches ``target`` (auto-action at or above it); None if none does."""
+    counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
+    return counts.threshold_for_precision(target)
+
+
+def classifier_threshold_for_recall(
+    f: MetricFilter, *, category: str, backend: str, target: float, model_version: str | None = None,
+    truth: str = "decision",
+) -> ThresholdMetrics | None:  # fmt: skip
+    """The highest threshold that still keeps recall at ``target`` (review at or above it); None if none does."""
+    counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
+    return counts.threshold_for_recall(target)
+
+
+def classifier_calibration(
+    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    bins: int = CALIBRATION_BINS,
+) -> list[CalibrationBin]:  # fmt: skip
+    """Mean predicted score against the observed positive rate in ``bins`` equal-width score bins."""
+    if BUCKETS % bins:
+        raise ApplicationError(f"Calibration bins must divide {BUCKETS}.", field="bins")
+    counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
+    return counts.calibration(bins)
+
+
+def classifier_drift(
+    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    threshold: float | None = None,
+) -> list[DriftWeek]:  # fmt: skip
+    """Per ISO week of the period: precision and recall at the (active) threshold, AUPRC, prevalence, mean score."""
+    _check(category, truth)
+    threshold = active_threshold(category) if threshold is None else threshold
+    rows = _rollups(f, truth=truth, category=category, backend=backend, model_version=model_version)
+    by_week: dict[date, BucketCounts] = {}
+    for row in rows.values("week", "bucket").annotate(**_SUMS).order_by("week"):
+        _fill(by_week.setdefault(row["week"], BucketCounts()), [row])
+    weeks = []
+    week = week_start(f.start)
+    while week <= f.end:
+        counts = by_week.get(week, BucketCounts())
+        at = counts.at(threshold)
+        weeks.append(
+            DriftWeek(
+                week=week,
+                precision=at.precision,
+                recall=at.recall,
+                auprc=counts.average_precision(),
+                prevalence=at.prevalence,
+                mean_score=counts.mean_score(),
+                n=at.n,
+            )
+        )
+        week += timedelta(days=7)
+    return weeks
+
+
+def classifier_summary(
+    f: MetricFilter, *, truth: str = "decision", backend: str | None = None, model_version: str | None = None
+) -> list[ClassifierSummaryRow]:
+    """One row per (backend, model version, category) with data: the figures at each category's active threshold."""
+    if truth not in TruthSource.values:
+        raise ApplicationError(f"Unknown truth source '{truth}'.", field="truth")
+    rows = _rollups(f, truth=truth, backend=backend, model_version=model_version)
+    groups: dict[tuple[str, str, str], BucketCounts] = {}
+    for row in rows.values("backend", "model_version", "category", "bucket").annotate(**_SUMS).order_by():
+        key = (row["backend"], row["model_version"], row["category"])
+        _fill(groups.setdefault(key, BucketCounts()), [row])
+    out = []
+    for (backend_, version, category), counts in sorted(groups.items()):
+        at = counts.at(active_threshold(category))
+        out.append(
+            ClassifierSummaryRow(
+                backend=backend_,
+                model_version=version,
+                category=category,
+                threshold=at.threshold,
+                precision=at.precision,
+                recall=at.recall,
+                fpr=at.fpr,
+                f1=at.f1,
+                prevalence=at.prevalence,
+                lift=at.lift,
+                auprc=counts.average_precision(),
+                n=at.n,
+            )
+        )
+    return out
+
+
+def classifier_models(f: MetricFilter, *, truth: str = "decision") -> list[tuple[str, str]]:
+    """The (backend, model version) pairs with rollups in the period, for filter menus."""
+    rows = (
+        _rollups(f, truth=truth).values_list("backend", "model_version").distinct().order_by("backend", "model_version")
+    )
+    return list(rows)
+
+
+# --- drill-down -------------------------------------------------------------------------------------
+
+
+def classifier_items(
+    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    cell: str = "fp", threshold: float | None = None, week: date | None = None,
+) -> QuerySet[ReviewItem]:  # fmt: skip
+    """The items behind a figure: ``cell`` is tp/fp/fn/tn at the (active) threshold, or positive/negative
+    (by the human label), flagged (score at or above the threshold), or all; ``week`` narrows to one week.
+
+    Applies the rollups' rules in SQL, annotated with ``clf_score`` (the latest score of the backend and
+    model version) and ordered by it, highest first.
+    """
+    _check(category, truth)
+    if cell not in CELLS:
+        raise ApplicationError(f"Unknown cell '{cell}'; one of {', '.join(CELLS)}.", field="cell")
+    allowed = _policy_categories(f)
+    if allowed is not None and category not in allowed:
+        return ReviewItem.objects.none()
+    start, end = (
+        week_bounds(week)
+        if week is not None
+        else (week_bounds(week_start(f.start))[0], week_bounds(week_start(f.end))[1])
+    )
+    policies = sorted(category_policies().get(category, set()))
+
+    if truth == TruthSource.DECISION:
+        decisions = current_final_decisions().filter(decided_at__gte=start, decided_at__lt=end)
+        if f.queue_id is not None:
+            decisions = decisions.filter(queue_id=f.queue_id)
+        if f.vendor_id is not None:
+            decisions = decisions.filter(reviewer__reviewer_profile__team__vendor_id=f.vendor_id)
+        items = ReviewItem.objects.filter(pk__in=decisions.values("item_id"))
+        positive = Q(pk__in=decisions.filter(is_violation=True, policy_id__in=policies).values("item_id"))
+    else:
+        samples = latest_qa_samples().filter(
+            original_decided_at__gte=start, original_decided_at__lt=end, inclusion_probability__gt=0
+        )
+        if f.queue_id is not None:
+            samples = samples.filter(original_queue_id=f.queue_id)
+        if f.vendor_id is not None:
+            samples = samples.filter(original_vendor_id=f.vendor_id)
+        latest = GroundTruth.objects.filter(item_id=OuterRef("item_id")).order_by("-recorded_at", "-pk")
+        truths = GroundTruth.objects.filter(pk=Subquery(latest.values("pk")[:1]))
+        items = ReviewItem.objects.filter(pk__in=samples.values("item_id")).filter(pk__in=truths.values("item_id"))
+        positive = Q(pk__in=truths.filter(is_violation=True, policy_id__in=policies).values("item_id"))
+
+    scores = ClassifierScore.objects.filter(item_id=OuterRef("pk"), backend=backend)
+    if model_version is not None:
+        scores = scores.filter(model_version=model_version)
+    score = Subquery(
+        scores.order_by("-pk").annotate(value=score_value(category)).values("value")[:1], output_field=FloatField()
+    )
+    items = items.annotate(clf_score=score).filter(clf_score__isnull=False)
+    edge = threshold_edge(active_threshold(category) if threshold is None else threshold)
+    # Same rule as the buckets: bucket >= edge  <=>  score >= (edge - epsilon) / 100; edge 100 flags nothing.
+    flagged = Q(clf_score__gte=(edge - BUCKET_EPSILON) / BUCKETS) if edge < BUCKETS else Q(pk__in=[])
+    selection = {
+        "tp": positive & flagged, "fp": ~positive & flagged, "fn": positive & ~flagged, "tn": ~positive & ~flagged,
+        "positive": positive, "negative": ~positive, "flagged": flagged, "all": Q(),
+    }[cell]  # fmt: skip
+    return items.filter(selection).order_by("-clf_score", "pk")
