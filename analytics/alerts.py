@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, Concat
+from django.db.models import Case, CharField, Count, F, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 
 from analytics.filters import MetricFilter
@@ -447,6 +447,14 @@ def alert_rule_evaluate(rule: AlertRule, *, now: datetime | None = None) -> Eval
     return EVALUATORS[AlertMetric(rule.metric)](rule, now or timezone.now())
 
 
+def _rule_scope_sql() -> Any:
+    """:attr:`AlertRule.scope` in SQL, for the alert's rule."""
+    return Case(
+        When(rule__queue_id__isnull=True, then=Value("all")),
+        default=Concat(Value("queue:"), Cast("rule__queue_id", CharField())),
+    )
+
+
 @dataclass
 class EvaluationRun:
     opened: list[int] = field(default_factory=list)
@@ -458,6 +466,10 @@ def alerts_evaluate(*, now: datetime | None = None) -> EvaluationRun:
     """The periodic task's body: evaluate every active rule, and open, update or resolve its alert."""
     now = now or timezone.now()
     run = EvaluationRun()
+    # A rule switched off, or moved to another scope, no longer speaks for the alerts it opened.
+    stale = Alert.objects.filter(state__in=OPEN_STATES).exclude(rule__is_active=True, scope=_rule_scope_sql())
+    run.resolved += list(stale.values_list("pk", flat=True))
+    stale.update(state=AlertState.RESOLVED, resolved_at=now)
     for rule in AlertRule.objects.filter(is_active=True).select_related("queue"):
         result = alert_rule_evaluate(rule, now=now)
         try:

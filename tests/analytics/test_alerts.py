@@ -173,6 +173,28 @@ def test_alert_resolves_when_the_rate_is_back_to_normal(world: World) -> None:
     assert not alerts_open().exists()
 
 
+def test_switching_a_rule_off_or_moving_its_scope_resolves_its_alert(world: World) -> None:
+    qa_week(world)
+    qa_closed(world, vendor="vendor-a", surface="comments", at=world.now - timedelta(hours=3), n=20, fps=8)
+    rule = fp_rule()
+    alerts_evaluate(now=world.now)
+    rule.queue = Queue.objects.create(slug="elsewhere", name="Elsewhere")
+    rule.save()
+
+    run = alerts_evaluate(now=world.now + timedelta(minutes=5))
+
+    assert len(run.resolved) == 1
+    assert Alert.objects.get().state == AlertState.RESOLVED
+    rule.queue = None
+    rule.save()
+    alerts_evaluate(now=world.now + timedelta(minutes=10))
+    rule.is_active = False
+    rule.save()
+    alerts_evaluate(now=world.now + timedelta(minutes=15))
+    assert not alerts_open().exists()
+    assert Alert.objects.count() == 2
+
+
 def test_a_quiet_week_opens_nothing(world: World) -> None:
     qa_week(world)
     fp_rule()
