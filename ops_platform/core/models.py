@@ -201,6 +201,7 @@ class ApiScope(models.TextChoices):
     ITEMS_WRITE = "items:write", "Submit items and reports"
     ITEMS_READ = "items:read", "Read item status"
     APPEALS_WRITE = "appeals:write", "Submit appeals"
+    ALERTS_READ = "alerts:read", "Receive ops alerts"
 
 
 class ApiClient(models.Model):
@@ -333,6 +334,7 @@ class AuditLog(models.Model):
 class WebhookEventType(models.TextChoices):
     DECISION_FINAL = "decision.final", "Final decision on an item"
     APPEAL_OUTCOME = "appeal.outcome", "Outcome of an appeal"
+    ALERT_OPENED = "alert.opened", "An ops alert opened"
 
 
 class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
