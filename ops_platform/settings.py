@@ -235,6 +235,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.rollups_refresh_task",
         "schedule": timedelta(minutes=5),
     },
+    "analytics-refresh-classifier-rollups": {
+        "task": "analytics.tasks.classifier_rollups_refresh_task",
+        "schedule": timedelta(minutes=15),
+    },
+    "analytics-evaluate-alerts": {
+        "task": "analytics.tasks.alerts_evaluate_task",
+        "schedule": timedelta(minutes=5),
+    },
     "analytics-backlog-snapshot": {
         "task": "analytics.tasks.backlog_snapshot_task",
         "schedule": timedelta(minutes=15),
