@@ -308,6 +308,15 @@ SCORING_BATCH_SIZE = env.int("SCORING_BATCH_SIZE", default=500)
 # Operating point per category used by the evaluation command (routing rules set their own).
 SCORING_THRESHOLDS = {category: 0.5 for category in OPENAI_MODERATION_CATEGORY_MAP.values()}
 
+# --- Analytics: capacity planning assumptions (analytics/selectors/capacity.py) -------------------
+# Share of rostered time lost to leave, training and meetings; share of floor time spent handling items.
+ANALYTICS_SHRINKAGE = env.float("ANALYTICS_SHRINKAGE", default=0.3)
+ANALYTICS_OCCUPANCY = env.float("ANALYTICS_OCCUPANCY", default=0.85)
+ANALYTICS_SHIFT_HOURS = env.float("ANALYTICS_SHIFT_HOURS", default=8)
+# Real-time queues (SLA up to one hour) are staffed for this share picked up within the SLA, open this long a day.
+ANALYTICS_SERVICE_LEVEL = env.float("ANALYTICS_SERVICE_LEVEL", default=0.9)
+ANALYTICS_HOURS_OPEN = env.float("ANALYTICS_HOURS_OPEN", default=24)
+
 # --- Logging: structured enough to grep, and never the content of an item -----------------------
 LOGGING = {
     "version": 1,

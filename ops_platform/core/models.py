@@ -201,6 +201,7 @@ class ApiScope(models.TextChoices):
     ITEMS_WRITE = "items:write", "Submit items and reports"
     ITEMS_READ = "items:read", "Read item status"
     APPEALS_WRITE = "appeals:write", "Submit appeals"
+    METRICS_READ = "metrics:read", "Read ops metrics"
 
 
 class ApiClient(models.Model):
