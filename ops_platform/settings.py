@@ -331,6 +331,15 @@ SCORING_THRESHOLDS = {category: 0.5 for category in OPENAI_MODERATION_CATEGORY_M
 # Rollups bucket scores to hundredths, so a threshold is applied at the bucket edge at or above it.
 ANALYTICS_CLASSIFIER_THRESHOLDS: dict[str, float] = {"default": 0.5}
 
+# --- Analytics: capacity planning assumptions (analytics/selectors/capacity.py) -------------------
+# Share of rostered time lost to leave, training and meetings; share of floor time spent handling items.
+ANALYTICS_SHRINKAGE = env.float("ANALYTICS_SHRINKAGE", default=0.3)
+ANALYTICS_OCCUPANCY = env.float("ANALYTICS_OCCUPANCY", default=0.85)
+ANALYTICS_SHIFT_HOURS = env.float("ANALYTICS_SHIFT_HOURS", default=8)
+# Real-time queues (SLA up to one hour) are staffed for this share picked up within the SLA, open this long a day.
+ANALYTICS_SERVICE_LEVEL = env.float("ANALYTICS_SERVICE_LEVEL", default=0.9)
+ANALYTICS_HOURS_OPEN = env.float("ANALYTICS_HOURS_OPEN", default=24)
+
 # --- Logging: structured enough to grep, and never the content of an item -----------------------
 LOGGING = {
     "version": 1,

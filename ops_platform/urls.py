@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from ops_platform.core import views as core_views
 
 urlpatterns = [
@@ -13,7 +14,9 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/metrics/", include(metrics_api_urlpatterns)),
     path("api/v1/", include("routing.urls")),
+    path("analytics/", include("analytics.urls")),
     path("scoring/", include("routing.web_urls")),
     path("rules/", include("routing.rule_urls")),
     path("review/", include("queues.urls")),

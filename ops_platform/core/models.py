@@ -202,6 +202,7 @@ class ApiScope(models.TextChoices):
     ITEMS_READ = "items:read", "Read item status"
     APPEALS_WRITE = "appeals:write", "Submit appeals"
     ALERTS_READ = "alerts:read", "Receive ops alerts"
+    METRICS_READ = "metrics:read", "Read ops metrics"
 
 
 class ApiClient(models.Model):

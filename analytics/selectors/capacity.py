@@ -1,0 +1,356 @@
+"""Capacity plan per queue: daily volume history → 14-day forecast → reviewers required, against current staff.
+
+History is items entering the queue per day: ``queued`` (triage) and ``escalated`` (moved in) item events,
+golden items included since they take a reviewer's time like any other. The period of the filter is the
+history; a period ending today stops at yesterday (today is not over) and the forecast starts today.
+
+Real-time queues (SLA ≤ 1 hour) are staffed with Erlang C, backlog queues with the workload model, both from
+``analytics.capacity`` with the ``ANALYTICS_*`` settings. Average handle time is the mean ``handle_time`` of
+the queue's decisions in the period; a queue without one has no requirement (it is not guessed).
+
+Current staff is an approximation: active users holding ``core.review_items`` whose profile
+``Queue.may_be_worked_by`` accepts, each counted in full for every queue they may work (a reviewer eligible
+for three queues counts in all three), with no knowledge of shifts, leave or part-time hours. With a vendor
+in the filter, only that vendor's reviewers count.
+"""
+
+from __future__ import annotations
+
+import threading
+import time as clock
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+from django.conf import settings
+from django.db.models import Avg, Count, Max
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from analytics import capacity
+from analytics.charts import Chart, band_line
+from analytics.filters import MetricFilter
+from analytics.tables import Column, Kind, Row, Table, items_url
+from ops_platform.core.models import ReviewerProfile, User
+from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
+
+HORIZON = 14
+REALTIME_SLA = timedelta(hours=1)
+ENTERING_EVENTS = ("queued", "escalated")
+
+PLAN_NOTE = (
+    "Erlang C for queues with an SLA of an hour or less, the workload model for the others; shrinkage, occupancy "
+    "and shift hours from settings. Current staff counts every reviewer who may work the queue, in full, in every "
+    "queue they may work: an upper bound, not a roster."
+)
+FORECAST_NOTE = "Holt-Winters with a weekly season when there are two weeks of history, simpler methods otherwise."
+
+
+@dataclass
+class QueuePlan:
+    queue: Queue
+    realtime: bool
+    history: pd.Series  # items entering per day over the history days
+    forecast: capacity.Forecast | None
+    handle_seconds: float | None
+    decisions: int  # decisions the handle time is averaged over
+    backlog: int
+    current_staff: int
+    required: list[capacity.ReviewerRequirement | None] = field(default_factory=list)
+
+    @property
+    def peak_required(self) -> int | None:
+        values = [r.reviewers for r in self.required if r is not None]
+        return max(values) if values else None
+
+
+def history_days(f: MetricFilter, today: date | None = None) -> list[date]:
+    today = today or timezone.localdate()
+    return [d for d in f.days if d < today] or f.days
+
+
+def _queues(f: MetricFilter) -> list[Queue]:
+    queues = Queue.objects.filter(is_active=True).order_by("name")
+    if f.queue_id is not None:
+        queues = queues.filter(pk=f.queue_id)
+    if f.policy_id is not None:
+        queues = queues.filter(policies=f.policy_id)
+    return list(queues.prefetch_related("allowed_teams", "allowed_vendors", "required_skills"))
+
+
+def _volumes(queue_ids: list[int], days: list[date]) -> dict[int, dict[date, int]]:
+    start = timezone.make_aware(datetime.combine(days[0], time.min))
+    end = timezone.make_aware(datetime.combine(days[-1] + timedelta(days=1), time.min))
+    rows = (
+        ItemEvent.objects.filter(event__in=ENTERING_EVENTS, queue_id__in=queue_ids, at__gte=start, at__lt=end)
+        .annotate(day=TruncDate("at"))
+        .values("queue_id", "day")
+        .annotate(n=Count("id"))
+    )
+    out: dict[int, dict[date, int]] = defaultdict(dict)
+    for r in rows:
+        out[r["queue_id"]][r["day"]] = r["n"]
+    return out
+
+
+def _handle_times(queue_ids: list[int], f: MetricFilter) -> dict[int, tuple[float, int]]:
+    rows = (
+        Decision.objects.filter(
+            queue_id__in=queue_ids, decided_at__gte=f.start_at, decided_at__lt=f.end_at, handle_time__isnull=False
+        )
+        .values("queue_id")
+        .annotate(avg=Avg("handle_time"), n=Count("id"))
+    )
+    return {r["queue_id"]: (r["avg"].total_seconds(), r["n"]) for r in rows if r["avg"]}
+
+
+def _backlogs(queue_ids: list[int]) -> dict[int, int]:
+    rows = (
+        ReviewItem.objects.filter(queue_id__in=queue_ids, state__in=[ItemState.QUEUED, ItemState.CLAIMED])
+        .values("queue_id")
+        .annotate(n=Count("id"))
+    )
+    return {r["queue_id"]: r["n"] for r in rows}
+
+
+def _staff(queues: list[Queue], vendor_id: int | None) -> dict[int, int]:
+    """Reviewers per queue, asking ``may_be_worked_by`` once per distinct (team, skills) rather than per person."""
+    reviewers = User.objects.with_perm("core.review_items").filter(is_active=True)
+    profiles = ReviewerProfile.objects.filter(user__in=reviewers, team__isnull=False).select_related("team")
+    if vendor_id is not None:
+        profiles = profiles.filter(team__vendor_id=vendor_id)
+    skills: dict[int, set[int]] = defaultdict(set)
+    for profile_id, skill_id in ReviewerProfile.skills.through.objects.filter(reviewerprofile__in=profiles).values_list(
+        "reviewerprofile_id", "skill_id"
+    ):
+        skills[profile_id].add(skill_id)
+    groups: dict[tuple[int, frozenset[int]], list[ReviewerProfile]] = defaultdict(list)
+    for p in profiles:
+        assert p.team_id is not None
+        groups[(p.team_id, frozenset(skills[p.pk]))].append(p)
+    counts = {}
+    for q in queues:
+        counts[q.pk] = sum(len(members) for members in groups.values() if q.may_be_worked_by(members[0]))
+    return counts
+
+
+def _required(plan: QueuePlan, today: date) -> list[capacity.ReviewerRequirement | None]:
+    if plan.forecast is None or plan.handle_seconds is None or plan.handle_seconds <= 0:
+        return [None] * HORIZON
+    out: list[capacity.ReviewerRequirement | None] = []
+    sla = plan.queue.sla.total_seconds()
+    for day, volume in plan.forecast.values.items():
+        if plan.realtime:
+            out.append(
+                capacity.reviewers_required_realtime(
+                    volume_per_day=float(volume),
+                    hours_open_per_day=settings.ANALYTICS_HOURS_OPEN,
+                    handle_seconds=plan.handle_seconds,
+                    sla_seconds=sla,
+                    target_service_level=settings.ANALYTICS_SERVICE_LEVEL,
+                    shrinkage=settings.ANALYTICS_SHRINKAGE,
+                    shift_hours=settings.ANALYTICS_SHIFT_HOURS,
+                    max_occupancy=settings.ANALYTICS_OCCUPANCY,
+                )
+            )
+        else:
+            # Today's backlog is work for the first forecast day, when that day is today.
+            backlog = plan.backlog if day.date() == today else 0
+            out.append(
+                capacity.reviewers_required_backlog(
+                    volume_per_day=float(volume),
+                    handle_seconds=plan.handle_seconds,
+                    shift_hours=settings.ANALYTICS_SHIFT_HOURS,
+                    occupancy=settings.ANALYTICS_OCCUPANCY,
+                    shrinkage=settings.ANALYTICS_SHRINKAGE,
+                    sla_hours=sla / 3600,
+                    backlog=backlog,
+                )
+            )
+    return out
+
+
+def capacity_plans(f: MetricFilter, *, today: date | None = None) -> list[QueuePlan]:
+    today = today or timezone.localdate()
+    queues = _queues(f)
+    if not queues:
+        return []
+    ids = [q.pk for q in queues]
+    days = history_days(f, today)
+    volumes = _volumes(ids, days)
+    handle = _handle_times(ids, f)
+    backlogs = _backlogs(ids)
+    staff = _staff(queues, f.vendor_id)
+    index = pd.DatetimeIndex(days)
+    plans = []
+    for q in queues:
+        history = pd.Series([float(volumes[q.pk].get(d, 0)) for d in days], index=index)
+        aht, n = handle.get(q.pk, (None, 0))
+        plan = QueuePlan(
+            queue=q,
+            realtime=q.sla <= REALTIME_SLA,
+            history=history,
+            forecast=capacity.forecast_daily(history, horizon=HORIZON),
+            handle_seconds=aht,
+            decisions=n,
+            backlog=backlogs.get(q.pk, 0),
+            current_staff=staff.get(q.pk, 0),
+        )
+        plan.required = _required(plan, today)
+        plans.append(plan)
+    return plans
+
+
+# The plan panel and the forecast panel of one page share a computation (a Holt-Winters fit per queue); a
+# short memo keyed by the filter and the newest event and decision serves both, and never stale data.
+_MEMO: dict[tuple[object, ...], tuple[float, list[QueuePlan]]] = {}
+_MEMO_LOCK = threading.Lock()
+_MEMO_SECONDS = 60
+
+
+def capacity_plans_cached(f: MetricFilter) -> list[QueuePlan]:
+    version = (
+        ItemEvent.objects.aggregate(m=Max("id"))["m"],
+        Decision.objects.aggregate(m=Max("id"))["m"],
+        timezone.localdate(),
+    )
+    key = (f, *version)
+    now = clock.monotonic()
+    with _MEMO_LOCK:
+        hit = _MEMO.get(key)
+        if hit and now - hit[0] < _MEMO_SECONDS:
+            return hit[1]
+    plans = capacity_plans(f)
+    with _MEMO_LOCK:
+        for k in [k for k, (at, _) in _MEMO.items() if now - at >= _MEMO_SECONDS]:
+            del _MEMO[k]
+        _MEMO[key] = (now, plans)
+    return plans
+
+
+def _model(plan: QueuePlan) -> str:
+    return "Erlang C" if plan.realtime else "workload"
+
+
+def capacity_plan_table(f: MetricFilter) -> Table:
+    rows: list[Row] = []
+    for p in capacity_plans_cached(f):
+        bt = p.forecast.backtest if p.forecast else None
+        peak = p.peak_required
+        rows.append(
+            {
+                "queue": p.queue.name,
+                "queue_id": p.queue.pk,
+                "sla_seconds": p.queue.sla.total_seconds(),
+                "model": _model(p),
+                "entered": int(p.history.sum()),
+                "history_mean": float(p.history.mean()),
+                "forecast_mean": float(p.forecast.values.mean()) if p.forecast else None,
+                "method": p.forecast.method if p.forecast else "",
+                "backtest_mape": bt.mape if bt else None,
+                "baseline_mape": bt.baseline_mape if bt else None,
+                "backtest_mae": bt.mae if bt else None,
+                "handle_seconds": p.handle_seconds,
+                "decisions": p.decisions,
+                "backlog": p.backlog,
+                "peak_required": peak,
+                "current_staff": p.current_staff,
+                "gap": peak - p.current_staff if peak is not None else None,
+            }
+        )
+    notes = [PLAN_NOTE]
+    if any(r["handle_seconds"] is None for r in rows):
+        notes.append("A queue without decisions in the period has no handle time, so no requirement is computed.")
+    return Table(
+        title="Reviewers required per queue, next 14 days",
+        columns=[
+            Column("queue", "Queue"),
+            Column("sla_seconds", "SLA", Kind.SECONDS),
+            Column("model", "Model"),
+            Column("entered", "Entered (period)", Kind.INT, drill=True),
+            Column("history_mean", "Per day, history", Kind.FLOAT),
+            Column("forecast_mean", "Per day, forecast", Kind.FLOAT),
+            Column("method", "Forecast method"),
+            Column("backtest_mape", "Backtest MAPE", Kind.PERCENT),
+            Column("baseline_mape", "Seasonal naive MAPE", Kind.PERCENT),
+            Column("backtest_mae", "Backtest MAE", Kind.FLOAT),
+            Column("handle_seconds", "Avg handle time", Kind.SECONDS),
+            Column("decisions", "Decisions", Kind.INT),
+            Column("backlog", "Backlog now", Kind.INT),
+            Column("peak_required", "Peak required", Kind.INT),
+            Column("current_staff", "May work it", Kind.INT),
+            Column("gap", "Short (+) / spare (-)", Kind.INT),
+        ],
+        rows=rows,
+        drill=lambda row: items_url(f, queue=row["queue_id"], on="queued", golden="include"),
+        notes=notes,
+    )
+
+
+def capacity_forecast_table(f: MetricFilter) -> Table:
+    rows: list[Row] = []
+    for p in capacity_plans_cached(f):
+        for day, volume in p.history.items():
+            rows.append(
+                {"queue": p.queue.name, "queue_id": p.queue.pk, "day": day.date(), "series": "history",
+                 "volume": volume, "lower": None, "upper": None, "required": None, "current_staff": None}
+            )  # fmt: skip
+        if p.forecast is None:
+            continue
+        for i, day in enumerate(p.forecast.values.index):
+            req = p.required[i] if i < len(p.required) else None
+            rows.append(
+                {
+                    "queue": p.queue.name,
+                    "queue_id": p.queue.pk,
+                    "day": day.date(),
+                    "series": "forecast",
+                    "volume": float(p.forecast.values.iloc[i]),
+                    "lower": float(p.forecast.lower.iloc[i]),
+                    "upper": float(p.forecast.upper.iloc[i]),
+                    "required": req.reviewers if req else None,
+                    "current_staff": p.current_staff,
+                }
+            )
+
+    def drill(row: Row) -> str | None:
+        if row["series"] != "history":
+            return None
+        return items_url(f, queue=row["queue_id"], on="queued", golden="include", day=row["day"])
+
+    return Table(
+        title="Items entering each queue per day, and the forecast with its 90% interval",
+        columns=[
+            Column("queue", "Queue"),
+            Column("day", "Day", Kind.DATE),
+            Column("series", "Series"),
+            Column("volume", "Volume", Kind.FLOAT, drill=True),
+            Column("lower", "Lower", Kind.FLOAT),
+            Column("upper", "Upper", Kind.FLOAT),
+            Column("required", "Reviewers required", Kind.INT),
+            Column("current_staff", "May work it", Kind.INT),
+        ],
+        rows=rows,
+        drill=drill,
+        notes=[FORECAST_NOTE],
+    )
+
+
+def forecast_charts(table: Table) -> list[Chart]:
+    """One chart per queue: history and forecast lines with the forecast's interval shaded."""
+    by_queue: dict[str, list[Row]] = defaultdict(list)
+    for row in table.rows:
+        by_queue[row["queue"]].append(row)
+    return [
+        band_line(
+            Table(table.title, table.columns, rows),
+            x="day",
+            y="volume",
+            lower="lower",
+            upper="upper",
+            series="series",
+            title=f"{queue}: items per day",
+        )
+        for queue, rows in by_queue.items()
+    ]

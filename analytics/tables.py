@@ -1,0 +1,201 @@
+"""The one shape every metric takes: a titled table of typed columns, rendered as HTML, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from analytics.filters import MetricFilter
+
+
+class Kind(StrEnum):
+    """How a column's values are shown; CSV and JSON carry the raw value whatever the kind."""
+
+    TEXT = "text"
+    INT = "int"
+    FLOAT = "float"
+    PERCENT = "percent"  # a fraction 0..1, shown as 12.3%
+    SECONDS = "seconds"  # a duration in seconds, shown as 1h 02m / 3m 20s / 45s
+    DATE = "date"
+    DATETIME = "datetime"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: Kind | str = Kind.TEXT
+    # When the table has a drill function, cells of drill columns link to the items behind them.
+    drill: bool = False
+
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    drill: Callable[[Row], str | None] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.key for c in self.columns]
+
+    def column(self, key: str) -> Column:
+        return next(c for c in self.columns if c.key == key)
+
+    def values(self, key: str) -> list[Any]:
+        return [row.get(key) for row in self.rows]
+
+    # --- HTML ------------------------------------------------------------------------------------------
+
+    def html_rows(self) -> list[dict[str, Any]]:
+        """Cells as display text plus an optional link, for ``analytics/_table.html`` (which escapes them)."""
+        drill_columns = {c.key for c in self.columns if c.drill}
+        out = []
+        for row in self.rows:
+            url = self.drill(row) if self.drill else None
+            cells = [
+                {
+                    "text": display(row.get(c.key), c.kind),
+                    "numeric": c.kind not in (Kind.TEXT, Kind.DATE, Kind.DATETIME),
+                    "url": url if c.key in drill_columns else None,
+                }
+                for c in self.columns
+            ]
+            out.append({"cells": cells, "url": url if url and not drill_columns else None})
+        return out
+
+    @property
+    def has_row_links(self) -> bool:
+        return self.drill is not None and not any(c.drill for c in self.columns)
+
+    # --- JSON ------------------------------------------------------------------------------------------
+
+    def as_json(self) -> dict[str, Any]:
+        rows = [{c.key: json_value(row.get(c.key)) for c in self.columns} for row in self.rows]
+        body: dict[str, Any] = {
+            "title": self.title,
+            "columns": [{"key": c.key, "label": c.label, "kind": str(c.kind)} for c in self.columns],
+            "rows": rows,
+            "notes": self.notes,
+        }
+        if self.drill is not None:
+            body["drill"] = [self.drill(row) for row in self.rows]
+        return body
+
+    # --- CSV -------------------------------------------------------------------------------------------
+
+    def csv_lines(self) -> Iterator[list[str]]:
+        yield [csv_cell(c.label) for c in self.columns]
+        for row in self.rows:
+            yield [csv_cell(json_value(row.get(c.key))) for c in self.columns]
+
+
+def json_value(value: Any) -> Any:
+    """Plain JSON types: dates as ISO strings, Decimals and durations as floats, NaN/inf as null."""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).isoformat() if timezone.is_aware(value) else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        value = float(value)
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)  # numbers, negative ones too, stay numbers
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_response(table: Table, filename: str) -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+    lines: Iterable[str] = (writer.writerow(line) for line in table.csv_lines())
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    safe = "".join(ch for ch in filename if ch.isalnum() or ch in "-_.") or "table"
+    response["Content-Disposition"] = f'attachment; filename="{safe}.csv"'
+    return response
+
+
+def display(value: Any, kind: Kind | str) -> str:
+    value = json_value(value) if not isinstance(value, date | datetime) else value
+    if value is None or value == "":
+        return "—"
+    if kind == Kind.PERCENT:
+        return f"{float(value) * 100:.1f}%"
+    if kind == Kind.INT:
+        return f"{round(float(value)):,}"
+    if kind == Kind.FLOAT:
+        return f"{float(value):,.2f}"
+    if kind == Kind.SECONDS:
+        return duration_text(float(value))
+    if kind == Kind.DATETIME and isinstance(value, datetime):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if timezone.is_aware(value) else str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def duration_text(seconds: float) -> str:
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def filter_params(f: MetricFilter) -> dict[str, str]:
+    params = {"start": f.start.isoformat(), "end": f.end.isoformat()}
+    for key, value in (("queue", f.queue_id), ("vendor", f.vendor_id), ("policy", f.policy_id)):
+        if value is not None:
+            params[key] = str(value)
+    return params
+
+
+def items_url(f: MetricFilter, **params: Any) -> str:
+    """The drill-down page listing the items behind a number: the filter plus the slice (see ``ItemsQuery``).
+
+    ``day`` narrows the period to one day; ``None`` values are left out.
+    """
+    day = params.pop("day", None)
+    query = filter_params(f)
+    if day is not None:
+        query["start"] = query["end"] = day.isoformat() if isinstance(day, date) else str(day)
+    query.update({k: str(v) for k, v in params.items() if v is not None})
+    return f"{reverse('analytics-items')}?{urlencode(query)}"

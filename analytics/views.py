@@ -1,0 +1,127 @@
+"""Dashboard pages: the ops-manager home, a page per area of registered panels, one page per panel (and its
+CSV), and the drill-down list of the items behind a number."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from analytics import panels
+from analytics.filters import MetricFilter
+from analytics.forms import MetricFilterForm, metric_filter_from
+from analytics.panels import Panel
+from analytics.selectors.items import ItemsSlice, items_drill
+from analytics.tables import csv_response, filter_params
+from ops_platform.core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+ITEMS_PER_PAGE = 50
+EXCERPT_CHARS = 160
+
+
+def _guard(view: Any) -> Any:
+    return login_required(permission_required("core.view_analytics", raise_exception=True)(require_GET(view)))
+
+
+def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    return {"areas": panels.areas_with_panels(), **extra}
+
+
+def _rendered(panel: Panel, f: MetricFilter) -> dict[str, Any]:
+    """A panel's table and SVG charts, or the message of a refusal (one bad panel must not sink the page)."""
+    query = urlencode(filter_params(f))
+    base = reverse("analytics-panel", args=[panel.area, panel.name])
+    out: dict[str, Any] = {
+        "panel": panel,
+        "url": f"{base}?{query}",
+        "csv_url": f"{base}?{query}&format=csv",
+        "json_url": f"{reverse('api-metric', args=[panel.name])}?{query}",
+    }
+    try:
+        table = panel.table(f)
+        out["table"] = table
+        out["svgs"] = [chart.svg() for chart in panel.charts(table)]
+    except ApplicationError as e:
+        out["error"] = e.message
+    return out
+
+
+def _bad_filter(request: HttpRequest, form: MetricFilterForm, template: str, **extra: Any) -> HttpResponse:
+    return render(request, template, _context(request, form=form, **extra), status=400)
+
+
+@_guard
+def home(request: HttpRequest) -> HttpResponse:
+    tiles = [{"tile": t, "value": t.value(), "url": t.url() if t.url else None} for t in panels.tiles_all()]
+    areas = [
+        {"slug": slug, "title": title, "panels": panels.panels_for(slug)} for slug, title in panels.areas_with_panels()
+    ]
+    return render(request, "analytics/home.html", _context(request, tiles=tiles, area_panels=areas))
+
+
+@_guard
+def area(request: HttpRequest, area: str) -> HttpResponse:
+    members = panels.panels_for(area)
+    if not members:
+        raise Http404("No such dashboard.")
+    context = {"area": area, "area_title": panels.AREAS[area]}
+    form, f = metric_filter_from(request.GET)
+    if f is None:
+        return _bad_filter(request, form, "analytics/area.html", **context)
+    rendered = [_rendered(p, f) for p in members]
+    return render(request, "analytics/area.html", _context(request, form=form, rendered=rendered, **context))
+
+
+@_guard
+def panel(request: HttpRequest, area: str, name: str) -> HttpResponseBase:
+    p = panels.panel_get(name)
+    if p is None or p.area != area:
+        raise Http404("No such panel.")
+    context = {"area": area, "area_title": panels.AREAS[area], "single": p}
+    form, f = metric_filter_from(request.GET)
+    if f is None:
+        return _bad_filter(request, form, "analytics/area.html", **context)
+    if request.GET.get("format") == "csv":
+        try:
+            table = p.table(f)
+        except ApplicationError as e:
+            return HttpResponse(e.message, status=400, content_type="text/plain; charset=utf-8")
+        return csv_response(table, f"{p.name}_{f.start}_{f.end}")
+    rendered = [_rendered(p, f)]
+    return render(request, "analytics/area.html", _context(request, form=form, rendered=rendered, **context))
+
+
+@_guard
+def items(request: HttpRequest) -> HttpResponse:
+    form, f = metric_filter_from(request.GET)
+    if f is None:
+        return _bad_filter(request, form, "analytics/items.html")
+    try:
+        slice_ = ItemsSlice.from_params(request.GET)
+    except ApplicationError as e:
+        return render(request, "analytics/items.html", _context(request, form=form, problem=e.message), status=400)
+    page = Paginator(items_drill(f, slice_), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    rows = [
+        {
+            "item": item,
+            "excerpt": item.text[:EXCERPT_CHARS] + ("…" if len(item.text) > EXCERPT_CHARS else ""),
+        }
+        for item in page.object_list
+    ]
+    query = urlencode({**filter_params(f), **slice_.params()})
+    return render(
+        request,
+        "analytics/items.html",
+        _context(
+            request, form=form, slice=slice_, page=page, rows=rows, query=query, extra_params=slice_.params().items()
+        ),
+    )
