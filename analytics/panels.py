@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from analytics import charts
+from analytics import adapters, charts
+from analytics.alerts import alerts_open
 from analytics.charts import Chart
 from analytics.filters import MetricFilter
 from analytics.selectors import capacity, home
+from analytics.selectors import operations as ops
+from analytics.selectors.vendors import vendor_scorecard_table
 from analytics.tables import Table
 
 # Areas in the order the home page and the navigation list them.
@@ -136,3 +139,71 @@ register(
         description=capacity.FORECAST_NOTE,
     )
 )
+
+
+def _drawn(y: str, build: Callable[[Table], Chart]) -> ChartBuilder:
+    """Draw only when the plotted column has a value: a rate with nothing to divide is no chart."""
+    return lambda t: build(t) if any(row.get(y) is not None for row in t.rows) else None
+
+
+def _bar(x: str, y: str, **kw: str) -> ChartBuilder:
+    return _drawn(y, lambda t: charts.bar(t, x=x, y=y, **kw))
+
+
+def _stacked(x: str, y: str, color: str) -> ChartBuilder:
+    return _drawn(y, lambda t: charts.stacked_bar(t, x=x, y=y, color=color))
+
+
+def _line(x: str, y: str, **kw: str) -> ChartBuilder:
+    return _drawn(y, lambda t: charts.line(t, x=x, y=y, **kw))
+
+
+def _ops(name: str, title: str, area: str, selector: Callable[..., ops.Table], chart: ChartBuilder | None = None,
+         **kwargs: str) -> None:  # fmt: skip
+    register(Panel(name, title, area, adapters.ops_panel(selector, **kwargs), chart=chart))
+
+
+register_tile(
+    Tile("open_alerts", "Open alerts", lambda: str(alerts_open().count()), url=lambda: "/analytics/alerts/",
+         hint="open or acknowledged")
+)  # fmt: skip
+
+OPS = "operations"
+_ops("intake_by_source", "Intake volume by source", OPS, ops.intake_volume, _stacked("day", "received", "source"))
+_ops("intake_by_surface", "Intake volume by surface", OPS, ops.intake_volume, _stacked("day", "received", "surface"),
+     by="surface")  # fmt: skip
+_ops("intake_by_policy", "Intake volume by final policy", OPS, ops.intake_volume, by="policy")
+_ops("automation_rate", "Automation rate", OPS, ops.automation_rate, _line("day", "automation_rate"))
+_ops("backlog", "Backlog by queue and age", OPS, ops.backlog, _stacked("queue", "items", "age_bucket"))
+_ops("turnaround_by_queue", "Turnaround, wait and handle time by queue", OPS, ops.latency_percentiles,
+     _bar("queue", "turnaround_p90", title="Turnaround p90"))  # fmt: skip
+_ops("turnaround_by_policy", "Turnaround by policy", OPS, ops.latency_percentiles, by="policy")
+_ops("turnaround_by_priority", "Turnaround by priority", OPS, ops.latency_percentiles, by="priority")
+_ops("sla_by_queue", "SLA attainment by queue", OPS, ops.sla_attainment, _bar("queue", "sla_attainment"))
+_ops("sla_by_vendor", "SLA attainment by vendor", OPS, ops.sla_attainment, _bar("vendor", "sla_attainment"),
+     by="vendor")  # fmt: skip
+_ops("escalation_rate", "Escalation rate by queue", OPS, ops.escalation_rate, _bar("queue", "escalation_rate"))
+_ops("appeals", "Appeal and overturn rates by queue", OPS, ops.appeal_rates, _bar("queue", "overturn_rate"))
+_ops("reviewer_productivity", "Reviewer throughput, handle time and occupancy", OPS, ops.reviewer_productivity,
+     _bar("reviewer", "decisions_per_productive_hour"))  # fmt: skip
+
+_ops("vendor_scorecards", "Vendor scorecards by week", "vendors", vendor_scorecard_table,
+     _line("week_start", "sla_attainment", color="vendor", title="SLA attainment by week"))  # fmt: skip
+
+CLF = "classifiers"
+register(Panel("classifier_summary", "Classifiers at their active thresholds", CLF, adapters.classifier_summary_table,
+               chart=_bar("category", "precision", color="backend")))  # fmt: skip
+register(Panel("classifier_pr_curve", "Precision-recall curve", CLF, adapters.classifier_pr_table,
+               chart=_drawn("precision", lambda t: charts.pr_curve(t))))  # fmt: skip
+
+
+def _calibration(t: Table) -> Chart:
+    return charts.calibration(t, predicted="mean_predicted", observed="observed_rate")
+
+
+register(Panel("classifier_calibration", "Calibration", CLF, adapters.classifier_calibration_table,
+               chart=_drawn("observed_rate", _calibration)))  # fmt: skip
+register(Panel("classifier_drift", "Weekly drift", CLF, adapters.classifier_drift_table,
+               chart=_line("week_start", "precision")))  # fmt: skip
+
+register(Panel("alerts", "Alerts opened in the period", "alerts", adapters.alerts_table))

@@ -9,18 +9,21 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from analytics import panels
+from analytics import adapters, panels
 from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
+from analytics.selectors import classifiers, operations
 from analytics.selectors.items import ItemsSlice, items_drill
 from analytics.tables import csv_response, filter_params
 from ops_platform.core.errors import ApplicationError
+from queues.models import ReviewItem
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +110,11 @@ def items(request: HttpRequest) -> HttpResponse:
         return _bad_filter(request, form, "analytics/items.html")
     try:
         slice_ = ItemsSlice.from_params(request.GET)
-    except ApplicationError as e:
-        return render(request, "analytics/items.html", _context(request, form=form, problem=e.message), status=400)
-    page = Paginator(items_drill(f, slice_), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+        queryset = _drilled(request, f) or items_drill(f, slice_)
+    except (ApplicationError, ValueError) as e:
+        problem = e.message if isinstance(e, ApplicationError) else f"Bad drill-down parameter: {e}"
+        return render(request, "analytics/items.html", _context(request, form=form, problem=problem), status=400)
+    page = Paginator(queryset, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [
         {
             "item": item,
@@ -117,11 +122,30 @@ def items(request: HttpRequest) -> HttpResponse:
         }
         for item in page.object_list
     ]
-    query = urlencode({**filter_params(f), **slice_.params()})
+    drill_params = {k: v for k, v in request.GET.items() if k == "metric" or k.startswith(("cell_", "clf_"))}
+    query = urlencode({**filter_params(f), **slice_.params(), **drill_params})
     return render(
         request,
         "analytics/items.html",
         _context(
-            request, form=form, slice=slice_, page=page, rows=rows, query=query, extra_params=slice_.params().items()
+            request,
+            form=form,
+            slice=slice_,
+            page=page,
+            rows=rows,
+            query=query,
+            extra_params=[*slice_.params().items(), *drill_params.items()],
         ),
     )
+
+
+def _drilled(request: HttpRequest, f: MetricFilter) -> QuerySet[ReviewItem] | None:
+    """The items behind an operations or classifier panel's number, when the link names one."""
+    ops_cell = adapters.ops_cell(request.GET)
+    if ops_cell is not None:
+        metric, cell = ops_cell
+        return operations.items_behind(metric, f, **cell).select_related("queue").order_by("-id")
+    clf_cell = adapters.classifier_cell(request.GET)
+    if clf_cell is not None:
+        return classifiers.classifier_items(f, **clf_cell).select_related("queue")
+    return None

@@ -12,10 +12,6 @@ from queues.models import Queue
 
 __all__ = ["Alert", "AlertMetric", "AlertRule", "AlertState"]
 
-# Foreign keys into other apps say db_constraint=False until analytics has its first migration: test databases
-# create an app without migrations before the migrated apps' tables it would point at exist. Once the migration
-# exists, dropping the argument lets Django add the constraints.
-
 
 class AlertMetric(models.TextChoices):
     FALSE_POSITIVE_RATE = "false_positive_rate", "False-positive rate (QA)"
@@ -52,7 +48,6 @@ class AlertRule(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
         help_text="Empty: every queue.",
-        db_constraint=False,
     )
     window = models.DurationField(default=timedelta(days=1))
     baseline = models.DurationField(default=timedelta(days=7))
@@ -61,7 +56,7 @@ class AlertRule(models.Model):
     min_volume = models.PositiveIntegerField(default=30)
     is_active = models.BooleanField(default=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -107,12 +102,12 @@ class Alert(models.Model):
     causes = models.JSONField(default=list, blank=True)
     state = models.CharField(max_length=20, choices=AlertState.choices, default=AlertState.OPEN)
     acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:

@@ -4,8 +4,8 @@ refresh cursor. ``analytics.rollups`` writes them; ``analytics.selectors`` reads
 Days are local dates (settings.TIME_ZONE). Golden items are left out of every figure. Histograms are sparse
 ``{bucket: count}`` JSON on the log scale of ``analytics.rollups`` (ratio 1.02, 1 s to 60 days).
 
-Foreign keys carry no database constraint: rollups are derived data, rebuilt from raw rows, and an app
-without migrations (as analytics is until its first migration) is created before the tables it points at.
+Foreign keys carry no database constraint: rollups are derived data, rebuilt from raw rows, and the
+per-day delete-and-insert should not pay for checking every key.
 """
 
 from __future__ import annotations

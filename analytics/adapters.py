@@ -1,0 +1,220 @@
+"""Turn the area selectors' results into dashboard Tables: column kinds, labels and the drill-down links.
+
+The operations and vendor selectors return ``analytics.selectors.operations.Table`` (plain tuples, with the
+metric and key columns that say which items a row counts); classifier selectors return dataclass rows; alerts
+are model rows. Pages, CSV and the JSON API all want ``analytics.tables.Table``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date
+from typing import Any
+
+from analytics.alerts import alerts_recent
+from analytics.filters import MetricFilter
+from analytics.selectors import classifiers as clf
+from analytics.selectors.operations import Table as OpsTable
+from analytics.tables import Column, Kind, Table, filter_params
+from analytics.tables import items_url as _items_url
+
+# Cell keys the operations drill-down understands, and which of them are ids.
+OPS_CELL_KEYS = ("day", "queue_id", "policy_id", "vendor_id", "priority_id", "priority", "source", "surface", "kind",
+                 "age_bucket", "reviewer_id")  # fmt: skip
+NONE = "none"  # a cell key given as None: in-house, no policy
+
+
+def kind_of(column: str) -> Kind:
+    if column in ("day", "week_start", "week"):
+        return Kind.DATE if column != "week" else Kind.TEXT
+    if column.endswith(("_rate", "_attainment", "occupancy", "_share")) or column in (
+        "sla_attainment", "precision", "recall", "fpr", "f1", "prevalence", "auprc", "quality_score",
+        "golden_accuracy", "observed", "mean_predicted",
+    ):  # fmt: skip
+        return Kind.PERCENT
+    if column.endswith(("_seconds", "_p50", "_p90", "_p95")):
+        return Kind.SECONDS
+    if column.endswith("_id"):
+        return Kind.INT
+    return Kind.TEXT
+
+
+def inferred(column: str, rows: list[dict[str, Any]]) -> Kind:
+    """The column's kind by its name, else by its first value (numbers chart as numbers)."""
+    kind = kind_of(column)
+    if kind != Kind.TEXT:
+        return kind
+    value = next((row.get(column) for row in rows if row.get(column) is not None), None)
+    if isinstance(value, bool):
+        return Kind.TEXT
+    if isinstance(value, int):
+        return Kind.INT
+    if isinstance(value, float):
+        return Kind.FLOAT
+    if isinstance(value, date):
+        return Kind.DATE
+    return Kind.TEXT
+
+
+def _label(column: str) -> str:
+    return column.replace("_", " ").capitalize()
+
+
+def ops_drill_url(f: MetricFilter, metric: str, keys: dict[str, Any]) -> str:
+    params: dict[str, Any] = {"metric": metric}
+    for key, value in keys.items():
+        if key == "day":
+            params["day"] = value
+        else:
+            params[f"cell_{key}"] = NONE if value is None else value
+    return _items_url(f, **params)
+
+
+def from_ops(table: OpsTable, f: MetricFilter) -> Table:
+    """An operations/vendor table for the dashboard; each row drills to the items its count is made of."""
+    rows = table.as_dicts()
+    hidden = {c for c in table.columns if c.endswith("_id") and c[:-3] in table.columns}
+    columns = [Column(c, _label(c), inferred(c, rows)) for c in table.columns if c not in hidden]
+
+    def drill(row: dict[str, Any]) -> str | None:
+        if not table.metric or not table.keys:
+            return None
+        return ops_drill_url(f, table.metric, {k: row.get(k) for k in table.keys})
+
+    return Table(title=table.title, columns=columns, rows=rows, drill=drill, notes=list(table.notes))
+
+
+def ops_panel(selector: Callable[..., OpsTable], **kwargs: Any) -> Callable[[MetricFilter], Table]:
+    def build(f: MetricFilter) -> Table:
+        return from_ops(selector(f, **kwargs), f)
+
+    return build
+
+
+def ops_cell(params: Any) -> tuple[str, dict[str, Any]] | None:
+    """The operations drill-down requested by a page's query string, or None."""
+    metric = params.get("metric")
+    if not metric:
+        return None
+    cell: dict[str, Any] = {}
+    if params.get("day") or (params.get("start") and params.get("start") == params.get("end")):
+        cell["day"] = date.fromisoformat(params.get("day") or params.get("start"))
+    for key in OPS_CELL_KEYS:
+        raw = params.get(f"cell_{key}")
+        if raw is None:
+            continue
+        if raw == NONE:
+            cell[key] = None
+        elif key.endswith("_id") or key == "priority":
+            cell[key] = int(raw)
+        else:
+            cell[key] = raw
+    return metric, cell
+
+
+# --- classifiers ------------------------------------------------------------------------------------------
+
+
+def _rows(items: Iterable[Any]) -> list[dict[str, Any]]:
+    return [item.as_row() for item in items]
+
+
+def _table(title: str, rows: list[dict[str, Any]], *, notes: list[str] | None = None,
+           drill: Callable[[dict[str, Any]], str | None] | None = None) -> Table:  # fmt: skip
+    keys = list(rows[0]) if rows else []
+    return Table(title=title, columns=[Column(k, _label(k), inferred(k, rows)) for k in keys], rows=rows, drill=drill,
+                 notes=notes or [])  # fmt: skip
+
+
+def _main_model(f: MetricFilter) -> tuple[str, str, str] | None:
+    """The (backend, model version, category) the curve panels show: the summary row with the most items."""
+    rows = clf.classifier_summary(f)
+    if not rows:
+        return None
+    top = max(rows, key=lambda r: r.as_row().get("n") or 0)
+    row = top.as_row()
+    return str(row["backend"]), str(row["model_version"]), str(row["category"])
+
+
+def classifier_summary_table(f: MetricFilter) -> Table:
+    rows = _rows(clf.classifier_summary(f))
+
+    def drill(row: dict[str, Any]) -> str | None:
+        return _items_url(f, clf_category=row["category"], clf_backend=row["backend"],
+                          clf_model=row["model_version"], clf_cell="fp")  # fmt: skip
+
+    return _table("Precision, recall, FPR and F1 at the active thresholds (human final decisions)", rows,
+                  drill=drill, notes=["Each row drills to its false positives at the threshold."])  # fmt: skip
+
+
+def _curve_table(f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]]) -> Table:
+    model = _main_model(f)
+    if model is None:
+        return _table(title, [])
+    backend, version, category = model
+    rows = build(backend, version, category)
+    return _table(f"{title}: {category}, {backend} {version}", rows)
+
+
+def classifier_pr_table(f: MetricFilter) -> Table:
+    def build(backend: str, version: str, category: str) -> list[dict[str, Any]]:
+        curve = clf.classifier_pr_curve(f, category=category, backend=backend, model_version=version)
+        return [{**p.as_row(), "auprc": curve.auprc} for p in curve.points]
+
+    return _curve_table(f, "Precision-recall curve", build)
+
+
+def classifier_calibration_table(f: MetricFilter) -> Table:
+    def build(backend: str, version: str, category: str) -> list[dict[str, Any]]:
+        return _rows(clf.classifier_calibration(f, category=category, backend=backend, model_version=version))
+
+    return _curve_table(f, "Calibration", build)
+
+
+def classifier_drift_table(f: MetricFilter) -> Table:
+    def build(backend: str, version: str, category: str) -> list[dict[str, Any]]:
+        weeks = _rows(clf.classifier_drift(f, category=category, backend=backend, model_version=version))
+        return [{"week_start": date.fromisoformat(str(w.pop("week"))), **w} for w in weeks]
+
+    return _curve_table(f, "Weekly drift", build)
+
+
+def classifier_cell(params: Any) -> dict[str, Any] | None:
+    if not params.get("clf_cell"):
+        return None
+    return {
+        "category": params.get("clf_category", ""),
+        "backend": params.get("clf_backend", ""),
+        "model_version": params.get("clf_model") or None,
+        "cell": params.get("clf_cell"),
+        "truth": params.get("clf_truth") or "decision",
+    }
+
+
+# --- alerts -----------------------------------------------------------------------------------------------
+
+
+def alerts_table(f: MetricFilter) -> Table:
+    rows = []
+    for alert in alerts_recent(f):
+        top = (alert.causes or [{}])[0] if isinstance(alert.causes, list) else {}
+        rows.append({
+            "opened_at": alert.opened_at, "rule": alert.rule.name, "metric": alert.get_metric_display(),
+            "state": alert.state, "value": alert.value, "baseline": alert.baseline, "volume": alert.volume,
+            "top_cause": str(top.get("slice") or top.get("value") or ""),
+        })  # fmt: skip
+    columns = [
+        Column("opened_at", "Opened", Kind.DATETIME), Column("rule", "Rule"), Column("metric", "Metric"),
+        Column("state", "State"), Column("value", "Value", Kind.FLOAT), Column("baseline", "Baseline", Kind.FLOAT),
+        Column("volume", "Volume", Kind.INT), Column("top_cause", "Main cause"),
+    ]  # fmt: skip
+    return Table(
+        title="Alerts opened in the period",
+        columns=columns,
+        rows=rows,
+        notes=["Causes are the slices that explain most of the change (see the alert's detail in the API)."],
+    )
+
+
+def filter_query(f: MetricFilter) -> dict[str, str]:
+    return filter_params(f)
