@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/claim.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -189,13 +189,27 @@ def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
 
 
 def _decision_groups(f: MetricFilter, by: str) -> dict[Any, list[dict[str, Any]]]:
+    """The period's histogram rows per slice (the percentiles need every row's buckets)."""
     groups: dict[Any, list[dict[str, Any]]] = {}
     column = "priority" if by == "priority" else f"{by}_id"
-    fields = ("decided", "sla_counted", "within_sla", "escalated", "handle_seconds", "handle_count")
-    for row in _period(OpsDecisionDaily.objects.all(), f).values(column, *fields, "turnaround_hist", "wait_hist",
+    for row in _period(OpsDecisionDaily.objects.all(), f).values(column, "decided", "turnaround_hist", "wait_hist",
                                                                   "handle_hist"):  # fmt: skip
         groups.setdefault(row[column], []).append(row)
     return groups
+
+
+_COUNTS = ("decided", "sla_counted", "within_sla", "escalated", "handle_seconds", "handle_count")
+
+
+def _decision_sums(f: MetricFilter, by: str) -> dict[Any, dict[str, Any]]:
+    """The period's counts per slice, summed in the database (no histogram leaves it)."""
+    column = "priority" if by == "priority" else f"{by}_id"
+    rows = (
+        _period(OpsDecisionDaily.objects.all(), f)
+        .values(column)
+        .annotate(**{f"sum_{name}": Sum(name) for name in _COUNTS})
+    )
+    return {row[column]: {name: row[f"sum_{name}"] for name in _COUNTS} for row in rows.order_by()}
 
 
 def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:
@@ -221,13 +235,11 @@ def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:
 def sla_attainment(f: MetricFilter, *, by: Literal["queue", "vendor", "policy", "priority"] = "queue") -> Table:
     """Share of decided items (with a due time) decided by their due time, per queue or vendor."""
     _check_dimension(by, ("queue", "policy", "vendor", "priority"))
-    groups = _decision_groups(f, by)
-    labels = _labels(by, groups)
+    sums = _decision_sums(f, by)
+    labels = _labels(by, sums)
     rows = []
-    for key in sorted(groups, key=_key_sort):
-        counted = sum(r["sla_counted"] for r in groups[key])
-        within = sum(r["within_sla"] for r in groups[key])
-        decided = sum(r["decided"] for r in groups[key])
+    for key in sorted(sums, key=_key_sort):
+        counted, within, decided = sums[key]["sla_counted"], sums[key]["within_sla"], sums[key]["decided"]
         rows.append((key, labels.get(key, str(key)), decided, counted, within, _rate(within, counted)))
     return Table(
         f"SLA attainment by {by}",
@@ -241,12 +253,11 @@ def sla_attainment(f: MetricFilter, *, by: Literal["queue", "vendor", "policy", 
 def escalation_rate(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     """Share of decided items that were escalated on the way (counted in the queue that decided them)."""
     _check_dimension(by, ("queue", "policy", "vendor", "priority"))
-    groups = _decision_groups(f, by)
-    labels = _labels(by, groups)
+    sums = _decision_sums(f, by)
+    labels = _labels(by, sums)
     rows = []
-    for key in sorted(groups, key=_key_sort):
-        decided = sum(r["decided"] for r in groups[key])
-        escalated = sum(r["escalated"] for r in groups[key])
+    for key in sorted(sums, key=_key_sort):
+        decided, escalated = sums[key]["decided"], sums[key]["escalated"]
         rows.append((key, labels.get(key, str(key)), decided, escalated, _rate(escalated, decided)))
     return Table(
         f"Escalation rate by {by}",
@@ -259,12 +270,11 @@ def escalation_rate(f: MetricFilter, *, by: Dimension = "queue") -> Table:
 
 def handle_time(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     """Average handle time in seconds (claimed -> decided) per slice, from the decision rollup."""
-    groups = _decision_groups(f, by)
-    labels = _labels(by, groups)
+    sums = _decision_sums(f, by)
+    labels = _labels(by, sums)
     rows = []
-    for key in sorted(groups, key=_key_sort):
-        seconds = sum(r["handle_seconds"] for r in groups[key])
-        n = sum(r["handle_count"] for r in groups[key])
+    for key in sorted(sums, key=_key_sort):
+        seconds, n = sums[key]["handle_seconds"], sums[key]["handle_count"]
         rows.append((key, labels.get(key, str(key)), n, _rate(seconds, n)))
     return Table(f"Average handle time by {by}", (f"{by}_id", by, "handled", "aht_seconds"), rows, "decided",
                  (f"{by}_id",))  # fmt: skip
