@@ -317,3 +317,12 @@ def test_estimate_reads_as_value_interval_and_size():
 
     assert str(estimate) == "0.800 [0.490, 0.940] n=10"
     assert estimate.as_dict() == {"value": 0.8, "low": 0.49, "high": 0.94, "n": 10, "degenerate": False}
+
+
+def test_no_resamples_gives_the_point_estimate_without_an_interval():
+    a = ["x", "y", "x", "x", "y", "y", "x"]
+    b = ["x", "y", "y", "x", "y", "x", "x"]
+    estimate = cohen_kappa(a, b, n_resamples=0)
+    assert estimate.value == pytest.approx(cohen_kappa_score(a, b))
+    assert math.isnan(estimate.low)
+    assert math.isnan(estimate.high)
