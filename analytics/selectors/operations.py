@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from django.db import connection
 from django.db.models import Exists, F, Max, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
@@ -29,7 +31,6 @@ from analytics.rollups import (
     day_bounds,
     deciding_decisions,
     escalated_exists,
-    hist_merge,
     hist_percentile,
     intake_items,
     policy_in_force,
@@ -188,16 +189,6 @@ def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
 # --- decisions: latency, SLA, escalation ---------------------------------------------------------------------
 
 
-def _decision_groups(f: MetricFilter, by: str) -> dict[Any, list[dict[str, Any]]]:
-    """The period's histogram rows per slice (the percentiles need every row's buckets)."""
-    groups: dict[Any, list[dict[str, Any]]] = {}
-    column = "priority" if by == "priority" else f"{by}_id"
-    for row in _period(OpsDecisionDaily.objects.all(), f).values(column, "decided", "turnaround_hist", "wait_hist",
-                                                                  "handle_hist"):  # fmt: skip
-        groups.setdefault(row[column], []).append(row)
-    return groups
-
-
 _COUNTS = ("decided", "sla_counted", "within_sla", "escalated", "handle_seconds", "handle_count")
 
 
@@ -212,19 +203,43 @@ def _decision_sums(f: MetricFilter, by: str) -> dict[Any, dict[str, Any]]:
     return {row[column]: {name: row[f"sum_{name}"] for name in _COUNTS} for row in rows.order_by()}
 
 
+HIST_FIELDS = ("turnaround_hist", "wait_hist", "handle_hist")
+
+
+def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter[int]]]:
+    """The period's histograms summed per slice by the database (``jsonb_each_text`` on PostgreSQL,
+    ``json_each`` on SQLite): only one row per (slice, bucket) leaves it, not every daily row's JSON."""
+    column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
+    table = connection.ops.quote_name(OpsDecisionDaily._meta.db_table)
+    each = "jsonb_each_text" if connection.vendor == "postgresql" else "json_each"
+    ids_sql, ids_params = _period(OpsDecisionDaily.objects.all(), f).values("id").query.sql_with_params()
+    merged: dict[Any, dict[str, Counter[int]]] = {}
+    with connection.cursor() as cursor:
+        for hist_field in HIST_FIELDS:
+            name = connection.ops.quote_name(hist_field)
+            cursor.execute(
+                f"SELECT d.{column}, j.key, SUM(CAST(j.value AS integer)) FROM {table} d, {each}(d.{name}) j "  # noqa: S608 - names are quoted model fields
+                f"WHERE d.id IN ({ids_sql}) GROUP BY d.{column}, j.key",
+                ids_params,
+            )
+            for key, bucket, count in cursor.fetchall():
+                merged.setdefault(key, {h: Counter() for h in HIST_FIELDS})[hist_field][int(bucket)] += int(count)
+    return merged
+
+
 def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     """Turnaround (received -> decided), queue wait and handle time p50/p90/p95 in seconds, per queue, policy,
     priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups``)."""
     _check_dimension(by, ("queue", "policy", "vendor", "priority"))
-    groups = _decision_groups(f, by)
-    labels = _labels(by, groups)
+    sums = _decision_sums(f, by)
+    merged = _merged_in_database(f, by)
+    labels = _labels(by, sums)
     rows = []
-    for key in sorted(groups, key=_key_sort):
-        rs = groups[key]
-        line: list[Any] = [key, labels.get(key, str(key)), sum(r["decided"] for r in rs)]
-        for hist_field in ("turnaround_hist", "wait_hist", "handle_hist"):
-            merged = hist_merge(r[hist_field] for r in rs)
-            line += [hist_percentile(merged, q) for q in PERCENTILES]
+    for key in sorted(sums, key=_key_sort):
+        line: list[Any] = [key, labels.get(key, str(key)), sums[key]["decided"]]
+        for hist_field in HIST_FIELDS:
+            hist = merged.get(key, {}).get(hist_field, Counter())
+            line += [hist_percentile(hist, q) for q in PERCENTILES]
         rows.append(tuple(line))
     columns = [f"{by}_id", by, "decided"]
     for name in ("turnaround", "wait", "handle"):
