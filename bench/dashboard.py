@@ -1,7 +1,6 @@
 """Dashboards at scale: every panel read from the rollups, against the same figure computed over raw rows.
 
-Self-contained: creates its own database, migrates it (``migrate``, then ``migrate --run-syncdb`` for the apps
-without migrations, as analytics is until its first one), makes a world (queues, policies with classifier
+Self-contained: creates its own database, migrates it, makes a world (queues, policies with classifier
 categories, two vendors and an in-house team, 60 reviewers), COPYs in ``--decisions`` decided items over 90
 days with their decisions, item events, one local classifier score each, QA samples with re-reviews and ground
 truth, appeals, auto-actioned items and an open backlog, builds the rollups once, then times each panel from the
@@ -1133,7 +1132,6 @@ def main() -> int:
     try:
         env = app_env(args.database_url)
         manage(env, "migrate", "--noinput")
-        manage(env, "migrate", "--run-syncdb", "--noinput")  # analytics has no migrations yet
         django_setup(env)
         from django.db import connection
 
