@@ -15,7 +15,7 @@ from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
 from analytics.selectors import classifiers as clf
 from analytics.selectors.operations import Table as OpsTable
-from analytics.tables import Column, Kind, Table, filter_params
+from analytics.tables import Column, Kind, Table
 from analytics.tables import items_url as _items_url
 
 # Cell keys the operations drill-down understands, and which of them are ids.
@@ -214,7 +214,3 @@ def alerts_table(f: MetricFilter) -> Table:
         rows=rows,
         notes=["Causes are the slices that explain most of the change (see the alert's detail in the API)."],
     )
-
-
-def filter_query(f: MetricFilter) -> dict[str, str]:
-    return filter_params(f)

@@ -15,20 +15,16 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from ops_platform.core.errors import ApplicationError, NotPermitted
+from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from qa.models import GoldenInjection, GoldenItem, GoldenRate, QaSample, SampleState
+from qa.review import require_qa
 from qa.sampling import draw
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
 from routing.services import triage_enqueue
 
 GOLDEN_SOURCE = "qa-golden"
-
-
-def _require_qa(actor: User) -> None:
-    if not actor.has_perm("core.perform_qa"):
-        raise NotPermitted("Golden items are curated by QA.")
 
 
 @transaction.atomic
@@ -47,7 +43,7 @@ def golden_create(
     media_urls: list[str] | None = None,
     origin_item: ReviewItem | None = None,
 ) -> GoldenItem:
-    _require_qa(actor)
+    require_qa(actor)
     if not text.strip() and not media_urls:
         raise ApplicationError("A golden item needs content.", field="text")
     if expected_is_violation and expected_policy is None:
@@ -89,7 +85,7 @@ def golden_from_sample(*, actor: User, sample: QaSample, rationale: str = "") ->
 
 @transaction.atomic
 def golden_rate_set(*, actor: User, queue: Queue, rate: float) -> GoldenRate:
-    _require_qa(actor)
+    require_qa(actor)
     if not 0 <= rate <= 0.2:
         raise ApplicationError("A golden rate is between 0 and 0.2 (one in five items).", field="rate")
     setting, created = GoldenRate.objects.get_or_create(queue=queue, defaults={"rate": rate})

@@ -27,9 +27,9 @@ QA_LEASE = timedelta(minutes=30)
 MAX_SEVERITY = 4.0
 
 
-def _require_qa(actor: User) -> None:
+def require_qa(actor: User) -> None:
     if not actor.has_perm("core.perform_qa"):
-        raise NotPermitted("Re-review and adjudication are for QA.")
+        raise NotPermitted("This is QA's work: re-review, adjudication and golden items need the QA role.")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
 
     A sample whose lease ran out is claimable again; one the reviewer already holds is returned.
     """
-    _require_qa(actor)
+    require_qa(actor)
     now = at or timezone.now()
     held = QaSample.objects.filter(state=SampleState.CLAIMED, assignee=actor, lease_expires_at__gt=now).first()
     if held is not None:
@@ -116,7 +116,7 @@ def qa_review_submit(
     at: datetime | None = None,
 ) -> QaReview:
     """Record the blind re-review; close the sample on agreement, else send it to adjudication."""
-    _require_qa(actor)
+    require_qa(actor)
     now = at or timezone.now()
     sample = QaSample.objects.select_for_update().get(pk=sample.pk)
     if sample.state != SampleState.CLAIMED or sample.assignee_id != actor.pk:
@@ -161,7 +161,7 @@ def adjudicate(
     at: datetime | None = None,
 ) -> Adjudication:
     """A QA lead's final label for a disputed sample, the original's error and its severity weight."""
-    _require_qa(actor)
+    require_qa(actor)
     now = at or timezone.now()
     sample = QaSample.objects.select_for_update(of=("self",)).select_related("review", "decision").get(pk=sample.pk)
     if sample.state != SampleState.ADJUDICATION:

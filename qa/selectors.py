@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
@@ -46,38 +46,31 @@ class QaFilter:
     end: datetime | None = None
 
 
+def _scoped(qs: QuerySet[Any], f: QaFilter, *, queue: str, vendor: str, reviewer: str, at: str) -> QuerySet[Any]:
+    """The filter's queue, vendor, reviewer and period applied through the given field names."""
+    wanted = {queue: f.queue_id, vendor: f.vendor_id, reviewer: f.reviewer_id}
+    qs = qs.filter(**{name: value for name, value in wanted.items() if value})
+    if f.start:
+        qs = qs.filter(**{f"{at}__gte": f.start})
+    if f.end:
+        qs = qs.filter(**{f"{at}__lt": f.end})
+    return qs
+
+
 def samples_closed(f: QaFilter) -> QuerySet[QaSample]:
     samples = QaSample.objects.filter(state=SampleState.CLOSED)
-    if f.queue_id:
-        samples = samples.filter(original_queue_id=f.queue_id)
     if f.policy_id:
         samples = samples.filter(Q(original_policy_id=f.policy_id) | Q(review__policy_id=f.policy_id))
-    if f.vendor_id:
-        samples = samples.filter(original_vendor_id=f.vendor_id)
-    if f.reviewer_id:
-        samples = samples.filter(original_reviewer_id=f.reviewer_id)
-    if f.start:
-        samples = samples.filter(closed_at__gte=f.start)
-    if f.end:
-        samples = samples.filter(closed_at__lt=f.end)
-    return samples
+    return _scoped(samples, f, queue="original_queue_id", vendor="original_vendor_id",
+                   reviewer="original_reviewer_id", at="closed_at")  # fmt: skip
 
 
 def golden_scored(f: QaFilter) -> QuerySet[GoldenInjection]:
     injections = GoldenInjection.objects.filter(scored_at__isnull=False)
-    if f.queue_id:
-        injections = injections.filter(golden__queue_id=f.queue_id)
     if f.policy_id:
         injections = injections.filter(golden__expected_policy_id=f.policy_id)
-    if f.vendor_id:
-        injections = injections.filter(vendor_id=f.vendor_id)
-    if f.reviewer_id:
-        injections = injections.filter(reviewer_id=f.reviewer_id)
-    if f.start:
-        injections = injections.filter(scored_at__gte=f.start)
-    if f.end:
-        injections = injections.filter(scored_at__lt=f.end)
-    return injections
+    return _scoped(injections, f, queue="golden__queue_id", vendor="vendor_id", reviewer="reviewer_id",
+                   at="scored_at")  # fmt: skip
 
 
 def _label(is_violation: bool, policy_slug: str | None) -> str:

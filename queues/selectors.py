@@ -80,7 +80,7 @@ def queues_for_reviewer(user: User) -> list[QueueRow]:
             at_risk=Count("pk", filter=Q(due_at__lte=now + AT_RISK_WITHIN)),
         )
     }
-    start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = day_start(now)
     today = dict(
         Decision.objects.filter(reviewer=user, decided_at__gte=start, queue__in=queues)
         .values_list("queue")
