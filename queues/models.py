@@ -265,6 +265,8 @@ class ItemEvent(models.Model):
             models.Index(fields=["item", "at"]),
             # A reviewer's own recent acts: exposure counts and the break reminder.
             models.Index(fields=["actor", "at"], name="itemevent_actor_at_idx"),
+            # A day's events: the analytics rollups recompute by day.
+            models.Index(fields=["at"], name="itemevent_at_idx"),
         ]
 
     def __str__(self) -> str:
