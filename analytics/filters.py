@@ -10,6 +10,13 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError
 
 MAX_DAYS = 366
+PRESET_DAYS = (7, 14, 28, 90)  # the periods the dashboards offer (and the capacity forecasts are fitted for)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The local day as [start, end) instants."""
+    start = timezone.make_aware(datetime.combine(day, time.min))
+    return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ from django import forms
 from django.http import QueryDict
 from django.utils import timezone
 
-from analytics.filters import MetricFilter
+from analytics.filters import PRESET_DAYS, MetricFilter
+from analytics.models import AlertMetric, AlertRule
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, Vendor
 from queues.models import Queue
 
-PERIODS = [("7", "Last 7 days"), ("14", "Last 14 days"), ("28", "Last 28 days"), ("90", "Last 90 days")]
+PERIODS = [(str(days), f"Last {days} days") for days in PRESET_DAYS]
 DEFAULT_DAYS = 28
 
 
@@ -65,3 +66,40 @@ class MetricFilterForm(forms.Form):
 def metric_filter_from(params: QueryDict) -> tuple[MetricFilterForm, MetricFilter | None]:
     form = MetricFilterForm(params)
     return form, (form.metric_filter if form.is_valid() else None)
+
+
+class AlertRuleForm(forms.Form):
+    """An alert rule as ops managers edit it: durations in hours, and why the change was made (audit log)."""
+
+    name = forms.CharField(max_length=200)
+    metric = forms.ChoiceField(choices=AlertMetric.choices)
+    queue = forms.ModelChoiceField(Queue.objects.order_by("name"), required=False, empty_label="Every queue")
+    window_hours = forms.FloatField(min_value=0.01, label="Window (hours)")
+    baseline_hours = forms.FloatField(min_value=0.01, label="Baseline (hours)")
+    relative_threshold = forms.FloatField(help_text="Relative rise (0.5 = 50%) or share; see the table below.")
+    absolute_threshold = forms.FloatField(help_text="A rate floor, or a count of items; see the table below.")
+    min_volume = forms.IntegerField(min_value=0, label="Least volume to judge")
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+    reason = forms.CharField(max_length=500, required=False, help_text="Why this change (audit log).")
+
+    @classmethod
+    def initial_of(cls, rule: AlertRule) -> dict[str, Any]:
+        return {
+            "name": rule.name, "metric": rule.metric, "queue": rule.queue, "is_active": rule.is_active,
+            "window_hours": rule.window / timedelta(hours=1), "baseline_hours": rule.baseline / timedelta(hours=1),
+            "relative_threshold": rule.relative_threshold, "absolute_threshold": rule.absolute_threshold,
+            "min_volume": rule.min_volume,
+        }  # fmt: skip
+
+    def rule_fields(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": data["name"], "metric": data["metric"], "queue": data["queue"], "is_active": data["is_active"],
+            "window": timedelta(hours=data["window_hours"]), "baseline": timedelta(hours=data["baseline_hours"]),
+            "relative_threshold": data["relative_threshold"], "absolute_threshold": data["absolute_threshold"],
+            "min_volume": data["min_volume"],
+        }  # fmt: skip
+
+
+class AlertResolveForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False, help_text="What was done (audit log).")

@@ -16,6 +16,8 @@ Definitions (the drill-down querysets below are the same definitions, so a numbe
 - Intake: items by received day, source, surface, kind and the policy of their final decision in force (so
   policy-level intake volume is "items received that people later found to violate P"); auto-actioned = a rule
   closed it ('auto_actioned' event); routed to review = it was queued (``queued_at`` set).
+- Queue days: items entering each queue ('queued' and 'escalated' item events, golden copies included: they
+  take a reviewer's time like any other), for the capacity forecast.
 - Reviewer days: every decision of the day by the reviewer (interim reviews and corrections are work too),
   handle time where there was a claim, and productive time: the sum of gaps between the reviewer's
   consecutive acts (ItemEvents) that are shorter than ``queues.wellness.BREAK_GAP``, plus any gap between
@@ -36,6 +38,8 @@ overlap of ``CURSOR_OVERLAP`` ids, so rows of transactions that committed out of
 finds the local days they touch, and recomputes those days from raw rows: delete and insert in one
 transaction, so a re-run changes nothing and late rows land in their day. The partition is the whole day
 (not day x queue): a day is a handful of GROUP BY queries, and a correction touches its item's older days.
+The same recomputation replaces the day's quality rollups (closed QA samples, scored golden copies;
+``analytics.quality_rollups``), whose days are found by the time rows closed since the last refresh.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -62,12 +66,17 @@ from django.db.models import (
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from analytics import quality_rollups
+from analytics.filters import day_bounds
 from analytics.models import (
+    GoldenDaily,
     OpsAppealDaily,
     OpsBacklogSnapshot,
     OpsDecisionDaily,
     OpsIntakeDaily,
+    OpsQueueDaily,
     OpsReviewerDaily,
+    QaSampleDaily,
     RollupCursor,
 )
 from analytics.models.operations import BacklogAge
@@ -129,11 +138,6 @@ def hist_percentile(hist: Mapping[int, int], q: float) -> float | None:
 # --- days ----------------------------------------------------------------------------------------------------
 
 
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = timezone.make_aware(datetime.combine(day, time.min))
-    return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
-
-
 def _dates(qs: QuerySet[Any], field: str) -> set[date]:
     return set(qs.order_by().annotate(_d=TruncDate(field)).values_list("_d", flat=True).distinct())
 
@@ -181,6 +185,9 @@ def backlog_items() -> QuerySet[ReviewItem]:
         is_golden=False, state__in=(ItemState.QUEUED, ItemState.CLAIMED), queue__isnull=False
     )
 
+
+# Item events that bring an item into a queue (the capacity forecast's volume).
+ENTERING_EVENTS = ("queued", "escalated")
 
 # Upper bounds of the backlog age buckets, in order; the last bucket is open-ended.
 BACKLOG_AGES: tuple[tuple[str, timedelta | None], ...] = (
@@ -323,6 +330,17 @@ def _intake_rows(day: date) -> list[OpsIntakeDaily]:
     ]
 
 
+def _queue_rows(day: date) -> list[OpsQueueDaily]:
+    start, end = day_bounds(day)
+    groups = (
+        ItemEvent.objects.filter(event__in=ENTERING_EVENTS, queue__isnull=False, at__gte=start, at__lt=end)
+        .values("queue_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return [OpsQueueDaily(day=day, queue_id=g["queue_id"], entered=g["n"]) for g in groups]
+
+
 def _productive_seconds(events: list[tuple[int, datetime, str, int]]) -> dict[int, float]:
     """Per reviewer: gaps under BREAK_GAP between consecutive acts, and any claim-to-next-act on one item."""
     if not events:
@@ -426,13 +444,29 @@ def _appeal_rows(day: date) -> list[OpsAppealDaily]:
     ]
 
 
-ROLLUP_TABLES = (OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily, OpsAppealDaily)
+ROLLUP_TABLES = (
+    OpsDecisionDaily,
+    OpsIntakeDaily,
+    OpsQueueDaily,
+    OpsReviewerDaily,
+    OpsAppealDaily,
+    QaSampleDaily,
+    GoldenDaily,
+)
 
 
 @transaction.atomic
 def day_recompute(day: date) -> None:
-    """Replace one day's rows of every daily rollup with a fresh computation from raw rows."""
-    fresh = (_decision_rows(day), _intake_rows(day), _reviewer_rows(day), _appeal_rows(day))
+    """Replace one day's rows of every daily rollup (operations and quality) with a fresh computation."""
+    fresh = (
+        _decision_rows(day),
+        _intake_rows(day),
+        _queue_rows(day),
+        _reviewer_rows(day),
+        _appeal_rows(day),
+        quality_rollups.qa_sample_rows(day),
+        quality_rollups.golden_rows(day),
+    )
     for model, rows in zip(ROLLUP_TABLES, fresh, strict=True):
         model.objects.filter(day=day).delete()  # type: ignore[attr-defined]
         model.objects.bulk_create(rows, batch_size=2_000)  # type: ignore[attr-defined]
@@ -483,7 +517,7 @@ def rollups_refresh(*, now: datetime | None = None) -> list[date]:
     RollupCursor.objects.get_or_create(name=CURSOR_NAME)
     cursor = RollupCursor.objects.select_for_update().get(name=CURSOR_NAME)
     top = _tops()
-    days = sorted(_touched_days(cursor, top))
+    days = sorted(_touched_days(cursor, top) | quality_rollups.touched_days(cursor.refreshed_at))
     for day in days:
         day_recompute(day)
     cursor.last_decision_id, cursor.last_event_id, cursor.last_item_id = top["decision"], top["event"], top["item"]

@@ -5,6 +5,7 @@ import dataclasses
 from celery import shared_task
 
 from analytics import alerts, classifier_rollups, rollups
+from analytics.selectors.capacity import capacity_forecasts_warm
 
 
 @shared_task
@@ -29,3 +30,9 @@ def classifier_rollups_refresh_task() -> int:
 def alerts_evaluate_task() -> dict[str, list[int]]:
     """Every 5 minutes: open, update or resolve alerts; returns the alert ids by outcome."""
     return dataclasses.asdict(alerts.alerts_evaluate())
+
+
+@shared_task
+def capacity_forecasts_warm_task() -> int:
+    """Every 30 minutes: fit the capacity forecasts of the preset periods ahead of the page (cached by history)."""
+    return capacity_forecasts_warm()

@@ -331,6 +331,12 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
                           "actor_id": reviewer[mask], "actor_label": "reviewer", "event": event, "from_state": frm,
                           "to_state": to, "queue_id": queue_id[mask], "data": "{}"})
         )  # fmt: skip
+    # Triage put every one of them in its queue a second after receipt: a 'queued' event by no one.
+    frames["queues_itemevent"].append(
+        pd.DataFrame({"id": ids.take("queues_itemevent", n), "item_id": item_ids, "at": _ts(start, received + 1),
+                      "actor_id": pd.array([None] * n, dtype="Int64"), "actor_label": "triage", "event": "queued",
+                      "from_state": "triaged", "to_state": "queued", "queue_id": queue_id, "data": "{}"})
+    )  # fmt: skip
     # Items a rule closed: no queue, no decision, an auto_actioned event by no one.
     n_auto = int(n * SHARES["auto"])
     auto_ids = ids.take("queues_reviewitem", n_auto)
@@ -730,11 +736,11 @@ def naive_productivity(f: Any) -> dict[Any, tuple[Any, ...]]:
 
 
 def naive_vendor_weeks(f: Any) -> dict[Any, tuple[Any, ...]]:
-    """Volume, SLA attainment, turnaround p90 and AHT per vendor and ISO week (the scorecards' operational
-    measures; their QA measures come from raw QA rows on both paths, so the naive path computes them too)."""
+    """Volume, SLA attainment, turnaround p90, AHT, QA quality score and agreement (kappa) per vendor and ISO
+    week: the operational measures from the raw decisions, the QA measures from the raw QA samples through
+    ``qa.selectors.slice_stats`` (point estimates, as the scorecard shows)."""
     from analytics.filters import MetricFilter
-    from analytics.selectors.vendors import QA_RESAMPLES, iso_weeks
-    from ops_platform.core.models import Vendor
+    from analytics.selectors.vendors import iso_weeks
     from qa.selectors import QaFilter, slice_stats
 
     weeks = iso_weeks(f)
@@ -751,12 +757,47 @@ def naive_vendor_weeks(f: Any) -> dict[Any, tuple[Any, ...]]:
     for v, week, n, counted, within, p90, handle, handled in rows:
         if week not in weeks:  # the week before the period: the scorecards' trend needs it, the table shows none
             continue
-        out[(v, week)] = (n, within / counted if counted else None, p90, float(handle) / handled if handled else None)
-    for vendor in Vendor.objects.filter(is_active=True):
-        for monday in [weeks[0] - timedelta(days=7), *weeks]:
-            start = datetime.combine(monday, datetime.min.time(), tzinfo=UTC)
-            slice_stats(QaFilter(vendor_id=vendor.pk, start=start, end=start + timedelta(days=7)),
-                        n_resamples=QA_RESAMPLES)  # fmt: skip
+        start = datetime.combine(week, datetime.min.time(), tzinfo=UTC)
+        qa = slice_stats(QaFilter(vendor_id=v, start=start, end=start + timedelta(days=7)), n_resamples=0)
+        out[(v, week)] = (n, within / counted if counted else None, p90, float(handle) / handled if handled else None,
+                          qa.quality.value if qa.quality else None, qa.kappa.value if qa.kappa else None)  # fmt: skip
+    return out
+
+
+def naive_capacity(f: Any) -> dict[Any, tuple[Any, ...]]:
+    """Per active queue: items that entered it in the history days (raw 'queued'/'escalated' events), the mean
+    handle time of the items it decided (raw deciding decisions), and the 14-day forecast's mean, fitted anew."""
+    from analytics import capacity
+    from analytics.rollups import ENTERING_EVENTS
+    from analytics.selectors.capacity import HORIZON, history_days
+    from queues.models import Queue
+
+    days = history_days(f)
+    start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    volumes = _rows(
+        "SELECT queue_id, (at AT TIME ZONE 'UTC')::date, count(*) FROM queues_itemevent "
+        "WHERE event = ANY(%s) AND at >= %s AND at < %s AND queue_id IS NOT NULL GROUP BY 1, 2",
+        [list(ENTERING_EVENTS), start, end],
+    )
+    per_queue: dict[int, dict[date, int]] = {}
+    for queue_id, day, n in volumes:
+        per_queue.setdefault(queue_id, {})[day] = n
+    inner, params = _sql(_deciding(f))
+    handle = {
+        q: float(total) / n
+        for q, total, n in _rows(
+            f"SELECT d.q, sum(extract(epoch FROM d.handle_time)), count(d.handle_time) FROM ({inner}) d "
+            "GROUP BY 1 HAVING count(d.handle_time) > 0",
+            params,
+        )
+    }
+    out: dict[Any, tuple[Any, ...]] = {}
+    index = pd.DatetimeIndex(days)
+    for queue_id in Queue.objects.filter(is_active=True).values_list("pk", flat=True):
+        history = pd.Series([float(per_queue.get(queue_id, {}).get(d, 0)) for d in days], index=index)
+        forecast = capacity.forecast_daily(history, horizon=HORIZON)
+        out[queue_id] = (int(history.sum()), handle.get(queue_id), float(forecast.values.mean()))
     return out
 
 
@@ -880,7 +921,11 @@ class Panel:
     periods: tuple[int, ...] = (28, 90)
 
 
+SCORECARD_COMPARED = ("volume", "sla_attainment", "turnaround_p90_seconds", "aht_seconds", "quality_score", "agreement")
+
+
 def panels(snapshot_at: datetime) -> list[Panel]:
+    from analytics.selectors import capacity as cap
     from analytics.selectors import classifiers as clf
     from analytics.selectors import operations as ops
     from analytics.selectors.vendors import MEASURES, vendor_scorecard_table
@@ -908,13 +953,12 @@ def panels(snapshot_at: datetime) -> list[Panel]:
 
     def scorecard_figures(t: Any) -> dict[Any, tuple[Any, ...]]:
         return {
-            (d["vendor_id"], d["week_start"]): tuple(d[m] for m in ("volume", "sla_attainment",
-                                                                    "turnaround_p90_seconds", "aht_seconds"))
+            (d["vendor_id"], d["week_start"]): tuple(d[m] for m in SCORECARD_COMPARED)
             for d in t.as_dicts()
             if d["volume"]
         }  # fmt: skip
 
-    assert {m for m, _ in MEASURES} >= {"volume", "sla_attainment", "turnaround_p90_seconds", "aht_seconds"}
+    assert {m for m, _ in MEASURES} >= set(SCORECARD_COMPARED)
     return [
         Panel("intake volume by source", lambda f: ops.intake_volume(f, by="source"),
               lambda f: naive_intake(f, by_source=True),
@@ -938,6 +982,8 @@ def panels(snapshot_at: datetime) -> list[Panel]:
               lambda t: _by_key(t, "reviewer_id", ("decisions", "productive_hours", "aht_seconds"))),
         Panel("vendor weekly scorecard", vendor_scorecard_table, naive_vendor_weeks, scorecard_figures,
               percentiles=(2,)),
+        Panel("capacity plan (forecasts precomputed)", lambda f: cap.capacity_plan_table(f, memo=False), naive_capacity,
+              lambda t: {r["queue_id"]: (r["entered"], r["handle_seconds"], r["forecast_mean"]) for r in t.rows}),
         Panel(f"classifier metrics at {threshold:g} ({CATEGORY})", lambda f: clf.classifier_metrics_at(f, **kw),
               lambda f: naive_classifier_at(f, threshold),
               lambda m: {"all": (m.tp, m.fp, m.fn, m.tn, m.precision, m.recall, m.fpr, m.f1)}),
@@ -1046,26 +1092,31 @@ def machine_description(conninfo: str) -> str:
 
 def rollups_build(now: datetime) -> dict[str, tuple[float, int]]:
     """Build every rollup once, as a backfill would; seconds and rows written per kind."""
+    from analytics import models as m
     from analytics.classifier_rollups import classifier_rollups_rebuild
-    from analytics.models import ClassifierRollup, OpsAppealDaily, OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily
-    from analytics.rollups import backlog_snapshot_take
+    from analytics.rollups import backlog_snapshot_take, rollups_rebuild
+    from analytics.selectors.capacity import capacity_forecasts_warm
 
     start, end = (now - timedelta(days=DAYS + 1)).date(), now.date()
     out = {}
     t0 = time.perf_counter()
-    from analytics.rollups import rollups_rebuild
-
     days = rollups_rebuild(start, end)
-    rows = sum(m.objects.count() for m in (OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily, OpsAppealDaily))
+    daily = (m.OpsDecisionDaily, m.OpsIntakeDaily, m.OpsQueueDaily, m.OpsReviewerDaily, m.OpsAppealDaily,
+             m.QaSampleDaily, m.GoldenDaily)  # fmt: skip
+    rows = sum(model.objects.count() for model in daily)
     out[f"operations ({days} days)"] = (time.perf_counter() - t0, rows)
     print(f"  operations rollups: {out[f'operations ({days} days)'][0]:,.1f} s, {rows:,} rows", flush=True)
     t0 = time.perf_counter()
     weeks = classifier_rollups_rebuild(start, end)
-    out[f"classifier ({len(weeks)} weeks)"] = (time.perf_counter() - t0, ClassifierRollup.objects.count())
+    out[f"classifier ({len(weeks)} weeks)"] = (time.perf_counter() - t0, m.ClassifierRollup.objects.count())
     print(f"  classifier rollups: {time.perf_counter() - t0:,.1f} s", flush=True)
     t0 = time.perf_counter()
     n = backlog_snapshot_take(now=now)
     out["backlog snapshot"] = (time.perf_counter() - t0, n)
+    t0 = time.perf_counter()
+    plans = capacity_forecasts_warm()  # what the 30-minute task does: every preset period's forecasts, cached
+    out["capacity forecasts (the warm task)"] = (time.perf_counter() - t0, plans)
+    print(f"  capacity forecasts: {time.perf_counter() - t0:,.1f} s for {plans} queue plans", flush=True)
     return out
 
 
@@ -1078,7 +1129,8 @@ def report(args: argparse.Namespace, conninfo: str, seeded: Seeded, built: dict[
     r.add("machine", machine_description(conninfo))
     r.add("data", f"{seeded.decisions:,} decided items over {DAYS} days ({raw_decisions:,} decision rows, appeals "
                   f"included); {rows['queues_reviewitem']:,} items (auto-actioned, open and appeal ones too), "
-                  f"{rows['queues_itemevent']:,} item events (claimed/decided/escalated/auto_actioned for every item), "
+                  f"{rows['queues_itemevent']:,} item events "
+                  "(queued/claimed/decided/escalated/auto_actioned for every item), "
                   f"{rows['routing_classifierscore']:,} scores, {rows['qa_qasample']:,} closed QA samples with "
                   f"re-review and ground truth; 6 queues, 7 policies, 2 vendors + in-house, "
                   f"{3 * REVIEWERS_PER_TEAM} reviewers")  # fmt: skip
@@ -1088,9 +1140,13 @@ def report(args: argparse.Namespace, conninfo: str, seeded: Seeded, built: dict[
           f"(row generation on a thread alongside: {seeded.generate_seconds:,.1f} s); then secondary indexes "
           f"{seeded.index_seconds:,.1f} s, VACUUM ANALYZE {seeded.analyze_seconds:,.1f} s")  # fmt: skip
     for kind, (seconds, n) in built.items():
-        r.add(f"rollup build: {kind}", f"{seconds:,.1f} s, {n:,} rollup rows written; "
-                                       f"{seeded.decisions / seconds:,.0f} decided items/s" if "snapshot" not in kind
-              else f"{seconds * 1000:,.0f} ms, {n} rows")  # fmt: skip
+        if kind.startswith("backlog"):
+            r.add(f"rollup build: {kind}", f"{seconds * 1000:,.0f} ms, {n} rows")
+        elif kind.startswith("capacity"):
+            r.add(f"rollup build: {kind}", f"{seconds:,.1f} s, {n} queue plans fitted and cached")
+        else:
+            r.add(f"rollup build: {kind}", f"{seconds:,.1f} s, {n:,} rollup rows written; "
+                                           f"{seeded.decisions / seconds:,.0f} decided items/s")  # fmt: skip
     r.add("timing", f"rollups: median of {args.repeat} warm runs (the first, cold, run in brackets); naive: one run "
                     "each, its figures compared with the rollups' (percentiles within the histograms' "
                     "sqrt(1.02) - 1 < 1%, everything else exact)")  # fmt: skip

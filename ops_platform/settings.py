@@ -247,6 +247,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.backlog_snapshot_task",
         "schedule": timedelta(minutes=15),
     },
+    "analytics-warm-capacity-forecasts": {
+        "task": "analytics.tasks.capacity_forecasts_warm_task",
+        "schedule": timedelta(minutes=30),
+    },
 }
 
 # Triage: items still un-triaged this long after intake (or the last re-send) are sent again.

@@ -35,7 +35,7 @@ no unit rated twice) raises ``ApplicationError``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Literal
@@ -169,6 +169,25 @@ def cohen_kappa(
     low, high = bootstrap_ci(statistic, len(first), n_resamples=n_resamples, confidence=confidence, seed=seed)
     value = _kappa(first, second)
     return Estimate(value, low, high, len(first), degenerate=len({*a, *b}) == 1)
+
+
+def kappa_from_counts(pairs: Mapping[tuple[Hashable, Hashable], float]) -> float:
+    """Cohen's kappa from a confusion table, {(first rater's label, second's): count}: the same value as
+    ``cohen_kappa`` on the labels it counts (po - pe) / (1 - pe), without the labels themselves, so rollups
+    that keep only counts per label pair can report it. 1.0 if all one label (module docstring)."""
+    total = sum(pairs.values())
+    if total <= 0:
+        raise ApplicationError("Kappa needs at least one rated unit.", field="pairs")
+    first: dict[Hashable, float] = {}
+    second: dict[Hashable, float] = {}
+    for (a, b), n in pairs.items():
+        first[a] = first.get(a, 0.0) + n
+        second[b] = second.get(b, 0.0) + n
+    if len({*(k for k, n in first.items() if n), *(k for k, n in second.items() if n)}) == 1:
+        return 1.0
+    observed = sum(n for (a, b), n in pairs.items() if a == b) / total
+    chance = sum(first[k] * second.get(k, 0.0) for k in first) / total**2
+    return (observed - chance) / (1 - chance)
 
 
 def krippendorff_alpha(

@@ -3,3 +3,4 @@
 from analytics.models.alerts import *  # noqa: F403
 from analytics.models.classifiers import *  # noqa: F403
 from analytics.models.operations import *  # noqa: F403
+from analytics.models.quality import *  # noqa: F403

@@ -21,6 +21,7 @@ __all__ = [
     "OpsBacklogSnapshot",
     "OpsDecisionDaily",
     "OpsIntakeDaily",
+    "OpsQueueDaily",
     "OpsReviewerDaily",
     "RollupCursor",
 ]
@@ -70,6 +71,21 @@ class OpsIntakeDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.source}/{self.surface}/{self.kind} policy {self.policy_id}"
+
+
+class OpsQueueDaily(models.Model):
+    """Items entering each queue per day ('queued' by triage or 'escalated' into it), golden copies included
+    since they take a reviewer's time like any other: the history the capacity forecast is fitted on."""
+
+    day = models.DateField()
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    entered = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "queue"], name="ops_queue_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} queue {self.queue_id}: {self.entered} entered"
 
 
 class OpsReviewerDaily(models.Model):

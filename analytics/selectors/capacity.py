@@ -1,12 +1,18 @@
 """Capacity plan per queue: daily volume history → 14-day forecast → reviewers required, against current staff.
 
-History is items entering the queue per day: ``queued`` (triage) and ``escalated`` (moved in) item events,
-golden items included since they take a reviewer's time like any other. The period of the filter is the
-history; a period ending today stops at yesterday (today is not over) and the forecast starts today.
+History is items entering the queue per day (the ``OpsQueueDaily`` rollup: ``queued`` and ``escalated`` item
+events, golden items included since they take a reviewer's time like any other). The period of the filter is
+the history; a period ending today stops at yesterday (today is not over) and the forecast starts today.
+
+A forecast is a function of its history alone, so fits are cached under a digest of the history (start day and
+daily volumes): a page never shows a stale forecast, and ``capacity_forecasts_warm`` (every 30 minutes, the
+``analytics`` queue) fits the dashboard's preset periods ahead of the page. A custom period is fitted on its
+first request (0.1-1 s per queue) and cached too.
 
 Real-time queues (SLA ≤ 1 hour) are staffed with Erlang C, backlog queues with the workload model, both from
-``analytics.capacity`` with the ``ANALYTICS_*`` settings. Average handle time is the mean ``handle_time`` of
-the queue's decisions in the period; a queue without one has no requirement (it is not guessed).
+``analytics.capacity`` with the ``ANALYTICS_*`` settings. Average handle time is the mean handle time of the
+items the queue decided in the period (the ``OpsDecisionDaily`` rollup); a queue without one has no
+requirement (it is not guessed).
 
 Current staff is an approximation: active users holding ``core.review_items`` whose profile
 ``Queue.may_be_worked_by`` accepts, each counted in full for every queue they may work (a reviewer eligible
@@ -16,28 +22,30 @@ in the filter, only that vendor's reviewers count.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time as clock
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 from django.conf import settings
-from django.db.models import Avg, Count, Max
-from django.db.models.functions import TruncDate
+from django.core.cache import cache
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from analytics import capacity
 from analytics.charts import Chart, band_line
-from analytics.filters import MetricFilter
+from analytics.filters import PRESET_DAYS, MetricFilter
+from analytics.models import OpsDecisionDaily, OpsQueueDaily, RollupCursor
+from analytics.rollups import CURSOR_NAME
 from analytics.tables import Column, Kind, Row, Table, items_url
 from ops_platform.core.models import ReviewerProfile, User
-from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
+from queues.models import ItemState, Queue, ReviewItem
 
 HORIZON = 14
 REALTIME_SLA = timedelta(hours=1)
-ENTERING_EVENTS = ("queued", "escalated")
 
 PLAN_NOTE = (
     "Erlang C for queues with an SLA of an hour or less, the workload model for the others; shrinkage, occupancy "
@@ -80,29 +88,37 @@ def _queues(f: MetricFilter) -> list[Queue]:
 
 
 def _volumes(queue_ids: list[int], days: list[date]) -> dict[int, dict[date, int]]:
-    start = timezone.make_aware(datetime.combine(days[0], time.min))
-    end = timezone.make_aware(datetime.combine(days[-1] + timedelta(days=1), time.min))
-    rows = (
-        ItemEvent.objects.filter(event__in=ENTERING_EVENTS, queue_id__in=queue_ids, at__gte=start, at__lt=end)
-        .annotate(day=TruncDate("at"))
-        .values("queue_id", "day")
-        .annotate(n=Count("id"))
-    )
+    rows = OpsQueueDaily.objects.filter(queue_id__in=queue_ids, day__gte=days[0], day__lte=days[-1])
     out: dict[int, dict[date, int]] = defaultdict(dict)
-    for r in rows:
-        out[r["queue_id"]][r["day"]] = r["n"]
+    for queue_id, day, n in rows.values_list("queue_id", "day", "entered"):
+        out[queue_id][day] = n
     return out
 
 
 def _handle_times(queue_ids: list[int], f: MetricFilter) -> dict[int, tuple[float, int]]:
     rows = (
-        Decision.objects.filter(
-            queue_id__in=queue_ids, decided_at__gte=f.start_at, decided_at__lt=f.end_at, handle_time__isnull=False
-        )
+        OpsDecisionDaily.objects.filter(queue_id__in=queue_ids, day__gte=f.start, day__lte=f.end)
         .values("queue_id")
-        .annotate(avg=Avg("handle_time"), n=Count("id"))
+        .annotate(seconds=Sum("handle_seconds"), n=Sum("handle_count"))
+        .order_by()
     )
-    return {r["queue_id"]: (r["avg"].total_seconds(), r["n"]) for r in rows if r["avg"]}
+    return {r["queue_id"]: (r["seconds"] / r["n"], r["n"]) for r in rows if r["n"]}
+
+
+FORECAST_CACHE_SECONDS = 2 * 24 * 3600
+
+
+def forecast_cached(history: pd.Series) -> capacity.Forecast:
+    """``capacity.forecast_daily`` of the history, from the cache when this exact history was fitted before."""
+    digest = hashlib.sha256(
+        f"{history.index[0]:%Y-%m-%d}:{HORIZON}:".encode() + history.to_numpy(dtype=float).tobytes()
+    ).hexdigest()
+    key = f"analytics:forecast:{digest}"
+    forecast = cache.get(key)
+    if forecast is None:
+        forecast = capacity.forecast_daily(history, horizon=HORIZON)
+        cache.set(key, forecast, FORECAST_CACHE_SECONDS)
+    return forecast
 
 
 def _backlogs(queue_ids: list[int]) -> dict[int, int]:
@@ -191,7 +207,7 @@ def capacity_plans(f: MetricFilter, *, today: date | None = None) -> list[QueueP
             queue=q,
             realtime=q.sla <= REALTIME_SLA,
             history=history,
-            forecast=capacity.forecast_daily(history, horizon=HORIZON),
+            forecast=forecast_cached(history),
             handle_seconds=aht,
             decisions=n,
             backlog=backlogs.get(q.pk, 0),
@@ -202,8 +218,8 @@ def capacity_plans(f: MetricFilter, *, today: date | None = None) -> list[QueueP
     return plans
 
 
-# The plan panel and the forecast panel of one page share a computation (a Holt-Winters fit per queue); a
-# short memo keyed by the filter and the newest event and decision serves both, and never stale data.
+# The plan panel and the forecast panel of one page share a computation; a memo of a minute keyed by the filter
+# and the rollups' last refresh serves both (the backlog it shows may be that minute old).
 _MEMO: dict[tuple[object, ...], tuple[float, list[QueuePlan]]] = {}
 _MEMO_LOCK = threading.Lock()
 _MEMO_SECONDS = 60
@@ -211,8 +227,7 @@ _MEMO_SECONDS = 60
 
 def capacity_plans_cached(f: MetricFilter) -> list[QueuePlan]:
     version = (
-        ItemEvent.objects.aggregate(m=Max("id"))["m"],
-        Decision.objects.aggregate(m=Max("id"))["m"],
+        RollupCursor.objects.filter(name=CURSOR_NAME).values_list("refreshed_at", flat=True).first(),
         timezone.localdate(),
     )
     key = (f, *version)
@@ -229,13 +244,20 @@ def capacity_plans_cached(f: MetricFilter) -> list[QueuePlan]:
     return plans
 
 
+def capacity_forecasts_warm(periods: tuple[int, ...] = PRESET_DAYS) -> int:
+    """Fit (or find cached) every active queue's forecast for the preset periods ending today, so the capacity
+    page reads them from the cache; returns the number of queue plans computed."""
+    return sum(len(capacity_plans(MetricFilter.last_days(days))) for days in periods)
+
+
 def _model(plan: QueuePlan) -> str:
     return "Erlang C" if plan.realtime else "workload"
 
 
-def capacity_plan_table(f: MetricFilter) -> Table:
+def capacity_plan_table(f: MetricFilter, *, memo: bool = True) -> Table:
+    """The plan per queue; ``memo=False`` computes it afresh (forecasts still come from their cache)."""
     rows: list[Row] = []
-    for p in capacity_plans_cached(f):
+    for p in capacity_plans_cached(f) if memo else capacity_plans(f):
         bt = p.forecast.backtest if p.forecast else None
         peak = p.peak_required
         rows.append(

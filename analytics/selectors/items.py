@@ -8,7 +8,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import QueryDict
 
 from analytics.filters import MetricFilter
-from analytics.selectors.capacity import ENTERING_EVENTS
+from analytics.rollups import ENTERING_EVENTS
 from ops_platform.core.errors import ApplicationError
 from queues.models import Decision, ItemEvent, ItemState, ReviewItem
 

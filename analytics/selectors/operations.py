@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Exists, F, Max, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
-from analytics.filters import MetricFilter
+from analytics.filters import MetricFilter, day_bounds
 from analytics.models import OpsAppealDaily, OpsBacklogSnapshot, OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily
 from analytics.rollups import (
     BACKLOG_AGES,
@@ -28,7 +28,6 @@ from analytics.rollups import (
     age_bucket_range,
     auto_actioned_exists,
     backlog_items,
-    day_bounds,
     deciding_decisions,
     escalated_exists,
     hist_percentile,
@@ -206,25 +205,36 @@ def _decision_sums(f: MetricFilter, by: str) -> dict[Any, dict[str, Any]]:
 HIST_FIELDS = ("turnaround_hist", "wait_hist", "handle_hist")
 
 
-def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter[int]]]:
-    """The period's histograms summed per slice by the database (``jsonb_each_text`` on PostgreSQL,
-    ``json_each`` on SQLite): only one row per (slice, bucket) leaves it, not every daily row's JSON."""
-    column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
+def histograms_merged(
+    rows: QuerySet[OpsDecisionDaily], keys: Sequence[str], fields: Sequence[str] = HIST_FIELDS
+) -> dict[tuple[Any, ...], dict[str, Counter[int]]]:
+    """The histograms of ``rows`` summed per key by the database (``jsonb_each_text`` on PostgreSQL,
+    ``json_each`` on SQLite): one row per (key, bucket) leaves it, not every daily row's JSON. ``keys`` are SQL
+    expressions over the rollup row ``d`` (e.g. ``d."queue_id"``); the result is keyed by their values."""
     table = connection.ops.quote_name(OpsDecisionDaily._meta.db_table)
     each = "jsonb_each_text" if connection.vendor == "postgresql" else "json_each"
-    ids_sql, ids_params = _period(OpsDecisionDaily.objects.all(), f).values("id").query.sql_with_params()
-    merged: dict[Any, dict[str, Counter[int]]] = {}
+    ids_sql, ids_params = rows.values("id").query.sql_with_params()
+    key_sql = ", ".join(keys)
+    merged: dict[tuple[Any, ...], dict[str, Counter[int]]] = {}
     with connection.cursor() as cursor:
-        for hist_field in HIST_FIELDS:
+        for hist_field in fields:
             name = connection.ops.quote_name(hist_field)
             cursor.execute(
-                f"SELECT d.{column}, j.key, SUM(CAST(j.value AS integer)) FROM {table} d, {each}(d.{name}) j "  # noqa: S608 - names are quoted model fields
-                f"WHERE d.id IN ({ids_sql}) GROUP BY d.{column}, j.key",
+                f"SELECT {key_sql}, j.key, SUM(CAST(j.value AS integer)) FROM {table} d, {each}(d.{name}) j "  # noqa: S608 - names are quoted model fields
+                f"WHERE d.id IN ({ids_sql}) GROUP BY {key_sql}, j.key",
                 ids_params,
             )
-            for key, bucket, count in cursor.fetchall():
-                merged.setdefault(key, {h: Counter() for h in HIST_FIELDS})[hist_field][int(bucket)] += int(count)
+            for *key, bucket, count in cursor.fetchall():
+                slot = merged.setdefault(tuple(key), {h: Counter() for h in fields})
+                slot[hist_field][int(bucket)] += int(count)
     return merged
+
+
+def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter[int]]]:
+    """The period's histograms per slice (``histograms_merged`` keyed by the one slice column)."""
+    column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
+    merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [f"d.{column}"])
+    return {key: hists for (key,), hists in merged.items()}
 
 
 def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:

@@ -2,8 +2,9 @@
 previous week.
 
 Operational measures (volume, SLA attainment, turnaround p90, handle time) come from the decision rollup, by
-the week of the deciding decision. Quality measures come from ``qa.selectors.slice_stats`` for the vendor and
-the week (QA samples closed, golden results scored that week), with the filter's queue and policy:
+the week of the deciding decision. Quality measures come from the quality rollups (``analytics.models.quality``:
+QA samples closed, golden results scored that week), with the filter's queue and policy; they are the figures
+``qa.selectors.slice_stats`` computes from the raw samples, without their intervals:
 
 - quality score: the severity-weighted QA quality score; target ``Vendor.target_quality_score``;
 - golden accuracy: share of golden items answered right; target 0.90 (default);
@@ -15,25 +16,31 @@ the week (QA samples closed, golden results scored that week), with the filter's
 - SLA attainment: target ``Vendor.target_sla_attainment``; turnaround p90: target 24 h (default); average
   handle time: target 300 s (default). Volume and cost per decision have no target.
 
+Every figure of every vendor and week comes from five grouped queries, whatever the number of vendors and weeks.
+
 Green meets the target; amber misses it by at most 5% of the target; red misses it by more. Lower is better for
 times and costs. Pass ``targets`` to override the defaults.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Sum
+from django.db import connection
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import TruncWeek
 
 from analytics.filters import MetricFilter
-from analytics.models import OpsDecisionDaily
-from analytics.rollups import day_bounds, hist_merge, hist_percentile
-from analytics.selectors.operations import Table
+from analytics.models import GoldenDaily, OpsDecisionDaily, QaSampleDaily
+from analytics.rollups import hist_percentile
+from analytics.selectors.operations import Table, histograms_merged
 from ops_platform.core.models import Vendor
-from qa.selectors import QaFilter, slice_stats
+from qa.review import MAX_SEVERITY
+from qa.statistics import kappa_from_counts
 
 AMBER_TOLERANCE = 0.05
 DEFAULT_TARGETS: dict[str, float] = {
@@ -42,7 +49,6 @@ DEFAULT_TARGETS: dict[str, float] = {
     "turnaround_p90_seconds": 24 * 3600.0,
     "aht_seconds": 300.0,
 }
-QA_RESAMPLES = 0  # the scorecard shows point estimates; intervals are on the QA scorecards page
 # (name, higher is better); the order of the scorecard's columns.
 MEASURES: tuple[tuple[str, bool], ...] = (
     ("volume", True),
@@ -94,32 +100,100 @@ def iso_weeks(f: MetricFilter) -> list[date]:
     return weeks
 
 
-def _week_values(vendor: Vendor, monday: date, f: MetricFilter) -> dict[str, float | None]:
-    rows = OpsDecisionDaily.objects.filter(vendor=vendor, day__gte=monday, day__lte=monday + timedelta(days=6))
+def _monday(value: date | str) -> date:
+    day = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+    return day - timedelta(days=day.weekday())
+
+
+def _week_sql(column: str) -> str:
+    """SQL for the Monday of a date column's ISO week."""
+    if connection.vendor == "postgresql":
+        return f"CAST(date_trunc('week', {column}) AS date)"
+    return f"date({column}, 'weekday 0', '-6 days')"
+
+
+def _in_scope(qs: QuerySet[Any], vendor_ids: list[int], mondays: list[date]) -> QuerySet[Any]:
+    return qs.filter(vendor_id__in=vendor_ids, day__gte=mondays[0], day__lte=mondays[-1] + timedelta(days=6))
+
+
+def _label(violation: bool, policy_id: int | None) -> tuple[str, int | None]:
+    """A QA label as ``qa.selectors`` compares them: the policy when it is a violation, else 'none'."""
+    return ("violation", policy_id) if violation else ("none", None)
+
+
+def _weekly_values(
+    vendors: list[Vendor], mondays: list[date], f: MetricFilter
+) -> dict[tuple[int, date], dict[str, float | None]]:
+    """Every measure per (vendor id, Monday), from the rollups in one grouped query per source."""
+    ids = [v.pk for v in vendors]
+    decided = _in_scope(OpsDecisionDaily.objects.all(), ids, mondays)
+    qa = _in_scope(QaSampleDaily.objects.all(), ids, mondays)
+    golden = _in_scope(GoldenDaily.objects.all(), ids, mondays)
     if f.queue_id is not None:
-        rows = rows.filter(queue_id=f.queue_id)
+        decided, qa, golden = (qs.filter(queue_id=f.queue_id) for qs in (decided, qa, golden))
     if f.policy_id is not None:
-        rows = rows.filter(policy_id=f.policy_id)
-    sums = rows.aggregate(n=Sum("decided"), counted=Sum("sla_counted"), within=Sum("within_sla"),
-                          handle=Sum("handle_seconds"), handled=Sum("handle_count"))  # fmt: skip
-    turnaround = hist_percentile(hist_merge(rows.values_list("turnaround_hist", flat=True)), 0.9)
-    start, _ = day_bounds(monday)
-    _, end = day_bounds(monday + timedelta(days=6))
-    qa = QaFilter(queue_id=f.queue_id, policy_id=f.policy_id, vendor_id=vendor.pk, start=start, end=end)
-    stats = slice_stats(qa, n_resamples=QA_RESAMPLES)
-    error_rate = sum(e.value for e in stats.errors.values()) if stats.samples else None
-    cost = float(vendor.cost_per_decision)
-    return {
-        "volume": sums["n"] or 0,
-        "sla_attainment": sums["within"] / sums["counted"] if sums["counted"] else None,
-        "turnaround_p90_seconds": turnaround,
-        "quality_score": stats.quality.value if stats.quality else None,
-        "golden_accuracy": stats.golden_accuracy.value if stats.golden_accuracy else None,
-        "agreement": stats.kappa.value if stats.kappa else None,
-        "aht_seconds": sums["handle"] / sums["handled"] if sums["handled"] else None,
-        "cost_per_decision": cost,
-        "cost_per_correct_decision": cost / (1 - error_rate) if error_rate is not None and error_rate < 1 else None,
+        decided = decided.filter(policy_id=f.policy_id)
+        qa = qa.filter(Q(original_policy_id=f.policy_id) | Q(review_policy_id=f.policy_id))
+        golden = golden.filter(policy_id=f.policy_id)
+    week = TruncWeek("day")
+
+    sums = {
+        (g["vendor_id"], _monday(g["week"])): g
+        for g in decided.annotate(week=week).values("vendor_id", "week")
+        .annotate(n=Sum("decided"), counted=Sum("sla_counted"), within=Sum("within_sla"),
+                  handle=Sum("handle_seconds"), handled=Sum("handle_count")).order_by()
+    }  # fmt: skip
+    turnaround = {
+        (vendor_id, _monday(monday)): hists["turnaround_hist"]
+        for (vendor_id, monday), hists in histograms_merged(
+            decided, ['d."vendor_id"', _week_sql('d."day"')], fields=("turnaround_hist",)
+        ).items()
     }
+    quality: dict[tuple[int, date], dict[str, Any]] = {}
+    for g in (
+        qa.annotate(week=week)
+        .values("vendor_id", "week", "original_violation", "original_policy_id", "review_violation",
+                "review_policy_id")
+        .annotate(n=Sum("samples"), w=Sum("weight"), loss=Sum("loss"), err=Sum("error_weight"))
+        .order_by()
+    ):  # fmt: skip
+        slot = quality.setdefault(
+            (g["vendor_id"], _monday(g["week"])), {"n": 0, "w": 0.0, "loss": 0.0, "err": 0.0, "pairs": Counter()}
+        )
+        for name in ("n", "w", "loss", "err"):
+            slot[name] += g[name]
+        if g["review_violation"] is not None:
+            original = _label(g["original_violation"], g["original_policy_id"])
+            slot["pairs"][(original, _label(g["review_violation"], g["review_policy_id"]))] += g["n"]
+    goldens = {
+        (g["vendor_id"], _monday(g["week"])): g
+        for g in golden.annotate(week=week).values("vendor_id", "week")
+        .annotate(n=Sum("scored"), right=Sum("correct")).order_by()
+    }  # fmt: skip
+
+    values: dict[tuple[int, date], dict[str, float | None]] = {}
+    for vendor in vendors:
+        cost = float(vendor.cost_per_decision)
+        for monday in mondays:
+            key = (vendor.pk, monday)
+            s = sums.get(key, {})
+            q = quality.get(key)
+            g = goldens.get(key)
+            error_rate = q["err"] / q["w"] if q and q["w"] else None
+            values[key] = {
+                "volume": s.get("n") or 0,
+                "sla_attainment": s["within"] / s["counted"] if s.get("counted") else None,
+                "turnaround_p90_seconds": hist_percentile(turnaround.get(key, Counter()), 0.9),
+                "quality_score": 1 - q["loss"] / (MAX_SEVERITY * q["w"]) if q and q["w"] else None,
+                "golden_accuracy": g["right"] / g["n"] if g and g["n"] else None,
+                "agreement": kappa_from_counts(q["pairs"]) if q and q["pairs"].total() >= 2 else None,
+                "aht_seconds": s["handle"] / s["handled"] if s.get("handled") else None,
+                "cost_per_decision": cost,
+                "cost_per_correct_decision": cost / (1 - error_rate)
+                if error_rate is not None and error_rate < 1
+                else None,
+            }
+    return values
 
 
 def vendor_targets(vendor: Vendor, overrides: Mapping[str, float] | None = None) -> dict[str, float | None]:
@@ -138,16 +212,20 @@ def vendor_targets(vendor: Vendor, overrides: Mapping[str, float] | None = None)
 def vendor_scorecards(f: MetricFilter, *, targets: Mapping[str, float] | None = None) -> list[VendorWeek]:
     """One scorecard per vendor (the filter's, or every active one) and ISO week of the period."""
     vendors = Vendor.objects.filter(pk=f.vendor_id) if f.vendor_id else Vendor.objects.filter(is_active=True)
+    vendors_sorted = list(vendors.order_by("name"))
     weeks = iso_weeks(f)
+    if not vendors_sorted:
+        return []
+    values = _weekly_values(vendors_sorted, [weeks[0] - timedelta(days=7), *weeks], f)
     cards = []
-    for vendor in vendors.order_by("name"):
+    for vendor in vendors_sorted:
         goals = vendor_targets(vendor, targets)
-        previous = _week_values(vendor, weeks[0] - timedelta(days=7), f)
+        previous = values[(vendor.pk, weeks[0] - timedelta(days=7))]
         for monday in weeks:
-            values = _week_values(vendor, monday, f)
+            current = values[(vendor.pk, monday)]
             measures = {}
             for name, higher in MEASURES:
-                value, before = values[name], previous[name]
+                value, before = current[name], previous[name]
                 measures[name] = Measure(
                     value=value,
                     target=goals.get(name),
@@ -157,7 +235,7 @@ def vendor_scorecards(f: MetricFilter, *, targets: Mapping[str, float] | None = 
                 )
             year, week, _ = monday.isocalendar()
             cards.append(VendorWeek(vendor.pk, vendor.name, f"{year}-W{week:02d}", monday, measures))
-            previous = values
+            previous = current
     return cards
 
 

@@ -1,19 +1,24 @@
-"""Vendor scorecards on a hand-worked week: RAG against contract targets, the trend, cost per correct decision."""
+"""Vendor scorecards on a hand-worked week: RAG against contract targets, the trend, cost per correct decision;
+and their quality measures from the rollups against ``qa.selectors.slice_stats`` over the raw samples."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
 from analytics.filters import MetricFilter
 from analytics.models import OpsDecisionDaily
+from analytics.quality_rollups import quality_rollups_rebuild
+from analytics.rollups import rollups_refresh
 from analytics.selectors.vendors import rag, vendor_scorecard_table, vendor_scorecards
-from ops_platform.core.models import Vendor
-from qa.models import QaSample, SampleReason, SampleState
-from queues.models import ReviewItem
+from ops_platform.core.models import Policy, User, Vendor
+from qa.models import GoldenInjection, GoldenItem, QaReview, QaSample, SampleReason, SampleState
+from qa.selectors import QaFilter, slice_stats
+from queues.models import Queue, ReviewItem
 
 MONDAY = date(2025, 3, 10)  # ISO week 2025-W11
 
@@ -69,6 +74,8 @@ def test_vendor_week_against_targets_with_trend_and_cost_per_correct_decision(ve
         _sample(vendor_a, n, probability=0.5)
     _sample(vendor_a, 7, probability=0.5, error="false_negative", severity=2)
 
+    quality_rollups_rebuild(MONDAY, MONDAY + timedelta(days=6))
+
     f = MetricFilter(start=MONDAY, end=MONDAY + timedelta(days=6), vendor_id=vendor_a.pk)
     [card] = vendor_scorecards(f)
     m: dict[str, Any] = card.measures
@@ -104,3 +111,62 @@ def test_a_vendor_without_work_has_empty_measures(vendor_b: Vendor) -> None:
     assert card.measures["volume"].value == 0
     assert card.measures["sla_attainment"].status is None
     assert card.measures["cost_per_correct_decision"].value is None
+
+
+def _random_qa_world(vendor: Vendor, rng: np.random.Generator) -> tuple[list[Queue], list[Policy]]:
+    """Three weeks of closed samples (re-reviewed or not, agreeing or not, drawn at different rates) and
+    scored golden copies over two queues and two policies."""
+    queues = [Queue.objects.create(slug=f"q{n}", name=f"Q{n}") for n in range(2)]
+    policies = [Policy.objects.create(slug=f"p{n}", name=f"P{n}") for n in range(2)]
+    qa_person = User.objects.create(username="qa-random")
+    labels: list[tuple[bool, Policy | None]] = [(False, None), (True, policies[0]), (True, policies[1]), (True, None)]
+    for n in range(240):
+        at = timezone.make_aware(datetime.combine(MONDAY, datetime.min.time())) + timedelta(
+            hours=int(rng.integers(0, 21 * 24))
+        )
+        item = ReviewItem.objects.create(source="gen", external_id=f"g{n}", received_at=at)
+        original = labels[rng.integers(0, 4)]
+        reviewed = labels[rng.integers(0, 4)] if rng.random() < 0.3 else original
+        wrong = reviewed != original
+        sample = QaSample.objects.create(
+            item=item, reason=SampleReason.MANUAL, inclusion_probability=float(rng.choice([1.0, 0.5, 0.2, 0.05])),
+            sampled_at=at, original_is_violation=original[0], original_policy=original[1],
+            original_vendor=vendor, original_queue=queues[rng.integers(0, 2)], original_decided_at=at,
+            state=SampleState.CLOSED, error_type="false_positive" if wrong else "",
+            severity=float(rng.integers(1, 5)) if wrong else 0.0, closed_at=at,
+        )  # fmt: skip
+        if rng.random() < 0.9:  # the rest went straight to adjudication (e.g. auto-actions)
+            QaReview.objects.create(sample=sample, reviewer=qa_person, is_violation=reviewed[0], policy=reviewed[1],
+                                    decided_at=at, agrees=not wrong)  # fmt: skip
+    for n in range(60):
+        at = timezone.make_aware(datetime.combine(MONDAY, datetime.min.time())) + timedelta(
+            hours=int(rng.integers(0, 21 * 24))
+        )
+        golden = GoldenItem.objects.create(text="g", queue=queues[n % 2], expected_is_violation=True,
+                                           expected_policy=policies[n % 3 % 2], created_by=qa_person)  # fmt: skip
+        item = ReviewItem.objects.create(source="golden", external_id=f"c{n}", received_at=at, is_golden=True)
+        GoldenInjection.objects.create(golden=golden, item=item, injected_at=at, vendor=vendor,
+                                       correct=bool(rng.random() < 0.8), scored_at=at)  # fmt: skip
+    return queues, policies
+
+
+def test_quality_measures_from_rollups_equal_slice_stats_over_raw_samples(vendor_a: Vendor) -> None:
+    queues, policies = _random_qa_world(vendor_a, np.random.default_rng(11))
+    assert rollups_refresh()  # the refresh finds the closed samples' and scored copies' days
+    for scope in ({}, {"queue_id": queues[0].pk}, {"policy_id": policies[1].pk}):
+        f = MetricFilter(start=MONDAY, end=MONDAY + timedelta(days=20), vendor_id=vendor_a.pk, **scope)
+        cards = vendor_scorecards(f)
+        assert len(cards) == 3
+        for card in cards:
+            start = timezone.make_aware(datetime.combine(card.week_start, datetime.min.time()))
+            stats = slice_stats(QaFilter(vendor_id=vendor_a.pk, start=start, end=start + timedelta(days=7), **scope),
+                                n_resamples=0)  # fmt: skip
+            m = card.measures
+            assert stats.quality is not None
+            assert stats.kappa is not None
+            assert stats.golden_accuracy is not None
+            assert m["quality_score"].value == pytest.approx(stats.quality.value)
+            assert m["agreement"].value == pytest.approx(stats.kappa.value)
+            assert m["golden_accuracy"].value == pytest.approx(stats.golden_accuracy.value)
+            error_rate = sum(e.value for e in stats.errors.values())
+            assert m["cost_per_correct_decision"].value == pytest.approx(0.35 / (1 - error_rate))

@@ -12,9 +12,11 @@ from django.utils import timezone
 
 from analytics import capacity, charts, panels
 from analytics.charts import UnsafeSvg, check_svg
-from analytics.filters import MetricFilter
+from analytics.filters import PRESET_DAYS, MetricFilter
 from analytics.panels import Panel
+from analytics.rollups import rollups_refresh
 from analytics.tables import Column, Kind, Table, csv_cell, items_url
+from analytics.tasks import capacity_forecasts_warm_task
 from ops_platform.core.models import ApiScope, User
 from ops_platform.core.services import api_client_create
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
@@ -349,6 +351,7 @@ def test_capacity_plan_matches_the_capacity_functions_on_a_hand_worked_case(
         _entering(appeals, day, 10, handle=timedelta(seconds=600), reviewer=reviewer)
     for n in range(30):  # today's backlog in the appeals queue
         _item(appeals, 1000 + n, text="waiting")
+    rollups_refresh()  # what the periodic task does: the plan reads volumes and handle times from the rollups
 
     response = signed_in(ops_manager).get(f"/api/v1/metrics/capacity_plan?start={today - timedelta(days=7)}")
     body = response.json()
@@ -398,6 +401,7 @@ def test_capacity_page_drills_to_the_items_that_entered_the_queue(ops_manager, r
     chat = Queue.objects.create(slug="chat", name="Live chat", sla=timedelta(minutes=30))
     yesterday = timezone.localdate() - timedelta(days=1)
     _entering(chat, yesterday, 3, handle=timedelta(seconds=60), reviewer=reviewer)
+    rollups_refresh()
     client = signed_in(ops_manager)
     page = client.get("/analytics/capacity/?period=7")
     html = page.content.decode()
@@ -426,3 +430,30 @@ def test_home_shows_the_headline_tiles_and_links_every_area(ops_manager, intake_
     for slug, _ in panels.areas_with_panels():
         assert f'href="/analytics/{slug}/"' in html
     assert "100.0%" in html  # SLA 7d: one decided, on time
+
+
+def test_capacity_forecasts_are_fitted_ahead_by_the_warm_task_and_read_from_the_cache(
+    ops_manager, reviewer, monkeypatch
+):
+    chat = Queue.objects.create(slug="chat", name="Live chat", sla=timedelta(minutes=30))
+    for back in range(1, 20):
+        _entering(chat, timezone.localdate() - timedelta(days=back), 5 + back % 7, handle=None, reviewer=reviewer)
+    rollups_refresh()
+    assert capacity_forecasts_warm_task() == len(PRESET_DAYS)  # one queue, every preset period
+
+    def no_fitting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the page fitted a forecast the warm task had fitted")
+
+    monkeypatch.setattr(capacity, "forecast_daily", no_fitting)
+    for days in PRESET_DAYS:
+        body = signed_in(ops_manager).get(f"/api/v1/metrics/capacity_plan?period={days}").json()
+        assert body["rows"][0]["forecast_mean"] is not None
+    # A new day of history is a new series: fitted afresh, never an old fit.
+    item = ReviewItem.objects.filter(queue=chat).first()
+    at = timezone.make_aware(datetime.combine(timezone.localdate() - timedelta(days=1), time(15)))
+    ItemEvent.objects.bulk_create(
+        ItemEvent(item=item, at=at, actor_label="r", event="escalated", queue=chat) for _ in range(40)
+    )
+    rollups_refresh()
+    with pytest.raises(AssertionError, match="warm task"):
+        signed_in(ops_manager).get("/api/v1/metrics/capacity_plan?period=7")

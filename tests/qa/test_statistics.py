@@ -4,6 +4,7 @@ package, and formulas worked by hand in the test, plus a seeded stratified-sampl
 from __future__ import annotations
 
 import math
+from collections import Counter
 from itertools import permutations
 
 import krippendorff
@@ -21,6 +22,7 @@ from qa.statistics import (
     cohen_kappa,
     error_rates_by_type,
     horvitz_thompson_total,
+    kappa_from_counts,
     krippendorff_alpha,
     percent_agreement,
     quality_score,
@@ -326,3 +328,14 @@ def test_no_resamples_gives_the_point_estimate_without_an_interval():
     assert estimate.value == pytest.approx(cohen_kappa_score(a, b))
     assert math.isnan(estimate.low)
     assert math.isnan(estimate.high)
+
+
+def test_kappa_from_counts_equals_kappa_on_the_labels() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.choice(["none", "spam", "hate"], 400).tolist()
+    b = [x if rng.random() < 0.7 else rng.choice(["none", "spam", "hate"]) for x in a]
+    counts = Counter(zip(a, b, strict=True))
+    assert kappa_from_counts(counts) == pytest.approx(cohen_kappa_score(a, b))
+    assert kappa_from_counts({("none", "none"): 7}) == 1.0  # one label throughout, as cohen_kappa
+    with pytest.raises(ApplicationError):
+        kappa_from_counts({})
