@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
+from django.urls import reverse
+
 from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
 from analytics.selectors import classifiers as clf
@@ -199,7 +201,7 @@ def alerts_table(f: MetricFilter) -> Table:
     for alert in alerts_recent(f):
         top = (alert.causes or [{}])[0] if isinstance(alert.causes, list) else {}
         rows.append({
-            "opened_at": alert.opened_at, "rule": alert.rule.name, "metric": alert.get_metric_display(),
+            "id": alert.pk, "opened_at": alert.opened_at, "rule": alert.rule.name, "metric": alert.get_metric_display(),
             "state": alert.state, "value": alert.value, "baseline": alert.baseline, "volume": alert.volume,
             "top_cause": str(top.get("slice") or top.get("value") or ""),
         })  # fmt: skip
@@ -212,5 +214,10 @@ def alerts_table(f: MetricFilter) -> Table:
         title="Alerts opened in the period",
         columns=columns,
         rows=rows,
-        notes=["Causes are the slices that explain most of the change (see the alert's detail in the API)."],
+        drill=lambda row: reverse("analytics-alert", args=[row["id"]]),
+        row_link_label="details",
+        notes=[
+            "Causes are the slices that explain most of the change; an alert's page lists them and is where it is "
+            "acknowledged or resolved. Alert rules are under Alert rules."
+        ],
     )

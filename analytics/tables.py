@@ -50,6 +50,7 @@ class Table:
     rows: list[Row]
     drill: Callable[[Row], str | None] | None = None
     notes: list[str] = field(default_factory=list)
+    row_link_label: str = "items"  # the text of a row's link when no column drills
 
     @property
     def keys(self) -> list[str]:

@@ -1,0 +1,136 @@
+"""Alert pages: one alert with its causes, where people acknowledge or resolve it; the rules, where ops managers
+and admins create and change them (through ``analytics.alerts``' audited services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from analytics import alerts, panels
+from analytics.forms import AlertResolveForm, AlertRuleForm
+from analytics.models import Alert, AlertRule
+from analytics.tables import display
+from ops_platform.core.errors import ApplicationError
+
+# Figures a cause may carry (rate causes, vendor throughput causes), in the order the page shows them.
+CAUSE_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("window_rate", "Rate in window", "percent"),
+    ("baseline_rate", "Rate in baseline", "percent"),
+    ("window_volume", "Volume in window", "int"),
+    ("window_share", "Share of window", "percent"),
+    ("share_of_change", "Share of the change", "percent"),
+    ("throughput_per_hour", "Decided per hour now", "float"),
+    ("usual_per_hour", "Usually per hour", "float"),
+)
+
+
+def _viewer(view: Any) -> Any:
+    return login_required(permission_required("core.view_analytics", raise_exception=True)(view))
+
+
+def _context(**extra: Any) -> dict[str, Any]:
+    return {"areas": panels.areas_with_panels(), "area": "alerts", **extra}
+
+
+def _causes(alert: Alert) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    """The figure columns any cause has, and per cause its slice and those figures as display text."""
+    causes = [c for c in alert.causes if isinstance(c, dict)] if isinstance(alert.causes, list) else []
+    shown = [f for f in CAUSE_FIGURES if any(c.get(f[0]) is not None for c in causes)]
+    rows = [
+        {
+            "slice": " · ".join(f"{k} = {v}" for k, v in (c.get("slice") or {}).items()) or str(c.get("value", "")),
+            "figures": [display(c.get(key), kind) for key, _, kind in shown],
+        }
+        for c in causes
+    ]
+    return shown, rows
+
+
+@_viewer
+@require_GET
+def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(Alert.objects.select_related("rule", "rule__queue", "acknowledged_by", "resolved_by"),
+                              pk=pk)  # fmt: skip
+    columns, causes = _causes(alert)
+    return render(
+        request,
+        "analytics/alert.html",
+        _context(alert=alert, cause_columns=columns, causes=causes, resolve_form=AlertResolveForm(),
+                 may_edit_rules=alerts.alert_rules_may_edit(request.user)),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@_viewer
+@require_POST
+def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=pk)
+    try:
+        alerts.alert_acknowledge(alert=alert, actor=request.user)  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Acknowledged: the alert stays until its condition clears or someone resolves it.")
+    return redirect("analytics-alert", pk=alert.pk)
+
+
+@_viewer
+@require_POST
+def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=pk)
+    form = AlertResolveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The reason is at most 500 characters.")
+        return redirect("analytics-alert", pk=alert.pk)
+    try:
+        alerts.alert_resolve(alert=alert, actor=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Resolved. If the condition still holds, the next evaluation opens a new alert.")
+    return redirect("analytics-alert", pk=alert.pk)
+
+
+@_viewer
+@require_GET
+def alert_rules(request: HttpRequest) -> HttpResponse:
+    rules = AlertRule.objects.select_related("queue").annotate(
+        unresolved=Count("alerts", filter=Q(alerts__state__in=alerts.OPEN_STATES)), total=Count("alerts")
+    )
+    return render(
+        request,
+        "analytics/alert_rules.html",
+        _context(rules=rules, may_edit=alerts.alert_rules_may_edit(request.user)),  # type: ignore[arg-type]
+    )
+
+
+@_viewer
+@require_http_methods(["GET", "POST"])
+def alert_rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    if not alerts.alert_rules_may_edit(request.user):  # type: ignore[arg-type]
+        raise PermissionDenied("Only ops managers and admins change alert rules.")
+    rule = get_object_or_404(AlertRule, pk=pk) if pk else None
+    form = AlertRuleForm(request.POST or None, initial=AlertRuleForm.initial_of(rule) if rule else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = alerts.alert_rule_save(
+                actor=request.user,  # type: ignore[arg-type]
+                rule=rule,
+                reason=form.cleaned_data["reason"],
+                **form.rule_fields(),
+            )
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        except ValidationError as exc:  # the model's own checks (full_clean)
+            for message in exc.messages:
+                form.add_error(None, message)
+        else:
+            messages.success(request, f"Alert rule “{saved.name}” saved; it applies from the next evaluation.")
+            return redirect("analytics-alert-rules")
+    return render(request, "analytics/alert_rule_form.html", _context(form=form, rule=rule))
