@@ -11,6 +11,7 @@ from playwright.sync_api import ConsoleMessage, Page
 
 from analytics import panels
 from analytics.classifier_rollups import classifier_rollups_refresh
+from analytics.models import Alert, AlertMetric, AlertRule
 from analytics.rollups import backlog_snapshot_take, rollups_refresh
 from ops_platform.core.models import Policy, User
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
@@ -147,3 +148,41 @@ def test_every_dashboard_page_renders_its_charts(page: Page, live_server, ops_ma
 def _shot(name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}.png"
+
+
+def test_an_ops_manager_reads_an_alert_acknowledges_and_resolves_it(page: Page, live_server, ops_manager):
+    rule = AlertRule.objects.create(name="False positives", metric=AlertMetric.FALSE_POSITIVE_RATE)
+    now = timezone.now()
+    cause = {"slice": {"surface": HOSTILE_QUEUE, "vendor": "vendor-a"}, "window_rate": 0.4, "baseline_rate": 0.02,
+             "window_volume": 20, "share_of_change": 0.8}  # fmt: skip
+    alert = Alert.objects.create(
+        rule=rule, metric=rule.metric, opened_at=now, evaluated_at=now, window_start=now - timedelta(days=1),
+        window_end=now, value=0.08, baseline=0.02, peak_value=0.08, volume=300, causes=[cause],
+    )  # fmt: skip
+    outside = off_machine_requests(page, live_server.url)
+    errors = _watch_errors(page)
+    sign_in(page, live_server.url, "olga")
+
+    page.goto(f"{live_server.url}/analytics/alerts/?period=7")
+    page.get_by_role("link", name="details").first.click()
+    page.wait_for_url(f"**/analytics/alert/{alert.pk}/")
+    assert page.get_by_test_id("causes").get_by_text(HOSTILE_QUEUE, exact=False).count() == 1  # text, not markup
+    page.get_by_test_id("acknowledge").click()
+    assert page.get_by_test_id("alert-state").inner_text() == "Acknowledged"
+    page.get_by_test_id("resolve-form").locator("input[name=reason]").fill("vendor A retrained its team")
+    page.get_by_test_id("resolve").click()
+    assert page.get_by_test_id("alert-state").inner_text() == "Resolved"
+    page.screenshot(path=str(_shot("alert-resolved")), full_page=True)
+    alert.refresh_from_db()
+    assert alert.state == "resolved"
+
+    page.goto(f"{live_server.url}/analytics/alert-rules/")
+    page.get_by_role("link", name="False positives").click()
+    page.locator("#id_relative_threshold").fill("0.8")
+    page.locator("#id_reason").fill("too noisy at night")
+    page.get_by_role("button", name="Save rule").click()
+    page.wait_for_url("**/analytics/alert-rules/")
+    rule.refresh_from_db()
+    assert rule.relative_threshold == 0.8
+    assert errors == []
+    assert outside == []
