@@ -316,8 +316,8 @@ def classifier_rollups_refresh(*, now: datetime | None = None) -> list[date]:
 
     Idempotent: a second run with nothing new recomputes nothing, and recomputing a week twice writes
     the same rows. Rows are found by id, so back-dated decisions are seen; a row whose transaction
-    commits after a later id was read is not (a nightly ``classifier_rollups_rebuild`` of the last
-    weeks covers that).
+    commits after a later id was read is not (``analytics.tasks.rollups_nightly_task`` rebuilds the last
+    weeks every night for that).
     """
     now = now or timezone.now()
     with transaction.atomic():

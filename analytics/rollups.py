@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.db import transaction
 from django.db.models import (
     Count,
@@ -557,3 +558,10 @@ def backlog_snapshot_take(*, now: datetime | None = None) -> int:
         ]
     OpsBacklogSnapshot.objects.bulk_create(rows)
     return len(rows)
+
+
+def backlog_snapshots_purge(*, now: datetime | None = None) -> int:
+    """Delete backlog snapshots older than ``ANALYTICS_BACKLOG_RETENTION``; returns the rows deleted."""
+    now = now or timezone.now()
+    deleted, _ = OpsBacklogSnapshot.objects.filter(taken_at__lt=now - settings.ANALYTICS_BACKLOG_RETENTION).delete()
+    return deleted

@@ -1,8 +1,11 @@
 """Analytics periodic tasks: thin wrappers over the rollup upkeep (routed to the ``analytics`` queue)."""
 
 import dataclasses
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
 from analytics import alerts, classifier_rollups, rollups
 from analytics.selectors.capacity import capacity_forecasts_warm
@@ -36,3 +39,16 @@ def alerts_evaluate_task() -> dict[str, list[int]]:
 def capacity_forecasts_warm_task() -> int:
     """Every 30 minutes: fit the capacity forecasts of the preset periods ahead of the page (cached by history)."""
     return capacity_forecasts_warm()
+
+
+@shared_task
+def rollups_nightly_task() -> dict[str, int]:
+    """Nightly: recompute the last days of operations rollups and the last weeks of classifier rollups from raw
+    rows (rows whose transactions committed after a cursor read past them land there), and purge old backlog
+    snapshots. Returns what it did."""
+    today = timezone.localdate()
+    days = rollups.rollups_rebuild(today - timedelta(days=settings.ANALYTICS_NIGHTLY_REBUILD_DAYS), today)
+    weeks = classifier_rollups.classifier_rollups_rebuild(
+        today - timedelta(weeks=settings.ANALYTICS_NIGHTLY_REBUILD_WEEKS), today
+    )
+    return {"days": days, "weeks": len(weeks), "snapshots_purged": rollups.backlog_snapshots_purge()}

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -251,6 +252,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.capacity_forecasts_warm_task",
         "schedule": timedelta(minutes=30),
     },
+    "analytics-nightly-rebuild": {
+        "task": "analytics.tasks.rollups_nightly_task",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
 
 # Triage: items still un-triaged this long after intake (or the last re-send) are sent again.
@@ -334,6 +339,15 @@ SCORING_THRESHOLDS = {category: 0.5 for category in OPENAI_MODERATION_CATEGORY_M
 # conditions; set these to the operating points the rules use. Categories not listed use "default".
 # Rollups bucket scores to hundredths, so a threshold is applied at the bucket edge at or above it.
 ANALYTICS_CLASSIFIER_THRESHOLDS: dict[str, float] = {"default": 0.5}
+
+# --- Analytics: upkeep (analytics/tasks.py) -------------------------------------------------------------
+# Nightly, the rollups of the last days (operations) and weeks (classifiers) are recomputed from raw rows, which
+# catches rows whose transactions committed after the incremental cursors had read past them.
+ANALYTICS_NIGHTLY_REBUILD_DAYS = env.int("ANALYTICS_NIGHTLY_REBUILD_DAYS", default=3)
+ANALYTICS_NIGHTLY_REBUILD_WEEKS = env.int("ANALYTICS_NIGHTLY_REBUILD_WEEKS", default=2)
+# Backlog snapshots (one row per queue and age bucket every 15 minutes) older than this are deleted nightly;
+# the dashboards' longest period is 366 days.
+ANALYTICS_BACKLOG_RETENTION = timedelta(days=env.int("ANALYTICS_BACKLOG_RETENTION_DAYS", default=400))
 
 # --- Analytics: capacity planning assumptions (analytics/selectors/capacity.py) -------------------
 # Share of rostered time lost to leave, training and meetings; share of floor time spent handling items.

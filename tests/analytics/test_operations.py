@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from analytics.filters import MetricFilter
@@ -20,6 +21,7 @@ from analytics.models import (
     OpsDecisionDaily,
     OpsIntakeDaily,
     OpsReviewerDaily,
+    RollupCursor,
 )
 from analytics.rollups import (
     PERCENTILE_TOLERANCE,
@@ -41,9 +43,9 @@ from analytics.selectors.operations import (
     reviewer_productivity,
     sla_attainment,
 )
-from analytics.tasks import backlog_snapshot_task, rollups_refresh_task
-from ops_platform.core.models import Vendor
-from queues.models import Decision
+from analytics.tasks import backlog_snapshot_task, rollups_nightly_task, rollups_refresh_task
+from ops_platform.core.models import User, Vendor
+from queues.models import Decision, ItemState, Queue, ReviewItem
 from queues.wellness import BREAK_GAP
 from tests.analytics.opsworld import World, items_add, local_day, world_create
 
@@ -301,3 +303,32 @@ def test_tasks_refresh_rollups_and_take_a_snapshot(world: World) -> None:
     assert OpsDecisionDaily.objects.exists()
     assert backlog_snapshot_task() > 0
     assert OpsBacklogSnapshot.objects.exists()
+
+
+def test_the_nightly_task_catches_rows_committed_behind_the_cursor_and_purges_old_snapshots(
+    intake_queue: Queue, reviewer: User, settings: Any
+) -> None:
+    rollups_refresh()
+    now = timezone.now()
+    item = ReviewItem.objects.create(source="late", external_id="1", received_at=now - timedelta(minutes=5),
+                                     queue=intake_queue, state=ItemState.DECIDED, decided_at=now)  # fmt: skip
+    Decision.objects.create(item=item, reviewer=reviewer, queue=intake_queue, is_violation=False, decided_at=now)
+    # A transaction that committed after the refresh had read past its ids (beyond the overlap): unseen.
+    RollupCursor.objects.filter(name="operations").update(
+        last_decision_id=F("last_decision_id") + 10**6, last_event_id=10**9, last_item_id=10**9
+    )
+    rollups_refresh()
+    assert not OpsDecisionDaily.objects.filter(queue=intake_queue).exists()
+    old = OpsBacklogSnapshot.objects.create(
+        taken_at=now - settings.ANALYTICS_BACKLOG_RETENTION - timedelta(hours=1), queue=intake_queue,
+        age_bucket="lt1h", count=3,
+    )  # fmt: skip
+    recent = OpsBacklogSnapshot.objects.create(taken_at=now - timedelta(days=2), queue=intake_queue,
+                                               age_bucket="lt1h", count=3)  # fmt: skip
+
+    done = rollups_nightly_task()
+
+    assert done["snapshots_purged"] == 1
+    assert OpsDecisionDaily.objects.filter(queue=intake_queue).aggregate(n=Sum("decided"))["n"] == 1
+    assert not OpsBacklogSnapshot.objects.filter(pk=old.pk).exists()
+    assert OpsBacklogSnapshot.objects.filter(pk=recent.pk).exists()
