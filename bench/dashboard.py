@@ -1095,7 +1095,6 @@ def rollups_build(now: datetime) -> dict[str, tuple[float, int]]:
     from analytics import models as m
     from analytics.classifier_rollups import classifier_rollups_rebuild
     from analytics.rollups import backlog_snapshot_take, rollups_rebuild
-    from analytics.selectors.capacity import capacity_forecasts_warm
 
     start, end = (now - timedelta(days=DAYS + 1)).date(), now.date()
     out = {}
@@ -1113,11 +1112,35 @@ def rollups_build(now: datetime) -> dict[str, tuple[float, int]]:
     t0 = time.perf_counter()
     n = backlog_snapshot_take(now=now)
     out["backlog snapshot"] = (time.perf_counter() - t0, n)
+    return out | capacity_warm()
+
+
+def capacity_warm() -> dict[str, tuple[float, int]]:
+    """What the 30-minute task does: fit every preset period's capacity forecasts into the cache."""
+    from analytics.selectors.capacity import capacity_forecasts_warm
+
     t0 = time.perf_counter()
-    plans = capacity_forecasts_warm()  # what the 30-minute task does: every preset period's forecasts, cached
-    out["capacity forecasts (the warm task)"] = (time.perf_counter() - t0, plans)
+    plans = capacity_forecasts_warm()
     print(f"  capacity forecasts: {time.perf_counter() - t0:,.1f} s for {plans} queue plans", flush=True)
-    return out
+    return {"capacity forecasts (the warm task)": (time.perf_counter() - t0, plans)}
+
+
+def reused(conninfo: str) -> tuple[Seeded, datetime]:
+    """What an earlier run seeded, counted from the database, and the time it seeded at (its backlog snapshot)."""
+    from analytics.models import OpsBacklogSnapshot
+
+    seeded = Seeded()
+    with psycopg.connect(conninfo) as conn:
+        for table in TABLES:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            seeded.rows[table] = row[0] if row else 0
+        row = conn.execute(
+            "SELECT count(*) FROM queues_reviewitem WHERE state = 'decided' AND appeal_of_id IS NULL"
+        ).fetchone()
+        seeded.decisions = row[0] if row else 0
+    taken = OpsBacklogSnapshot.objects.order_by("-taken_at").values_list("taken_at", flat=True).first()
+    assert taken is not None
+    return seeded, taken
 
 
 def report(args: argparse.Namespace, conninfo: str, seeded: Seeded, built: dict[str, tuple[float, int]],
@@ -1134,11 +1157,15 @@ def report(args: argparse.Namespace, conninfo: str, seeded: Seeded, built: dict[
                   f"{rows['routing_classifierscore']:,} scores, {rows['qa_qasample']:,} closed QA samples with "
                   f"re-review and ground truth; 6 queues, 7 policies, 2 vendors + in-house, "
                   f"{3 * REVIEWERS_PER_TEAM} reviewers")  # fmt: skip
-    r.add("**seeding (the reference rate)**",
-          f"COPY {all_rows:,} rows ({seeded.bytes / 1e9:,.2f} GB of COPY text) in {seeded.seconds:,.1f} s: "
-          f"**{all_rows / seeded.seconds:,.0f} rows/s**, {seeded.decisions / seeded.seconds:,.0f} decided items/s "
-          f"(row generation on a thread alongside: {seeded.generate_seconds:,.1f} s); then secondary indexes "
-          f"{seeded.index_seconds:,.1f} s, VACUUM ANALYZE {seeded.analyze_seconds:,.1f} s")  # fmt: skip
+    if args.reuse:
+        r.add("**seeding (the reference rate)**", "reused a database an earlier run seeded and built (that run's "
+                                                  "log has its seeding and rollup-build figures)")  # fmt: skip
+    else:
+        r.add("**seeding (the reference rate)**",
+              f"COPY {all_rows:,} rows ({seeded.bytes / 1e9:,.2f} GB of COPY text) in {seeded.seconds:,.1f} s: "
+              f"**{all_rows / seeded.seconds:,.0f} rows/s**, {seeded.decisions / seeded.seconds:,.0f} decided "
+              f"items/s (row generation on a thread alongside: {seeded.generate_seconds:,.1f} s); then secondary "
+              f"indexes {seeded.index_seconds:,.1f} s, VACUUM ANALYZE {seeded.analyze_seconds:,.1f} s")  # fmt: skip
     for kind, (seconds, n) in built.items():
         if kind.startswith("backlog"):
             r.add(f"rollup build: {kind}", f"{seconds * 1000:,.0f} ms, {n} rows")
@@ -1176,38 +1203,55 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_dashboard")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the panels on a database an earlier run seeded and built (kept with --keep, or "
+                             "left by a run stopped after its build): no seeding, no rollup build; the database is "
+                             "kept")  # fmt: skip
     args = parser.parse_args()
+    if args.reuse:
+        args.keep = True
     naive_periods = tuple(int(p) for p in args.naive_periods.split(",") if p)
     conninfo = make_conninfo(args.database_url)
     dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
     if not dbname or dbname == "postgres":
         raise SystemExit("--database-url must name a scratch database: it is dropped and recreated")
     admin = make_conninfo(conninfo, dbname="postgres")
-    print(f"recreating database {dbname} and migrating …", flush=True)
-    database_recreate(admin, dbname)
+    if not args.reuse:
+        print(f"recreating database {dbname} and migrating …", flush=True)
+        database_recreate(admin, dbname)
     try:
         env = app_env(args.database_url)
-        manage(env, "migrate", "--noinput")
+        if not args.reuse:
+            manage(env, "migrate", "--noinput")
         django_setup(env)
         from django.db import connection
 
-        from analytics.models import OpsDecisionDaily
+        from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily
 
         OpsDecisionDaily.objects.exists()  # the tables are there
-        world = world_create()
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        print(f"seeding {args.decisions:,} decided items by COPY …", flush=True)
-        seeded = seed(conninfo, world, args.decisions, now)
-        print(f"seeded in {seeded.seconds:,.1f} s; indexes {seeded.index_seconds:,.1f} s, "
-              f"VACUUM ANALYZE {seeded.analyze_seconds:,.1f} s", flush=True)  # fmt: skip
+        if args.reuse:
+            seeded, now = reused(conninfo)
+            print(f"reusing {dbname}: {seeded.decisions:,} decided items, seeded at {now:%Y-%m-%d %H:%M} UTC",
+                  flush=True)  # fmt: skip
+        else:
+            world = world_create()
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            print(f"seeding {args.decisions:,} decided items by COPY …", flush=True)
+            seeded = seed(conninfo, world, args.decisions, now)
+            print(f"seeded in {seeded.seconds:,.1f} s; indexes {seeded.index_seconds:,.1f} s, "
+                  f"VACUUM ANALYZE {seeded.analyze_seconds:,.1f} s", flush=True)  # fmt: skip
         with connection.cursor() as cur:
             cur.execute(f"SET work_mem = '{WORK_MEM}'")
             cur.execute("SELECT count(*) FROM queues_decision")
             raw_decisions = cur.fetchone()[0]  # type: ignore[index]
-        print("building the rollups …", flush=True)
-        built = rollups_build(now)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE)")  # the rollup tables, as autovacuum would
+        if args.reuse:
+            assert OpsBacklogSnapshot.objects.exists(), "the reused database has no rollups: run without --reuse"
+            built = capacity_warm()
+        else:
+            print("building the rollups …", flush=True)
+            built = rollups_build(now)
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute("VACUUM (ANALYZE)")  # the rollup tables, as autovacuum would
         print("timing the panels …", flush=True)
         measured = measure(now.date(), now, args.repeat, naive_periods)
         text, ok = report(args, conninfo, seeded, built, measured, raw_decisions)
