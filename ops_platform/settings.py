@@ -198,10 +198,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# How often the sweepers look for un-triaged items and overdue webhook events (the fault drills shorten it).
+TRIAGE_SWEEP_EVERY = timedelta(seconds=env.int("TRIAGE_SWEEP_EVERY_SECONDS", default=60))
+WEBHOOK_SWEEP_EVERY = timedelta(seconds=env.int("WEBHOOK_SWEEP_EVERY_SECONDS", default=60))
 CELERY_BEAT_SCHEDULE = {
     "sweep-untriaged-items": {
         "task": "routing.tasks.items_sweep_untriaged_task",
-        "schedule": timedelta(seconds=60),
+        "schedule": TRIAGE_SWEEP_EVERY,
     },
     "purge-idempotency-records": {
         "task": "routing.tasks.idempotency_records_purge_task",
@@ -229,7 +232,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-webhook-events": {
         "task": "ops_platform.core.tasks.webhook_events_sweep_task",
-        "schedule": timedelta(seconds=60),
+        "schedule": WEBHOOK_SWEEP_EVERY,
     },
     "analytics-refresh-rollups": {
         "task": "analytics.tasks.rollups_refresh_task",
