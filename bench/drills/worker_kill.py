@@ -92,8 +92,8 @@ def run(
     )
     try:
         drill.log("migrating the scratch database, training the local model …")
-        conninfo = database_prepare(env)
-        world = world_create(env, model=True)
+        conninfo = database_prepare(env, model=True)
+        world = world_create(env)
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         beat = Beat(env, RESULTS / f"drill-{NAME}-beat.log")
         pool = [Worker(env, RESULTS / f"drill-{NAME}-worker-{i}.log", name=f"drill-kill-{i}") for i in range(workers)]
