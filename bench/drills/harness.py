@@ -36,12 +36,18 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.benchlib import PYTHON, Report, database_drop, database_recreate, manage  # noqa: E402
+from bench.benchlib import PYTHON, Report, database_drop, database_recreate, manage
 
 RESULTS = ROOT / "bench" / "results"
 DATASET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
 # The PostgreSQL the scratch databases live on (a drill that restarts PostgreSQL runs its own cluster instead).
-ADMIN_URL = os.environ.get("DRILL_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+# DRILL_POSTGRES_URL, else the server of DATABASE_URL when it is PostgreSQL (CI's), else the local service.
+_database_url = os.environ.get("DATABASE_URL", "")
+ADMIN_URL = os.environ.get("DRILL_POSTGRES_URL") or (
+    _database_url.rsplit("/", 1)[0] + "/postgres"
+    if _database_url.startswith(("postgres://", "postgresql://"))
+    else "postgres://postgres@127.0.0.1:5432/postgres"
+)
 DATABASE_PREFIX = os.environ.get("DRILL_DATABASE_PREFIX", "ops_drill_")
 PG_BIN = Path(os.environ.get("DRILL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SOURCE = "drill"
@@ -251,7 +257,7 @@ def app_env(database_url: str, broker_url: str, *, cache_url: str = "locmem://",
         DJANGO_SETTINGS_MODULE="ops_platform.settings",
         OPS_DEMO="0",
         DEBUG="0",
-        SECRET_KEY="drill-only-secret-key",  # a throwaway database
+        SECRET_KEY="drill-only-secret-key",  # noqa: S106 - a throwaway database
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=broker_url,
         CACHE_URL=cache_url,
@@ -305,7 +311,9 @@ def database_prepare(env: dict[str, str], *, model: bool = False) -> str:
             ).fetchall()
             for (name,) in stale:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(template)))
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(template))
+            )
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(dbname), sql.Identifier(template)))
@@ -517,7 +525,8 @@ class Poster:
     """Posts batches of new items to ``/api/v1/items`` at a steady pace in a thread until stopped."""
 
     def __init__(self, base: str, key: str, *, batch: int, per_second: float, run: str, limit: int | None = None):
-        self.base, self.key, self.batch, self.per_second, self.run, self.limit = base, key, batch, per_second, run, limit
+        self.base, self.key, self.run = base, key, run
+        self.batch, self.per_second, self.limit = batch, per_second, limit
         self.posts: list[Post] = []
         self.sent = 0
         self._stop = threading.Event()
@@ -555,8 +564,9 @@ def post_items(http: httpx.Client, base: str, items: list[dict[str, Any]]) -> Po
         response = http.post(f"{base}/api/v1/items", json=items)
     except httpx.HTTPError as exc:
         return Post(started, 0, time.monotonic() - started, len(items), body=type(exc).__name__)
-    return Post(started, response.status_code, time.monotonic() - started, len(items),
-                response.headers.get("Retry-After"), response.text[:300] if response.status_code >= 300 else "")  # fmt: skip
+    body = response.text[:300] if response.status_code >= 300 else ""
+    seconds = time.monotonic() - started
+    return Post(started, response.status_code, seconds, len(items), response.headers.get("Retry-After"), body)
 
 
 # --- what the database says ---------------------------------------------------------------------------
@@ -602,7 +612,7 @@ def triage_read(conninfo: str, source: str = SOURCE) -> Triage:
             return int(row[0] or 0) if row else 0
 
         items = "SELECT id FROM queues_reviewitem WHERE source = %(source)s"
-        by_state = dict(
+        by_state: dict[str, int] = dict(
             conn.execute(
                 "SELECT state, count(*) FROM queues_reviewitem WHERE source = %(source)s GROUP BY state ORDER BY 1",
                 {"source": source},
@@ -611,7 +621,7 @@ def triage_read(conninfo: str, source: str = SOURCE) -> Triage:
         decisions = f"SELECT item_id, count(*) AS n FROM routing_routingdecision WHERE NOT shadow AND item_id IN ({items}) GROUP BY item_id"  # noqa: E501
         events = f"SELECT item_id, count(*) AS n FROM queues_itemevent WHERE event IN ('queued', 'auto_actioned') AND from_state = 'received' AND item_id IN ({items}) GROUP BY item_id"  # noqa: E501
         scores = f"SELECT item_id, backend, model_version, prompt_version, count(*) AS n FROM routing_classifierscore WHERE item_id IN ({items}) GROUP BY 1, 2, 3, 4"  # noqa: E501
-        backends = dict(
+        backends: dict[str, int] = dict(
             conn.execute(
                 f"SELECT backend, count(DISTINCT item_id) FROM routing_classifierscore WHERE item_id IN ({items}) GROUP BY 1 ORDER BY 1",  # noqa: E501
                 {"source": source},
@@ -630,7 +640,10 @@ def triage_read(conninfo: str, source: str = SOURCE) -> Triage:
             items_triage_events=one(f"SELECT count(*) FROM ({events}) e"),
             duplicate_scores=one(f"SELECT count(*) FROM ({scores}) s WHERE n > 1"),
             items_by_backend={str(k): int(v) for k, v in backends.items()},
-            resent_by_sweeper=one(f"SELECT count(*) FROM queues_reviewitem WHERE id IN ({items}) AND triage_requested_at IS NOT NULL"),  # noqa: E501
+            resent_by_sweeper=one(
+                f"SELECT count(*) FROM ({items}) i JOIN queues_reviewitem r ON r.id = i.id "
+                "WHERE r.triage_requested_at IS NOT NULL"
+            ),
             dead_letters=one("SELECT count(*) FROM routing_deadletter"),
         )
 

@@ -89,8 +89,8 @@ class Prober:
         ):
             while not self._stop.is_set():
                 self._n += 1
-                self._call(http, "POST /api/v1/items", "POST", "/api/v1/items", headers=auth,
-                           json=[{"external_id": f"pg-{self._n}", "text": "probe during a database restart"}])  # fmt: skip
+                body = [{"external_id": f"pg-{self._n}", "text": "probe during a database restart"}]
+                self._call(http, "POST /api/v1/items", "POST", "/api/v1/items", headers=auth, json=body)
                 self._call(http, "GET /api/v1/items/<id>", "GET", f"/api/v1/items/{self.item_id}", headers=auth)
                 self._call(browser, "GET / (signed-in page)", "GET", "/")
                 self._call(http, "GET /healthz", "GET", "/healthz")
@@ -185,7 +185,8 @@ def run(*, down: float = 20.0, quick: bool = False, keep: bool = False, write: b
         for name in names:
             ok = [p.ended - up_at for p in after if p.name == name and 200 <= p.status < 300]
             drill.figure(f"back up to first 2xx: {name}", f"{min(ok):.2f} s" if ok else "never")
-        drill.figure("answers other than 2xx/503 (500s, no answer)", len(fives) + sum(1 for p in probes if not p.status))
+        unanswered = sum(1 for p in probes if not p.status)
+        drill.figure("answers other than 2xx/503 (500s, no answer)", len(fives) + unanswered)
         drill.figure("gunicorn master and workers", "same processes" if pids_before == pids_after else "restarted")
 
         drill.check("requests were made while the database was down", len(during) >= len(names))

@@ -121,7 +121,8 @@ def run(
         drill.figure("items accepted during the outage", sum(p.items for p in phases["during"] if p.status == 201))
         drill.figure("items posted in all", sum(p.items for p in poster.posts))
         drill.figure("Redis back to every item triaged", f"{recovery:.1f} s" if finished else "not within the wait")
-        drill.figure("worker, beat and gunicorn", "same processes throughout" if same and alive else "restarted or died")
+        kept = "same processes throughout" if same and alive else "restarted or died"
+        drill.figure("worker, beat and gunicorn", kept)
         drill.figure("run length", f"{time.monotonic() - t0:.0f} s")
         triage_figures(drill, triage)
 

@@ -223,15 +223,16 @@ def run(
         drill.figure("events given up", sum(1 for _, g, _ in final.values() if g))
         drill.figure("delivery attempts in all", total_attempts)
         drill.figure("failed attempts (of which connection refused)", f"{failed_attempts} ({refused})")
-        drill.figure("attempts per event, median / max",
-                     f"{attempts_used[len(attempts_used) // 2]} / {attempts_used[-1]}" if attempts_used else "none")  # fmt: skip
+        spread = f"{attempts_used[len(attempts_used) // 2]} / {attempts_used[-1]}" if attempts_used else "none"
+        drill.figure("attempts per event, median / max", spread)
         drill.figure("requests the receiver got", len(receipts))
         drill.figure("distinct event ids received", len(counts))
         drill.figure("duplicate deliveries (same event id again)", sum(n - 1 for n in counts.values()))
         drill.figure("invalid signatures", sum(1 for r in receipts if not r.signature_valid))
         drill.figure("receiver back to every event delivered", f"{recovery:.1f} s" if delivered_all else "not all")
 
-        drill.check("every event was delivered, none given up", delivered_all and not any(g for _, g, _ in final.values()))
+        gave_up = any(g for _, g, _ in final.values())
+        drill.check("every event was delivered, none given up", delivered_all and not gave_up)
         drill.check("the receiver got every event at least once", set(final) <= set(counts))
         drill.check("attempts failed during the outage", failed_attempts > 0)
         drill.check("every signature was valid", bool(receipts) and all(r.signature_valid for r in receipts))

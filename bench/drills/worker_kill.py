@@ -107,7 +107,8 @@ def run(
             for k in range(kills):
                 victim = pool[k % len(pool)]
                 time.sleep(rng.uniform(0.5, 2.5))
-                busy = poll_until(lambda v=victim: in_flight(v, offsets[id(v)]), timeout=10, interval=0.02)
+                since = offsets[id(victim)]
+                busy = poll_until(lambda: in_flight(victim, since), timeout=10, interval=0.02)  # noqa: B023
                 victim.kill()
                 started = time.monotonic()
                 victim.start()
@@ -125,9 +126,9 @@ def run(
         triage = triage_read(conninfo)
 
         statuses = poster.statuses()
-        drill.figure("items posted (HTTP, batches of %d)" % batch, sum(p.items for p in poster.posts))
+        drill.figure(f"items posted (HTTP, batches of {batch})", sum(p.items for p in poster.posts))
         drill.figure("intake answers", {str(k): v for k, v in sorted(statuses.items())})
-        drill.figure("workers", f"{workers} × `celery worker --pool solo` (prefetch 1, acks_late)")
+        drill.figure("workers", f"{workers} x `celery worker --pool solo` (prefetch 1, acks_late)")
         drill.figure("SIGKILLs", len(kill_log))
         drill.figure("SIGKILLs that hit a task in flight", sum(1 for k in kill_log if k["mid_task"]))
         drill.figure("worker restart to ready, median", f"{sorted(restart_seconds)[len(restart_seconds) // 2]:.1f} s")

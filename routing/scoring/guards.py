@@ -8,6 +8,7 @@ stop scoring (bench/drills/redis_outage.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import datetime
@@ -46,7 +47,7 @@ class CircuitBreaker:
 
     def _open_until_get(self) -> float | None:
         try:
-            return cache.get(self._open_until)  # type: ignore[no-any-return]
+            return cache.get(self._open_until)
         except CACHE_DOWN as exc:
             logger.warning("circuit breaker for %s: cache unreachable (%s), treated as closed", self.backend,
                            type(exc).__name__)  # fmt: skip
@@ -71,10 +72,8 @@ class CircuitBreaker:
             return True
 
     def success(self) -> None:
-        try:
+        with contextlib.suppress(*CACHE_DOWN):
             cache.delete_many([self._failures, self._open_until, self._trial])
-        except CACHE_DOWN:
-            pass
 
     def failure(self) -> bool:
         """Count a failure; returns True when this failure opened the circuit."""
