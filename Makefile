@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/drills/all.py
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts .mypy_cache .ruff_cache .pytest_cache

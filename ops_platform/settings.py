@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost after security headers: turns an unreachable database into a 503 for every view below it.
+    "ops_platform.core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -102,7 +104,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = env.str("CACHE_URL", default="locmem://")
 if _cache_url.startswith(("redis://", "rediss://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+    # Short socket timeouts: a Redis that hangs must not hold requests (the rate limit fails open without it).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -199,10 +208,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# How often the sweepers look for un-triaged items and overdue webhook events (the fault drills shorten it).
+TRIAGE_SWEEP_EVERY = timedelta(seconds=env.int("TRIAGE_SWEEP_EVERY_SECONDS", default=60))
+WEBHOOK_SWEEP_EVERY = timedelta(seconds=env.int("WEBHOOK_SWEEP_EVERY_SECONDS", default=60))
 CELERY_BEAT_SCHEDULE = {
     "sweep-untriaged-items": {
         "task": "routing.tasks.items_sweep_untriaged_task",
-        "schedule": timedelta(seconds=60),
+        "schedule": TRIAGE_SWEEP_EVERY,
     },
     "purge-idempotency-records": {
         "task": "routing.tasks.idempotency_records_purge_task",
@@ -230,7 +242,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-webhook-events": {
         "task": "ops_platform.core.tasks.webhook_events_sweep_task",
-        "schedule": timedelta(seconds=60),
+        "schedule": WEBHOOK_SWEEP_EVERY,
     },
     "analytics-refresh-rollups": {
         "task": "analytics.tasks.rollups_refresh_task",

@@ -10,7 +10,6 @@ import gzip
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,9 @@ import redis
 from django.db import connection
 from django.test import Client
 
+# The private Redis server and the waiting helpers are shared with the fault drills (bench/drills/harness.py).
+from bench.drills.harness import RedisServer, wait_until
+from bench.drills.harness import free_port as free_port
 from ops_platform.celery import app as celery_app
 from ops_platform.core.models import ApiClient, ApiScope, Role, Team, User, Vendor
 from ops_platform.core.services import api_client_create, user_create
@@ -194,52 +196,6 @@ def local_model(db: None, trained_classifier: LocalClassifier) -> ModelVersion:
 
 
 # --- real services ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class RedisServer:
-    """A private redis-server on its own port, which a test may stop and start (the shared one stays up)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._answers, timeout=10, what="redis-server to accept connections")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
 
 @pytest.fixture

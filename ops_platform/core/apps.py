@@ -8,6 +8,9 @@ class CoreConfig(AppConfig):
     verbose_name = "Kernel"
 
     def ready(self) -> None:
+        # Register the webhook tasks in every process, web too: services send them by name, and only a
+        # celery worker autodiscovers tasks modules (bench/drills/webhook_outage.py found them missing).
+        from ops_platform.core import tasks  # noqa: F401
         from ops_platform.core.roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)

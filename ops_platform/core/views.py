@@ -18,5 +18,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception:
-        return JsonResponse({"status": "unavailable", "database": "down"}, status=503)
+        unavailable = JsonResponse({"status": "unavailable", "database": "down"}, status=503)
+        unavailable["Retry-After"] = "5"
+        return unavailable
     return JsonResponse({"status": "ok"})

@@ -2,15 +2,19 @@
 budget per backend, and the ops incidents both raise.
 
 The breaker's state lives in the Django cache (Redis in production), so every worker process shares it.
+While that cache is unreachable the breaker stays closed (every call is tried): a cache outage must not
+stop scoring (bench/drills/redis_outage.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import datetime
 from decimal import Decimal
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -20,6 +24,8 @@ from django.utils import timezone
 from routing.models import ClassifierCall, IncidentKind, ScoringIncident
 
 logger = logging.getLogger(__name__)
+
+CACHE_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class CircuitBreaker:
@@ -39,32 +45,50 @@ class CircuitBreaker:
     def cooldown(self) -> float:
         return float(settings.SCORING_BREAKER_COOLDOWN.total_seconds())
 
+    def _open_until_get(self) -> float | None:
+        try:
+            return cache.get(self._open_until)
+        except CACHE_DOWN as exc:
+            logger.warning("circuit breaker for %s: cache unreachable (%s), treated as closed", self.backend,
+                           type(exc).__name__)  # fmt: skip
+            return None
+
     def state(self) -> str:
-        open_until = cache.get(self._open_until)
+        open_until = self._open_until_get()
         if open_until is None:
             return "closed"
         return "open" if time.time() < open_until else "half-open"
 
     def allow(self) -> bool:
-        open_until = cache.get(self._open_until)
+        open_until = self._open_until_get()
         if open_until is None:
             return True
         if time.time() < open_until:
             return False
         # Half-open: exactly one caller (across processes) gets the trial call.
-        return bool(cache.add(self._trial, 1, timeout=max(self.cooldown, 1)))
+        try:
+            return bool(cache.add(self._trial, 1, timeout=max(self.cooldown, 1)))
+        except CACHE_DOWN:
+            return True
 
     def success(self) -> None:
-        cache.delete_many([self._failures, self._open_until, self._trial])
+        with contextlib.suppress(*CACHE_DOWN):
+            cache.delete_many([self._failures, self._open_until, self._trial])
 
     def failure(self) -> bool:
         """Count a failure; returns True when this failure opened the circuit."""
-        cache.add(self._failures, 0, timeout=None)
-        failures = cache.incr(self._failures)
-        half_open = cache.get(self._open_until) is not None
+        try:
+            cache.add(self._failures, 0, timeout=None)
+            failures = cache.incr(self._failures)
+            half_open = cache.get(self._open_until) is not None
+        except CACHE_DOWN:
+            return False
         if half_open or failures >= settings.SCORING_BREAKER_FAILURES:
-            cache.set(self._open_until, time.time() + self.cooldown, timeout=None)
-            cache.delete(self._trial)
+            try:
+                cache.set(self._open_until, time.time() + self.cooldown, timeout=None)
+                cache.delete(self._trial)
+            except CACHE_DOWN:
+                return False
             incident_raise(
                 IncidentKind.CIRCUIT_OPEN,
                 backend=self.backend,

@@ -1,0 +1,63 @@
+"""The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500.
+
+The API's own views get that from DRF's exception handler (``api_errors.api_exception_handler``); this
+middleware covers every other view (pages, the admin, anything under ``/api/`` outside DRF), and
+``server_error`` covers what is raised outside a view (another middleware loading or saving a session).
+A page gets a plain page that names nothing internal; the API gets the API's JSON error body.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import server_error as django_server_error
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_DETAIL = "The service is temporarily unavailable; retry shortly."
+# Static on purpose: rendering a template would run context processors, which may query the database.
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Temporarily unavailable</title></head>
+<body><h1>Temporarily unavailable</h1><p>The service is temporarily unavailable. Please retry in a few seconds.</p>
+</body></html>
+"""
+
+
+def database_unavailable_response(request: HttpRequest) -> HttpResponse:
+    response: HttpResponse
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"error": "unavailable", "detail": UNAVAILABLE_DETAIL, "errors": []}, status=503)
+    else:
+        response = HttpResponse(UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that fails because the database is unreachable answers 503 instead of 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exception).__name__)
+        return database_unavailable_response(request)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: an unreachable database raised outside a view is still a 503."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exc).__name__)
+        return database_unavailable_response(request)
+    return django_server_error(request)
