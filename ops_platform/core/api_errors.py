@@ -12,13 +12,50 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
-from rest_framework import exceptions, parsers, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ops_platform.core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorEntry(serializers.Serializer):
+    index = serializers.IntegerField(required=False, help_text="Position in the submitted list, for batches.")
+    field = serializers.CharField(required=False, help_text="The field at fault, e.g. 'text' or 'media_urls[1]'.")
+    problem = serializers.CharField()
+
+
+class ErrorBody(serializers.Serializer):
+    """Every error answers with this shape."""
+
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    errors = ErrorEntry(many=True)  # type: ignore[assignment]
+
+
+_ERROR_MEANINGS = {
+    400: "Invalid request: each error names index, field and problem.",
+    401: "Missing or invalid API key.",
+    403: "The key lacks the scope.",
+    404: "Not found.",
+    409: "Conflict with the current state.",
+    413: "Body larger than the limit.",
+    422: "Idempotency-Key reused with a different body.",
+    429: "Rate limit; see Retry-After.",
+    503: "The database is unreachable; retry after Retry-After seconds.",
+}
+
+
+def error_responses(*statuses: int, **meanings: str) -> dict[int, OpenApiResponse]:
+    """The OpenAPI responses for these error statuses, all with the one error body; every authenticated
+    operation can also answer 401, 429 and 503. ``meanings`` overrides a description (``s409="..."``)."""
+    codes = sorted({401, 429, 503, *statuses})
+    return {
+        code: OpenApiResponse(ErrorBody, description=meanings.get(f"s{code}", _ERROR_MEANINGS[code])) for code in codes
+    }
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -40,11 +77,29 @@ class LimitedJSONParser(parsers.JSONParser):
         if len(raw) > limit:
             raise too_large
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
         except RecursionError as exc:
-            raise exceptions.ParseError("JSON is nested too deeply.") from exc
+            raise exceptions.ParseError(f"JSON is nested deeper than {settings.API_MAX_JSON_DEPTH} levels.") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from exc
+        if json_depth_exceeds(data, settings.API_MAX_JSON_DEPTH):
+            # Anything deeper would reach code that recurses (serializers, json.dumps) near the stack's limit.
+            raise exceptions.ParseError(f"JSON is nested deeper than {settings.API_MAX_JSON_DEPTH} levels.")
+        return data
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than ``limit`` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            current = list(current.values())
+        if isinstance(current, list):
+            if depth + 1 > limit:
+                return True
+            stack.extend((child, depth + 1) for child in current if isinstance(child, dict | list))
+    return False
 
 
 def flatten_errors(detail: Any, *, index: int | None = None, path: str = "") -> list[dict[str, Any]]:
