@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,8 +64,16 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
-class LimitedJSONParser(parsers.JSONParser):
-    """JSON, but never more than ``API_MAX_BODY_BYTES`` read into memory and no unbounded nesting."""
+class LimitedJSONParser(parsers.BaseParser):
+    """JSON, but never more than ``API_MAX_BODY_BYTES`` read into memory and no unbounded nesting.
+
+    Not a subclass of DRF's ``JSONParser``: DRF hands that one ``request.body``, which Django caps at
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB, meant for forms) with a bare 400, long before this limit.
+    Only standard JSON is read: NaN and Infinity (which PostgreSQL's jsonb refuses), numbers that overflow,
+    and objects naming a key twice (parsers disagree on which value wins) are malformed.
+    """
+
+    media_type = "application/json"
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         limit = settings.API_MAX_BODY_BYTES
@@ -77,7 +86,9 @@ class LimitedJSONParser(parsers.JSONParser):
         if len(raw) > limit:
             raise too_large
         try:
-            data = json.loads(raw)
+            data = json.loads(
+                raw, parse_constant=_not_json, parse_float=_finite_float, object_pairs_hook=_without_repeated_keys
+            )
         except RecursionError as exc:
             raise exceptions.ParseError(f"JSON is nested deeper than {settings.API_MAX_JSON_DEPTH} levels.") from exc
         except (ValueError, UnicodeDecodeError) as exc:
@@ -86,6 +97,26 @@ class LimitedJSONParser(parsers.JSONParser):
             # Anything deeper would reach code that recurses (serializers, json.dumps) near the stack's limit.
             raise exceptions.ParseError(f"JSON is nested deeper than {settings.API_MAX_JSON_DEPTH} levels.")
         return data
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {repeated[:40]!r} appears twice in one object")
+    return result
 
 
 def json_depth_exceeds(value: Any, limit: int) -> bool:
