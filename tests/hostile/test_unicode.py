@@ -130,7 +130,7 @@ def test_the_reviewer_page_shows_the_text_isolated_and_faithful(reviewer: User, 
 
     shown = _content_html(html)
     # Everything but NUL is passed through exactly; NUL becomes a marked, visible placeholder.
-    placeholder = '<span class="nul" title="NUL character (U+0000)" aria-label="NUL character">\u2400</span>'
+    placeholder = '<span class="nul" title="NUL character (U+0000)" aria-label="NUL character">NUL</span>'
     assert shown == text.replace("\x00", placeholder)
     assert "\x00" not in html
     # The report reasons and metadata carry their own direction too: an override cannot leak into the page.

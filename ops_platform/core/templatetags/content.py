@@ -8,8 +8,9 @@ from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
-# U+2400 SYMBOL FOR NULL, marked up so it cannot be mistaken for the same symbol sent as text.
-NUL_PLACEHOLDER = '<span class="nul" title="NUL character (U+0000)" aria-label="NUL character">\u2400</span>'
+# The word in a dashed box (base.css), so it cannot be mistaken for the same letters sent as text. Not
+# U+2400 SYMBOL FOR NULL: the fonts reviewers' machines have often lack it, and a missing glyph shows nothing.
+NUL_PLACEHOLDER = '<span class="nul" title="NUL character (U+0000)" aria-label="NUL character">NUL</span>'
 
 
 @register.filter(is_safe=True)
