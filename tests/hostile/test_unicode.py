@@ -173,3 +173,17 @@ def test_any_text_survives_the_database(text: str) -> None:
         assert ReviewItem.objects.get(pk=item.pk).text == text
     finally:
         item.delete()
+
+
+def test_an_error_echoing_a_nul_field_name_is_stored_and_replayed_for_its_idempotency_key(api: Api) -> None:
+    # Found by the schemathesis drill: the stored response of an Idempotency-Key call is JSON in PostgreSQL,
+    # and "Unknown field" errors name the field as sent.
+    body = [{"external_id": "k", "text": "x", "\x00evil\u202e": 1}]
+
+    first = api.post("/api/v1/items", body, HTTP_IDEMPOTENCY_KEY="nul-echo")
+    again = api.post("/api/v1/items", body, HTTP_IDEMPOTENCY_KEY="nul-echo")
+
+    assert first.status_code == again.status_code == 400
+    assert first.json()["errors"] == [{"index": 0, "field": "\x00evil\u202e", "problem": "Unknown field."}]
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
