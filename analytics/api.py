@@ -18,6 +18,7 @@ from analytics import panels
 from analytics.forms import metric_filter_from
 from analytics.tables import filter_params
 from ops_platform.core.api_auth import ApiKeyAuthentication
+from ops_platform.core.api_errors import error_responses
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import ApiClient, ApiScope
 
@@ -38,13 +39,23 @@ class _MetricsView(APIView):
     permission_classes = [CanReadMetrics]
 
 
+# An empty value means "not given": the dashboards' own filter form submits every field.
+BLANK_MEANS_UNSET = {"x-blank-means-unset": True}  # becomes allowEmptyValue (ops_platform.core.api_schema)
 FILTER_PARAMETERS = [
-    OpenApiParameter("period", str, description="7, 14, 28 or 90: the last N days (default 28)."),
-    OpenApiParameter("start", OpenApiTypes.DATE, description="First day (overrides period)."),
-    OpenApiParameter("end", OpenApiTypes.DATE, description="Last day, inclusive (default today)."),
-    OpenApiParameter("queue", int),
-    OpenApiParameter("vendor", int),
-    OpenApiParameter("policy", int),
+    OpenApiParameter(
+        "period",
+        str,
+        enum=["7", "14", "28", "90"],
+        extensions=BLANK_MEANS_UNSET,
+        description="The last N days (default 28); ignored when start or end is given.",
+    ),
+    OpenApiParameter("start", OpenApiTypes.DATE, extensions=BLANK_MEANS_UNSET, description="First day, YYYY-MM-DD."),
+    OpenApiParameter(
+        "end", OpenApiTypes.DATE, extensions=BLANK_MEANS_UNSET, description="Last day, inclusive (default today)."
+    ),
+    OpenApiParameter("queue", int, extensions=BLANK_MEANS_UNSET, description="A queue's id."),
+    OpenApiParameter("vendor", int, extensions=BLANK_MEANS_UNSET, description="A vendor's id."),
+    OpenApiParameter("policy", int, extensions=BLANK_MEANS_UNSET, description="A policy's id."),
 ]
 
 
@@ -54,7 +65,7 @@ def _error(status: int, code: str, detail: str, errors: list[dict[str, str]]) ->
 
 class MetricsIndexApi(_MetricsView):
     @extend_schema(operation_id="metrics_list", summary="The metrics (dashboard panels) available",
-                   responses={200: OpenApiTypes.OBJECT})  # fmt: skip
+                   responses={200: OpenApiTypes.OBJECT, **error_responses(403)})  # fmt: skip
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -71,7 +82,10 @@ class MetricApi(_MetricsView):
         operation_id="metrics_retrieve",
         summary="One metric as a table: columns (key, label, kind) and rows, with drill-down links",
         parameters=FILTER_PARAMETERS,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            200: OpenApiTypes.OBJECT,
+            **error_responses(400, 403, 404, s400="The filter is invalid: each error names the parameter."),
+        },
     )
     def get(self, request: Request, name: str) -> Response:
         panel = panels.panel_get(name)

@@ -21,8 +21,9 @@ DEFAULT_DAYS = 28
 
 class MetricFilterForm(forms.Form):
     period = forms.ChoiceField(choices=[("", "Custom (start to end)"), *PERIODS], required=False)
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    # ISO dates only: what a date input submits and what the metrics API documents.
+    start = forms.DateField(required=False, input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
     queue = forms.ModelChoiceField(Queue.objects.order_by("name"), required=False, empty_label="All queues")
     vendor = forms.ModelChoiceField(Vendor.objects.order_by("name"), required=False, empty_label="All vendors")
     policy = forms.ModelChoiceField(Policy.objects.order_by("name"), required=False, empty_label="All policies")

@@ -163,6 +163,8 @@ REST_FRAMEWORK = {
 # The largest intake body we read (a 1,000-item batch of long texts fits well inside).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 API_MAX_BATCH_ITEMS = 1000
+# Deepest JSON nesting a request body may have (item metadata allows 5 levels inside a list of items).
+API_MAX_JSON_DEPTH = 32
 API_DEFAULT_RATE_PER_MINUTE = env.int("API_DEFAULT_RATE_PER_MINUTE", default=600)
 API_IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -175,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ops_platform.core.api_schema.require_request_bodies",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from ops_platform.core import views as core_views
 
+handler400 = "ops_platform.core.views.bad_request"
+handler404 = "ops_platform.core.views.not_found"
+handler500 = "ops_platform.core.views.server_error"
+
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),

@@ -10,6 +10,7 @@ from django.db import connection, models
 from django.db.models import Q
 
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.fields import NulSafeJSONField, NulSafeTextField
 from ops_platform.core.models import (
     DecisionLabel,
     EnforcementAction,
@@ -172,13 +173,14 @@ class ReviewItem(models.Model):
     source = models.SlugField(max_length=100)
     external_id = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=ItemKind.choices, default=ItemKind.CONTENT)
-    text = models.TextField(blank=True)
+    # Content is kept exactly as sent, U+0000 included (PostgreSQL cannot store it as is).
+    text = NulSafeTextField(blank=True)
     media_urls = models.JSONField(default=list, blank=True)
     author_ref = models.CharField(max_length=200, blank=True, db_index=True)
     surface = models.CharField(max_length=100, blank=True)
     language = models.CharField(max_length=16, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
-    report_reasons = models.JSONField(default=list, blank=True)
+    metadata = NulSafeJSONField(default=dict, blank=True)
+    report_reasons = NulSafeJSONField(default=list, blank=True)
     report_count = models.PositiveIntegerField(default=0)
     # A copy of a QA golden item with a known answer: worked like any other item (reviewers cannot tell),
     # never sent to a client, and left out of operational figures.

@@ -7,41 +7,29 @@ import json
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ops_platform.core.api_errors import flatten_errors
+from ops_platform.core.api_errors import error_responses, flatten_errors
 from ops_platform.core.models import ApiClient, ApiScope
 from queues.models import ReviewItem
 from queues.selectors import item_final_decision, item_get_for_source
 from routing.serializers import AppealIn, AppealResult, ItemBatchResult, ItemIn, ItemOut, ItemResult
 from routing.services import StoredResponse, appeal_ingest, idempotent_call, items_ingest
 
-
-class ErrorEntry(serializers.Serializer):
-    index = serializers.IntegerField(required=False, help_text="Position in the submitted list, for batches.")
-    field = serializers.CharField(required=False, help_text="The field at fault, e.g. 'text' or 'media_urls[1]'.")
-    problem = serializers.CharField()
-
-
-class ErrorBody(serializers.Serializer):
-    """Every error answers with this shape."""
-
-    error = serializers.CharField()
-    detail = serializers.CharField()
-    errors = ErrorEntry(many=True)  # type: ignore[assignment]
-
-
-ERRORS = {
-    400: OpenApiResponse(ErrorBody, description="Invalid body: each error names index, field and problem."),
-    401: OpenApiResponse(ErrorBody, description="Missing or invalid API key."),
-    403: OpenApiResponse(ErrorBody, description="The key lacks the scope."),
-    413: OpenApiResponse(ErrorBody, description="Body larger than the limit."),
-    429: OpenApiResponse(ErrorBody, description="Rate limit; see Retry-After."),
-}
+# One item (an object) or up to 1,000 (a list).
+ITEM_OR_ITEMS = PolymorphicProxySerializer(
+    component_name="ItemOrItems",
+    serializers=[ItemIn, ItemIn(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
+# A single item answers with its own result, a list with the batch summary; either may be 201 or 200.
+ITEM_OR_BATCH = PolymorphicProxySerializer(
+    component_name="ItemOrBatchResult", serializers=[ItemResult, ItemBatchResult], resource_type_field_name=None
+)
 
 
 def _invalid(errors: list[dict[str, Any]]) -> StoredResponse:
@@ -106,20 +94,23 @@ class ItemsApi(APIView):
             "carries its own status. Validation is all or nothing. Send `Idempotency-Key` to make a retried call "
             "replay the first call's response."
         ),
-        request={
-            "application/json": {
-                "oneOf": [
-                    {"$ref": "#/components/schemas/ItemInRequest"},
-                    {
-                        "type": "array",
-                        "items": {"$ref": "#/components/schemas/ItemInRequest"},
-                        "maxItems": 1000,
-                    },
-                ]
-            }
+        request=ITEM_OR_ITEMS,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": 200},
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Replays the first call's response to retries with the same key (24 h).",
+            )
+        ],
+        responses={
+            201: OpenApiResponse(ITEM_OR_BATCH, description="Created (a list: at least one item created)."),
+            200: OpenApiResponse(ITEM_OR_BATCH, description="Already held (a list: every item already held)."),
+            **error_responses(
+                400, 403, 409, 413, 422, s409="A call with this Idempotency-Key is still running; retry shortly."
+            ),
         },
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
-        responses={201: ItemBatchResult, 200: ItemResult, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         client = request.user
@@ -145,7 +136,7 @@ class ItemDetailApi(APIView):
 
     @extend_schema(
         operation_id="items_retrieve",
-        responses={200: ItemOut, 401: ERRORS[401], 403: ERRORS[403], 404: ErrorBody},
+        responses={200: ItemOut, **error_responses(403, 404, s404="No such item from your source.")},
     )
     def get(self, request: Request, pk: int) -> Response:
         client = request.user
@@ -176,7 +167,19 @@ class AppealsApi(APIView):
             "item is unknown, 409 when it has no decision yet or an appeal of it is still open."
         ),
         request=AppealIn,
-        responses={201: AppealResult, 200: AppealResult, 404: ErrorBody, 409: ErrorBody, **ERRORS},
+        responses={
+            201: AppealResult,
+            200: AppealResult,
+            **error_responses(
+                400,
+                403,
+                404,
+                409,
+                413,
+                s404="The appealed item is unknown.",
+                s409="The item has no decision yet, an appeal of it is open, or the id is used by another item.",
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         client = request.user

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from ops_platform.core.fields import NulSafeJSONField
 from ops_platform.core.models import ApiClient
 from queues.models import ReviewItem
 
@@ -19,7 +20,8 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    # Error bodies echo what the client sent (an unknown field's name may hold U+0000).
+    response_body = NulSafeJSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 from typing import Any
 
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -17,43 +17,63 @@ MAX_TEXT = 50_000
 MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 5
 CLOCK_SKEW = timedelta(minutes=5)
-LANGUAGE_RE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")
 
 
-def _check_json(value: Any, depth: int = 0) -> int:
-    """Depth of a JSON value; raises on strings PostgreSQL's jsonb cannot hold (NUL, lone surrogates)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Must not contain NUL characters.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise serializers.ValidationError("Contains an unpaired UTF-16 surrogate; send valid Unicode.") from exc
-        return depth
-    if isinstance(value, dict):
-        return max(
-            [_check_json(k, depth + 1) for k in value] + [_check_json(v, depth + 1) for v in value.values()],
-            default=depth + 1,
-        )
-    if isinstance(value, list):
-        return max((_check_json(v, depth + 1) for v in value), default=depth + 1)
-    return depth
+def _check_json(value: Any, *, max_depth: int) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` or holding strings PostgreSQL cannot store as UTF-8 (lone
+    surrogates). Iterative, and stops at the first level too deep: a hostile nesting cannot exhaust the stack.
+    NUL is allowed: the model's field escapes it."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, str):
+            try:
+                current.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise serializers.ValidationError("Contains an unpaired UTF-16 surrogate; send valid Unicode.") from exc
+            continue
+        if isinstance(current, dict | list):
+            if depth + 1 > max_depth:
+                raise serializers.ValidationError(f"Nested deeper than {max_depth} levels.")
+            children = [*current.keys(), *current.values()] if isinstance(current, dict) else current
+            stack.extend((child, depth + 1) for child in children)
+
+
+# An identifier (external id, author, surface, language) must not contain U+0000; content text may.
+NO_NUL = r"^[^\x00]*$"
+LANGUAGE_PATTERN = r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$"  # blank is allowed separately
 
 
 class Text(serializers.CharField):
-    """Text kept exactly as sent (DRF's CharField already refuses NUL and lone surrogates)."""
+    """Text kept exactly as sent. Lone surrogates are refused (they are not Unicode text); U+0000 is refused
+    unless ``allow_nul`` (content, stored by a NUL-safe field). ``pattern`` is checked and documented."""
 
     default_error_messages = {"not_a_string": "Not a valid string: expected a JSON string."}
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, allow_nul: bool = False, pattern: str = NO_NUL, problem: str = "", **kwargs: Any):
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
+        # DRF's own NUL check, replaced by a pattern the OpenAPI schema shows (or by nothing for content).
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+        if not allow_nul:
+            self.validators.append(RegexValidator(pattern, problem or "Must not contain NUL (U+0000)."))
 
     def to_internal_value(self, data: Any) -> str:
         # DRF would turn 12 into "12"; an integrator sending a number where text belongs has a bug.
         if not isinstance(data, str):
             self.fail("not_a_string")
         return super().to_internal_value(data)
+
+
+def language_field(**kwargs: Any) -> Text:
+    return Text(
+        max_length=16,
+        allow_blank=True,
+        default="",
+        pattern=LANGUAGE_PATTERN,
+        problem="Not a BCP 47 language tag, e.g. 'en' or 'pt-BR'.",
+        **kwargs,
+    )
 
 
 class ItemIn(serializers.Serializer):
@@ -65,7 +85,7 @@ class ItemIn(serializers.Serializer):
         default=ItemKind.CONTENT,
         help_text="'content' or 'user_report'. Appeals go to /api/v1/appeals.",
     )
-    text = Text(max_length=MAX_TEXT, allow_blank=True, default="")
+    text = Text(max_length=MAX_TEXT, allow_blank=True, default="", allow_nul=True, help_text="Kept exactly as sent.")
     media_urls = serializers.ListField(
         child=serializers.URLField(max_length=2000),
         max_length=20,
@@ -74,9 +94,9 @@ class ItemIn(serializers.Serializer):
     )
     author_ref = Text(max_length=200, allow_blank=True, default="", help_text="Your id of the author.")
     surface = Text(max_length=100, allow_blank=True, default="", help_text="Where it appeared: post, comment, dm …")
-    language = Text(max_length=16, allow_blank=True, default="", help_text="BCP 47 tag, e.g. 'en' or 'pt-BR'.")
+    language = language_field(help_text="BCP 47 tag, e.g. 'en' or 'pt-BR'.")
     metadata = serializers.DictField(default=dict, help_text="Free JSON object, at most 16 KiB.")
-    report_reasons = serializers.ListField(child=Text(max_length=500), max_length=100, default=list)
+    report_reasons = serializers.ListField(child=Text(max_length=500, allow_nul=True), max_length=100, default=list)
     received_at = serializers.DateTimeField(required=False, help_text="When your platform received it; default now.")
 
     def to_internal_value(self, data: Any) -> Any:
@@ -91,14 +111,8 @@ class ItemIn(serializers.Serializer):
             raise serializers.ValidationError("Must not be blank.")
         return value
 
-    def validate_language(self, value: str) -> str:
-        if value and not LANGUAGE_RE.match(value):
-            raise serializers.ValidationError("Not a BCP 47 language tag (e.g. 'en', 'pt-BR').")
-        return value
-
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
-        if _check_json(value) > MAX_METADATA_DEPTH:
-            raise serializers.ValidationError(f"Nested deeper than {MAX_METADATA_DEPTH} levels.")
+        _check_json(value, max_depth=MAX_METADATA_DEPTH)
         if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
             raise serializers.ValidationError(f"Larger than {MAX_METADATA_BYTES} bytes.")
         return value
@@ -143,7 +157,9 @@ class DecisionOut(serializers.Serializer):
 class ItemOut(serializers.ModelSerializer):
     """An item as it stands: where it is and, once decided, the outcome."""
 
-    queue: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    queue: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
     decision = serializers.SerializerMethodField()
 
     class Meta:
@@ -153,6 +169,12 @@ class ItemOut(serializers.ModelSerializer):
             "source",
             "external_id",
             "kind",
+            "text",
+            "author_ref",
+            "surface",
+            "language",
+            "metadata",
+            "report_reasons",
             "state",
             "queue",
             "priority",
@@ -185,14 +207,11 @@ class AppealIn(serializers.Serializer):
 
     external_id = Text(max_length=200, help_text="The appeal's id in your system; unique within your source.")
     item_external_id = Text(max_length=200, help_text="Your external_id of the decided item being appealed.")
-    statement = Text(max_length=5_000, allow_blank=True, default="", help_text="What the user says, as text.")
-    language = Text(max_length=16, allow_blank=True, default="")
+    statement = Text(
+        max_length=5_000, allow_blank=True, default="", allow_nul=True, help_text="What the user says, as text."
+    )
+    language = language_field()
     received_at = serializers.DateTimeField(required=False)
-
-    def validate_language(self, value: str) -> str:
-        if value and not LANGUAGE_RE.match(value):
-            raise serializers.ValidationError("Not a BCP 47 language tag, e.g. 'en' or 'pt-BR'.")
-        return value
 
 
 class AppealResult(serializers.Serializer):

@@ -40,7 +40,8 @@ def insert_ignoring_conflicts(
             f"FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {tail}"
         )
         # A JSONField's value nests as JSON, and jsonb_to_recordset hands it to the jsonb column as is.
-        batch = [{f.column: getattr(row, f.attname) for f in fields} for row in rows]
+        # get_prep_value lets a field translate its value for the database (the NUL-safe text fields).
+        batch = [{f.column: f.get_prep_value(getattr(row, f.attname)) for f in fields} for row in rows]
         params: list[Any] = [json.dumps(batch, default=_isoformat)]
     else:
         one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
