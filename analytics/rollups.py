@@ -75,6 +75,7 @@ from analytics.models import (
     OpsBacklogSnapshot,
     OpsDecisionDaily,
     OpsIntakeDaily,
+    OpsLatencyDaily,
     OpsQueueDaily,
     OpsReviewerDaily,
     QaSampleDaily,
@@ -445,8 +446,54 @@ def _appeal_rows(day: date) -> list[OpsAppealDaily]:
     ]
 
 
+LATENCY_DIMENSIONS = {"queue": "queue_id", "policy": "policy_id", "vendor": "vendor_id", "priority": "priority"}
+
+
+def latency_rows(day: date, decisions: Iterable[OpsDecisionDaily]) -> list[OpsLatencyDaily]:
+    """The day's decision rows merged per dimension (``OpsLatencyDaily``)."""
+    merged: dict[tuple[str, Any], dict[str, Any]] = {}
+    for row in decisions:
+        for dimension, attribute in LATENCY_DIMENSIONS.items():
+            slot = merged.setdefault(
+                (dimension, getattr(row, attribute)),
+                {"decided": 0, "turnaround_hist": Counter(), "wait_hist": Counter(), "handle_hist": Counter()},
+            )
+            slot["decided"] += row.decided
+            for name in ("turnaround_hist", "wait_hist", "handle_hist"):
+                slot[name].update(getattr(row, name))
+    return [
+        OpsLatencyDaily(
+            day=day,
+            dimension=dimension,
+            key=key,
+            decided=slot["decided"],
+            **{
+                name: {str(b): n for b, n in slot[name].items()}
+                for name in ("turnaround_hist", "wait_hist", "handle_hist")
+            },
+        )
+        for (dimension, key), slot in merged.items()
+    ]
+
+
+def latency_rollups_rebuild(start: date, end: date) -> int:
+    """Derive ``OpsLatencyDaily`` from the stored decision rows of ``start`` to ``end`` (after an upgrade that
+    added the table, without recomputing the decision rows); returns the rows written."""
+    written = 0
+    day = start
+    while day <= end:
+        with transaction.atomic():
+            OpsLatencyDaily.objects.filter(day=day).delete()
+            rows = latency_rows(day, OpsDecisionDaily.objects.filter(day=day))
+            OpsLatencyDaily.objects.bulk_create(rows)
+        written += len(rows)
+        day += timedelta(days=1)
+    return written
+
+
 ROLLUP_TABLES = (
     OpsDecisionDaily,
+    OpsLatencyDaily,
     OpsIntakeDaily,
     OpsQueueDaily,
     OpsReviewerDaily,
@@ -459,8 +506,10 @@ ROLLUP_TABLES = (
 @transaction.atomic
 def day_recompute(day: date) -> None:
     """Replace one day's rows of every daily rollup (operations and quality) with a fresh computation."""
+    decisions = _decision_rows(day)
     fresh = (
-        _decision_rows(day),
+        decisions,
+        latency_rows(day, decisions),
         _intake_rows(day),
         _queue_rows(day),
         _reviewer_rows(day),

@@ -758,7 +758,9 @@ def naive_vendor_weeks(f: Any) -> dict[Any, tuple[Any, ...]]:
         if week not in weeks:  # the week before the period: the scorecards' trend needs it, the table shows none
             continue
         start = datetime.combine(week, datetime.min.time(), tzinfo=UTC)
-        qa = slice_stats(QaFilter(vendor_id=v, start=start, end=start + timedelta(days=7)), n_resamples=0)
+        # The week ends with the period: the seeding closes some samples after "now", which no rollup has seen.
+        end = min(start + timedelta(days=7), f.end_at)
+        qa = slice_stats(QaFilter(vendor_id=v, start=start, end=end), n_resamples=0)
         out[(v, week)] = (n, within / counted if counted else None, p90, float(handle) / handled if handled else None,
                           qa.quality.value if qa.quality else None, qa.kappa.value if qa.kappa else None)  # fmt: skip
     return out
@@ -1047,11 +1049,15 @@ class Measured:
     problems: list[str] = field(default_factory=list)
 
 
-def measure(today: date, snapshot_at: datetime, repeat: int, naive_periods: tuple[int, ...]) -> list[Measured]:
+def measure(
+    today: date, snapshot_at: datetime, repeat: int, naive_periods: tuple[int, ...], only: list[str]
+) -> list[Measured]:
     from analytics.filters import MetricFilter
 
     out = []
     for panel in panels(snapshot_at):
+        if only and not any(text in panel.name for text in only):
+            continue
         m = Measured(panel.name)
         for days in panel.periods:
             f = MetricFilter.last_days(days, today=today)
@@ -1123,6 +1129,19 @@ def capacity_warm() -> dict[str, tuple[float, int]]:
     plans = capacity_forecasts_warm()
     print(f"  capacity forecasts: {time.perf_counter() - t0:,.1f} s for {plans} queue plans", flush=True)
     return {"capacity forecasts (the warm task)": (time.perf_counter() - t0, plans)}
+
+
+def latency_backfill(now: datetime) -> dict[str, tuple[float, int]]:
+    """A database built before the per-dimension latency rollup existed gets it from its decision rows."""
+    from analytics.models import OpsLatencyDaily
+    from analytics.rollups import latency_rollups_rebuild
+
+    if OpsLatencyDaily.objects.exists():
+        return {}
+    t0 = time.perf_counter()
+    n = latency_rollups_rebuild((now - timedelta(days=DAYS + 1)).date(), now.date())
+    print(f"  latency rollup derived from the decision rows: {time.perf_counter() - t0:,.1f} s, {n:,} rows", flush=True)
+    return {"latency per dimension (derived from the decision rows)": (time.perf_counter() - t0, n)}
 
 
 def reused(conninfo: str) -> tuple[Seeded, datetime]:
@@ -1203,6 +1222,8 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_dashboard")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
+    parser.add_argument("--panels", nargs="*", default=[], metavar="TEXT",
+                        help="time only the panels whose name contains one of these")  # fmt: skip
     parser.add_argument("--reuse", action="store_true",
                         help="time the panels on a database an earlier run seeded and built (kept with --keep, or "
                              "left by a run stopped after its build): no seeding, no rollup build; the database is "
@@ -1246,14 +1267,14 @@ def main() -> int:
             raw_decisions = cur.fetchone()[0]  # type: ignore[index]
         if args.reuse:
             assert OpsBacklogSnapshot.objects.exists(), "the reused database has no rollups: run without --reuse"
-            built = capacity_warm()
+            built = latency_backfill(now) | capacity_warm()
         else:
             print("building the rollups …", flush=True)
             built = rollups_build(now)
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute("VACUUM (ANALYZE)")  # the rollup tables, as autovacuum would
         print("timing the panels …", flush=True)
-        measured = measure(now.date(), now, args.repeat, naive_periods)
+        measured = measure(now.date(), now, args.repeat, naive_periods, args.panels)
         text, ok = report(args, conninfo, seeded, built, measured, raw_decisions)
         print("\n" + text)
         if not args.no_write:

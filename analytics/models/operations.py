@@ -21,6 +21,7 @@ __all__ = [
     "OpsBacklogSnapshot",
     "OpsDecisionDaily",
     "OpsIntakeDaily",
+    "OpsLatencyDaily",
     "OpsQueueDaily",
     "OpsReviewerDaily",
     "RollupCursor",
@@ -51,6 +52,26 @@ class OpsDecisionDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} queue {self.queue_id} policy {self.policy_id} vendor {self.vendor_id} p{self.priority}"
+
+
+class OpsLatencyDaily(models.Model):
+    """The decision rollup's histograms merged per day and one dimension: what a latency panel without a queue,
+    vendor or policy filter reads (a few rows a day instead of one per queue x policy x vendor x priority).
+    ``key`` is the queue, policy or vendor id, or the priority (null: no policy / in-house)."""
+
+    day = models.DateField()
+    dimension = models.CharField(max_length=10)  # queue, policy, vendor or priority
+    key = models.BigIntegerField(null=True)
+    decided = models.PositiveIntegerField(default=0)
+    turnaround_hist = models.JSONField(default=dict)
+    wait_hist = models.JSONField(default=dict)
+    handle_hist = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["dimension", "day"], name="ops_latency_dim_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.dimension} {self.key}"
 
 
 class OpsIntakeDaily(models.Model):

@@ -21,7 +21,14 @@ from django.db.models import Exists, F, Max, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from analytics.filters import MetricFilter, day_bounds
-from analytics.models import OpsAppealDaily, OpsBacklogSnapshot, OpsDecisionDaily, OpsIntakeDaily, OpsReviewerDaily
+from analytics.models import (
+    OpsAppealDaily,
+    OpsBacklogSnapshot,
+    OpsDecisionDaily,
+    OpsIntakeDaily,
+    OpsLatencyDaily,
+    OpsReviewerDaily,
+)
 from analytics.rollups import (
     BACKLOG_AGES,
     VENDOR_OF_REVIEWER,
@@ -206,12 +213,13 @@ HIST_FIELDS = ("turnaround_hist", "wait_hist", "handle_hist")
 
 
 def histograms_merged(
-    rows: QuerySet[OpsDecisionDaily], keys: Sequence[str], fields: Sequence[str] = HIST_FIELDS
+    rows: QuerySet[Any], keys: Sequence[str], fields: Sequence[str] = HIST_FIELDS
 ) -> dict[tuple[Any, ...], dict[str, Counter[int]]]:
-    """The histograms of ``rows`` summed per key by the database (``jsonb_each_text`` on PostgreSQL,
-    ``json_each`` on SQLite): one row per (key, bucket) leaves it, not every daily row's JSON. ``keys`` are SQL
-    expressions over the rollup row ``d`` (e.g. ``d."queue_id"``); the result is keyed by their values."""
-    table = connection.ops.quote_name(OpsDecisionDaily._meta.db_table)
+    """The histograms of ``rows`` (decision or latency rollup rows) summed per key by the database
+    (``jsonb_each_text`` on PostgreSQL, ``json_each`` on SQLite): one row per (key, bucket) leaves it, not every
+    daily row's JSON. ``keys`` are SQL expressions over the rollup row ``d`` (e.g. ``d."queue_id"``); the result is
+    keyed by their values."""
+    table = connection.ops.quote_name(rows.model._meta.db_table)
     each = "jsonb_each_text" if connection.vendor == "postgresql" else "json_each"
     ids_sql, ids_params = rows.values("id").query.sql_with_params()
     key_sql = ", ".join(keys)
@@ -231,9 +239,15 @@ def histograms_merged(
 
 
 def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter[int]]]:
-    """The period's histograms per slice (``histograms_merged`` keyed by the one slice column)."""
-    column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
-    merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [f"d.{column}"])
+    """The period's histograms per slice (``histograms_merged`` keyed by the one slice column). Without a queue,
+    vendor or policy filter they come from the per-dimension rollup, a few rows a day; with one, from the
+    decision rollup rows that match it."""
+    if f.queue_id is None and f.vendor_id is None and f.policy_id is None:
+        rows = OpsLatencyDaily.objects.filter(dimension=by, day__gte=f.start, day__lte=f.end)
+        merged = histograms_merged(rows, [f"d.{connection.ops.quote_name('key')}"])
+    else:
+        column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
+        merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [f"d.{column}"])
     return {key: hists for (key,), hists in merged.items()}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from analytics.models import (
     OpsBacklogSnapshot,
     OpsDecisionDaily,
     OpsIntakeDaily,
+    OpsLatencyDaily,
     OpsReviewerDaily,
     RollupCursor,
 )
@@ -29,6 +31,7 @@ from analytics.rollups import (
     bucket_value,
     buckets_of,
     hist_percentile,
+    latency_rollups_rebuild,
     rollups_rebuild,
     rollups_refresh,
 )
@@ -114,6 +117,22 @@ def test_turnaround_wait_and_handle_percentiles_match_numpy(world: World) -> Non
                         continue
                     exact = float(np.percentile(values, q, method="inverted_cdf"))
                     assert got == pytest.approx(exact, rel=PERCENTILE_TOLERANCE + 1e-9), (by, key, name, q)
+
+
+def test_latency_from_the_per_dimension_rollup_equals_the_decision_rollup(world: World) -> None:
+    # Unfiltered panels read OpsLatencyDaily; a filter reads the matching decision rows. Both must agree, and
+    # latency_rollups_rebuild (an upgrade's backfill) writes what the refresh wrote.
+    rollups_refresh()
+    for by, key in (("queue", world.queues[0].pk), ("vendor", world.vendors[0].pk), ("policy", world.policies[0].pk)):
+        unfiltered = {r[0]: r for r in latency_percentiles(PERIOD, by=by).rows}  # type: ignore[arg-type]
+        filtered = latency_percentiles(replace(PERIOD, **{f"{by}_id": key}), by=by).rows  # type: ignore[arg-type]
+        assert filtered == [unfiltered[key]]
+    fields = ("day", "dimension", "key", "decided", "turnaround_hist", "wait_hist", "handle_hist")
+    stored = sorted(OpsLatencyDaily.objects.values_list(*fields), key=repr)
+    assert stored
+    OpsLatencyDaily.objects.all().delete()
+    latency_rollups_rebuild(PERIOD.start, PERIOD.end)
+    assert sorted(OpsLatencyDaily.objects.values_list(*fields), key=repr) == stored
 
 
 def test_sla_attainment_and_escalation_rate_match_direct_counts(world: World) -> None:
