@@ -179,7 +179,8 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # eval. Templates use classes and one static JS file per page; htmx is told not to inject its indicator
 # <style> nor to eval (templates/base.html). The analytics charts are inline SVG from vl-convert: it draws
 # with presentation attributes (fill, stroke, font-size ...), which style-src does not govern, and emits no
-# style="" attribute (tests/analytics checks every chart kind), so style-src needs no 'unsafe-inline'.
+# style="" attribute (the browser test of every dashboard page fails on a refused style), so style-src needs
+# no 'unsafe-inline'.
 # img-src: a reviewer may reveal an item's media, which live on the client's servers at any http(s) address
 # (queues/static/queues/review.js loads nothing else); the API reference's stylesheet uses data: icons.
 # The two API reference pages relax style-src for their bundled renderers (ops_platform/urls.py).
