@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,6 +48,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "django_celery_beat",
+    "csp",
+    "axes",
     "ops_platform.core",
     "queues",
     "routing",
@@ -57,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Outermost after security headers: turns an unreachable database into a 503 for every view below it.
     "ops_platform.core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -67,6 +71,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: a username+IP that failed AXES_FAILURE_LIMIT times is refused, right password or not,
+# until the cool-off passes (login form and admin login alike).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "ops_platform.urls"
@@ -139,14 +152,65 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # Cookies and headers: secure by default outside the demo (which runs on plain http://127.0.0.1).
+# docs/access.md lists them; tests/core/test_security_headers.py checks them on real responses.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# No script reads the CSRF cookie: pages carry the token in the form, a <meta> tag or htmx's hx-headers.
+CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", False) else None
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+# HSTS is sent on https responses only (SecurityMiddleware), so it never touches the demo's plain http.
+# Subdomains and preload are the deployment's call: they bind every host under the domain.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Behind a TLS proxy, plain http is redirected to https; the proxy's health checks on /healthz are not.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=BEHIND_TLS_PROXY and not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# Content-Security-Policy (django-csp): only this origin's own files; no inline script, no inline style, no
+# eval. Templates use classes and one static JS file per page; htmx is told not to inject its indicator
+# <style> nor to eval (templates/base.html). The analytics charts are inline SVG from vl-convert: it draws
+# with presentation attributes (fill, stroke, font-size ...), which style-src does not govern, and emits no
+# style="" attribute (the browser test of every dashboard page fails on a refused style), so style-src needs
+# no 'unsafe-inline'.
+# img-src: a reviewer may reveal an item's media, which live on the client's servers at any http(s) address
+# (queues/static/queues/review.js loads nothing else); the API reference's stylesheet uses data: icons.
+# The two API reference pages relax style-src for their bundled renderers (ops_platform/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "https:", "http:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+
+# --- Login throttling (django-axes) ----------------------------------------------------------------
+# Failures are counted per username and client address together, so one person mistyping cannot lock out
+# a colleague behind the same proxy, and a guesser is stopped per account. Counts live in the database
+# (visible and resettable in the admin: "Access attempts", or `manage.py axes_reset`).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ops_platform.core.login_throttle.login_client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

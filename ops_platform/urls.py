@@ -1,9 +1,11 @@
 """Root URLs: the only kernel module that imports the apps."""
 
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from ops_platform.core import views as core_views
@@ -11,6 +13,12 @@ from ops_platform.core import views as core_views
 handler400 = "ops_platform.core.views.bad_request"
 handler404 = "ops_platform.core.views.not_found"
 handler500 = "ops_platform.core.views.server_error"
+
+# Swagger UI and Redoc are third-party single-page renderers that style their elements at run time (Redoc
+# inserts <style> elements). On those two pages only, style-src also allows inline styles; scripts stay
+# 'self' (the Swagger UI start-up script is served from its own URL, not inline). Nothing on them shows
+# client content: they render our own OpenAPI schema.
+api_reference_csp = csp_update({"style-src": [UNSAFE_INLINE]})
 
 urlpatterns = [
     path("", core_views.home, name="home"),
@@ -32,12 +40,16 @@ urlpatterns = [
     ),
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[]),
+        api_reference_csp(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[])
+        ),
         name="api-docs",
     ),
     path(
         "api/redoc/",
-        SpectacularRedocView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[]),
+        api_reference_csp(
+            SpectacularRedocView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[])
+        ),
         name="api-redoc",
     ),
 ]

@@ -213,11 +213,18 @@ def escalate(request: HttpRequest, pk: int) -> HttpResponse:
     return _next_or_queues(request, user, item.queue)
 
 
+LEASE_LOST = "This item is no longer yours: its lease expired or it was released."
+
+
 @login_required
 @require_POST
 def renew_lease(request: HttpRequest, pk: int) -> HttpResponse:
     user = _reviewer(request)
-    item = get_object_or_404(ReviewItem, pk=pk)
+    # Only the reviewer's own items: another's item and no item at all answer the same 409, so the lease URL
+    # cannot tell a reviewer which ids exist in queues they may not work.
+    item = ReviewItem.objects.filter(pk=pk, assignee=user).first()
+    if item is None:
+        return JsonResponse({"error": LEASE_LOST}, status=409)
     try:
         expires = services.lease_renew(item=item, actor=user)
     except ApplicationError as exc:

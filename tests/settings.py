@@ -31,3 +31,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405
+# Client.login() authenticates without a request, which django-axes refuses; the sign-in form and the
+# browser tests pass one, so the throttle is live for every real login (tests/core/test_login_throttle.py).
+AUTHENTICATION_BACKENDS = ["tests.login_backend.AxesUnlessNoRequest", "django.contrib.auth.backends.ModelBackend"]

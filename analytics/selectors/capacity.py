@@ -132,7 +132,10 @@ def _backlogs(queue_ids: list[int]) -> dict[int, int]:
 
 def _staff(queues: list[Queue], vendor_id: int | None) -> dict[int, int]:
     """Reviewers per queue, asking ``may_be_worked_by`` once per distinct (team, skills) rather than per person."""
-    reviewers = User.objects.with_perm("core.review_items").filter(is_active=True)
+    # Permissions come from ModelBackend; naming it is required once django-axes' backend is also configured.
+    reviewers = User.objects.with_perm("core.review_items", backend="django.contrib.auth.backends.ModelBackend").filter(
+        is_active=True
+    )
     profiles = ReviewerProfile.objects.filter(user__in=reviewers, team__isnull=False).select_related("team")
     if vendor_id is not None:
         profiles = profiles.filter(team__vendor_id=vendor_id)

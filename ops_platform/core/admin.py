@@ -25,7 +25,7 @@ from ops_platform.core.models import (
     WebhookDelivery,
     WebhookEvent,
 )
-from ops_platform.core.services import audit_record, webhook_secret_rotate
+from ops_platform.core.services import api_key_rotate, audit_record, webhook_secret_rotate
 from ops_platform.core.webhooks import webhook_redeliver
 
 SECRET_FIELDS = {"password", "webhook_secret", "digest"}
@@ -138,7 +138,15 @@ class ApiClientAdmin(AuditedAdmin):
     list_display = ["name", "source", "scopes", "callback_url", "rate_limit_per_minute", "is_active"]
     inlines = [ApiKeyInline]
     exclude = ["webhook_secret"]
-    actions = ["new_webhook_secret"]
+    actions = ["rotate_api_key", "new_webhook_secret"]
+
+    @admin.action(
+        description="Rotate API key (new key shown once here; old keys work 24 h more)", permissions=["change"]
+    )
+    def rotate_api_key(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        for client in queryset:
+            _, raw = api_key_rotate(actor=request.user, client=client)  # type: ignore[arg-type]
+            self.message_user(request, f"{client.source}: new API key {raw}", messages.WARNING)
 
     @admin.action(description="New webhook signing secret (shown once here)", permissions=["change"])
     def new_webhook_secret(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:

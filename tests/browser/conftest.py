@@ -40,10 +40,14 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    # Every browser test doubles as a Content-Security-Policy check: a refused script or style fails it.
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+    assert refused == [], f"the page broke its Content-Security-Policy: {refused}"
 
 
 def off_machine_requests(page: Page, live_server_url: str) -> list[str]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from ops_platform.core.models import ApiKey, AuditLog
@@ -51,3 +56,63 @@ def test_a_revoked_key_is_unusable_and_the_reason_is_audited(admin_user):
 @pytest.mark.parametrize("raw", ["", "tsk_", "tsk_short_secret", "xyz_0123456789abcdef_s", "tsk_0123456789abcdef_"])
 def test_malformed_keys_have_no_lookup(raw: str):
     assert ApiKey.split(raw) is None
+
+
+# --- rotating in practice: the admin action, the command, and the old key's grace period ----------------
+
+
+def _status_with(key: str) -> int:
+    """401 for a key the API refuses; 404 (an unknown item) for one it accepts."""
+    return Client().get("/api/v1/items/999999", HTTP_AUTHORIZATION=f"Bearer {key}").status_code
+
+
+def _stored_values() -> str:
+    return " ".join(
+        str(v) for row in ApiKey.objects.values_list(*[f.attname for f in ApiKey._meta.fields]) for v in row
+    )
+
+
+def test_the_old_key_works_through_the_grace_period_and_not_after(admin_user):
+    client, old_raw = api_client_create(actor=admin_user, name="Svc", source="svc", scopes=["items:read"])
+    _, new_raw = api_key_rotate(actor=admin_user, client=client, grace=timedelta(minutes=30))
+
+    assert _status_with(old_raw) == 404
+    assert _status_with(new_raw) == 404
+    ApiKey.objects.exclude(lookup=ApiKey.split(new_raw)).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert _status_with(old_raw) == 401
+    assert _status_with(new_raw) == 404
+
+
+def test_the_admin_rotates_a_key_shows_it_once_and_stores_only_its_digest(admin_user):
+    client, old_raw = api_client_create(actor=admin_user, name="Svc", source="svc", scopes=["items:read"])
+    http = Client()
+    http.force_login(admin_user, backend="django.contrib.auth.backends.ModelBackend")
+
+    response = http.post(
+        reverse("admin:core_apiclient_changelist"),
+        {"action": "rotate_api_key", "_selected_action": [client.pk]},
+        follow=True,
+    )
+
+    shown = [str(m) for m in response.context["messages"]]
+    new_raw = re.search(r"tsk_\w{16}_[\w-]+", shown[0]).group(0)  # type: ignore[union-attr]
+    assert new_raw != old_raw
+    assert _status_with(new_raw) == 404
+    assert new_raw.split("_", 2)[2] not in _stored_values()
+    assert ApiKey.objects.get(lookup=ApiKey.split(old_raw)).expires_at is not None
+    assert AuditLog.objects.filter(action="api_key.rotate", actor=admin_user).count() == 1
+
+
+def test_the_command_rotates_with_the_grace_it_is_given_and_is_audited(admin_user):
+    _, old_raw = api_client_create(actor=admin_user, name="Svc", source="svc", scopes=["items:read"])
+    out = io.StringIO()
+
+    call_command("api_key_rotate", "svc", "--grace-hours", "0", stdout=out)
+
+    new_raw = re.search(r"tsk_\w{16}_[\w-]+", out.getvalue()).group(0)  # type: ignore[union-attr]
+    assert _status_with(new_raw) == 404
+    assert _status_with(old_raw) == 401, "no grace: the old key stops at once"
+    assert new_raw.split("_", 2)[2] not in _stored_values()
+    assert AuditLog.objects.get(action="api_key.rotate").actor_label.startswith("cli:")
+    with pytest.raises(CommandError, match="No API client"):
+        call_command("api_key_rotate", "nobody")
