@@ -47,6 +47,7 @@ BROKER_URL = "redis://127.0.0.1:6379/4"
 CACHE_URL = "redis://127.0.0.1:6379/5"
 SOURCE = "bench-e2e"
 WARMUP_SOURCE = "bench-e2e-warmup"
+PACED_SOURCE = "bench-e2e-paced"
 ITEMS_TABLE = "queues_reviewitem"
 
 # --- items --------------------------------------------------------------------------------------------
@@ -364,6 +365,7 @@ class World:
     rules: int
     key: str
     warmup_key: str
+    paced_key: str
 
 
 ESCALATION_RULES = [
@@ -412,11 +414,11 @@ def world_create() -> World:
     escalation = ruleset_activate(actor=author, rule_set=escalation, reason="bench/e2e.py")
 
     keys = {}
-    for source in (SOURCE, WARMUP_SOURCE):
+    for source in (SOURCE, WARMUP_SOURCE, PACED_SOURCE):
         _, keys[source] = api_client_create(
             actor="bench", name=source, source=source, scopes=["items:write"], rate_limit_per_minute=10_000_000
         )
-    return World(intake.pk, escalation.pk, intake.rules.count(), keys[SOURCE], keys[WARMUP_SOURCE])
+    return World(intake.pk, escalation.pk, intake.rules.count(), keys[SOURCE], keys[WARMUP_SOURCE], keys[PACED_SOURCE])
 
 
 # --- the load -------------------------------------------------------------------------------------
@@ -461,6 +463,37 @@ def post_all(*, url: str, key: str, bodies: list[bytes], concurrency: int) -> Lo
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
+        t.join()
+    return Load([r for r in results if r is not None], t0, time.perf_counter() - t0)
+
+
+def post_paced(*, url: str, key: str, bodies: list[bytes], interval: float, threads: int = 4) -> Load:
+    """Post body i at i * ``interval`` seconds after the start (a steady arrival rate), from a few connections
+    so one slow answer does not hold up the next arrival."""
+    results: list[Posted | None] = [None] * len(bodies)
+    order = itertools.count()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    start = threading.Barrier(threads + 1)
+    t0 = 0.0
+
+    def work() -> None:
+        with httpx.Client(headers=headers, timeout=300) as client:
+            start.wait()
+            while (i := next(order)) < len(bodies):
+                time.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
+                sent = time.perf_counter()
+                try:
+                    response = client.post(url, content=bodies[i])
+                    results[i] = Posted(response.status_code, sent, time.perf_counter(), response.content)
+                except httpx.HTTPError as exc:
+                    results[i] = Posted(0, sent, time.perf_counter(), repr(exc).encode())
+
+    pool = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    t0 = time.perf_counter() + 0.2
+    start.wait()
+    for t in pool:
         t.join()
     return Load([r for r in results if r is not None], t0, time.perf_counter() - t0)
 
@@ -520,11 +553,13 @@ def progress_watch(
 # --- after the run: figures and checks ----------------------------------------------------------------
 
 
-def percentiles_sql(conn: psycopg.Connection[Any], expr: str, where: str = "") -> tuple[float, float, float, int]:
+def percentiles_sql(
+    conn: psycopg.Connection[Any], expr: str, where: str = "", source: str = SOURCE
+) -> tuple[float, float, float, int]:
     row = conn.execute(
         f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}), percentile_cont(0.99) WITHIN GROUP "
         f"(ORDER BY {expr}), max({expr}), count(*) FROM {ITEMS_TABLE} i WHERE i.source = %s {where}",
-        [SOURCE],
+        [source],
     ).fetchone()
     assert row is not None
     return float(row[0] or 0), float(row[1] or 0), float(row[2] or 0), int(row[3])
@@ -580,11 +615,14 @@ class Check:
             f"{self.triage_events_wrong} without exactly one queued/auto_actioned event; {self.queued_at_mismatch} "
             f"queued_at differing from the event; {self.live_decisions_wrong} without exactly one live intake "
             f"routing decision; {self.local_scores_wrong} without exactly one local score; {self.unscored} "
-            f"unscored; {self.dead_letters} dead letters; sample of {self.sample:,} re-routed in-process: "
-            f"{self.sample_differing} differ ({self.sample_history_dependent} depend on author history, accepted "
-            f"if any history value seen in the run gives the stored result), {self.sample_score_differing} "
-            "scores differ from in-process predict"
+            f"unscored; {self.dead_letters} dead letters"
         )
+        if self.sample:
+            text += (
+                f"; sample of {self.sample:,} re-routed in-process: {self.sample_differing} differ "
+                f"({self.sample_history_dependent} depend on author history, accepted if any history value seen in "
+                f"the run gives the stored result), {self.sample_score_differing} scores differ from in-process predict"
+            )
         return ("ok: " if self.ok else "WRONG: ") + text
 
 
@@ -593,11 +631,11 @@ def one(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def check_database(conn: psycopg.Connection[Any], world: World, items: int) -> Check:
+def check_database(conn: psycopg.Connection[Any], world: World, items: int, source: str = SOURCE) -> Check:
     """Every item triaged exactly once, with its score and one live routing decision (SQL over all items)."""
     c = Check(items=items)
     c.states = dict(
-        conn.execute(f"SELECT state, count(*) FROM {ITEMS_TABLE} WHERE source = %s GROUP BY state", [SOURCE]).fetchall()
+        conn.execute(f"SELECT state, count(*) FROM {ITEMS_TABLE} WHERE source = %s GROUP BY state", [source]).fetchall()
     )
     c.stored = sum(c.states.values())
     c.untriaged = c.states.get("received", 0)
@@ -606,32 +644,32 @@ def check_database(conn: psycopg.Connection[Any], world: World, items: int) -> C
         f"SELECT count(*) FROM {ITEMS_TABLE} i LEFT JOIN (SELECT item_id, count(*) n FROM queues_itemevent "
         "WHERE event IN ('queued', 'auto_actioned') GROUP BY item_id) e ON e.item_id = i.id "
         "WHERE i.source = %s AND coalesce(e.n, 0) <> 1",
-        [SOURCE],
+        [source],
     )
     c.queued_at_mismatch = one(
         conn,
         f"SELECT count(*) FROM {ITEMS_TABLE} i JOIN queues_itemevent e ON e.item_id = i.id AND e.event = 'queued' "
         "WHERE i.source = %s AND i.queued_at IS DISTINCT FROM e.at",
-        [SOURCE],
+        [source],
     )
     c.live_decisions_wrong = one(
         conn,
         f"SELECT count(*) FROM {ITEMS_TABLE} i LEFT JOIN (SELECT item_id, count(*) n FROM routing_routingdecision "
         "WHERE NOT shadow AND rule_set_id = %s GROUP BY item_id) d ON d.item_id = i.id "
         "WHERE i.source = %s AND coalesce(d.n, 0) <> 1",
-        [world.intake_id, SOURCE],
+        [world.intake_id, source],
     )
     c.local_scores_wrong = one(
         conn,
         f"SELECT count(*) FROM {ITEMS_TABLE} i LEFT JOIN (SELECT item_id, count(*) n FROM routing_classifierscore "
         "WHERE backend = 'local' GROUP BY item_id) s ON s.item_id = i.id WHERE i.source = %s AND coalesce(s.n, 0) <> 1",
-        [SOURCE],
+        [source],
     )
     c.unscored = one(
         conn,
         f"SELECT count(*) FROM routing_classifierscore s JOIN {ITEMS_TABLE} i ON i.id = s.item_id "
         "WHERE i.source = %s AND s.backend = 'unscored'",
-        [SOURCE],
+        [source],
     )
     c.dead_letters = one(conn, "SELECT count(*) FROM routing_deadletter")
     return c
@@ -827,6 +865,9 @@ def main() -> int:
     parser.add_argument("--celery-concurrency", type=int, default=2, help="triage worker pool processes")
     parser.add_argument("--prefetch", type=int, default=1, help="celery --prefetch-multiplier")
     parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"])
+    parser.add_argument("--paced-seconds", type=float, default=20, help="then a steady load this long (0: none)")
+    parser.add_argument("--paced-share", type=float, default=0.5, help="its rate, as a share of the end-to-end rate")
+    parser.add_argument("--paced-batch", type=int, default=100, help="items per call in the steady load")
     parser.add_argument("--sample", type=int, default=5000, help="items re-routed and re-scored in-process to check")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/ops_bench_e2e")
     parser.add_argument("--target", type=float, default=2000, help="items/s triaged end to end to call it a pass")
@@ -918,6 +959,21 @@ def main() -> int:
             load_during = loadavg()
             # Offset from the bench's clock to the wall clock the app stamps (same machine).
             wall_at_t0 = wall_at_t0 + timedelta(seconds=load.started - t_ref)
+            paced = None
+            if args.paced_seconds > 0:
+                rate = args.paced_share * args.items / (done_at - load.started)
+                count = max(args.paced_batch, int(rate * args.paced_seconds) // args.paced_batch * args.paced_batch)
+                print(f"paced: {count:,} items at {rate:,.0f} items/s in calls of {args.paced_batch} …", flush=True)
+                paced_texts = texts_generate(prompts, count=count, seed=args.seed + 7)
+                paced_items = items_generate(paced_texts, run=f"p{datetime.now(UTC):%H%M%S}", seed=args.seed + 7)
+                paced_bodies = bodies_encode(paced_items, args.paced_batch)
+                paced_load = post_paced(url=url, key=world.paced_key, bodies=paced_bodies,
+                                        interval=args.paced_batch / rate)  # fmt: skip
+                bad = [r for r in paced_load.posted if r.status != 201]
+                if bad:
+                    raise SystemExit(f"{len(bad)} paced calls failed: {bad[0].status} {bad[0].body[:500]!r}")
+                wait_triaged(conn, PACED_SOURCE, count, [web, worker], poll=0.05)
+                paced = (rate, count, paced_load.elapsed)
         extra = ""
         if args.profile:
             extra += "\n" + profile_summary(
@@ -940,6 +996,11 @@ def main() -> int:
             )
             lat_accepted = accepted_latencies(conn, load, wall_at_t0, args.batch)
             check = check_database(conn, world, args.items)
+            if paced:
+                paced_check = check_database(conn, world, paced[1], PACED_SOURCE)
+                paced_lat = percentiles_sql(
+                    conn, "extract(epoch FROM i.triaged_at - i.received_at)", source=PACED_SOURCE
+                )
             machine = machine_description(conn)
             destinations = conn.execute(
                 "SELECT d.destination, count(*) FROM routing_routingdecision d "
@@ -997,6 +1058,13 @@ def main() -> int:
              f"{lat_queued[0]:.2f} / {lat_queued[1]:.2f} / {lat_queued[2]:.2f} s over {lat_queued[3]:,} items"),
             ("latency from the client holding the 201 → triaged_at",
              f"{lat_accepted[0]:.2f} / {lat_accepted[1]:.2f} / {lat_accepted[2]:.2f} s"),
+            *(
+                [(f"**latency at a steady {paced[0]:,.0f} items/s**, p50 / p99 / max",
+                  f"**{paced_lat[0]:.2f} / {paced_lat[1]:.2f}** / {paced_lat[2]:.2f} s (received_at → triaged_at): "
+                  f"{paced[1]:,} more items after the flood, in calls of {args.paced_batch} at "
+                  f"{args.paced_share:.0%} of the end-to-end rate for {paced[2]:.0f} s, no backlog")]
+                if paced else []
+            ),
             ("what the stamps mean", "received_at: intake's clock when the call began; triaged_at / queued_at: "
              "routing's clock when the batch's routing began (its commit follows within the batch's routing time); "
              "the backlog wait dominates both"),
@@ -1020,6 +1088,7 @@ def main() -> int:
              f"{refs.decide_rows / max(refs.decide_seconds, 1e-9):,.0f} rows/s on one core ({refs.decide_rows:,} "
              "stored items' rows)"),
             ("check", check.describe()),
+            *([("check, paced items", paced_check.describe())] if paced else []),
         ]  # fmt: skip
         if others > 0.15:
             rows.append(("**the machine was not quiet**", f"other processes used {others:.2f} cores during the run; "
@@ -1031,9 +1100,10 @@ def main() -> int:
         if not args.no_write:
             RESULTS.write_text(text)
             print(f"written to {RESULTS.relative_to(ROOT)}")
-        if not check.ok:
-            print("FAILED: " + check.describe())
-        return 0 if check.ok else 1
+        ok = check.ok and (paced_check.ok if paced else True)
+        if not ok:
+            print("FAILED: " + check.describe() + ("; paced: " + paced_check.describe() if paced else ""))
+        return 0 if ok else 1
     finally:
         for r in scratch:
             r.flushdb()
