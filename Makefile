@@ -37,13 +37,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy $(APPS)
 
+## bench: every benchmark and drill in turn, one report: bench/results/REPORT.md and docs/benchmark-report.md
+## (over an hour; BENCH_ARGS="--quick --skip dashboard" for a smoke run, "--only e2e" for one)
 bench: $(STAMP)
-	$(BIN)/python bench/intake.py
-	$(BIN)/python bench/scoring.py
-	$(BIN)/python bench/rules.py
-	$(BIN)/python bench/claim.py
-	$(BIN)/python bench/dashboard.py
-	$(BIN)/python bench/drills/all.py
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -64,6 +64,9 @@ COPY_COLUMNS = [
     "state",
     "priority",
     "received_at",
+    "required_reviews",
+    "tags",
+    "is_golden",
 ]
 
 # --- items --------------------------------------------------------------------------------------------
@@ -159,6 +162,9 @@ def copy_row(item: dict[str, Any], received_at: datetime) -> tuple[Any, ...]:
         "received",
         0,
         received_at,
+        1,
+        "[]",
+        False,
     )
 
 

@@ -67,6 +67,9 @@ COPY_COLUMNS = [
     "state",
     "priority",
     "received_at",
+    "required_reviews",
+    "tags",
+    "is_golden",
 ]
 
 # --- texts ----------------------------------------------------------------------------------------
@@ -177,6 +180,9 @@ def copy_rows(source: str, texts: Sequence[str], received_at: datetime, seed: in
             "received",
             0,
             received_at,
+            1,
+            "[]",
+            False,
         )
         for i, text in enumerate(texts)
     ]

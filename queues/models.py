@@ -231,6 +231,11 @@ class ReviewItem(models.Model):
             models.Index(fields=["received_at"], name="item_received_idx"),
             # The lease sweep: only claimed rows.
             models.Index(fields=["lease_expires_at"], condition=Q(state="claimed"), name="item_lease_idx"),
+            # Author history at triage counts each batch's authors' auto-actioned items: without it the count
+            # reads every item of those authors (a prolific author's thousands) for each batch of 500.
+            models.Index(
+                fields=["source", "author_ref"], condition=Q(state="auto_actioned"), name="item_author_auto_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from ops_platform.core.bulk import rows_insert
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
 from ops_platform.core.services import actor_label
@@ -75,20 +77,101 @@ def items_enqueue(
         required_reviews=required_reviews,
     )
     event_data = {**({"reason": reason} if reason else {}), **(data or {})}
-    ItemEvent.objects.bulk_create(
-        ItemEvent(
-            item_id=pk,
-            at=now,
-            actor_label=actor,
-            event="queued",
-            from_state=ItemState.RECEIVED,
-            to_state=ItemState.QUEUED,
-            queue=queue,
-            data=event_data,
-        )
-        for pk in ids
+    rows_insert(
+        ItemEvent,
+        [
+            ItemEvent(
+                item_id=pk,
+                at=now,
+                actor_label=actor,
+                event="queued",
+                from_state=ItemState.RECEIVED,
+                to_state=ItemState.QUEUED,
+                queue=queue,
+                data=event_data,
+            )
+            for pk in ids
+        ],
     )
     return ids
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """One group of a triage batch bound for the same queue, priority, tags and history entry."""
+
+    item_ids: Sequence[int]
+    queue: Queue
+    actor: str
+    priority: int = 0
+    reason: str = ""
+    data: dict[str, object] | None = None
+    tags: Sequence[str] = ()
+    required_reviews: int = 1
+
+
+@transaction.atomic
+def items_enqueue_many(*, groups: Sequence[Enqueue], at: datetime | None = None) -> list[int]:
+    """:func:`items_enqueue` for every group of a triage batch at once: one lock, one UPDATE and one history
+    INSERT for the batch on PostgreSQL instead of three statements per group (a batch of 500 routed items
+    falls into dozens of groups by rule, queue and tags). Same guarantees: only items still 'received' move,
+    rows another worker holds are skipped, so each item is queued exactly once."""
+    if connection.vendor != "postgresql":
+        return [pk for g in groups for pk in items_enqueue(
+            item_ids=g.item_ids, queue=g.queue, actor=g.actor, priority=g.priority, reason=g.reason, data=g.data,
+            tags=g.tags, required_reviews=g.required_reviews, at=at,
+        )]  # fmt: skip
+    check_transition(ItemState.RECEIVED, ItemState.QUEUED)
+    now = at or timezone.now()
+    group_of = {pk: g for g in groups for pk in g.item_ids}
+    locked = list(
+        ReviewItem.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=list(group_of), state=ItemState.RECEIVED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not locked:
+        return []
+    values = [
+        {
+            "id": pk,
+            "queue_id": group_of[pk].queue.pk,
+            "priority": group_of[pk].priority,
+            "sla_seconds": group_of[pk].queue.sla.total_seconds(),
+            "tags": sorted(set(group_of[pk].tags)),
+            "required_reviews": group_of[pk].required_reviews,
+        }
+        for pk in locked
+    ]
+    table = connection.ops.quote_name(ReviewItem._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS i SET state = %s, queue_id = v.queue_id, priority = v.priority, "  # noqa: S608
+            "triaged_at = %s, queued_at = %s, due_at = i.received_at + make_interval(secs => v.sla_seconds), "
+            "tags = v.tags, required_reviews = v.required_reviews "
+            "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, queue_id bigint, priority smallint, "
+            "sla_seconds double precision, tags jsonb, required_reviews smallint) "
+            "WHERE i.id = v.id AND i.state = %s RETURNING i.id",
+            [ItemState.QUEUED, now, now, json.dumps(values), ItemState.RECEIVED],
+        )
+        moved = sorted(row[0] for row in cursor.fetchall())
+    rows_insert(
+        ItemEvent,
+        [
+            ItemEvent(
+                item_id=pk,
+                at=now,
+                actor_label=group_of[pk].actor,
+                event="queued",
+                from_state=ItemState.RECEIVED,
+                to_state=ItemState.QUEUED,
+                queue=group_of[pk].queue,
+                data={**({"reason": group_of[pk].reason} if group_of[pk].reason else {}), **(group_of[pk].data or {})},
+            )
+            for pk in moved
+        ],
+    )
+    return moved
 
 
 @transaction.atomic
@@ -118,17 +201,20 @@ def items_auto_action(
     ReviewItem.objects.filter(pk__in=ids).update(
         state=ItemState.AUTO_ACTIONED, triaged_at=now, decided_at=now, tags=sorted(set(tags))
     )
-    ItemEvent.objects.bulk_create(
-        ItemEvent(
-            item_id=pk,
-            at=now,
-            actor_label=actor,
-            event="auto_actioned",
-            from_state=ItemState.RECEIVED,
-            to_state=ItemState.AUTO_ACTIONED,
-            data={"reason": reason, "policy": policy.slug, "action": action.slug, **(data or {})},
-        )
-        for pk in ids
+    rows_insert(
+        ItemEvent,
+        [
+            ItemEvent(
+                item_id=pk,
+                at=now,
+                actor_label=actor,
+                event="auto_actioned",
+                from_state=ItemState.RECEIVED,
+                to_state=ItemState.AUTO_ACTIONED,
+                data={"reason": reason, "policy": policy.slug, "action": action.slug, **(data or {})},
+            )
+            for pk in ids
+        ],
     )
     extra = data or {}
     _auto_action_webhooks_emit(

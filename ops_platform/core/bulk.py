@@ -1,4 +1,4 @@
-"""One-statement bulk inserts that skip rows already there, for the hot paths (intake, scoring).
+"""One-statement bulk inserts for the hot paths (intake, scoring, triage), optionally skipping rows already there.
 
 Django's ``bulk_create(ignore_conflicts=True)`` cannot say which rows it created, and on PostgreSQL it
 binds one parameter per field per row: for a batch of 500 that is thousands of parameters quoted in
@@ -24,15 +24,32 @@ def insert_ignoring_conflicts(
     ``conflict`` names the constraint's columns (``"source, external_id"``), empty for any constraint;
     ``returning`` the columns to return for each row actually inserted.
     """
+    tail = f"ON CONFLICT {f'({conflict}) ' if conflict else ''}DO NOTHING" + (
+        f" RETURNING {returning}" if returning else ""
+    )
+    return _insert(model, rows, tail=tail, returning=bool(returning))
+
+
+def rows_insert(model: type[models.Model], rows: Sequence[models.Model]) -> int:
+    """Insert ``rows`` (unsaved instances) in one statement, as ``bulk_create`` would but without binding a
+    parameter per field per row (history rows, routing decisions: hundreds per triage batch). Returns the count;
+    the instances do not get their ids. Elsewhere than PostgreSQL it is ``bulk_create``."""
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(rows)
+    else:
+        _insert(model, rows, tail="", returning=False)
+    return len(rows)
+
+
+def _insert(
+    model: type[models.Model], rows: Sequence[models.Model], *, tail: str, returning: bool
+) -> list[tuple[Any, ...]]:
     if not rows:
         return []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     table = connection.ops.quote_name(model._meta.db_table)
     names = [connection.ops.quote_name(f.column) for f in fields]
     columns = ", ".join(names)
-    tail = f"ON CONFLICT {f'({conflict}) ' if conflict else ''}DO NOTHING" + (
-        f" RETURNING {returning}" if returning else ""
-    )
     if connection.vendor == "postgresql":
         record = ", ".join(f"{name} {f.db_type(connection)}" for name, f in zip(names, fields, strict=True))
         sql = (

@@ -30,12 +30,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ops_platform.core.bulk import rows_insert
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
 from queues.models import ItemState, Queue, ReviewItem
-from queues.services import item_move, items_auto_action, items_enqueue, queue_default_intake
+from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleProgram, RuleSpec, program_for
-from routing.rules.features import item_rows
+from routing.rules.features import ROW_FIELDS, item_rows
 from routing.rules.policies import auto_action_refusal
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[
     Items no longer 'received' are left alone, so a re-delivered triage task changes nothing.
     """
     now = at or timezone.now()
-    items = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).order_by("pk"))
+    # Only what a row reads: the whole item (claims, leases, decisions' columns) cost twice as much to load.
+    items = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).only(*ROW_FIELDS).order_by("pk"))
     if not items:
         return []
     rows = item_rows(items)
@@ -204,41 +206,50 @@ def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[
     with transaction.atomic():
         _apply_caps(placements, now)
         done += _apply(placements, now)
-        RoutingDecision.objects.bulk_create(
-            RoutingDecision(
-                item_id=p.item_id,
-                rule_set_id=p.rule_set_id,
-                rule_id=p.rule.pk if p.rule else None,
-                matched=p.matched,
-                action=RuleAction.AUTO_ACTION if p.auto else p.action,
-                destination=p.destination,
-                queue=None if p.auto else p.queue,
-                priority=p.priority,
-                tags=sorted(set(p.tags)),
-                scores=p.scores,
-                at=now,
-            )
-            for p in placements
-            if p.item_id in set(done)
+        placed = set(done)
+        # One INSERT for the batch's decisions (and one for escalations at triage): bulk_create binds a parameter
+        # per field per row, which cost more than the rows themselves (bench/e2e.py).
+        rows_insert(
+            RoutingDecision,
+            [
+                RoutingDecision(
+                    item_id=p.item_id,
+                    rule_set_id=p.rule_set_id,
+                    rule_id=p.rule.pk if p.rule else None,
+                    matched=p.matched,
+                    action=RuleAction.AUTO_ACTION if p.auto else p.action,
+                    destination=p.destination,
+                    queue=None if p.auto else p.queue,
+                    priority=p.priority,
+                    tags=sorted(set(p.tags)),
+                    scores=p.scores,
+                    at=now,
+                )
+                for p in placements
+                if p.item_id in placed
+            ],
         )
         # Escalations at triage are recorded under the escalation version too, so the overdue sweep's
         # "each rule escalates an item once" sees them.
-        RoutingDecision.objects.bulk_create(
-            RoutingDecision(
-                item_id=p.item_id,
-                rule_set_id=p.escalation[0],
-                rule_id=p.escalation[1].pk,
-                matched=p.escalation[1].name,
-                action=p.escalation[1].action,
-                destination=p.destination,
-                queue=p.queue,
-                priority=p.priority,
-                tags=sorted(set(p.tags)),
-                scores=p.scores,
-                at=now,
-            )
-            for p in placements
-            if p.escalation is not None and p.item_id in set(done)
+        rows_insert(
+            RoutingDecision,
+            [
+                RoutingDecision(
+                    item_id=p.item_id,
+                    rule_set_id=p.escalation[0],
+                    rule_id=p.escalation[1].pk,
+                    matched=p.escalation[1].name,
+                    action=p.escalation[1].action,
+                    destination=p.destination,
+                    queue=p.queue,
+                    priority=p.priority,
+                    tags=sorted(set(p.tags)),
+                    scores=p.scores,
+                    at=now,
+                )
+                for p in placements
+                if p.escalation is not None and p.item_id in placed
+            ],
         )
         if shadows:
             _record_shadow(shadows, items, rows, queues, now)
@@ -304,21 +315,24 @@ def _apply(placements: list[Placement], now: datetime) -> list[int]:
             tags=sorted({t for p in group for t in p.tags}),
             at=now,
         )
+    groups = []
     for (queue_id, priority, matched, tags, reviews, escalated_by), ids in queued.items():
         data: dict[str, object] = {"rule": matched}
         if escalated_by:
             data["escalated_by"] = escalated_by
-        done += items_enqueue(
-            item_ids=ids,
-            queue=queues[queue_id],
-            actor="rules" if matched != "default" else "triage:default",
-            priority=priority,
-            reason=f"rule '{matched}'" if matched != "default" else "default queue (no rule matched)",
-            data=data,
-            tags=tags,
-            required_reviews=reviews,
-            at=now,
+        groups.append(
+            Enqueue(
+                item_ids=ids,
+                queue=queues[queue_id],
+                actor="rules" if matched != "default" else "triage:default",
+                priority=priority,
+                reason=f"rule '{matched}'" if matched != "default" else "default queue (no rule matched)",
+                data=data,
+                tags=tags,
+                required_reviews=reviews,
+            )
         )
+    done += items_enqueue_many(groups=groups, at=now)
     return done
 
 

@@ -19,6 +19,8 @@ from routing.models import Backend, ClassifierScore
 from routing.rules.language import score_key
 
 ITEM_STRINGS = ("kind", "source", "surface", "language")
+# The item fields a live row reads (``item_rows`` without ``now``): triage loads only these.
+ROW_FIELDS = ("pk", *ITEM_STRINGS, "text", "report_count", "media_urls", "metadata", "author_ref")
 MANY_AUTHORS = 1_000
 
 

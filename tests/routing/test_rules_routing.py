@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ops_platform.core.models import ApiClient, EnforcementAction, Policy, User, WebhookEvent
@@ -102,6 +104,25 @@ def test_the_first_matching_rule_decides(intake_v1: RuleSet, hate_queue: Queue, 
     assert (middling.queue, middling.priority) == (senior_queue, 1)
     assert live_decision(high).matched == "hate-high"
     assert live_decision(middling).matched == "hate-any"
+
+
+def test_a_batch_is_routed_in_as_many_queries_whatever_its_size_and_groups(
+    intake_v1: RuleSet, django_assert_max_num_queries: Any
+):
+    """Triage routes a batch with a fixed number of statements: not one per item (a field the rows read left
+    unloaded) nor per group of items bound for the same queue, priority and tags."""
+    items_route(item_ids=[scored_item(hate=0.9).pk, scored_item(hate=0.5).pk])  # programs compiled and cached
+    large = [
+        scored_item(hate=hate, surface=surface, report_count=reports, text=f"item {n}")
+        for n, (hate, surface, reports) in enumerate(
+            [(0.9, "dm", 0), (0.5, "", 3), (0.1, "dm", 5), (0.95, "", 0), (0.4, "dm", 0), (0.0, "", 4)] * 3
+        )
+    ]
+    with CaptureQueriesContext(connection) as small_run:
+        items_route(item_ids=[scored_item(hate=0.9).pk, scored_item(hate=0.5).pk])
+    with django_assert_max_num_queries(len(small_run.captured_queries)):
+        assert len(items_route(item_ids=[i.pk for i in large])) == len(large)
+    assert {fresh(i).state for i in large} == {ItemState.QUEUED}
 
 
 def test_an_item_no_rule_matches_goes_to_the_default_queue(intake_v1: RuleSet, intake_queue: Queue):

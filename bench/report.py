@@ -1,0 +1,434 @@
+"""The benchmark report: every benchmark and drill run in turn, their results assembled into one markdown file.
+
+Each script runs alone as a subprocess (the venv's python, this checkout on PYTHONPATH) and writes its own result
+(``bench/results/<name>.md``; a drill ``bench/results/drill-<name>.md``, or its markdown on stdout). This script
+records the machine, its load around each run and each exit status, and writes ``bench/results/REPORT.md`` and,
+unless it is a ``--quick`` smoke run, the copy the README links to, ``docs/benchmark-report.md``.
+
+    .venv/bin/python bench/report.py                      # everything, full sizes (over an hour)
+    .venv/bin/python bench/report.py --quick --skip dashboard
+    .venv/bin/python bench/report.py --only e2e intake
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchlib import machine_busy
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+LOGS = RESULTS / "logs"
+REPORT = RESULTS / "REPORT.md"
+DOCS_COPY = ROOT / "docs" / "benchmark-report.md"
+DRILLS = BENCH / "drills"
+NOT_DRILLS = {"__init__", "all", "harness"}
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    path: Path
+    result: Path
+    quick: tuple[str, ...] = ()  # arguments for a smoke run
+    drill: bool = False
+
+
+# In the order they run: the cheap ones first, the hour-long dashboard seeding before the end-to-end load.
+BENCHMARKS = [
+    Script("intake", BENCH / "intake.py", RESULTS / "intake.md", ("--items", "20000")),
+    Script("scoring", BENCH / "scoring.py", RESULTS / "scoring.md", ("--items", "5000", "--single-items", "500")),
+    Script("rules", BENCH / "rules.py", RESULTS / "rules.md", ("--items", "100000", "--rows", "20000")),
+    Script("claim", BENCH / "claim.py", RESULTS / "claim.md", ("--large", "100000", "--rounds", "2")),
+    Script("dashboard", BENCH / "dashboard.py", RESULTS / "dashboard.md", ("--decisions", "200000")),
+    Script(
+        "e2e", BENCH / "e2e.py", RESULTS / "e2e.md", ("--items", "20000", "--sample", "2000", "--paced-seconds", "10")
+    ),
+]
+
+
+def drills_discover(directory: Path = DRILLS) -> list[Script]:
+    """bench/drills/<name>.py, each runnable alone; in the registry's order when the package names one."""
+    if not directory.is_dir():
+        return []
+    found = {
+        p.stem: p for p in sorted(directory.glob("*.py")) if p.stem not in NOT_DRILLS and not p.stem.startswith("_")
+    }
+    order = [name for name in registry_order(directory) if name in found]
+    order += [name for name in sorted(found) if name not in order]
+    scripts = []
+    for name in order:
+        path = found[name]
+        quick = ("--quick",) if "--quick" in path.read_text(errors="replace") else ()
+        # A drill writes next to the benchmarks of its own checkout: <checkout>/bench/results/drill-<name>.md.
+        scripts.append(Script(name, path, directory.parent / "results" / f"drill-{name}.md", quick, drill=True))
+    return scripts
+
+
+def registry_order(directory: Path) -> list[str]:
+    """Drill names in the order a registry lists them (a list or tuple of names or of specs named by their first
+    argument, or a dict with string keys, assigned at the top of bench/drills/all.py or __init__.py); read, not
+    imported."""
+    for module in (directory / "all.py", directory / "__init__.py"):
+        if not module.exists():
+            continue
+        try:
+            tree = ast.parse(module.read_text())
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+            names = []
+            if isinstance(value, ast.List | ast.Tuple):
+                names = [name for e in value.elts if (name := _first_string(e))]
+            elif isinstance(value, ast.Dict):
+                names = [k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+            if len(names) >= 2:
+                return [n.replace("-", "_") if (directory / f"{n.replace('-', '_')}.py").exists() else n for n in names]
+    return []
+
+
+def _first_string(node: ast.expr) -> str:
+    """A registry entry's name: a string, or the first string argument of a call (``DrillSpec("name", …)``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Call):
+        for arg in [*node.args, *(k.value for k in node.keywords if k.arg == "name")]:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                return arg.value
+    return ""
+
+
+# --- the machine ----------------------------------------------------------------------------------
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine_lines() -> list[tuple[str, str]]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.processor())
+    meminfo = {ln.split(":")[0]: ln.split(":")[1].strip() for ln in Path("/proc/meminfo").read_text().splitlines()}
+    memory = int(meminfo["MemTotal"].split()[0]) / 1024 / 1024
+    available = int(meminfo.get("MemAvailable", "0 kB").split()[0]) / 1024 / 1024
+    lines = [
+        ("CPU", f"{model}; {len(os.sched_getaffinity(0))} CPUs usable ({os.cpu_count()} online)"),
+        ("memory", f"{memory:.1f} GiB ({available:.1f} GiB available at the start)"),
+        ("OS", f"{platform.platform()}"),
+        ("Python", f"{platform.python_version()} ({PYTHON})"),
+        ("PostgreSQL", postgres_version()),
+        ("Redis", redis_version()),
+    ]
+    return lines
+
+
+def postgres_version() -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", connect_timeout=3) as conn:
+            row = conn.execute("SELECT version()").fetchone()
+            settings = dict(
+                conn.execute(
+                    "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+                    "('shared_buffers', 'work_mem', 'max_connections', 'synchronous_commit')"
+                ).fetchall()
+            )
+        text = str(row[0]) if row else "?"
+        return (
+            f"{text.split(' on ')[0]} at 127.0.0.1:5432 ({', '.join(f'{k} {v}' for k, v in sorted(settings.items()))})"
+        )
+    except Exception as exc:  # the report says what it could not learn
+        return f"not reachable ({type(exc).__name__})"
+
+
+def redis_version() -> str:
+    try:
+        import redis
+
+        info = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=3).info("server")
+        return f"{info.get('redis_version', '?')} at 127.0.0.1:6379"
+    except Exception as exc:
+        return f"not reachable ({type(exc).__name__})"
+
+
+def git_describe() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{commit} ({branch}){dirty}"
+
+
+# --- running one script ---------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    script: Script
+    args: list[str]
+    returncode: int | None = None  # None: not run
+    seconds: float = 0.0
+    cpu: float = 0.0  # CPU seconds of the script and every process it started and waited for
+    busy: float = 0.0  # share of the machine's CPU in use during the run (everything)
+    load: tuple[str, str] = ("", "")
+    markdown: str = ""
+    note: str = ""
+    log: Path | None = None
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.returncode is None:
+            return "not run"
+        if self.returncode == 0:
+            return "pass"
+        return "timed out" if self.returncode == -9 else f"**FAILED** (exit {self.returncode})"
+
+
+def run_script(script: Script, args: list[str], timeout: float | None) -> Outcome:
+    """Run one script, its output streamed to the console and its log; collect its markdown result."""
+    outcome = Outcome(script, args)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    outcome.log = LOGS / f"{'drill-' if script.drill else ''}{script.name}.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [PYTHON, shown(script.path), *args]
+    print(f"\n=== {script.name}: {' '.join(cmd[1:])}", flush=True)
+    started_wall = time.time()
+    busy0, total0 = machine_busy()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_before = loadavg()
+    t0 = time.monotonic()
+    stdout: list[str] = []
+    with outcome.log.open("w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            stdout.append(line)
+            print(f"  {script.name} | {line}", end="", flush=True)
+        proc.wait()
+        if timer:
+            timer.cancel()
+    outcome.returncode = proc.returncode
+    outcome.seconds = time.monotonic() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    outcome.cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    busy1, total1 = machine_busy()
+    outcome.busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
+    outcome.load = (load_before, loadavg())
+    outcome.tail = stdout[-15:]
+    if script.result.exists() and script.result.stat().st_mtime >= started_wall - 1:
+        outcome.markdown = script.result.read_text()
+    elif script.drill and stdout:
+        outcome.markdown = markdown_of(stdout)
+        outcome.note = f"taken from its output ({shown(script.result)} was not written)"
+    else:
+        outcome.note = f"no result written to {shown(script.result)} during this run"
+    return outcome
+
+
+def shown(path: Path) -> str:
+    """A path relative to the checkout when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def markdown_of(lines: list[str]) -> str:
+    """The markdown part of a script's output: from its first heading on."""
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            return "".join(lines[i:])
+    return "".join(lines)
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+TARGET_WORDS = re.compile(r"\b(MISSED|FAILED|WRONG)\b")
+
+
+def table_cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def headline(markdown: str) -> str:
+    """The figures a result marks in bold: each table row whose first cell is bold, with its value (a two-column
+    table) or its bold cells (a wider one). Without any, the first row of its first table."""
+    found = []
+    first_row = ""
+    for line in markdown.splitlines():
+        if not line.startswith("|") or set(line) <= set("|-: "):
+            continue
+        cells = table_cells(line)
+        if not any(cells[1:]) or not cells[0]:
+            continue  # a header row
+        first_row = first_row or f"{cells[0].replace('**', '')}: {cells[1].replace('**', '')}"
+        if cells[0].startswith("**"):
+            values = cells[1:] if len(cells) == 2 else [c for c in cells[1:] if "**" in c] or cells[1:2]
+            found.append(f"{cells[0].replace('**', '')}: {', '.join(v.replace('**', '') for v in values)}")
+    text = "; ".join(found[:3]) or first_row
+    if len(text) > 400:
+        text = text[:397] + "…"
+    return text.replace("|", "/")
+
+
+def demote(markdown: str) -> str:
+    """Headings one level down, so each result sits under its own section of the report."""
+    return re.sub(r"^(#{1,5}) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.MULTILINE)
+
+
+def report_render(
+    outcomes: list[Outcome],
+    *,
+    args: argparse.Namespace,
+    started: datetime,
+    machine: list[tuple[str, str]],
+    load: tuple[str, str],
+) -> str:
+    ran = [o for o in outcomes if o.returncode is not None]
+    failed = [o for o in ran if o.returncode != 0]
+    not_run = [o for o in outcomes if o.returncode is None]
+    mode = "a quick smoke run, small sizes: not the benchmark figures" if args.quick else "full sizes"
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Run by `bench/report.py` ({mode}) from {started:%Y-%m-%d %H:%M} to {datetime.now(UTC):%H:%M} UTC on commit "
+        f"{git_describe()}. Each benchmark and drill ran alone, one after another, as a subprocess; each measures its "
+        "reference figures (raw COPY, in-process model and rules, raw SQL) in the same run, next to its own.",
+        "",
+        f"**{len(ran) - len(failed)} of {len(ran)} passed**"
+        + (f"; failed: {', '.join(o.script.name for o in failed)}" if failed else "")
+        + (f"; not run: {', '.join(o.script.name for o in not_run)}" if not_run else ""),
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+    ]  # fmt: skip
+    lines += [f"| {label} | {value} |" for label, value in machine]
+    lines += [
+        f"| load average (1/5/15 min) | {load[0]} at the start, {load[1]} at the end |",
+        "",
+        "PostgreSQL and Redis run on the same machine as the application processes and the load generators; "
+        "'machine busy' below is all of the machine's CPU in use during a script (its own processes, the servers, "
+        "and anything else running then).",
+        "",
+        "## Summary",
+        "",
+        "| script | status | time | CPU of its processes | machine busy | load before → after | headline figures |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for o in outcomes:
+        kind = "drill" if o.script.drill else "bench"
+        name = f"{kind} `{o.script.name}`"
+        if o.returncode is None:
+            lines.append(f"| {name} | not run | | | | | |")
+            continue
+        figures = headline(o.markdown) or o.note
+        missed = TARGET_WORDS.findall(o.markdown)
+        if missed and o.returncode == 0 and not set(missed) <= set(TARGET_WORDS.findall(figures)):
+            figures += f" ({', '.join(sorted(set(missed)))} in its result)"
+        lines.append(
+            f"| {name} | {o.status} | {o.seconds / 60:.1f} min | {o.cpu:,.0f} s | {o.busy:.0%} | "
+            f"{o.load[0]} → {o.load[1]} | {figures} |"
+        )
+    for o in ran:
+        kind = "Drill" if o.script.drill else "Benchmark"
+        lines += [
+            "",
+            f"## {kind}: {o.script.name}",
+            "",
+            f"`{' '.join([Path(PYTHON).name, shown(o.script.path), *o.args])}`: {o.status} in "
+            f"{o.seconds:.0f} s; log `{shown(o.log) if o.log else '-'}`" + (f"; {o.note}" if o.note else ""),
+            "",
+        ]
+        if o.markdown:
+            lines.append(demote(o.markdown).rstrip())
+        else:
+            lines += ["Last lines of its output:", "", "```", *(ln.rstrip() for ln in o.tail), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks or drills")
+    parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="run everything but these")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the whole report")
+    parser.add_argument("--timeout", type=float, help="seconds after which a script is killed (default: none)")
+    parser.add_argument("--list", action="store_true", help="print the scripts it would run, then stop")
+    parser.add_argument("--drills", type=Path, default=DRILLS, help="where the drills are (default: bench/drills)")
+    parser.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"also write {DOCS_COPY.relative_to(ROOT)} (default: yes, but not for --quick)",
+    )
+    args = parser.parse_args()
+
+    scripts = BENCHMARKS + drills_discover(args.drills.resolve())
+    known = {s.name for s in scripts} | {f"drill-{s.name}" for s in scripts if s.drill} | {"drills", "benchmarks"}
+    unknown = sorted((set(args.only or []) | set(args.skip)) - known)
+    if unknown:
+        raise SystemExit(f"unknown names: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+    def chosen(s: Script) -> bool:
+        names = {s.name, f"drill-{s.name}" if s.drill else s.name, "drills" if s.drill else "benchmarks"}
+        if args.only and not names & set(args.only):
+            return False
+        return not names & set(args.skip)
+
+    if args.list:
+        for s in scripts:
+            extra = " ".join(s.quick) if args.quick else ""
+            print(f"{'run ' if chosen(s) else 'skip'} {shown(s.path)} {extra}")
+        return 0
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    machine = machine_lines()
+    load_start = loadavg()
+    outcomes = []
+    for s in scripts:
+        if not chosen(s):
+            outcomes.append(Outcome(s, []))
+            continue
+        outcomes.append(run_script(s, list(s.quick) if args.quick else [], args.timeout))
+    text = report_render(outcomes, args=args, started=started, machine=machine, load=(load_start, loadavg()))
+    REPORT.write_text(text)
+    written = [REPORT]
+    if args.docs if args.docs is not None else not args.quick:
+        DOCS_COPY.parent.mkdir(parents=True, exist_ok=True)
+        DOCS_COPY.write_text(text)
+        written.append(DOCS_COPY)
+    print("\n" + "\n".join(ln for ln in text.splitlines() if ln.startswith("| ") and "`" in ln[:20]))
+    print(f"\nwritten to {', '.join(str(p.relative_to(ROOT)) for p in written)}")
+    ran = [o for o in outcomes if o.returncode is not None]
+    return 0 if ran and all(o.returncode == 0 for o in ran) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
