@@ -163,7 +163,9 @@ def triage_enqueue(item_ids: Sequence[int]) -> int:
 def items_triage(*, item_ids: Sequence[int]) -> list[int]:
     """Score received items, then route them by the active rule sets (``routing.rules.apply``);
     items already triaged are left as they are (and are not scored again)."""
-    received = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).values_list("pk", flat=True))
+    # By id alone, the state checked here (see queues.services.received_locked on the partial index).
+    states = ReviewItem.objects.filter(pk__in=list(item_ids)).values_list("pk", "state")
+    received = [pk for pk, state in states if state == ItemState.RECEIVED]
     if not received:
         return []
     items_score(item_ids=received)

@@ -179,7 +179,9 @@ def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[
     """
     now = at or timezone.now()
     # Only what a row reads: the whole item (claims, leases, decisions' columns) cost twice as much to load.
-    items = list(ReviewItem.objects.filter(pk__in=item_ids, state=ItemState.RECEIVED).only(*ROW_FIELDS).order_by("pk"))
+    # By id alone, the state checked here (see queues.services.received_locked on the partial index).
+    loaded = ReviewItem.objects.filter(pk__in=list(item_ids)).only(*ROW_FIELDS, "state").order_by("pk")
+    items = [item for item in loaded if item.state == ItemState.RECEIVED]
     if not items:
         return []
     rows = item_rows(items)
