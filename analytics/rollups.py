@@ -141,7 +141,8 @@ def hist_percentile(hist: Mapping[int, int], q: float) -> float | None:
 
 # --- the definitions, as querysets (rollups and drill-down share them) --------------------------------------
 
-VENDOR_OF_REVIEWER = "reviewer__reviewer_profile__team__vendor"
+# The vendor a decision is counted for: its reviewer's when they decided (``Decision.vendor``).
+VENDOR_OF_REVIEWER = "vendor"
 
 
 def deciding_decisions() -> QuerySet[Decision]:
@@ -358,7 +359,7 @@ def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
         g["reviewer"]: g
         for g in Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
         .values("reviewer")
-        .annotate(n=Count("pk"), handle=Sum("handle_time"), handle_n=Count("handle_time"))
+        .annotate(n=Count("pk"), handle=Sum("handle_time"), handle_n=Count("handle_time"), vendor=Max("vendor"))
         .order_by()
     }
     events = list(
@@ -368,7 +369,10 @@ def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
     )
     productive = _productive_seconds(events)
     reviewers = set(decided) | set(productive)
+    # The vendor of the day's decisions (a reviewer's decisions of one day share one); for a day without any,
+    # the reviewer's vendor now.
     vendors = dict(ReviewerProfile.objects.filter(user_id__in=reviewers).values_list("user_id", "team__vendor_id"))
+    vendors |= {reviewer: g["vendor"] for reviewer, g in decided.items()}
     out = []
     for reviewer_id in sorted(reviewers):
         g = decided.get(reviewer_id, {})

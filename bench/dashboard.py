@@ -158,7 +158,7 @@ ITEM_COLUMNS = [
 ]  # fmt: skip
 DECISION_COLUMNS = [
     "id", "item_id", "reviewer_id", "queue_id", "policy_id", "action_id", "is_violation", "rationale",
-    "claimed_at", "decided_at", "handle_time", "is_final", "appeal_outcome",
+    "claimed_at", "decided_at", "handle_time", "is_final", "appeal_outcome", "vendor_id",
 ]  # fmt: skip
 EVENT_COLUMNS = ["id", "item_id", "at", "actor_id", "actor_label", "event", "from_state", "to_state", "queue_id",
                  "data"]  # fmt: skip
@@ -304,6 +304,7 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
             "id": d_ids,
             "item_id": d_items,
             "reviewer_id": reviewer[done],
+            "vendor_id": pd.Series(reviewer[done]).map(w.reviewer_vendor).astype("Int64").array,
             "queue_id": queue_id[done],
             "policy_id": d_policy,
             "action_id": np.where(violation[done], w.actions["remove"], w.actions["no-action"]),
@@ -390,7 +391,8 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
                       "action_id": w.actions["no-action"], "is_violation": False, "rationale": "appeal reviewed",
                       "claimed_at": _ts(start, a_decided[a_done] - 120), "decided_at": _ts(start, a_decided[a_done]),
                       "handle_time": 120.0, "is_final": True,
-                      "appeal_outcome": np.where(overturned, "overturned", "upheld")})
+                      "appeal_outcome": np.where(overturned, "overturned", "upheld"),
+                      "vendor_id": pd.array([None] * k, dtype="Int64")})  # in-house reviewers
     )  # fmt: skip
     for event, at in (("claimed", a_decided[a_done] - 120), ("decided", a_decided[a_done])):
         frames["queues_itemevent"].append(
@@ -422,7 +424,7 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
     # Re-reviewed a day after the decision; a sample whose day has not passed by ``now`` is still waiting.
     done_by_now = s_decided + 86400 < span
     closed = _ts(start, s_decided + 86400).where(done_by_now)
-    vendors = pd.array([w.reviewer_vendor[r] for r in s_dec["reviewer_id"]], dtype="Int64")
+    vendors = s_dec["vendor_id"].array
     error_type = np.where(wrong, np.where(s_dec["is_violation"], "false_positive", "false_negative"), "")
     frames["qa_qasample"].append(
         pd.DataFrame({"id": s_ids, "item_id": s_dec["item_id"].to_numpy(), "decision_id": s_dec["id"].to_numpy(),

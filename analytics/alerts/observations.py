@@ -102,11 +102,12 @@ def appeal_observations(start: datetime, end: datetime, *, queue_id: int | None 
         language=F("item__appeal_of__language"),
         rule=_rule_of("item__appeal_of"),
         model_version=_model_version_of("item__appeal_of"),
-        vendor=Subquery(contested.values("reviewer__reviewer_profile__team__vendor__slug")[:1]),
+        contested_vendor=Subquery(contested.values("vendor__slug")[:1]),
         contested_queue=Subquery(contested.values("queue__slug")[:1]),
     )
     columns = ["appeal_outcome", *RATE_COLUMNS]
-    frame = _frame([{**r, "queue": r.pop("contested_queue")} for r in rows], columns)
+    frame = _frame([{**r, "queue": r.pop("contested_queue"), "vendor": r.pop("contested_vendor")} for r in rows],
+                   columns)  # fmt: skip
     frame["weight"] = 1.0
     frame["hit"] = (frame["appeal_outcome"] == "overturned").astype(float)
     return frame[RATE_COLUMNS]
@@ -151,9 +152,10 @@ def decisions_by_queue_vendor(
         decisions = decisions.filter(queue__slug__in=queues)
     rows = decisions.values(
         queue_slug=F("queue__slug"),
-        vendor=Coalesce(F("reviewer__reviewer_profile__team__vendor__slug"), Value(IN_HOUSE)),
+        vendor_label=Coalesce(F("vendor__slug"), Value(IN_HOUSE)),
     ).annotate(n=Count("id"))
-    return pd.DataFrame.from_records(list(rows), columns=["queue_slug", "vendor", "n"])
+    frame = pd.DataFrame.from_records(list(rows), columns=["queue_slug", "vendor_label", "n"])
+    return frame.rename(columns={"vendor_label": "vendor"})
 
 
 def items_due_by(deadline: datetime, *, queue_id: int | None = None) -> pd.DataFrame:
