@@ -127,9 +127,9 @@ def _frame(rows: Iterable[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
 
 def _decision_labels(start: datetime, end: datetime) -> pd.DataFrame:
     decisions = current_final_decisions().filter(decided_at__gte=start, decided_at__lt=end)
-    rows = decisions.values_list(
-        "item_id", "is_violation", "policy_id", "queue_id", "reviewer__reviewer_profile__team__vendor_id"
-    ).iterator(chunk_size=_CHUNK)
+    rows = decisions.values_list("item_id", "is_violation", "policy_id", "queue_id", "vendor_id").iterator(
+        chunk_size=_CHUNK
+    )
     frame = _frame(rows, _LABEL_COLUMNS[:-1])
     frame["weight"] = 1.0
     return frame

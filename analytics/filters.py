@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
+from django.db.models import QuerySet
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
@@ -17,6 +21,19 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The local day as [start, end) instants."""
     start = timezone.make_aware(datetime.combine(day, time.min))
     return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+
+
+def days_through(start: date, end: date) -> Iterator[date]:
+    """Every local day from ``start`` to ``end`` inclusive."""
+    day = start
+    while day <= end:
+        yield day
+        day += timedelta(days=1)
+
+
+def local_dates(qs: QuerySet[Any], field: str) -> set[date]:
+    """The distinct local dates of ``field`` over ``qs``, computed in the database."""
+    return set(qs.order_by().annotate(_d=TruncDate(field)).values_list("_d", flat=True).distinct())
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from datetime import date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, F, FloatField, Q, Sum
-from django.db.models.functions import Cast, TruncDate
+from django.db.models.functions import Cast
 
-from analytics.filters import day_bounds
+from analytics.filters import day_bounds, days_through, local_dates
 from analytics.models import GoldenDaily, QaSampleDaily
 from qa.models import GoldenInjection, QaSample, SampleState
 
@@ -88,21 +88,17 @@ def touched_days(since: datetime | None) -> set[date]:
     if since is not None:
         samples = samples.filter(closed_at__gte=since - QUALITY_OVERLAP)
         golden = golden.filter(scored_at__gte=since - QUALITY_OVERLAP)
-    days = set(samples.order_by().annotate(_d=TruncDate("closed_at")).values_list("_d", flat=True).distinct())
-    days |= set(golden.order_by().annotate(_d=TruncDate("scored_at")).values_list("_d", flat=True).distinct())
-    return days
+    return local_dates(samples, "closed_at") | local_dates(golden, "scored_at")
 
 
 @transaction.atomic
 def quality_rollups_rebuild(start: date, end: date) -> int:
     """Replace the quality rows of the days ``start`` to ``end`` inclusive (backfills, fixes); the operations
     rollups and the cursor are left alone. Returns the number of days."""
-    day, n = start, 0
-    while day <= end:
+    days = list(days_through(start, end))
+    for day in days:
         QaSampleDaily.objects.filter(day=day).delete()
         QaSampleDaily.objects.bulk_create(qa_sample_rows(day))
         GoldenDaily.objects.filter(day=day).delete()
         GoldenDaily.objects.bulk_create(golden_rows(day))
-        day += timedelta(days=1)
-        n += 1
-    return n
+    return len(days)

@@ -64,11 +64,10 @@ from django.db.models import (
     Subquery,
     Sum,
 )
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from analytics import quality_rollups
-from analytics.filters import day_bounds
+from analytics.filters import day_bounds, days_through, local_dates
 from analytics.models import (
     GoldenDaily,
     OpsAppealDaily,
@@ -140,13 +139,10 @@ def hist_percentile(hist: Mapping[int, int], q: float) -> float | None:
 # --- days ----------------------------------------------------------------------------------------------------
 
 
-def _dates(qs: QuerySet[Any], field: str) -> set[date]:
-    return set(qs.order_by().annotate(_d=TruncDate(field)).values_list("_d", flat=True).distinct())
-
-
 # --- the definitions, as querysets (rollups and drill-down share them) --------------------------------------
 
-VENDOR_OF_REVIEWER = "reviewer__reviewer_profile__team__vendor"
+# The vendor a decision is counted for: its reviewer's when they decided (``Decision.vendor``).
+VENDOR_OF_REVIEWER = "vendor"
 
 
 def deciding_decisions() -> QuerySet[Decision]:
@@ -363,7 +359,7 @@ def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
         g["reviewer"]: g
         for g in Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
         .values("reviewer")
-        .annotate(n=Count("pk"), handle=Sum("handle_time"), handle_n=Count("handle_time"))
+        .annotate(n=Count("pk"), handle=Sum("handle_time"), handle_n=Count("handle_time"), vendor=Max("vendor"))
         .order_by()
     }
     events = list(
@@ -373,7 +369,10 @@ def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
     )
     productive = _productive_seconds(events)
     reviewers = set(decided) | set(productive)
+    # The vendor of the day's decisions (a reviewer's decisions of one day share one); for a day without any,
+    # the reviewer's vendor now.
     vendors = dict(ReviewerProfile.objects.filter(user_id__in=reviewers).values_list("user_id", "team__vendor_id"))
+    vendors |= {reviewer: g["vendor"] for reviewer, g in decided.items()}
     out = []
     for reviewer_id in sorted(reviewers):
         g = decided.get(reviewer_id, {})
@@ -480,14 +479,12 @@ def latency_rollups_rebuild(start: date, end: date) -> int:
     """Derive ``OpsLatencyDaily`` from the stored decision rows of ``start`` to ``end`` (after an upgrade that
     added the table, without recomputing the decision rows); returns the rows written."""
     written = 0
-    day = start
-    while day <= end:
+    for day in days_through(start, end):
         with transaction.atomic():
             OpsLatencyDaily.objects.filter(day=day).delete()
             rows = latency_rows(day, OpsDecisionDaily.objects.filter(day=day))
             OpsLatencyDaily.objects.bulk_create(rows)
         written += len(rows)
-        day += timedelta(days=1)
     return written
 
 
@@ -536,16 +533,17 @@ def _touched_days(cursor: RollupCursor, top: dict[str, int]) -> set[date]:
     )
     new_decisions = Q(pk__gt=d_lo, pk__lte=top["decision"])
     new_items = ReviewItem.objects.filter(pk__gt=i_lo, pk__lte=top["item"])
-    days = _dates(new_items, "received_at")
-    days |= _dates(deciding_decisions().filter(item__appeals__in=new_items.filter(kind=ItemKind.APPEAL)), "decided_at")
-    days |= _dates(Decision.objects.filter(new_decisions), "decided_at")
+    days = local_dates(new_items, "received_at")
+    appealed = deciding_decisions().filter(item__appeals__in=new_items.filter(kind=ItemKind.APPEAL))
+    days |= local_dates(appealed, "decided_at")
+    days |= local_dates(Decision.objects.filter(new_decisions), "decided_at")
     # A correction moves its item's policy: the item's deciding day and received day change too.
     new_decision_items = Decision.objects.filter(new_decisions).values("item_id")
-    days |= _dates(deciding_decisions().filter(item_id__in=new_decision_items), "decided_at")
-    days |= _dates(ReviewItem.objects.filter(pk__in=new_decision_items), "received_at")
+    days |= local_dates(deciding_decisions().filter(item_id__in=new_decision_items), "decided_at")
+    days |= local_dates(ReviewItem.objects.filter(pk__in=new_decision_items), "received_at")
     new_events = ItemEvent.objects.filter(pk__gt=e_lo, pk__lte=top["event"])
-    days |= _dates(new_events, "at")
-    days |= _dates(ReviewItem.objects.filter(pk__in=new_events.values("item_id")), "received_at")
+    days |= local_dates(new_events, "at")
+    days |= local_dates(ReviewItem.objects.filter(pk__in=new_events.values("item_id")), "received_at")
     return days
 
 
@@ -578,12 +576,10 @@ def rollups_refresh(*, now: datetime | None = None) -> list[date]:
 
 def rollups_rebuild(start: date, end: date) -> int:
     """Recompute every day from ``start`` to ``end`` inclusive (backfills, fixes); the cursor is left alone."""
-    day, n = start, 0
-    while day <= end:
+    days = list(days_through(start, end))
+    for day in days:
         day_recompute(day)
-        day += timedelta(days=1)
-        n += 1
-    return n
+    return len(days)
 
 
 def backlog_snapshot_take(*, now: datetime | None = None) -> int:

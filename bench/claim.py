@@ -49,7 +49,7 @@ LEASE = timedelta(minutes=15)
 # Every NOT NULL column of the items table without a database default, and the queue fields, in COPY order.
 COPY_COLUMNS = [
     "source", "external_id", "kind", "text", "media_urls", "author_ref", "surface", "language", "metadata",
-    "report_reasons", "report_count", "state", "queue_id", "priority", "tags", "required_reviews",
+    "report_reasons", "report_count", "is_golden", "state", "queue_id", "priority", "tags", "required_reviews",
     "received_at", "triaged_at", "queued_at", "due_at",
 ]  # fmt: skip
 # Most items wait at the default priority; rules raise some (reports, high-risk scores) and a few urgent ones.
@@ -82,7 +82,7 @@ def item_row(rng: random.Random, queue_id: int, external_id: str, now: datetime)
     """A queued item received within the last SLA period, due one SLA after receipt."""
     received = now - timedelta(seconds=rng.uniform(0, SLA.total_seconds()))
     return (
-        SOURCE, external_id, "content", "a post someone reported", "[]", "", "post", "en", "{}", "[]", 0,
+        SOURCE, external_id, "content", "a post someone reported", "[]", "", "post", "en", "{}", "[]", 0, False,
         "queued", queue_id, rng.choice(PRIORITIES), "[]", 1, received, received, received, received + SLA,
     )  # fmt: skip
 

@@ -158,7 +158,7 @@ ITEM_COLUMNS = [
 ]  # fmt: skip
 DECISION_COLUMNS = [
     "id", "item_id", "reviewer_id", "queue_id", "policy_id", "action_id", "is_violation", "rationale",
-    "claimed_at", "decided_at", "handle_time", "is_final", "appeal_outcome",
+    "claimed_at", "decided_at", "handle_time", "is_final", "appeal_outcome", "vendor_id",
 ]  # fmt: skip
 EVENT_COLUMNS = ["id", "item_id", "at", "actor_id", "actor_label", "event", "from_state", "to_state", "queue_id",
                  "data"]  # fmt: skip
@@ -304,6 +304,7 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
             "id": d_ids,
             "item_id": d_items,
             "reviewer_id": reviewer[done],
+            "vendor_id": pd.Series(reviewer[done]).map(w.reviewer_vendor).astype("Int64").array,
             "queue_id": queue_id[done],
             "policy_id": d_policy,
             "action_id": np.where(violation[done], w.actions["remove"], w.actions["no-action"]),
@@ -390,7 +391,8 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
                       "action_id": w.actions["no-action"], "is_violation": False, "rationale": "appeal reviewed",
                       "claimed_at": _ts(start, a_decided[a_done] - 120), "decided_at": _ts(start, a_decided[a_done]),
                       "handle_time": 120.0, "is_final": True,
-                      "appeal_outcome": np.where(overturned, "overturned", "upheld")})
+                      "appeal_outcome": np.where(overturned, "overturned", "upheld"),
+                      "vendor_id": pd.array([None] * k, dtype="Int64")})  # in-house reviewers
     )  # fmt: skip
     for event, at in (("claimed", a_decided[a_done] - 120), ("decided", a_decided[a_done])):
         frames["queues_itemevent"].append(
@@ -419,8 +421,11 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
     truth_policy = s_dec["policy_id"].copy()
     truth_policy[~truth_violation] = pd.NA
     truth_policy[wrong & truth_violation] = w.policies["spam"]
-    closed = _ts(start, s_decided + 86400)
-    vendors = pd.array([w.reviewer_vendor[r] for r in s_dec["reviewer_id"]], dtype="Int64")
+    # Re-reviewed a day after the decision; a sample whose day has not passed by ``now`` is still waiting.
+    done_by_now = s_decided + 86400 < span
+    closed = _ts(start, s_decided + 86400).where(done_by_now)
+    vendors = s_dec["vendor_id"].array
+    error_type = np.where(wrong, np.where(s_dec["is_violation"], "false_positive", "false_negative"), "")
     frames["qa_qasample"].append(
         pd.DataFrame({"id": s_ids, "item_id": s_dec["item_id"].to_numpy(), "decision_id": s_dec["id"].to_numpy(),
                       "reason": "random", "inclusion_probability": SHARES["qa"],
@@ -429,21 +434,24 @@ def chunk_generate(rng: np.random.Generator, n: int, w: World, ids: Ids, now: da
                       "original_policy_id": s_dec["policy_id"].array, "original_action_id":
                       s_dec["action_id"].to_numpy(), "original_reviewer_id": s_dec["reviewer_id"].to_numpy(),
                       "original_vendor_id": vendors, "original_queue_id": s_dec["queue_id"].to_numpy(),
-                      "original_decided_at": s_dec["decided_at"].to_numpy(), "state": "closed", "agreed": ~wrong,
-                      "error_type": np.where(wrong, np.where(s_dec["is_violation"], "false_positive",
-                                                             "false_negative"), ""),
-                      "severity": np.where(wrong, 2.0, 0.0), "closed_at": closed.to_numpy()})
+                      "original_decided_at": s_dec["decided_at"].to_numpy(),
+                      "state": np.where(done_by_now, "closed", "pending"),
+                      "agreed": pd.Series(~wrong, dtype="boolean").where(done_by_now).array,
+                      "error_type": np.where(done_by_now, error_type, ""),
+                      "severity": np.where(wrong & done_by_now, 2.0, 0.0), "closed_at": closed.to_numpy()})
     )  # fmt: skip
+    c_ids, c_dec, c_closed = s_ids[done_by_now], s_dec[done_by_now], closed[done_by_now].to_numpy()
+    c_violation, c_policy, c_agrees = truth_violation[done_by_now], truth_policy[done_by_now], ~wrong[done_by_now]
     frames["qa_qareview"].append(
-        pd.DataFrame({"sample_id": s_ids, "reviewer_id": w.qa_lead, "is_violation": truth_violation,
-                      "policy_id": truth_policy.array, "action_id": np.where(truth_violation, w.actions["remove"],
-                                                                                   w.actions["no-action"]),
-                      "rationale": "", "decided_at": closed.to_numpy(), "agrees": ~wrong})
+        pd.DataFrame({"sample_id": c_ids, "reviewer_id": w.qa_lead, "is_violation": c_violation,
+                      "policy_id": c_policy.array, "action_id": np.where(c_violation, w.actions["remove"],
+                                                                         w.actions["no-action"]),
+                      "rationale": "", "decided_at": c_closed, "agrees": c_agrees})
     )  # fmt: skip
     frames["queues_groundtruth"].append(
-        pd.DataFrame({"item_id": s_dec["item_id"].to_numpy(), "decision_id": s_dec["id"].to_numpy(),
-                      "origin": "qa_verified", "is_violation": truth_violation, "policy_id": truth_policy.array,
-                      "recorded_by_id": w.qa_lead, "recorded_at": closed.to_numpy()})
+        pd.DataFrame({"item_id": c_dec["item_id"].to_numpy(), "decision_id": c_dec["id"].to_numpy(),
+                      "origin": "qa_verified", "is_violation": c_violation, "policy_id": c_policy.array,
+                      "recorded_by_id": w.qa_lead, "recorded_at": c_closed})
     )  # fmt: skip
     joined = {t: pd.concat(fs, ignore_index=True)[TABLES[t]] for t, fs in frames.items() if fs}
     return Chunk(joined, d_n + k)
@@ -758,7 +766,6 @@ def naive_vendor_weeks(f: Any) -> dict[Any, tuple[Any, ...]]:
         if week not in weeks:  # the week before the period: the scorecards' trend needs it, the table shows none
             continue
         start = datetime.combine(week, datetime.min.time(), tzinfo=UTC)
-        # The week ends with the period: the seeding closes some samples after "now", which no rollup has seen.
         end = min(start + timedelta(days=7), f.end_at)
         qa = slice_stats(QaFilter(vendor_id=v, start=start, end=end), n_resamples=0)
         out[(v, week)] = (n, within / counted if counted else None, p90, float(handle) / handled if handled else None,

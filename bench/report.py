@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import platform
 import re
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,6 +195,25 @@ class Outcome:
     note: str = ""
     log: Path | None = None
     tail: list[str] = field(default_factory=list)
+    when: str = ""  # "2026-11-30 04:51 to 04:56 UTC"
+    commit: str = ""
+    earlier: bool = False  # taken from an earlier run's saved outcome (--merge)
+
+    def save(self) -> None:
+        """Kept next to the log, so a later ``--merge`` run can put this result in its report."""
+        record = {k: v for k, v in asdict(self).items() if k not in ("script", "earlier")}
+        record["log"] = str(self.log) if self.log else None
+        saved_path(self.script).write_text(json.dumps(record, indent=1))
+
+    @classmethod
+    def saved(cls, script: Script) -> Outcome | None:
+        path = saved_path(script)
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text())
+        record["log"] = Path(record["log"]) if record.get("log") else None
+        record["load"] = tuple(record["load"])
+        return cls(script, **record, earlier=True)
 
     @property
     def status(self) -> str:
@@ -202,6 +222,10 @@ class Outcome:
         if self.returncode == 0:
             return "pass"
         return "timed out" if self.returncode == -9 else f"**FAILED** (exit {self.returncode})"
+
+
+def saved_path(script: Script) -> Path:
+    return LOGS / f"{'drill-' if script.drill else ''}{script.name}.json"
 
 
 def run_script(script: Script, args: list[str], timeout: float | None) -> Outcome:
@@ -243,6 +267,8 @@ def run_script(script: Script, args: list[str], timeout: float | None) -> Outcom
     outcome.busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
     outcome.load = (load_before, loadavg())
     outcome.tail = stdout[-15:]
+    outcome.when = f"{datetime.fromtimestamp(started_wall, UTC):%Y-%m-%d %H:%M} to {datetime.now(UTC):%H:%M} UTC"
+    outcome.commit = git_describe()
     if script.result.exists() and script.result.stat().st_mtime >= started_wall - 1:
         outcome.markdown = script.result.read_text()
     elif script.drill and stdout:
@@ -318,7 +344,13 @@ def report_render(
         "",
         f"Run by `bench/report.py` ({mode}) from {started:%Y-%m-%d %H:%M} to {datetime.now(UTC):%H:%M} UTC on commit "
         f"{git_describe()}. Each benchmark and drill ran alone, one after another, as a subprocess; each measures its "
-        "reference figures (raw COPY, in-process model and rules, raw SQL) in the same run, next to its own.",
+        "reference figures (raw COPY, in-process model and rules, raw SQL) in the same run, next to its own."
+        + (
+            f" Re-run here: {', '.join(o.script.name for o in ran if not o.earlier)}; the rest come from earlier runs "
+            "of this report (`--merge`), each section saying when and on which commit."
+            if any(o.earlier for o in ran)
+            else ""
+        ),
         "",
         f"**{len(ran) - len(failed)} of {len(ran)} passed**"
         + (f"; failed: {', '.join(o.script.name for o in failed)}" if failed else "")
@@ -344,7 +376,7 @@ def report_render(
     ]
     for o in outcomes:
         kind = "drill" if o.script.drill else "bench"
-        name = f"{kind} `{o.script.name}`"
+        name = f"{kind} `{o.script.name}`" + (" (earlier run)" if o.earlier else "")
         if o.returncode is None:
             lines.append(f"| {name} | not run | | | | | |")
             continue
@@ -363,7 +395,8 @@ def report_render(
             f"## {kind}: {o.script.name}",
             "",
             f"`{' '.join([Path(PYTHON).name, shown(o.script.path), *o.args])}`: {o.status} in "
-            f"{o.seconds:.0f} s; log `{shown(o.log) if o.log else '-'}`" + (f"; {o.note}" if o.note else ""),
+            f"{o.seconds:.0f} s, {o.when} on commit {o.commit}{' (an earlier run)' if o.earlier else ''}; "
+            f"log `{shown(o.log) if o.log else '-'}`" + (f"; {o.note}" if o.note else ""),
             "",
         ]
         if o.markdown:
@@ -386,6 +419,11 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help=f"also write {DOCS_COPY.relative_to(ROOT)} (default: yes, but not for --quick)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="scripts not run now keep the result of their last run (saved in bench/results/logs/) in the report",
     )
     args = parser.parse_args()
 
@@ -414,9 +452,11 @@ def main() -> int:
     outcomes = []
     for s in scripts:
         if not chosen(s):
-            outcomes.append(Outcome(s, []))
+            outcomes.append((Outcome.saved(s) if args.merge else None) or Outcome(s, []))
             continue
-        outcomes.append(run_script(s, list(s.quick) if args.quick else [], args.timeout))
+        outcome = run_script(s, list(s.quick) if args.quick else [], args.timeout)
+        outcome.save()
+        outcomes.append(outcome)
     text = report_render(outcomes, args=args, started=started, machine=machine, load=(load_start, loadavg()))
     REPORT.write_text(text)
     written = [REPORT]
@@ -426,7 +466,7 @@ def main() -> int:
         written.append(DOCS_COPY)
     print("\n" + "\n".join(ln for ln in text.splitlines() if ln.startswith("| ") and "`" in ln[:20]))
     print(f"\nwritten to {', '.join(str(p.relative_to(ROOT)) for p in written)}")
-    ran = [o for o in outcomes if o.returncode is not None]
+    ran = [o for o in outcomes if o.returncode is not None and not o.earlier]
     return 0 if ran and all(o.returncode == 0 for o in ran) else 1
 
 

@@ -355,6 +355,13 @@ WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.
 # An event whose next attempt is this overdue (broker down at emit, a lost retry) is re-sent by the sweeper.
 WEBHOOK_SWEEP_AFTER = timedelta(seconds=env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=600))
 
+# --- Email: escalation notices to queue leads (queues/notices.py) --------------------------------------
+# EMAIL_URL as django-environ reads it (smtp+tls://user:password@host:587); without it mail goes to the console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ops-platform@localhost")
+# Where people reach the web UI, for links in email.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 # --- The reviewer workspace (queues/) -------------------------------------------------------------
 # The most items one bulk decision may close (senior reviewers; each batch is audited under one id).
 BULK_DECISION_MAX = env.int("BULK_DECISION_MAX", default=200)

@@ -156,15 +156,14 @@ def golden_results_score(*, now: datetime | None = None, limit: int = 5_000) -> 
         for injection in waiting:
             decision = (
                 Decision.objects.filter(item_id=injection.item_id)
-                .select_related("reviewer__reviewer_profile__team")
+                .select_related("reviewer")
                 .order_by("decided_at", "pk")
                 .first()
             )
             if decision is None:
                 continue
-            profile = getattr(decision.reviewer, "reviewer_profile", None)
             injection.decision, injection.reviewer = decision, decision.reviewer
-            injection.vendor_id = profile.team.vendor_id if profile is not None and profile.team else None
+            injection.vendor_id = decision.vendor_id  # the reviewer's vendor when they decided
             injection.correct = golden_answer_matches(injection.golden, decision)
             injection.scored_at = now
             injection.save(update_fields=["decision", "reviewer", "vendor", "correct", "scored_at"])

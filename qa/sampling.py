@@ -102,8 +102,6 @@ def _candidates_from_decisions(decisions: list[Decision]) -> list[Candidate]:
     for d in sorted(decisions, key=lambda d: d.pk):
         n = before.get(d.reviewer_id, 0)
         before[d.reviewer_id] = n + 1
-        profile = getattr(d.reviewer, "reviewer_profile", None)
-        vendor_id = profile.team.vendor_id if profile is not None and profile.team is not None else None
         item_scores = scores.get(d.item_id)
         out.append(
             Candidate(
@@ -116,7 +114,7 @@ def _candidates_from_decisions(decisions: list[Decision]) -> list[Candidate]:
                 action_id=d.action_id,
                 queue_id=d.queue_id,
                 reviewer_id=d.reviewer_id,
-                vendor_id=vendor_id,
+                vendor_id=d.vendor_id,
                 decided_at=d.decided_at,
                 top_score=max(item_scores.values()) if item_scores else None,
                 reviewer_decisions_before=n,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -285,11 +286,32 @@ class AppealOutcome(models.TextChoices):
     OVERTURNED = "overturned", "Overturned: the original decision was wrong"
 
 
+def reviewer_vendors(user_ids: Iterable[int]) -> dict[int, int | None]:
+    """Each reviewer's vendor now (None: in-house or no team)."""
+    return dict(ReviewerProfile.objects.filter(user_id__in=set(user_ids)).values_list("user_id", "team__vendor_id"))
+
+
+class DecisionManager(models.Manager["Decision"]):
+    def bulk_create(self, objs: Iterable[Decision], *args: Any, **kwargs: Any) -> list[Decision]:
+        """As Django's, each decision taking its reviewer's vendor as :meth:`Decision.save` does."""
+        objs = list(objs)
+        vendors = reviewer_vendors(d.reviewer_id for d in objs if d.vendor_id is None)
+        for decision in objs:
+            if decision.vendor_id is None:
+                decision.vendor_id = vendors.get(decision.reviewer_id)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class Decision(models.Model):
     """A reviewer's decision on an item. Immutable: a correction is a new decision that supersedes."""
 
     item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="decisions")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    # The reviewer's vendor when they decided (null: in-house), taken as the decision is stored: vendor figures
+    # and cost follow the decision, not the reviewer's later moves between teams.
+    vendor = models.ForeignKey(
+        Vendor, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
     policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
     labels = models.ManyToManyField(DecisionLabel, blank=True, related_name="decisions")
@@ -310,6 +332,8 @@ class Decision(models.Model):
     # Set on every decision of one bulk decision; the audit log holds the batch under the same id.
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
 
+    objects = DecisionManager()
+
     class Meta:
         indexes = [models.Index(fields=["decided_at"]), models.Index(fields=["reviewer", "decided_at"])]
 
@@ -319,6 +343,8 @@ class Decision(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ApplicationError("Decisions are immutable; record a new decision that supersedes this one.")
+        if self.vendor_id is None:
+            self.vendor_id = reviewer_vendors([self.reviewer_id]).get(self.reviewer_id)
         super().save(*args, **kwargs)
 
 

@@ -376,13 +376,22 @@ def item_claim_next(
     if not reviewer_may_work(queue, actor):
         raise NotPermitted(f"You may not review items in '{queue.name}'.")
     now = at or timezone.now()
-    if queue.exposure_category_id is not None and not _holds_item(queue, actor):
-        # Only a new item counts toward the day's exposure; the one they hold is returned as ever. Two tabs
-        # claiming at the same instant can go one past the cap: the count is read, not locked.
-        exposure_guard(queue, actor, now=now)
+    if queue.exposure_category_id is None:
+        return _claim_next(queue, actor, now=now, expires=now + lease)
+    with transaction.atomic():
+        # One capped claim at a time per reviewer, the count read and the claim made under the lock: two tabs
+        # claiming at the same instant would otherwise both read a count under the cap and go one past it.
+        list(User.objects.select_for_update().filter(pk=actor.pk).values_list("pk", flat=True))
+        if not _holds_item(queue, actor):
+            # Only a new item counts toward the day's exposure; the one they hold is returned as ever.
+            exposure_guard(queue, actor, now=now)
+        return _claim_next(queue, actor, now=now, expires=now + lease)
+
+
+def _claim_next(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
     if connection.vendor == "postgresql":
-        return _claim_next_postgresql(queue, actor, now=now, expires=now + lease)
-    return _claim_next_conditional(queue, actor, now=now, expires=now + lease)
+        return _claim_next_postgresql(queue, actor, now=now, expires=expires)
+    return _claim_next_conditional(queue, actor, now=now, expires=expires)
 
 
 def _holds_item(queue: Queue, actor: User) -> bool:

@@ -2,10 +2,17 @@
 
 from celery import shared_task
 
-from queues import services
+from queues import notices, services
 
 
 @shared_task
 def leases_expire_task() -> int:
     """Every minute: items whose reviewer's lease ran out go back to their queue."""
     return services.leases_expire()
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=60, retry_backoff_max=3600, max_retries=8)
+def escalation_notice_task(queue_id: int, item_ids: list[int], rule: str) -> int:
+    """Email a queue's leads that items were escalated into it (retried while the mail server is unreachable;
+    ``smtplib``'s errors are ``OSError``s)."""
+    return notices.escalation_notice_send(queue_id=queue_id, item_ids=item_ids, rule=rule)

@@ -460,7 +460,7 @@ def classifier_items(
         if f.queue_id is not None:
             decisions = decisions.filter(queue_id=f.queue_id)
         if f.vendor_id is not None:
-            decisions = decisions.filter(reviewer__reviewer_profile__team__vendor_id=f.vendor_id)
+            decisions = decisions.filter(vendor_id=f.vendor_id)
         items = ReviewItem.objects.filter(pk__in=decisions.values("item_id"))
         positive = Q(pk__in=decisions.filter(is_violation=True, policy_id__in=policies).values("item_id"))
     else:

@@ -73,9 +73,7 @@ def items_drill(f: MetricFilter, s: ItemsSlice) -> QuerySet[ReviewItem]:
         if f.queue_id is not None:
             items = items.filter(queue_id=f.queue_id)
     if f.vendor_id is not None:
-        by_vendor = Decision.objects.filter(
-            item=OuterRef("pk"), reviewer__reviewer_profile__team__vendor_id=f.vendor_id
-        )
+        by_vendor = Decision.objects.filter(item=OuterRef("pk"), vendor_id=f.vendor_id)
         items = items.filter(Exists(by_vendor))
     if f.policy_id is not None:
         items = items.filter(Exists(Decision.objects.filter(item=OuterRef("pk"), policy_id=f.policy_id)))

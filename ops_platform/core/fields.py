@@ -3,7 +3,8 @@
 PostgreSQL's text and jsonb cannot hold U+0000. These fields escape it reversibly on the way to the database
 and back: NUL is stored as ESC + "0" and the escape character itself (U+E000, from the Private Use Area) as
 ESC + ESC, so every string, including one that already contains U+E000, comes back exactly as it went in.
-SQL that reads the columns directly (reports, backtests) sees the escaped form; only NUL and U+E000 differ.
+SQL that reads the columns directly sees the escaped form (only NUL and U+E000 differ): decode what it reads
+with ``nul_decode`` / ``nul_decode_json``, as the backtests' PostgreSQL loader does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def nul_decode(value: str) -> str:
     if ESCAPE not in value:
         return value
     return _ENCODED.sub(lambda m: "\x00" if m.group(1) == "0" else m.group(1), value)
+
+
+def nul_decode_json(value: Any) -> Any:
+    """A JSON value read past the field (raw SQL) as the field would have given it."""
+    return _walk(value, nul_decode)
 
 
 def _walk(value: Any, convert: Any) -> Any:

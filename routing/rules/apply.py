@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from ops_platform.core.bulk import rows_insert
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
 from queues.models import ItemState, Queue, ReviewItem
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
+from queues.tasks import escalation_notice_task
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleProgram, RuleSpec, program_for
 from routing.rules.features import ROW_FIELDS, item_rows
@@ -398,6 +400,7 @@ def items_escalate_overdue(*, now: datetime | None = None, limit: int | None = N
     )
     queues = _Queues()
     moved = 0
+    notices: dict[tuple[int, str], list[int]] = defaultdict(list)  # (queue, rule) -> items, for "notify" rules
     for item in overdue:
         outcome = program.decide(rows[item.pk])
         spec = outcome.rule
@@ -441,5 +444,7 @@ def items_escalate_overdue(*, now: datetime | None = None, limit: int | None = N
             )
         moved += 1
         if spec.notify:
-            logger.info("escalated item %s to %s by rule %s (notify)", item.pk, target.slug, spec.name)
+            notices[(target.pk, spec.name)].append(item.pk)
+    for (queue_id, rule), item_ids in notices.items():
+        transaction.on_commit(partial(escalation_notice_task.delay, queue_id, item_ids, rule))
     return moved

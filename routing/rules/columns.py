@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from ops_platform.core.fields import ESCAPE, nul_decode, nul_decode_json
 from queues.models import Decision, ItemKind, ItemState, ReviewItem
 from routing.models import ClassifierScore
 from routing.rules.features import ITEM_STRINGS, author_history, backend_order, raw_score_keys
@@ -443,7 +444,9 @@ def _load_postgresql(
         loaded.history = _history_postgresql(found["author"])
     if wanted.metadata:
         loaded.metadata = {
-            key: _mixed(found[f"number{k}"], codes, [json.loads(v) if v is not None else None for (v,) in said])
+            key: _mixed(
+                found[f"number{k}"], codes, [nul_decode_json(json.loads(v)) if v is not None else None for (v,) in said]
+            )
             for k, (key, (codes, said)) in enumerate(zip(wanted.metadata, others, strict=True))
         }
     score_rows, texts = later()
@@ -551,7 +554,9 @@ def _texts_postgresql(table: _Table) -> tuple[np.ndarray, list[str]]:
         found = table.aggregate(arrays, first, last)
         ends = np.cumsum(found["length"]).tolist()
         text = found["text"]
-        values += [text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        pieces = [text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        # Cut where PostgreSQL counted (the stored, escaped form), then decoded as the model field would.
+        values += [nul_decode(piece) for piece in pieces] if ESCAPE in text else pieces
         ids.append(found["id"])
     return np.concatenate(ids), values
 

@@ -11,19 +11,47 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from axes.models import AccessAttempt, AccessFailureLog
 from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from analytics.models import Alert, AlertMetric, AlertRule
 from analytics.panels import panels_all
-from ops_platform.core.models import Role, Skill, Team, User, Vendor
+from ops_platform.core.models import (
+    ApiClient,
+    Role,
+    Skill,
+    Team,
+    User,
+    Vendor,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookEventType,
+)
 from ops_platform.core.services import api_client_create, user_create
 from qa.calibration import session_create
 from qa.models import CalibrationItem, CalibrationSession, QaSample, SamplingPlan
 from qa.review import qa_review_submit, sample_claim_next
 from qa.sampling import plan_save
-from queues.models import Queue, ReviewItem
+from queues.models import ExposureCategory, Queue, ReviewItem
 from queues.services import item_claim_next
-from routing.models import Backtest, DeadLetter, ModelVersion, Rule, RuleAction, RuleSet, RuleSetKind
+from routing.models import (
+    Backend,
+    Backtest,
+    CallOutcome,
+    ClassifierCall,
+    ClassifierScore,
+    DeadLetter,
+    IncidentKind,
+    LabeledExample,
+    ModelVersion,
+    RoutingDecision,
+    Rule,
+    RuleAction,
+    RuleSet,
+    RuleSetKind,
+    ScoringIncident,
+)
 from routing.rules.lifecycle import RuleData, rule_save, ruleset_draft_create
 from tests.conftest import PASSWORD
 from tests.qa.factories import decided, policy_with_action, sample_of
@@ -99,6 +127,29 @@ class World:
         }
 
 
+def _admin_objects(*, client: ApiClient, item: ReviewItem, rule_set: RuleSet, general: Queue, now: Any) -> None:
+    """The models no other part of the world makes, so the admin's change, delete and history pages of every
+    registered model answer on a real object."""
+    every_minute = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.create(name="leases", task="queues.tasks.leases_expire_task", interval=every_minute)
+    ClockedSchedule.objects.create(clocked_time=now)
+    CrontabSchedule.objects.create(minute="30", hour="3")
+    SolarSchedule.objects.create(event="sunrise", latitude=52.5, longitude=13.4)
+    mallory = {"username": "mallory", "ip_address": "203.0.113.9", "user_agent": "curl"}
+    AccessAttempt.objects.create(**mallory, failures_since_start=2)
+    AccessFailureLog.objects.create(**mallory)
+    event = WebhookEvent.objects.create(client=client, event_type=WebhookEventType.DECISION_FINAL, payload={"item": 1})
+    WebhookDelivery.objects.create(event=event, attempt=1, status_code=503, duration_ms=12)
+    ExposureCategory.objects.create(slug="graphic-violence", name="Graphic violence", daily_cap=40)
+    call = ClassifierCall.objects.create(backend=Backend.LOCAL, outcome=CallOutcome.OK, items=1)
+    ClassifierScore.objects.create(item=item, backend=Backend.LOCAL, model_version="1", scores={"hate": 0.1}, call=call)
+    ScoringIncident.objects.create(kind=IncidentKind.CIRCUIT_OPEN, backend=Backend.OPENAI_MODERATION, day=now.date(),
+                                   message="5 failures in a row")  # fmt: skip
+    LabeledExample.objects.create(dataset="public-set", external_ref="row-1", text="labeled text", labels={"hate": 0})
+    RoutingDecision.objects.create(item=item, rule_set=rule_set, matched="default", action=RuleAction.ROUTE,
+                                   destination=f"queue:{general.slug}", queue=general)  # fmt: skip
+
+
 def world_create(
     *,
     reviewer: User,
@@ -158,9 +209,10 @@ def world_create(
     alert = Alert.objects.create(rule=alert_rule, metric=alert_rule.metric, opened_at=now, evaluated_at=now,
                                  window_start=now - timedelta(days=1), window_end=now, value=0.08, baseline=0.02,
                                  peak_value=0.08, volume=320, causes=[])  # fmt: skip
-    # For the admin's object pages.
-    api_client_create(actor=admin_user, name="Integrator", source="integrator", scopes=["items:write"])
+    # For the admin's object pages: one object of every model the admin shows.
+    client, _ = api_client_create(actor=admin_user, name="Integrator", source="integrator", scopes=["items:write"])
     Skill.objects.create(slug="arabic", name="Arabic")
+    _admin_objects(client=client, item=held, rule_set=rule_set, general=general, now=now)
     panel = panels_all()[0]
     return World(
         people={"anonymous": None, "reviewer": reviewer, "vendor reviewer": vendor_reviewer, "QA lead": qa_lead,

@@ -9,11 +9,8 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-from django.utils import timezone
-
 from analytics.alerts import (
     DIMENSIONS,
-    _projected_breaches,
     alert_acknowledge,
     alert_resolve,
     alert_rule_save,
@@ -24,6 +21,9 @@ from analytics.alerts import (
     rate_change_causes,
     slice_contributions,
 )
+from analytics.alerts.evaluation import _projected_breaches
+from django.utils import timezone
+
 from analytics.filters import MetricFilter
 from analytics.models import Alert, AlertMetric, AlertRule, AlertState
 from ops_platform.core.errors import NotPermitted

@@ -8,17 +8,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.db.models import Sum
 from django.utils import timezone
 
 from analytics.filters import MetricFilter
 from analytics.models import OpsDecisionDaily
 from analytics.quality_rollups import quality_rollups_rebuild
-from analytics.rollups import rollups_refresh
+from analytics.rollups import rollups_rebuild, rollups_refresh
 from analytics.selectors.vendors import rag, vendor_scorecard_table, vendor_scorecards
-from ops_platform.core.models import Policy, User, Vendor
+from ops_platform.core.models import Policy, ReviewerProfile, Role, Team, User, Vendor
+from ops_platform.core.services import user_create
 from qa.models import GoldenInjection, GoldenItem, QaReview, QaSample, SampleReason, SampleState
 from qa.selectors import QaFilter, slice_stats
-from queues.models import Queue, ReviewItem
+from queues.models import Decision, Queue, ReviewItem
+from queues.services import decision_record, item_claim_next
+from tests.conftest import PASSWORD
+from tests.queues.factories import item_queued
 
 MONDAY = date(2025, 3, 10)  # ISO week 2025-W11
 
@@ -170,3 +175,31 @@ def test_quality_measures_from_rollups_equal_slice_stats_over_raw_samples(vendor
             assert m["golden_accuracy"].value == pytest.approx(stats.golden_accuracy.value)
             error_rate = sum(e.value for e in stats.errors.values())
             assert m["cost_per_correct_decision"].value == pytest.approx(0.35 / (1 - error_rate))
+
+
+def test_decisions_stay_with_the_vendor_whose_reviewer_made_them(vendor_a: Vendor, vendor_b: Vendor) -> None:
+    # Vic decides one item at vendor A, moves to vendor B's team, decides another: one each, as billed then.
+    team_a = Team.objects.create(slug="a-team", name="A team", vendor=vendor_a)
+    team_b = Team.objects.create(slug="b-team", name="B team", vendor=vendor_b)
+    vic = user_create(actor="test", username="vic", password=PASSWORD, roles=[Role.REVIEWER], team=team_a)
+    queue = Queue.objects.create(slug="shared", name="Shared")
+    queue.allowed_vendors.add(vendor_a, vendor_b)
+
+    def decide_one() -> Decision:
+        item_queued(queue)
+        item = item_claim_next(queue=queue, actor=vic)
+        assert item is not None
+        return decision_record(item=item, actor=vic, is_violation=False).decision
+
+    at_a = decide_one()
+    ReviewerProfile.objects.filter(user=vic).update(team=team_b)
+    at_b = decide_one()
+    # Decisions stored in bulk take their reviewer's vendor too.
+    [bulk] = Decision.objects.bulk_create([Decision(item=at_a.item, reviewer=vic, is_violation=True,
+                                                    decided_at=timezone.now(), is_final=False)])  # fmt: skip
+
+    assert (at_a.vendor_id, at_b.vendor_id, bulk.vendor_id) == (vendor_a.pk, vendor_b.pk, vendor_b.pk)
+    today = timezone.localdate()
+    rollups_rebuild(today, today)
+    volumes = dict(OpsDecisionDaily.objects.values_list("vendor_id").annotate(n=Sum("decided")))
+    assert volumes == {vendor_a.pk: 1, vendor_b.pk: 1}

@@ -3,15 +3,21 @@ and each reviewer's own display preferences."""
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import AuditLog, User
+from queues import wellness
 from queues.models import ExposureCategory, ItemEvent, Queue
 from queues.services import decision_record, item_claim_next, item_release
 from queues.wellness import (
@@ -63,6 +69,45 @@ def test_claims_stop_at_the_daily_cap_and_skipped_items_count_as_seen(gore_queue
     assert refused.value.status_code == 409
     assert "the daily cap of 2" in refused.value.message
     assert exposure_today(reviewer) == {gore_queue.exposure_category_id: 2}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_tabs_claiming_at_the_same_instant_do_not_pass_the_cap(
+    gore: ExposureCategory, ops_manager: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two queues of the category, so each tab gets a new item rather than the one the other holds.
+    queues = [queue_exposure_set(actor=ops_manager, queue=Queue.objects.create(slug=f"gore-{n}", name=f"Gore {n}"),
+                                 category=gore) for n in range(4)]  # fmt: skip
+    for queue in queues:
+        item_queued(queue)
+    first = item_claim_next(queue=queues[0], actor=reviewer)  # one under the cap of 2
+    assert first is not None
+    start = threading.Barrier(3)
+    counted = wellness.exposure_today
+
+    def slow_count(user: User, **kwargs: Any) -> dict[int, int]:
+        # Every tab has read the count before any claims: the race, made certain.
+        seen = counted(user, **kwargs)
+        time.sleep(0.5)
+        return seen
+
+    monkeypatch.setattr(wellness, "exposure_today", slow_count)
+
+    def tab(queue: Queue) -> str:
+        try:
+            start.wait(timeout=30)
+            return "claimed" if item_claim_next(queue=queue, actor=reviewer) else "empty"
+        except ExposureCapReached:
+            return "refused"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = sorted(pool.map(tab, queues[1:]))
+
+    assert outcomes == ["claimed", "refused", "refused"]
+    assert exposure_today(reviewer) == {gore.pk: 2}
 
 
 def test_the_cap_is_per_reviewer_per_day_and_counts_every_queue_of_the_category(

@@ -12,11 +12,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from ops_platform.core.models import ApiClient, EnforcementAction, Policy, User, WebhookEvent
+from ops_platform.core.models import ApiClient, EnforcementAction, Policy, Role, Team, User, Vendor, WebhookEvent
+from ops_platform.core.services import user_create
 from queues.models import ItemEvent, ItemState, Queue, ReviewItem
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind
 from routing.rules.apply import items_escalate_overdue, items_route
 from routing.rules.lifecycle import RuleData, ruleset_shadow, ruleset_submit
+from tests.conftest import PASSWORD
 from tests.routing.rules_setup import (
     item_received,
     ruleset_drafted,
@@ -106,6 +108,7 @@ def test_the_first_matching_rule_decides(intake_v1: RuleSet, hate_queue: Queue, 
     assert live_decision(middling).matched == "hate-any"
 
 
+@pytest.mark.postgres  # SQLite splits bulk statements by its variable limit, so its counts grow with the batch
 def test_a_batch_is_routed_in_as_many_queries_whatever_its_size_and_groups(
     intake_v1: RuleSet, django_assert_max_num_queries: Any
 ):
@@ -412,6 +415,57 @@ def test_an_overdue_item_is_escalated_to_its_queues_target_once(
         "queue:senior",
         RuleAction.ESCALATE,
     )
+
+
+def test_a_notify_rule_emails_the_destination_queues_leads_ids_and_no_content(
+    policy_staff: User, priya: User, intake_queue: Queue, senior_queue: Queue, in_house_team: Team,
+    vendor_a: Vendor, mailoutbox: list[Any], django_capture_on_commit_callbacks: Any,
+):  # fmt: skip
+    intake_queue.escalation_target = senior_queue
+    intake_queue.save()
+    rule = RuleData(name="overdue-notify", condition="overdue_minutes > 30", action=RuleAction.ESCALATE, notify=True)
+    ruleset_live(RuleSetKind.ESCALATION, [rule], author=policy_staff, approver=priya)
+    vendor_team = Team.objects.create(slug="vendor-a-seniors", name="A seniors", vendor=vendor_a)
+    people = [
+        ("lead", [Role.SENIOR_REVIEWER], in_house_team, "lead@example.org"),  # the one to tell
+        ("silent", [Role.SENIOR_REVIEWER], in_house_team, ""),  # no address
+        ("outside", [Role.SENIOR_REVIEWER], vendor_team, "outside@example.org"),  # the queue does not admit them
+        ("worker", [Role.REVIEWER], in_house_team, "worker@example.org"),  # not a lead
+    ]
+    for username, roles, team, email in people:
+        user_create(actor="test", username=username, password=PASSWORD, roles=roles, team=team, email=email)
+    now = timezone.now()
+    received = now - intake_queue.sla - timedelta(hours=2)
+    hostile = [item_received(received_at=received, text=f"<script>steal()</script> secret {n}") for n in range(3)]
+    items_route(item_ids=[i.pk for i in hostile], at=received)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert items_escalate_overdue(now=now) == 3
+
+    [mail] = mailoutbox
+    assert mail.to == ["lead@example.org"]
+    assert mail.subject == f"3 items escalated to {senior_queue.name}"
+    assert "overdue-notify" in mail.body
+    assert all(str(i.pk) in mail.body for i in hostile)
+    assert f"{settings.SITE_URL}/review/" in mail.body
+    assert "secret" not in mail.body
+    assert "script" not in mail.body
+
+
+def test_a_rule_without_notify_sends_no_email(
+    escalation_v1: RuleSet, intake_queue: Queue, qa_lead: User, mailoutbox: list[Any],
+    django_capture_on_commit_callbacks: Any,
+):  # fmt: skip
+    qa_lead.email = "quinn@example.org"
+    qa_lead.save()
+    received = timezone.now() - intake_queue.sla - timedelta(hours=2)
+    item = item_received(received_at=received)
+    items_route(item_ids=[item.pk], at=received)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert items_escalate_overdue() == 1
+
+    assert mailoutbox == []
 
 
 def test_the_sweep_does_nothing_without_an_active_escalation_version(intake_queue: Queue):
