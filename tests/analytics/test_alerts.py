@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+from django.utils import timezone
+
 from analytics.alerts import (
     DIMENSIONS,
     alert_acknowledge,
@@ -22,8 +24,6 @@ from analytics.alerts import (
     slice_contributions,
 )
 from analytics.alerts.evaluation import _projected_breaches
-from django.utils import timezone
-
 from analytics.filters import MetricFilter
 from analytics.models import Alert, AlertMetric, AlertRule, AlertState
 from ops_platform.core.errors import NotPermitted
