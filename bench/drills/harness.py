@@ -362,8 +362,9 @@ class DrillWorld(NamedTuple):
 
 @contextlib.contextmanager
 def drill_world(
-    drill: Drill, *, keep: bool, model: bool = True, cache: bool = True, callback_url: str = "", **settings: str
-) -> Iterator[DrillWorld]:
+    drill: Drill, settings: dict[str, str], *, keep: bool, model: bool = True, cache: bool = True,
+    callback_url: str = "",
+) -> Iterator[DrillWorld]:  # fmt: skip
     """What a drill on the shared PostgreSQL starts from: a private Redis as the broker (db 0) and, with ``cache``,
     the Django cache (db 1); the app's environment with ``settings``; the drill's scratch database, migrated (the
     local model trained and promoted when ``model``), with the default intake queue and an API client. Redis stops

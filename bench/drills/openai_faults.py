@@ -101,7 +101,7 @@ def run(
     }
     with (
         FakeOpenAI(seed=seed, failure_rate=failure_rate, slow_seconds=2.5, retry_after=0.1) as fake,
-        drill_world(drill, keep=keep, OPENAI_BASE_URL=fake.base_url, **provider) as (env, conninfo, broker, world),
+        drill_world(drill, provider | {"OPENAI_BASE_URL": fake.base_url}, keep=keep) as (env, conninfo, broker, world),
     ):
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         worker = Worker(env, RESULTS / f"drill-{NAME}-worker.log", name="drill-openai")

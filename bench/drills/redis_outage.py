@@ -67,7 +67,7 @@ def run(
         before, after, rate = min(before, 10.0), min(after, 10.0), min(rate, 20.0)
     drill = Drill(NAME, TITLE)
     sweeper = {"TRIAGE_SWEEP_AFTER_SECONDS": str(sweep_after), "TRIAGE_SWEEP_EVERY_SECONDS": str(sweep_every)}
-    with drill_world(drill, keep=keep, **sweeper) as (env, conninfo, broker, world):
+    with drill_world(drill, sweeper, keep=keep) as (env, conninfo, broker, world):
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         beat = Beat(env, RESULTS / f"drill-{NAME}-beat.log")
         worker = Worker(env, RESULTS / f"drill-{NAME}-worker.log", name="drill-redis")

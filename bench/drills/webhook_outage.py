@@ -161,7 +161,7 @@ def run(
         "WEBHOOK_MAX_ATTEMPTS": str(attempts),
         "WEBHOOK_TIMEOUT_SECONDS": "2",
     }
-    setup = drill_world(drill, keep=keep, model=False, cache=False, callback_url=receiver.url, **retries)
+    setup = drill_world(drill, retries, keep=keep, model=False, cache=False, callback_url=receiver.url)
     with setup as (env, conninfo, _, world):
         receiver.secret = world.webhook_secret
         receiver.start()

@@ -76,7 +76,7 @@ def run(
     drill = Drill(NAME, TITLE)
     rng = random.Random(seed)
     sweeper = {"TRIAGE_SWEEP_AFTER_SECONDS": str(sweep_after), "TRIAGE_SWEEP_EVERY_SECONDS": str(sweep_every)}
-    with drill_world(drill, keep=keep, **sweeper) as (env, conninfo, broker, world):
+    with drill_world(drill, sweeper, keep=keep) as (env, conninfo, broker, world):
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         beat = Beat(env, RESULTS / f"drill-{NAME}-beat.log")
         pool = [Worker(env, RESULTS / f"drill-{NAME}-worker-{i}.log", name=f"drill-kill-{i}") for i in range(workers)]
