@@ -7,6 +7,7 @@ The scripts run as ``python bench/<name>.py``, so this directory is on their imp
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -315,11 +316,34 @@ def process_cpu(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / TICK if stat else 0.0
 
 
+# The PostgreSQL processes working for a bench: the backends connected to its database, and the server's own
+# writers (WAL, checkpoints, background), which work for them.
+WORKING_BACKENDS = (
+    "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
+    "('walwriter', 'checkpointer', 'background writer'))"
+)
+
+
+def postgres_pids(conninfo: str, dbname: str) -> list[int]:
+    """The PostgreSQL processes working for the bench on ``dbname`` now (WORKING_BACKENDS)."""
+    with psycopg.connect(conninfo) as conn:
+        return [pid for (pid,) in conn.execute(WORKING_BACKENDS, [dbname]).fetchall()]
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
     return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least ``q`` of them at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 @dataclass

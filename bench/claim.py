@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import math
 import multiprocessing
 import os
 import random
@@ -44,6 +43,8 @@ from benchlib import (
     machine_busy,
     machine_description,
     manage,
+    percentile,
+    postgres_pids,
     process_cpu,
     scratch_database,
     scratch_release,
@@ -108,23 +109,7 @@ def items_copy(conninfo: str, queue_id: int, count: int, label: str) -> float:
     return time.perf_counter() - t0
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 # --- CPU accounting -------------------------------------------------------------------------------
-
-
-def postgres_pids(conninfo: str, dbname: str) -> list[int]:
-    """The bench database's backends, and the server's own writers (WAL, checkpoints), which work for them."""
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer'))",
-            [dbname],
-        ).fetchall()
-    return [pid for (pid,) in rows]
 
 
 @dataclass(frozen=True)

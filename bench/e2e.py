@@ -37,6 +37,7 @@ from benchlib import (
     ITEMS_TABLE,
     ROOT,
     TICK,
+    WORKING_BACKENDS,
     app_env,
     celery_worker,
     children,
@@ -179,11 +180,7 @@ class PostgresBackends:
         self.lock = threading.Lock()
 
     def sample(self, conn: psycopg.Connection[Any], *, at_start: bool = False) -> None:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer'))",
-            [self.dbname],
-        ).fetchall()
+        rows = conn.execute(WORKING_BACKENDS, [self.dbname]).fetchall()
         with self.lock:
             for (pid,) in rows:
                 if pid in self.exclude:

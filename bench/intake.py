@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import random
 import sys
@@ -39,6 +38,8 @@ from benchlib import (
     machine_busy,
     machine_description,
     manage,
+    percentile,
+    postgres_pids,
     process_cpu,
     py_spy,
     redis_flush,
@@ -235,17 +236,6 @@ def profile_report(path: Path, *, worker_cpu: float, items: int, batches: int) -
 # --- CPU accounting -------------------------------------------------------------------------------
 
 
-def postgres_pids(conninfo: str, dbname: str) -> list[int]:
-    """The gunicorn workers' backends, and the server's own writers (WAL, checkpoints), which work for them."""
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer'))",
-            [dbname],
-        )
-        return [r[0] for r in rows]
-
-
 @dataclass
 class CpuSnapshot:
     client: float
@@ -309,11 +299,6 @@ def post_all(*, url: str, key: str, bodies: list[bytes], concurrency: int) -> Lo
         t.join()
     elapsed = time.perf_counter() - t0
     return Load([o for o in outcomes if o is not None], elapsed)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def batches(items: list[dict[str, Any]], size: int) -> list[bytes]:
