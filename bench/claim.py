@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import math
 import multiprocessing
 import os
-import platform
 import random
 import sys
 import threading
@@ -33,17 +31,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import database_drop, database_recreate, machine_busy, manage, process_cpu
+from benchlib import (
+    ITEMS_TABLE,
+    ROOT,
+    app_env,
+    database_recreate,
+    django_setup,
+    machine_busy,
+    machine_description,
+    manage,
+    percentile,
+    postgres_pids,
+    process_cpu,
+    scratch_database,
+    scratch_release,
+)
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "claim.md"
-ITEMS_TABLE = "queues_reviewitem"
 SOURCE = "bench-claim"
 LEASE = timedelta(minutes=15)
 # Every NOT NULL column of the items table without a database default, and the queue fields, in COPY order.
@@ -101,23 +109,7 @@ def items_copy(conninfo: str, queue_id: int, count: int, label: str) -> float:
     return time.perf_counter() - t0
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 # --- CPU accounting -------------------------------------------------------------------------------
-
-
-def postgres_pids(conninfo: str, dbname: str) -> list[int]:
-    """The bench database's backends, and the server's own writers (WAL, checkpoints), which work for them."""
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer'))",
-            [dbname],
-        ).fetchall()
-    return [pid for (pid,) in rows]
 
 
 @dataclass(frozen=True)
@@ -152,23 +144,6 @@ class Cpu:
 
 
 # --- reviewers: threads in reviewer processes, each thread with its own connection -------------------
-
-
-def django_setup(database_url: str) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-        # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
-        CONN_MAX_AGE="3600",
-        LOG_LEVEL="WARNING",
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def people_and_queues_create(reviewers: int) -> tuple[list[Any], dict[str, Any]]:
@@ -445,23 +420,6 @@ def duplicates(claimed: list[int]) -> int:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def machine_description(conninfo: str) -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    with psycopg.connect(conninfo) as conn:
-        version = conn.execute("SHOW server_version").fetchone()
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs ({model}), PostgreSQL {version[0] if version else '?'}, "
-        f"Python {platform.python_version()}"
-    )
-
-
 @dataclass
 class GcPauses:
     """Garbage-collector pauses in this process while measuring: they stop every reviewer thread at once."""
@@ -634,20 +592,16 @@ def main() -> int:
     args = parser.parse_args()  # fmt: skip
     if not 1 <= args.processes <= args.reviewers:
         raise SystemExit("--processes must be between 1 and --reviewers")
-    conninfo = make_conninfo(args.database_url)
-    dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if not dbname or dbname == "postgres":
-        raise SystemExit("--database-url must name a scratch database: it is dropped and recreated")
-    admin = make_conninfo(conninfo, dbname="postgres")
+    conninfo, dbname, admin = scratch_database(args.database_url)
     print(f"recreating database {dbname} and migrating …", flush=True)
     database_recreate(admin, dbname)
     pauses = GcPauses()
     reviewers: ReviewerProcesses | None = None
     try:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ops_platform.settings", "OPS_DEMO": "0",
-               "DATABASE_URL": args.database_url, "SECRET_KEY": "bench-only-secret-key"}  # fmt: skip
+        # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
+        env = app_env(args.database_url, drop=(), CONN_MAX_AGE="3600", LOG_LEVEL="WARNING")
         manage(env, "migrate", "--noinput")
-        django_setup(args.database_url)
+        django_setup(env)
         people, queues = people_and_queues_create(args.reviewers)
         for name, count in (("small", args.small), ("large", args.large)):
             seconds = items_copy(conninfo, queues[name].pk, count, name)
@@ -694,14 +648,7 @@ def main() -> int:
     finally:
         if reviewers is not None:
             reviewers.stop()
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if args.keep:
-            print(f"kept database {dbname}")
-        else:
-            database_drop(admin, dbname)
+        scratch_release(admin, dbname, keep=args.keep)
 
 
 if __name__ == "__main__":

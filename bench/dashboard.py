@@ -29,17 +29,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
-from benchlib import Report, database_drop, database_recreate, manage
+from benchlib import (
+    ROOT,
+    Report,
+    app_env,
+    cpu_model,
+    database_recreate,
+    django_setup,
+    manage,
+    scratch_database,
+    scratch_release,
+)
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "dashboard.md"
 DAYS = 90
 CHUNK = 250_000  # decided items generated and COPYed per round
@@ -75,29 +82,7 @@ PRIORITIES = np.array([0, 10, 50, 100])
 SHARES = {"auto": 0.12, "violation": 0.3, "bulk": 0.02, "escalated": 0.03, "appeal": 0.005, "qa": 0.01}
 
 
-# --- Django ---------------------------------------------------------------------------------------------------
-
-
-def app_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-        CELERY_BROKER_URL="",
-        LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-def django_setup(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+# --- the world --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -1091,15 +1076,10 @@ def measure(
 
 
 def machine_description(conninfo: str) -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )  # fmt: skip
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT current_setting('server_version'), current_setting('shared_buffers')").fetchone()
     version, buffers = row if row else ("?", "?")
-    return (f"{len(os.sched_getaffinity(0))} CPUs ({model}), PostgreSQL {version} (shared_buffers {buffers}, "
+    return (f"{len(os.sched_getaffinity(0))} CPUs ({cpu_model()}), PostgreSQL {version} (shared_buffers {buffers}, "
             f"work_mem {WORK_MEM} for this bench's sessions), Python {platform.python_version()}")  # fmt: skip
 
 
@@ -1239,16 +1219,12 @@ def main() -> int:
     if args.reuse:
         args.keep = True
     naive_periods = tuple(int(p) for p in args.naive_periods.split(",") if p)
-    conninfo = make_conninfo(args.database_url)
-    dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if not dbname or dbname == "postgres":
-        raise SystemExit("--database-url must name a scratch database: it is dropped and recreated")
-    admin = make_conninfo(conninfo, dbname="postgres")
+    conninfo, dbname, admin = scratch_database(args.database_url)
     if not args.reuse:
         print(f"recreating database {dbname} and migrating …", flush=True)
         database_recreate(admin, dbname)
     try:
-        env = app_env(args.database_url)
+        env = app_env(args.database_url, drop=("OPENAI_API_KEY",), CELERY_BROKER_URL="", LOG_LEVEL="WARNING")
         # A reused database gets only analytics' new rollup tables (the other apps' migrations may rewrite millions
         # of rows); everything else is as the earlier run left it.
         manage(env, "migrate", *(["analytics"] if args.reuse else []), "--noinput")
@@ -1293,14 +1269,7 @@ def main() -> int:
             print("FAILED: a panel's figures from the rollups differ from the naive computation")
         return 0 if ok else 1
     finally:
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if args.keep:
-            print(f"kept database {dbname}")
-        else:
-            database_drop(admin, dbname)
+        scratch_release(admin, dbname, keep=args.keep)
 
 
 if __name__ == "__main__":

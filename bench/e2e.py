@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,20 +32,37 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from benchlib import TICK, database_drop, database_recreate, machine_busy, manage
-from intake import copy_row, copy_rows, free_port
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from scoring import DATASET, dataset_prompts, model_train, texts_generate
+from benchlib import (
+    DATASET,
+    ITEMS_TABLE,
+    ROOT,
+    TICK,
+    WORKING_BACKENDS,
+    app_env,
+    celery_worker,
+    children,
+    cpu_model,
+    database_recreate,
+    django_setup,
+    gunicorn,
+    machine_busy,
+    manage,
+    model_train,
+    proc_stat,
+    py_spy,
+    redis_flush,
+    scratch_database,
+    scratch_release,
+)
+from intake import batches, copy_row, copy_rows
+from scoring import dataset_prompts, texts_generate
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "e2e.md"
-PYTHON = sys.executable
 BROKER_URL = "redis://127.0.0.1:6379/4"
 CACHE_URL = "redis://127.0.0.1:6379/5"
 SOURCE = "bench-e2e"
 WARMUP_SOURCE = "bench-e2e-warmup"
 PACED_SOURCE = "bench-e2e-paced"
-ITEMS_TABLE = "queues_reviewitem"
 
 # --- items --------------------------------------------------------------------------------------------
 
@@ -97,119 +111,7 @@ def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[st
     return items
 
 
-def bodies_encode(items: list[dict[str, Any]], size: int) -> list[bytes]:
-    return [json.dumps(items[i : i + size], ensure_ascii=False).encode() for i in range(0, len(items), size)]
-
-
-# --- processes ------------------------------------------------------------------------------------
-
-
-def app_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "SCORING_DEFAULT_CHAIN")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-        CELERY_BROKER_URL=BROKER_URL,
-        CELERY_TASK_ALWAYS_EAGER="false",
-        CACHE_URL=CACHE_URL,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SCORING_DEFAULT_CHAIN="local",
-        CONN_MAX_AGE="600",
-        # The app from this checkout, in every process this bench starts (a venv may point elsewhere).
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    )
-    return env
-
-
-def django_setup(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from ops_platform.celery import app
-
-    if app.conf.task_always_eager:
-        raise SystemExit("Celery is in eager mode: triage would run inside gunicorn, not in the workers")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    cmd = [PYTHON, "-m", "gunicorn", "ops_platform.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not answer /healthz within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base, proc
-    finally:
-        stop(proc)
-
-
-@contextmanager
-def celery_worker(
-    env: dict[str, str], *, concurrency: int, prefetch: int, pool: str, log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``celery worker`` on the triage queue, until the block ends."""
-    cmd = [PYTHON, "-m", "celery", "-A", "ops_platform", "worker", "-Q", "triage", "--pool", pool]
-    cmd += ["--concurrency", str(concurrency), "--prefetch-multiplier", str(prefetch)]
-    cmd += ["--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"]
-    cmd += ["-n", f"bench-e2e-{os.getpid()}@%h"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not re.search(r"\bready\.", log.read_text(errors="replace")):
-            if proc.poll() is not None:
-                raise SystemExit(f"celery worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"celery worker not ready within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        stop(proc)
-
-
-@contextmanager
-def py_spy(pid: int, output: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Sample a process and its children (CPU only) with py-spy while the block runs."""
-    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cmd = [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "100"]
-    cmd += ["--format", "raw", "--output", str(output)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
+# --- profiles -------------------------------------------------------------------------------------
 
 
 def profile_summary(path: Path, title: str, marker: str) -> str:
@@ -240,20 +142,6 @@ def profile_summary(path: Path, title: str, marker: str) -> str:
 
 
 # --- CPU accounting -------------------------------------------------------------------------------
-
-
-def proc_stat(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return []
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def tree_cpu(pid: int, exclude: frozenset[int] = frozenset()) -> float:
@@ -292,11 +180,7 @@ class PostgresBackends:
         self.lock = threading.Lock()
 
     def sample(self, conn: psycopg.Connection[Any], *, at_start: bool = False) -> None:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer'))",
-            [self.dbname],
-        ).fetchall()
+        rows = conn.execute(WORKING_BACKENDS, [self.dbname]).fetchall()
         with self.lock:
             for (pid,) in rows:
                 if pid in self.exclude:
@@ -813,17 +697,12 @@ def decide_reference(world: World, rows_count: int) -> tuple[float, int]:
 def machine_description(conn: psycopg.Connection[Any]) -> str:
     import platform
 
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-         if ln.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )  # fmt: skip
     pg = conn.execute("SHOW server_version").fetchone()
     info = redis.Redis.from_url(BROKER_URL).info("server")
     mem = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
     gib = int(mem.split()[1]) / 1024 / 1024
     return (
-        f"{len(os.sched_getaffinity(0))} CPUs ({model}), {gib:.0f} GiB, PostgreSQL {pg[0] if pg else '?'}, "
+        f"{len(os.sched_getaffinity(0))} CPUs ({cpu_model()}), {gib:.0f} GiB, PostgreSQL {pg[0] if pg else '?'}, "
         f"Redis {info.get('redis_version', '?')}, Python {platform.python_version()}"
     )
 
@@ -834,7 +713,7 @@ def warm_up(url: str, key: str, conn: psycopg.Connection[Any], procs: Sequence[s
     prompts = dataset_prompts(DATASET)
     texts = texts_generate(prompts, count=40 * max(celery_concurrency, 1) * 4, seed=99)
     items = items_generate(texts, run=f"w{datetime.now(UTC):%H%M%S}", seed=99)
-    bodies = bodies_encode(items, 40)
+    bodies = batches(items, 40)
     t0 = time.perf_counter()
     warm = post_all(url=url, key=key, bodies=bodies, concurrency=max(concurrency, celery_concurrency))
     bad = [p for p in warm.posted if p.status != 201]
@@ -896,29 +775,33 @@ def main() -> int:
         "celery": tmp / f"bench-e2e-celery-{os.getpid()}.txt",
     }
 
-    conninfo = make_conninfo(args.database_url)
-    dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if not dbname.startswith("ops_bench_e2e"):
-        raise SystemExit("--database-url must name a scratch database ops_bench_e2e*: it is dropped and recreated")
-    admin = make_conninfo(conninfo, dbname="postgres")
-    env = app_env(args.database_url)
-    scratch = [redis.Redis.from_url(BROKER_URL), redis.Redis.from_url(CACHE_URL)]
+    conninfo, dbname, admin = scratch_database(args.database_url, prefix="ops_bench_e2e")
+    env = app_env(
+        args.database_url,
+        CELERY_BROKER_URL=BROKER_URL,
+        CELERY_TASK_ALWAYS_EAGER="false",
+        CACHE_URL=CACHE_URL,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SCORING_DEFAULT_CHAIN="local",
+        CONN_MAX_AGE="600",
+        # The app from this checkout, in every process this bench starts (a venv may point elsewhere).
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
 
     print(f"generating {args.items:,} items …", flush=True)
     prompts = dataset_prompts(DATASET)
     texts = texts_generate(prompts, count=args.items, seed=args.seed)
     run = f"e{datetime.now(UTC):%Y%m%d%H%M%S}"
     items = items_generate(texts, run=run, seed=args.seed)
-    bodies = bodies_encode(items, args.batch)
+    bodies = batches(items, args.batch)
     print(f"recreating database {dbname}, migrating, training the local model …", flush=True)
     database_recreate(admin, dbname)
-    for r in scratch:
-        r.flushdb()
+    redis_flush(BROKER_URL, CACHE_URL)
     load_before = loadavg()
     try:
         manage(env, "migrate", "--noinput")
-        label, train_seconds = model_train(env, DATASET)
-        django_setup(env)
+        label, train_seconds = model_train(env, DATASET, actor="bench/e2e.py")
+        django_setup(env, refuse_eager="triage would run inside gunicorn, not in the workers")
         world = world_create()
         print(
             f"model {label} promoted; rule sets published ({world.rules} intake rules); starting servers …", flush=True
@@ -926,8 +809,8 @@ def main() -> int:
         with ExitStack() as stack, psycopg.connect(conninfo, autocommit=True) as conn:
             base, web = stack.enter_context(gunicorn(env, workers=args.gunicorn_workers, log=gunicorn_log))
             worker = stack.enter_context(
-                celery_worker(env, concurrency=args.celery_concurrency, prefetch=args.prefetch, pool=args.pool,
-                              log=worker_log)
+                celery_worker(env, log=worker_log, name="bench-e2e", pool=args.pool,
+                              concurrency=args.celery_concurrency, prefetch=args.prefetch, timeout=90)
             )  # fmt: skip
             url = f"{base}/api/v1/items"
             warm = warm_up(url, world.warmup_key, conn, [web, worker], args.concurrency, args.celery_concurrency)
@@ -935,8 +818,8 @@ def main() -> int:
             print(f"warm in {warm:.1f} s; posting {len(bodies):,} batches …", flush=True)
             pg = PostgresBackends(dbname, exclude={conn.info.backend_pid})
             if args.profile:
-                stack.enter_context(py_spy(web.pid, profiles["gunicorn"]))
-                stack.enter_context(py_spy(worker.pid, profiles["celery"]))
+                for pid, profile in ((web.pid, profiles["gunicorn"]), (worker.pid, profiles["celery"])):
+                    stack.enter_context(py_spy(pid, profile, "--subprocesses", rate=100, required=False))
             stop_event, progress = threading.Event(), Progress()
             wall_at_t0 = datetime.now(UTC)
             t_ref = time.perf_counter()
@@ -971,7 +854,7 @@ def main() -> int:
                 print(f"paced: {count:,} items at {rate:,.0f} items/s in calls of {args.paced_batch} …", flush=True)
                 paced_texts = texts_generate(prompts, count=count, seed=args.seed + 7)
                 paced_items = items_generate(paced_texts, run=f"p{datetime.now(UTC):%H%M%S}", seed=args.seed + 7)
-                paced_bodies = bodies_encode(paced_items, args.paced_batch)
+                paced_bodies = batches(paced_items, args.paced_batch)
                 paced_load = post_paced(url=url, key=world.paced_key, bodies=paced_bodies,
                                         interval=args.paced_batch / rate)  # fmt: skip
                 bad = [r for r in paced_load.posted if r.status != 201]
@@ -1110,18 +993,10 @@ def main() -> int:
             print("FAILED: " + check.describe() + ("; paced: " + paced_check.describe() if paced else ""))
         return 0 if ok else 1
     finally:
-        for r in scratch:
-            r.flushdb()
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if args.keep:
-            print(f"kept database {dbname}, logs {gunicorn_log} {worker_log}")
-        else:
-            database_drop(admin, dbname)
-            gunicorn_log.unlink(missing_ok=True)
-            worker_log.unlink(missing_ok=True)
+        redis_flush(BROKER_URL, CACHE_URL)
+        scratch_release(
+            admin, dbname, keep=args.keep, kept=f", logs {gunicorn_log} {worker_log}", files=[gunicorn_log, worker_log]
+        )
 
 
 if __name__ == "__main__":

@@ -10,21 +10,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
-import platform
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,41 +26,37 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from benchlib import Report, database_drop, database_recreate, machine_busy, manage, process_cpu
+from benchlib import (
+    INTAKE_COLUMNS,
+    ITEMS_TABLE,
+    ROOT,
+    Report,
+    app_env,
+    children,
+    database_recreate,
+    gunicorn,
+    machine_busy,
+    machine_description,
+    manage,
+    percentile,
+    postgres_pids,
+    process_cpu,
+    py_spy,
+    redis_flush,
+    scratch_database,
+    scratch_release,
+)
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "intake.md"
 PROFILE = RESULTS.with_name("intake-profile.txt")
-PYTHON = sys.executable
 BROKER_URL = "redis://127.0.0.1:6379/15"
 CACHE_URL = "redis://127.0.0.1:6379/14"
 SOURCE = "bench-intake"
 WARMUP_SOURCE = "bench-warmup"
-ITEMS_TABLE = "queues_reviewitem"
 COPY_TABLE = "bench_copy_reviewitem"
 INSERT_TABLE = "bench_insert_reviewitem"
-# The columns an intake insert fills with something other than NULL, in the order COPY sends them.
-COPY_COLUMNS = [
-    "source",
-    "external_id",
-    "kind",
-    "text",
-    "media_urls",
-    "author_ref",
-    "surface",
-    "language",
-    "metadata",
-    "report_reasons",
-    "report_count",
-    "state",
-    "priority",
-    "received_at",
-    "required_reviews",
-    "tags",
-    "is_golden",
-]
 
 # --- items --------------------------------------------------------------------------------------------
 
@@ -145,7 +134,7 @@ def items_generate(*, count: int, run: str, seed: int, received_at: datetime) ->
 
 
 def copy_row(item: dict[str, Any], received_at: datetime) -> tuple[Any, ...]:
-    """The row intake stores for ``item``, in COPY_COLUMNS order (JSON columns as JSON text)."""
+    """The row intake stores for ``item``, in INTAKE_COLUMNS order (JSON columns as JSON text)."""
     reasons = item.get("report_reasons", [])
     return (
         SOURCE,
@@ -171,24 +160,6 @@ def copy_row(item: dict[str, Any], received_at: datetime) -> tuple[Any, ...]:
 # --- processes and services -----------------------------------------------------------------------
 
 
-def app_env(database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-        CELERY_BROKER_URL=BROKER_URL,
-        CELERY_TASK_ALWAYS_EAGER="false",
-        CACHE_URL=CACHE_URL,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        # One connection per worker for the whole run, so the backends whose CPU is counted are the ones working.
-        CONN_MAX_AGE="600",
-    )
-    return env
-
-
 CREATE_CLIENTS = f"""
 import json
 from ops_platform.core.services import api_client_create
@@ -205,63 +176,6 @@ def api_keys_create(env: dict[str, str]) -> dict[str, str]:
     out = manage(env, "shell", "-c", CREATE_CLIENTS)
     line = next(line for line in out.splitlines() if line.startswith("KEYS "))
     return json.loads(line.removeprefix("KEYS "))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """gunicorn with sync workers and no access log, until the block ends."""
-    port = free_port()
-    cmd = [PYTHON, "-m", "gunicorn", "ops_platform.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not answer /healthz within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@contextmanager
-def py_spy(pid: int, output: Path) -> Iterator[None]:
-    """Sample gunicorn's workers (CPU only, not waits) with py-spy while the block runs."""
-    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cmd = [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250"]
-    cmd += ["--format", "raw", "--output", str(output)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        if not output.exists():
-            raise SystemExit(f"py-spy wrote no profile: {err.decode()[-2000:]}")
 
 
 # Where a sampled stack belongs: the first phase whose every marker is in it. py-spy names a frame
@@ -320,24 +234,6 @@ def profile_report(path: Path, *, worker_cpu: float, items: int, batches: int) -
 
 
 # --- CPU accounting -------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def postgres_pids(conninfo: str, dbname: str) -> list[int]:
-    """The gunicorn workers' backends, and the server's own writers (WAL, checkpoints), which work for them."""
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = %s OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer'))",
-            [dbname],
-        )
-        return [r[0] for r in rows]
 
 
 @dataclass
@@ -405,11 +301,6 @@ def post_all(*, url: str, key: str, bodies: list[bytes], concurrency: int) -> Lo
     return Load([o for o in outcomes if o is not None], elapsed)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def batches(items: list[dict[str, Any]], size: int) -> list[bytes]:
     return [json.dumps(items[i : i + size], ensure_ascii=False).encode() for i in range(0, len(items), size)]
 
@@ -444,7 +335,7 @@ def insert_rows(conninfo: str, rows: list[tuple[Any, ...]], batch: int) -> tuple
         ).fetchall()
         columns = [name for name, _ in typed]
         json_columns = {name for name, kind in typed if kind == "jsonb"}
-        position = {c: COPY_COLUMNS.index(c) for c in columns if c in COPY_COLUMNS}
+        position = {c: INTAKE_COLUMNS.index(c) for c in columns if c in INTAKE_COLUMNS}
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
         statement = sql.SQL(
             "INSERT INTO {} ({}) SELECT {} FROM jsonb_to_recordset(%s::jsonb) AS r({}) "
@@ -481,7 +372,7 @@ def copy_rows(conninfo: str, rows: list[tuple[Any, ...]]) -> float:
     with psycopg.connect(conninfo) as conn:
         scratch_table(conn, COPY_TABLE)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(COPY_TABLE), sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+            sql.Identifier(COPY_TABLE), sql.SQL(", ").join(map(sql.Identifier, INTAKE_COLUMNS))
         )
         t0 = time.perf_counter()
         with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -497,7 +388,7 @@ def copy_rows(conninfo: str, rows: list[tuple[Any, ...]]) -> float:
 
 def rows_differing(conninfo: str) -> int:
     """Rows the API stored that differ from the rows COPY stored, or the reverse: intake kept every field as sent."""
-    columns = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+    columns = sql.SQL(", ").join(map(sql.Identifier, INTAKE_COLUMNS))
     one_way = "SELECT count(*) FROM (SELECT {c} FROM {a} WHERE source = %(s)s EXCEPT ALL SELECT {c} FROM {b}) d"
     with psycopg.connect(conninfo) as conn:
         total = 0
@@ -509,22 +400,6 @@ def rows_differing(conninfo: str) -> int:
 
 
 # --- the run --------------------------------------------------------------------------------------
-
-
-def machine_description(conninfo: str) -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    with psycopg.connect(conninfo) as conn:
-        version = conn.execute("SHOW server_version").fetchone()
-    pg = version[0] if version else "?"
-    cpus = len(os.sched_getaffinity(0))
-    return f"{cpus} CPUs ({model}), PostgreSQL {pg}, Python {platform.python_version()}"
 
 
 def triage_messages(broker: redis.Redis) -> int:
@@ -558,7 +433,7 @@ def measure_http(args: argparse.Namespace, env: dict[str, str], conninfo: str, b
             raise SystemExit(f"warm-up failed: {bad[0].status} {bad[0].body[:500]!r}")
         worker_pids, pg_pids = children(proc.pid), postgres_pids(conninfo, dbname)
         print(f"posting with {args.concurrency} connections to {args.workers} gunicorn workers …", flush=True)
-        with py_spy(proc.pid, PROFILE) if args.profile else nullcontext():
+        with py_spy(proc.pid, PROFILE, "--subprocesses") if args.profile else nullcontext():
             before = CpuSnapshot.take(worker_pids, pg_pids)
             load = post_all(url=url, key=keys[SOURCE], bodies=bodies, concurrency=args.concurrency)
             after = CpuSnapshot.take(worker_pids, pg_pids)
@@ -663,14 +538,17 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     args.log = Path(tempfile.gettempdir()) / f"bench-intake-gunicorn-{os.getpid()}.log"
 
-    conninfo = make_conninfo(args.database_url)
-    dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if not dbname or dbname == "postgres":
-        raise SystemExit("--database-url must name a scratch database: it is dropped and recreated")
-    admin = make_conninfo(conninfo, dbname="postgres")
-    conninfo = make_conninfo(conninfo, dbname=dbname)
-    env = app_env(args.database_url)
-    scratch = [redis.Redis.from_url(BROKER_URL), redis.Redis.from_url(CACHE_URL)]
+    conninfo, dbname, admin = scratch_database(args.database_url)
+    env = app_env(
+        args.database_url,
+        drop=(),
+        CELERY_BROKER_URL=BROKER_URL,
+        CELERY_TASK_ALWAYS_EAGER="false",
+        CACHE_URL=CACHE_URL,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        # One connection per worker for the whole run, so the backends whose CPU is counted are the ones working.
+        CONN_MAX_AGE="600",
+    )
 
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     items = items_generate(count=args.items, run=f"b{now:%Y%m%d%H%M%S}", seed=1, received_at=now)
@@ -678,8 +556,7 @@ def main() -> int:
     rows = [copy_row(item, now) for item in items]
     print(f"{len(items):,} items in {len(bodies)} pre-encoded bodies; recreating database {dbname} …", flush=True)
     database_recreate(admin, dbname)
-    for r in scratch:
-        r.flushdb()
+    redis_flush(BROKER_URL, CACHE_URL)
     try:
         measured = measure_http(args, env, conninfo, bodies)
         print("the same rows straight into PostgreSQL: INSERT, then COPY …", flush=True)
@@ -707,13 +584,8 @@ def main() -> int:
             )
         return 0 if ok else 1
     finally:
-        for r in scratch:
-            r.flushdb()
-        if args.keep:
-            print(f"kept database {dbname} and gunicorn log {args.log}")
-        else:
-            database_drop(admin, dbname)
-            args.log.unlink(missing_ok=True)
+        redis_flush(BROKER_URL, CACHE_URL)
+        scratch_release(admin, dbname, keep=args.keep, kept=f" and gunicorn log {args.log}", files=[args.log])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import io
 import json
 import math
 import os
-import platform
 import pstats
 import random
 import sys
@@ -31,11 +30,21 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from benchlib import Report, database_drop, database_recreate, machine_busy, manage, process_cpu
+from benchlib import (
+    ROOT,
+    Report,
+    app_env,
+    database_recreate,
+    django_setup,
+    machine_busy,
+    machine_description,
+    manage,
+    process_cpu,
+    scratch_database,
+    scratch_release,
+)
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "rules.md"
 PROFILE = RESULTS.with_name("rules-profile.txt")
 DAYS = 14
@@ -490,29 +499,7 @@ def row_of(items: Items, i: int, score_names: dict[str, str], history: dict[tupl
     return row
 
 
-# --- Django ------------------------------------------------------------------------------------------
-
-
-def app_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "SCORING_DEFAULT_CHAIN")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",  # no query log: a million rows must not be kept in connection.queries
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-        CELERY_BROKER_URL="",
-        SCORING_DEFAULT_CHAIN="local",
-    )
-    return env
-
-
-def django_setup(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+# --- the world ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -980,21 +967,6 @@ def loaders_check(world: World, *, start: datetime, hours: float) -> tuple[int, 
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def machine_description(conninfo: str) -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    with psycopg.connect(conninfo) as conn:
-        version = conn.execute("SHOW server_version").fetchone()
-    cpus = len(os.sched_getaffinity(0))
-    return f"{cpus} CPUs ({model}), PostgreSQL {version[0] if version else '?'}, Python {platform.python_version()}"
-
-
 def rows_check(items: Items, ids: list[int], rows: list[dict[str, Any]], sample: int) -> int:
     """Rows that differ from what ``features.item_rows`` builds for the same stored items (first ``sample``)."""
     from queues.models import ReviewItem
@@ -1028,12 +1000,9 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
 
-    conninfo = make_conninfo(args.database_url)
-    dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if not dbname or dbname == "postgres":
-        raise SystemExit("--database-url must name a scratch database: it is dropped and recreated")
-    admin = make_conninfo(conninfo, dbname="postgres")
-    env = app_env(args.database_url)
+    conninfo, dbname, admin = scratch_database(args.database_url)
+    # DEBUG off (app_env's): no query log, a million rows must not be kept in connection.queries.
+    env = app_env(args.database_url, CELERY_BROKER_URL="", SCORING_DEFAULT_CHAIN="local")
 
     count = max(args.items, args.rows)
     print(f"generating {count:,} items and {args.decisions:,} decisions …", flush=True)
@@ -1204,13 +1173,7 @@ def main() -> int:
             )
         return 0 if ok else 1
     finally:
-        from django.db import connections
-
-        connections.close_all()
-        if args.keep:
-            print(f"kept database {dbname}")
-        else:
-            database_drop(admin, dbname)
+        scratch_release(admin, dbname, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -12,35 +12,47 @@ import argparse
 import copy
 import gzip
 import json
-import os
 import platform
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
-from benchlib import TICK, database_drop, database_recreate, machine_busy, manage, process_cpu
+from benchlib import (
+    DATASET,
+    INTAKE_COLUMNS,
+    ITEMS_TABLE,
+    ROOT,
+    TICK,
+    app_env,
+    celery_worker,
+    children,
+    database_recreate,
+    django_setup,
+    machine_busy,
+    machine_description,
+    manage,
+    model_train,
+    proc_stat,
+    process_cpu,
+    py_spy,
+    redis_flush,
+    scratch_database,
+    scratch_release,
+)
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "scoring.md"
 WORKER_LOG = RESULTS.with_name("scoring-worker.log")
-PYTHON = sys.executable
-DATASET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
-DATASET_NAME = "openai-moderation-1680"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 CACHE_URL = "redis://127.0.0.1:6379/13"
 # One source per set of items, so each path is counted and checked on its own rows.
@@ -50,27 +62,6 @@ BATCHED, SINGLE, WARMUP, NO_MODEL = (
     "bench-scoring-warmup",
     "bench-scoring-nomodel",
 )
-ITEMS_TABLE = "queues_reviewitem"
-# The columns an intake insert fills with something other than NULL, in the order COPY sends them.
-COPY_COLUMNS = [
-    "source",
-    "external_id",
-    "kind",
-    "text",
-    "media_urls",
-    "author_ref",
-    "surface",
-    "language",
-    "metadata",
-    "report_reasons",
-    "report_count",
-    "state",
-    "priority",
-    "received_at",
-    "required_reviews",
-    "tags",
-    "is_golden",
-]
 
 # --- texts ----------------------------------------------------------------------------------------
 
@@ -192,7 +183,7 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
     """COPY the texts in as 'received' items of ``source``; their ids in the order of ``texts``."""
     rows = copy_rows(source, texts, datetime.now(UTC), seed)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(ITEMS_TABLE), sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+        sql.Identifier(ITEMS_TABLE), sql.SQL(", ").join(map(sql.Identifier, INTAKE_COLUMNS))
     )
     with psycopg.connect(conninfo) as conn:
         with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -207,84 +198,6 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
     if len(ids) != len(texts) or ids != list(range(ids[0], ids[0] + len(ids))):
         raise SystemExit(f"COPY stored {len(ids)} items for {source} (expected {len(texts)}), or not in one id run")
     return ids
-
-
-# --- processes and services -----------------------------------------------------------------------
-
-
-def app_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "SCORING_DEFAULT_CHAIN")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-        CELERY_BROKER_URL=BROKER_URL,
-        CELERY_TASK_ALWAYS_EAGER="false",
-        CACHE_URL=CACHE_URL,
-        SCORING_DEFAULT_CHAIN="local",
-    )
-    return env
-
-
-def django_setup(env: dict[str, str]) -> None:
-    """Django in this process too, on the scratch database: to send tasks and run the in-process references."""
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from ops_platform.celery import app
-
-    if app.conf.task_always_eager:
-        raise SystemExit("Celery is in eager mode: tasks would run in this process, not in the worker")
-
-
-@contextmanager
-def celery_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """One ``celery worker`` process on the triage queue, solo pool, until the block ends."""
-    cmd = [PYTHON, "-m", "celery", "-A", "ops_platform", "worker", "-Q", "triage", "--pool", "solo"]
-    cmd += ["--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"]
-    cmd += ["-n", f"bench-scoring-{os.getpid()}@%h"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not re.search(r"\bready\.", log.read_text(errors="replace")):
-            if proc.poll() is not None:
-                raise SystemExit(f"celery worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"celery worker not ready within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@contextmanager
-def py_spy(pid: int, output: Path) -> Iterator[None]:
-    """Sample the worker with py-spy while the block runs, idle too: its samples add up to wall time."""
-    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cmd = [exe, "record", "--pid", str(pid), "--idle", "--nonblocking", "--rate", "250"]
-    cmd += ["--format", "raw", "--output", str(output)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        if not output.exists():
-            raise SystemExit(f"py-spy wrote no profile: {err.decode()[-2000:]}")
 
 
 # Where a sampled stack of a task belongs: the first phase whose every marker is in it. py-spy names a frame
@@ -378,14 +291,6 @@ def task_runtimes_wait(count: int) -> list[float]:
 NOISE_CORES = 0.15
 
 
-def proc_stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (state first), or none if the process is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return []
-
-
 def postmaster_pid(conn: psycopg.Connection[Any]) -> int:
     stat = proc_stat(conn.info.backend_pid)
     if not stat:
@@ -398,11 +303,7 @@ def postgres_cpu(postmaster: int, exclude: int) -> float:
     and the backends already gone (the worker reconnects for every task), which the postmaster has reaped."""
     stat = proc_stat(postmaster)
     total = sum(int(v) for v in stat[11:15]) / TICK if stat else 0.0  # its own and its reaped children's
-    try:
-        children = [int(p) for p in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()]
-    except OSError:
-        children = []
-    return total + sum(process_cpu(child) for child in children if child != exclude)
+    return total + sum(process_cpu(child) for child in children(postmaster) if child != exclude)
 
 
 @dataclass
@@ -489,7 +390,7 @@ def path_run(
     chunks = [list(ids[i : i + per_task]) for i in range(0, len(ids), per_task)]
     print(f"{label}: {len(ids):,} items in {len(chunks):,} tasks …", flush=True)
     logged = len(task_runtimes())
-    with py_spy(worker.pid, profile) if profile else nullcontext():
+    with py_spy(worker.pid, profile, "--idle") if profile else nullcontext():
         before = CpuSnapshot.take(worker.pid, conn)
         t0 = time.perf_counter()
         for chunk in chunks:
@@ -708,23 +609,6 @@ def failures_count(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 # --- the report -----------------------------------------------------------------------------------
 
 
-def machine_description(conn: psycopg.Connection[Any]) -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    version = conn.execute("SHOW server_version").fetchone()
-    pg = version[0] if version else "?"
-    cpus = len(os.sched_getaffinity(0))
-    return (
-        f"{cpus} CPUs ({model}), PostgreSQL {pg}, Python {platform.python_version()}, {platform.platform(terse=True)}"
-    )
-
-
 def worker_cpu(result: PathResult) -> float:
     before, after = result.cpu
     return after.worker - before.worker
@@ -913,18 +797,6 @@ def statistics_line(lengths: Sequence[int]) -> str:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def model_train(env: dict[str, str], dataset: Path) -> tuple[str, float]:
-    """Import the shared labeled set, train a version and promote it; its label and the training seconds."""
-    print(manage(env, "labeled_import", str(dataset), "--dataset", DATASET_NAME).strip(), flush=True)
-    t0 = time.perf_counter()
-    out = manage(env, "classifier_train", "--promote", "--actor", "bench/scoring.py")
-    seconds = time.perf_counter() - t0
-    active = re.search(r"^(\S+) is now active", out, re.MULTILINE)
-    if active is None:
-        raise SystemExit(f"classifier_train did not promote a version:\n{out}")
-    return active.group(1), seconds
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000, help="items for the batched path")
@@ -945,13 +817,14 @@ def main() -> int:
         raise SystemExit(f"{args.dataset} not found (the shared datasets live in ../shared/datasets/)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
 
-    conninfo = make_conninfo(args.database_url)
-    dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if not dbname or dbname == "postgres":
-        raise SystemExit("--database-url must name a scratch database: it is dropped and recreated")
-    admin = make_conninfo(conninfo, dbname="postgres")
-    env = app_env(args.database_url)
-    scratch = [redis.Redis.from_url(BROKER_URL), redis.Redis.from_url(CACHE_URL)]
+    conninfo, dbname, admin = scratch_database(args.database_url)
+    env = app_env(
+        args.database_url,
+        CELERY_BROKER_URL=BROKER_URL,
+        CELERY_TASK_ALWAYS_EAGER="false",
+        CACHE_URL=CACHE_URL,
+        SCORING_DEFAULT_CHAIN="local",
+    )
 
     prompts = dataset_prompts(args.dataset)
     texts = {
@@ -962,17 +835,20 @@ def main() -> int:
     texts[NO_MODEL] = texts[BATCHED][:5001]  # the first one connects and warms up, untimed
     print(f"recreating database {dbname}, migrating …", flush=True)
     database_recreate(admin, dbname)
-    for r in scratch:
-        r.flushdb()
+    redis_flush(BROKER_URL, CACHE_URL)
     try:
         manage(env, "migrate", "--noinput")
-        label, train_seconds = model_train(env, args.dataset)
+        label, train_seconds = model_train(env, args.dataset, actor="bench/scoring.py")
         print(f"model {label} trained and promoted in {train_seconds:.0f} s", flush=True)
-        django_setup(env)
+        # Django here too: to send tasks and run the in-process references.
+        django_setup(env, refuse_eager="tasks would run in this process, not in the worker")
         ids = {source: items_copy(conninfo, source, batch, seed=n) for n, (source, batch) in enumerate(texts.items())}
         print(f"{sum(map(len, ids.values())):,} items created; starting the worker …", flush=True)
         profiles = {path: RESULTS.with_name(f"scoring-profile-{path}.txt") for path in ("batched", "single")}
-        with psycopg.connect(conninfo, autocommit=True) as conn, celery_worker(env, WORKER_LOG) as worker:
+        with (
+            psycopg.connect(conninfo, autocommit=True) as conn,
+            celery_worker(env, log=WORKER_LOG, name="bench-scoring") as worker,
+        ):
             warmup = warmup_run(conn, ids[WARMUP], worker)
             print(f"worker warm: first task {warmup.cold:.2f} s, second {warmup.warm:.2f} s", flush=True)
             autovacuum = statistics_gather(conn)
@@ -1005,7 +881,7 @@ def main() -> int:
                 source: scores_check(conn, source, reference.predictions[source], label) for source in (BATCHED, SINGLE)
             }
             failures = failures_count(conn)
-            machine = machine_description(conn)
+        machine = f"{machine_description(conninfo)}, {platform.platform(terse=True)}"
         run = Run(
             args=args,
             label=label,
@@ -1030,16 +906,8 @@ def main() -> int:
             print("FAILED: " + "; ".join(f"{source}: {check.describe()}" for source, check in checks.items()))
         return 0 if ok else 1
     finally:
-        for r in scratch:
-            r.flushdb()
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if args.keep:
-            print(f"kept database {dbname}")
-        else:
-            database_drop(admin, dbname)
+        redis_flush(BROKER_URL, CACHE_URL)
+        scratch_release(admin, dbname, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psycopg
@@ -36,10 +36,23 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.benchlib import PYTHON, Report, database_drop, database_recreate, manage
+from bench import benchlib
+from bench.benchlib import (
+    PYTHON,
+    Report,
+    celery_worker_argv,
+    children,
+    database_drop,
+    database_recreate,
+    free_port,
+    gunicorn_argv,
+    healthz_answers,
+    manage,
+    model_train,
+    process_stop,
+)
 
 RESULTS = ROOT / "bench" / "results"
-DATASET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
 # The PostgreSQL the scratch databases live on (a drill that restarts PostgreSQL runs its own cluster instead).
 # DRILL_POSTGRES_URL, else the server of DATABASE_URL when it is PostgreSQL (CI's), else the local service.
 _database_url = os.environ.get("DATABASE_URL", "")
@@ -136,13 +149,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-# --- waiting and ports ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# --- waiting ----------------------------------------------------------------------------------------
 
 
 def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
@@ -250,25 +257,19 @@ def database_url(name: str) -> str:
 
 def app_env(database_url: str, broker_url: str, *, cache_url: str = "locmem://", **extra: str) -> dict[str, str]:
     """The environment of a production-like process (gunicorn, worker, beat, manage.py) of this checkout."""
+    settings = {
+        "PYTHONPATH": str(ROOT),
+        "SECRET_KEY": "drill-only-secret-key",
+        "CELERY_BROKER_URL": broker_url,
+        "CACHE_URL": cache_url,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_COOKIES": "0",
+        "SCORING_DEFAULT_CHAIN": "local",
+        "API_DEFAULT_RATE_PER_MINUTE": "1000000",
+        "LOG_LEVEL": "INFO",
+    }
     drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SCORING_DEFAULT_CHAIN", "CELERY_TASK_ALWAYS_EAGER", "CI")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        SECRET_KEY="drill-only-secret-key",  # noqa: S106 - a throwaway database
-        DATABASE_URL=database_url,
-        CELERY_BROKER_URL=broker_url,
-        CACHE_URL=cache_url,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_COOKIES="0",
-        SCORING_DEFAULT_CHAIN="local",
-        API_DEFAULT_RATE_PER_MINUTE="1000000",
-        LOG_LEVEL="INFO",
-    )
-    env.update(extra)
-    return env
+    return benchlib.app_env(database_url, drop=drop, **(settings | extra))
 
 
 def _template_digest(model: bool) -> str:
@@ -303,7 +304,7 @@ def database_prepare(env: dict[str, str], *, model: bool = False) -> str:
         build_env = {**env, "DATABASE_URL": f"{base}/{building}"}
         manage(build_env, "migrate", "--noinput")
         if model:
-            model_train(build_env)
+            model_train(build_env, actor="bench/drills", echo=False)
         with psycopg.connect(admin, autocommit=True) as conn:
             stale = conn.execute(
                 "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s",
@@ -318,18 +319,6 @@ def database_prepare(env: dict[str, str], *, model: bool = False) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(dbname), sql.Identifier(template)))
     return url
-
-
-def model_train(env: dict[str, str]) -> str:
-    """Import the shared labeled set, train a local model and promote it, as an operator would."""
-    if not DATASET.exists():
-        raise SystemExit(f"the shared labeled set is missing: {DATASET}")
-    manage(env, "labeled_import", str(DATASET), "--dataset", "openai-moderation-1680")
-    trained = manage(env, "classifier_train", "--promote", "--actor", "bench/drills")
-    active = re.search(r"^(\S+) is now active", trained, re.MULTILINE)
-    if active is None:
-        raise SystemExit(f"classifier_train did not promote a version:\n{trained}")
-    return active.group(1)
 
 
 def database_forget(env: dict[str, str]) -> None:
@@ -362,6 +351,35 @@ def world_create(env: dict[str, str], *, callback_url: str = "") -> World:
     out = manage(env, "shell", "-c", WORLD % {"source": SOURCE, "callback": callback_url})
     data = json.loads(next(line for line in out.splitlines() if line.startswith("WORLD ")).removeprefix("WORLD "))
     return World(data["key"], data["secret"])
+
+
+class DrillWorld(NamedTuple):
+    env: dict[str, str]
+    conninfo: str
+    broker: RedisServer
+    world: World
+
+
+@contextlib.contextmanager
+def drill_world(
+    drill: Drill, settings: dict[str, str], *, keep: bool, model: bool = True, cache: bool = True,
+    callback_url: str = "",
+) -> Iterator[DrillWorld]:  # fmt: skip
+    """What a drill on the shared PostgreSQL starts from: a private Redis as the broker (db 0) and, with ``cache``,
+    the Django cache (db 1); the app's environment with ``settings``; the drill's scratch database, migrated (the
+    local model trained and promoted when ``model``), with the default intake queue and an API client. Redis stops
+    and the database is dropped (unless ``keep``) however the block ends."""
+    broker = RedisServer()
+    broker.start()
+    env = app_env(database_url(drill.name), broker.url, cache_url=broker.db(1) if cache else "locmem://", **settings)
+    try:
+        drill.log("preparing the scratch database …")
+        conninfo = database_prepare(env, model=model)
+        yield DrillWorld(env, conninfo, broker, world_create(env, callback_url=callback_url))
+    finally:
+        broker.stop()
+        if not keep:
+            database_forget(env)
 
 
 class Process:
@@ -410,13 +428,8 @@ class Process:
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            process_stop(self.proc)
         self.proc = None
 
 
@@ -426,10 +439,7 @@ class Worker(Process):
     ready = r"\bready\."
 
     def __init__(self, env: dict[str, str], log: Path, *, queues: str = "triage", name: str = "drill") -> None:
-        argv = [PYTHON, "-m", "celery", "-A", "ops_platform", "worker", "-Q", queues, "--pool", "solo",
-                "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info",
-                "-n", f"{name}-{os.getpid()}@%h"]  # fmt: skip
-        super().__init__(argv, env, log)
+        super().__init__(celery_worker_argv(name=name, queues=queues), env, log)
 
 
 class Beat(Process):
@@ -456,24 +466,16 @@ class Gunicorn(Process):
     def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        argv = [PYTHON, "-m", "gunicorn", "ops_platform.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
-                "--timeout", "120", "--graceful-timeout", "5"]  # fmt: skip
+        argv = [*gunicorn_argv(self.port, workers), "--timeout", "120", "--graceful-timeout", "5"]
         super().__init__(argv, env, log)
 
     def start(self, *, timeout: float = 90) -> None:
         super().start(timeout=timeout)
-        wait_until(self._answers, timeout=timeout, what="gunicorn to answer /healthz")
-
-    def _answers(self) -> bool:
-        try:
-            return httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
+        wait_until(lambda: healthz_answers(self.base), timeout=timeout, what="gunicorn to answer /healthz")
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return sorted(int(p) for p in children.read_text().split()) if children.exists() else []
+        return sorted(children(self.proc.pid))
 
 
 @contextlib.contextmanager
@@ -662,7 +664,8 @@ def items_count(conninfo: str, source: str = SOURCE) -> int:
         return int(row[0]) if row else 0
 
 
-def triage_figures(drill: Drill, triage: Triage) -> None:
+def triage_report(drill: Drill, triage: Triage, *, accepted: int) -> None:
+    """The triage figures and the checks every triage drill makes: every accepted item stored and triaged once."""
     drill.figure("items stored", triage.items)
     drill.figure("items by state", triage.by_state)
     drill.figure("items still un-triaged", triage.untriaged)
@@ -673,9 +676,6 @@ def triage_figures(drill: Drill, triage: Triage) -> None:
     drill.figure("items scored, by backend", triage.items_by_backend)
     drill.figure("items re-sent by the un-triaged sweeper", triage.resent_by_sweeper)
     drill.figure("dead letters", triage.dead_letters)
-
-
-def triage_checks(drill: Drill, triage: Triage, *, accepted: int) -> None:
     drill.check(f"every accepted item is stored ({triage.items} of {accepted})", triage.items == accepted)
     drill.check("nothing lost: every item left 'received' (queued or auto-actioned)", triage.untriaged == 0)
     drill.check(

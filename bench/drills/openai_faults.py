@@ -33,20 +33,14 @@ from bench.drills.harness import (
     DrillResult,
     Gunicorn,
     Poster,
-    RedisServer,
     Worker,
-    app_env,
     cli,
-    database_forget,
-    database_prepare,
-    database_url,
+    drill_world,
     poll_until,
     running,
-    triage_checks,
-    triage_figures,
     triage_read,
+    triage_report,
     untriaged_count,
-    world_create,
 )
 from fixtures.fake_openai import FakeOpenAI
 
@@ -96,27 +90,19 @@ def run(
     if quick:
         items = min(items, 400)
     drill = Drill(NAME, TITLE)
-    broker = RedisServer()
-    broker.start()
-    fake = FakeOpenAI(seed=seed, failure_rate=failure_rate, slow_seconds=2.5, retry_after=0.1)
-    fake.start()
-    env = app_env(
-        database_url(NAME),
-        broker.url,
-        cache_url=broker.db(1),
-        OPENAI_API_KEY="sk-drill",
-        OPENAI_BASE_URL=fake.base_url,
-        OPENAI_TIMEOUT_SECONDS="1",
-        OPENAI_MAX_RETRIES="1",
-        OPENAI_MODERATION_BATCH="5",
-        SCORING_DEFAULT_CHAIN=f"{BACKEND},local",
-        SCORING_BREAKER_FAILURES="5",
-        SCORING_BREAKER_COOLDOWN_SECONDS=str(cooldown),
-    )
-    try:
-        drill.log("preparing the scratch database …")
-        conninfo = database_prepare(env, model=True)
-        world = world_create(env)
+    provider = {
+        "OPENAI_API_KEY": "sk-drill",
+        "OPENAI_TIMEOUT_SECONDS": "1",
+        "OPENAI_MAX_RETRIES": "1",
+        "OPENAI_MODERATION_BATCH": "5",
+        "SCORING_DEFAULT_CHAIN": f"{BACKEND},local",
+        "SCORING_BREAKER_FAILURES": "5",
+        "SCORING_BREAKER_COOLDOWN_SECONDS": str(cooldown),
+    }
+    with (
+        FakeOpenAI(seed=seed, failure_rate=failure_rate, slow_seconds=2.5, retry_after=0.1) as fake,
+        drill_world(drill, provider | {"OPENAI_BASE_URL": fake.base_url}, keep=keep) as (env, conninfo, broker, world),
+    ):
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         worker = Worker(env, RESULTS / f"drill-{NAME}-worker.log", name="drill-openai")
         with running(web, worker):
@@ -167,7 +153,6 @@ def run(
         drill.figure(f"items scored by {BACKEND}", openai_items)
         drill.figure("items fallen back to the local model", fallen_back)
         drill.figure("items with no score (unscored, to people)", by_backend.get("unscored", 0))
-        triage_figures(drill, triage)
 
         drill.check("every intake call answered 201", set(Counter(p.status for p in poster.posts)) == {201})
         drill.check("the fake served 429s, 500s and timeouts", {"429", "500", "slow"} <= set(faults))
@@ -176,12 +161,7 @@ def run(
         drill.check("the circuit breaker opened", opens >= 1 and outcomes.get("circuit_open", 0) > 0)
         drill.check("the circuit breaker closed again, and is closed at the end", closes >= 1 and closed_at_end)
         drill.check("the fake server raised no errors of its own", not fake.errors)
-        triage_checks(drill, triage, accepted=accepted)
-    finally:
-        fake.stop()
-        broker.stop()
-        if not keep:
-            database_forget(env)
+        triage_report(drill, triage, accepted=accepted)
     return drill.finish(write=write)
 
 

@@ -30,21 +30,15 @@ from bench.drills.harness import (
     Gunicorn,
     Post,
     Poster,
-    RedisServer,
     Worker,
-    app_env,
     cli,
-    database_forget,
-    database_prepare,
-    database_url,
+    drill_world,
     percentile,
     poll_until,
     running,
-    triage_checks,
-    triage_figures,
     triage_read,
+    triage_report,
     untriaged_count,
-    world_create,
 )
 
 NAME = "redis_outage"
@@ -72,19 +66,8 @@ def run(
     if quick:
         before, after, rate = min(before, 10.0), min(after, 10.0), min(rate, 20.0)
     drill = Drill(NAME, TITLE)
-    broker = RedisServer()
-    broker.start()
-    env = app_env(
-        database_url(NAME),
-        broker.url,
-        cache_url=broker.db(1),
-        TRIAGE_SWEEP_AFTER_SECONDS=str(sweep_after),
-        TRIAGE_SWEEP_EVERY_SECONDS=str(sweep_every),
-    )
-    try:
-        drill.log("preparing the scratch database …")
-        conninfo = database_prepare(env, model=True)
-        world = world_create(env)
+    sweeper = {"TRIAGE_SWEEP_AFTER_SECONDS": str(sweep_after), "TRIAGE_SWEEP_EVERY_SECONDS": str(sweep_every)}
+    with drill_world(drill, sweeper, keep=keep) as (env, conninfo, broker, world):
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         beat = Beat(env, RESULTS / f"drill-{NAME}-beat.log")
         worker = Worker(env, RESULTS / f"drill-{NAME}-worker.log", name="drill-redis")
@@ -124,17 +107,12 @@ def run(
         kept = "same processes throughout" if same and alive else "restarted or died"
         drill.figure("worker, beat and gunicorn", kept)
         drill.figure("run length", f"{time.monotonic() - t0:.0f} s")
-        triage_figures(drill, triage)
 
         drill.check("every intake call answered 201, during the outage too", set(_count(poster.posts)) == {201})
         drill.check("intake calls were made during the outage", bool(phases["during"]))
         drill.check("worker, beat and gunicorn reconnected by themselves (no restart)", same and alive)
         drill.check("the sweeper re-sent items left un-triaged by the outage", triage.resent_by_sweeper > 0)
-        triage_checks(drill, triage, accepted=accepted)
-    finally:
-        broker.stop()
-        if not keep:
-            database_forget(env)
+        triage_report(drill, triage, accepted=accepted)
     return drill.finish(write=write)
 
 

@@ -39,17 +39,12 @@ from bench.drills.harness import (
     RESULTS,
     Drill,
     DrillResult,
-    RedisServer,
     Worker,
-    app_env,
     cli,
-    database_forget,
-    database_prepare,
-    database_url,
+    drill_world,
     free_port,
     poll_until,
     running,
-    world_create,
 )
 from ops_platform.core.webhook_signing import SIGNATURE_HEADER, webhook_signature_verify
 
@@ -158,23 +153,16 @@ def run(
     if quick:
         outage, cap, events = min(outage, 60.0), min(cap, 20.0), min(events, 45)
     drill = Drill(NAME, TITLE)
-    broker = RedisServer()
-    broker.start()
-    env: dict[str, str] = {}
-    try:
-        env = app_env(
-            database_url(NAME),
-            broker.url,
-            WEBHOOK_RETRY_BASE_SECONDS=str(base),
-            WEBHOOK_RETRY_MAX_SECONDS=str(cap),
-            WEBHOOK_MAX_ATTEMPTS=str(attempts),
-            WEBHOOK_TIMEOUT_SECONDS="2",
-        )
-        drill.log("preparing the scratch database …")
-        conninfo = database_prepare(env)
-        # The receiver's address is fixed before the client exists; it learns the secret right after.
-        receiver = Receiver("")
-        world = world_create(env, callback_url=receiver.url)
+    # The receiver's address is fixed before the client exists; it learns the secret right after.
+    receiver = Receiver("")
+    retries = {
+        "WEBHOOK_RETRY_BASE_SECONDS": str(base),
+        "WEBHOOK_RETRY_MAX_SECONDS": str(cap),
+        "WEBHOOK_MAX_ATTEMPTS": str(attempts),
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+    }
+    setup = drill_world(drill, retries, keep=keep, model=False, cache=False, callback_url=receiver.url)
+    with setup as (env, conninfo, _, world):
         receiver.secret = world.webhook_secret
         receiver.start()
         worker = Worker(env, RESULTS / f"drill-{NAME}-worker.log", queues="webhooks", name="drill-webhooks")
@@ -242,10 +230,6 @@ def run(
         drill.check("no event changed id across retries (the stored ids are the ones emitted)",
                     ids_during <= set(final) and len(final) == emitted)  # fmt: skip
         receiver.stop()
-    finally:
-        broker.stop()
-        if env and not keep:
-            database_forget(env)
     return drill.finish(write=write)
 
 

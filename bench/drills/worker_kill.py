@@ -34,20 +34,14 @@ from bench.drills.harness import (
     DrillResult,
     Gunicorn,
     Poster,
-    RedisServer,
     Worker,
-    app_env,
     cli,
-    database_forget,
-    database_prepare,
-    database_url,
+    drill_world,
     poll_until,
     running,
-    triage_checks,
-    triage_figures,
     triage_read,
+    triage_report,
     untriaged_count,
-    world_create,
 )
 
 NAME = "worker_kill"
@@ -81,19 +75,8 @@ def run(
         rate = min(rate, 30.0)
     drill = Drill(NAME, TITLE)
     rng = random.Random(seed)
-    broker = RedisServer()
-    broker.start()
-    env = app_env(
-        database_url(NAME),
-        broker.url,
-        cache_url=broker.db(1),
-        TRIAGE_SWEEP_AFTER_SECONDS=str(sweep_after),
-        TRIAGE_SWEEP_EVERY_SECONDS=str(sweep_every),
-    )
-    try:
-        drill.log("migrating the scratch database, training the local model …")
-        conninfo = database_prepare(env, model=True)
-        world = world_create(env)
+    sweeper = {"TRIAGE_SWEEP_AFTER_SECONDS": str(sweep_after), "TRIAGE_SWEEP_EVERY_SECONDS": str(sweep_every)}
+    with drill_world(drill, sweeper, keep=keep) as (env, conninfo, broker, world):
         web = Gunicorn(env, RESULTS / f"drill-{NAME}-gunicorn.log", workers=2)
         beat = Beat(env, RESULTS / f"drill-{NAME}-beat.log")
         pool = [Worker(env, RESULTS / f"drill-{NAME}-worker-{i}.log", name=f"drill-kill-{i}") for i in range(workers)]
@@ -135,16 +118,11 @@ def run(
         drill.figure("sweeper", f"items 'received' for over {sweep_after} s re-sent every {sweep_every} s by beat")
         drill.figure("last kill to every item triaged", f"{recovery:.1f} s" if finished else "not within the wait")
         drill.figure("messages still unacked in Redis (redelivered after the visibility timeout, a no-op)", unacked)
-        triage_figures(drill, triage)
 
         drill.check("every intake call answered 201", set(statuses) == {201})
         drill.check(f"{kills} SIGKILLs were sent", len(kill_log) == kills)
         drill.check("at least one SIGKILL hit a task in flight", any(k["mid_task"] for k in kill_log))
-        triage_checks(drill, triage, accepted=accepted)
-    finally:
-        broker.stop()
-        if not keep:
-            database_forget(env)
+        triage_report(drill, triage, accepted=accepted)
     return drill.finish(write=write)
 
 
