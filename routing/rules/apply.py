@@ -77,6 +77,23 @@ class Placement:
             return f"auto:{self.auto.policy_slug}/{self.auto.enforcement_action_slug}"
         return f"queue:{self.queue.slug}" if self.queue else "none"
 
+    def record(self, *, at: datetime, shadow: bool = False) -> RoutingDecision:
+        """The routing decision that records this placement (unsaved)."""
+        return RoutingDecision(
+            item_id=self.item_id,
+            rule_set_id=self.rule_set_id,
+            rule_id=self.rule.pk if self.rule else None,
+            matched=self.matched,
+            action=RuleAction.AUTO_ACTION if self.auto else self.action,
+            destination=self.destination,
+            queue=None if self.auto else self.queue,
+            priority=self.priority,
+            tags=sorted(set(self.tags)),
+            scores=self.scores,
+            shadow=shadow,
+            at=at,
+        )
+
 
 def active_programs() -> dict[str, RuleProgram]:
     return {rs.kind: program_for(rs) for rs in RuleSet.objects.filter(status=RuleSetStatus.ACTIVE)}
@@ -213,26 +230,7 @@ def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[
         placed = set(done)
         # One INSERT for the batch's decisions (and one for escalations at triage): bulk_create binds a parameter
         # per field per row, which cost more than the rows themselves (bench/e2e.py).
-        rows_insert(
-            RoutingDecision,
-            [
-                RoutingDecision(
-                    item_id=p.item_id,
-                    rule_set_id=p.rule_set_id,
-                    rule_id=p.rule.pk if p.rule else None,
-                    matched=p.matched,
-                    action=RuleAction.AUTO_ACTION if p.auto else p.action,
-                    destination=p.destination,
-                    queue=None if p.auto else p.queue,
-                    priority=p.priority,
-                    tags=sorted(set(p.tags)),
-                    scores=p.scores,
-                    at=now,
-                )
-                for p in placements
-                if p.item_id in placed
-            ],
-        )
+        rows_insert(RoutingDecision, [p.record(at=now) for p in placements if p.item_id in placed])
         # Escalations at triage are recorded under the escalation version too, so the overdue sweep's
         # "each rule escalates an item once" sees them.
         rows_insert(
@@ -356,22 +354,8 @@ def _record_shadow(
             p = place(program.decide(row), program, queues, item.pk)
             if p.auto is not None and not row.get("scored", False):
                 p.auto = None
-            records.append(
-                RoutingDecision(
-                    item_id=item.pk,
-                    rule_set_id=program.rule_set_id,
-                    rule_id=p.rule.pk if p.rule else None,
-                    matched=p.matched,
-                    action=RuleAction.AUTO_ACTION if p.auto else p.action,
-                    destination=p.destination,
-                    queue=None if p.auto else p.queue,
-                    priority=p.priority,
-                    tags=sorted(set(p.tags)),
-                    scores=_scores_seen(row),
-                    shadow=True,
-                    at=now,
-                )
-            )
+            p.scores = _scores_seen(row)
+            records.append(p.record(at=now, shadow=True))
     RoutingDecision.objects.bulk_create(records)
 
 
