@@ -49,7 +49,8 @@ class ClassifierScore(models.Model):
     that runs twice inserts nothing the second time.
     """
 
-    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="scores")
+    # Indexed by the unique constraint below, which leads with it.
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="scores", db_index=False)
     backend = models.CharField(max_length=32, choices=Backend.choices)
     model = models.CharField(max_length=100, blank=True)
     model_version = models.CharField(max_length=100, blank=True)
@@ -336,9 +337,13 @@ class Rule(models.Model):
 class RoutingDecision(models.Model):
     """What a rule set decided for one item, with what it saw. Shadow rows record without acting."""
 
-    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="routing_decisions")
-    rule_set = models.ForeignKey(RuleSet, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
-    rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # item and rule_set are indexed by the (item, at) and (rule_set, shadow, at) indexes, which lead with them;
+    # rule only where set (most items match no rule). Triage writes a row per item: each index costs it.
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="routing_decisions", db_index=False)
+    rule_set = models.ForeignKey(
+        RuleSet, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions", db_index=False
+    )
+    rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False)
     # The rule's name, or "default", "builtin:child-safety", "unscored", "cap-reached:<rule>".
     matched = models.CharField(max_length=120)
     action = models.CharField(max_length=20, choices=RuleAction.choices)
@@ -354,6 +359,7 @@ class RoutingDecision(models.Model):
         indexes = [
             models.Index(fields=["rule_set", "shadow", "at"]),
             models.Index(fields=["item", "at"]),
+            models.Index(fields=["rule"], condition=models.Q(rule__isnull=False), name="routingdecision_rule_idx"),
         ]
 
     def __str__(self) -> str:
