@@ -21,7 +21,7 @@ from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
 from queues.models import ItemKind, ItemState, ReviewItem
 from routing.models import DeadLetter, IdempotencyRecord, IncidentKind
-from routing.rules.apply import items_route
+from routing.rules.apply import items_load, items_route
 from routing.scoring.guards import incident_raise
 from routing.scoring.pipeline import items_score
 
@@ -163,13 +163,13 @@ def triage_enqueue(item_ids: Sequence[int]) -> int:
 def items_triage(*, item_ids: Sequence[int]) -> list[int]:
     """Score received items, then route them by the active rule sets (``routing.rules.apply``);
     items already triaged are left as they are (and are not scored again)."""
-    # By id alone, the state checked here (see queues.services.received_locked on the partial index).
-    states = ReviewItem.objects.filter(pk__in=list(item_ids)).values_list("pk", "state")
-    received = [pk for pk, state in states if state == ItemState.RECEIVED]
+    # Loaded once for both steps, by id alone and the state checked here (see queues.services.received_locked on
+    # the partial index); routing checks the state again under its lock.
+    received = [item for item in items_load(item_ids) if item.state == ItemState.RECEIVED]
     if not received:
         return []
-    items_score(item_ids=received)
-    return items_route(item_ids=received)
+    items_score(items=received)
+    return items_route(items=received)
 
 
 def items_sweep_untriaged(*, older_than: timedelta | None = None, limit: int = 50_000) -> int:

@@ -191,15 +191,23 @@ def _cap_room(spec: RuleSpec, wanted: int, day: Any) -> int:
     return granted
 
 
-def items_route(*, item_ids: Sequence[int], at: datetime | None = None) -> list[int]:
-    """Route received (already scored) items by the active rule sets; return the ids placed.
+def items_load(item_ids: Sequence[int]) -> list[ReviewItem]:
+    """The items as triage reads them, in id order: only what a rule row and the scorers read (the whole item,
+    with claims, leases and decisions' columns, cost twice as much to load). By id alone: callers check the
+    state (see queues.services.received_locked on the partial index)."""
+    return list(ReviewItem.objects.filter(pk__in=list(item_ids)).only(*ROW_FIELDS, "state").order_by("pk"))
+
+
+def items_route(
+    *, item_ids: Sequence[int] = (), items: Sequence[ReviewItem] | None = None, at: datetime | None = None
+) -> list[int]:
+    """Route received (already scored) items by the active rule sets; return the ids placed. ``items``, loaded by
+    :func:`items_load`, saves loading them again (triage has them from scoring); else ``item_ids`` are loaded.
 
     Items no longer 'received' are left alone, so a re-delivered triage task changes nothing.
     """
     now = at or timezone.now()
-    # Only what a row reads: the whole item (claims, leases, decisions' columns) cost twice as much to load.
-    # By id alone, the state checked here (see queues.services.received_locked on the partial index).
-    loaded = ReviewItem.objects.filter(pk__in=list(item_ids)).only(*ROW_FIELDS, "state").order_by("pk")
+    loaded = items_load(item_ids) if items is None else items
     items = [item for item in loaded if item.state == ItemState.RECEIVED]
     if not items:
         return []

@@ -58,9 +58,13 @@ def policy_chains() -> dict[tuple[str, ...], list[Policy]]:
     return chains
 
 
-def items_score(*, item_ids: Sequence[int]) -> ScoringReport:
+def items_score(*, item_ids: Sequence[int] = (), items: Sequence[ReviewItem] | None = None) -> ScoringReport:
+    """Score the items (``items`` already loaded with their text and language, or else ``item_ids``)."""
     report = ScoringReport()
-    items = list(ReviewItem.objects.filter(pk__in=item_ids).only("pk", "text", "language").order_by("pk"))
+    if items is None:
+        items = list(ReviewItem.objects.filter(pk__in=item_ids).only("pk", "text", "language").order_by("pk"))
+    else:
+        items = list(items)
     if not items:
         return report
     for chain, policies in policy_chains().items():
