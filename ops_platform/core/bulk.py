@@ -57,8 +57,18 @@ def _insert(
             f"FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {tail}"
         )
         # A JSONField's value nests as JSON, and jsonb_to_recordset hands it to the jsonb column as is.
-        # get_prep_value lets a field translate its value for the database (the NUL-safe text fields).
-        batch = [{f.column: f.get_prep_value(getattr(row, f.attname)) for f in fields} for row in rows]
+        # get_prep_value lets a field translate its value for the database (the NUL-safe text fields); it is
+        # skipped where it would return a plain value unchanged (a str for a CharField, an int for an integer
+        # field), which for a batch of 500 items was a sixth of intake's CPU in gunicorn (bench/e2e.py).
+        plan = [(f.column, f.attname, f.get_prep_value, _unchanged_by_prep(f)) for f in fields]
+        batch = [
+            {
+                column: value if type(value) in unchanged else prep(value)
+                for column, attname, prep, unchanged in plan
+                for value in (getattr(row, attname),)
+            }
+            for row in rows
+        ]
         params: list[Any] = [json.dumps(batch, default=_isoformat)]
     else:
         one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -67,6 +77,25 @@ def _insert(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if returning else []
+
+
+_NONE = type(None)
+# Stock get_prep_value implementations, and the value types each returns unchanged (bool is not an int here:
+# IntegerField turns True into 1). A field that overrides get_prep_value is not listed, so it is always called.
+_PREP_UNCHANGED: dict[Any, frozenset[type]] = {
+    models.Field.get_prep_value: frozenset({str, int, float, bool, dict, list, _NONE}),
+    models.CharField.get_prep_value: frozenset({str, _NONE}),
+    models.TextField.get_prep_value: frozenset({str, _NONE}),
+    models.IntegerField.get_prep_value: frozenset({int, _NONE}),
+    models.BooleanField.get_prep_value: frozenset({bool, _NONE}),
+    models.FloatField.get_prep_value: frozenset({float, _NONE}),
+}
+
+
+def _unchanged_by_prep(field: models.Field[Any, Any]) -> frozenset[type]:
+    """The value types ``field.get_prep_value`` returns as they are (a foreign key: its target's)."""
+    target = field.target_field if isinstance(field, models.ForeignKey) else field
+    return _PREP_UNCHANGED.get(type(target).get_prep_value, frozenset())
 
 
 def _isoformat(value: Any) -> str:
