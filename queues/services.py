@@ -161,19 +161,21 @@ def items_enqueue_many(*, groups: Sequence[Enqueue], at: datetime | None = None)
             [ItemState.QUEUED, now, now, json.dumps(values)],
         )
         moved = sorted(row[0] for row in cursor.fetchall())
+    # Field values, not ItemEvent instances: the bulk insert fills in the defaults (ops_platform.core.bulk).
+    event_data = {id(g): {**({"reason": g.reason} if g.reason else {}), **(g.data or {})} for g in groups}
     rows_insert(
         ItemEvent,
         [
-            ItemEvent(
-                item_id=pk,
-                at=now,
-                actor_label=group_of[pk].actor,
-                event="queued",
-                from_state=ItemState.RECEIVED,
-                to_state=ItemState.QUEUED,
-                queue=group_of[pk].queue,
-                data={**({"reason": group_of[pk].reason} if group_of[pk].reason else {}), **(group_of[pk].data or {})},
-            )
+            {
+                "item_id": pk,
+                "at": now,
+                "actor_label": group_of[pk].actor,
+                "event": "queued",
+                "from_state": ItemState.RECEIVED,
+                "to_state": ItemState.QUEUED,
+                "queue_id": group_of[pk].queue.pk,
+                "data": event_data[id(group_of[pk])],
+            }
             for pk in moved
         ],
     )

@@ -50,30 +50,31 @@ def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[
     hand-off is sent only after commit, so a worker never sees an item that is not there yet.
     """
     now = timezone.now()
-    rows: list[ReviewItem] = []
+    # Field values, not ReviewItem instances: the bulk insert fills in the defaults (ops_platform.core.bulk).
+    rows: list[dict[str, Any]] = []
     for data in items:
         reasons = data.get("report_reasons", [])
         rows.append(
-            ReviewItem(
-                source=client.source,
-                external_id=data["external_id"],
-                kind=data.get("kind", ItemKind.CONTENT),
-                text=data.get("text", ""),
-                media_urls=data.get("media_urls", []),
-                author_ref=data.get("author_ref", ""),
-                surface=data.get("surface", ""),
-                language=data.get("language", ""),
-                metadata=data.get("metadata", {}),
-                report_reasons=reasons,
-                report_count=len(reasons),
-                received_at=data.get("received_at") or now,
-            )
+            {
+                "source": client.source,
+                "external_id": data["external_id"],
+                "kind": data.get("kind", ItemKind.CONTENT),
+                "text": data.get("text", ""),
+                "media_urls": data.get("media_urls", []),
+                "author_ref": data.get("author_ref", ""),
+                "surface": data.get("surface", ""),
+                "language": data.get("language", ""),
+                "metadata": data.get("metadata", {}),
+                "report_reasons": reasons,
+                "report_count": len(reasons),
+                "received_at": data.get("received_at") or now,
+            }
         )
     with transaction.atomic():
         created = _insert_ignoring_duplicates(rows)
         # Rows this call created are 'received' (triage starts after commit); look up only the rest.
         known: dict[str, tuple[int, str]] = {ext_id: (pk, ItemState.RECEIVED) for ext_id, pk in created.items()}
-        already_held = {r.external_id for r in rows} - created.keys()
+        already_held = {r["external_id"] for r in rows} - created.keys()
         if already_held:
             known.update(
                 (external_id, (pk, state))
@@ -87,11 +88,12 @@ def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[
     results = []
     seen: set[str] = set()
     for index, row in enumerate(rows):
-        pk, state = known[row.external_id]
+        external_id = row["external_id"]
+        pk, state = known[external_id]
         # A batch may name the same external id twice: only its first mention is the one created.
-        was_created = row.external_id in created and row.external_id not in seen
-        seen.add(row.external_id)
-        results.append(IngestResult(index, pk, row.external_id, was_created, state))
+        was_created = external_id in created and external_id not in seen
+        seen.add(external_id)
+        results.append(IngestResult(index, pk, external_id, was_created, state))
     return results
 
 
@@ -135,7 +137,7 @@ def appeal_ingest(*, client: ApiClient, data: dict[str, Any]) -> IngestResult:
     return IngestResult(0, held.pk, held.external_id, False, held.state)
 
 
-def _insert_ignoring_duplicates(rows: list[ReviewItem]) -> dict[str, int]:
+def _insert_ignoring_duplicates(rows: list[ReviewItem] | list[dict[str, Any]]) -> dict[str, int]:
     """Insert rows, skipping (source, external_id) pairs that exist; return external_id -> id created."""
     created = insert_ignoring_conflicts(ReviewItem, rows, conflict="source, external_id", returning="id, external_id")
     return {external_id: pk for pk, external_id in created}

@@ -4,22 +4,29 @@ Django's ``bulk_create(ignore_conflicts=True)`` cannot say which rows it created
 binds one parameter per field per row: for a batch of 500 that is thousands of parameters quoted in
 Python, which costs more than the insert itself. Here the whole batch travels as one jsonb parameter
 (``jsonb_to_recordset``); SQLite (3.35+) takes the plain ``VALUES`` form.
+
+Rows are unsaved instances or, on the hot paths, mappings of field attnames (``item_id``, not ``item``) to
+values: a field the mapping leaves out takes its default, as the model's constructor would give it (computed
+once for the batch). Building a model instance per row cost 8-18 µs, which for 1,500 rows per triage batch was
+a twentieth of a worker's CPU (bench/e2e.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, models
 
+Rows = Sequence[models.Model] | Sequence[Mapping[str, Any]]
+
 
 def insert_ignoring_conflicts(
-    model: type[models.Model], rows: Sequence[models.Model], *, conflict: str = "", returning: str = ""
+    model: type[models.Model], rows: Rows, *, conflict: str = "", returning: str = ""
 ) -> list[tuple[Any, ...]]:
-    """Insert ``rows`` (unsaved instances), skipping those that hit a unique constraint.
+    """Insert ``rows``, skipping those that hit a unique constraint.
 
     ``conflict`` names the constraint's columns (``"source, external_id"``), empty for any constraint;
     ``returning`` the columns to return for each row actually inserted.
@@ -30,20 +37,22 @@ def insert_ignoring_conflicts(
     return _insert(model, rows, tail=tail, returning=bool(returning))
 
 
-def rows_insert(model: type[models.Model], rows: Sequence[models.Model]) -> int:
-    """Insert ``rows`` (unsaved instances) in one statement, as ``bulk_create`` would but without binding a
-    parameter per field per row (history rows, routing decisions: hundreds per triage batch). Returns the count;
-    the instances do not get their ids. Elsewhere than PostgreSQL it is ``bulk_create``."""
+def rows_insert(model: type[models.Model], rows: Rows) -> int:
+    """Insert ``rows`` in one statement, as ``bulk_create`` would but without binding a parameter per field per
+    row (history rows, routing decisions: hundreds per triage batch). Returns the count; instances do not get
+    their ids. Elsewhere than PostgreSQL it is ``bulk_create``."""
     if connection.vendor != "postgresql":
-        model._default_manager.bulk_create(rows)
+        model._default_manager.bulk_create(_instances(model, rows))
     else:
         _insert(model, rows, tail="", returning=False)
     return len(rows)
 
 
-def _insert(
-    model: type[models.Model], rows: Sequence[models.Model], *, tail: str, returning: bool
-) -> list[tuple[Any, ...]]:
+def _instances(model: type[models.Model], rows: Rows) -> list[models.Model]:
+    return [row if isinstance(row, models.Model) else model(**row) for row in rows]
+
+
+def _insert(model: type[models.Model], rows: Rows, *, tail: str, returning: bool) -> list[tuple[Any, ...]]:
     if not rows:
         return []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
@@ -57,11 +66,24 @@ def _insert(
             f"FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {tail}"
         )
         # A JSONField's value nests as JSON, and jsonb_to_recordset hands it to the jsonb column as is.
-        # get_prep_value lets a field translate its value for the database (the NUL-safe text fields); it is
-        # skipped where it would return a plain value unchanged (a str for a CharField, an int for an integer
-        # field), which for a batch of 500 items was a sixth of intake's CPU in gunicorn (bench/e2e.py).
-        plan = [(f.column, f.attname, f.get_prep_value, _unchanged_by_prep(f)) for f in fields]
-        batch = [
+        params: list[Any] = [json.dumps(_prepared(fields, rows), default=_isoformat)]
+    else:
+        instances = _instances(model, rows)
+        one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * len(rows))} {tail}"  # noqa: S608
+        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in instances for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if returning else []
+
+
+def _prepared(fields: list[models.Field[Any, Any]], rows: Rows) -> list[dict[str, Any]]:
+    """Each row as {column: value for the database}. get_prep_value lets a field translate its value (the NUL-safe
+    text fields); it is skipped where it would return a plain value unchanged (a str for a CharField, an int for
+    an integer field), which for a batch of 500 items was a sixth of intake's CPU in gunicorn (bench/e2e.py)."""
+    plan = [(f.column, f.attname, f.get_prep_value, _unchanged_by_prep(f)) for f in fields]
+    if isinstance(rows[0], models.Model):
+        return [
             {
                 column: value if type(value) in unchanged else prep(value)
                 for column, attname, prep, unchanged in plan
@@ -69,14 +91,16 @@ def _insert(
             }
             for row in rows
         ]
-        params: list[Any] = [json.dumps(batch, default=_isoformat)]
-    else:
-        one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * len(rows))} {tail}"  # noqa: S608
-        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall()) if returning else []
+    defaults = {f.attname: f.get_default() for f in fields}
+    mappings = cast(Sequence[Mapping[str, Any]], rows)
+    return [
+        {
+            column: value if type(value) in unchanged else prep(value)
+            for column, attname, prep, unchanged in plan
+            for value in (row[attname] if attname in row else defaults[attname],)
+        }
+        for row in mappings
+    ]
 
 
 _NONE = type(None)

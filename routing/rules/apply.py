@@ -77,22 +77,22 @@ class Placement:
             return f"auto:{self.auto.policy_slug}/{self.auto.enforcement_action_slug}"
         return f"queue:{self.queue.slug}" if self.queue else "none"
 
-    def record(self, *, at: datetime, shadow: bool = False) -> RoutingDecision:
-        """The routing decision that records this placement (unsaved)."""
-        return RoutingDecision(
-            item_id=self.item_id,
-            rule_set_id=self.rule_set_id,
-            rule_id=self.rule.pk if self.rule else None,
-            matched=self.matched,
-            action=RuleAction.AUTO_ACTION if self.auto else self.action,
-            destination=self.destination,
-            queue=None if self.auto else self.queue,
-            priority=self.priority,
-            tags=sorted(set(self.tags)),
-            scores=self.scores,
-            shadow=shadow,
-            at=at,
-        )
+    def record(self, *, at: datetime, shadow: bool = False) -> dict[str, Any]:
+        """The field values of the RoutingDecision that records this placement, for ``rows_insert``."""
+        return {
+            "item_id": self.item_id,
+            "rule_set_id": self.rule_set_id,
+            "rule_id": self.rule.pk if self.rule else None,
+            "matched": self.matched,
+            "action": RuleAction.AUTO_ACTION if self.auto else self.action,
+            "destination": self.destination,
+            "queue_id": None if self.auto or self.queue is None else self.queue.pk,
+            "priority": self.priority,
+            "tags": sorted(set(self.tags)),
+            "scores": self.scores,
+            "shadow": shadow,
+            "at": at,
+        }
 
 
 def active_programs() -> dict[str, RuleProgram]:
@@ -244,19 +244,13 @@ def items_route(
         rows_insert(
             RoutingDecision,
             [
-                RoutingDecision(
-                    item_id=p.item_id,
-                    rule_set_id=p.escalation[0],
-                    rule_id=p.escalation[1].pk,
-                    matched=p.escalation[1].name,
-                    action=p.escalation[1].action,
-                    destination=p.destination,
-                    queue=p.queue,
-                    priority=p.priority,
-                    tags=sorted(set(p.tags)),
-                    scores=p.scores,
-                    at=now,
-                )
+                {
+                    **p.record(at=now),
+                    "rule_set_id": p.escalation[0],
+                    "rule_id": p.escalation[1].pk,
+                    "matched": p.escalation[1].name,
+                    "action": p.escalation[1].action,
+                }
                 for p in placements
                 if p.escalation is not None and p.item_id in placed
             ],
@@ -364,7 +358,7 @@ def _record_shadow(
                 p.auto = None
             p.scores = _scores_seen(row)
             records.append(p.record(at=now, shadow=True))
-    RoutingDecision.objects.bulk_create(records)
+    rows_insert(RoutingDecision, records)
 
 
 # --- the overdue sweep -----------------------------------------------------------------------------

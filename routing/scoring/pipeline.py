@@ -199,17 +199,17 @@ def _call(
     insert_ignoring_conflicts(
         ClassifierScore,
         [
-            ClassifierScore(
-                item_id=s.item_id,
-                backend=backend.name,
-                model=result.model,
-                model_version=result.model_version,
-                prompt_version=result.prompt_version,
-                scores=s.scores,
-                detail=s.detail,
-                call=call,
-                created_at=now,
-            )
+            {
+                "item_id": s.item_id,
+                "backend": backend.name,
+                "model": result.model,
+                "model_version": result.model_version,
+                "prompt_version": result.prompt_version,
+                "scores": s.scores,
+                "detail": s.detail,
+                "call_id": call.pk,
+                "created_at": now,
+            }
             for s in result.items
         ],
     )
