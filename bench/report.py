@@ -27,7 +27,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import machine_busy
+try:
+    from benchlib import machine_busy
+except ModuleNotFoundError:  # imported as bench.report (tests/drills/test_report_merge.py), not run as a script
+    from bench.benchlib import machine_busy
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -214,6 +217,54 @@ class Outcome:
         record["log"] = Path(record["log"]) if record.get("log") else None
         record["load"] = tuple(record["load"])
         return cls(script, **record, earlier=True)
+
+    @classmethod
+    def from_report(cls, script: Script, report: str) -> Outcome | None:
+        """The outcome as a report written earlier shows it (its summary row and its section): what ``--merge``
+        falls back on in a fresh checkout, where no saved outcome exists but the committed report does."""
+        kind = "drill" if script.drill else "bench"
+        row = re.search(
+            rf"^\| {kind} `{re.escape(script.name)}`(?: \(earlier run\))? \| (?P<status>[^|]+) \| [^|]* \| "
+            r"(?P<cpu>[\d,.]+) s \| (?P<busy>\d+)% \| (?P<before>[^|→]*) → (?P<after>[^|]*) \|",
+            report,
+            flags=re.MULTILINE,
+        )
+        heading = f"## {'Drill' if script.drill else 'Benchmark'}: {script.name}\n"
+        if row is None or heading not in report or row["status"].strip() == "not run":
+            return None
+        section = report.split(heading, 1)[1].split("\n## ", 1)[0].strip("\n")
+        first, _, body = section.partition("\n\n")
+        line = re.match(
+            r"`(?P<cmd>[^`]*)`: (?P<status>.+?) in (?P<seconds>\d+) s, (?P<when>.+?) on commit (?P<commit>.+?)"
+            r"(?: \(an earlier run\))?; log `(?P<log>[^`]*)`(?:; (?P<note>.*))?$",
+            first,
+        )
+        if line is None:
+            return None
+        failed = re.search(r"exit (-?\d+)", line["status"])
+        returncode = 0 if line["status"] == "pass" else -9 if line["status"] == "timed out" else None
+        if failed:
+            returncode = int(failed[1])
+        tail: list[str] = []
+        markdown = re.sub(r"^#(#{1,5}) ", r"\1 ", body, flags=re.MULTILINE) + "\n"  # demote() undone
+        if body.startswith("Last lines of its output:"):
+            tail, markdown = [ln + "\n" for ln in body.split("```")[1].strip("\n").splitlines()], ""
+        return cls(
+            script,
+            args=line["cmd"].split()[2:],
+            returncode=returncode,
+            seconds=float(line["seconds"]),
+            cpu=float(row["cpu"].replace(",", "")),
+            busy=int(row["busy"]) / 100,
+            load=(row["before"].strip(), row["after"].strip()),
+            markdown=markdown,
+            note=line["note"] or "",
+            log=None if line["log"] == "-" else ROOT / line["log"],
+            tail=tail,
+            when=line["when"],
+            commit=line["commit"],
+            earlier=True,
+        )
 
     @property
     def status(self) -> str:
@@ -423,7 +474,8 @@ def main() -> int:
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="scripts not run now keep the result of their last run (saved in bench/results/logs/) in the report",
+        help="scripts not run now keep the result of their last run in the report (saved in bench/results/logs/, "
+        f"or else as {DOCS_COPY.relative_to(ROOT)} shows it)",
     )
     args = parser.parse_args()
 
@@ -446,13 +498,15 @@ def main() -> int:
         return 0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    committed = DOCS_COPY.read_text() if DOCS_COPY.exists() else ""  # read before this run rewrites it
     started = datetime.now(UTC)
     machine = machine_lines()
     load_start = loadavg()
     outcomes = []
     for s in scripts:
         if not chosen(s):
-            outcomes.append((Outcome.saved(s) if args.merge else None) or Outcome(s, []))
+            earlier = (Outcome.saved(s) or Outcome.from_report(s, committed)) if args.merge else None
+            outcomes.append(earlier or Outcome(s, []))
             continue
         outcome = run_script(s, list(s.quick) if args.quick else [], args.timeout)
         outcome.save()
