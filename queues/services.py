@@ -47,7 +47,7 @@ def received_locked(item_ids: Sequence[int]) -> list[int]:
     read for 500 rows). Must run inside the caller's transaction, which keeps the lock."""
     rows = (
         ReviewItem.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=list(item_ids))
+        .filter(pk__any=item_ids)
         .order_by("pk")
         .values_list("pk", "state")
     )
@@ -202,7 +202,7 @@ def items_auto_action(
     ids = received_locked(item_ids)
     if not ids:
         return []
-    ReviewItem.objects.filter(pk__in=ids).update(
+    ReviewItem.objects.filter(pk__any=ids).update(
         state=ItemState.AUTO_ACTIONED, triaged_at=now, decided_at=now, tags=sorted(set(tags))
     )
     rows_insert(

@@ -10,7 +10,7 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         # Register the webhook tasks in every process, web too: services send them by name, and only a
         # celery worker autodiscovers tasks modules (bench/drills/webhook_outage.py found them missing).
-        from ops_platform.core import tasks  # noqa: F401
+        from ops_platform.core import lookups, tasks  # noqa: F401  (``__any``; the webhook tasks)
         from ops_platform.core.roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)

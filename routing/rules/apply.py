@@ -195,7 +195,7 @@ def items_load(item_ids: Sequence[int]) -> list[ReviewItem]:
     """The items as triage reads them, in id order: only what a rule row and the scorers read (the whole item,
     with claims, leases and decisions' columns, cost twice as much to load). By id alone: callers check the
     state (see queues.services.received_locked on the partial index)."""
-    return list(ReviewItem.objects.filter(pk__in=list(item_ids)).only(*ROW_FIELDS, "state").order_by("pk"))
+    return list(ReviewItem.objects.filter(pk__any=item_ids).only(*ROW_FIELDS, "state").order_by("pk"))
 
 
 def items_route(

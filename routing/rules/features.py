@@ -42,7 +42,7 @@ def items_scores(item_ids: Sequence[int]) -> tuple[dict[int, dict[str, float]], 
     of the items that some classifier actually scored."""
     rank = {backend: i for i, backend in enumerate(backend_order())}
     rows = list(
-        ClassifierScore.objects.filter(item_id__in=item_ids)
+        ClassifierScore.objects.filter(item_id__any=item_ids)
         .exclude(backend=Backend.UNSCORED)
         .values_list("item_id", "backend", "scores", "created_at")
     )
@@ -69,8 +69,8 @@ def author_history(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tu
     # backlog since the last ANALYZE), reading every item of the source for each batch (bench/e2e.py: 60,000
     # index entries read for 35 rows, a fifth of PostgreSQL's time at triage).
     if len(refs) <= MANY_AUTHORS:
-        decided = decided.filter(item__author_ref__in=refs)
-        auto = auto.filter(author_ref__in=refs)
+        decided = decided.filter(item__author_ref__any=refs)
+        auto = auto.filter(author_ref__any=refs)
     for row in decided.values("item__source", "item__author_ref").annotate(
         violations=Count("pk", filter=Q(is_violation=True)), reviews=Count("pk")
     ):

@@ -62,7 +62,7 @@ def items_score(*, item_ids: Sequence[int] = (), items: Sequence[ReviewItem] | N
     """Score the items (``items`` already loaded with their text and language, or else ``item_ids``)."""
     report = ScoringReport()
     if items is None:
-        items = list(ReviewItem.objects.filter(pk__in=item_ids).only("pk", "text", "language").order_by("pk"))
+        items = list(ReviewItem.objects.filter(pk__any=item_ids).only("pk", "text", "language").order_by("pk"))
     else:
         items = list(items)
     if not items:
@@ -89,7 +89,7 @@ def _already_scored(backend: Classifier, items: Sequence[ReviewItem], policies: 
     model version, scanning all of that version's rows (bench/scoring.py measured 10 ms a query at 27k).
     """
     version, prompt = backend.scored_as(policies)
-    rows = ClassifierScore.objects.filter(item__in=[i.pk for i in items]).values_list(
+    rows = ClassifierScore.objects.filter(item__any=[i.pk for i in items]).values_list(
         "item_id", "backend", "model_version", "prompt_version"
     )
     return {
