@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from ops_platform.core.bulk import rows_insert
+from ops_platform.core.bulk import rows_insert, server_bound_cursor
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
 from ops_platform.core.services import actor_label
@@ -150,7 +150,7 @@ def items_enqueue_many(*, groups: Sequence[Enqueue], at: datetime | None = None)
         for pk in locked
     ]
     table = connection.ops.quote_name(ReviewItem._meta.db_table)
-    with connection.cursor() as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS i SET state = %s, queue_id = v.queue_id, priority = v.priority, "  # noqa: S608
             "triaged_at = %s, queued_at = %s, due_at = i.received_at + make_interval(secs => v.sla_seconds), "

@@ -14,7 +14,8 @@ a twentieth of a worker's CPU (bench/e2e.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
@@ -72,9 +73,34 @@ def _insert(model: type[models.Model], rows: Rows, *, tail: str, returning: bool
         one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * len(rows))} {tail}"  # noqa: S608
         params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in instances for f in fields]
-    with connection.cursor() as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if returning else []
+
+
+@contextmanager
+def server_bound_cursor() -> Iterator[Any]:
+    """Django's cursor, but on PostgreSQL one that sends the parameters apart from the SQL (server-side binding).
+
+    Django's psycopg cursor binds on the client: a batch's jsonb parameter (200-250 KB for 500 rows) is quoted into
+    the statement and PostgreSQL lexes it back out of the SQL text, which cost it 2-4 ms more CPU per statement
+    than a bound parameter (a few such statements per triage batch and one per intake call). The cursor is
+    wrapped as Django wraps its own: database errors become Django's, and tests and debug logging see the query.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]  (psycopg 3)
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = ServerBindingCursor(connection.connection)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
+        yield cursor
 
 
 def _prepared(fields: list[models.Field[Any, Any]], rows: Rows) -> list[dict[str, Any]]:
