@@ -91,7 +91,7 @@ def server_bound_cursor() -> Iterator[Any]:
         with connection.cursor() as cursor:
             yield cursor
         return
-    from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]  (psycopg 3)
+    from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]  # psycopg 3
 
     connection.close_if_health_check_failed()
     connection.ensure_connection()
