@@ -19,9 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 def item(source: str, author: str, n: int, state: str = ItemState.RECEIVED) -> ReviewItem:
-    return ReviewItem.objects.create(
-        source=source, external_id=f"{author}-{n}", author_ref=author, state=state, received_at=timezone.now()
-    )
+    row = item_row(source, author, n, state=state)
+    row.save()
+    return row
 
 
 def decide(target: ReviewItem, reviewer: User, *, violation: bool, final: bool = True) -> None:
@@ -54,7 +54,12 @@ def test_a_batch_reads_only_its_own_authors_rows_even_with_statistics_older_than
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE queues_reviewitem; ANALYZE queues_decision")  # the statistics the batch is planned by
     authors = [f"author-{n}" for n in range(600)]
-    ReviewItem.objects.bulk_create(item_row("forum", author, n) for author in authors for n in range(4))
+    # The first of each author's items was auto-actioned.
+    ReviewItem.objects.bulk_create(
+        item_row("forum", author, n, state=ItemState.AUTO_ACTIONED if n == 0 else ItemState.RECEIVED)
+        for author in authors
+        for n in range(4)
+    )
     # One reviewed item of each of the first 30 authors: a violation for even-numbered ones.
     for n, author in enumerate(authors[:30]):
         decide(ReviewItem.objects.get(external_id=f"{author}-1"), reviewer, violation=n % 2 == 0)
@@ -71,9 +76,8 @@ def test_a_batch_reads_only_its_own_authors_rows_even_with_statistics_older_than
         assert read <= 40, f"{read} rows read and thrown away for 3 authors: {query['sql'][:200]}"
 
 
-def item_row(source: str, author: str, n: int) -> ReviewItem:
-    """An unsaved item; the first of each author's was auto-actioned."""
-    state = ItemState.AUTO_ACTIONED if n == 0 else ItemState.RECEIVED
+def item_row(source: str, author: str, n: int, *, state: str = ItemState.RECEIVED) -> ReviewItem:
+    """An unsaved item."""
     return ReviewItem(
         source=source, external_id=f"{author}-{n}", author_ref=author, state=state, received_at=timezone.now()
     )
