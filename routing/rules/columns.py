@@ -40,6 +40,9 @@ POSTGRESQL_CHUNK = 1_000_000
 POSTGRESQL_TEXT_BYTES = 256 * 1024 * 1024
 
 T = TypeVar("T")
+# The first integer a float cannot hold (Python's float() overflows there, PostgreSQL's ::float8 errors): a JSON
+# number this large reads as infinity with its sign, as language._comparable reads it.
+_FLOAT_END = 2**1024 - 2**970
 
 
 class ItemColumns:
@@ -402,7 +405,9 @@ def _load_postgresql(
             value = f"metadata_values.m{k}"
             arrays.add(
                 f"number{k}",
-                f"array_agg(CASE jsonb_typeof({value}) WHEN 'number' THEN {value}::float8 ELSE 'NaN' END)",
+                f"array_agg(CASE jsonb_typeof({value}) WHEN 'number' THEN "
+                f"CASE WHEN abs({value}::numeric) < {_FLOAT_END} THEN {value}::float8 "
+                f"ELSE sign({value}::numeric)::float8 * 'Infinity'::float8 END ELSE 'NaN' END)",
                 "float8",
             )
             arrays.add(

@@ -28,16 +28,16 @@ from functools import cache, cached_property
 from typing import Any, cast
 
 import numpy as np
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 GRAMMAR = r"""
 ?start: or_expr
 
 ?or_expr: and_expr
-    | or_expr "or" and_expr -> or_
+    | and_expr ("or" and_expr)+ -> or_
 ?and_expr: not_expr
-    | and_expr "and" not_expr -> and_
+    | not_expr ("and" not_expr)+ -> and_
 ?not_expr: "not" not_expr -> not_
     | comparison
 ?comparison: operand
@@ -69,6 +69,10 @@ COMMENT: /#[^\n]*/
 """
 
 MAX_CONDITION_LENGTH = 4000
+# How deep operators and parentheses may nest. A chain of one operator (``a and b and c ...``) is one level,
+# however long. Checking, compiling and evaluating walk the tree recursively: this bound keeps them far from
+# Python's recursion limit (and the parser's tree is measured without recursion before anything walks it).
+MAX_NESTING = 32
 
 # How parser terminals read in an error message.
 _TERMINAL_WORDS = {
@@ -242,6 +246,9 @@ def parse(text: str, vocabulary: Vocabulary) -> Node:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise RuleLanguageError([_syntax_problem(exc, text)]) from None
+    too_deep = _nesting_problem(tree, text)
+    if too_deep is not None:
+        raise RuleLanguageError([too_deep])
     checker = _Checker(vocabulary)
     try:
         node = checker.transform(tree)
@@ -259,6 +266,39 @@ def parse(text: str, vocabulary: Vocabulary) -> Node:
             [Problem(node.line, node.column, f"a condition must be true or false, but this is a {_type_of(node)}")]
         )
     return node
+
+
+# Parser nodes that are operands, not operators: they add no level of nesting.
+_OPERANDS = frozenset({"name", "number", "string", "true", "false", "values"})
+# What the parentheses scan skips: strings (a "(" inside one is text) and comments.
+_PAREN_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[()]')
+_TOO_DEEP = f"nests more than {MAX_NESTING} levels deep; write it flatter or split it into several rules"
+
+
+def _nesting_problem(tree: Tree[Token], text: str) -> Problem | None:
+    """Where the condition first nests deeper than :data:`MAX_NESTING`, or None. Neither the scan nor the walk
+    recurses, so any text the parser took is measured safely before the checker (which recurses) sees it."""
+    if text.count("(") > MAX_NESTING:
+        depth = 0
+        for match in _PAREN_SCAN.finditer(text):
+            if match.group() == "(":
+                depth += 1
+                if depth > MAX_NESTING:
+                    line = text.count("\n", 0, match.start()) + 1
+                    column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+                    return Problem(line, column, f"this parenthesis {_TOO_DEEP}")
+            elif match.group() == ")":
+                depth -= 1
+    stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data not in _OPERANDS:
+            depth += 1
+            if depth > MAX_NESTING:
+                return Problem(node.meta.line, node.meta.column, f"the condition {_TOO_DEEP}")
+        # Reversed, so the leftmost too-deep place is the one reported.
+        stack.extend((child, depth) for child in reversed(node.children) if isinstance(child, Tree))
+    return None
 
 
 def _syntax_problem(exc: UnexpectedInput, text: str) -> Problem:
@@ -491,7 +531,10 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer past float's range: as large as a float gets, with its sign
+            return math.inf if value > 0 else -math.inf
     return value
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +18,9 @@ from hypothesis import strategies as st
 from ops_platform.core.models import ClassifierCategory
 from routing.rules.engine import ITEM_FIELDS
 from routing.rules.language import (
+    MAX_CONDITION_LENGTH,
+    MAX_NESTING,
+    BoolOp,
     Categorical,
     Node,
     Problem,
@@ -434,3 +439,112 @@ def test_a_condition_of_only_comments_is_empty():
     problem = only_problem("# route hate here later\n   # and spam")
     assert (problem.line, problem.column) == (1, 1)
     assert "the condition is empty" in problem.message
+
+
+# --- nesting: a condition the checker accepts always compiles and runs ------------------------------
+
+# The issue's strings: a long flat chain (one level, however long) and a tower of 'not' under 4,000 characters.
+FLAT_CHAIN = "scored and " * 300 + "scored"
+NOT_TOWER = "not " * 990 + "true"
+
+
+def nested(levels: int) -> str:
+    """A condition ``levels`` operators deep: a comparison inside not / and / or, in turn, through parentheses."""
+    text = "report_count > 1"
+    for level in range(levels - 1):
+        text = (
+            ["not ", "(report_count > 1 and ", '(surface == "dm" or '][level % 3]
+            + text
+            + ("" if level % 3 == 0 else ")")
+        )
+    return text
+
+
+def test_a_long_flat_chain_is_one_level_and_compiles_and_runs():
+    assert len(FLAT_CHAIN) < MAX_CONDITION_LENGTH
+    node = parse(FLAT_CHAIN, VOCABULARY)
+
+    assert isinstance(node, BoolOp)
+    assert len(node.items) == 301
+    assert three_ways(FLAT_CHAIN, [{"scored": True}, {"scored": False}, {}]) == [True, False, False]
+
+
+@pytest.mark.parametrize("text", ["scored or " * 399 + "scored", "scored and" + " scored and" * 360 + " scored"])
+def test_the_longest_chains_the_length_limit_allows_compile_and_run(text: str):
+    assert len(text) <= MAX_CONDITION_LENGTH
+
+    assert three_ways(text, [{"scored": True}, {}]) == [True, False]
+
+
+def test_the_longest_chain_of_numbers_is_refused_by_type_not_by_a_crash():
+    text = "1or " * 998 + "scored"
+    assert len(text) <= MAX_CONDITION_LENGTH
+
+    problems = problems_of(text)
+
+    assert len(problems) == 998
+    assert problems[-1] == Problem(1, 4 * 997 + 1, "'or' joins conditions, but 1 is a number")
+
+
+def test_a_tower_of_not_is_refused_where_it_gets_too_deep():
+    assert len(NOT_TOWER) < MAX_CONDITION_LENGTH
+
+    problem = only_problem(NOT_TOWER)
+
+    assert (problem.line, problem.column) == (1, 4 * MAX_NESTING + 1)
+    assert problem.message == (
+        f"the condition nests more than {MAX_NESTING} levels deep; write it flatter or split it into several rules"
+    )
+
+
+def test_parentheses_nested_too_deep_are_refused_at_the_first_one_too_many():
+    text = "score.hate > 0.5 or\n  " + "(" * 40 + "scored" + ")" * 40
+
+    problem = only_problem(text)
+
+    assert (problem.line, problem.column) == (2, 3 + MAX_NESTING)
+    assert problem.message.startswith(f"this parenthesis nests more than {MAX_NESTING} levels deep")
+    # Parentheses inside strings and comments are text, not nesting.
+    text = 'text contains "' + "(" * 60 + '" # ' + "(" * 60 + "\n or scored"
+    assert three_ways(text, [{"text": "(" * 60}, {"text": "("}]) == [True, False]
+
+
+def test_nesting_deeper_than_the_limit_is_reported_on_its_own_line():
+    text = "scored and\n" + nested(MAX_NESTING + 5)
+
+    problem = only_problem(text)
+
+    assert problem.line == 2
+    assert "nests more than" in problem.message
+
+
+def test_a_condition_at_the_nesting_limit_runs_three_ways_with_little_stack_to_spare():
+    text = nested(MAX_NESTING)
+    with pytest.raises(RuleLanguageError):
+        parse(nested(MAX_NESTING + 1), VOCABULARY)
+
+    def work() -> None:
+        node = parse(text, VOCABULARY)
+        compiled = compile_rules([node])
+        rows = [{}, {"scored": True, "report_count": 3.0, "surface": "dm"}]
+        assert [compiled.first_match(r) == 0 for r in rows] == [interpret(node, r) is True for r in rows]
+        evaluate_columns(node, columns_from(rows), len(rows))
+        ast.parse(compiled.source)
+
+    # Checking, compiling (Python's own compiler included) and evaluating must fit in what a deep caller leaves.
+    def at_depth(frames: int) -> None:
+        if frames <= 0:
+            work()
+        else:
+            at_depth(frames - 1)
+
+    at_depth(sys.getrecursionlimit() - len(inspect.stack()) - 300)
+
+
+@pytest.mark.parametrize(("value", "holds"), [(10**400, [True, False]), (-(10**400), [False, True])])
+def test_an_integer_too_large_for_a_float_compares_as_infinity_not_an_error(value: int, holds: list[bool]):
+    rows = [{"metadata.views": value}]
+
+    assert [three_ways("metadata.views > 5", rows)[0], three_ways("metadata.views < 5", rows)[0]] == holds
+    assert three_ways("metadata.views in [1, 2]", rows) == [False]
+    assert three_ways("metadata.views == report_count", rows) == [False]
