@@ -1,5 +1,5 @@
 """Intake bookkeeping (``Idempotency-Key`` replays), classifier scoring records (scores, usage, the
-local-model registry, labeled data, dead letters, incidents) and routing rules with their decisions."""
+local-model registry, labeled data, dead letters, incidents) and routing rules with their decisions and incidents."""
 
 from decimal import Decimal
 
@@ -409,3 +409,31 @@ class Backtest(models.Model):
 
     def __str__(self) -> str:
         return f"backtest {self.pk} of {self.rule_set}"
+
+
+class RuleIncident(models.Model):
+    """A rule that failed while routing items (or no longer builds): triage skipped it for those items and placed
+    them by the version's other rules. One open incident per rule; each later failure adds to its count."""
+
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="incidents")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="incidents")
+    # The exception's type and message: evaluation errors name types, never an item's content.
+    error = models.CharField(max_length=300)
+    items = models.PositiveIntegerField(default=0, help_text="Items the rule was skipped for.")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule"], condition=Q(resolved_at__isnull=True), name="rule_incident_one_open_per_rule"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_set} rule {self.rule.name}: {self.items} items"

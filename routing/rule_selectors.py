@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from django.db.models import QuerySet
+
 from ops_platform.core.models import AuditLog
-from routing.models import RoutingDecision, RuleSet, RuleSetKind, RuleSetStatus
+from routing.models import RoutingDecision, RuleIncident, RuleSet, RuleSetKind, RuleSetStatus
 
 SHADOW_COMPARE_LIMIT = 50_000
 
@@ -27,6 +29,11 @@ def rulesets_by_kind() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def rule_incidents_open() -> QuerySet[RuleIncident]:
+    """Rules that failed while routing and were skipped, not yet resolved: most recent first."""
+    return RuleIncident.objects.filter(resolved_at__isnull=True).select_related("rule", "rule_set")
 
 
 def ruleset_history(rule_set: RuleSet) -> list[AuditLog]:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("check", views.condition_check, name="rules-check"),
     path("try", views.condition_try_view, name="rules-try"),
     path("rollback/<slug:kind>", views.ruleset_rollback_view, name="rules-rollback"),
+    path("incidents/<int:pk>/resolve", views.rule_incident_resolve_view, name="rules-incident-resolve"),
     path("backtests/<int:pk>/", views.backtest_detail, name="rules-backtest"),
     path("<int:pk>/", views.ruleset_detail, name="rules-detail"),
     path("<int:pk>/meta", views.ruleset_meta, name="rules-meta"),

@@ -23,10 +23,20 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from queues.models import Queue
 from routing import rule_selectors
-from routing.models import Backtest, BacktestStatus, Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
+from routing.models import (
+    Backtest,
+    BacktestStatus,
+    Rule,
+    RuleAction,
+    RuleIncident,
+    RuleSet,
+    RuleSetKind,
+    RuleSetStatus,
+)
 from routing.rules import lifecycle
 from routing.rules.backtest import backtest_request
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
+from routing.rules.incidents import rule_incident_resolve
 from routing.rules.language import RuleLanguageError, parse
 from routing.rules.trial import condition_try
 
@@ -147,9 +157,25 @@ def rules_index(request: HttpRequest) -> HttpResponse:
         {
             "kinds": rule_selectors.rulesets_by_kind(),
             "can_edit": user.has_perm("core.edit_rules"),
+            "can_resolve": user.has_perm("core.edit_rules") or user.has_perm("core.approve_rules"),
             "kind_choices": RuleSetKind.choices,
+            "incidents": rule_selectors.rule_incidents_open()[:100],
         },
     )
+
+
+@login_required
+@require_POST
+def rule_incident_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
+    user = _editor(request)
+    incident = get_object_or_404(RuleIncident, pk=pk)
+    try:
+        rule_incident_resolve(actor=user, incident=incident, note=request.POST.get("note", "")[:500])
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Incident of rule '{incident.rule.name}' resolved.")
+    return redirect("rules-index")
 
 
 @login_required

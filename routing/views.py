@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import User
-from routing import selectors
+from routing import rule_selectors, selectors
 from routing.models import DeadLetter
 from routing.services import dead_letter_redrive
 
@@ -36,6 +36,7 @@ def scoring_overview(request: HttpRequest) -> HttpResponse:
             "backends": selectors.backends_status(),
             "usage": selectors.usage_daily(days=14),
             "incidents": selectors.incidents_recent(days=7),
+            "rule_incidents": rule_selectors.rule_incidents_open()[:100],
             "dead_letters": selectors.dead_letters_open()[:200],
             "models": selectors.model_versions()[:20],
         },

@@ -37,8 +37,9 @@ from queues.models import ItemState, Queue, ReviewItem
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
 from queues.tasks import escalation_notice_task
 from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
-from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleProgram, RuleSpec, program_for
+from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleFailures, RuleProgram, RuleSpec, program_for
 from routing.rules.features import ROW_FIELDS, item_rows
+from routing.rules.incidents import rule_incidents_record
 from routing.rules.policies import auto_action_refusal
 
 logger = logging.getLogger(__name__)
@@ -158,12 +159,28 @@ def place(outcome: Outcome, program: RuleProgram | None, queues: _Queues, item_i
     return p
 
 
-def _escalate(p: Placement, program: RuleProgram, row: dict[str, Any], queues: _Queues) -> None:
-    """Run the escalation rules on a routed (not auto-actioned) item at triage."""
-    if p.auto is not None or p.queue is None or p.matched == BUILTIN_CHILD_SAFETY:
-        return
-    view = {**row, "queue": p.queue.slug, "priority": float(p.priority), "overdue_minutes": 0.0, "age_hours": 0.0}
-    outcome = program.decide(view)
+def _escalate_all(
+    placements: list[Placement],
+    program: RuleProgram,
+    rows: Mapping[int, dict[str, Any]],
+    queues: _Queues,
+    failures: RuleFailures,
+) -> None:
+    """Run the escalation rules on the routed (not auto-actioned) items at triage."""
+    routed = [p for p in placements if p.auto is None and p.queue is not None and p.matched != BUILTIN_CHILD_SAFETY]
+    views = [_escalation_view(rows[p.item_id], p) for p in routed]
+    for p, outcome in zip(routed, program.decide_each(views, failures), strict=True):
+        _escalate(p, program, outcome, queues)
+
+
+def _escalation_view(row: dict[str, Any], p: Placement) -> dict[str, Any]:
+    """The row as escalation rules see it at triage: where the item is going, not yet overdue."""
+    assert p.queue is not None
+    return {**row, "queue": p.queue.slug, "priority": float(p.priority), "overdue_minutes": 0.0, "age_hours": 0.0}
+
+
+def _escalate(p: Placement, program: RuleProgram, outcome: Outcome, queues: _Queues) -> None:
+    assert p.queue is not None
     p.tags += outcome.tags
     spec = outcome.rule
     if spec is None:
@@ -215,21 +232,24 @@ def items_route(
     programs = active_programs()
     shadows = shadow_programs()
     queues = _Queues()
+    # A rule that raises is skipped where it raises (the item goes by the other rules or the default queue) and
+    # becomes an incident: an item never stays 'received' because of a rule.
+    failures: RuleFailures = {}
+    kinds = [RuleSetKind.APPEALS if item.kind == "appeal" else RuleSetKind.INTAKE for item in items]
+    outcomes = _outcomes(programs, kinds, [rows[item.pk] for item in items], failures)
     placements: list[Placement] = []
-    for item in items:
-        row = rows[item.pk]
-        kind = RuleSetKind.APPEALS if item.kind == "appeal" else RuleSetKind.INTAKE
+    for item, kind, outcome in zip(items, kinds, outcomes, strict=True):
         program = programs.get(kind)
-        outcome = program.decide(row) if program else Outcome(None, "default")
-        if program is None and row.get("score.sexual_minors", 0.0) >= settings.ROUTING_CHILD_SAFETY_THRESHOLD:
+        if program is None and rows[item.pk].get("score.sexual_minors", 0.0) >= settings.ROUTING_CHILD_SAFETY_THRESHOLD:
             outcome = Outcome(None, BUILTIN_CHILD_SAFETY)
-        placement = place(outcome, program, queues, item.pk)
-        if RuleSetKind.ESCALATION in programs:
-            _escalate(placement, programs[RuleSetKind.ESCALATION], row, queues)
+        placements.append(place(outcome, program, queues, item.pk))
+    if RuleSetKind.ESCALATION in programs:
+        _escalate_all(placements, programs[RuleSetKind.ESCALATION], rows, queues, failures)
+    for placement in placements:
+        row = rows[placement.item_id]
         placement.scores = _scores_seen(row)
         if placement.auto is not None and not row.get("scored", False):
             placement.to_people("unscored")
-        placements.append(placement)
 
     done: list[int] = []
     with transaction.atomic():
@@ -256,8 +276,30 @@ def items_route(
             ],
         )
         if shadows:
-            _record_shadow(shadows, items, rows, queues, now)
+            _record_shadow(shadows, items, rows, queues, now, failures)
+        if failures:
+            rule_incidents_record(failures.values(), at=now)
     return done
+
+
+_NO_PROGRAM = Outcome(None, "default")
+
+
+def _outcomes(
+    programs: Mapping[str, RuleProgram], kinds: Sequence[str], rows: Sequence[dict[str, Any]], failures: RuleFailures
+) -> list[Outcome]:
+    """Each row's outcome under the active program of its kind (the default queue where there is none)."""
+    outcomes = [_NO_PROGRAM] * len(rows)
+    for kind in set(kinds):
+        program = programs.get(kind)
+        if program is None:
+            continue
+        positions = [i for i, k in enumerate(kinds) if k == kind]
+        for position, outcome in zip(
+            positions, program.decide_each([rows[i] for i in positions], failures), strict=True
+        ):
+            outcomes[position] = outcome
+    return outcomes
 
 
 def _apply_caps(placements: list[Placement], now: datetime) -> None:
@@ -341,19 +383,25 @@ def _apply(placements: list[Placement], now: datetime) -> list[int]:
 
 
 def _record_shadow(
-    shadows: list[RuleProgram], items: list[ReviewItem], rows: dict[int, dict[str, Any]], queues: _Queues, now: datetime
+    shadows: list[RuleProgram],
+    items: list[ReviewItem],
+    rows: dict[int, dict[str, Any]],
+    queues: _Queues,
+    now: datetime,
+    failures: RuleFailures,
 ) -> None:
     records = []
     for program in shadows:
-        wanted_kind = program.kind
-        for item in items:
-            kind = RuleSetKind.APPEALS if item.kind == "appeal" else RuleSetKind.INTAKE
-            if wanted_kind not in (kind, RuleSetKind.ESCALATION):
-                continue
+        if program.kind == RuleSetKind.ESCALATION:
+            continue  # escalation shadows run in the overdue sweep
+        mine = [
+            item
+            for item in items
+            if (RuleSetKind.APPEALS if item.kind == "appeal" else RuleSetKind.INTAKE) == program.kind
+        ]
+        for item, outcome in zip(mine, program.decide_each([rows[item.pk] for item in mine], failures), strict=True):
             row = rows[item.pk]
-            if wanted_kind == RuleSetKind.ESCALATION:
-                continue  # escalation shadows run in the overdue sweep
-            p = place(program.decide(row), program, queues, item.pk)
+            p = place(outcome, program, queues, item.pk)
             if p.auto is not None and not row.get("scored", False):
                 p.auto = None
             p.scores = _scores_seen(row)
@@ -387,8 +435,11 @@ def items_escalate_overdue(*, now: datetime | None = None, limit: int | None = N
     queues = _Queues()
     moved = 0
     notices: dict[tuple[int, str], list[int]] = defaultdict(list)  # (queue, rule) -> items, for "notify" rules
-    for item in overdue:
-        outcome = program.decide(rows[item.pk])
+    failures: RuleFailures = {}
+    outcomes = program.decide_each([rows[item.pk] for item in overdue], failures)
+    if failures:
+        rule_incidents_record(failures.values(), at=now)
+    for item, outcome in zip(overdue, outcomes, strict=True):
         spec = outcome.rule
         if spec is None or (item.pk, spec.pk) in already:
             continue

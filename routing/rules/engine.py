@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from ops_platform.core.models import ClassifierCategory, Policy
 from routing.models import Rule, RuleAction, RuleSet, RuleSetKind
 from routing.rules.language import (
     CompiledRules,
+    Const,
     Node,
     Type,
     Vocabulary,
@@ -124,6 +126,29 @@ class Outcome:
 
 BUILTIN_CHILD_SAFETY = "builtin:child-safety"
 _DEFAULT = Outcome(None, "default")
+# Stands in for a rule that no longer checks or compiles (saved before today's checks, or reading a score
+# whose policy is gone): it matches nothing, so the version's other rules still route.
+NEVER = Const(1, 1, False)
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as an incident shows it: its type and message (evaluation errors name types, not content)."""
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+@dataclass
+class RuleFailure:
+    """A rule of a version that raised while deciding (or cannot be built), and on how many rows."""
+
+    rule_set_id: int | None
+    version: int
+    rule: RuleSpec
+    error: str
+    rows: int = 0
+
+
+# Keyed by (rule set, index into its specs): one entry per failing rule, however many rows it failed on.
+RuleFailures = dict[tuple[int | None, int], RuleFailure]
 
 
 @dataclass
@@ -137,6 +162,7 @@ class RuleProgram:
     default_queue_slug: str
     specs: list[RuleSpec]
     conditions: list[Node]
+    broken: dict[int, str] = field(default_factory=dict)  # index into specs -> why the rule cannot run (NEVER)
     terminal: list[int] = field(init=False)  # indexes into specs of the rules that decide
     tagging: list[int] = field(init=False)
     compiled_terminal: CompiledRules = field(init=False)
@@ -147,9 +173,22 @@ class RuleProgram:
     def __post_init__(self) -> None:
         self.terminal = [i for i, s in enumerate(self.specs) if s.action != RuleAction.TAG]
         self.tagging = [i for i, s in enumerate(self.specs) if s.action == RuleAction.TAG]
+        try:
+            self._compile()
+        except Exception:
+            # One rule the compiler refuses must not take the version down: find it, set it aside, compile the rest.
+            for index, condition in enumerate(self.conditions):
+                try:
+                    compile_rules([condition])
+                except Exception as exc:
+                    self.broken[index] = error_text(exc)
+                    self.conditions[index] = NEVER
+            self._compile()
+        self.outcomes = [Outcome(self.specs[i], self.specs[i].name, self.specs[i].tags) for i in self.terminal]
+
+    def _compile(self) -> None:
         self.compiled_terminal = compile_rules([self.conditions[i] for i in self.terminal])
         self.compiled_tags = compile_rules([self.conditions[i] for i in self.tagging])
-        self.outcomes = [Outcome(self.specs[i], self.specs[i].name, self.specs[i].tags) for i in self.terminal]
 
     @property
     def names(self) -> frozenset[str]:
@@ -167,6 +206,50 @@ class RuleProgram:
             return Outcome(None, "default", tags) if tags else _DEFAULT
         outcome = self.outcomes[index]
         return Outcome(outcome.rule, outcome.matched, tags + outcome.tags) if tags else outcome
+
+    def decide_each(self, rows: Sequence[Mapping[str, Any]], failures: RuleFailures) -> list[Outcome]:
+        """:meth:`decide` on every row. Should a rule raise, the rows are decided again rule by rule, and a rule is
+        skipped on each row it raises on; ``failures`` says which rules failed (and which cannot run at all)."""
+        if self.broken and rows:
+            for index, error in self.broken.items():
+                self._failure(failures, index, error).rows += len(rows)
+        try:
+            return [self.decide(row) for row in rows]
+        except Exception:
+            # Whole-batch first, then rule by rule: the compiled path stays free of per-row exception handling.
+            return [self.decide_guarded(row, failures) for row in rows]
+
+    def decide_guarded(self, row: Mapping[str, Any], failures: RuleFailures) -> Outcome:
+        """:meth:`decide` with each rule evaluated on its own; a rule that raises counts as not matching."""
+        tags: tuple[str, ...] = ()
+        for index in self.tagging:
+            if self._holds(index, row, failures):
+                tags += self.specs[index].tags
+        if self.kind != RuleSetKind.ESCALATION and child_safety_flagged(row):
+            return Outcome(None, BUILTIN_CHILD_SAFETY, tags)
+        for position, index in enumerate(self.terminal):
+            if self._holds(index, row, failures):
+                outcome = self.outcomes[position]
+                return Outcome(outcome.rule, outcome.matched, tags + outcome.tags) if tags else outcome
+        return Outcome(None, "default", tags) if tags else _DEFAULT
+
+    @cached_property
+    def _singles(self) -> list[CompiledRules]:
+        """Each rule compiled on its own, for :meth:`decide_guarded` (built only once a rule has failed)."""
+        return [compile_rules([condition]) for condition in self.conditions]
+
+    def _holds(self, index: int, row: Mapping[str, Any], failures: RuleFailures) -> bool:
+        try:
+            return self._singles[index].first_match(row) == 0
+        except Exception as exc:
+            self._failure(failures, index, error_text(exc)).rows += 1
+            return False
+
+    def _failure(self, failures: RuleFailures, index: int, error: str) -> RuleFailure:
+        key = (self.rule_set_id, index)
+        if key not in failures:
+            failures[key] = RuleFailure(self.rule_set_id, self.version, self.specs[index], error)
+        return failures[key]
 
     def decide_interpreted(self, row: Mapping[str, Any]) -> int:
         """The index (into ``specs``) of the deciding rule by walking trees: the benchmark's baseline."""
@@ -191,6 +274,14 @@ def program_for(rule_set: RuleSet) -> RuleProgram:
         return _PROGRAMS[key]
     rules = list(rule_set.rules.select_related("queue", "policy", "enforcement_action").order_by("position"))
     vocabulary = vocabulary_for(rule_set.kind)
+    conditions: list[Node] = []
+    broken: dict[int, str] = {}
+    for index, rule in enumerate(rules):
+        try:
+            conditions.append(parse(rule.condition, vocabulary))
+        except Exception as exc:  # checked when saved, but the checks and the vocabulary may have changed since
+            conditions.append(NEVER)
+            broken[index] = error_text(exc)
     program = RuleProgram(
         rule_set_id=rule_set.pk,
         kind=rule_set.kind,
@@ -198,7 +289,8 @@ def program_for(rule_set: RuleSet) -> RuleProgram:
         default_queue_id=rule_set.default_queue_id,
         default_queue_slug=rule_set.default_queue.slug if rule_set.default_queue else "",
         specs=[RuleSpec.from_rule(r) for r in rules],
-        conditions=[parse(r.condition, vocabulary) for r in rules],
+        conditions=conditions,
+        broken=broken,
     )
     if not rule_set.is_editable:
         _PROGRAMS[key] = program

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from ops_platform.core.models import ClassifierCategory, Policy
 from routing.models import RuleSet, RuleSetStatus
-from routing.rules.engine import program_for, vocabulary_for
+from routing.rules.engine import RuleFailures, error_text, program_for, vocabulary_for
 from routing.rules.features import raw_score_keys
 from routing.rules.language import RuleLanguageError, interpret, parse
 from routing.scoring.base import BackendError, TextToScore
@@ -30,6 +30,7 @@ class Trial:
     problems: list[str] = field(default_factory=list)
     active_outcome: str = ""
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # active rules that raised on this text, as triage skips them
 
 
 def condition_try(*, kind: str, condition: str, text: str, fields: dict[str, Any]) -> Trial:
@@ -64,12 +65,19 @@ def condition_try(*, kind: str, condition: str, text: str, fields: dict[str, Any
         row[name] = float(value) if isinstance(value, int | float) else math.nan
     if condition.strip():
         try:
-            trial.holds = interpret(parse(condition, vocabulary_for(kind)), row) is True
+            node = parse(condition, vocabulary_for(kind))
         except RuleLanguageError as exc:
             trial.problems = [str(p) for p in exc.problems]
+        else:
+            try:
+                trial.holds = interpret(node, row) is True
+            except Exception as exc:  # shown, as triage would skip the rule, instead of a failed page
+                trial.problems = [f"evaluating the condition failed: {error_text(exc)}"]
     active = RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE).first()
     if active is not None:
-        outcome = program_for(active).decide(row)
+        failures: RuleFailures = {}
+        outcome = program_for(active).decide_each([row], failures)[0]
         trial.active_outcome = f"v{active.version}: {outcome.matched}"
+        trial.skipped = [f"rule '{f.rule.name}' failed and was skipped: {f.error}" for f in failures.values()]
     trial.scores = {k: v for k, v in trial.scores.items() if k in ClassifierCategory.values or k.startswith("policy:")}
     return trial
