@@ -20,6 +20,7 @@ from routing.models import Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
 from routing.rules.policies import auto_action_refusal
+from routing.rules.preflight import ruleset_preflight
 
 MAX_RULES = 500
 MAX_REQUIRED_REVIEWS = 5
@@ -373,6 +374,7 @@ def ruleset_activate(*, actor: User, rule_set: RuleSet, reason: str = "") -> Rul
     rule_set = _transition(rule_set, (RuleSetStatus.APPROVED, RuleSetStatus.RETIRED), "activated")
     if rule_set.approved_by_id is None:
         raise Conflict(f"{rule_set} was never approved; it cannot go live.")
+    ruleset_preflight(rule_set)  # every rule built and run on sample rows: triage must never meet a failing rule
     previous = RuleSet.objects.select_for_update().filter(kind=rule_set.kind, status=RuleSetStatus.ACTIVE).first()
     if previous is not None:
         previous.status = RuleSetStatus.RETIRED
