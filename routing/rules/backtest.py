@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -27,7 +28,7 @@ from ops_platform.core.services import audit_record
 from queues.models import Decision, ItemKind, ItemState, Queue, ReviewItem
 from routing.models import Backtest, BacktestStatus, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.columns import ItemColumns, human_outcomes, item_columns
-from routing.rules.engine import CHILD_SAFETY_SCORE, RuleProgram, program_for
+from routing.rules.engine import CHILD_SAFETY_SCORE, RuleProgram, error_text, program_for
 from routing.rules.language import evaluate_columns
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,9 @@ def backtest_compute(
     """The whole backtest result as JSON-ready data."""
     if program.kind == RuleSetKind.ESCALATION:
         raise ApplicationError("Escalation rules act on waiting items over time; backtest routing versions.")
+    if program.broken:
+        index, error = next(iter(program.broken.items()))
+        raise ApplicationError(f"Rule '{program.specs[index].name}' cannot run: {error}. Fix it in a new draft.")
     base = baseline or _empty_program(program.kind)
     started = time.perf_counter()
     names = set(program.names) | set(base.names)
@@ -314,17 +318,25 @@ def backtest_run(*, backtest_id: int) -> Backtest:
     def progress(done: int, total: int) -> None:
         Backtest.objects.filter(pk=backtest.pk).update(progress=round(0.9 * done / max(total, 1), 3))
 
+    # Inside a caller's transaction a database error would poison it: a savepoint keeps the failure writable.
+    # Outside one there is nothing to poison, and a savepoint would keep the loader off its second connection.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        result = backtest_compute(
-            program_for(backtest.rule_set),
-            program_for(backtest.baseline) if backtest.baseline else None,
-            start=backtest.period_start,
-            end=backtest.period_end,
-            progress=progress,
-        )
+        with guard:
+            result = backtest_compute(
+                program_for(backtest.rule_set),
+                program_for(backtest.baseline) if backtest.baseline else None,
+                start=backtest.period_start,
+                end=backtest.period_end,
+                progress=progress,
+            )
     except ApplicationError as exc:
-        Backtest.objects.filter(pk=backtest.pk).update(status=BacktestStatus.FAILED, error=exc.message[:500])
+        _failed(backtest, exc.message)
         raise
+    except Exception as exc:
+        # Whatever stops it, a backtest ends 'failed' with the reason on its page, never 'running' for good.
+        logger.exception("backtest %s failed", backtest.pk)
+        return _failed(backtest, f"The backtest stopped on an error: {error_text(exc)}")
     Backtest.objects.filter(pk=backtest.pk).update(
         status=BacktestStatus.DONE,
         progress=1.0,
@@ -332,6 +344,14 @@ def backtest_run(*, backtest_id: int) -> Backtest:
         result=result,
         finished_at=timezone.now(),
         seconds=round(time.perf_counter() - started, 3),
+    )
+    backtest.refresh_from_db()
+    return backtest
+
+
+def _failed(backtest: Backtest, error: str) -> Backtest:
+    Backtest.objects.filter(pk=backtest.pk).update(
+        status=BacktestStatus.FAILED, error=error[:500], finished_at=timezone.now()
     )
     backtest.refresh_from_db()
     return backtest
