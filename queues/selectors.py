@@ -166,12 +166,17 @@ def quick_decisions(queue: Queue) -> list[QuickDecision]:
 
 
 def author_history(item: ReviewItem, *, limit: int = 20) -> list[Decision]:
-    """The author's earlier decided items on this platform, newest first."""
+    """The author's earlier decided items on this platform, newest first. Golden copies are QA's content, not
+    the author's: they never appear here (nor in the author counts triage uses)."""
     if not item.author_ref:
         return []
     return list(
         Decision.objects.filter(
-            item__source=item.source, item__author_ref=item.author_ref, is_final=True, superseded_by__isnull=True
+            item__source=item.source,
+            item__author_ref=item.author_ref,
+            item__is_golden=False,
+            is_final=True,
+            superseded_by__isnull=True,
         )
         .exclude(item=item)
         .select_related("policy", "action", "item")
