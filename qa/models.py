@@ -208,7 +208,9 @@ class GoldenItem(models.Model):
         default=ItemKind.CONTENT,
     )
     # Blank: none known when it was written; each copy then takes them from a real item of the queue.
-    source = models.SlugField(max_length=100, blank=True, help_text="The real client source its copies carry.")
+    source = models.SlugField(
+        max_length=100, blank=True, db_index=False, help_text="The real client source its copies carry."
+    )
     author_ref = models.CharField(max_length=200, blank=True)
     metadata = NulSafeJSONField(default=dict, blank=True)
     surface = models.CharField(max_length=100, blank=True)

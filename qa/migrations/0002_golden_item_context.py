@@ -66,7 +66,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='goldenitem',
             name='source',
-            field=models.SlugField(blank=True, help_text='The real client source its copies carry.', max_length=100),
+            field=models.SlugField(blank=True, db_index=False, help_text='The real client source its copies carry.', max_length=100),
         ),
         migrations.AlterField(
             model_name='goldenitem',
