@@ -11,9 +11,10 @@ from django.db.models import Q, QuerySet
 
 from ops_platform.core.models import EnforcementAction, Policy, User, Vendor
 from qa.models import SamplingPlan
-from queues.models import Queue
+from queues.models import ItemKind, Queue
 
 VIOLATION_CHOICES = [("no", "No violation"), ("yes", "Violation")]
+GOLDEN_KIND_CHOICES = [(ItemKind.CONTENT.value, "Content"), (ItemKind.USER_REPORT.value, "User report")]
 
 
 def reviewers() -> QuerySet[User]:
@@ -125,11 +126,30 @@ class GoldenForm(forms.Form):
     expected_action = forms.ModelChoiceField(EnforcementAction.objects.all(), required=False)
     rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000, required=False)
     report_reasons = forms.CharField(max_length=500, required=False, help_text="Comma-separated.")
+    kind = forms.ChoiceField(
+        choices=[("", "content, or a user report when it has report reasons"), *GOLDEN_KIND_CHOICES], required=False
+    )
     surface = forms.CharField(max_length=100, required=False)
     language = forms.CharField(max_length=16, required=False)
+    # Copies must look like the queue's real items: left blank, these come from a recent real item of the queue.
+    source = forms.SlugField(max_length=100, required=False, help_text="A client's source; blank: the queue's.")
+    author_ref = forms.CharField(max_length=200, required=False, help_text="Blank: a recent author of the queue.")
+    metadata = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="A JSON object as the client sends it; blank: a recent item's.",
+    )
 
     def reasons(self) -> list[str]:
         return [r.strip() for r in self.cleaned_data.get("report_reasons", "").split(",") if r.strip()]
+
+    def clean_metadata(self) -> dict[str, Any] | None:
+        value = self.cleaned_data.get("metadata")
+        if value in (None, "", {}):
+            return None
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Metadata is a JSON object, e.g. {"channel": "feed"}.')
+        return value
 
 
 class GoldenRateForm(forms.Form):

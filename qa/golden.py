@@ -1,30 +1,78 @@
 """Golden items: content with a known answer, injected into live queues and scored automatically.
 
 A copy enters like any intake item (received, then scored and routed by triage), so the reviewer sees
-what they see for every item: classifier scores, the routing rule, history. Only ``is_golden`` on the
-item marks it, which no page or API shows; its decision is sent to no client. Each queue receives a
+what they see for every item: classifier scores, the routing rule, history, and a real item's context
+(client source, author and their history, metadata). Only ``is_golden`` on the item marks it, which no
+page or API shows; its decision is sent to no client, and it counts in no author's history. Each queue receives a
 configured share of golden copies relative to the items that entered it since the last run.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.models import EnforcementAction, Policy, User
+from ops_platform.core.models import ApiClient, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from qa.models import GoldenInjection, GoldenItem, GoldenRate, QaSample, SampleState
 from qa.review import require_qa
 from qa.sampling import draw
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
+from routing.serializers import MAX_METADATA_BYTES
 from routing.services import triage_enqueue
 
+# Only for a copy made while no real item ever entered its queue (there is nothing it could be told from then).
 GOLDEN_SOURCE = "qa-golden"
+# Where a written golden item borrows its context: one of the queue's latest real items, of this age at most.
+CONTEXT_WINDOW = timedelta(days=30)
+CONTEXT_CANDIDATES = 200
+GOLDEN_KINDS = (ItemKind.CONTENT, ItemKind.USER_REPORT)
+
+
+@dataclass(frozen=True)
+class GoldenContext:
+    """What a copy needs besides the content to look like a real item: whose item, from which client, with what
+    the client sent about it. Author history is computed from (source, author_ref)."""
+
+    source: str
+    author_ref: str
+    metadata: dict[str, Any]
+
+
+def golden_context_default(
+    queue: Queue, *, key: str, source: str = "", now: datetime | None = None
+) -> GoldenContext | None:
+    """The context of a recent real item of ``queue`` (of ``source`` when given), picked by ``key`` so that
+    golden items written together do not all borrow the same author; None when the queue has none."""
+    now = now or timezone.now()
+    recent = ReviewItem.objects.filter(queue=queue, is_golden=False, kind__in=GOLDEN_KINDS)
+    if source:
+        recent = recent.filter(source=source)
+    candidates = list(
+        recent.filter(received_at__gte=now - CONTEXT_WINDOW)
+        .order_by("-received_at", "-pk")
+        .values_list("source", "author_ref", "metadata")[:CONTEXT_CANDIDATES]
+    ) or list(recent.order_by("-pk").values_list("source", "author_ref", "metadata")[:1])
+    if not candidates:
+        return None
+    chosen_source, author_ref, metadata = candidates[int(draw("golden-context", key) * len(candidates))]
+    return GoldenContext(chosen_source, author_ref, metadata or {})
+
+
+def _metadata_checked(metadata: Any) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise ApplicationError("Metadata is a JSON object.", field="metadata")
+    if len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
+        raise ApplicationError(f"Metadata is at most {MAX_METADATA_BYTES} bytes, as at intake.", field="metadata")
+    return metadata
 
 
 @transaction.atomic
@@ -42,23 +90,65 @@ def golden_create(
     report_reasons: list[str] | None = None,
     media_urls: list[str] | None = None,
     origin_item: ReviewItem | None = None,
+    kind: str = "",
+    source: str = "",
+    author_ref: str = "",
+    metadata: dict[str, Any] | None = None,
 ) -> GoldenItem:
+    """A golden item. Its copies must be indistinguishable from real items, so it carries a real item's context:
+    made from an item, that item's kind, source, author and metadata; written by a lead, what they enter, and
+    for what they leave blank the source, author and metadata of a recent real item of the queue."""
     require_qa(actor)
     if not text.strip() and not media_urls:
         raise ApplicationError("A golden item needs content.", field="text")
     if expected_is_violation and expected_policy is None:
         raise ApplicationError("A violating golden item needs its policy.", field="expected_policy")
+    reasons = report_reasons or []
+    kind = kind or (origin_item.kind if origin_item else "") or (ItemKind.USER_REPORT if reasons else ItemKind.CONTENT)
+    if kind not in GOLDEN_KINDS:
+        raise ApplicationError("A golden item is content or a user report.", field="kind")
+    if kind == ItemKind.USER_REPORT and not reasons:
+        raise ApplicationError("A user report needs at least one reason.", field="report_reasons")
+    if source and not ApiClient.objects.filter(source=source).exists():
+        raise ApplicationError(f"No API client has the source '{source}'.", field="source")
+    if metadata is not None:
+        metadata = _metadata_checked(metadata)
+    if origin_item is not None:
+        context = GoldenContext(origin_item.source, origin_item.author_ref, origin_item.metadata or {})
+    else:
+        context = golden_context_default(queue, key=f"{queue.pk}:{text}", source=source) or GoldenContext(
+            source, "", {}
+        )
     golden = GoldenItem.objects.create(
-        text=text, media_urls=media_urls or [], surface=surface[:100], language=language[:16],
-        report_reasons=report_reasons or [], origin_item=origin_item, queue=queue,
+        text=text,
+        media_urls=media_urls or [],
+        kind=kind,
+        source=source or context.source,
+        author_ref=(author_ref or context.author_ref)[:200],
+        metadata=metadata if metadata else context.metadata,
+        surface=surface[:100],
+        language=language[:16],
+        report_reasons=reasons,
+        origin_item=origin_item,
+        queue=queue,
         expected_is_violation=expected_is_violation,
         expected_policy=expected_policy if expected_is_violation else None,
         expected_action=expected_action if expected_is_violation else None,
-        rationale=rationale[:5000], created_by=actor,
-    )  # fmt: skip
-    audit_record(actor=actor, action="qa.golden_create", target=golden,
-                 after={"queue": queue.slug, "expected_is_violation": expected_is_violation,
-                        "expected_policy": expected_policy.slug if expected_policy else None})  # fmt: skip
+        rationale=rationale[:5000],
+        created_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="qa.golden_create",
+        target=golden,
+        after={
+            "queue": queue.slug,
+            "expected_is_violation": expected_is_violation,
+            "expected_policy": expected_policy.slug if expected_policy else None,
+            "source": golden.source,
+            "author_ref": golden.author_ref,
+        },
+    )
     return golden
 
 
@@ -73,14 +163,26 @@ def golden_from_sample(*, actor: User, sample: QaSample, rationale: str = "") ->
     else:
         violation, policy, action = sample.original_is_violation, sample.original_policy, sample.original_action
     item = sample.item
+    if item.kind not in GOLDEN_KINDS:
+        # A copy could not carry what an appeal shows beside its statement: the contested item and decision.
+        raise ApplicationError("An appeal cannot become a golden item.", field="sample")
     queue = sample.original_queue or item.queue
     if queue is None:
         raise ApplicationError("The item has no queue to inject its golden copies into.", field="queue")
     return golden_create(
-        actor=actor, queue=queue, text=item.text, expected_is_violation=violation, expected_policy=policy,
-        expected_action=action, rationale=rationale, surface=item.surface, language=item.language,
-        report_reasons=list(item.report_reasons), media_urls=list(item.media_urls), origin_item=item,
-    )  # fmt: skip
+        actor=actor,
+        queue=queue,
+        text=item.text,
+        expected_is_violation=violation,
+        expected_policy=policy,
+        expected_action=action,
+        rationale=rationale,
+        surface=item.surface,
+        language=item.language,
+        report_reasons=list(item.report_reasons),
+        media_urls=list(item.media_urls),
+        origin_item=item,
+    )
 
 
 @transaction.atomic
@@ -97,15 +199,28 @@ def golden_rate_set(*, actor: User, queue: Queue, rate: float) -> GoldenRate:
 
 
 def golden_copy(golden: GoldenItem, *, now: datetime) -> ReviewItem:
-    """A fresh received item with the golden content, marked golden and nothing else."""
-    origin = golden.origin_item
+    """A fresh received item with the golden content and context, marked golden and nothing else. The external id
+    is never shown to reviewers; random, it cannot take an id the client will send."""
+    context = GoldenContext(golden.source, golden.author_ref, golden.metadata or {})
+    if not golden.source:
+        context = golden_context_default(golden.queue, key=f"{golden.pk}@{now.isoformat()}", now=now) or GoldenContext(
+            GOLDEN_SOURCE, "", {}
+        )
     return ReviewItem.objects.create(
-        source=GOLDEN_SOURCE, external_id=uuid.uuid4().hex,
-        kind=ItemKind.USER_REPORT if golden.report_reasons else ItemKind.CONTENT,
-        text=golden.text, media_urls=golden.media_urls, surface=golden.surface, language=golden.language,
-        author_ref=origin.author_ref if origin else "", report_reasons=golden.report_reasons,
-        report_count=len(golden.report_reasons), received_at=now, is_golden=True,
-    )  # fmt: skip
+        source=context.source,
+        external_id=uuid.uuid4().hex,
+        kind=golden.kind,
+        text=golden.text,
+        media_urls=golden.media_urls,
+        surface=golden.surface,
+        language=golden.language,
+        author_ref=context.author_ref,
+        metadata=context.metadata,
+        report_reasons=golden.report_reasons,
+        report_count=len(golden.report_reasons),
+        received_at=now,
+        is_golden=True,
+    )
 
 
 def golden_inject(*, now: datetime | None = None) -> int:

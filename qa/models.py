@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ops_platform.core.fields import NulSafeJSONField, NulSafeTextField
 from ops_platform.core.models import EnforcementAction, Policy, Vendor
-from queues.models import Decision, Queue, ReviewItem
+from queues.models import Decision, ItemKind, Queue, ReviewItem
 
 
 class SamplingPlan(models.Model):
@@ -191,13 +192,30 @@ class SamplingCursor(models.Model):
 
 
 class GoldenItem(models.Model):
-    """Content with a known answer, curated by QA leads; copies are injected into live queues and scored."""
+    """Content with a known answer, curated by QA leads; copies are injected into live queues and scored.
 
-    text = models.TextField()
+    It keeps everything a reviewer sees of an item, so a copy renders as a real item does: the content, and
+    the context around it (a real client's source, an author, the client's metadata, the kind), taken from
+    the item it was made from or, for one written by a lead, from a real item of its queue.
+    """
+
+    # NUL-safe like the item fields they are copied from and to.
+    text = NulSafeTextField()
     media_urls = models.JSONField(default=list, blank=True)
+    kind = models.CharField(
+        max_length=20,
+        choices=[(ItemKind.CONTENT, ItemKind.CONTENT.label), (ItemKind.USER_REPORT, ItemKind.USER_REPORT.label)],
+        default=ItemKind.CONTENT,
+    )
+    # Blank: none known when it was written; each copy then takes them from a real item of the queue.
+    source = models.SlugField(
+        max_length=100, blank=True, db_index=False, help_text="The real client source its copies carry."
+    )
+    author_ref = models.CharField(max_length=200, blank=True)
+    metadata = NulSafeJSONField(default=dict, blank=True)
     surface = models.CharField(max_length=100, blank=True)
     language = models.CharField(max_length=16, blank=True)
-    report_reasons = models.JSONField(default=list, blank=True)
+    report_reasons = NulSafeJSONField(default=list, blank=True)
     # Where it came from: an adjudicated item, or written by the lead (null).
     origin_item = models.ForeignKey(ReviewItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="golden_items")

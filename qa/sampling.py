@@ -209,7 +209,8 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
         )
         if events:
             if plans:
-                drawn += len(samples_draw(_candidates_from_auto_actions(events), plans, now=now))
+                actioned = [e for e in events if not e.item.is_golden]
+                drawn += len(samples_draw(_candidates_from_auto_actions(actioned), plans, now=now))
             cursor.last_id = events[-1].pk
             cursor.save(update_fields=["last_id", "updated_at"])
     return drawn

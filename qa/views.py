@@ -323,11 +323,21 @@ def golden_items(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             made = golden.golden_create(
-                actor=user, queue=data["queue"], text=data["text"], expected_is_violation=data["expected_is_violation"],
-                expected_policy=data["expected_policy"], expected_action=data["expected_action"],
-                rationale=data["rationale"], surface=data["surface"], language=data["language"],
+                actor=user,
+                queue=data["queue"],
+                text=data["text"],
+                expected_is_violation=data["expected_is_violation"],
+                expected_policy=data["expected_policy"],
+                expected_action=data["expected_action"],
+                rationale=data["rationale"],
+                surface=data["surface"],
+                language=data["language"],
                 report_reasons=form.reasons(),
-            )  # fmt: skip
+                kind=data["kind"],
+                source=data["source"],
+                author_ref=data["author_ref"],
+                metadata=data["metadata"],
+            )
         except ApplicationError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
@@ -343,12 +353,18 @@ def golden_items(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{setting.queue.name}: {setting.rate:.1%} golden.")
             return redirect("qa-golden")
+    refused = form.errors or rate_form.errors  # bad input: the form again, with a 400
     return render(
         request,
         "qa/golden.html",
-        {"rows": selectors.golden_list(), "form": form, "rate_form": rate_form,
-         "rates": GoldenRate.objects.select_related("queue").order_by("queue__name")},
-    )  # fmt: skip
+        {
+            "rows": selectors.golden_list(),
+            "form": form,
+            "rate_form": rate_form,
+            "rates": GoldenRate.objects.select_related("queue").order_by("queue__name"),
+        },
+        status=400 if refused else 200,
+    )
 
 
 # --- calibration -------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.selectors import people_named_for
 from queues.models import Decision, ExposureCategory, ItemEvent, ItemState, Queue, ReviewItem
 from queues.wellness import day_start, exposure_today
 
@@ -165,14 +166,47 @@ def quick_decisions(queue: Queue) -> list[QuickDecision]:
 
 
 def author_history(item: ReviewItem, *, limit: int = 20) -> list[Decision]:
-    """The author's earlier decided items on this platform, newest first."""
+    """The author's earlier decided items on this platform, newest first. Golden copies are QA's content, not
+    the author's: they never appear here (nor in the author counts triage uses)."""
     if not item.author_ref:
         return []
     return list(
         Decision.objects.filter(
-            item__source=item.source, item__author_ref=item.author_ref, is_final=True, superseded_by__isnull=True
+            item__source=item.source,
+            item__author_ref=item.author_ref,
+            item__is_golden=False,
+            is_final=True,
+            superseded_by__isnull=True,
         )
         .exclude(item=item)
         .select_related("policy", "action", "item")
         .order_by("-decided_at")[:limit]
     )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    event: str
+    queue_slug: str
+    actor: str  # as the viewer may see them: "you", a name, a role, or the rule or process that acted
+    reason: str  # blank when there is none, or when it was written by someone the viewer may not name
+
+
+def item_history(item: ReviewItem, *, viewer: User) -> list[HistoryEntry]:
+    """The item's history as ``viewer`` may read it. People are named as ``people_named_for`` says; a reason a
+    person wrote (why they skipped or escalated) is free text that can name them or their team, so it is shown
+    only where the person is. Rules and processes are shown as recorded, with their reasons."""
+    events = list(item.events.select_related("queue").order_by("at", "pk"))
+    named = people_named_for(viewer=viewer, people={e.actor_id for e in events if e.actor_id is not None})
+    entries = []
+    for event in events:
+        reason = event.data.get("reason") if isinstance(event.data, dict) else None
+        actor = event.actor_label
+        if event.actor_id is not None:
+            naming = named[event.actor_id]
+            actor = naming.label
+            reason = reason if naming.identified else None
+        queue_slug = event.queue.slug if event.queue else ""
+        entries.append(HistoryEntry(event.at, event.event, queue_slug, actor, str(reason or "")))
+    return entries

@@ -230,9 +230,10 @@ def items_auto_action(
 def _auto_action_webhooks_emit(
     ids: Sequence[int], *, policy: Policy, action: EnforcementAction, label: object, rule: object, at: datetime
 ) -> None:
-    """A rule's decision is final too: its client hears about it as it would about a reviewer's."""
+    """A rule's decision is final too: its client hears about it as it would about a reviewer's (golden copies
+    carry a client's source, but no client owns them)."""
     by_source: dict[str, list[tuple[int, str, str]]] = {}
-    for pk, source, external_id, kind in ReviewItem.objects.filter(pk__in=ids).values_list(
+    for pk, source, external_id, kind in ReviewItem.objects.filter(pk__in=ids, is_golden=False).values_list(
         "pk", "source", "external_id", "kind"
     ):
         by_source.setdefault(source, []).append((pk, external_id, kind))

@@ -85,7 +85,7 @@ def item_page(request: HttpRequest, pk: int) -> HttpResponse:
             "panels": panels_for(item),
             "policies": policies,
             "quick": selectors.quick_decisions(item.queue),
-            "history": item.events.select_related("queue").order_by("at", "pk"),
+            "history": selectors.item_history(item, viewer=user),
             "author_history": selectors.author_history(item),
             "blur": profile.blur_media if profile else True,
             "greyscale": profile.greyscale_media if profile else True,

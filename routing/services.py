@@ -104,7 +104,10 @@ class AppealRefused(Conflict):
 def appeal_ingest(*, client: ApiClient, data: dict[str, Any]) -> IngestResult:
     """Store an appeal of a decided item as an item of kind 'appeal', triaged like any other (the appeals
     rule set routes it). Idempotent by (source, external_id), like items."""
-    original = ReviewItem.objects.filter(source=client.source, external_id=data["item_external_id"]).first()
+    # A golden copy carries a client's source but is no item of theirs: it cannot be appealed.
+    original = ReviewItem.objects.filter(
+        source=client.source, external_id=data["item_external_id"], is_golden=False
+    ).first()
     if original is None:
         raise NotFound(f"No item '{data['item_external_id']}' from your source.", field="item_external_id")
     if original.kind == ItemKind.APPEAL:

@@ -516,13 +516,13 @@ def _history_postgresql(authors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Prior violations and reviews per item, by the hash of its (source, author_ref): what
     ``features.author_history`` counts, aggregated in one query and matched in numpy."""
     decided = (
-        Decision.objects.filter(is_final=True, superseded_by__isnull=True)
+        Decision.objects.filter(is_final=True, superseded_by__isnull=True, item__is_golden=False)
         .values(history_source=F("item__source"), history_author=F("item__author_ref"))
         .annotate(violations=Count("pk", filter=Q(is_violation=True)), reviews=Count("pk"))
         .order_by()
     )
     auto = (
-        ReviewItem.objects.filter(state=ItemState.AUTO_ACTIONED)
+        ReviewItem.objects.filter(state=ItemState.AUTO_ACTIONED, is_golden=False)
         .values(history_source=F("source"), history_author=F("author_ref"))
         .annotate(violations=Count("pk"), reviews=Value(0, output_field=IntegerField()))
         .order_by()

@@ -54,14 +54,15 @@ def items_scores(item_ids: Sequence[int]) -> tuple[dict[int, dict[str, float]], 
 
 
 def author_history(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(source, author_ref) -> (prior violations, prior reviews), counted over final decisions and auto-actions."""
+    """(source, author_ref) -> (prior violations, prior reviews), counted over final decisions and auto-actions.
+    Golden copies carry a real author's reference but QA's content: they count for nobody."""
     pairs = {p for p in pairs if p[1]}
     if not pairs:
         return {}
     refs = {a for _, a in pairs}
     history: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    decided = Decision.objects.filter(is_final=True, superseded_by__isnull=True)
-    auto = ReviewItem.objects.filter(state=ItemState.AUTO_ACTIONED)
+    decided = Decision.objects.filter(is_final=True, superseded_by__isnull=True, item__is_golden=False)
+    auto = ReviewItem.objects.filter(state=ItemState.AUTO_ACTIONED, is_golden=False)
     # A backtest asks for the authors of a million items: then every author's counts, kept below, cost less
     # than a query naming them all (which SQLite would refuse).
     # By author only, the source matched below: with ``source IN (…)`` too, PostgreSQL took the (source,

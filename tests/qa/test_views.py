@@ -329,7 +329,7 @@ def test_golden_items_are_created_listed_and_rated_per_queue(qa_lead, intake_que
     html = quinn.get("/qa/golden/").content.decode()
     assert "&lt;b&gt;golden&lt;/b&gt; text" in html
     assert "<b>golden</b>" not in html
-    assert quinn.post("/qa/golden/", {"form": "rate", "queue": intake_queue.pk, "rate": "0.9"}).status_code == 200
+    assert quinn.post("/qa/golden/", {"form": "rate", "queue": intake_queue.pk, "rate": "0.9"}).status_code == 400
     assert GoldenRate.objects.get(queue=intake_queue).rate == 0.02
 
 
