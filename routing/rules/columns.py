@@ -14,13 +14,15 @@ import math
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
-from django.db import connection, connections
+import psycopg.errors
+from django.db import connection, connections, transaction
 from django.db.models import Count, F, FloatField, IntegerField, Q, QuerySet, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, TruncDate
@@ -41,7 +43,8 @@ POSTGRESQL_TEXT_BYTES = 256 * 1024 * 1024
 
 T = TypeVar("T")
 # The first integer a float cannot hold (Python's float() overflows there, PostgreSQL's ::float8 errors): a JSON
-# number this large reads as infinity with its sign, as language._comparable reads it.
+# number this large reads as infinity with its sign, as language._comparable reads it (only after the plain cast
+# failed: see _Table.aggregate).
 _FLOAT_END = 2**1024 - 2**970
 
 
@@ -320,13 +323,20 @@ class _Arrays:
 
     def __init__(self) -> None:
         self.parts: list[tuple[str, str, str]] = []  # name, SQL, element type ("text": one string)
+        self.careful: dict[str, str] = {}  # name -> SQL that cannot fail where the plain one may (slower)
 
-    def add(self, name: str, sql: str, kind: str) -> None:
+    def add(self, name: str, sql: str, kind: str, careful: str | None = None) -> None:
         self.parts.append((name, sql, kind))
+        if careful is not None:
+            self.careful[name] = careful
 
     @property
     def sql(self) -> str:
         return ", ".join(sql for _, sql, _ in self.parts)
+
+    @property
+    def careful_sql(self) -> str:
+        return ", ".join(self.careful.get(name, sql) for name, sql, _ in self.parts)
 
     def decode(self, row: Sequence[Any]) -> dict[str, Any]:
         return {
@@ -359,12 +369,22 @@ class _Table:
         return f"{self.name}.{connection.ops.quote_name(name)}"
 
     def aggregate(self, arrays: _Arrays, first: int, last: int, joins: str = "") -> dict[str, Any]:
-        row = _query(
-            f"SELECT {arrays.sql} FROM {self.name}{joins} "  # noqa: S608 - names from _meta, values as parameters
-            f"WHERE {self.where} AND {self.col('id')} BETWEEN %s AND %s",
-            [*self.params, first, last],
-        )
-        return arrays.decode(row)
+        def run(select: str) -> tuple[Any, ...]:
+            return _query(
+                f"SELECT {select} FROM {self.name}{joins} "  # noqa: S608 - names from _meta, values as parameters
+                f"WHERE {self.where} AND {self.col('id')} BETWEEN %s AND %s",
+                [*self.params, first, last],
+            )
+
+        if not arrays.careful:
+            return arrays.decode(run(arrays.sql))
+        # The plain SQL first: the careful form costs every value, and the values it guards against are rare. Inside
+        # a transaction a savepoint keeps it usable for the second try.
+        try:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                return arrays.decode(run(arrays.sql))
+        except psycopg.errors.NumericValueOutOfRange:
+            return arrays.decode(run(arrays.careful_sql))
 
 
 def _load_postgresql(
@@ -405,10 +425,11 @@ def _load_postgresql(
             value = f"metadata_values.m{k}"
             arrays.add(
                 f"number{k}",
-                f"array_agg(CASE jsonb_typeof({value}) WHEN 'number' THEN "
+                f"array_agg(CASE jsonb_typeof({value}) WHEN 'number' THEN {value}::float8 ELSE 'NaN' END)",
+                "float8",
+                careful=f"array_agg(CASE jsonb_typeof({value}) WHEN 'number' THEN "
                 f"CASE WHEN abs({value}::numeric) < {_FLOAT_END} THEN {value}::float8 "
                 f"ELSE sign({value}::numeric)::float8 * 'Infinity'::float8 END ELSE 'NaN' END)",
-                "float8",
             )
             arrays.add(
                 f"other{k}",
