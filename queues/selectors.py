@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -9,8 +10,8 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
-from queues.models import Decision, ExposureCategory, ItemEvent, ItemState, Queue, ReviewItem
-from queues.wellness import day_start, exposure_today
+from queues.models import Decision, ExposureCategory, ItemState, Queue, ReviewItem
+from queues.wellness import day_start, exposure_opened, exposure_today
 
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
@@ -132,7 +133,7 @@ def exposure_board(*, now: datetime | None = None) -> tuple[list[ExposureCategor
     categories = list(ExposureCategory.objects.prefetch_related("queues"))
     counts: dict[int, dict[int, int]] = {}
     for actor_id, category_id, n in (
-        ItemEvent.objects.filter(event="claimed", at__gte=day_start(now), queue__exposure_category__isnull=False)
+        exposure_opened(since=day_start(now))
         .values_list("actor", "queue__exposure_category")
         .annotate(n=Count("pk"))
         .values_list("actor", "queue__exposure_category", "n")
@@ -176,3 +177,14 @@ def author_history(item: ReviewItem, *, limit: int = 20) -> list[Decision]:
         .select_related("policy", "action", "item")
         .order_by("-decided_at")[:limit]
     )
+
+
+def items_reserved(*, queues: Sequence[Queue] | None = None) -> list[ReviewItem]:
+    """Items escalated to a named colleague and not decided yet, soonest reservation end first: for leads, who
+    can give one back to everyone. ``queues`` narrows them to those queues (None: every queue)."""
+    items = ReviewItem.objects.filter(
+        reserved_for__isnull=False, state__in=[ItemState.QUEUED, ItemState.CLAIMED]
+    ).select_related("queue", "reserved_for")
+    if queues is not None:
+        items = items.filter(queue__in=queues)
+    return list(items.order_by("reserved_until", "pk")[:500])
