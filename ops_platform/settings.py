@@ -365,6 +365,11 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # --- The reviewer workspace (queues/) -------------------------------------------------------------
 # The most items one bulk decision may close (senior reviewers; each batch is audited under one id).
 BULK_DECISION_MAX = env.int("BULK_DECISION_MAX", default=200)
+# An item escalated to a named colleague is theirs alone this long; then the lease sweep gives it back to
+# everyone who may work its queue (nobody is left holding work they cannot get to).
+ESCALATION_RESERVATION = timedelta(minutes=env.int("ESCALATION_RESERVATION_MINUTES", default=240))
+# A skipped item goes to the other reviewers first: the one who skipped it is not given it again for this long.
+SKIP_HOLDOFF = timedelta(minutes=env.int("SKIP_HOLDOFF_MINUTES", default=30))
 
 # --- Routing rules (routing/rules/) ----------------------------------------------------------------
 # Built in, above every rule set: an item whose sexual/minors score reaches this goes to the restricted

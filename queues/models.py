@@ -211,7 +211,8 @@ class ReviewItem(models.Model):
         db_index=False,
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    # Escalated to a named colleague: only they may claim it until they release it.
+    # Escalated to a named colleague: only they may claim it until they release it or the reservation runs out
+    # (``reserved_until``, which means nothing without ``reserved_for``), when it goes back to everyone.
     reserved_for = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -220,6 +221,7 @@ class ReviewItem(models.Model):
         related_name="reserved_items",
         db_index=False,
     )
+    reserved_until = models.DateTimeField(null=True, blank=True)
 
     received_at = models.DateTimeField()
     triaged_at = models.DateTimeField(null=True, blank=True)
@@ -304,6 +306,23 @@ class ItemEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} {self.event} {self.from_state}->{self.to_state}"
+
+
+class ItemSkip(models.Model):
+    """A reviewer skipped this item: claim-next gives it to others first until ``until``."""
+
+    # The unique (item, reviewer) index is what claim-next probes for each candidate row.
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="+", db_index=False)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    until = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "reviewer"], name="itemskip_unique_item_reviewer")]
+        # The lease sweep deletes the ones that ran out.
+        indexes = [models.Index(fields=["until"], name="itemskip_until_idx")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} skipped by {self.reviewer_id} until {self.until:%Y-%m-%d %H:%M}"
 
 
 class AppealOutcome(models.TextChoices):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,8 +11,8 @@ from django.utils import timezone
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.selectors import people_named_for
-from queues.models import Decision, ExposureCategory, ItemEvent, ItemState, Queue, ReviewItem
-from queues.wellness import day_start, exposure_today
+from queues.models import Decision, ExposureCategory, ItemState, Queue, ReviewItem
+from queues.wellness import day_start, exposure_opened, exposure_today
 
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
@@ -133,7 +134,7 @@ def exposure_board(*, now: datetime | None = None) -> tuple[list[ExposureCategor
     categories = list(ExposureCategory.objects.prefetch_related("queues"))
     counts: dict[int, dict[int, int]] = {}
     for actor_id, category_id, n in (
-        ItemEvent.objects.filter(event="claimed", at__gte=day_start(now), queue__exposure_category__isnull=False)
+        exposure_opened(since=day_start(now))
         .values_list("actor", "queue__exposure_category")
         .annotate(n=Count("pk"))
         .values_list("actor", "queue__exposure_category", "n")
@@ -210,3 +211,14 @@ def item_history(item: ReviewItem, *, viewer: User) -> list[HistoryEntry]:
         queue_slug = event.queue.slug if event.queue else ""
         entries.append(HistoryEntry(event.at, event.event, queue_slug, actor, str(reason or "")))
     return entries
+
+
+def items_reserved(*, queues: Sequence[Queue] | None = None) -> list[ReviewItem]:
+    """Items escalated to a named colleague and not decided yet, soonest reservation end first: for leads, who
+    can give one back to everyone. ``queues`` narrows them to those queues (None: every queue)."""
+    items = ReviewItem.objects.filter(
+        reserved_for__isnull=False, state__in=[ItemState.QUEUED, ItemState.CLAIMED]
+    ).select_related("queue", "reserved_for")
+    if queues is not None:
+        items = items.filter(queue__in=queues)
+    return list(items.order_by("reserved_until", "pk")[:500])

@@ -6,21 +6,25 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.sql import Query
 from django.utils import timezone
 
 from ops_platform.core.bulk import rows_insert, server_bound_cursor
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
-from ops_platform.core.services import actor_label
+from ops_platform.core.services import actor_label, audit_record
 from ops_platform.core.webhooks import webhook_emit, webhooks_emit_many
 from queues.models import (
     AppealOutcome,
     Decision,
     ItemEvent,
     ItemKind,
+    ItemSkip,
     ItemState,
     Queue,
     QueueOrdering,
@@ -202,9 +206,17 @@ def items_auto_action(
     ids = received_locked(item_ids)
     if not ids:
         return []
-    ReviewItem.objects.filter(pk__any=ids).update(
-        state=ItemState.AUTO_ACTIONED, triaged_at=now, decided_at=now, tags=sorted(set(tags))
+    # The kind is checked in the UPDATE itself, so triage pays no extra query for it.
+    closed = (
+        ReviewItem.objects.filter(pk__any=ids)
+        .exclude(kind=ItemKind.APPEAL)
+        .update(state=ItemState.AUTO_ACTIONED, triaged_at=now, decided_at=now, tags=sorted(set(tags)))
     )
+    if closed != len(ids):
+        raise ApplicationError(
+            "An appeal ends only with an appeal outcome (upheld or overturned by a person); a rule cannot close it.",
+            field="item_ids",
+        )
     rows_insert(
         ItemEvent,
         [
@@ -304,17 +316,19 @@ def _ordering(queue: Queue) -> list[str]:
     return ["-priority", "due_at", "pk"]
 
 
-def claimable(queue: Queue, actor: User) -> QuerySet[ReviewItem]:
+def claimable(queue: Queue, actor: User, *, now: datetime | None = None) -> QuerySet[ReviewItem]:
     """Items of ``queue`` this reviewer may take: waiting, not reserved for someone else, not an item they
-    already reviewed (independent reviews), not an appeal of their own decision.
+    already reviewed (independent reviews), not an appeal of their own decision, not one they skipped lately.
 
     ``_CLAIM_SQL`` says the same in SQL for PostgreSQL; change both together.
     """
+    now = now or timezone.now()
     return (
         ReviewItem.objects.filter(queue=queue, state=ItemState.QUEUED)
         .filter(Q(reserved_for__isnull=True) | Q(reserved_for=actor))
         .exclude(decisions__reviewer=actor)
         .exclude(appeal_of__decisions__reviewer=actor)
+        .exclude(pk__in=ItemSkip.objects.filter(reviewer=actor, until__gt=now).values("item_id"))
     )
 
 
@@ -329,6 +343,7 @@ def reviewer_may_work(queue: Queue, actor: User) -> bool:
 # - claimed: else, as ``claimable`` says, the first row in the queue's order that no other transaction has
 #   locked (SKIP LOCKED: concurrent reviewers pass over each other's rows instead of waiting), now theirs;
 # - event: the 'claimed' history row for it.
+# It is sent after ``_CLAIM_LOCK_SQL`` in the same message (see ``_claim_next_postgresql``).
 _CLAIM_SQL = """
 WITH held AS (
     UPDATE queues_reviewitem SET lease_expires_at = %(expires)s
@@ -347,6 +362,9 @@ WITH held AS (
           AND (reserved_for_id IS NULL OR reserved_for_id = %(actor)s)
           AND NOT EXISTS (SELECT FROM queues_decision WHERE item_id = item.id AND reviewer_id = %(actor)s)
           AND NOT EXISTS (SELECT FROM queues_decision WHERE item_id = item.appeal_of_id AND reviewer_id = %(actor)s)
+          AND NOT EXISTS (
+              SELECT FROM queues_itemskip WHERE item_id = item.id AND reviewer_id = %(actor)s AND until > %(now)s
+          )
         ORDER BY {order}
         LIMIT 1
         FOR UPDATE SKIP LOCKED
@@ -364,6 +382,12 @@ _CLAIM_SQL_BY_ORDERING = {
     QueueOrdering.DUE_FIRST: _CLAIM_SQL.format(order="due_at, id"),
     QueueOrdering.OLDEST_FIRST: _CLAIM_SQL.format(order="received_at, id"),
 }
+# One claim at a time per reviewer and queue: two claims of the same reviewer at the same instant (two tabs, a
+# double click) would each see no held item and each take one. The lock is taken by its own statement in the
+# same message as the claim (one round trip, one implicit transaction that keeps the lock until the claim is
+# committed), because only a statement that starts after the wait sees the other claim's item as held; other
+# reviewers never wait on it.
+_CLAIM_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));\n"
 
 
 def item_claim_next(
@@ -402,14 +426,46 @@ def _holds_item(queue: Queue, actor: User) -> bool:
 
 
 def _claim_next_postgresql(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
-    params = {"queue": queue.pk, "actor": actor.pk, "now": now, "expires": expires, "actor_label": actor_label(actor)}
-    rows = list(ReviewItem.objects.raw(_CLAIM_SQL_BY_ORDERING[QueueOrdering(queue.ordering)], params))
-    return rows[0] if rows else None
+    params: dict[str, int | str | datetime] = {
+        "queue": queue.pk,
+        "actor": actor.pk,
+        "now": now,
+        "expires": expires,
+        "actor_label": actor_label(actor),
+        "lock": f"claim-next:{queue.pk}:{actor.pk}",
+    }
+    # Two statements in one execute: Django's cursors bind client-side, so psycopg sends them as one message.
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_LOCK_SQL + _CLAIM_SQL_BY_ORDERING[QueueOrdering(queue.ordering)], params)
+        cursor.nextset()
+        items = _items_from_cursor(cursor)
+    return items[0] if items else None
+
+
+def _items_from_cursor(cursor: Any) -> list[ReviewItem]:
+    """Items from a cursor's ``SELECT *`` rows, converted as ``Manager.raw`` would (in model field order,
+    whatever order the table's columns were added in)."""
+    columns = [column.name for column in cursor.description]
+    fields = ReviewItem._meta.concrete_fields
+    position = [columns.index(field.column) for field in fields]
+    compiler = connection.ops.compiler("SQLCompiler")(Query(ReviewItem), connection, connection.alias)
+    converters = compiler.get_converters([field.get_col(ReviewItem._meta.db_table) for field in fields])
+    rows = [[row[i] for i in position] for row in cursor.fetchall()]
+    values = compiler.apply_converters(rows, converters) if converters else rows
+    names = [field.attname for field in fields]
+    return [ReviewItem.from_db(connection.alias, names, list(row)) for row in values]
 
 
 def _claim_next_conditional(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
     """Without SKIP LOCKED: read the first candidate, take it with an update that only succeeds while it is
-    still queued, and read again if another reviewer got there first."""
+    still queued, and read again if another reviewer got there first. The held item is looked for in the same
+    transaction as the claim (SQLite begins it IMMEDIATE, so one writer at a time): two claims of one reviewer
+    at once cannot both find nothing held and both take an item."""
+    with transaction.atomic():
+        return _claim_next_conditional_locked(queue, actor, now=now, expires=expires)
+
+
+def _claim_next_conditional_locked(queue: Queue, actor: User, *, now: datetime, expires: datetime) -> ReviewItem | None:
     held = ReviewItem.objects.filter(queue=queue, state=ItemState.CLAIMED, assignee=actor).order_by("claimed_at")
     # Still theirs only if the lease sweep did not return it to the queue since the read; else claim afresh.
     if (mine := held.first()) is not None and ReviewItem.objects.filter(
@@ -417,7 +473,7 @@ def _claim_next_conditional(queue: Queue, actor: User, *, now: datetime, expires
     ).update(lease_expires_at=expires):
         mine.lease_expires_at = expires
         return mine
-    candidates = claimable(queue, actor).order_by(*_ordering(queue))
+    candidates = claimable(queue, actor, now=now).order_by(*_ordering(queue))
     for _ in range(10):
         with transaction.atomic():
             item = candidates.first()
@@ -480,15 +536,34 @@ def lease_renew(*, item: ReviewItem, actor: User, lease: timedelta = DEFAULT_LEA
     return expires
 
 
+class LeaseExpired(Conflict):
+    code = "lease_expired"
+
+
+def lease_check(item: ReviewItem, *, now: datetime) -> None:
+    """A reviewer acts on an item only under a live lease: once it ran out the item is no longer theirs, even
+    before the sweep returns it to the queue (as renewing it is refused)."""
+    if item.lease_expires_at is not None and item.lease_expires_at <= now:
+        expired = timezone.localtime(item.lease_expires_at)
+        raise LeaseExpired(
+            f"This item is no longer yours: your lease on it expired at {expired:%H:%M}. "
+            "Start reviewing again to claim it if it is still waiting.",
+            field="item",
+        )
+
+
 @transaction.atomic
 def item_release(*, item: ReviewItem, actor: User, reason: str, at: datetime | None = None) -> None:
-    """Give a claimed item back to its queue (skip), with the reason; it may go to someone else."""
+    """Give a claimed item back to its queue (skip), with the reason. It goes to the other reviewers first:
+    claim-next does not give it back to this reviewer for ``SKIP_HOLDOFF``."""
     now = at or timezone.now()
     if not reason.strip():
         raise ApplicationError("Say why you skip this item.", field="reason")
     item = ReviewItem.objects.select_for_update().get(pk=item.pk)
     if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
         raise Conflict("Only the reviewer holding the item can release it.", field="item")
+    lease_check(item, now=now)
+    ItemSkip.objects.update_or_create(item=item, reviewer=actor, defaults={"until": now + settings.SKIP_HOLDOFF})
     _back_to_queue(item, now=now, actor=actor, event="released", data={"reason": reason[:500]})
 
 
@@ -502,6 +577,7 @@ def _back_to_queue(
     queue: Queue | None = None,
     priority: int | None = None,
     reserved_for: User | None = None,
+    reserved_until: datetime | None = None,
 ) -> None:
     check_transition(item.state, ItemState.QUEUED, item_id=item.pk)
     target = queue or item.queue
@@ -513,6 +589,7 @@ def _back_to_queue(
         queue=target,
         priority=item.priority if priority is None else priority,
         reserved_for=reserved_for,
+        reserved_until=reserved_until if reserved_for is not None else None,
     )
     ItemEvent.objects.create(
         item=item,
@@ -528,7 +605,8 @@ def _back_to_queue(
 
 
 def leases_expire(*, now: datetime | None = None, limit: int = 5_000) -> int:
-    """Return items whose lease ran out (closed tab, lost laptop) to their queue."""
+    """Return items whose lease ran out (closed tab, lost laptop) to their queue; one escalated to a named
+    colleague stays theirs while the reservation lasts."""
     now = now or timezone.now()
     returned = 0
     with transaction.atomic():
@@ -538,12 +616,107 @@ def leases_expire(*, now: datetime | None = None, limit: int = 5_000) -> int:
             .order_by("lease_expires_at")[:limit]
         )
         for item in stale:
+            kept = item.reserved_until is not None and item.reserved_until > now
             _back_to_queue(
-                item, now=now, actor=None, event="lease_expired", data={"assignee": item.assignee_id},
-                reserved_for=item.reserved_for,
-            )  # fmt: skip
+                item,
+                now=now,
+                actor=None,
+                event="lease_expired",
+                data={"assignee": item.assignee_id},
+                reserved_for=item.reserved_for if kept else None,
+                reserved_until=item.reserved_until if kept else None,
+            )
             returned += 1
     return returned
+
+
+def reservations_expire(*, now: datetime | None = None, limit: int = 5_000) -> int:
+    """Give waiting items whose reservation for a named colleague ran out back to everyone who may work their
+    queue: the colleague may be away, or have lost the access the item needs. Run with the lease sweep."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # reserved_for IS NOT NULL: the partial index of reserved items, which are few.
+        stale = list(
+            ReviewItem.objects.select_for_update(skip_locked=True)
+            .filter(state=ItemState.QUEUED, reserved_for__isnull=False)
+            .filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
+            .values_list("pk", "reserved_for_id", "queue_id")[:limit]
+        )
+        if not stale:
+            return 0
+        ReviewItem.objects.filter(pk__in=[pk for pk, _, _ in stale]).update(reserved_for=None, reserved_until=None)
+        ItemEvent.objects.bulk_create(
+            ItemEvent(
+                item_id=pk,
+                at=now,
+                actor_label=actor_label(None),
+                event="reservation_expired",
+                from_state=ItemState.QUEUED,
+                to_state=ItemState.QUEUED,
+                queue_id=queue_id,
+                data={"reserved_for": reserved_for_id},
+            )
+            for pk, reserved_for_id, queue_id in stale
+        )
+    return len(stale)
+
+
+def skips_purge(*, now: datetime | None = None) -> int:
+    """Forget skips whose hold-off ran out (claim-next already ignores them); the history keeps the skip."""
+    deleted, _ = ItemSkip.objects.filter(until__lte=now or timezone.now()).delete()
+    return deleted
+
+
+def reviewer_may_work_item(item: ReviewItem, queue: Queue, user: User) -> str | None:
+    """Why ``user`` could never claim ``item`` in ``queue`` by the rules claim-next applies, or None if they can."""
+    name = user.get_username()
+    if not user.has_perm("core.bulk_decide") or not reviewer_may_work(queue, user):
+        return f"{name} is not a senior reviewer of '{queue.name}' (its teams, vendors and skills)."
+    if Decision.objects.filter(item=item, reviewer=user).exists():
+        return f"{name} already reviewed this item; it needs someone else."
+    if item.appeal_of_id is not None and Decision.objects.filter(item_id=item.appeal_of_id, reviewer=user).exists():
+        return f"{name} decided the item under appeal; an appeal goes to someone else."
+    return None
+
+
+@transaction.atomic
+def item_reservation_release(*, item: ReviewItem, actor: User, reason: str, at: datetime | None = None) -> None:
+    """A lead gives an item reserved for a named colleague back to everyone who may work its queue (audited)."""
+    now = at or timezone.now()
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue", "reserved_for").get(pk=item.pk)
+    may = actor.has_perm("core.manage_wellness") or (
+        actor.has_perm("core.bulk_decide") and item.queue is not None and reviewer_may_work(item.queue, actor)
+    )
+    if not may:
+        raise NotPermitted("Releasing a reservation is for the queue's senior reviewers and ops managers.")
+    if not reason.strip():
+        raise ApplicationError("Say why you release the reservation.", field="reason")
+    if item.reserved_for is None or item.state != ItemState.QUEUED:
+        raise Conflict(f"Item {item.pk} is not waiting reserved for anyone.", field="item")
+    before = {
+        "reserved_for": item.reserved_for.get_username(),
+        "reserved_until": item.reserved_until.isoformat() if item.reserved_until else None,
+    }
+    ReviewItem.objects.filter(pk=item.pk).update(reserved_for=None, reserved_until=None)
+    ItemEvent.objects.create(
+        item=item,
+        at=now,
+        actor=actor,
+        actor_label=actor_label(actor),
+        event="reservation_released",
+        from_state=ItemState.QUEUED,
+        to_state=ItemState.QUEUED,
+        queue_id=item.queue_id,
+        data={"reason": reason[:500], "reserved_for": item.reserved_for_id},
+    )
+    audit_record(
+        actor=actor,
+        action="item.reservation_release",
+        target=item,
+        before=before,
+        after={"reserved_for": None, "reserved_until": None},
+        reason=reason[:500],
+    )
 
 
 @transaction.atomic
@@ -563,14 +736,15 @@ def item_escalate(
     item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
     if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
         raise Conflict("Only the reviewer holding the item can escalate it.", field="item")
+    lease_check(item, now=now)
     assert item.queue is not None
     target = item.queue.escalation_target or item.queue
     if to_user is not None:
         if to_user.pk == actor.pk:
             raise ApplicationError("Escalate to someone else.", field="to_user")
-        if not to_user.has_perm("core.bulk_decide") or not reviewer_may_work(target, to_user):
-            raise ApplicationError(f"{to_user.get_username()} is not a senior reviewer of '{target.name}'.",
-                                   field="to_user")  # fmt: skip
+        # Reserved for someone claim-next would never give it to, the item would wait for nobody.
+        if (refusal := reviewer_may_work_item(item, target, to_user)) is not None:
+            raise ApplicationError(refusal, field="to_user")
     elif item.queue.escalation_target is None:
         raise ApplicationError(
             f"'{item.queue.name}' has no escalation queue; name a senior colleague.", field="to_user"
@@ -588,6 +762,7 @@ def item_escalate(
         queue=target,
         priority=max(item.priority, 50),
         reserved_for=to_user,
+        reserved_until=now + settings.ESCALATION_RESERVATION if to_user else None,
     )
     return target
 
@@ -641,6 +816,8 @@ def decision_record(
     item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
     if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
         raise ApplicationError("Only the reviewer holding the item's lease can decide it.", field="item")
+    lease_check(item, now=now)
+    appeal_outcome_required(item)
     check_transition(item.state, ItemState.DECIDED, item_id=item.pk)
     decision_validate(item, is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale)
     adjudicating = "adjudication" in (item.tags or [])
@@ -727,6 +904,22 @@ def _decision_webhook_emit(item: ReviewItem, decision: Decision, labels: Sequenc
     )
 
 
+class AppealOutcomeRequired(ApplicationError):
+    status_code = 409
+    code = "appeal_outcome_required"
+
+
+def appeal_outcome_required(item: ReviewItem) -> None:
+    """An appeal ends only by upholding or overturning the decision it contests (:func:`appeal_decide`): any
+    other decision would close it with no outcome, leave the contested decision neither upheld nor superseded,
+    and tell the client nothing."""
+    if item.kind == ItemKind.APPEAL:
+        raise AppealOutcomeRequired(
+            f"Item {item.pk} is an appeal: it ends only by upholding or overturning the decision it contests.",
+            field="item",
+        )
+
+
 def decision_validate(
     item: ReviewItem,
     *,
@@ -736,20 +929,39 @@ def decision_validate(
     action: EnforcementAction | None,
     rationale: str,
 ) -> None:
+    """Refuse a decision that is incomplete, cites a label or action its policy does not have, or cites a policy
+    or action the item's queue does not offer (the one check every way of deciding goes through)."""
     if is_violation and policy is None:
         raise ApplicationError("A violation needs the policy it violates.", field="policy")
     if policy is not None and not policy.is_active:
         raise ApplicationError(f"Policy '{policy.slug}' is retired.", field="policy")
     if any(label.policy_id != (policy.pk if policy else None) for label in labels):
         raise ApplicationError("Every label must belong to the decision's policy.", field="labels")
-    if action is not None:
-        if not is_violation:
-            if action.strength > 0:
-                raise ApplicationError("No enforcement action for content that breaks no policy.", field="action")
-        elif policy is not None and not policy.enforcement_actions.filter(pk=action.pk).exists():
-            raise ApplicationError(f"'{action.slug}' is not an action of policy '{policy.slug}'.", field="action")
+    if action is not None and not is_violation and action.strength > 0:
+        raise ApplicationError("No enforcement action for content that breaks no policy.", field="action")
+    if action is not None and policy is not None and not policy.enforcement_actions.filter(pk=action.pk).exists():
+        raise ApplicationError(f"'{action.slug}' is not an action of policy '{policy.slug}'.", field="action")
+    decision_scope_validate(item.queue, policy=policy, action=action)
     if item.queue and item.queue.requires_rationale and not rationale.strip():
         raise ApplicationError(f"Queue '{item.queue.slug}' requires a rationale.", field="rationale")
+
+
+def decision_scope_validate(queue: Queue | None, *, policy: Policy | None, action: EnforcementAction | None) -> None:
+    """A decision cites only what the item's queue offers: one of the queue's policies, and an action of one of
+    them. A queue that lists no policy offers none (only "no violation" without a policy, as its decide form
+    shows). An item no queue holds (a rule closed it) may cite any active policy, as QA's forms offer."""
+    if queue is None:
+        return
+    if policy is not None and not queue.policies.filter(pk=policy.pk).exists():
+        raise ApplicationError(
+            f"Policy '{policy.slug}' is not one of the policies of queue '{queue.slug}': decide under one of them, "
+            "or escalate the item to a queue that has it.",
+            field="policy",
+        )
+    if action is not None and policy is None and not queue.policies.filter(enforcement_actions=action).exists():
+        raise ApplicationError(
+            f"Action '{action.slug}' is not an action of any policy of queue '{queue.slug}'.", field="action"
+        )
 
 
 # --- appeals ---------------------------------------------------------------------------------------
@@ -784,6 +996,7 @@ def appeal_decide(
         raise ApplicationError("This item is not an appeal.", field="item")
     if item.state != ItemState.CLAIMED or item.assignee_id != actor.pk:
         raise ApplicationError("Only the reviewer holding the appeal can decide it.", field="item")
+    lease_check(item, now=now)
     if not rationale.strip():
         raise ApplicationError("An appeal outcome needs a rationale; the user will be told why.", field="rationale")
     contested = appeal_contested(item)
@@ -857,6 +1070,13 @@ def decision_correct(
     item = ReviewItem.objects.select_for_update(of=("self",)).select_related("queue").get(pk=item.pk)
     if item.state not in (ItemState.DECIDED, ItemState.AUTO_ACTIONED):
         raise Conflict("Only a closed item can be corrected.", field="item")
+    if item.kind == ItemKind.APPEAL:
+        # Superseding the appeal's decision would change its outcome without one: correct the appealed item.
+        raise AppealOutcomeRequired(
+            f"Item {item.pk} is an appeal: its upheld or overturned outcome stands; correct item "
+            f"{item.appeal_of_id}, the one appealed, instead.",
+            field="item",
+        )
     decision_validate(item, is_violation=is_violation, policy=policy, labels=(), action=action, rationale="-")
     current = (
         Decision.objects.select_for_update(of=("self",))

@@ -7,8 +7,12 @@ from queues import notices, services
 
 @shared_task
 def leases_expire_task() -> int:
-    """Every minute: items whose reviewer's lease ran out go back to their queue."""
-    return services.leases_expire()
+    """Every minute: items whose reviewer's lease ran out go back to their queue, items whose reservation for a
+    named colleague ran out go back to everyone, and skips past their hold-off are forgotten."""
+    returned = services.leases_expire()
+    released = services.reservations_expire()
+    services.skips_purge()
+    return returned + released
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=60, retry_backoff_max=3600, max_retries=8)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("items/<int:pk>/appeal", views.appeal_decide, name="review-appeal"),
     path("items/<int:pk>/escalate", views.escalate, name="review-escalate"),
     path("items/<int:pk>/lease", views.renew_lease, name="review-lease"),
+    path("items/<int:pk>/reservation/release", views.reservation_release, name="review-reservation-release"),
     path("queues/<slug:slug>/bulk", views.bulk_decide, name="review-bulk"),
     path("preferences", views.preferences, name="review-preferences"),
     path("wellness", views.wellness_settings, name="review-wellness"),

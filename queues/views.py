@@ -48,7 +48,10 @@ def _held_item(request: HttpRequest, pk: int) -> tuple[User, ReviewItem]:
 @require_GET
 def my_queues(request: HttpRequest) -> HttpResponse:
     user = _reviewer(request)
-    return render(request, "queues/my_queues.html", {"rows": selectors.queues_for_reviewer(user)})
+    rows = selectors.queues_for_reviewer(user)
+    # Senior reviewers see who holds a reservation in their queues, and can give an item back to everyone.
+    reserved = selectors.items_reserved(queues=[r.queue for r in rows]) if user.has_perm("core.bulk_decide") else None
+    return render(request, "queues/my_queues.html", {"rows": rows, "reserved": reserved})
 
 
 @login_required
@@ -73,6 +76,16 @@ def start_reviewing(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def item_page(request: HttpRequest, pk: int) -> HttpResponse:
     user, item = _held_item(request, pk)
+    return _item_render(request, user, item)
+
+
+def _refused(request: HttpRequest, user: User, item: ReviewItem, exc: ApplicationError) -> HttpResponse:
+    """A refused act on the item: its page again, with why, under the refusal's 4xx status."""
+    messages.error(request, exc.message)
+    return _item_render(request, user, item, status=exc.status_code)
+
+
+def _item_render(request: HttpRequest, user: User, item: ReviewItem, *, status: int = 200) -> HttpResponse:
     assert item.queue is not None
     profile = getattr(user, "reviewer_profile", None)
     policies = list(item.queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"))
@@ -89,12 +102,17 @@ def item_page(request: HttpRequest, pk: int) -> HttpResponse:
             "author_history": selectors.author_history(item),
             "blur": profile.blur_media if profile else True,
             "greyscale": profile.greyscale_media if profile else True,
-            "seniors": User.objects.filter(groups__permissions__codename="bulk_decide").exclude(pk=user.pk).distinct(),
+            # Nobody who decided this item or the one it appeals: claim-next would never give it to them.
+            "seniors": User.objects.filter(groups__permissions__codename="bulk_decide")
+            .exclude(pk=user.pk)
+            .exclude(decisions__item_id__in=[pk for pk in (item.pk, item.appeal_of_id) if pk])
+            .distinct(),
             "lease_seconds": int(services.DEFAULT_LEASE.total_seconds()),
             "contested": services.appeal_contested(item) if item.appeal_of_id else None,
             "stretch": wellness.review_stretch(user),
             "exposure": _exposure_line(user, item.queue),
         },
+        status=status,
     )
 
 
@@ -128,8 +146,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             rationale=post.get("rationale", "")[:5000],
         )  # fmt: skip
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("review-item", pk=item.pk)
+        return _refused(request, user, item, exc)
     if result.adjudication:
         messages.info(request, "Reviewers disagreed: the item went to adjudication.")
     elif not result.closed:
@@ -170,15 +187,13 @@ def appeal_decide(request: HttpRequest, pk: int) -> HttpResponse:
     user, item = _held_item(request, pk)
     outcome = request.POST.get("outcome")
     if outcome not in ("uphold", "overturn"):
-        messages.error(request, "Choose uphold or overturn.")
-        return redirect("review-item", pk=item.pk)
+        return _refused(request, user, item, ApplicationError("Choose uphold or overturn.", field="outcome"))
     try:
         services.appeal_decide(
             item=item, actor=user, uphold=outcome == "uphold", rationale=request.POST.get("rationale", "")
         )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("review-item", pk=item.pk)
+        return _refused(request, user, item, exc)
     messages.success(
         request, "Appeal upheld." if outcome == "uphold" else "Appeal granted: the decision is overturned."
     )
@@ -192,8 +207,7 @@ def release(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.item_release(item=item, actor=user, reason=request.POST.get("reason", ""))
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("review-item", pk=item.pk)
+        return _refused(request, user, item, exc)
     messages.info(request, "Skipped: the item is back in its queue.")
     return redirect("review-queues")
 
@@ -206,11 +220,32 @@ def escalate(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         target = services.item_escalate(item=item, actor=user, reason=request.POST.get("reason", ""), to_user=to_user)
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("review-item", pk=item.pk)
+        return _refused(request, user, item, exc)
     who = f" for {to_user.get_username()}" if to_user else ""
     messages.success(request, f"Escalated to {target.name}{who}.")
     return _next_or_queues(request, user, item.queue)
+
+
+@login_required
+@require_POST
+def reservation_release(request: HttpRequest, pk: int) -> HttpResponse:
+    """Leads (senior reviewers of the queue, ops managers): give an item reserved for a named colleague back to
+    everyone who may work its queue."""
+    user = request.user
+    if not isinstance(user, User) or not (user.has_perm("core.bulk_decide") or user.has_perm("core.manage_wellness")):
+        raise PermissionDenied
+    item = get_object_or_404(ReviewItem, pk=pk)
+    back = "review-queues" if user.has_perm("core.review_items") else "review-wellness"
+    try:
+        services.item_reservation_release(item=item, actor=user, reason=request.POST.get("reason", ""))
+    except ApplicationError as exc:
+        if exc.status_code == 403:
+            raise PermissionDenied from exc
+        return HttpResponse(exc.message, status=exc.status_code, content_type="text/plain; charset=utf-8")
+    messages.success(
+        request, f"Item {item.pk} is back in {item.queue.name if item.queue else 'its queue'} for everyone."
+    )
+    return redirect(back)
 
 
 LEASE_LOST = "This item is no longer yours: its lease expired or it was released."
@@ -297,6 +332,7 @@ def wellness_settings(request: HttpRequest) -> HttpResponse:
         request,
         "queues/wellness.html",
         {
+            "reserved": selectors.items_reserved(),
             "categories": categories,
             "board": [(row, [(c, row.opened.get(c.pk, 0)) for c in categories]) for row in board],
             "queues": Queue.objects.filter(is_active=True).select_related("exposure_category"),

@@ -1,8 +1,9 @@
 """Reviewer wellness: daily exposure caps per sensitive category, break reminders, display preferences.
 
-Exposure is counted in items *opened* (claimed), not decided: a reviewer who skips a distressing item
-has still seen it. A stretch of review is continuous while the reviewer's acts (claims, decisions,
-skips) are less than ``BREAK_GAP`` apart; a longer pause is a break and starts a new stretch.
+Exposure is counted in items *opened* (claimed) and not skipped: skipping is how a reviewer steps away from
+an item, and counting it would teach them to push through instead. A stretch of review is continuous while the
+reviewer's acts (claims, decisions, skips) are less than ``BREAK_GAP`` apart; a longer pause is a break and
+starts a new stretch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
@@ -42,13 +43,22 @@ def day_start(now: datetime) -> datetime:
     return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def exposure_opened(*, since: datetime) -> QuerySet[ItemEvent]:
+    """Claims in capped queues since ``since`` that count toward exposure: those the reviewer did not skip."""
+    skipped = ItemEvent.objects.filter(
+        item=OuterRef("item"), actor=OuterRef("actor"), event="released", at__gte=OuterRef("at")
+    )
+    return ItemEvent.objects.filter(event="claimed", at__gte=since, queue__exposure_category__isnull=False).exclude(
+        Exists(skipped)
+    )
+
+
 def exposure_today(user: User, *, now: datetime | None = None) -> dict[int, int]:
-    """Items this reviewer opened today, per exposure category id."""
+    """Items this reviewer opened today and did not skip, per exposure category id."""
     now = now or timezone.now()
     rows = (
-        ItemEvent.objects.filter(
-            actor=user, event="claimed", at__gte=day_start(now), queue__exposure_category__isnull=False
-        )
+        exposure_opened(since=day_start(now))
+        .filter(actor=user)
         .values_list("queue__exposure_category")
         .annotate(n=Count("pk"))
         .values_list("queue__exposure_category", "n")

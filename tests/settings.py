@@ -6,6 +6,7 @@ The suite runs on PostgreSQL whenever one answers (``DATABASE_URL``, or the loca
 
 import os
 import socket
+from pathlib import Path
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -34,3 +35,9 @@ LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # 
 # Client.login() authenticates without a request, which django-axes refuses; the sign-in form and the
 # browser tests pass one, so the throttle is live for every real login (tests/core/test_login_throttle.py).
 AUTHENTICATION_BACKENDS = ["tests.login_backend.AxesUnlessNoRequest", "django.contrib.auth.backends.ModelBackend"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # The test database in a file, as the embedded mode runs, not Django's shared in-memory one: tests with real
+    # threads then wait for the writer (the busy timeout) as the demo server does, instead of failing at once
+    # on the shared cache's table locks.
+    _sqlite = Path(DATABASES["default"]["NAME"])  # noqa: F405
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(_sqlite.with_name(f"test_{_sqlite.name}"))  # noqa: F405

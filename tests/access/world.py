@@ -115,6 +115,7 @@ class World:
             "review-appeal": {"pk": self.held.pk},
             "review-escalate": {"pk": self.held.pk},
             "review-lease": {"pk": self.held.pk},
+            "review-reservation-release": {"pk": self.held.pk},
             "review-bulk": {"slug": self.general.slug},
             "qa-review": {"pk": self.sample_held.pk},
             "qa-compare": {"pk": self.sample_disputed.pk},

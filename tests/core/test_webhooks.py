@@ -424,6 +424,7 @@ def test_a_final_decision_emits_one_event_without_the_content(
     receiver.fail_first = 0
     client = client_for(receiver.url)
     policy, label, action = hate
+    intake_queue.policies.add(policy)  # a decision cites a policy of the item's queue
     text = "HOSTILE-CONTENT-7f3a you people are vermin"
     item = _queued(intake_queue, client.source, 1, text, required_reviews=2)
 

@@ -33,7 +33,10 @@ def decided(
     rationale: str = "",
     **fields: object,
 ) -> Decision:
-    """An item the reviewer claimed and decided (a violation under ``policy``, or none without one)."""
+    """An item the reviewer claimed and decided (a violation under ``policy``, or none without one). The queue
+    offers ``policy`` from then on, as a decision may cite only a policy of its item's queue."""
+    if policy is not None:
+        queue.policies.add(policy)
     item_queued(queue, text=text, **fields)
     item = item_claim_next(queue=queue, actor=reviewer)
     assert item is not None

@@ -66,8 +66,11 @@ def escalations(db: None) -> Queue:
 
 
 @pytest.fixture
-def spam(db: None) -> Policy:
-    return Policy.objects.create(slug="spam", name="Spam", guidelines="No unsolicited promotion.")
+def spam(intake_queue: Queue, escalations: Queue) -> Policy:
+    policy = Policy.objects.create(slug="spam", name="Spam", guidelines="No unsolicited promotion.")
+    for queue in (intake_queue, escalations):  # decisions cite only a policy of the item's queue
+        queue.policies.add(policy)
+    return policy
 
 
 # --- concurrency, on the real PostgreSQL ---------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
@@ -11,7 +14,17 @@ BEFORE = [("queues", "0011_item_author_auto_index")]
 AFTER = [("queues", "0012_decision_vendor")]
 
 
+@pytest.fixture
+def latest_schema_after() -> Iterator[None]:
+    """Migrate forward to the latest schema afterwards: the tests that follow (and that keep the database
+    between tests, the transactional ones) expect every column the models have."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("latest_schema_after")
 def test_existing_decisions_take_their_reviewers_vendor() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
@@ -36,3 +49,29 @@ def test_existing_decisions_take_their_reviewers_vendor() -> None:
     Decision = executor.loader.project_state(AFTER).apps.get_model("queues", "Decision")
     vendors = dict(Decision.objects.values_list("pk", "vendor_id"))
     assert vendors == {deciders["at-vendor"]: vendor.pk, deciders["in-house"]: None, deciders["no-profile"]: None}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("latest_schema_after")
+def test_items_reserved_before_reservations_ended_get_the_configured_window() -> None:
+    before, after = [("queues", "0013_lean_indexes")], [("queues", "0014_item_skips_and_reservation_expiry")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    User, Item = apps.get_model("core", "User"), apps.get_model("queues", "ReviewItem")
+    senior = User.objects.create(username="senior")
+    reserved = Item.objects.create(source="s", external_id="r", received_at=timezone.now(), reserved_for=senior)
+    free = Item.objects.create(source="s", external_id="f", received_at=timezone.now())
+    started = timezone.now()
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+
+    Item = executor.loader.project_state(after).apps.get_model("queues", "ReviewItem")
+    until = dict(Item.objects.values_list("pk", "reserved_until"))
+    assert until[free.pk] is None
+    assert (
+        started + settings.ESCALATION_RESERVATION
+        <= until[reserved.pk]
+        <= timezone.now() + settings.ESCALATION_RESERVATION
+    )

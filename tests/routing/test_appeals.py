@@ -33,6 +33,8 @@ def decided_by(api, reviewer: User, policy: Policy, n: int = 1) -> ReviewItem:
     assert response.status_code == 201, response.json()
     posted = ReviewItem.objects.get(pk=response.json()["id"])
     assert posted.state == ItemState.QUEUED
+    assert posted.queue is not None
+    posted.queue.policies.add(policy)  # a decision cites a policy of the item's queue
     item_claim(item=posted, actor=reviewer)
     decision_record(item=posted, actor=reviewer, is_violation=True, policy=policy)
     return posted
