@@ -231,6 +231,8 @@ API_MAX_BATCH_ITEMS = 1000
 API_MAX_JSON_DEPTH = 32
 API_DEFAULT_RATE_PER_MINUTE = env.int("API_DEFAULT_RATE_PER_MINUTE", default=600)
 API_IDEMPOTENCY_TTL = timedelta(hours=24)
+# The oldest content-creation time (an item's created_at) intake keeps; older is refused as implausible.
+INTAKE_CREATED_AT_MAX_AGE = timedelta(days=env.int("INTAKE_CREATED_AT_MAX_AGE_DAYS", default=3650))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trust & Safety review operations API",

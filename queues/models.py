@@ -221,7 +221,10 @@ class ReviewItem(models.Model):
         db_index=False,
     )
 
+    # This server's clock when intake stored the item: queue order, due times and SLA follow it.
     received_at = models.DateTimeField()
+    # When the content was created, as the client says (bounded at intake); information only, never an order.
+    created_at = models.DateTimeField(null=True, blank=True)
     triaged_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
-from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator, URLValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from queues.models import ItemKind, ReviewItem
+from routing.services import created_at_problem
 
 MAX_TEXT = 50_000
 MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 5
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _check_json(value: Any, *, max_depth: int) -> None:
@@ -74,6 +73,29 @@ class Text(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class HttpUrl(serializers.URLField):
+    """An http(s) URL: Django's URL validator also takes ftp and ftps, which no reviewer's browser should fetch."""
+
+    default_error_messages = {"invalid": "Enter a valid http or https URL."}
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, URLValidator)]
+        self.validators.append(URLValidator(schemes=["http", "https"], message=self.error_messages["invalid"]))
+
+
+class CreatedAt(serializers.DateTimeField):
+    """The content's creation time as the client's platform recorded it: kept, never used for ordering or due
+    times (those follow the server's receipt time), and refused when implausible."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        parsed = super().to_internal_value(value)
+        problem = created_at_problem(parsed, now=timezone.now())
+        if problem:
+            raise serializers.ValidationError(problem)
+        return parsed
+
+
 def language_field(**kwargs: Any) -> Text:
     return Text(
         max_length=16,
@@ -96,7 +118,7 @@ class ItemIn(serializers.Serializer):
     )
     text = Text(max_length=MAX_TEXT, allow_blank=True, default="", allow_nul=True, help_text="Kept exactly as sent.")
     media_urls = serializers.ListField(
-        child=serializers.URLField(max_length=2000),
+        child=HttpUrl(max_length=2000),
         max_length=20,
         default=list,
         help_text="http(s) URLs of images or video; shown blurred until a reviewer reveals them.",
@@ -106,7 +128,13 @@ class ItemIn(serializers.Serializer):
     language = language_field(help_text="BCP 47 tag, e.g. 'en' or 'pt-BR'.")
     metadata = serializers.DictField(default=dict, help_text="Free JSON object, at most 16 KiB.")
     report_reasons = serializers.ListField(child=Text(max_length=500, allow_nul=True), max_length=100, default=list)
-    received_at = serializers.DateTimeField(required=False, help_text="When your platform received it; default now.")
+    created_at = CreatedAt(
+        required=False,
+        help_text="When the content was created on your platform: not in the future, not older than "
+        "INTAKE_CREATED_AT_MAX_AGE_DAYS. Kept as information; queue order and due times follow the time this "
+        "platform received the item.",
+    )
+    received_at = CreatedAt(required=False, help_text="Deprecated: the former name of created_at, read as created_at.")
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -126,17 +154,22 @@ class ItemIn(serializers.Serializer):
             raise serializers.ValidationError(f"Larger than {MAX_METADATA_BYTES} bytes.")
         return value
 
-    def validate_received_at(self, value: Any) -> Any:
-        if value > timezone.now() + CLOCK_SKEW:
-            raise serializers.ValidationError("Is in the future.")
-        return value
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        _received_at_alias(attrs)
         if not attrs.get("text") and not attrs.get("media_urls"):
             raise serializers.ValidationError({"text": ["An item needs text or media_urls."]})
         if attrs.get("kind") == ItemKind.USER_REPORT and not attrs.get("report_reasons"):
             raise serializers.ValidationError({"report_reasons": ["A user report needs at least one reason."]})
         return attrs
+
+
+def _received_at_alias(attrs: dict[str, Any]) -> None:
+    """Read the deprecated ``received_at`` as ``created_at``: the platform's receipt time is its own clock."""
+    if "received_at" not in attrs:
+        return
+    if "created_at" in attrs:
+        raise serializers.ValidationError({"received_at": ["Deprecated name of created_at: send created_at alone."]})
+    attrs["created_at"] = attrs.pop("received_at")
 
 
 class ItemResult(serializers.Serializer):
@@ -188,6 +221,7 @@ class ItemOut(serializers.ModelSerializer):
             "queue",
             "priority",
             "due_at",
+            "created_at",
             "received_at",
             "triaged_at",
             "queued_at",
@@ -220,7 +254,12 @@ class AppealIn(serializers.Serializer):
         max_length=5_000, allow_blank=True, default="", allow_nul=True, help_text="What the user says, as text."
     )
     language = language_field()
-    received_at = serializers.DateTimeField(required=False)
+    created_at = CreatedAt(required=False, help_text="When the user filed the appeal on your platform (as for items).")
+    received_at = CreatedAt(required=False, help_text="Deprecated: the former name of created_at, read as created_at.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        _received_at_alias(attrs)
+        return attrs
 
 
 class AppealResult(serializers.Serializer):
