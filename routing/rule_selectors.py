@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from ops_platform.core.models import AuditLog
-from routing.models import RoutingDecision, RuleSet, RuleSetKind, RuleSetStatus
+from routing.models import RoutingDecision, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
 
 SHADOW_COMPARE_LIMIT = 50_000
 
@@ -27,6 +27,17 @@ def rulesets_by_kind() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def ruleset_editors(rule_set: RuleSet) -> list[RuleSetEditor]:
+    """Who wrote the version (none of them may approve it), first writer first."""
+    return list(RuleSetEditor.objects.filter(rule_set=rule_set).select_related("user"))
+
+
+def ruleset_writers(rule_set: RuleSet) -> set[int]:
+    """Everyone who wrote any of the version: its recorded editors, its creator and its submitter."""
+    writers = set(RuleSetEditor.objects.filter(rule_set=rule_set).values_list("user_id", flat=True))
+    return writers | {pk for pk in (rule_set.created_by_id, rule_set.submitted_by_id) if pk is not None}
 
 
 def ruleset_history(rule_set: RuleSet) -> list[AuditLog]:

@@ -189,7 +189,8 @@ def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleFo
         "history": rule_selectors.ruleset_history(rule_set),
         "default_start": (timezone.now() - timedelta(days=14)).strftime("%Y-%m-%d"),
         "default_end": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
-        "is_author": user.pk in (rule_set.created_by_id, rule_set.submitted_by_id),
+        "is_author": user.pk in rule_selectors.ruleset_writers(rule_set),
+        "editors": rule_selectors.ruleset_editors(rule_set),
     }
 
 

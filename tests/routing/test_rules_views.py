@@ -8,6 +8,7 @@ from django.test import Client
 from routing.models import Rule, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.lifecycle import ruleset_draft_create
 from tests.conftest import PASSWORD
+from tests.routing.rules_setup import policy_staff_member
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +90,26 @@ def test_the_author_cannot_approve_over_http(policy_staff, draft, intake_queue):
     assert "different policy-staff member" in response.content.decode()
     draft.refresh_from_db()
     assert draft.status == RuleSetStatus.SUBMITTED
+
+
+def test_a_colleague_who_added_a_rule_cannot_approve_over_http(policy_staff, admin_user, draft, intake_queue):
+    priya = policy_staff_member("priya")
+    signed_in(policy_staff).post(f"/rules/{draft.pk}/rules/", new_rule("score.hate > 0.5", intake_queue.pk))
+    colleague = signed_in(priya)
+    added = colleague.post(f"/rules/{draft.pk}/rules/", new_rule("score.violence > 0.5", intake_queue.pk, "violence"))
+    assert added.status_code == 302
+    assert signed_in(policy_staff).post(f"/rules/{draft.pk}/submit").status_code == 302
+
+    page = colleague.get(f"/rules/{draft.pk}/").content.decode()
+    assert 'data-testid="approve"' not in page
+    assert "pat, priya" in page
+    response = colleague.post(f"/rules/{draft.pk}/approve", follow=True)
+    assert "different policy-staff member than its author" in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.status == RuleSetStatus.SUBMITTED
+    signed_in(admin_user).post(f"/rules/{draft.pk}/approve")
+    draft.refresh_from_db()
+    assert draft.status == RuleSetStatus.APPROVED
 
 
 def test_an_unknown_step_is_refused(policy_staff, draft):
