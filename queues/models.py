@@ -342,7 +342,9 @@ class Decision(models.Model):
     )
     queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
     policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
-    labels = models.ManyToManyField(DecisionLabel, blank=True, related_name="decisions")
+    labels: models.ManyToManyField[DecisionLabel, DecisionLabelLink] = models.ManyToManyField(
+        DecisionLabel, blank=True, related_name="decisions", through="DecisionLabelLink"
+    )
     action = models.ForeignKey(
         EnforcementAction, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
     )
@@ -374,6 +376,21 @@ class Decision(models.Model):
         if self.vendor_id is None:
             self.vendor_id = reviewer_vendors([self.reviewer_id]).get(self.reviewer_id)
         super().save(*args, **kwargs)
+
+
+class DecisionLabelLink(models.Model):
+    """A label a decision carries. The table Django made for ``Decision.labels``, declared to protect the label:
+    deleting a label some decision carries would silently strip it from that decision (retire it instead)."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="+")
+    decisionlabel = models.ForeignKey(DecisionLabel, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        db_table = "queues_decision_labels"
+        unique_together = [("decision", "decisionlabel")]
+
+    def __str__(self) -> str:
+        return f"label {self.decisionlabel_id} on decision {self.decision_id}"
 
 
 class GroundTruthOrigin(models.TextChoices):

@@ -75,7 +75,7 @@ def item_page(request: HttpRequest, pk: int) -> HttpResponse:
     user, item = _held_item(request, pk)
     assert item.queue is not None
     profile = getattr(user, "reviewer_profile", None)
-    policies = list(item.queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"))
+    policies = selectors.queue_policies(item.queue)
     return render(
         request,
         "queues/item.html",
@@ -356,7 +356,7 @@ def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
             "items": shown,
             "total": candidates.count(),
             "cap": bulk.bulk_max(),
-            "policies": queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"),
+            "policies": selectors.queue_policies(queue),
         },
     )
 

@@ -136,16 +136,18 @@ def _validate_auto_action(data: RuleData, fail: Any) -> None:
     if refusal:
         fail("policy", refusal)
     action = (
-        EnforcementAction.objects.filter(pk=data.enforcement_action_id).first()
+        EnforcementAction.objects.filter(pk=data.enforcement_action_id, is_active=True).first()
         if data.enforcement_action_id is not None
         else None
     )
-    if action is None:
+    if action is None and data.enforcement_action_id is not None:
+        fail("enforcement_action", "No active enforcement action has that id (retired actions are not used).")
+    elif action is None:
         fail("enforcement_action", "An auto-action names its enforcement action.")
     elif not policy.enforcement_actions.filter(pk=action.pk).exists():
         fail("enforcement_action", f"'{action.slug}' is not an action of policy '{policy.slug}'.")
-    if data.label_id and not DecisionLabel.objects.filter(pk=data.label_id, policy=policy).exists():
-        fail("label", f"That label does not belong to policy '{policy.slug}'.")
+    if data.label_id and not DecisionLabel.objects.filter(pk=data.label_id, policy=policy, is_active=True).exists():
+        fail("label", f"That label does not belong to policy '{policy.slug}' or is retired.")
     if not data.daily_cap or data.daily_cap < 1:
         fail("daily_cap", "An auto-action needs a daily cap of at least 1.")
 
