@@ -367,6 +367,10 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # --- The reviewer workspace (queues/) -------------------------------------------------------------
 # The most items one bulk decision may close (senior reviewers; each batch is audited under one id).
 BULK_DECISION_MAX = env.int("BULK_DECISION_MAX", default=200)
+# How long after a bulk decision its batch may be reverted (items back to their queue, clients told).
+BULK_DECISION_REVERT_WINDOW = timedelta(hours=env.int("BULK_DECISION_REVERT_HOURS", default=24))
+# How long a bulk decision's preview stays valid for its confirmation.
+BULK_DECISION_CONFIRM_WITHIN = timedelta(minutes=15)
 
 # --- Routing rules (routing/rules/) ----------------------------------------------------------------
 # Built in, above every rule set: an item whose sexual/minors score reaches this goes to the restricted

@@ -361,6 +361,9 @@ class Decision(models.Model):
     appeal_outcome = models.CharField(max_length=20, choices=AppealOutcome.choices, blank=True)
     # Set on every decision of one bulk decision; the audit log holds the batch under the same id.
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # A bulk decision taken back: this row supersedes the batch's decision and decides nothing itself (not final,
+    # no verdict); the item went back to its queue for a person to decide.
+    is_reversal = models.BooleanField(default=False)
 
     objects = DecisionManager()
 

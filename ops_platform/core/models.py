@@ -339,6 +339,7 @@ class AuditLog(models.Model):
 class WebhookEventType(models.TextChoices):
     DECISION_FINAL = "decision.final", "Final decision on an item"
     APPEAL_OUTCOME = "appeal.outcome", "Outcome of an appeal"
+    DECISION_REVERTED = "decision.reverted", "A final decision taken back (a bulk decision reverted)"
     ALERT_OPENED = "alert.opened", "An ops alert opened"
 
 

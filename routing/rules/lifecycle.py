@@ -17,7 +17,7 @@ from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, U
 from ops_platform.core.services import audit_record
 from queues.models import Queue
 from routing.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
-from routing.rule_selectors import ruleset_writers
+from routing.rule_selectors import ruleset_rollback_target, ruleset_writers
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
 from routing.rules.policies import auto_action_refusal
@@ -414,22 +414,22 @@ def ruleset_activate(*, actor: User, rule_set: RuleSet, reason: str = "") -> Rul
     return rule_set
 
 
-def ruleset_rollback(*, actor: User, kind: str, reason: str = "") -> RuleSet:
-    """Re-activate the version that was live before the current one, in one step."""
-    active = RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE).first()
-    previous = (
-        RuleSet.objects.filter(kind=kind, status=RuleSetStatus.RETIRED).order_by("-activated_at", "-version").first()
-    )
+@transaction.atomic
+def ruleset_rollback(*, actor: User, kind: str, to_version: int, reason: str = "") -> RuleSet:
+    """Re-activate the version that was live before the current one. ``to_version`` is the version the person
+    was shown and confirmed: if the version a rollback restores is another one now, nothing happens."""
+    _require(actor, "core.approve_rules", "roll back rule sets")
+    # The kind's versions locked, so what is checked here is what goes live.
+    list(RuleSet.objects.select_for_update().filter(kind=kind).values_list("pk", flat=True))
+    previous = ruleset_rollback_target(kind)
     if previous is None:
-        raise Conflict(f"No earlier {kind} version was ever active; there is nothing to roll back to.")
-    if (
-        active is not None
-        and previous.activated_at
-        and active.activated_at
-        and previous.activated_at > active.activated_at
-    ):
-        raise Conflict("The retired version is newer than the active one.")
-    return ruleset_activate(actor=actor, rule_set=previous, reason=reason or "rollback")
+        raise Conflict(f"No earlier {kind} version was live before the active one; there is nothing to roll back to.")
+    if previous.version != to_version:
+        raise Conflict(
+            f"A rollback of {kind} rules now restores v{previous.version}, not v{to_version}: look again.",
+            field="to_version",
+        )
+    return ruleset_activate(actor=actor, rule_set=previous, reason=reason.strip() or f"rollback to v{to_version}")
 
 
 @transaction.atomic

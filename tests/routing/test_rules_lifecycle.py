@@ -342,7 +342,9 @@ def test_rollback_reactivates_the_previous_version_in_one_step(priya: User, publ
     first = publish()
     second = publish(0.6)
 
-    restored = ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, reason="too many false positives")
+    restored = ruleset_rollback(
+        actor=priya, kind=RuleSetKind.INTAKE, to_version=first.version, reason="too many false positives"
+    )
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -359,10 +361,31 @@ def test_rollback_with_no_earlier_version_is_refused(priya: User, publish: Calla
     only = publish()
 
     with pytest.raises(Conflict, match="nothing to roll back to"):
-        ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE)
+        ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, to_version=only.version)
 
     only.refresh_from_db()
     assert only.status == RuleSetStatus.ACTIVE
+
+
+def test_rollback_restores_only_the_version_it_was_told_to(
+    priya: User, reviewer: User, publish: Callable[..., RuleSet]
+):
+    first, second, third = publish(0.9), publish(0.8), publish(0.7)
+
+    for named in (first.version, third.version, 99):
+        with pytest.raises(Conflict, match=f"restores v{second.version}, not v{named}") as refused:
+            ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, to_version=named)
+        assert refused.value.field == "to_version"
+    with pytest.raises(NotPermitted):
+        ruleset_rollback(actor=reviewer, kind=RuleSetKind.INTAKE, to_version=second.version)
+    third.refresh_from_db()
+    assert third.status == RuleSetStatus.ACTIVE
+    assert not AuditLog.objects.filter(action="ruleset.rollback").exists()
+
+    restored = ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, to_version=second.version)
+
+    assert restored.pk == second.pk
+    assert AuditLog.objects.get(action="ruleset.rollback").reason == f"rollback to v{second.version}"
 
 
 def test_kinds_are_activated_independently(publish: Callable[..., RuleSet]):
