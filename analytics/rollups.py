@@ -6,9 +6,9 @@ Definitions (the drill-down querysets below are the same definitions, so a numbe
   'auto_actioned' are left out, so a correction of a rule's action is not a review). Its *deciding decision*
   is its first final decision (earliest ``decided_at``, then id); the item counts on that decision's local day,
   in its queue, for its reviewer's vendor (null: in-house) and at the item's priority. Turnaround, queue wait,
-  handle time and SLA are the deciding decision's: a later correction (appeal overturn, QA adjudication) does
-  not restart the clock. The *policy* is the one in force: the latest final decision nobody superseded, so a
-  corrected item counts under its corrected policy.
+  handle time and SLA are the deciding decision's: a later correction (appeal overturn, QA adjudication, a
+  reverted bulk decision) does not restart the clock. The *policy* is the one in force: the latest final
+  decision nobody superseded, so a corrected item counts under its corrected policy.
 - Turnaround = received -> decided; queue wait = received -> claimed (the claim the deciding decision came
   from; none for bulk decisions, which claim nothing); handle = claimed -> decided. Within SLA: decided at or
   before ``due_at``; items without a due time are left out of SLA attainment (``sla_counted``).
@@ -18,7 +18,8 @@ Definitions (the drill-down querysets below are the same definitions, so a numbe
   closed it ('auto_actioned' event); routed to review = it was queued (``queued_at`` set).
 - Queue days: items entering each queue ('queued' and 'escalated' item events, golden copies included: they
   take a reviewer's time like any other), for the capacity forecast.
-- Reviewer days: every decision of the day by the reviewer (interim reviews and corrections are work too),
+- Reviewer days: every decision of the day by the reviewer (interim reviews and corrections are work too; the
+  rows that take a reverted bulk decision back are not decisions),
   handle time where there was a claim, and productive time: the sum of gaps between the reviewer's
   consecutive acts (ItemEvents) that are shorter than ``queues.wellness.BREAK_GAP``, plus any gap between
   claiming an item and the next act on that same item (holding an item for 15 minutes is work, not a break).
@@ -358,6 +359,7 @@ def _reviewer_rows(day: date) -> list[OpsReviewerDaily]:
     decided = {
         g["reviewer"]: g
         for g in Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
+        .exclude(is_reversal=True)  # taking a bulk decision back is not a decision
         .values("reviewer")
         .annotate(n=Count("pk"), handle=Sum("handle_time"), handle_n=Count("handle_time"), vendor=Max("vendor"))
         .order_by()

@@ -103,11 +103,11 @@ def item_text(rng: random.Random, language: str) -> str:
     return text if len(text) >= 50 else text + " " + "x" * (50 - len(text) - 1)
 
 
-def items_generate(*, count: int, run: str, seed: int, received_at: datetime) -> list[dict[str, Any]]:
+def items_generate(*, count: int, run: str, seed: int, created_at: datetime) -> list[dict[str, Any]]:
     """Varied items with unique external ids; one in ten is a user report, one in ten carries an image."""
     rng = random.Random(seed)
     items = []
-    stamp = received_at.isoformat()
+    stamp = created_at.isoformat()
     for i in range(count):
         language = rng.choice(LANGUAGES)
         item: dict[str, Any] = {
@@ -121,7 +121,7 @@ def items_generate(*, count: int, run: str, seed: int, received_at: datetime) ->
                 "followers": rng.randint(0, 50_000),
                 "client": rng.choice(["ios", "android", "web"]),
             },
-            "received_at": stamp,
+            "created_at": stamp,
         }
         roll = rng.random()
         if roll < 0.1:
@@ -423,7 +423,7 @@ def measure_http(args: argparse.Namespace, env: dict[str, str], conninfo: str, b
     manage(env, "migrate", "--noinput")
     keys = api_keys_create(env)
     now = datetime.now(UTC)
-    warmup = batches(items_generate(count=20 * args.concurrency, run=f"w{now:%H%M%S}", seed=2, received_at=now), 10)
+    warmup = batches(items_generate(count=20 * args.concurrency, run=f"w{now:%H%M%S}", seed=2, created_at=now), 10)
     dbname = str(conninfo_to_dict(conninfo)["dbname"])
     with gunicorn(env, workers=args.workers, log=args.log) as (base, proc):
         url = f"{base}/api/v1/items"
@@ -551,7 +551,7 @@ def main() -> int:
     )
 
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    items = items_generate(count=args.items, run=f"b{now:%Y%m%d%H%M%S}", seed=1, received_at=now)
+    items = items_generate(count=args.items, run=f"b{now:%Y%m%d%H%M%S}", seed=1, created_at=now)
     bodies = batches(items, args.batch)
     rows = [copy_row(item, now) for item in items]
     print(f"{len(items):,} items in {len(bodies)} pre-encoded bodies; recreating database {dbname} …", flush=True)

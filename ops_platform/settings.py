@@ -231,6 +231,8 @@ API_MAX_BATCH_ITEMS = 1000
 API_MAX_JSON_DEPTH = 32
 API_DEFAULT_RATE_PER_MINUTE = env.int("API_DEFAULT_RATE_PER_MINUTE", default=600)
 API_IDEMPOTENCY_TTL = timedelta(hours=24)
+# The oldest content-creation time (an item's created_at) intake keeps; older is refused as implausible.
+INTAKE_CREATED_AT_MAX_AGE = timedelta(days=env.int("INTAKE_CREATED_AT_MAX_AGE_DAYS", default=3650))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trust & Safety review operations API",
@@ -370,6 +372,10 @@ BULK_DECISION_MAX = env.int("BULK_DECISION_MAX", default=200)
 ESCALATION_RESERVATION = timedelta(minutes=env.int("ESCALATION_RESERVATION_MINUTES", default=240))
 # A skipped item goes to the other reviewers first: the one who skipped it is not given it again for this long.
 SKIP_HOLDOFF = timedelta(minutes=env.int("SKIP_HOLDOFF_MINUTES", default=30))
+# How long after a bulk decision its batch may be reverted (items back to their queue, clients told).
+BULK_DECISION_REVERT_WINDOW = timedelta(hours=env.int("BULK_DECISION_REVERT_HOURS", default=24))
+# How long a bulk decision's preview stays valid for its confirmation.
+BULK_DECISION_CONFIRM_WITHIN = timedelta(minutes=15)
 
 # --- Routing rules (routing/rules/) ----------------------------------------------------------------
 # Built in, above every rule set: an item whose sexual/minors score reaches this goes to the restricted

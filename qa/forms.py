@@ -39,7 +39,7 @@ class VerdictForm(forms.Form):
         assert isinstance(policy_field, forms.ModelChoiceField)
         assert isinstance(action_field, forms.ModelChoiceField)
         policy_field.queryset = Policy.objects.filter(pk__in=ids)
-        action_field.queryset = EnforcementAction.objects.filter(policies__in=ids).distinct()
+        action_field.queryset = EnforcementAction.objects.filter(policies__in=ids, is_active=True).distinct()
 
     @property
     def is_violation(self) -> bool:

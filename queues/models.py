@@ -223,7 +223,10 @@ class ReviewItem(models.Model):
     )
     reserved_until = models.DateTimeField(null=True, blank=True)
 
+    # This server's clock when intake stored the item: queue order, due times and SLA follow it.
     received_at = models.DateTimeField()
+    # When the content was created, as the client says (bounded at intake); information only, never an order.
+    created_at = models.DateTimeField(null=True, blank=True)
     triaged_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -358,7 +361,9 @@ class Decision(models.Model):
     )
     queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
     policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions")
-    labels = models.ManyToManyField(DecisionLabel, blank=True, related_name="decisions")
+    labels: models.ManyToManyField[DecisionLabel, DecisionLabelLink] = models.ManyToManyField(
+        DecisionLabel, blank=True, related_name="decisions", through="DecisionLabelLink"
+    )
     action = models.ForeignKey(
         EnforcementAction, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
     )
@@ -375,6 +380,9 @@ class Decision(models.Model):
     appeal_outcome = models.CharField(max_length=20, choices=AppealOutcome.choices, blank=True)
     # Set on every decision of one bulk decision; the audit log holds the batch under the same id.
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # A bulk decision taken back: this row supersedes the batch's decision and decides nothing itself (not final,
+    # no verdict); the item went back to its queue for a person to decide.
+    is_reversal = models.BooleanField(default=False)
 
     objects = DecisionManager()
 
@@ -390,6 +398,21 @@ class Decision(models.Model):
         if self.vendor_id is None:
             self.vendor_id = reviewer_vendors([self.reviewer_id]).get(self.reviewer_id)
         super().save(*args, **kwargs)
+
+
+class DecisionLabelLink(models.Model):
+    """A label a decision carries. The table Django made for ``Decision.labels``, declared to protect the label:
+    deleting a label some decision carries would silently strip it from that decision (retire it instead)."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="+")
+    decisionlabel = models.ForeignKey(DecisionLabel, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        db_table = "queues_decision_labels"
+        unique_together = [("decision", "decisionlabel")]
+
+    def __str__(self) -> str:
+        return f"label {self.decisionlabel_id} on decision {self.decision_id}"
 
 
 class GroundTruthOrigin(models.TextChoices):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
@@ -153,10 +153,20 @@ class QuickDecision:
     decision_label: DecisionLabel | None
 
 
+def queue_policies(queue: Queue) -> list[Policy]:
+    """What a decision in ``queue`` may use: its active policies, each with only its active labels and actions."""
+    return list(
+        queue.policies.filter(is_active=True).prefetch_related(
+            Prefetch("labels", queryset=DecisionLabel.objects.filter(is_active=True)),
+            Prefetch("enforcement_actions", queryset=EnforcementAction.objects.filter(is_active=True)),
+        )
+    )
+
+
 def quick_decisions(queue: Queue) -> list[QuickDecision]:
     """One-key decisions for a queue: 'no violation', then per policy its first label and usual action."""
     quick = [QuickDecision("n", "No violation", None, None, None)]
-    policies = list(queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"))
+    policies = queue_policies(queue)
     for index, policy in enumerate(policies[:9], start=1):
         actions = sorted(policy.enforcement_actions.all(), key=lambda a: a.strength)
         action = next((a for a in actions if a.slug == "remove"), actions[0] if actions else None)

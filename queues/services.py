@@ -937,6 +937,11 @@ def decision_validate(
         raise ApplicationError(f"Policy '{policy.slug}' is retired.", field="policy")
     if any(label.policy_id != (policy.pk if policy else None) for label in labels):
         raise ApplicationError("Every label must belong to the decision's policy.", field="labels")
+    retired = sorted(label.slug for label in labels if not label.is_active)
+    if retired:
+        raise ApplicationError(f"Label '{retired[0]}' is retired.", field="labels")
+    if action is not None and not action.is_active:
+        raise ApplicationError(f"Action '{action.slug}' is retired.", field="action")
     if action is not None and not is_violation and action.strength > 0:
         raise ApplicationError("No enforcement action for content that breaks no policy.", field="action")
     if action is not None and policy is not None and not policy.enforcement_actions.filter(pk=action.pk).exists():

@@ -7,6 +7,9 @@ reviewer asks to see it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -88,7 +91,7 @@ def _refused(request: HttpRequest, user: User, item: ReviewItem, exc: Applicatio
 def _item_render(request: HttpRequest, user: User, item: ReviewItem, *, status: int = 200) -> HttpResponse:
     assert item.queue is not None
     profile = getattr(user, "reviewer_profile", None)
-    policies = list(item.queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"))
+    policies = selectors.queue_policies(item.queue)
     return render(
         request,
         "queues/item.html",
@@ -343,57 +346,173 @@ def wellness_settings(request: HttpRequest) -> HttpResponse:
 # --- bulk decisions -----------------------------------------------------------------------------------
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
-    """Senior reviewers: filter a queue, select many waiting items, apply one decision."""
-    user = _reviewer(request)
-    queue = get_object_or_404(Queue, slug=slug, is_active=True)
-    if not user.has_perm("core.bulk_decide") or not services.reviewer_may_work(queue, user):
-        raise PermissionDenied
-    source = request.POST if request.method == "POST" else request.GET
+def _form_ids(values: list[str]) -> list[int]:
+    """Ids from a form: ASCII digits only (``str.isdigit`` passes '²', which ``int`` refuses), at most 18."""
+    return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 18]
+
+
+def _form_id(value: str) -> int | None:
+    ids = _form_ids([value])
+    return ids[0] if ids else None
+
+
+@dataclass(frozen=True)
+class _BulkChoice:
+    """The selection and the decision as the bulk form posts them (objects looked up, not yet validated)."""
+
+    item_ids: list[int]
+    violation: str  # "yes", "no", or "" when neither was chosen
+    policy: Policy | None
+    labels: list[DecisionLabel]
+    action: EnforcementAction | None
+    rationale: str
+
+    @classmethod
+    def from_post(cls, post: Any) -> _BulkChoice:
+        violation = post.get("violation", "")
+        violation = violation if violation in ("yes", "no") else ""
+        policy_id, action_id = _form_id(post.get("policy", "")), _form_id(post.get("action", ""))
+        is_violation = violation == "yes"
+        return cls(
+            item_ids=_form_ids(post.getlist("items")),
+            violation=violation,
+            policy=Policy.objects.filter(pk=policy_id).first() if is_violation and policy_id else None,
+            labels=list(DecisionLabel.objects.filter(pk__in=_form_ids(post.getlist("labels")))) if is_violation else [],
+            action=EnforcementAction.objects.filter(pk=action_id).first() if is_violation and action_id else None,
+            # Browsers send a textarea's line breaks as CRLF and may not a hidden field's: the confirmation is
+            # for this exact text.
+            rationale=post.get("rationale", "").replace("\r\n", "\n")[:5000],
+        )
+
+    def decision(self) -> dict[str, Any]:
+        if not self.violation:
+            raise ApplicationError("Choose 'No violation' or 'Violation': a bulk decision has no default.",
+                                   field="violation")  # fmt: skip
+        return {
+            "is_violation": self.violation == "yes",
+            "policy": self.policy,
+            "labels": self.labels,
+            "action": self.action,
+            "rationale": self.rationale,
+        }
+
+
+def _bulk_filters(source: Any) -> bulk.BulkFilter:
     priority = source.get("min_priority", "")
-    filters = bulk.BulkFilter(
+    digits = priority[1:] if priority.startswith("-") else priority
+    return bulk.BulkFilter(
         text=source.get("text", "")[:200],
         tag=source.get("tag", "")[:100],
         surface=source.get("surface", "")[:100],
         language=source.get("language", "")[:16],
-        min_priority=int(priority) if priority.lstrip("-").isdigit() else None,
+        min_priority=int(priority) if digits.isascii() and digits.isdigit() and len(digits) <= 5 else None,
     )
-    if request.method == "POST":
-        post = request.POST
-        violation = post.get("violation") == "yes"
-        policy_id, action_id = post.get("policy", ""), post.get("action", "")
-        policy = Policy.objects.filter(pk=int(policy_id)).first() if violation and policy_id.isdigit() else None
-        action = (
-            EnforcementAction.objects.filter(pk=int(action_id)).first() if violation and action_id.isdigit() else None
-        )
-        labels = list(DecisionLabel.objects.filter(pk__in=[i for i in post.getlist("labels") if i.isdigit()]))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
+    """Senior reviewers: filter a queue, select waiting items, choose one decision, preview the batch (its count
+    and items), confirm it by typing the count; revert a recent batch. Refusals answer 4xx naming the field."""
+    user = _reviewer(request)
+    queue = get_object_or_404(Queue, slug=slug, is_active=True)
+    if not user.has_perm("core.bulk_decide") or not services.reviewer_may_work(queue, user):
+        raise PermissionDenied
+    filters = _bulk_filters(request.POST if request.method == "POST" else request.GET)
+    if request.method == "GET":
+        return _bulk_page(request, queue, user, filters)
+    post = request.POST
+    step = post.get("step", "preview")
+    back = f"{reverse('review-bulk', args=[queue.slug])}?{filters_query(filters)}"
+    if step == "revert":
         try:
-            result = bulk.items_bulk_decide(
-                queue=queue, item_ids=[int(i) for i in post.getlist("items") if i.isdigit()], actor=user,
-                is_violation=violation, policy=policy, labels=labels if violation else [], action=action,
-                rationale=post.get("rationale", ""),
-            )  # fmt: skip
+            reverted = bulk.decision_batch_revert(batch_id=post.get("batch", ""), actor=user,
+                                                  reason=post.get("reason", "")[:5000])  # fmt: skip
         except ApplicationError as exc:
-            messages.error(request, exc.message)
-        else:
+            return _bulk_page(request, queue, user, filters, error=exc)
+        kept = f"; {len(reverted.kept)} kept (corrected, appealed or reopened since)" if reverted.kept else ""
+        back_in_queue = f"{len(reverted.reverted)} back in the queue{kept}"
+        messages.success(request, f"Batch {reverted.batch_id} reverted: {back_in_queue}.")
+        return redirect(back)
+    chosen = _BulkChoice.from_post(post)
+    try:
+        decision = chosen.decision()
+        if step == "confirm":
+            count = post.get("confirmed_count", "").strip()
+            result = bulk.items_bulk_decide(
+                queue=queue, item_ids=chosen.item_ids, actor=user, confirmation=post.get("confirmation", ""),
+                confirmed_count=_form_id(count), **decision,
+            )  # fmt: skip
             skipped = f"; {len(result.skipped)} skipped (taken or decided meanwhile)" if result.skipped else ""
-            messages.success(request, f"Batch {result.batch_id}: {len(result.decided)} decided{skipped}.")
-        return redirect(f"{reverse('review-bulk', args=[queue.slug])}?{filters_query(filters)}")
+            messages.success(request, f"Batch {result.batch_id}: {len(result.decided)} decided{skipped}. It can be "
+                                      "reverted below for a while.")  # fmt: skip
+            return redirect(back)
+        preview = bulk.items_bulk_preview(queue=queue, item_ids=chosen.item_ids, actor=user, **decision)
+    except ApplicationError as exc:
+        if step == "confirm" and exc.field == "confirmed_count":
+            return _bulk_confirm_page(request, queue, user, filters, chosen, error=exc)
+        return _bulk_page(request, queue, user, filters, error=exc, chosen=chosen)
+    return _bulk_confirm_page(request, queue, user, filters, chosen, preview=preview)
+
+
+def _bulk_page(
+    request: HttpRequest,
+    queue: Queue,
+    user: User,
+    filters: bulk.BulkFilter,
+    *,
+    error: ApplicationError | None = None,
+    chosen: _BulkChoice | None = None,
+) -> HttpResponse:
     candidates = bulk.bulk_candidates(queue, user, filters)
-    shown = list(candidates[: bulk.bulk_max()])
     return render(
         request,
         "queues/bulk.html",
         {
             "queue": queue,
             "filters": filters,
-            "items": shown,
+            "filters_query": filters_query(filters),
+            "items": list(candidates[: bulk.bulk_max()]),
             "total": candidates.count(),
             "cap": bulk.bulk_max(),
-            "policies": queue.policies.filter(is_active=True).prefetch_related("labels", "enforcement_actions"),
+            "policies": selectors.queue_policies(queue),
+            "batches": bulk.bulk_batches_recent(queue),
+            "error": error,
+            "chosen": chosen,
+            "chosen_ids": set(chosen.item_ids) if chosen else set(),
+            "chosen_labels": {label.pk for label in chosen.labels} if chosen else set(),
         },
+        status=error.status_code if error else 200,
+    )
+
+
+def _bulk_confirm_page(
+    request: HttpRequest,
+    queue: Queue,
+    user: User,
+    filters: bulk.BulkFilter,
+    chosen: _BulkChoice,
+    *,
+    preview: bulk.BulkPreview | None = None,
+    error: ApplicationError | None = None,
+) -> HttpResponse:
+    if preview is None:  # a wrong count: show the batch again, as it stands now
+        try:
+            preview = bulk.items_bulk_preview(queue=queue, item_ids=chosen.item_ids, actor=user, **chosen.decision())
+        except ApplicationError as exc:
+            return _bulk_page(request, queue, user, filters, error=exc, chosen=chosen)
+    return render(
+        request,
+        "queues/bulk_confirm.html",
+        {
+            "queue": queue,
+            "filters": filters,
+            "filters_query": filters_query(filters),
+            "preview": preview,
+            "chosen": chosen,
+            "error": error,
+        },
+        status=error.status_code if error else 200,
     )
 
 

@@ -291,6 +291,25 @@ class RuleSet(models.Model):
         return self.status == RuleSetStatus.DRAFT
 
 
+class RuleSetEditor(models.Model):
+    """Someone who wrote part of a version: drafted or copied it, saved, moved or deleted a rule, changed its
+    title, note or default queue, or submitted it. Four eyes: none of them may approve it."""
+
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="editors")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # What they did to it ("draft", "rule.save", "ruleset.submit" …), each once, in the order first done.
+    acts = models.JSONField(default=list)
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["rule_set", "first_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["rule_set", "user"], name="ruleset_editor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} edited {self.rule_set_id}"
+
+
 class RuleAction(models.TextChoices):
     ROUTE = "route", "Route to a queue"
     AUTO_ACTION = "auto_action", "Auto-action (close with a policy and enforcement action)"

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from ops_platform.core.models import AuditLog
-from routing.models import RoutingDecision, RuleIncident, RuleSet, RuleSetKind, RuleSetStatus
+from routing.models import RoutingDecision, RuleIncident, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
 
 SHADOW_COMPARE_LIMIT = 50_000
 
@@ -25,7 +25,7 @@ def rulesets_by_kind() -> list[dict[str, Any]]:
                 "label": label,
                 "active": next((v for v in mine if v.status == RuleSetStatus.ACTIVE), None),
                 "versions": mine,
-                "can_roll_back": any(v.status == RuleSetStatus.RETIRED for v in mine),
+                "rollback_to": rollback_target(mine),
             }
         )
     return out
@@ -34,6 +34,53 @@ def rulesets_by_kind() -> list[dict[str, Any]]:
 def rule_incidents_open() -> QuerySet[RuleIncident]:
     """Rules that failed while routing and were skipped, not yet resolved: most recent first."""
     return RuleIncident.objects.filter(resolved_at__isnull=True).select_related("rule", "rule_set")
+
+
+def rollback_target(versions: list[RuleSet]) -> RuleSet | None:
+    """Of one kind's versions, the one a rollback restores: the retired version that went live last, provided it
+    went live before the active one (None: nothing to roll back to)."""
+    active = next((v for v in versions if v.status == RuleSetStatus.ACTIVE), None)
+    retired = [v for v in versions if v.status == RuleSetStatus.RETIRED]
+    previous = max(retired, key=lambda v: (v.activated_at is not None, v.activated_at, v.version), default=None)
+    if previous is None:
+        return None
+    if (
+        active is not None
+        and previous.activated_at
+        and active.activated_at
+        and previous.activated_at > active.activated_at
+    ):
+        return None
+    return previous
+
+
+def ruleset_active(kind: str) -> RuleSet | None:
+    return (
+        RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE)
+        .select_related("activated_by", "approved_by")
+        .first()
+    )
+
+
+def ruleset_rollback_target(kind: str) -> RuleSet | None:
+    """:func:`rollback_target` of ``kind``, read from the database (the caller may hold the kind's rows locked)."""
+    versions = list(
+        RuleSet.objects.filter(kind=kind, status__in=[RuleSetStatus.ACTIVE, RuleSetStatus.RETIRED]).select_related(
+            "activated_by", "approved_by", "created_by"
+        )
+    )
+    return rollback_target(versions)
+
+
+def ruleset_editors(rule_set: RuleSet) -> list[RuleSetEditor]:
+    """Who wrote the version (none of them may approve it), first writer first."""
+    return list(RuleSetEditor.objects.filter(rule_set=rule_set).select_related("user"))
+
+
+def ruleset_writers(rule_set: RuleSet) -> set[int]:
+    """Everyone who wrote any of the version: its recorded editors, its creator and its submitter."""
+    writers = set(RuleSetEditor.objects.filter(rule_set=rule_set).values_list("user_id", flat=True))
+    return writers | {pk for pk in (rule_set.created_by_id, rule_set.submitted_by_id) if pk is not None}
 
 
 def ruleset_history(rule_set: RuleSet) -> list[AuditLog]:

@@ -13,11 +13,11 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
@@ -215,7 +215,8 @@ def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleFo
         "history": rule_selectors.ruleset_history(rule_set),
         "default_start": (timezone.now() - timedelta(days=14)).strftime("%Y-%m-%d"),
         "default_end": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
-        "is_author": user.pk in (rule_set.created_by_id, rule_set.submitted_by_id),
+        "is_author": user.pk in rule_selectors.ruleset_writers(rule_set),
+        "editors": rule_selectors.ruleset_editors(rule_set),
     }
 
 
@@ -365,16 +366,41 @@ def ruleset_transition(request: HttpRequest, pk: int, step: str) -> HttpResponse
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
+    """Rollback in two steps: this page names the version a rollback restores (and the one it retires), and
+    only its form, naming that version, rolls back."""
     user = _editor(request)
-    try:
-        active = lifecycle.ruleset_rollback(actor=user, kind=kind, reason=request.POST.get("reason", ""))
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("rules-index")
-    messages.success(request, f"Rolled back: {active} is active again.")
-    return redirect("rules-detail", pk=active.pk)
+    if kind not in RuleSetKind.values:
+        raise Http404("No such kind of rule set.")
+    error: ApplicationError | None = None
+    if request.method == "POST":
+        to_version = request.POST.get("to_version", "")
+        try:
+            if not (to_version.isascii() and to_version.isdigit() and len(to_version) <= 9):
+                raise ApplicationError("Name the version to restore, as this page shows it.", field="to_version")
+            active = lifecycle.ruleset_rollback(
+                actor=user, kind=kind, to_version=int(to_version), reason=request.POST.get("reason", "")[:5000]
+            )
+        except ApplicationError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Rolled back: {active} is active again.")
+            return redirect("rules-detail", pk=active.pk)
+    return render(
+        request,
+        "routing/rules/rollback.html",
+        {
+            "kind": kind,
+            "label": RuleSetKind(kind).label,
+            "active": RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE)
+            .select_related("activated_by")
+            .first(),
+            "target": rule_selectors.ruleset_rollback_target(kind),
+            "error": error,
+        },
+        status=error.status_code if error else 200,
+    )
 
 
 @login_required

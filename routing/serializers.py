@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
-from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator, URLValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from queues.models import ItemKind, ReviewItem
+from routing.services import created_at_problem
 
 MAX_TEXT = 50_000
 MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 5
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _check_json(value: Any, *, max_depth: int) -> None:
@@ -74,6 +74,29 @@ class Text(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class HttpUrl(serializers.URLField):
+    """An http(s) URL: Django's URL validator also takes ftp and ftps, which no reviewer's browser should fetch."""
+
+    default_error_messages = {"invalid": "Enter a valid http or https URL."}
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, URLValidator)]
+        self.validators.append(URLValidator(schemes=["http", "https"], message=self.error_messages["invalid"]))
+
+
+class CreatedAt(serializers.DateTimeField):
+    """The content's creation time as the client's platform recorded it: kept, never used for ordering or due
+    times (those follow the server's receipt time), and refused when implausible."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        parsed = super().to_internal_value(value)
+        problem = created_at_problem(parsed, now=timezone.now())
+        if problem:
+            raise serializers.ValidationError(problem)
+        return parsed
+
+
 def language_field(**kwargs: Any) -> Text:
     return Text(
         max_length=16,
@@ -96,7 +119,7 @@ class ItemIn(serializers.Serializer):
     )
     text = Text(max_length=MAX_TEXT, allow_blank=True, default="", allow_nul=True, help_text="Kept exactly as sent.")
     media_urls = serializers.ListField(
-        child=serializers.URLField(max_length=2000),
+        child=HttpUrl(max_length=2000),
         max_length=20,
         default=list,
         help_text="http(s) URLs of images or video; shown blurred until a reviewer reveals them.",
@@ -106,13 +129,20 @@ class ItemIn(serializers.Serializer):
     language = language_field(help_text="BCP 47 tag, e.g. 'en' or 'pt-BR'.")
     metadata = serializers.DictField(default=dict, help_text="Free JSON object, at most 16 KiB.")
     report_reasons = serializers.ListField(child=Text(max_length=500, allow_nul=True), max_length=100, default=list)
-    received_at = serializers.DateTimeField(required=False, help_text="When your platform received it; default now.")
+    created_at = CreatedAt(
+        required=False,
+        help_text="When the content was created on your platform: not in the future, not older than "
+        "INTAKE_CREATED_AT_MAX_AGE_DAYS. Kept as information; queue order and due times follow the time this "
+        "platform received the item. `received_at`, its deprecated former name, is still read as created_at.",
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
+            unknown = sorted(set(data) - set(self.fields) - {DEPRECATED_CREATED_AT})
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            if DEPRECATED_CREATED_AT in data:
+                return created_at_alias_read(data, super().to_internal_value)
         return super().to_internal_value(data)
 
     def validate_external_id(self, value: str) -> str:
@@ -126,17 +156,34 @@ class ItemIn(serializers.Serializer):
             raise serializers.ValidationError(f"Larger than {MAX_METADATA_BYTES} bytes.")
         return value
 
-    def validate_received_at(self, value: Any) -> Any:
-        if value > timezone.now() + CLOCK_SKEW:
-            raise serializers.ValidationError("Is in the future.")
-        return value
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("text") and not attrs.get("media_urls"):
             raise serializers.ValidationError({"text": ["An item needs text or media_urls."]})
         if attrs.get("kind") == ItemKind.USER_REPORT and not attrs.get("report_reasons"):
             raise serializers.ValidationError({"report_reasons": ["A user report needs at least one reason."]})
         return attrs
+
+
+# The field's name until clients could send their own receipt time: read as created_at, and not declared, so a
+# serializer does not walk one more field per item for it (intake validates a thousand items per call).
+DEPRECATED_CREATED_AT = "received_at"
+
+
+def created_at_alias_read(data: Any, read: Callable[[Any], Any]) -> Any:
+    """``read(data)`` with the deprecated ``received_at`` read as ``created_at``; its errors keep the name sent."""
+    if not isinstance(data, dict) or DEPRECATED_CREATED_AT not in data:
+        return read(data)
+    if "created_at" in data:
+        raise serializers.ValidationError(
+            {DEPRECATED_CREATED_AT: ["Deprecated name of created_at: send created_at alone."]}
+        )
+    renamed = {("created_at" if key == DEPRECATED_CREATED_AT else key): value for key, value in data.items()}
+    try:
+        return read(renamed)
+    except serializers.ValidationError as exc:
+        if isinstance(exc.detail, dict) and "created_at" in exc.detail:
+            exc.detail[DEPRECATED_CREATED_AT] = exc.detail.pop("created_at")
+        raise
 
 
 class ItemResult(serializers.Serializer):
@@ -188,6 +235,7 @@ class ItemOut(serializers.ModelSerializer):
             "queue",
             "priority",
             "due_at",
+            "created_at",
             "received_at",
             "triaged_at",
             "queued_at",
@@ -220,7 +268,13 @@ class AppealIn(serializers.Serializer):
         max_length=5_000, allow_blank=True, default="", allow_nul=True, help_text="What the user says, as text."
     )
     language = language_field()
-    received_at = serializers.DateTimeField(required=False)
+    created_at = CreatedAt(
+        required=False,
+        help_text="When the user filed the appeal on your platform (as for items; `received_at` is read as it).",
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        return created_at_alias_read(data, super().to_internal_value)
 
 
 class AppealResult(serializers.Serializer):

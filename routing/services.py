@@ -31,6 +31,8 @@ TRIAGE_TASK = "routing.tasks.items_triage_task"
 
 # A stored idempotency record with no response this old belongs to a request that died mid-way.
 ABANDONED_AFTER = timedelta(minutes=2)
+# How far ahead of this server's clock a client's created_at may be: their clocks drift a little.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -42,18 +44,38 @@ class IngestResult:
     state: str
 
 
-def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[IngestResult]:
+def created_at_problem(value: datetime, *, now: datetime) -> str | None:
+    """Why a client's content-creation time is implausible (None: it is kept). Bounded because a client once
+    could put an item first in every queue with ``0001-01-01``; it no longer orders anything, but stays sane."""
+    if value > now + CLOCK_SKEW:
+        return "Is in the future."
+    oldest = settings.INTAKE_CREATED_AT_MAX_AGE
+    if value < now - oldest:
+        return f"Is more than {oldest.days} days ago (INTAKE_CREATED_AT_MAX_AGE_DAYS)."
+    return None
+
+
+def items_ingest(
+    *, client: ApiClient, items: Sequence[dict[str, Any]], at: datetime | None = None
+) -> list[IngestResult]:
     """Store validated items once each; an item already held (same source and external id) is returned.
 
     One ``INSERT … ON CONFLICT DO NOTHING RETURNING`` makes this exact under concurrent duplicates:
     the rows it returns are the ones this call created, every other row already existed. The triage
     hand-off is sent only after commit, so a worker never sees an item that is not there yet.
+
+    ``received_at`` is always this server's clock (``at``, default now): queue order and due times follow
+    it, so no client timestamp can move an item ahead. The client's ``created_at`` is kept, bounded.
     """
-    now = timezone.now()
+    now = at or timezone.now()
     # Field values, not ReviewItem instances: the bulk insert fills in the defaults (ops_platform.core.bulk).
     rows: list[dict[str, Any]] = []
-    for data in items:
+    for index, data in enumerate(items):
         reasons = data.get("report_reasons", [])
+        created_at = data.get("created_at")
+        problem = created_at_problem(created_at, now=now) if created_at is not None else None
+        if problem:
+            raise ApplicationError(f"Item {index}: created_at {problem[0].lower()}{problem[1:]}", field="created_at")
         rows.append(
             {
                 "source": client.source,
@@ -67,7 +89,8 @@ def items_ingest(*, client: ApiClient, items: Sequence[dict[str, Any]]) -> list[
                 "metadata": data.get("metadata", {}),
                 "report_reasons": reasons,
                 "report_count": len(reasons),
-                "received_at": data.get("received_at") or now,
+                "received_at": now,
+                "created_at": created_at,
             }
         )
     with transaction.atomic():
@@ -103,7 +126,12 @@ class AppealRefused(Conflict):
 
 def appeal_ingest(*, client: ApiClient, data: dict[str, Any]) -> IngestResult:
     """Store an appeal of a decided item as an item of kind 'appeal', triaged like any other (the appeals
-    rule set routes it). Idempotent by (source, external_id), like items."""
+    rule set routes it). Idempotent by (source, external_id), like items; received now, by this server's clock."""
+    now = timezone.now()
+    created_at = data.get("created_at")
+    problem = created_at_problem(created_at, now=now) if created_at is not None else None
+    if problem:
+        raise ApplicationError(f"created_at {problem[0].lower()}{problem[1:]}", field="created_at")
     # A golden copy carries a client's source but is no item of theirs: it cannot be appealed.
     original = ReviewItem.objects.filter(
         source=client.source, external_id=data["item_external_id"], is_golden=False
@@ -126,7 +154,8 @@ def appeal_ingest(*, client: ApiClient, data: dict[str, Any]) -> IngestResult:
         surface=original.surface,
         language=data.get("language") or original.language,
         appeal_of=original,
-        received_at=data.get("received_at") or timezone.now(),
+        received_at=now,
+        created_at=created_at,
     )
     with transaction.atomic():
         created = _insert_ignoring_duplicates([row])

@@ -145,7 +145,9 @@ def decisions_by_queue_vendor(
     start: datetime, end: datetime, *, queue_id: int | None = None, queues: list[str] | None = None
 ) -> pd.DataFrame:
     """Decisions made in [start, end) per queue and decider's vendor: the throughput actually delivered."""
-    decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
+    decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False).exclude(
+        is_reversal=True
+    )
     if queue_id is not None:
         decisions = decisions.filter(queue_id=queue_id)
     if queues is not None:

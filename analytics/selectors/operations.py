@@ -487,7 +487,9 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
     # reviewer_decisions
     day = cell.get("day")
     start, end = (f.start_at, f.end_at) if day is None else _day(day)
-    decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False)
+    decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False).exclude(
+        is_reversal=True
+    )
     if cell.get("reviewer_id") is not None:
         decisions = decisions.filter(reviewer_id=cell["reviewer_id"])
     decisions = _match(decisions, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)

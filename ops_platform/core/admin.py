@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
-from django.db.models import Model, QuerySet
-from django.forms.models import model_to_dict
+from django.db.models import CASCADE, PROTECT, RESTRICT, Model, QuerySet
 from django.http import HttpRequest
 
 from ops_platform.core.models import (
@@ -29,34 +30,103 @@ from ops_platform.core.services import api_key_rotate, audit_record, webhook_sec
 from ops_platform.core.webhooks import webhook_redeliver
 
 SECRET_FIELDS = {"password", "webhook_secret", "digest"}
+# (accessor, child model, its foreign key to the parent): rows edited inline, recorded with their parent.
+Children = Sequence[tuple[str, type[Model], str]]
 
 
-def _snapshot(obj: Model) -> dict[str, Any]:
-    data = model_to_dict(obj)
-    return {
-        k: (repr(v) if not isinstance(v, str | int | float | bool | type(None)) else v)
-        for k, v in data.items()
-        if k not in SECRET_FIELDS
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | dict):
+        return json.loads(json.dumps(value, default=str))
+    return str(value)  # dates, decimals, durations, uuids
+
+
+def _snapshot(obj: Model, children: Children = ()) -> dict[str, Any]:
+    """Every field of ``obj`` as stored (secrets left out), its many-to-many ids and its inline rows."""
+    data: dict[str, Any] = {
+        f.name: _plain(f.value_from_object(obj)) for f in obj._meta.concrete_fields if f.name not in SECRET_FIELDS
     }
+    for m2m in obj._meta.many_to_many:
+        data[m2m.name] = sorted(getattr(obj, m2m.name).values_list("pk", flat=True))
+    for accessor, model, fk in children:
+        rows = model._default_manager.filter(**{fk: obj.pk}).order_by("pk")
+        data[accessor] = [_snapshot(row) for row in rows]
+    return data
+
+
+def _blocked(model: type[Model], rows: QuerySet[Any], depth: int = 2) -> bool:
+    """Whether deleting ``rows`` would hit a PROTECT reference, directly or in rows their deletion cascades to."""
+    for rel in model._meta.get_fields(include_hidden=True):
+        if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.one_to_one)):
+            continue
+        on_delete = rel.on_delete  # type: ignore[union-attr]
+        if on_delete not in (PROTECT, RESTRICT, CASCADE):
+            continue
+        related = rel.related_model._base_manager.filter(**{f"{rel.field.name}__in": rows})  # type: ignore[union-attr]
+        if on_delete in (PROTECT, RESTRICT) and related.exists():
+            return True
+        if on_delete is CASCADE and depth > 1 and _blocked(rel.related_model, related, depth - 1):  # type: ignore[arg-type]
+            return True
+    return False
 
 
 class AuditedAdmin(admin.ModelAdmin):
-    """Records before/after of every add, change and delete made through the admin."""
+    """Records before/after of every add, change and delete made through the admin, inline rows and
+    many-to-many included: before is read from the database before anything is saved, after once all is."""
+
+    def _children(self) -> Children:
+        out = []
+        for inline in self.inlines:
+            model = inline.model
+            fk = next(
+                f
+                for f in model._meta.fields
+                if f.is_relation and f.related_model is self.model and inline.fk_name in (None, f.name)
+            )
+            out.append((fk.remote_field.get_accessor_name() or fk.name, model, fk.name))
+        return out
+
+    def _stored(self, pk: Any) -> dict[str, Any]:
+        return _snapshot(self.model._default_manager.get(pk=pk), self._children())
 
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        before = _snapshot(type(obj)._default_manager.get(pk=obj.pk)) if change and obj.pk else None
+        # The form has already changed ``obj`` in memory: the state before is the database's.
+        before = self._stored(obj.pk) if change and obj.pk else None
+        request.__dict__.setdefault("_audit_before", {})[id(obj)] = before
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # many-to-many and inline rows land here
+        obj = form.instance
         audit_record(
             actor=request.user,  # type: ignore[arg-type]
             action=f"admin.{'change' if change else 'add'}",
             target=obj,
-            before=before,
-            after=_snapshot(obj),
+            before=request.__dict__.get("_audit_before", {}).pop(id(obj), None),
+            after=self._stored(obj.pk),
         )
 
     def delete_model(self, request: HttpRequest, obj: Model) -> None:
-        audit_record(actor=request.user, action="admin.delete", target=obj, before=_snapshot(obj))  # type: ignore[arg-type]
+        target, before = (obj._meta.label_lower, obj.pk), self._stored(obj.pk)
         super().delete_model(request, obj)
+        audit_record(actor=request.user, action="admin.delete", target=target, before=before)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        gone = [((obj._meta.label_lower, obj.pk), self._stored(obj.pk)) for obj in queryset]
+        super().delete_queryset(request, queryset)
+        for target, before in gone:
+            audit_record(actor=request.user, action="admin.delete", target=target, before=before)  # type: ignore[arg-type]
+
+
+class RetireNotDeleteAdmin(AuditedAdmin):
+    """Taxonomy that decisions, rules or QA records point to is retired (``is_active``), never deleted: deleting a
+    label stripped it from final decisions. The models protect it; here the delete button goes too."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and _blocked(self.model, self.model._default_manager.filter(pk=obj.pk)):
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 class ReviewerProfileInline(admin.StackedInline):
@@ -102,11 +172,13 @@ class SkillAdmin(AuditedAdmin):
 class DecisionLabelInline(admin.TabularInline):
     model = DecisionLabel
     extra = 0
+    fields = ["slug", "name", "is_violation", "is_active"]
 
 
 @admin.register(Policy)
-class PolicyAdmin(AuditedAdmin):
+class PolicyAdmin(RetireNotDeleteAdmin):
     list_display = ["name", "slug", "severity", "guidelines_version", "human_review_only", "is_active"]
+    list_filter = ["is_active"]
     inlines = [DecisionLabelInline]
     filter_horizontal = ["enforcement_actions"]
     readonly_fields = ["guidelines_version"]
@@ -118,8 +190,9 @@ class PolicyAdmin(AuditedAdmin):
 
 
 @admin.register(EnforcementAction)
-class EnforcementActionAdmin(AuditedAdmin):
-    list_display = ["name", "slug", "strength"]
+class EnforcementActionAdmin(RetireNotDeleteAdmin):
+    list_display = ["name", "slug", "strength", "is_active"]
+    list_filter = ["is_active"]
 
 
 class ApiKeyInline(admin.TabularInline):

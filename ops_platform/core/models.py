@@ -138,6 +138,8 @@ class EnforcementAction(models.Model):
     description = models.TextField(blank=True)
     # Orders actions from mildest to harshest, so "stronger action" can be compared.
     strength = models.PositiveSmallIntegerField(default=0)
+    # Retired instead of deleted: decisions keep the action they recorded; new decisions cannot choose it.
+    is_active = models.BooleanField(default=True, help_text="Untick to retire; used actions are never deleted.")
 
     class Meta:
         ordering = ["strength", "slug"]
@@ -163,7 +165,7 @@ class Policy(models.Model):
     enforcement_actions = models.ManyToManyField(EnforcementAction, blank=True, related_name="policies")
     # Some policies (child safety) must always be decided by people, never auto-actioned.
     human_review_only = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True, help_text="Untick to retire; used policies are never deleted.")
 
     class Meta:
         verbose_name_plural = "policies"
@@ -188,6 +190,8 @@ class DecisionLabel(models.Model):
     slug = models.SlugField()
     name = models.CharField(max_length=200)
     is_violation = models.BooleanField(default=True)
+    # As for actions: a label decisions carry is retired, never deleted (deleting would strip it from them).
+    is_active = models.BooleanField(default=True, help_text="Untick to retire; used labels are never deleted.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["policy", "slug"], name="label_unique_per_policy")]
@@ -335,6 +339,7 @@ class AuditLog(models.Model):
 class WebhookEventType(models.TextChoices):
     DECISION_FINAL = "decision.final", "Final decision on an item"
     APPEAL_OUTCOME = "appeal.outcome", "Outcome of an appeal"
+    DECISION_REVERTED = "decision.reverted", "A final decision taken back (a bulk decision reverted)"
     ALERT_OPENED = "alert.opened", "An ops alert opened"
 
 

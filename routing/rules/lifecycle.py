@@ -16,7 +16,8 @@ from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from queues.models import Queue
-from routing.models import Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
+from routing.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
+from routing.rule_selectors import ruleset_rollback_target, ruleset_writers
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
 from routing.rules.policies import auto_action_refusal
@@ -136,16 +137,18 @@ def _validate_auto_action(data: RuleData, fail: Any) -> None:
     if refusal:
         fail("policy", refusal)
     action = (
-        EnforcementAction.objects.filter(pk=data.enforcement_action_id).first()
+        EnforcementAction.objects.filter(pk=data.enforcement_action_id, is_active=True).first()
         if data.enforcement_action_id is not None
         else None
     )
-    if action is None:
+    if action is None and data.enforcement_action_id is not None:
+        fail("enforcement_action", "No active enforcement action has that id (retired actions are not used).")
+    elif action is None:
         fail("enforcement_action", "An auto-action names its enforcement action.")
     elif not policy.enforcement_actions.filter(pk=action.pk).exists():
         fail("enforcement_action", f"'{action.slug}' is not an action of policy '{policy.slug}'.")
-    if data.label_id and not DecisionLabel.objects.filter(pk=data.label_id, policy=policy).exists():
-        fail("label", f"That label does not belong to policy '{policy.slug}'.")
+    if data.label_id and not DecisionLabel.objects.filter(pk=data.label_id, policy=policy, is_active=True).exists():
+        fail("label", f"That label does not belong to policy '{policy.slug}' or is retired.")
     if not data.daily_cap or data.daily_cap < 1:
         fail("daily_cap", "An auto-action needs a daily cap of at least 1.")
 
@@ -179,6 +182,7 @@ def ruleset_draft_create(
         based_on=based_on,
         created_by=actor,
     )
+    ruleset_editor_record(draft, actor, "ruleset.draft")
     if based_on is not None:
         Rule.objects.bulk_create(
             Rule(
@@ -217,6 +221,18 @@ def _editable(rule_set: RuleSet, actor: User) -> RuleSet:
     return locked
 
 
+def ruleset_editor_record(rule_set: RuleSet, actor: User, act: str) -> None:
+    """Note ``actor`` as one of the version's writers (called with the version's row locked)."""
+    now = timezone.now()
+    editor, created = RuleSetEditor.objects.get_or_create(
+        rule_set=rule_set, user=actor, defaults={"acts": [act], "first_at": now, "last_at": now}
+    )
+    if not created:
+        editor.acts = editor.acts if act in editor.acts else [*editor.acts, act]
+        editor.last_at = now
+        editor.save(update_fields=["acts", "last_at"])
+
+
 def _rule_fields(data: RuleData) -> dict[str, Any]:
     return {
         "name": data.name.strip(),
@@ -253,31 +269,33 @@ def rule_save(*, actor: User, rule_set: RuleSet, data: RuleData, rule: Rule | No
         for name, value in _rule_fields(data).items():
             setattr(rule, name, value)
         rule.save()
+    ruleset_editor_record(rule_set, actor, "rule.save")
     audit_record(actor=actor, action="rule.save", target=rule, before=before, after=_rule_snapshot(rule))
     return rule
 
 
 @transaction.atomic
 def rule_delete(*, actor: User, rule: Rule) -> None:
-    _editable(rule.rule_set, actor)
+    rule_set = _editable(rule.rule_set, actor)
     snapshot = _rule_snapshot(rule)
-    rule_set = rule.rule_set
     rule.delete()
     _renumber(rule_set, list(rule_set.rules.order_by("position")))
+    ruleset_editor_record(rule_set, actor, "rule.delete")
     audit_record(actor=actor, action="rule.delete", target=("routing.rule", snapshot["name"]), before=snapshot)
 
 
 @transaction.atomic
 def rule_move(*, actor: User, rule: Rule, offset: int) -> None:
     """Move a rule up (negative) or down (positive) in its draft's order."""
-    _editable(rule.rule_set, actor)
-    rules = list(rule.rule_set.rules.order_by("position"))
+    rule_set = _editable(rule.rule_set, actor)
+    rules = list(rule_set.rules.order_by("position"))
     index = next(i for i, r in enumerate(rules) if r.pk == rule.pk)
     target = max(0, min(len(rules) - 1, index + offset))
     if target == index:
         return
     rules.insert(target, rules.pop(index))
-    _renumber(rule.rule_set, rules)
+    _renumber(rule_set, rules)
+    ruleset_editor_record(rule_set, actor, "rule.move")
     audit_record(actor=actor, action="rule.move", target=rule, after={"position": target + 1})
 
 
@@ -299,6 +317,7 @@ def ruleset_update(
     rule_set.change_note = change_note
     rule_set.default_queue = default_queue
     rule_set.save(update_fields=["title", "change_note", "default_queue"])
+    ruleset_editor_record(rule_set, actor, "ruleset.update")
     audit_record(actor=actor, action="ruleset.update", target=rule_set, after={"title": rule_set.title})
     return rule_set
 
@@ -337,17 +356,20 @@ def ruleset_submit(*, actor: User, rule_set: RuleSet, change_note: str = "") -> 
     if change_note:
         rule_set.change_note = change_note
     rule_set.save()
+    ruleset_editor_record(rule_set, actor, "ruleset.submit")
     audit_record(actor=actor, action="ruleset.submit", target=rule_set, after={"rules": len(rules)})
     return rule_set
 
 
 @transaction.atomic
 def ruleset_approve(*, actor: User, rule_set: RuleSet) -> RuleSet:
-    """The second person's approval: never the one who drafted or submitted the version."""
+    """The second person's approval: never anyone who drafted, edited or submitted any of the version."""
     _require(actor, "core.approve_rules", "approve rule sets")
     rule_set = _transition(rule_set, (RuleSetStatus.SUBMITTED,), "approved")
-    if actor.pk in (rule_set.created_by_id, rule_set.submitted_by_id):
-        raise NotPermitted("A rule set is approved by a different policy-staff member than its author.")
+    if actor.pk in ruleset_writers(rule_set):
+        raise NotPermitted(
+            f"A rule set is approved by a different policy-staff member than its author: you wrote part of {rule_set}."
+        )
     rule_set.status = RuleSetStatus.APPROVED
     rule_set.approved_by, rule_set.approved_at = actor, timezone.now()
     rule_set.save()
@@ -394,22 +416,22 @@ def ruleset_activate(*, actor: User, rule_set: RuleSet, reason: str = "") -> Rul
     return rule_set
 
 
-def ruleset_rollback(*, actor: User, kind: str, reason: str = "") -> RuleSet:
-    """Re-activate the version that was live before the current one, in one step."""
-    active = RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE).first()
-    previous = (
-        RuleSet.objects.filter(kind=kind, status=RuleSetStatus.RETIRED).order_by("-activated_at", "-version").first()
-    )
+@transaction.atomic
+def ruleset_rollback(*, actor: User, kind: str, to_version: int, reason: str = "") -> RuleSet:
+    """Re-activate the version that was live before the current one. ``to_version`` is the version the person
+    was shown and confirmed: if the version a rollback restores is another one now, nothing happens."""
+    _require(actor, "core.approve_rules", "roll back rule sets")
+    # The kind's versions locked, so what is checked here is what goes live.
+    list(RuleSet.objects.select_for_update().filter(kind=kind).values_list("pk", flat=True))
+    previous = ruleset_rollback_target(kind)
     if previous is None:
-        raise Conflict(f"No earlier {kind} version was ever active; there is nothing to roll back to.")
-    if (
-        active is not None
-        and previous.activated_at
-        and active.activated_at
-        and previous.activated_at > active.activated_at
-    ):
-        raise Conflict("The retired version is newer than the active one.")
-    return ruleset_activate(actor=actor, rule_set=previous, reason=reason or "rollback")
+        raise Conflict(f"No earlier {kind} version was live before the active one; there is nothing to roll back to.")
+    if previous.version != to_version:
+        raise Conflict(
+            f"A rollback of {kind} rules now restores v{previous.version}, not v{to_version}: look again.",
+            field="to_version",
+        )
+    return ruleset_activate(actor=actor, rule_set=previous, reason=reason.strip() or f"rollback to v{to_version}")
 
 
 @transaction.atomic

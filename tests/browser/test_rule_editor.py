@@ -104,7 +104,11 @@ def test_a_draft_is_validated_live_approved_by_someone_else_backtested_and_rolle
     page.get_by_test_id("activate").click()
     expect(page.get_by_test_id("status")).to_have_text("Active")
     page.goto(f"{live_server.url}/rules/")
-    page.locator("#kind-intake").get_by_role("button", name="Roll back to the previous version").click()
+    page.locator("#kind-intake").get_by_role("button", name="Roll back to v1…").click()
+    expect(page.get_by_test_id("rollback")).to_contain_text("makes v1 live again and retires v2")
+    assert RuleSet.objects.get(version=2).status == RuleSetStatus.ACTIVE  # nothing happens before the confirmation
+    page.get_by_label("Why roll back").fill("v2 sends too much to the hate queue")
+    page.get_by_test_id("rollback-confirm").click()
     expect(page.locator("ul.flash")).to_contain_text("Intake routing v1 is active again")
     assert RuleSet.objects.get(version=1).status == RuleSetStatus.ACTIVE
     assert RuleSet.objects.get(version=2).status == RuleSetStatus.RETIRED

@@ -118,9 +118,21 @@ def test_a_senior_reviewer_bulk_decides_a_filtered_selection_and_hostile_text_st
     page.get_by_label("all", exact=True).check()
     for item in wave:
         expect(page.get_by_label(f"select item {item.pk}")).to_be_checked()
+    expect(page.get_by_test_id("bulk-apply")).to_have_text("Preview 3 items")
     page.get_by_label("No violation").check()
     page.get_by_label("Rationale").fill("one spam wave, test posts")
     page.get_by_test_id("bulk-apply").click()
+
+    # The preview: the count and every item of the batch; nothing is decided until the count is typed.
+    expect(page.locator("h1")).to_have_text("Decide 3 items in General?")
+    expect(page.get_by_test_id("bulk-preview").locator(".content.excerpt")).to_have_text([item.text for item in wave])
+    assert not Decision.objects.exists()
+    page.get_by_label("Type 3 to confirm").fill("2")
+    page.get_by_test_id("bulk-confirm-button").click()
+    expect(page.get_by_test_id("bulk-error")).to_contain_text("Type the number of items previewed (3)")
+    assert not Decision.objects.exists()
+    page.get_by_label("Type 3 to confirm").fill("3")
+    page.get_by_test_id("bulk-confirm-button").click()
 
     expect(page.locator("ul.flash")).to_contain_text("3 decided")
     expect(page.get_by_text("Nothing matches.")).to_be_visible()
@@ -132,9 +144,18 @@ def test_a_senior_reviewer_bulk_decides_a_filtered_selection_and_hostile_text_st
     (batch_id,) = batch_ids
     assert batch_id is not None
     expect(page.locator("ul.flash")).to_contain_text(f"Batch {batch_id}: 3 decided.")
+    expect(page.get_by_test_id("bulk-batches")).to_contain_text(str(batch_id))
     entry = AuditLog.objects.get(action="decision.bulk")
     assert (entry.actor, entry.after["batch_id"], entry.reason) == (qa_lead, str(batch_id), "one spam wave, test posts")
     assert sorted(entry.after["items"]) == sorted(i.pk for i in wave)
     assert ReviewItem.objects.get(pk=other.pk).state == ItemState.QUEUED
+
+    # Taken back within the window: the items wait in the queue again.
+    page.get_by_label(f"reason to revert batch {batch_id}").fill("they were real posts")
+    page.get_by_test_id("bulk-batches").get_by_role("button", name="Revert").click()
+    expect(page.locator("ul.flash")).to_contain_text(f"Batch {batch_id} reverted: 3 back in the queue")
+    expect(page.get_by_text("3 waiting items match")).to_be_visible()
+    expect(page.get_by_test_id("bulk-batches")).to_contain_text("reverted by user:quinn")
+    assert set(ReviewItem.objects.filter(pk__in=[i.pk for i in wave]).values_list("state", flat=True)) == {"queued"}
     assert dialogs == []
     assert outside == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,9 +13,12 @@ from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 
-from ops_platform.core.models import ApiKey, ApiScope
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.models import ApiKey, ApiScope, User
 from ops_platform.core.services import api_client_create, api_key_revoke, api_key_rotate
-from queues.models import ItemState, ReviewItem
+from queues.models import ItemState, Queue, QueueOrdering, ReviewItem
+from queues.services import decision_record, item_claim, item_claim_next
+from routing.services import appeal_ingest, items_ingest
 from tests.conftest import Api, item
 
 pytestmark = pytest.mark.django_db
@@ -63,8 +66,9 @@ def test_items_keep_every_field_exactly(api: Api):
     payload = item(
         "full", kind="user_report", text=text, media_urls=["https://img.example/a.png"], author_ref="u-42",
         surface="comment", language="pt-BR", metadata={"thread": {"id": 7}, "tags": ["x"]},
-        report_reasons=["spam", "harassment"], received_at="2026-01-02T03:04:05.123456Z",
+        report_reasons=["spam", "harassment"], created_at="2026-01-02T03:04:05.123456Z",
     )  # fmt: skip
+    before = timezone.now()
     item_id = api.post("/api/v1/items", payload).json()["id"]
 
     stored = ReviewItem.objects.get(pk=item_id)
@@ -78,7 +82,8 @@ def test_items_keep_every_field_exactly(api: Api):
     assert stored.metadata == {"thread": {"id": 7}, "tags": ["x"]}
     assert stored.report_reasons == ["spam", "harassment"]
     assert stored.report_count == 2
-    assert stored.received_at.isoformat() == "2026-01-02T03:04:05.123456+00:00"
+    assert stored.created_at.isoformat() == "2026-01-02T03:04:05.123456+00:00"
+    assert before <= stored.received_at <= timezone.now()
 
 
 BAD_FIELDS = [
@@ -91,7 +96,8 @@ BAD_FIELDS = [
     ({"external_id": "nul\x00byte"}, "external_id", "Must not contain NUL"),
     ({"text": "\ud800"}, "text", "Surrogate characters are not allowed"),
     ({"text": "", "media_urls": []}, "text", "needs text or media_urls"),
-    ({"media_urls": ["https://ok.example/a.png", "javascript:alert(1)"]}, "media_urls[1]", "Enter a valid URL"),
+    ({"media_urls": ["https://ok.example/a.png", "javascript:alert(1)"]}, "media_urls[1]", "http or https URL"),
+    ({"media_urls": ["ftp://files.example/a.png"]}, "media_urls[0]", "Enter a valid http or https URL"),
     ({"media_urls": "https://x.example/a.png"}, "media_urls", "Expected a list"),
     ({"language": "english!"}, "language", "BCP 47"),
     ({"metadata": [1, 2]}, "metadata", "Expected a dictionary"),
@@ -102,6 +108,11 @@ BAD_FIELDS = [
     ({"kind": "user_report"}, "report_reasons", "needs at least one reason"),
     ({"received_at": "yesterday"}, "received_at", "Datetime has wrong format"),
     ({"received_at": "2999-01-01T00:00:00Z"}, "received_at", "in the future"),
+    ({"created_at": "0001-01-01T00:00:00Z"}, "created_at", "days ago"),
+    ({"created_at": "0001-01-01"}, "created_at", "days ago"),
+    ({"created_at": "9999-12-31T23:59:59Z"}, "created_at", "in the future"),
+    ({"received_at": "0001-01-01T00:00:00Z"}, "received_at", "days ago"),
+    ({"created_at": "2026-01-01T00:00:00Z", "received_at": "2026-01-01T00:00:00Z"}, "received_at", "send created_at"),
     ({"colour": "red"}, "colour", "Unknown field"),
 ]
 
@@ -117,6 +128,68 @@ def test_each_bad_field_is_named_with_its_index_and_nothing_is_stored(api: Api, 
         body["errors"]
     )
     assert ReviewItem.objects.count() == 0
+
+
+# --- receipt time is the server's: a client timestamp cannot move an item up a queue ---------------------
+
+
+@pytest.mark.parametrize("ordering", QueueOrdering.values)
+def test_an_item_with_an_old_created_at_is_not_claimed_before_an_earlier_received_one(
+    api: Api, intake_queue: Queue, reviewer: User, ordering: str
+):
+    Queue.objects.filter(pk=intake_queue.pk).update(ordering=ordering)
+    first = api.post("/api/v1/items", item("first")).json()["id"]
+    long_ago = (timezone.now() - timedelta(days=300)).isoformat()
+    late = api.post("/api/v1/items", item("late", created_at=long_ago)).json()["id"]
+    alias = api.post("/api/v1/items", item("alias", received_at=long_ago)).json()["id"]
+
+    stored = ReviewItem.objects.get(pk=late)
+    assert stored.state == ItemState.QUEUED
+    assert stored.created_at == datetime.fromisoformat(long_ago)
+    assert stored.received_at > ReviewItem.objects.get(pk=first).received_at
+    assert stored.due_at == stored.received_at + intake_queue.sla
+    assert ReviewItem.objects.get(pk=alias).created_at == datetime.fromisoformat(long_ago)
+    claimed = item_claim_next(queue=Queue.objects.get(pk=intake_queue.pk), actor=reviewer)
+    assert claimed is not None
+    assert claimed.pk == first
+
+
+def test_intake_stamps_its_own_clock_and_refuses_an_implausible_created_at(api: Api):
+    now = timezone.now()
+    kept = now - timedelta(days=2)
+    [result] = items_ingest(client=api.client, items=[{**item(1), "created_at": kept}], at=now)
+    stored = ReviewItem.objects.get(pk=result.id)
+    assert (stored.received_at, stored.created_at) == (now, kept)
+
+    for implausible in (datetime(1, 1, 1, tzinfo=UTC), now + timedelta(days=1)):
+        with pytest.raises(ApplicationError) as refused:
+            items_ingest(client=api.client, items=[item(2), {**item(3), "created_at": implausible}], at=now)
+        assert refused.value.field == "created_at"
+    assert ReviewItem.objects.count() == 1
+
+
+def test_an_appeal_is_received_by_the_servers_clock_and_bounds_its_created_at(
+    api: Api, intake_queue: Queue, reviewer: User
+):
+    original = ReviewItem.objects.get(pk=api.post("/api/v1/items", item(1)).json()["id"])
+    item_claim(item=original, actor=reviewer)
+    decision_record(item=original, actor=reviewer, is_violation=False)
+    appeal = {"external_id": "appeal-1", "item_external_id": "ext-1", "statement": "Please look again."}
+
+    refused = api.post("/api/v1/appeals", {**appeal, "received_at": "0001-01-01T00:00:00Z"})
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == [{"field": "received_at", "problem": refused.json()["errors"][0]["problem"]}]
+    assert "days ago" in refused.json()["errors"][0]["problem"]
+    with pytest.raises(ApplicationError) as service_refused:
+        appeal_ingest(client=api.client, data={**appeal, "created_at": datetime(1, 1, 1, tzinfo=UTC)})
+    assert service_refused.value.field == "created_at"
+
+    before = timezone.now()
+    created = api.post("/api/v1/appeals", {**appeal, "created_at": "2026-01-01T00:00:00Z"})
+    assert created.status_code == 201, created.json()
+    stored = ReviewItem.objects.get(pk=created.json()["id"])
+    assert stored.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert stored.received_at >= before
 
 
 def test_a_missing_required_field_in_a_single_item_is_named(api: Api):

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import AuditLog, EnforcementAction, Policy, Severity, User
 from queues.models import Queue
-from routing.models import Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
+from routing.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
 from routing.rules.language import Problem
 from routing.rules.lifecycle import (
     RuleData,
@@ -27,6 +27,7 @@ from routing.rules.lifecycle import (
     ruleset_rollback,
     ruleset_shadow,
     ruleset_submit,
+    ruleset_update,
 )
 from tests.routing.rules_setup import policy_staff_member, ruleset_drafted, ruleset_live
 
@@ -145,6 +146,50 @@ def test_whoever_submitted_cannot_approve_either(policy_staff: User, priya: User
         ruleset_approve(actor=policy_staff, rule_set=draft)
 
     assert ruleset_approve(actor=admin_user, rule_set=draft).approved_by == admin_user
+
+
+@pytest.mark.parametrize("act", ["rule.save", "rule.edit", "rule.delete", "rule.move", "ruleset.update"])
+def test_whoever_wrote_any_part_of_the_version_cannot_approve_it(
+    act: str, policy_staff: User, priya: User, admin_user: User, draft: RuleSet, hate_queue: Queue
+):
+    """pat drafts; priya adds, edits, deletes or moves one rule or changes the version's note; pat submits:
+    priya may not approve what she helped write, someone who wrote none of it may."""
+    second = rule_save(actor=policy_staff, rule_set=draft, data=route("violence", "score.violence >= 0.9", hate_queue))
+    if act == "rule.save":
+        rule_save(actor=priya, rule_set=draft, data=route("harass", "score.harassment >= 0.9", hate_queue))
+    elif act == "rule.edit":
+        rule_save(actor=priya, rule_set=draft, rule=second, data=route("violence", "score.violence >= 0.1", hate_queue))
+    elif act == "rule.delete":
+        rule_delete(actor=priya, rule=second)
+    elif act == "rule.move":
+        rule_move(actor=priya, rule=second, offset=-1)
+    else:
+        ruleset_update(actor=priya, rule_set=draft, title="Tighter", change_note="", default_queue=draft.default_queue)
+    ruleset_submit(actor=policy_staff, rule_set=draft)
+
+    with pytest.raises(NotPermitted, match="different policy-staff member than its author"):
+        ruleset_approve(actor=priya, rule_set=draft)
+
+    draft.refresh_from_db()
+    assert draft.status == RuleSetStatus.SUBMITTED
+    assert "ruleset.approve" not in audit_actions(draft)
+    assert ruleset_approve(actor=admin_user, rule_set=draft).approved_by == admin_user
+
+
+def test_every_writer_of_a_version_is_recorded_with_what_they_did(
+    policy_staff: User, priya: User, admin_user: User, publish: Callable[..., RuleSet], hate_queue: Queue
+):
+    live = publish()
+    copy = ruleset_draft_create(actor=priya, kind=RuleSetKind.INTAKE, based_on=live)
+    rule_save(actor=policy_staff, rule_set=copy, data=route("spam", "score.hate >= 0.99", hate_queue))
+    rule_move(actor=policy_staff, rule=copy.rules.get(name="spam"), offset=-1)
+    ruleset_submit(actor=admin_user, rule_set=copy)
+
+    editors = {e.user.username: e.acts for e in RuleSetEditor.objects.filter(rule_set=copy)}
+    assert editors == {"priya": ["ruleset.draft"], "pat": ["rule.save", "rule.move"], "ada": ["ruleset.submit"]}
+    for writer in (priya, policy_staff, admin_user):
+        with pytest.raises(NotPermitted):
+            ruleset_approve(actor=writer, rule_set=copy)
 
 
 @pytest.mark.parametrize("step", ["draft", "submitted", "rejected"])
@@ -297,7 +342,9 @@ def test_rollback_reactivates_the_previous_version_in_one_step(priya: User, publ
     first = publish()
     second = publish(0.6)
 
-    restored = ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, reason="too many false positives")
+    restored = ruleset_rollback(
+        actor=priya, kind=RuleSetKind.INTAKE, to_version=first.version, reason="too many false positives"
+    )
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -314,10 +361,31 @@ def test_rollback_with_no_earlier_version_is_refused(priya: User, publish: Calla
     only = publish()
 
     with pytest.raises(Conflict, match="nothing to roll back to"):
-        ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE)
+        ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, to_version=only.version)
 
     only.refresh_from_db()
     assert only.status == RuleSetStatus.ACTIVE
+
+
+def test_rollback_restores_only_the_version_it_was_told_to(
+    priya: User, reviewer: User, publish: Callable[..., RuleSet]
+):
+    first, second, third = publish(0.9), publish(0.8), publish(0.7)
+
+    for named in (first.version, third.version, 99):
+        with pytest.raises(Conflict, match=f"restores v{second.version}, not v{named}") as refused:
+            ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, to_version=named)
+        assert refused.value.field == "to_version"
+    with pytest.raises(NotPermitted):
+        ruleset_rollback(actor=reviewer, kind=RuleSetKind.INTAKE, to_version=second.version)
+    third.refresh_from_db()
+    assert third.status == RuleSetStatus.ACTIVE
+    assert not AuditLog.objects.filter(action="ruleset.rollback").exists()
+
+    restored = ruleset_rollback(actor=priya, kind=RuleSetKind.INTAKE, to_version=second.version)
+
+    assert restored.pk == second.pk
+    assert AuditLog.objects.get(action="ruleset.rollback").reason == f"rollback to v{second.version}"
 
 
 def test_kinds_are_activated_independently(publish: Callable[..., RuleSet]):

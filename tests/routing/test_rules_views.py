@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from routing.models import Rule, RuleSet, RuleSetKind, RuleSetStatus
-from routing.rules.lifecycle import ruleset_draft_create
+from ops_platform.core.models import AuditLog
+from routing.models import Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
+from routing.rules.lifecycle import RuleData, ruleset_draft_create
 from tests.conftest import PASSWORD
+from tests.routing.rules_setup import policy_staff_member, ruleset_live
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +91,66 @@ def test_the_author_cannot_approve_over_http(policy_staff, draft, intake_queue):
     assert "different policy-staff member" in response.content.decode()
     draft.refresh_from_db()
     assert draft.status == RuleSetStatus.SUBMITTED
+
+
+def test_a_colleague_who_added_a_rule_cannot_approve_over_http(policy_staff, admin_user, draft, intake_queue):
+    priya = policy_staff_member("priya")
+    signed_in(policy_staff).post(f"/rules/{draft.pk}/rules/", new_rule("score.hate > 0.5", intake_queue.pk))
+    colleague = signed_in(priya)
+    added = colleague.post(f"/rules/{draft.pk}/rules/", new_rule("score.violence > 0.5", intake_queue.pk, "violence"))
+    assert added.status_code == 302
+    assert signed_in(policy_staff).post(f"/rules/{draft.pk}/submit").status_code == 302
+
+    page = colleague.get(f"/rules/{draft.pk}/").content.decode()
+    assert 'data-testid="approve"' not in page
+    assert "pat, priya" in page
+    response = colleague.post(f"/rules/{draft.pk}/approve", follow=True)
+    assert "different policy-staff member than its author" in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.status == RuleSetStatus.SUBMITTED
+    signed_in(admin_user).post(f"/rules/{draft.pk}/approve")
+    draft.refresh_from_db()
+    assert draft.status == RuleSetStatus.APPROVED
+
+
+def test_rollback_names_the_version_it_restores_and_acts_only_on_that_confirmed_name(policy_staff, intake_queue):
+    priya = policy_staff_member("priya")
+    first, second = (
+        ruleset_live(
+            RuleSetKind.INTAKE,
+            [RuleData(f"r{n}", "score.hate > 0.5", RuleAction.ROUTE, queue_id=intake_queue.pk)],
+            author=policy_staff,
+            approver=priya,
+            default_queue=intake_queue,
+        )
+        for n in range(2)
+    )
+    client = signed_in(priya)
+    index = client.get("/rules/").content.decode()
+    assert f"Roll back to v{first.version}…" in index
+    assert 'action="/rules/rollback/intake"' in index
+    assert 'method="get" action="/rules/rollback/intake"' in index  # the list only leads to the confirmation
+
+    page = client.get("/rules/rollback/intake")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert f"makes <strong>v{first.version}</strong> live again and retires <strong>v{second.version}</strong>" in body
+    assert f'name="to_version" value="{first.version}"' in body
+    unnamed = client.post("/rules/rollback/intake", {"reason": "noisy"})
+    assert unnamed.status_code == 400
+    assert "(to_version)" in unnamed.content.decode()
+    stale = client.post("/rules/rollback/intake", {"to_version": str(second.version), "reason": "noisy"})
+    assert stale.status_code == 409
+    assert signed_in(policy_staff_member("rex")).get("/rules/rollback/nonsense").status_code == 404
+    second.refresh_from_db()
+    assert second.status == RuleSetStatus.ACTIVE
+
+    done = client.post("/rules/rollback/intake", {"to_version": str(first.version), "reason": "noisy"})
+
+    assert done.status_code == 302
+    first.refresh_from_db()
+    assert first.status == RuleSetStatus.ACTIVE
+    assert AuditLog.objects.get(action="ruleset.rollback").reason == "noisy"
 
 
 def test_an_unknown_step_is_refused(policy_staff, draft):
