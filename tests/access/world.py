@@ -48,6 +48,7 @@ from routing.models import (
     RoutingDecision,
     Rule,
     RuleAction,
+    RuleIncident,
     RuleSet,
     RuleSetKind,
     ScoringIncident,
@@ -75,6 +76,7 @@ class World:
     session_item: CalibrationItem
     rule_set: RuleSet
     rule: Rule
+    rule_incident: RuleIncident
     backtest: Backtest
     model: ModelVersion
     dead_letter: DeadLetter
@@ -99,6 +101,7 @@ class World:
             "rules-rollback": {"kind": RuleSetKind.INTAKE},
             "rules-backtest": {"pk": self.backtest.pk},
             "rules-detail": {"pk": self.rule_set.pk},
+            "rules-incident-resolve": {"pk": self.rule_incident.pk},
             "rules-meta": {"pk": self.rule_set.pk},
             "rules-rule-add": {"pk": self.rule_set.pk},
             "rules-rule-edit": {"pk": self.rule_set.pk, "rule_pk": self.rule.pk},
@@ -205,6 +208,7 @@ def world_create(
                                        requested_by=policy_staff)  # fmt: skip
     model = ModelVersion.objects.create(version=1, artifact=b"", artifact_sha256="0" * 64, algorithm="test",
                                         trained_by="test")  # fmt: skip
+    rule_incident = RuleIncident.objects.create(rule_set=rule_set, rule=rule, error="ZeroDivisionError", items=3)
     dead_letter = DeadLetter.objects.create(task="routing.tasks.items_score_task", args=[[1]], error_type="X")
     alert_rule = AlertRule.objects.create(name="FP spike", metric=AlertMetric.FALSE_POSITIVE_RATE)
     alert = Alert.objects.create(rule=alert_rule, metric=alert_rule.metric, opened_at=now, evaluated_at=now,
@@ -221,6 +225,7 @@ def world_create(
         vendor_b_reviewer=vera, general=general, queue_a=queue_a, queue_b=queue_b, held=held, held_b=held_b,
         waiting_b=waiting_b, sample_held=held_sample, sample_disputed=disputed, plan=plan, session=session,
         session_item=session.session_items.order_by("position").first(),  # type: ignore[arg-type]
-        rule_set=rule_set, rule=rule, backtest=backtest, model=model, dead_letter=dead_letter, alert=alert,
+        rule_set=rule_set, rule=rule, rule_incident=rule_incident,
+        backtest=backtest, model=model, dead_letter=dead_letter, alert=alert,
         alert_rule=alert_rule, panel_area=panel.area, panel_name=panel.name,
     )  # fmt: skip

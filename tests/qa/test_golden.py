@@ -24,7 +24,6 @@ from qa.golden import (
     golden_results_score,
 )
 from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
-from queues.bulk import items_bulk_decide
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
 from queues.selectors import author_history
 from queues.services import decision_record, item_claim_next, items_auto_action
@@ -33,6 +32,7 @@ from routing.rules.features import author_history as features_author_history
 from routing.services import items_triage
 from tests.conftest import PASSWORD, Api, item
 from tests.qa.factories import policy_with_actions, sample_of
+from tests.queues.factories import bulk_decide
 
 pytestmark = pytest.mark.django_db
 
@@ -279,7 +279,7 @@ def test_a_golden_copy_never_reaches_the_client_whose_source_it_carries(
     assert hidden.json()["errors"] == missing.json()["errors"]
     assert api.get(f"/api/v1/items/{real.pk}").status_code == 200
     # Bulk decisions: the real item's client hears of it, nobody of the copy.
-    result = items_bulk_decide(
+    result = bulk_decide(
         queue=intake_queue,
         item_ids=[copy.pk, real.pk],
         actor=qa_lead,

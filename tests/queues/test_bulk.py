@@ -5,7 +5,6 @@ a while (items back to the queue, clients told)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -39,16 +38,9 @@ from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, Revie
 from queues.selectors import item_final_decision
 from queues.services import decision_correct, decision_record, item_claim_next
 from tests.conftest import PASSWORD
-from tests.queues.factories import item_queued
+from tests.queues.factories import bulk_decide, item_queued
 
 pytestmark = pytest.mark.django_db
-
-
-def bulk_decide(*, queue: Queue, item_ids: Sequence[int], actor: User, **decision: Any) -> BulkResult:
-    """A bulk decision as the page makes it: previewed, then confirmed with the previewed count."""
-    preview = items_bulk_preview(queue=queue, item_ids=item_ids, actor=actor, **decision)
-    return items_bulk_decide(queue=queue, item_ids=preview.item_ids, actor=actor, confirmation=preview.confirmation,
-                             confirmed_count=preview.count, **decision)  # fmt: skip
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from ops_platform.core.models import (
 )
 from ops_platform.core.services import user_create
 from queues import services, tasks
-from queues.bulk import items_bulk_decide
 from queues.models import AppealOutcome, Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
 from queues.services import (
     appeal_decide,
@@ -46,7 +45,7 @@ from queues.services import (
 )
 from queues.wellness import exposure_category_save, exposure_today, queue_exposure_set
 from tests.conftest import PASSWORD
-from tests.queues.factories import item_queued
+from tests.queues.factories import bulk_decide, item_queued
 
 pytestmark = pytest.mark.django_db
 
@@ -173,8 +172,8 @@ def test_a_bulk_decision_may_not_cite_a_policy_the_queue_does_not_offer(
     report = EnforcementAction.objects.get(slug="report-ncmec")
 
     with pytest.raises(ApplicationError, match="not one of the policies of queue 'hate-harassment'"):
-        items_bulk_decide(queue=hate_queue, item_ids=[i.pk for i in items], actor=qa_lead, is_violation=True,
-                          policy=child_safety, action=report, rationale="wave")  # fmt: skip
+        bulk_decide(queue=hate_queue, item_ids=[i.pk for i in items], actor=qa_lead, is_violation=True,
+                    policy=child_safety, action=report, rationale="wave")  # fmt: skip
 
     assert not Decision.objects.exists()
     assert set(ReviewItem.objects.filter(pk__in=[i.pk for i in items]).values_list("state", flat=True)) == {"queued"}
@@ -224,10 +223,16 @@ def test_posting_another_queues_policy_to_the_bulk_form_stores_nothing(
 
     response = signed_in(qa_lead).post(
         reverse("review-bulk", args=[hate_queue.slug]),
-        {"items": [i.pk for i in items], "violation": "yes", "policy": child_safety.pk, "rationale": "wave"},
-        follow=True,
+        {
+            "items": [i.pk for i in items],
+            "violation": "yes",
+            "policy": child_safety.pk,
+            "action": EnforcementAction.objects.get(slug="report-ncmec").pk,
+            "rationale": "wave",
+        },
     )
 
+    assert response.status_code == 400
     assert "is not one of the policies of queue" in response.content.decode()
     assert not Decision.objects.exists()
 
@@ -301,10 +306,9 @@ def test_a_rule_cannot_close_an_appeal(hate: Policy, remove: EnforcementAction, 
 
 
 def test_a_bulk_decision_never_closes_an_appeal(appeal: ReviewItem, qa_lead: User):
-    result = items_bulk_decide(queue=appeal.queue, item_ids=[appeal.pk], actor=qa_lead, is_violation=False,
-                               rationale="wave")  # fmt: skip
+    with pytest.raises(ApplicationError, match="None of the selected items is still waiting"):
+        bulk_decide(queue=appeal.queue, item_ids=[appeal.pk], actor=qa_lead, is_violation=False, rationale="wave")
 
-    assert (result.decided, result.skipped) == ([], [appeal.pk])
     appeal.refresh_from_db()
     assert appeal.state == ItemState.QUEUED
 
