@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Outermost after security headers: turns an unreachable database into a 503 for every view below it.
     "ops_platform.core.middleware.DatabaseUnavailableMiddleware",
+    "ops_platform.core.middleware.RefusalMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

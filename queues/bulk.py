@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
+from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import actor_label, audit_record
 from ops_platform.core.webhooks import webhooks_emit_many
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
@@ -95,6 +96,8 @@ def items_bulk_decide(
     if not actor.has_perm("core.bulk_decide") or not reviewer_may_work(queue, actor):
         raise NotPermitted(f"Bulk decisions in '{queue.name}' are for its senior reviewers.")
     ids = list(dict.fromkeys(int(pk) for pk in item_ids))
+    if not all(1 <= pk <= MAX_ID for pk in ids):
+        raise ApplicationError("Select items by their ids.", field="items")
     if not ids:
         raise ApplicationError("Select at least one item.", field="items")
     if len(ids) > bulk_max():

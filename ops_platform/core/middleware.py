@@ -1,9 +1,10 @@
-"""The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500.
+"""Kernel middleware: an unreachable database answers 503, a refusal its 4xx.
 
-The API's own views get that from DRF's exception handler (``api_errors.api_exception_handler``); this
-middleware covers every other view (pages, the admin, anything under ``/api/`` outside DRF), and
-``server_error`` covers what is raised outside a view (another middleware loading or saving a session).
-A page gets a plain page that names nothing internal; the API gets the API's JSON error body.
+The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500. The API's own
+views get that from DRF's exception handler (``api_errors.api_exception_handler``); this middleware covers every
+other view (pages, the admin, anything under ``/api/`` outside DRF), and ``server_error`` covers what is raised
+outside a view (another middleware loading or saving a session). A page gets a plain page that names nothing
+internal; the API gets the API's JSON error body.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import server_error as django_server_error
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.refusals import refusal_response
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +65,19 @@ def server_error(request: HttpRequest) -> HttpResponse:
         logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exc).__name__)
         return database_unavailable_response(request)
     return django_server_error(request)
+
+
+class RefusalMiddleware:
+    """An ``ApplicationError`` a page view lets through (a junk id refused at the boundary by
+    ``ops_platform.core.params``) is the refusal page with its 4xx, never a 500. The API answers its own."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, ApplicationError) or request.path.startswith("/api/"):
+            return None
+        return refusal_response(request, exception)

@@ -145,3 +145,16 @@ def test_the_bulk_page_is_for_senior_reviewers_and_decides_the_selection(
     assert "2 decided" in response.content.decode()
     states = dict(ReviewItem.objects.filter(pk__in=[i.pk for i in items]).values_list("pk", "state"))
     assert states == {items[0].pk: "decided", items[1].pk: "decided", items[2].pk: "queued"}
+
+
+@pytest.mark.parametrize("junk", [0, -3, 10**30])
+def test_ids_no_item_can_have_are_refused_before_any_query(intake_queue: Queue, qa_lead: User, junk: int):
+    waiting = item_queued(intake_queue)
+
+    with pytest.raises(ApplicationError, match="by their ids") as refused:
+        items_bulk_decide(
+            queue=intake_queue, item_ids=[waiting.pk, junk], actor=qa_lead, is_violation=False, rationale="spam wave"
+        )
+
+    assert refused.value.field == "items"
+    assert not Decision.objects.exists()
