@@ -1,4 +1,5 @@
-"""Kernel middleware: an unreachable database answers 503, a refusal its 4xx.
+"""Kernel middleware: an unreachable database answers 503, a refusal its 4xx, and nothing a signed-in person
+or an API key gets is cached.
 
 The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500. The API's own
 views get that from DRF's exception handler (``api_errors.api_exception_handler``); this middleware covers every
@@ -13,8 +14,10 @@ import logging
 import sys
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
 from django.views.defaults import server_error as django_server_error
 
 from ops_platform.core.errors import ApplicationError
@@ -81,3 +84,25 @@ class RefusalMiddleware:
         if not isinstance(exception, ApplicationError) or request.path.startswith("/api/"):
             return None
         return refusal_response(request, exception)
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` (and the rest of "never cache") on everything a signed-in person or an API
+    key gets: item content, dashboards and CSV exports must not stay in a shared machine's browser cache or a
+    proxy's. Static files (served by WhiteNoise before this runs) and anonymous pages keep their caching."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        # Read after the view: a sign-in has just set the user, and DRF replaces it (by an API key's client, or
+        # by None on an API URL a browser session opened), so the session cookie counts too.
+        user = getattr(request, "user", None)
+        if (
+            (user is not None and user.is_authenticated)
+            or "HTTP_AUTHORIZATION" in request.META
+            or settings.SESSION_COOKIE_NAME in request.COOKIES
+        ):
+            add_never_cache_headers(response)
+        return response
