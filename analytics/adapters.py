@@ -15,15 +15,19 @@ from django.urls import reverse
 
 from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
+from analytics.models.operations import BacklogAge
 from analytics.selectors import classifiers as clf
 from analytics.selectors.operations import Table as OpsTable
 from analytics.tables import Column, Kind, Table
 from analytics.tables import items_url as _items_url
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.params import MAX_INT, id_parse, param_int
 
 # Cell keys the operations drill-down understands, and which of them are ids.
 OPS_CELL_KEYS = ("day", "queue_id", "policy_id", "vendor_id", "priority_id", "priority", "source", "surface", "kind",
                  "age_bucket", "reviewer_id")  # fmt: skip
 NONE = "none"  # a cell key given as None: in-house, no policy
+PRIORITY_KEYS = ("priority", "priority_id")  # tables split by priority name their key column priority_id
 
 
 def kind_of(column: str) -> Kind:
@@ -100,15 +104,24 @@ def ops_cell(params: Any) -> tuple[str, dict[str, Any]] | None:
         return None
     cell: dict[str, Any] = {}
     if params.get("day") or (params.get("start") and params.get("start") == params.get("end")):
-        cell["day"] = date.fromisoformat(params.get("day") or params.get("start"))
+        name = "day" if params.get("day") else "start"
+        try:
+            cell["day"] = date.fromisoformat(params.get(name))
+        except ValueError:
+            raise ApplicationError(f"{name}: a date is written YYYY-MM-DD.", field=name) from None
     for key in OPS_CELL_KEYS:
-        raw = params.get(f"cell_{key}")
+        name = f"cell_{key}"
+        raw = params.get(name)
         if raw is None:
             continue
         if raw == NONE:
             cell[key] = None
-        elif key.endswith("_id") or key == "priority":
-            cell[key] = int(raw)
+        elif key == "age_bucket" and raw not in BacklogAge.values:
+            raise ApplicationError(f"{name}: one of {', '.join(BacklogAge.values)}.", field=name)
+        elif key in PRIORITY_KEYS:  # a priority, which may be 0 or negative
+            cell[key] = param_int(params, name, minimum=-MAX_INT, maximum=MAX_INT)
+        elif key.endswith("_id"):
+            cell[key] = id_parse(raw, field=name)
         else:
             cell[key] = raw
     return metric, cell
@@ -179,6 +192,16 @@ def classifier_drift_table(f: MetricFilter) -> Table:
         return [{"week_start": date.fromisoformat(str(w.pop("week"))), **w} for w in weeks]
 
     return _curve_table(f, "Weekly drift", build)
+
+
+# The query parameter that carries each argument of ``classifier_items``: a refusal names the parameter.
+CLASSIFIER_PARAMS = {
+    "category": "clf_category",
+    "backend": "clf_backend",
+    "model_version": "clf_model",
+    "cell": "clf_cell",
+    "truth": "clf_truth",
+}
 
 
 def classifier_cell(params: Any) -> dict[str, Any] | None:

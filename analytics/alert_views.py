@@ -7,10 +7,11 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from analytics import alerts, panels
@@ -18,6 +19,7 @@ from analytics.forms import AlertResolveForm, AlertRuleForm
 from analytics.models import Alert, AlertRule
 from analytics.tables import display
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.refusals import refusal_response
 
 # Figures a cause may carry (rate causes, vendor throughput causes), in the order the page shows them.
 CAUSE_FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -86,8 +88,8 @@ def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(Alert, pk=pk)
     form = AlertResolveForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "The reason is at most 500 characters.")
-        return redirect("analytics-alert", pk=alert.pk)
+        exc = ApplicationError("The reason is at most 500 characters.", field="reason")
+        return refusal_response(request, exc, back=reverse("analytics-alert", args=[alert.pk]))
     try:
         alerts.alert_resolve(alert=alert, actor=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
     except ApplicationError as exc:
@@ -126,11 +128,22 @@ def alert_rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse
                 **form.rule_fields(),
             )
         except ApplicationError as exc:
-            form.add_error(None, exc.message)
+            form.add_error(_form_field(form, exc.field), exc.message)
         except ValidationError as exc:  # the model's own checks (full_clean)
-            for message in exc.messages:
-                form.add_error(None, message)
+            by_field = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+            for name, problems in by_field.items():
+                for message in problems:
+                    form.add_error(_form_field(form, name), message)
         else:
             messages.success(request, f"Alert rule “{saved.name}” saved; it applies from the next evaluation.")
             return redirect("analytics-alert-rules")
-    return render(request, "analytics/alert_rule_form.html", _context(form=form, rule=rule))
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "analytics/alert_rule_form.html", _context(form=form, rule=rule), status=status)
+
+
+def _form_field(form: AlertRuleForm, name: str | None) -> str | None:
+    """The form field a rule field's problem belongs to (durations are edited in hours)."""
+    for candidate in (name, f"{name}_hours"):
+        if candidate in form.fields:
+            return candidate
+    return None

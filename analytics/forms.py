@@ -9,12 +9,15 @@ from django import forms
 from django.http import QueryDict
 from django.utils import timezone
 
+from analytics.alerts.services import MAX_RULE_SPAN
 from analytics.filters import PRESET_DAYS, MetricFilter
 from analytics.models import AlertMetric, AlertRule
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, Vendor
+from ops_platform.core.params import MAX_INT
 from queues.models import Queue
 
+MAX_RULE_HOURS = MAX_RULE_SPAN / timedelta(hours=1)
 PERIODS = [(str(days), f"Last {days} days") for days in PRESET_DAYS]
 DEFAULT_DAYS = 28
 
@@ -75,11 +78,11 @@ class AlertRuleForm(forms.Form):
     name = forms.CharField(max_length=200)
     metric = forms.ChoiceField(choices=AlertMetric.choices)
     queue = forms.ModelChoiceField(Queue.objects.order_by("name"), required=False, empty_label="Every queue")
-    window_hours = forms.FloatField(min_value=0.01, label="Window (hours)")
-    baseline_hours = forms.FloatField(min_value=0.01, label="Baseline (hours)")
+    window_hours = forms.FloatField(min_value=0.01, max_value=MAX_RULE_HOURS, label="Window (hours)")
+    baseline_hours = forms.FloatField(min_value=0.01, max_value=MAX_RULE_HOURS, label="Baseline (hours)")
     relative_threshold = forms.FloatField(help_text="Relative rise (0.5 = 50%) or share; see the table below.")
     absolute_threshold = forms.FloatField(help_text="A rate floor, or a count of items; see the table below.")
-    min_volume = forms.IntegerField(min_value=0, label="Least volume to judge")
+    min_volume = forms.IntegerField(min_value=0, max_value=MAX_INT, label="Least volume to judge")
     is_active = forms.BooleanField(required=False, initial=True, label="Active")
     reason = forms.CharField(max_length=500, required=False, help_text="Why this change (audit log).")
 

@@ -111,9 +111,9 @@ def items(request: HttpRequest) -> HttpResponse:
     try:
         slice_ = ItemsSlice.from_params(request.GET)
         queryset = _drilled(request, f) or items_drill(f, slice_)
-    except (ApplicationError, ValueError) as e:
-        problem = e.message if isinstance(e, ApplicationError) else f"Bad drill-down parameter: {e}"
-        return render(request, "analytics/items.html", _context(request, form=form, problem=problem), status=400)
+    except ApplicationError as e:
+        context = _context(request, form=form, problem=e.message, problem_field=e.field)
+        return render(request, "analytics/items.html", context, status=e.status_code)
     page = Paginator(queryset, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [
         {
@@ -147,5 +147,9 @@ def _drilled(request: HttpRequest, f: MetricFilter) -> QuerySet[ReviewItem] | No
         return operations.items_behind(metric, f, **cell).select_related("queue").order_by("-id")
     clf_cell = adapters.classifier_cell(request.GET)
     if clf_cell is not None:
-        return classifiers.classifier_items(f, **clf_cell).select_related("queue")
+        try:
+            return classifiers.classifier_items(f, **clf_cell).select_related("queue")
+        except ApplicationError as e:
+            e.field = adapters.CLASSIFIER_PARAMS.get(e.field or "", e.field)
+            raise
     return None

@@ -63,11 +63,13 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Outermost after security headers: turns an unreachable database into a 503 for every view below it.
     "ops_platform.core.middleware.DatabaseUnavailableMiddleware",
+    "ops_platform.core.middleware.RefusalMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "ops_platform.core.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -165,6 +167,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+# Proxies of ours in front of the app, each appending to X-Forwarded-For: the throttles take the client's
+# address that many entries from the end (ops_platform/core/client_address.py). Only read behind the proxy.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 # HSTS is sent on https responses only (SecurityMiddleware), so it never touches the demo's plain http.
 # Subdomains and preload are the deployment's call: they bind every host under the domain.
@@ -207,7 +212,7 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "ops_platform.core.login_throttle.login_client_ip"
+AXES_CLIENT_IP_CALLABLE = "ops_platform.core.client_address.client_address"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
@@ -230,6 +235,9 @@ API_MAX_BATCH_ITEMS = 1000
 # Deepest JSON nesting a request body may have (item metadata allows 5 levels inside a list of items).
 API_MAX_JSON_DEPTH = 32
 API_DEFAULT_RATE_PER_MINUTE = env.int("API_DEFAULT_RATE_PER_MINUTE", default=600)
+# Invalid API keys per client address and window before that address gets 429 (a key guesser's budget).
+API_KEY_FAILURE_LIMIT = env.int("API_KEY_FAILURE_LIMIT", default=20)
+API_KEY_FAILURE_WINDOW_SECONDS = env.int("API_KEY_FAILURE_WINDOW_SECONDS", default=300)
 API_IDEMPOTENCY_TTL = timedelta(hours=24)
 # The oldest content-creation time (an item's created_at) intake keeps; older is refused as implausible.
 INTAKE_CREATED_AT_MAX_AGE = timedelta(days=env.int("INTAKE_CREATED_AT_MAX_AGE_DAYS", default=3650))

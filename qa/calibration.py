@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import Policy, User
+from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import audit_record
 from qa.models import CalibrationItem, CalibrationRating, CalibrationSession
 from qa.statistics import Estimate, krippendorff_alpha, percent_agreement, rating_matrix
@@ -29,6 +30,8 @@ def session_create(
         raise NotPermitted("Calibration sessions are run by QA.")
     if not name.strip():
         raise ApplicationError("Name the session.", field="name")
+    if not all(1 <= pk <= MAX_ID for pk in item_ids):
+        raise ApplicationError("Item ids are ids of items.", field="item_ids")
     items = list(ReviewItem.objects.filter(pk__in=item_ids, is_golden=False).order_by("pk"))
     if len(items) < 2:
         raise ApplicationError("A calibration session needs at least two items.", field="items")

@@ -7,10 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Q, QuerySet
 
+from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import EnforcementAction, Policy, User, Vendor
+from ops_platform.core.params import ModelIdsChoiceField, id_parse
 from qa.models import SamplingPlan
+from qa.sampling import RATE_FIELDS
 from queues.models import ItemKind, Queue
 
 VIOLATION_CHOICES = [("no", "No violation"), ("yes", "Violation")]
@@ -91,6 +95,11 @@ class PlanForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # A rate is a probability: refused on its own field, not only by the table's check constraint.
+        for name in RATE_FIELDS:
+            rate = self.fields[name]
+            rate.validators += [MinValueValidator(0), MaxValueValidator(1)]
+            rate.widget.attrs.update({"min": 0, "max": 1})
         reviewer = self.fields["reviewer"]
         assert isinstance(reviewer, forms.ModelChoiceField)
         reviewer.queryset = reviewers()
@@ -160,7 +169,7 @@ class GoldenRateForm(forms.Form):
 class CalibrationForm(forms.Form):
     name = forms.CharField(max_length=200)
     item_ids = forms.CharField(max_length=2000, help_text="Item ids, separated by spaces or commas.")
-    participants = forms.ModelMultipleChoiceField(User.objects.none(), widget=forms.CheckboxSelectMultiple)
+    participants = ModelIdsChoiceField(User.objects.none(), widget=forms.CheckboxSelectMultiple)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -171,9 +180,12 @@ class CalibrationForm(forms.Form):
     def clean_item_ids(self) -> list[int]:
         raw = self.cleaned_data["item_ids"]
         parts = [p for p in re.split(r"[\s,]+", raw) if p]
-        if not parts or not all(p.isdigit() for p in parts):
+        if not parts:
             raise forms.ValidationError("Item ids are whole numbers.")
-        return [int(p) for p in parts]
+        try:
+            return [id_parse(p, field="item_ids") for p in parts]
+        except ApplicationError:
+            raise forms.ValidationError("Item ids are whole numbers.") from None
 
 
 class RatingForm(forms.Form):

@@ -13,17 +13,20 @@ from collections.abc import Iterator
 from datetime import datetime, time
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, User
+from ops_platform.core.refusals import refusal_response, refused
 from qa import calibration, golden, review, sampling, selectors
 from qa.forms import (
     AdjudicationForm,
@@ -81,6 +84,16 @@ def _verdict_of(form: VerdictForm) -> dict[str, Any]:
         "policy": form.cleaned_data.get("policy"),
         "action": form.cleaned_data.get("action"),
     }
+
+
+def _error_into(form: forms.BaseForm, exc: ApplicationError) -> None:
+    """A service's refusal shown on the form, on the field it names when the form has it."""
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+def _status_of(form: forms.BaseForm | None) -> int:
+    """A form sent back with errors is a refusal: 400, so the answer says so, not only the page."""
+    return 400 if form is not None and form.is_bound and form.errors else 200
 
 
 # --- home -----------------------------------------------------------------------------------------------
@@ -143,15 +156,22 @@ def review_page(request: HttpRequest, pk: int) -> HttpResponse:
                 sample=sample, actor=user, rationale=form.cleaned_data["rationale"], **_verdict_of(form)
             )
         except ApplicationError as exc:
-            messages.error(request, exc.message)
+            _error_into(form, exc)
         else:
             return redirect("qa-compare", pk=sample.pk)
     return render(
         request,
         "qa/review.html",
-        {"sample": sample, "item": sample.item, "queue": queue, "policies": policies, "form": form,
-         **_media_prefs(user)},
-    )  # fmt: skip
+        {
+            "sample": sample,
+            "item": sample.item,
+            "queue": queue,
+            "policies": policies,
+            "form": form,
+            **_media_prefs(user),
+        },
+        status=_status_of(form),
+    )
 
 
 def _original_decision(sample: QaSample) -> Decision | None:
@@ -216,7 +236,7 @@ def adjudicate(request: HttpRequest, pk: int) -> HttpResponse:
                 severity=form.cleaned_data.get("severity"), **_verdict_of(form),
             )  # fmt: skip
         except ApplicationError as exc:
-            messages.error(request, exc.message)
+            _error_into(form, exc)
         else:
             found = ErrorType(done.error_type)
             what = "the original decision was right" if found == ErrorType.NONE else f"{found.label}"
@@ -227,13 +247,21 @@ def adjudicate(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "qa/adjudicate.html",
         {
-            "sample": sample, "item": sample.item, "queue": queue, "policies": policies, "form": form,
-            "decision": _original_decision(sample), "qa": sample.review,
-            "adjudication": getattr(sample, "adjudication", None), "party": party,
+            "sample": sample,
+            "item": sample.item,
+            "queue": queue,
+            "policies": policies,
+            "form": form,
+            "decision": _original_decision(sample),
+            "qa": sample.review,
+            "adjudication": getattr(sample, "adjudication", None),
+            "party": party,
             "severities": _default_severities(sample, policies),
-            "is_golden_source": golden_made(sample), **_media_prefs(user),
+            "is_golden_source": golden_made(sample),
+            **_media_prefs(user),
         },
-    )  # fmt: skip
+        status=_status_of(form),
+    )
 
 
 def _default_severities(sample: QaSample, policies: list[Policy]) -> dict[str, float]:
@@ -279,7 +307,7 @@ def plans(request: HttpRequest) -> HttpResponse:
                 confidence=data["confidence"], population=data.get("population"),
             )  # fmt: skip
         except ApplicationError as exc:
-            size_form.add_error(None, exc.message)
+            _error_into(size_form, exc)
         else:
             size["n"] = n
             if data.get("decisions_per_month"):
@@ -289,7 +317,12 @@ def plans(request: HttpRequest) -> HttpResponse:
         .annotate(n_samples=Count("samples"))
         .order_by("-is_active", "name")
     )
-    return render(request, "qa/plans.html", {"plans": all_plans, "size_form": size_form, "size": size})
+    return render(
+        request,
+        "qa/plans.html",
+        {"plans": all_plans, "size_form": size_form, "size": size},
+        status=_status_of(size_form),
+    )
 
 
 @login_required
@@ -302,11 +335,11 @@ def plan_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         try:
             saved = sampling.plan_save(actor=user, plan=form.save(commit=False), reason=form.cleaned_data["reason"])
         except ApplicationError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            _error_into(form, exc)
         else:
             messages.success(request, f"Plan “{saved.name}” saved.")
             return redirect("qa-plans")
-    return render(request, "qa/plan_form.html", {"form": form, "plan": plan})
+    return render(request, "qa/plan_form.html", {"form": form, "plan": plan}, status=_status_of(form))
 
 
 # --- golden items ------------------------------------------------------------------------------------------
@@ -339,7 +372,7 @@ def golden_items(request: HttpRequest) -> HttpResponse:
                 metadata=data["metadata"],
             )
         except ApplicationError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            _error_into(form, exc)
         else:
             messages.success(request, f"Golden item {made.pk} created.")
             return redirect("qa-golden")
@@ -349,11 +382,10 @@ def golden_items(request: HttpRequest) -> HttpResponse:
                 actor=user, queue=rate_form.cleaned_data["queue"], rate=rate_form.cleaned_data["rate"]
             )
         except ApplicationError as exc:
-            rate_form.add_error(None, exc.message)
+            _error_into(rate_form, exc)
         else:
             messages.success(request, f"{setting.queue.name}: {setting.rate:.1%} golden.")
             return redirect("qa-golden")
-    refused = form.errors or rate_form.errors  # bad input: the form again, with a 400
     return render(
         request,
         "qa/golden.html",
@@ -363,7 +395,7 @@ def golden_items(request: HttpRequest) -> HttpResponse:
             "rate_form": rate_form,
             "rates": GoldenRate.objects.select_related("queue").order_by("queue__name"),
         },
-        status=400 if refused else 200,
+        status=max(_status_of(form), _status_of(rate_form)),
     )
 
 
@@ -386,14 +418,14 @@ def calibration_list(request: HttpRequest) -> HttpResponse:
                     participants=list(form.cleaned_data["participants"]),
                 )  # fmt: skip
             except ApplicationError as exc:
-                form.add_error(None, exc.message)
+                _error_into(form, exc)
             else:
                 messages.success(request, f"Session “{session.name}” created.")
                 return redirect("qa-calibration-session", pk=session.pk)
     sessions = CalibrationSession.objects.order_by("-created_at")
     if not is_qa:
         sessions = sessions.filter(participants=user)
-    return render(request, "qa/calibration_list.html", {"sessions": sessions, "form": form})
+    return render(request, "qa/calibration_list.html", {"sessions": sessions, "form": form}, status=_status_of(form))
 
 
 def _session_for(request: HttpRequest, pk: int) -> tuple[User, CalibrationSession, bool]:
@@ -442,19 +474,24 @@ def calibration_rate(request: HttpRequest, pk: int, item_pk: int) -> HttpRespons
     user, session, _ = _session_for(request, pk)
     session_item = get_object_or_404(CalibrationItem.objects.select_related("session"), pk=item_pk, session=session)
     form = RatingForm(request.POST, prefix=f"i{session_item.pk}")
+    back = reverse("qa-calibration-session", args=[session.pk])
     if not form.is_valid():
-        messages.error(request, "Choose violation or no violation.")
-        return redirect("qa-calibration-session", pk=session.pk)
+        name, problems = next(iter(form.errors.items()))
+        return refusal_response(request, ApplicationError(str(problems[0]), field=form.add_prefix(name)), back=back)
     try:
         calibration.rating_submit(
-            session_item=session_item, actor=user, is_violation=form.cleaned_data["violation"] == "yes",
-            policy=form.cleaned_data["policy"], rationale=form.cleaned_data["rationale"],
-        )  # fmt: skip
+            session_item=session_item,
+            actor=user,
+            is_violation=form.cleaned_data["violation"] == "yes",
+            policy=form.cleaned_data["policy"],
+            rationale=form.cleaned_data["rationale"],
+        )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Item {session_item.position} rated.")
-    return redirect("qa-calibration-session", pk=session.pk)
+        if exc.field in form.fields:
+            exc.field = form.add_prefix(exc.field)
+        return refused(request, exc, back=back)
+    messages.success(request, f"Item {session_item.position} rated.")
+    return redirect(back)
 
 
 @login_required
@@ -499,9 +536,14 @@ def scorecards(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "qa/scorecards.html",
-        {"form": form, "people": selectors.scorecards("reviewer", f), "vendors": selectors.scorecards("vendor", f),
-         "error_types": _error_columns()},
-    )  # fmt: skip
+        {
+            "form": form,
+            "people": selectors.scorecards("reviewer", f),
+            "vendors": selectors.scorecards("vendor", f),
+            "error_types": _error_columns(),
+        },
+        status=_status_of(form),
+    )
 
 
 @login_required

@@ -35,6 +35,7 @@ from ops_platform.core.models import (
     User,
     WebhookEventType,
 )
+from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import actor_label, audit_record
 from ops_platform.core.webhooks import webhooks_emit_many
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem, check_transition
@@ -99,6 +100,8 @@ def _batch_check(
     if not actor.has_perm("core.bulk_decide") or not reviewer_may_work(queue, actor):
         raise NotPermitted(f"Bulk decisions in '{queue.name}' are for its senior reviewers.")
     ids = list(dict.fromkeys(int(pk) for pk in item_ids))
+    if not all(1 <= pk <= MAX_ID for pk in ids):
+        raise ApplicationError("Select items by their ids.", field="items")
     if not ids:
         raise ApplicationError("Select at least one item.", field="items")
     if len(ids) > bulk_max():

@@ -22,6 +22,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.params import MAX_INT, object_parse, param_int, param_object
+from ops_platform.core.refusals import refused
 from queues import bulk, selectors, services, wellness
 from queues.models import ExposureCategory, ItemState, Queue, ReviewItem
 from queues.panels import panels_for
@@ -139,10 +141,15 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         violation = post.get("violation") == "yes"
         policy_id, action_id, label_ids = post.get("policy", ""), post.get("action", ""), post.getlist("labels")
-    policy = Policy.objects.filter(pk=int(policy_id)).first() if violation and policy_id.isdigit() else None
-    digits = [i for i in label_ids if i.isdigit()]
-    labels = list(DecisionLabel.objects.filter(pk__in=digits)) if violation else []
-    action = EnforcementAction.objects.filter(pk=int(action_id)).first() if violation and action_id.isdigit() else None
+    policy, action, labels = None, None, []
+    if violation:
+        # A one-key decision's ids are refused under the button's name: the only field the browser sent.
+        fields = dict.fromkeys(("policy", "action", "labels"), "quick") if quick else {}
+        if policy_id:
+            policy = object_parse(policy_id, Policy.objects.all(), field=fields.get("policy", "policy"))
+        if action_id:
+            action = object_parse(action_id, EnforcementAction.objects.all(), field=fields.get("action", "action"))
+        labels = [object_parse(i, DecisionLabel.objects.all(), field=fields.get("labels", "labels")) for i in label_ids]
     try:
         result = services.decision_record(
             item=item, actor=user, is_violation=violation, policy=policy, labels=labels, action=action,
@@ -219,7 +226,7 @@ def release(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def escalate(request: HttpRequest, pk: int) -> HttpResponse:
     user, item = _held_item(request, pk)
-    to_user = User.objects.filter(pk=request.POST.get("to_user") or 0).first()
+    to_user = param_object(request.POST, "to_user", User.objects.filter(is_active=True))
     try:
         target = services.item_escalate(item=item, actor=user, reason=request.POST.get("reason", ""), to_user=to_user)
     except ApplicationError as exc:
@@ -279,19 +286,19 @@ def preferences(request: HttpRequest) -> HttpResponse:
     """A reviewer's own media display and break reminder settings."""
     user = _reviewer(request)
     if request.method == "POST":
-        minutes = request.POST.get("break_reminder_minutes", "")
         try:
+            # Whole numbers only here; the service says which ones are allowed.
+            minutes = param_int(request.POST, "break_reminder_minutes", minimum=-MAX_INT, maximum=MAX_INT)
             wellness.preferences_save(
                 actor=user,
                 blur_media=request.POST.get("blur_media") == "on",
                 greyscale_media=request.POST.get("greyscale_media") == "on",
-                break_reminder_minutes=int(minutes) if minutes.strip().isdigit() else -1,
+                break_reminder_minutes=-1 if minutes is None else minutes,
             )
         except ApplicationError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, "Preferences saved.")
-            return redirect("review-preferences")
+            return refused(request, exc, back=reverse("review-preferences"))
+        messages.success(request, "Preferences saved.")
+        return redirect("review-preferences")
     profile = getattr(user, "reviewer_profile", None)
     return render(request, "queues/preferences.html", {"profile": profile, "max_minutes": wellness.MAX_BREAK_MINUTES})
 
@@ -313,22 +320,23 @@ def wellness_settings(request: HttpRequest) -> HttpResponse:
         post = request.POST
         try:
             if post.get("form") == "category":
-                cap = post.get("daily_cap", "")
+                cap = param_int(post, "daily_cap", minimum=-MAX_INT, maximum=MAX_INT)
                 wellness.exposure_category_save(
                     actor=user,
                     slug=slugify(post.get("slug", "") or post.get("name", ""))[:50],
                     name=post.get("name", "")[:200],
-                    daily_cap=int(cap) if cap.strip().isdigit() else 0,
+                    daily_cap=0 if cap is None else cap,
                     reason=post.get("reason", "")[:500],
                 )
                 messages.success(request, "Exposure cap saved.")
             elif post.get("form") == "queue":
-                queue = get_object_or_404(Queue, pk=post.get("queue") or 0)
-                category = ExposureCategory.objects.filter(pk=post.get("category") or 0).first()
+                queue = param_object(post, "queue", Queue.objects.filter(is_active=True), required=True)
+                category = param_object(post, "category", ExposureCategory.objects.all())
+                assert queue is not None
                 wellness.queue_exposure_set(actor=user, queue=queue, category=category)
                 messages.success(request, f"{queue.name}: {category.name if category else 'no exposure cap'}.")
         except ApplicationError as exc:
-            messages.error(request, exc.message)
+            return refused(request, exc, back=reverse("review-wellness"))
         return redirect("review-wellness")
     categories, board = selectors.exposure_board()
     return render(

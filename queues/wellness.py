@@ -114,12 +114,17 @@ def review_stretch(user: User, *, now: datetime | None = None) -> Stretch | None
 
 # --- settings people change ---------------------------------------------------------------------------
 
+# Far above what anyone opens in a day; a cap beyond it is a typo, not a policy.
+MAX_DAILY_CAP = 10_000
+
 
 @transaction.atomic
 def exposure_category_save(*, actor: User, slug: str, name: str, daily_cap: int, reason: str = "") -> ExposureCategory:
     """Create a category or change its cap (ops managers); audited with the cap before and after."""
     if daily_cap < 1:
         raise ApplicationError("A daily cap is at least 1 item; retire the category instead.", field="daily_cap")
+    if daily_cap > MAX_DAILY_CAP:
+        raise ApplicationError(f"A daily cap is at most {MAX_DAILY_CAP} items.", field="daily_cap")
     if not name.strip():
         raise ApplicationError("Name the category.", field="name")
     category = ExposureCategory.objects.select_for_update().filter(slug=slug).first()

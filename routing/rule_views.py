@@ -21,6 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.params import param_object
+from ops_platform.core.refusals import refused
 from queues.models import Queue
 from routing import rule_selectors
 from routing.models import (
@@ -182,16 +184,13 @@ def rule_incident_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def ruleset_new(request: HttpRequest) -> HttpResponse:
     user = _editor(request)
-    based_on = None
-    if request.POST.get("based_on"):
-        based_on = get_object_or_404(RuleSet, pk=request.POST["based_on"])
+    based_on = param_object(request.POST, "based_on", RuleSet.objects.all())
     try:
         draft = lifecycle.ruleset_draft_create(
             actor=user, kind=request.POST.get("kind", ""), based_on=based_on, title=request.POST.get("title", "")
         )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("rules-index")
+        return refused(request, exc, back=reverse("rules-index"))
     messages.success(request, f"Draft {draft} created.")
     return redirect("rules-detail", pk=draft.pk)
 
@@ -232,7 +231,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def ruleset_meta(request: HttpRequest, pk: int) -> HttpResponse:
     user = _editor(request)
     rule_set = get_object_or_404(RuleSet, pk=pk)
-    queue = Queue.objects.filter(pk=request.POST.get("default_queue") or 0).first()
+    queue = param_object(request.POST, "default_queue", Queue.objects.filter(is_active=True))
     try:
         lifecycle.ruleset_update(
             actor=user,
@@ -242,7 +241,7 @@ def ruleset_meta(request: HttpRequest, pk: int) -> HttpResponse:
             default_queue=queue,
         )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
+        return refused(request, exc, back=reverse("rules-detail", args=[pk]))
     return redirect("rules-detail", pk=pk)
 
 
@@ -408,11 +407,8 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
 def ruleset_diff_view(request: HttpRequest, pk: int) -> HttpResponse:
     _reader(request)
     new = get_object_or_404(RuleSet, pk=pk)
-    against = request.GET.get("against")
-    old = (
-        get_object_or_404(RuleSet, pk=against, kind=new.kind)
-        if against and against.isdigit()
-        else new.based_on or RuleSet.objects.filter(kind=new.kind, status=RuleSetStatus.ACTIVE).exclude(pk=pk).first()
+    old = param_object(request.GET, "against", RuleSet.objects.filter(kind=new.kind)) or (
+        new.based_on or RuleSet.objects.filter(kind=new.kind, status=RuleSetStatus.ACTIVE).exclude(pk=pk).first()
     )
     lines = lifecycle.ruleset_diff(old, new) if old else []
     return render(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 
@@ -53,6 +54,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL or 127.0.0.1:5432)")
     if item.get_closest_marker("redis"):
         require(shutil.which("redis-server") is not None, "the redis-server binary")
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Every test starts with an empty cache: throttle counters (invalid API keys per address, requests per
+    client) and circuit breakers belong to one test, not to whatever ran before it in the process."""
+    cache.clear()
 
 
 # --- personas ---------------------------------------------------------------------------------------

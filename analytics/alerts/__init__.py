@@ -13,6 +13,7 @@ from analytics.alerts.causes import rate_change_causes, slice_contributions
 from analytics.alerts.evaluation import Evaluation, EvaluationRun, alert_rule_evaluate, alerts_evaluate
 from analytics.alerts.observations import DIMENSIONS, appeal_observations, qa_observations
 from analytics.alerts.services import (
+    MAX_RULE_SPAN,
     OPEN_STATES,
     alert_acknowledge,
     alert_payload,
@@ -25,6 +26,7 @@ from analytics.alerts.services import (
 
 __all__ = [
     "DIMENSIONS",
+    "MAX_RULE_SPAN",
     "OPEN_STATES",
     "Evaluation",
     "EvaluationRun",

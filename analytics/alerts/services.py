@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from analytics.filters import MetricFilter
 from analytics.models import Alert, AlertRule, AlertState
-from ops_platform.core.errors import Conflict, NotPermitted
+from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import ApiClient, ApiScope, Role, User, WebhookEventType
 from ops_platform.core.services import audit_record
 from ops_platform.core.webhooks import webhook_emit
@@ -90,6 +91,10 @@ RULE_FIELDS = (
 )
 
 
+# Longer than any window or baseline worth comparing (backlog snapshots are kept 400 days).
+MAX_RULE_SPAN = timedelta(days=400)
+
+
 def _rule_snapshot(rule: AlertRule) -> dict[str, Any]:
     snapshot: dict[str, Any] = {name: getattr(rule, name) for name in RULE_FIELDS if name != "queue"}
     snapshot["queue"] = rule.queue_id
@@ -106,6 +111,9 @@ def alert_rule_save(*, actor: User, rule: AlertRule | None = None, reason: str =
     unknown = set(fields) - set(RULE_FIELDS)
     if unknown:
         raise ValueError(f"not alert rule fields: {sorted(unknown)}")
+    for span in ("window", "baseline"):
+        if span in fields and not timedelta(0) < fields[span] <= MAX_RULE_SPAN:
+            raise ApplicationError(f"The {span} is longer than 0 and at most {MAX_RULE_SPAN.days} days.", field=span)
     before = None if rule is None else _rule_snapshot(rule)
     rule = rule or AlertRule(created_by=actor)
     for name, value in fields.items():

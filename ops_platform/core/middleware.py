@@ -1,9 +1,11 @@
-"""The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500.
+"""Kernel middleware: an unreachable database answers 503, a refusal its 4xx, and nothing a signed-in person
+or an API key gets is cached.
 
-The API's own views get that from DRF's exception handler (``api_errors.api_exception_handler``); this
-middleware covers every other view (pages, the admin, anything under ``/api/`` outside DRF), and
-``server_error`` covers what is raised outside a view (another middleware loading or saving a session).
-A page gets a plain page that names nothing internal; the API gets the API's JSON error body.
+The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500. The API's own
+views get that from DRF's exception handler (``api_errors.api_exception_handler``); this middleware covers every
+other view (pages, the admin, anything under ``/api/`` outside DRF), and ``server_error`` covers what is raised
+outside a view (another middleware loading or saving a session). A page gets a plain page that names nothing
+internal; the API gets the API's JSON error body.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import logging
 import sys
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
 from django.views.defaults import server_error as django_server_error
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.refusals import refusal_response
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +68,41 @@ def server_error(request: HttpRequest) -> HttpResponse:
         logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exc).__name__)
         return database_unavailable_response(request)
     return django_server_error(request)
+
+
+class RefusalMiddleware:
+    """An ``ApplicationError`` a page view lets through (a junk id refused at the boundary by
+    ``ops_platform.core.params``) is the refusal page with its 4xx, never a 500. The API answers its own."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, ApplicationError) or request.path.startswith("/api/"):
+            return None
+        return refusal_response(request, exception)
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` (and the rest of "never cache") on everything a signed-in person or an API
+    key gets: item content, dashboards and CSV exports must not stay in a shared machine's browser cache or a
+    proxy's. Static files (served by WhiteNoise before this runs) and anonymous pages keep their caching."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        # Read after the view: a sign-in has just set the user, and DRF replaces it (by an API key's client, or
+        # by None on an API URL a browser session opened), so the session cookie counts too.
+        user = getattr(request, "user", None)
+        if (
+            (user is not None and user.is_authenticated)
+            or "HTTP_AUTHORIZATION" in request.META
+            or settings.SESSION_COOKIE_NAME in request.COOKIES
+        ):
+            add_never_cache_headers(response)
+        return response

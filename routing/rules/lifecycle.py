@@ -25,6 +25,7 @@ from routing.rules.preflight import ruleset_preflight
 
 MAX_RULES = 500
 MAX_REQUIRED_REVIEWS = 5
+TITLE_MAX = 200  # RuleSet.title
 
 
 @dataclass
@@ -167,7 +168,9 @@ def ruleset_draft_create(
     """A new draft version of ``kind``: a copy of ``based_on`` (default: the active version), or empty."""
     _require(actor, "core.edit_rules", "draft rule sets")
     if kind not in RuleSetKind.values:
-        raise ApplicationError(f"Unknown rule set kind '{kind}'.", field="kind")
+        raise ApplicationError(f"Unknown rule set kind '{kind[:40]}'.", field="kind")
+    if len(title) > TITLE_MAX:
+        raise ApplicationError(f"A title is at most {TITLE_MAX} characters.", field="title")
     if based_on is None:
         based_on = RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE).first()
     if based_on is not None and based_on.kind != kind:
@@ -313,7 +316,9 @@ def ruleset_update(
     *, actor: User, rule_set: RuleSet, title: str, change_note: str, default_queue: Queue | None
 ) -> RuleSet:
     rule_set = _editable(rule_set, actor)
-    rule_set.title = title.strip()[:200] or rule_set.title
+    if default_queue is not None and not default_queue.is_active:
+        raise ApplicationError(f"Queue '{default_queue.slug}' is retired.", field="default_queue")
+    rule_set.title = title.strip()[:TITLE_MAX] or rule_set.title
     rule_set.change_note = change_note
     rule_set.default_queue = default_queue
     rule_set.save(update_fields=["title", "change_note", "default_queue"])

@@ -87,7 +87,7 @@ def test_ops_managers_create_and_change_rules_and_bad_values_are_named(ops_manag
     rule = AlertRule.objects.get(name="Backlog")
     assert (rule.window, rule.baseline, rule.absolute_threshold) == (timedelta(hours=6), timedelta(hours=24), 100)
     page = client.post(f"/analytics/alert-rules/{rule.pk}/", {**form, "window_hours": "0"})
-    assert page.status_code == 200
+    assert page.status_code == 400
     assert "Ensure this value is greater than or equal to 0.01" in page.content.decode()
     client.post(f"/analytics/alert-rules/{rule.pk}/", {**form, "relative_threshold": "0.8", "reason": "too noisy"})
     rule.refresh_from_db()

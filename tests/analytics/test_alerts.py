@@ -26,7 +26,7 @@ from analytics.alerts import (
 from analytics.alerts.evaluation import _projected_breaches
 from analytics.filters import MetricFilter
 from analytics.models import Alert, AlertMetric, AlertRule, AlertState
-from ops_platform.core.errors import NotPermitted
+from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import ApiScope, AuditLog, Role, Team, User, Vendor, WebhookEvent, WebhookEventType
 from ops_platform.core.services import api_client_create, user_create
 from qa.models import ErrorType, QaSample, SampleReason, SampleState
@@ -484,3 +484,13 @@ def test_acknowledged_alert_stays_listed_until_resolved(world: World, ops_manage
     today = MetricFilter.last_days(1, today=timezone.localdate(world.now))
     assert list(alerts_recent(today, state=AlertState.RESOLVED)) == [alert]
     assert not alerts_recent(MetricFilter.last_days(1, today=today.start - timedelta(days=3))).exists()
+
+
+@pytest.mark.parametrize("span", ["window", "baseline"])
+@pytest.mark.parametrize("length", [timedelta(0), timedelta(days=401), timedelta(days=10**6)])
+def test_a_rule_refuses_a_window_or_baseline_out_of_bounds(ops_manager: User, span: str, length: timedelta) -> None:
+    with pytest.raises(ApplicationError) as refused:
+        alert_rule_save(actor=ops_manager, name="Backlog", metric=AlertMetric.BACKLOG_GROWTH, **{span: length})
+
+    assert refused.value.field == span
+    assert not AlertRule.objects.exists()

@@ -14,6 +14,7 @@ from queues.models import Decision, Queue
 from tests.browser.conftest import SCREENSHOTS, off_machine_requests
 from tests.browser.test_scoring_pages import sign_in
 from tests.conftest import PASSWORD
+from tests.hostile.unicode_samples import as_read
 from tests.qa.factories import decided, policy_with_action, sample_everything
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +50,7 @@ def test_blind_re_review_then_adjudication_then_coaching(
     expect(page.get_by_test_id("counts")).to_contain_text("Waiting for blind re-review")
     page.get_by_role("button", name="Start blind re-review").click()
     content = page.get_by_test_id("content")
-    expect(content).to_have_text(HOSTILE)
+    expect(content).to_have_text(as_read(HOSTILE))
     assert content.locator("script, img, a").count() == 0
     media = page.get_by_test_id("media").first
     expect(media).to_have_class("media blurred greyscale")
@@ -75,7 +76,7 @@ def test_blind_re_review_then_adjudication_then_coaching(
     page.get_by_role("link", name="QA", exact=True).click()
     page.get_by_role("link", name="Adjudication").click()
     page.get_by_role("link", name="Adjudicate").click()
-    expect(page.get_by_test_id("content")).to_have_text(HOSTILE)
+    expect(page.get_by_test_id("content")).to_have_text(as_read(HOSTILE))
     expect(page.get_by_test_id("decisions")).to_contain_text("slur aimed at a group")
     expect(page.get_by_test_id("decisions")).to_contain_text("a copy-pasted advert")
     expect(page.locator("form[data-preview=ready]")).to_have_count(1)

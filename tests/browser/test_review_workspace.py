@@ -13,6 +13,7 @@ from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
 from queues.models import Decision, ItemState, Queue, ReviewItem
 from tests.browser.conftest import SCREENSHOTS, off_machine_requests
 from tests.browser.test_scoring_pages import sign_in
+from tests.hostile.unicode_samples import as_read
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,7 +63,7 @@ def test_a_reviewer_decides_with_the_keyboard_and_hostile_content_stays_text(
 
     for index, item in enumerate(items):
         content = page.get_by_test_id("content")
-        expect(content).to_have_text(item.text)
+        expect(content).to_have_text(as_read(item.text))
         expect(page.locator(".review[data-keys=ready]")).to_have_count(1)
         assert content.locator("script, img, svg, a, style, div").count() == 0
         fits = content.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
@@ -119,14 +120,14 @@ def test_escalation_moves_the_item_up_and_opens_the_next(page: Page, live_server
     sign_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/review/")
     page.locator("tr", has_text="General").get_by_role("button", name="Start reviewing").click()
-    expect(page.get_by_test_id("content")).to_have_text(hard.text)
+    expect(page.get_by_test_id("content")).to_have_text(as_read(hard.text))
     expect(page.locator(".review[data-keys=ready]")).to_have_count(1)
     page.keyboard.press("e")
     expect(page.locator("input[data-focus-key=e]")).to_be_focused()
     page.keyboard.type("Could be a drill lyric; needs a specialist")
     page.get_by_role("button", name="Escalate").click()
 
-    expect(page.get_by_test_id("content")).to_have_text(easy.text)
+    expect(page.get_by_test_id("content")).to_have_text(as_read(easy.text))
     hard.refresh_from_db()
     assert (hard.state, hard.queue, hard.assignee) == (ItemState.QUEUED, tier_2, None)
     assert hard.events.get(event="escalated").data["reason"] == "Could be a drill lyric; needs a specialist"

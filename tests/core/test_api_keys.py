@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -116,3 +118,62 @@ def test_the_command_rotates_with_the_grace_it_is_given_and_is_audited(admin_use
     assert AuditLog.objects.get(action="api_key.rotate").actor_label.startswith("cli:")
     with pytest.raises(CommandError, match="No API client"):
         call_command("api_key_rotate", "nobody")
+
+
+# --- guessing keys: invalid keys are throttled per client address ----------------------------------------
+
+
+def _status_from(key: str, address: str, **headers: str) -> Any:
+    return Client().get("/api/v1/items/999999", HTTP_AUTHORIZATION=f"Bearer {key}", REMOTE_ADDR=address, **headers)
+
+
+def test_invalid_keys_from_one_address_get_429_before_any_key_lookup(settings, django_assert_num_queries):
+    settings.API_KEY_FAILURE_LIMIT = 3
+    _, good = api_client_create(actor="test", name="Svc", source="svc", scopes=["items:read"])
+    guesses = [f"tsk_{n:016x}_guess" for n in range(4)]
+    for guess in guesses[:3]:
+        assert _status_from(guess, "198.51.100.7").status_code == 401
+
+    with django_assert_num_queries(0):
+        refused = _status_from(guesses[3], "198.51.100.7")
+
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= settings.API_KEY_FAILURE_WINDOW_SECONDS
+    assert refused.json()["error"] == "throttled"
+    assert _status_from(good, "198.51.100.7").status_code == 429, "the address waits, whatever key it sends"
+    assert _status_from(guesses[0], "198.51.100.8").status_code == 401, "another address is not affected"
+    assert _status_from(good, "198.51.100.8").status_code == 404
+
+
+def test_malformed_authorization_headers_count_as_invalid_keys(settings):
+    settings.API_KEY_FAILURE_LIMIT = 2
+    for header in ("Basic dXNlcjpwYXNz", "Bearer "):
+        response = Client().get("/api/v1/items/1", HTTP_AUTHORIZATION=header, REMOTE_ADDR="198.51.100.7")
+        assert response.status_code == 401
+
+    assert _status_from("tsk_0123456789abcdef_x", "198.51.100.7").status_code == 429
+
+
+def test_behind_the_proxy_rotating_forwarded_for_does_not_reset_the_count(settings):
+    settings.BEHIND_TLS_PROXY = True
+    settings.API_KEY_FAILURE_LIMIT = 3
+    for n in range(3):
+        forwarded = f"192.0.2.{n}, 203.0.113.9"
+        assert _status_from("tsk_0123456789abcdef_x", "10.0.0.254", HTTP_X_FORWARDED_FOR=forwarded).status_code == 401
+
+    rotated = _status_from("tsk_0123456789abcdef_x", "10.0.0.254", HTTP_X_FORWARDED_FOR="192.0.2.99, 203.0.113.9")
+
+    assert rotated.status_code == 429
+    other = _status_from("tsk_0123456789abcdef_x", "10.0.0.254", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.10")
+    assert other.status_code == 401, "another client behind the same proxy is not affected"
+
+
+def test_after_the_window_the_address_may_try_again(settings):
+    settings.API_KEY_FAILURE_LIMIT = 1
+    settings.API_KEY_FAILURE_WINDOW_SECONDS = 1
+    assert _status_from("tsk_0123456789abcdef_x", "198.51.100.7").status_code == 401
+    assert _status_from("tsk_0123456789abcdef_x", "198.51.100.7").status_code == 429
+
+    time.sleep(1.1)
+
+    assert _status_from("tsk_0123456789abcdef_x", "198.51.100.7").status_code == 401

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ops_platform.core.fields import ESCAPE, nul_decode, nul_encode
 from ops_platform.core.models import User
+from ops_platform.core.templatetags.content import HIDDEN, ZWJ, visible_chars
 from queues.models import Queue, ReviewItem
 from queues.services import item_claim
 from tests.conftest import PASSWORD, Api
@@ -129,10 +130,11 @@ def test_the_reviewer_page_shows_the_text_isolated_and_faithful(reviewer: User, 
     html = browser.get(f"/review/items/{item.pk}/").content.decode()
 
     shown = _content_html(html)
-    # Everything but NUL is passed through exactly; NUL becomes a marked, visible placeholder.
-    placeholder = '<span class="nul" title="NUL character (U+0000)" aria-label="NUL character">NUL</span>'
-    assert shown == text.replace("\x00", placeholder)
+    # Everything is passed through exactly but the characters a reader cannot see: NUL, bidi controls and
+    # zero-width characters become marked, visible placeholders (joiners inside emoji stay).
+    assert shown == visible_chars(text)
     assert "\x00" not in html
+    assert not set(shown) & (set(HIDDEN) - {ZWJ}), "a hidden character reached the page as itself"
     # The report reasons and metadata carry their own direction too: an override cannot leak into the page.
     assert re.search(r'<span class="tag" dir="auto" data-testid="report-reason">', html)
     assert '<td dir="auto">k</td>' in html

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import html
+import re
+
+from ops_platform.core.templatetags.content import reveal
+
 UNICODE_SAMPLES = {
     # Right-to-left scripts with explicit overrides: "‮" flips what follows unless the page isolates it.
     "rtl_bidi_controls": (
@@ -17,3 +22,8 @@ UNICODE_SAMPLES = {
     "escape_character": "\ue000 \ue0000 \ue000\ue000 \x00\ue000 \ue000\x00",
     "everything": "\u202e👩\u200d💻\x00e\u0301\u200b𝔘\ue000",
 }
+
+
+def as_read(text: str) -> str:
+    """What a reader sees of ``text`` on a reviewer page: each hidden character as its marker's short name."""
+    return html.unescape(re.sub(r"<[^>]+>", "", reveal(text)))

@@ -12,7 +12,7 @@ from sklearn.metrics import cohen_kappa_score
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import Team, User
 from qa.calibration import rating_submit, session_close, session_create, session_report
-from qa.models import QaReview, SampleState
+from qa.models import CalibrationSession, QaReview, SampleState
 from qa.selectors import QaFilter, coaching_for, scorecards, slice_stats
 from queues.models import Queue
 from tests.qa.factories import decided, policy_with_actions, qa_person, sample_of
@@ -118,3 +118,13 @@ def test_slice_figures_match_independent_computations(intake_queue: Queue, revie
     entries, _, mine = coaching_for(reviewer)
     assert mine.samples == 20
     assert {e.sample.original_reviewer for e in entries} == {reviewer}
+
+
+def test_a_session_refuses_item_ids_no_item_can_have(intake_queue: Queue, reviewer, qa_lead, people):
+    items = [decided(intake_queue, reviewer).item_id for _ in range(2)]
+
+    with pytest.raises(ApplicationError, match="ids of items") as refused:
+        session_create(actor=qa_lead, name="x", item_ids=[*items, 10**30], participants=people)
+
+    assert refused.value.field == "item_ids"
+    assert not CalibrationSession.objects.exists()

@@ -178,7 +178,7 @@ def test_a_violation_without_a_policy_is_refused_on_the_form(qa_lead, hate_sampl
     quinn = signed_in(qa_lead)
     url = _claim(quinn)
     response = quinn.post(url, {"violation": "yes", "policy": ""})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "A violation needs the policy it violates." in response.content.decode()
     assert not QaSample.objects.filter(review__isnull=False).exists()
 
@@ -244,7 +244,7 @@ def test_adjudication_records_the_error_corrects_the_item_and_can_make_a_golden_
 
 def test_an_adjudication_without_a_rationale_is_refused(sam, disputed):
     response = signed_in(sam).post(f"/qa/samples/{disputed.pk}/adjudicate", {"violation": "no", "rationale": " "})
-    assert response.status_code == 200
+    assert response.status_code == 400
     disputed.refresh_from_db()
     assert disputed.state == SampleState.ADJUDICATION
 
@@ -297,7 +297,9 @@ def test_a_plan_is_created_and_a_bad_rate_is_refused(qa_lead, intake_queue):
     quinn = signed_in(qa_lead)
     base = {"name": "general", "queue": intake_queue.pk, "rate": "0.05", "low_confidence_band": "0.2",
             "new_reviewer_decisions": "50", "new_reviewer_rate": "0.5", "is_active": "on"}  # fmt: skip
-    assert quinn.post("/qa/plans/new", {**base, "rate": "1.5"}).status_code == 200
+    refused = quinn.post("/qa/plans/new", {**base, "rate": "1.5"})
+    assert refused.status_code == 400
+    assert 'id="id_rate_error"' in refused.content.decode(), "the refusal names the field"
     assert not SamplingPlan.objects.exists()
     response = quinn.post("/qa/plans/new", {**base, "rate_violation": "0.2"}, follow=True)
     plan = SamplingPlan.objects.get()

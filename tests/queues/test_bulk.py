@@ -419,3 +419,16 @@ def test_a_recent_batch_is_reverted_from_the_page(intake_queue: Queue, qa_lead: 
     assert again.status_code == 409
     http.login(username=reviewer.username, password=PASSWORD)
     assert http.post(url, {"step": "revert", "batch": str(batch.batch_id), "reason": "x"}).status_code == 403
+
+
+@pytest.mark.parametrize("junk", [0, -3, 10**30])
+def test_ids_no_item_can_have_are_refused_before_any_query(intake_queue: Queue, qa_lead: User, junk: int):
+    waiting = item_queued(intake_queue)
+
+    with pytest.raises(ApplicationError, match="by their ids") as refused:
+        items_bulk_preview(
+            queue=intake_queue, item_ids=[waiting.pk, junk], actor=qa_lead, is_violation=False, rationale="spam wave"
+        )
+
+    assert refused.value.field == "items"
+    assert not Decision.objects.exists()

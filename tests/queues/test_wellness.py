@@ -221,7 +221,9 @@ def test_reviewers_set_their_own_preferences_and_zero_turns_the_reminder_off(rev
     assert (profile.blur_media, profile.greyscale_media, profile.break_reminder_minutes) == (False, True, 0)
     assert AuditLog.objects.filter(action="reviewer.preferences", actor=reviewer).exists()
     bad = http.post(reverse("review-preferences"), {"break_reminder_minutes": "-5"})
+    assert bad.status_code == 400
     assert "between 0 (off) and 480 minutes" in bad.content.decode()
+    assert 'data-field="break_reminder_minutes"' in bad.content.decode()
 
 
 def test_only_wellness_managers_reach_the_wellness_settings(reviewer: User, ops_manager: User,
@@ -237,3 +239,13 @@ def test_only_wellness_managers_reach_the_wellness_settings(reviewer: User, ops_
     http.post(reverse("review-wellness"), {"form": "category", "name": "Self-harm", "daily_cap": "25"})
 
     assert ExposureCategory.objects.get(slug="self-harm").daily_cap == 25
+
+
+@pytest.mark.parametrize("cap", [0, -1, 10_001, 10**30])
+def test_a_cap_out_of_bounds_is_refused_by_the_service(ops_manager: User, cap: int):
+    with pytest.raises(ApplicationError) as refused:
+        exposure_category_save(actor=ops_manager, slug="gore", name="Gore", daily_cap=cap)
+
+    assert refused.value.field == "daily_cap"
+    assert not ExposureCategory.objects.filter(slug="gore").exists()
+    assert not AuditLog.objects.filter(action="exposure_category.save").exists()

@@ -503,3 +503,18 @@ def test_the_diff_of_identical_versions_is_empty(policy_staff: User, publish: Ca
     copy = ruleset_draft_create(actor=policy_staff, kind=RuleSetKind.INTAKE)
 
     assert ruleset_diff(first, copy) == []
+
+
+def test_a_draft_refuses_a_retired_default_queue_and_an_overlong_title(draft: RuleSet, policy_staff: User):
+    retired = Queue.objects.create(slug="old", name="Old", is_active=False)
+
+    with pytest.raises(ApplicationError) as refused:
+        ruleset_update(actor=policy_staff, rule_set=draft, title="t", change_note="", default_queue=retired)
+    assert refused.value.field == "default_queue"
+    with pytest.raises(ApplicationError) as refused:
+        ruleset_draft_create(actor=policy_staff, kind=RuleSetKind.APPEALS, title="x" * 201)
+    assert refused.value.field == "title"
+
+    draft.refresh_from_db()
+    assert draft.default_queue != retired
+    assert not RuleSet.objects.filter(kind=RuleSetKind.APPEALS).exists()
