@@ -584,7 +584,7 @@ def main() -> int:
         r.add(
             "**latency accepted → queued, p50 / p99 / max**",
             f"**{lat[0]:.2f} / {lat[1]:.2f}** / {lat[2]:.2f} s (received_at → triaged_at, all {lat[3]:,} items, "
-            "queued or auto-actioned)",
+            "queued or auto-actioned; in a flood mostly the backlog's wait)",
         )
         r.add(
             "latency for queued items only (→ queued_at = the 'queued' event's at)",
@@ -600,11 +600,6 @@ def main() -> int:
                 f"{paced[1]:,} more items after the flood, in calls of {args.paced_batch} at "
                 f"{args.paced_share:.0%} of the end-to-end rate for {paced[2]:.0f} s, no backlog",
             )
-        r.add(
-            "what the stamps mean",
-            "received_at: intake's clock when the call began; triaged_at / queued_at: routing's clock when the "
-            "batch's routing began (its commit follows within the batch's routing time); the backlog wait dominates",
-        )
         r.add(
             "triage tasks",
             f"{tasks:,} `items_triage_task` runs (the warm-up's included), {args.batch} items each: intake sends "

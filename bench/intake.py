@@ -302,11 +302,10 @@ def main() -> int:
             f"{n / insert_seconds:,.0f} rows/s, batches of {args.batch}, a transaction each; "
             f"{insert_cpu * per_k:.0f} ms client CPU per 1,000 rows",
         )
-        r.add("COPY FROM STDIN, same rows", f"{copy_rate:,.0f} rows/s ({copy_seconds:.2f} s, one COPY, write_row)")
         r.add(
-            "scratch tables",
-            f"new logged tables LIKE {items_table} INCLUDING ALL (same columns, checks, unique and other indexes; "
-            "no foreign keys, all NULL here anyway)",
+            "COPY FROM STDIN, same rows",
+            f"{copy_rate:,.0f} rows/s ({copy_seconds:.2f} s, one COPY); both into new tables LIKE {items_table} "
+            "INCLUDING ALL (same columns, checks and indexes; no foreign keys, all NULL here anyway)",
         )
         r.add("HTTP intake vs COPY", f"{rate / copy_rate:.1%} of the COPY rate ({copy_rate / rate:.1f}x slower)")
         if args.profile:
