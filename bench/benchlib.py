@@ -1,131 +1,114 @@
-"""What the benchmarks share: scratch databases, the app's environment and processes (gunicorn, a celery worker),
-the local model's training, manage.py runs and CPU accounting from /proc.
+"""What the benchmarks share: a scratch database, the app in this process and in subprocesses (through
+tests/support), COPY with table and column names from the models, items posted over HTTP, CPU accounting per
+process group, py-spy profiles and the markdown each prints.
 
-The scripts run as ``python bench/<name>.py``, so this directory is on their import path; the drills import it as
-``bench.benchlib``.
+The scripts run as ``python bench/<name>.py``, so this directory is on their import path; the checkout's root is
+put there too, for the app and tests/support.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
 import math
 import os
 import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
-import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from redis import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.processes import PYTHON, app_env, children, manage
+
+RESULTS = ROOT / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
-DATASET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
-DATASET_NAME = "openai-moderation-1680"
-ITEMS_TABLE = "queues_reviewitem"
-# The columns an intake insert fills with something other than NULL, in the order COPY sends them.
-INTAKE_COLUMNS = [
-    "source",
-    "external_id",
-    "kind",
-    "text",
-    "media_urls",
-    "author_ref",
-    "surface",
-    "language",
-    "metadata",
-    "report_reasons",
-    "report_count",
-    "state",
-    "priority",
-    "received_at",
-    "required_reviews",
-    "tags",
-    "is_golden",
-]
 
-# --- scratch databases ----------------------------------------------------------------------------
+# --- the scratch database and Django in this process ----------------------------------------------------------
 
 
-def scratch_database(url: str, *, prefix: str = "") -> tuple[str, str, str]:
-    """The conninfo, database name and server admin conninfo of ``--database-url``, which must name a scratch
-    database (starting with ``prefix``): it is dropped and recreated."""
-    conninfo = make_conninfo(url)
+def parser(doc: str | None, database: str) -> argparse.ArgumentParser:
+    """A script's command line with the options every benchmark has; ``database``: the default scratch database,
+    whose name any other must start with."""
+    p = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    p.add_argument("--database-url", default=f"postgres://postgres@127.0.0.1:5432/{database}")
+    p.add_argument("--keep", action="store_true", help="keep the scratch database (and logs) afterwards")
+    p.add_argument("--no-write", action="store_true", help="print the result only, do not write bench/results/")
+    p.set_defaults(prefix=database)
+    return p
+
+
+@dataclass
+class Scratch:
+    env: dict[str, str]  # the app's processes' environment
+    conninfo: str
+    dbname: str
+
+
+@contextmanager
+def scratch(
+    args: argparse.Namespace, *, redis: Sequence[str] = (), files: Sequence[Path] = (), reuse: bool = False, **env: str
+) -> Iterator[Scratch]:
+    """The run's scratch database, recreated and migrated (``reuse``: kept, only analytics migrated, since other
+    migrations may rewrite millions of rows), the app's environment on it with ``env``, and the run's own Redis
+    databases flushed; all dropped afterwards unless ``--keep``."""
+    conninfo = make_conninfo(args.database_url)
     dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
-    if dbname in ("", "postgres") or not dbname.startswith(prefix):
-        named = f" {prefix}*" if prefix else ""
-        raise SystemExit(f"--database-url must name a scratch database{named}: it is dropped and recreated")
-    return conninfo, dbname, make_conninfo(conninfo, dbname="postgres")
+    if not dbname.startswith(args.prefix):
+        raise SystemExit(f"--database-url must name a scratch database {args.prefix}*: it is dropped and recreated")
 
+    def database(*statements: str) -> None:
+        with psycopg.connect(make_conninfo(conninfo, dbname="postgres"), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(sql.SQL(statement).format(sql.Identifier(dbname)))
 
-def database_recreate(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    settings = app_env(args.database_url, **env)
+    if not reuse:
+        print(f"recreating database {dbname} and migrating …", flush=True)
+        database("DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}")
+    for url in redis:
+        Redis.from_url(url).flushdb()
+    try:
+        manage(settings, "migrate", *(["analytics"] if reuse else []), "--noinput")
+        yield Scratch(settings, conninfo, dbname)
+    finally:
+        for url in redis:
+            Redis.from_url(url).flushdb()
+        if "django" in sys.modules:
+            from django.db import connections
 
-
-def database_drop(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def scratch_release(admin: str, dbname: str, *, keep: bool, kept: str = "", files: Sequence[Path] = ()) -> None:
-    """After a run: close this process's Django connections, then drop the scratch database and delete ``files``,
-    or say that they are kept (``kept`` names the files)."""
-    if "django" in sys.modules:
-        from django.db import connections
-
-        connections.close_all()
-    if keep:
-        print(f"kept database {dbname}{kept}")
-        return
-    database_drop(admin, dbname)
-    for path in files:
-        path.unlink(missing_ok=True)
-
-
-def redis_flush(*urls: str) -> None:
-    """Empty the bench's own Redis databases (broker and cache), before a run and after it."""
-    for url in urls:
-        redis.Redis.from_url(url).flushdb()
-
-
-# --- the app --------------------------------------------------------------------------------------
-
-
-def app_env(
-    database_url: str, *, drop: Sequence[str] = ("OPENAI_API_KEY", "SCORING_DEFAULT_CHAIN"), **settings: str
-) -> dict[str, str]:
-    """The environment of the app's processes on a scratch database: this one's less ``drop``, production
-    settings (no demo world, no DEBUG), then ``settings``."""
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_platform.settings",
-        OPS_DEMO="0",
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        SECRET_KEY="bench-only-secret-key",  # noqa: S106 - a throwaway database
-    )
-    env.update(settings)
-    return env
+            connections.close_all()
+        if args.keep or reuse:
+            print(f"kept database {dbname}" + "".join(f", {p}" for p in files))
+        else:
+            database("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            for path in files:
+                path.unlink(missing_ok=True)
 
 
 def django_setup(env: dict[str, str], *, refuse_eager: str = "") -> None:
-    """Django in this process too, on the scratch database. ``refuse_eager``: why Celery's eager mode would
-    spoil the run (the tasks this process sends must run in a worker), said when it is on."""
+    """Django in this process too, on the scratch database. ``refuse_eager``: why Celery's eager mode would spoil
+    the run (the tasks this process sends must run in a worker), said when it is on."""
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -136,163 +119,169 @@ def django_setup(env: dict[str, str], *, refuse_eager: str = "") -> None:
             raise SystemExit(f"Celery is in eager mode: {refuse_eager}")
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args[:1])} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+def table(model: Any) -> str:
+    return str(model._meta.db_table)
 
 
-def model_train(env: dict[str, str], dataset: Path = DATASET, *, actor: str, echo: bool = True) -> tuple[str, float]:
-    """Import the labeled set, train a local model version and promote it, as an operator would; its label and
-    the seconds training took. ``echo`` prints what the import says."""
-    if not dataset.exists():
-        raise SystemExit(f"the shared labeled set is missing: {dataset}")
-    imported = manage(env, "labeled_import", str(dataset), "--dataset", DATASET_NAME)
-    if echo:
-        print(imported.strip(), flush=True)
-    t0 = time.perf_counter()
-    out = manage(env, "classifier_train", "--promote", "--actor", actor)
-    seconds = time.perf_counter() - t0
-    active = re.search(r"^(\S+) is now active", out, re.MULTILINE)
-    if active is None:
-        raise SystemExit(f"classifier_train did not promote a version:\n{out}")
-    return active.group(1), seconds
+def columns_of(model: Any, names: Iterable[str]) -> list[str]:
+    """The database columns of ``model``'s fields (by name or attname); an unknown name fails here, not in SQL."""
+    return [model._meta.get_field(name).column for name in names]
 
 
-# --- the app's processes --------------------------------------------------------------------------
+def names(text: str, sep: str | None = None) -> list[str]:
+    """Names written as one string: a list the formatter keeps on a line or two."""
+    return text.split(sep)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def copy_rows(conn: psycopg.Connection[Any], model: Any, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY ``rows`` (values for the fields ``names``) into ``model``'s table; every other column but the key
+    gets the field's default as the ORM would write it (Django sets no defaults in the database)."""
+    from django.db import connection
 
-
-def process_stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (a warm shutdown), then SIGKILL if it has not exited within 30 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def gunicorn_argv(port: int, workers: int) -> list[str]:
-    """The WSGI app as deployed: gunicorn with sync workers (and no access log)."""
-    return [PYTHON, "-m", "gunicorn", "ops_platform.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
-
-
-def healthz_answers(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-@contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """gunicorn answering /healthz, until the block ends: its base URL and master process."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            gunicorn_argv(port, workers), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not healthz_answers(base):
-            if proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not answer /healthz within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base, proc
-    finally:
-        process_stop(proc)
-
-
-def celery_worker_argv(
-    *, name: str, queues: str = "triage", pool: str = "solo", concurrency: int | None = None,
-    prefetch: int | None = None,
-) -> list[str]:  # fmt: skip
-    """``celery worker`` on ``queues``, named ``<name>-<this pid>``; the pool's size and prefetch as configured
-    unless given."""
-    argv = [PYTHON, "-m", "celery", "-A", "ops_platform", "worker", "-Q", queues, "--pool", pool]
-    if concurrency is not None:
-        argv += ["--concurrency", str(concurrency)]
-    if prefetch is not None:
-        argv += ["--prefetch-multiplier", str(prefetch)]
-    argv += ["--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"]
-    return [*argv, "-n", f"{name}-{os.getpid()}@%h"]
-
-
-@contextmanager
-def celery_worker(
-    env: dict[str, str], *, log: Path, name: str, pool: str = "solo", concurrency: int = 1,
-    prefetch: int | None = None, timeout: float = 60,
-) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
-    """One ``celery worker`` on the triage queue, logging at INFO, ready until the block ends."""
-    argv = celery_worker_argv(name=name, pool=pool, concurrency=concurrency, prefetch=prefetch)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while not re.search(r"\bready\.", log.read_text(errors="replace")):
-            if proc.poll() is not None:
-                raise SystemExit(f"celery worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"celery worker not ready within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        process_stop(proc)
-
-
-@contextmanager
-def py_spy(pid: int, output: Path, *options: str, rate: int = 250, required: bool = True) -> Iterator[None]:
-    """Sample a process with py-spy (``options``: ``--subprocesses``, ``--idle``) while the block runs, into a
-    raw (collapsed) file; ``required``: no file written is an error."""
-    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cmd = [exe, "record", "--pid", str(pid), *options, "--nonblocking", "--rate", str(rate)]
-    cmd += ["--format", "raw", "--output", str(output)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        if required and not output.exists():
-            raise SystemExit(f"py-spy wrote no profile: {err.decode()[-2000:]}")
-
-
-# --- the machine and CPU accounting ---------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    return next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
+    given = set(columns_of(model, names))
+    others = [f for f in model._meta.concrete_fields if not f.primary_key and f.column not in given]
+    defaults = tuple(f.get_db_prep_save(f.get_default(), connection) for f in others)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table(model)),
+        sql.SQL(", ").join(map(sql.Identifier, [*columns_of(model, names), *(f.column for f in others)])),
     )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row((*row, *defaults))
 
 
-def machine_description(conninfo: str) -> str:
-    with psycopg.connect(conninfo) as conn:
-        version = conn.execute("SHOW server_version").fetchone()
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs ({cpu_model()}), PostgreSQL {version[0] if version else '?'}, "
-        f"Python {platform.python_version()}"
-    )
+# The fields an intake insert fills with something other than NULL, in the order ``intake_row`` gives them.
+INTAKE_FIELDS = names(
+    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count state "
+    "priority received_at created_at required_reviews tags is_golden"
+)
+INTAKE_DEFAULTS: dict[str, Any] = {"kind": "content", "author_ref": "", "surface": "", "language": "", "tags": []}
+INTAKE_DEFAULTS |= {"media_urls": [], "metadata": {}, "report_reasons": [], "state": "received", "priority": 0}
+INTAKE_DEFAULTS |= {"required_reviews": 1, "is_golden": False, "created_at": None}
+JSON_FIELDS = {"media_urls", "metadata", "report_reasons", "tags"}
+
+
+def intake_row(item: dict[str, Any], source: str, received_at: Any) -> tuple[Any, ...]:
+    """The row intake stores for an item as the API takes it (JSON fields as JSON text), in INTAKE_FIELDS order."""
+    reasons = item.get("report_reasons", [])
+    row = {**INTAKE_DEFAULTS, **item, "source": source, "report_count": len(reasons), "received_at": received_at}
+    return tuple(json.dumps(row[k]) if k in JSON_FIELDS else row[k] for k in INTAKE_FIELDS)
+
+
+# What post-like generated items draw from (intake, rules and e2e alike).
+SURFACES = ["post", "post", "post", "comment", "comment", "comment", "dm", "profile", "listing", "story"]
+COUNTRIES = ["US", "BR", "MX", "DE", "JP", "IN", "GB", "FR", "ES", "ID", "AT", "IT", "NL", "PL"]
+REASONS = ["spam", "harassment", "hate_speech", "scam", "nudity", "violence", "impersonation", "self_harm"]
+LANGUAGES = ["en"] * 6 + ["pt-BR", "pt-BR", "es", "es", "de", "ja"]
+VOCABULARY = {
+    "pt-BR": (
+        "olha só que absurdo ninguém merece isso compre agora promoção imperdível link na bio ótimo trabalho "
+        "parabéns pessoal denunciem essa conta golpe pix grátis amanhã às dez nos vemos lá"
+    ),
+    "es": (
+        "esto es increíble gracias por compartir oferta limitada haz clic aquí cuenta falsa estafa nunca más pésimo "
+        "servicio nos vemos mañana qué risa denuncien este perfil por favor"
+    ),
+    "de": (
+        "das ist wirklich unglaublich danke fürs teilen jetzt kaufen gratis gewinnspiel link im profil betrug "
+        "gefälschtes konto bis morgen schlechtester service überhaupt bitte melden"
+    ),
+    "ja": "これは ひどい 投稿 です 今すぐ クリック 無料 プレゼント 詐欺 アカウント 通報 ありがとう また 明日",
+}
+
+
+# --- items over HTTP ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Posted:
+    status: int  # 0: no HTTP answer
+    sent: float  # perf_counter
+    answered: float
+    body: bytes
+
+    @property
+    def seconds(self) -> float:
+        return self.answered - self.sent
+
+
+@dataclass
+class Load:
+    posted: list[Posted]
+    started: float  # perf_counter of the first send
+    elapsed: float
+
+    def failures(self) -> list[Posted]:
+        return [p for p in self.posted if p.status != 201]
+
+    def check(self, what: str) -> Load:
+        """Stop the run when a call was not a 201: what follows would measure something else."""
+        if failed := self.failures():
+            raise SystemExit(
+                f"{what}: {len(failed)} calls failed, the first {failed[0].status} {failed[0].body[:500]!r}"
+            )
+        return self
+
+
+def api_keys(*sources: str) -> dict[str, str]:
+    """An API client per source (items:write, no rate limit to speak of); their keys."""
+    from ops_platform.core.services import api_client_create
+
+    return {
+        source: api_client_create(
+            actor="bench", name=source, source=source, scopes=["items:write"], rate_limit_per_minute=10_000_000
+        )[1]
+        for source in sources
+    }
+
+
+def batches(items: list[dict[str, Any]], size: int) -> list[bytes]:
+    return [json.dumps(items[i : i + size], ensure_ascii=False).encode() for i in range(0, len(items), size)]
+
+
+def post_all(
+    url: str,
+    key: str,
+    bodies: list[bytes],
+    *,
+    concurrency: int,
+    interval: float = 0.0,
+    on_201: Callable[[int], None] | None = None,
+) -> Load:
+    """Post every (pre-encoded) body, ``concurrency`` connections at a time; flat out, or body i at i x
+    ``interval`` seconds after the start (a steady arrival rate). ``on_201(i)`` is called for each 201."""
+    results: list[Posted | None] = [None] * len(bodies)
+    order = itertools.count()  # next() on it is atomic under the GIL
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    start = threading.Barrier(concurrency + 1)
+    t0 = 0.0
+
+    def work() -> None:
+        with httpx.Client(headers=headers, timeout=300) as client:
+            start.wait()
+            while (i := next(order)) < len(bodies):
+                if interval:
+                    time.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
+                sent = time.perf_counter()
+                try:
+                    response = client.post(url, content=bodies[i])
+                    results[i] = Posted(response.status_code, sent, time.perf_counter(), response.content)
+                    if on_201 is not None and response.status_code == 201:
+                        on_201(i)
+                except httpx.HTTPError as exc:
+                    results[i] = Posted(0, sent, time.perf_counter(), repr(exc).encode())
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter() + (0.2 if interval else 0.0)
+    start.wait()
+    for t in threads:
+        t.join()
+    return Load([r for r in results if r is not None], t0, time.perf_counter() - t0)
+
+
+# --- CPU accounting ----------------------------------------------------------------------------------------
 
 
 def proc_stat(pid: int) -> list[str]:
@@ -303,17 +292,44 @@ def proc_stat(pid: int) -> list[str]:
         return []
 
 
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of one process (0 if it is gone)."""
     stat = proc_stat(pid)
     return (int(stat[11]) + int(stat[12])) / TICK if stat else 0.0
+
+
+def tree_cpu(pid: int, exclude: frozenset[int] = frozenset()) -> float:
+    """CPU seconds of a process, its reaped children and its live descendants (but ``exclude``)."""
+    stat = proc_stat(pid)
+    own = sum(int(v) for v in stat[11:15]) / TICK if stat else 0.0
+    return own + sum(tree_cpu(child, exclude) for child in children(pid) if child not in exclude)
+
+
+def processes() -> dict[int, str]:
+    """Every process of the machine: its command name by pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+    return found
+
+
+def pids_named(name: str) -> list[int]:
+    return [pid for pid, comm in processes().items() if comm == name]
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 # The PostgreSQL processes working for a bench: the backends connected to its database, and the server's own
@@ -325,39 +341,159 @@ WORKING_BACKENDS = (
 
 
 def postgres_pids(conninfo: str, dbname: str) -> list[int]:
-    """The PostgreSQL processes working for the bench on ``dbname`` now (WORKING_BACKENDS)."""
     with psycopg.connect(conninfo) as conn:
         return [pid for (pid,) in conn.execute(WORKING_BACKENDS, [dbname]).fetchall()]
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
+@dataclass
+class Usage:
+    """CPU seconds per process group over a wall-clock window, and the whole machine's busy and total seconds."""
+
+    wall: float = 0.0
+    groups: dict[str, float] = field(default_factory=dict)
+    busy: float = 0.0
+    total: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        names = self.groups.keys() | other.groups.keys()
+        groups = {k: self.groups.get(k, 0.0) + other.groups.get(k, 0.0) for k in names}
+        return Usage(self.wall + other.wall, groups, self.busy + other.busy, self.total + other.total)
+
+    @property
+    def others(self) -> float:
+        """Cores used by every process outside the groups."""
+        return max(0.0, self.busy - sum(self.groups.values())) / max(self.wall, 1e-9)
+
+    def cores(self, group: str) -> float:
+        return self.groups[group] / max(self.wall, 1e-9)
+
+    def line(self) -> str:
+        text = ", ".join(f"{name} {self.cores(name):.2f}" for name in self.groups)
+        return f"{text}, anything else {self.others:.2f} (machine {self.busy / max(self.total, 1e-9):.0%} busy)"
 
 
-# --- figures --------------------------------------------------------------------------------------
+class CpuMeter:
+    """Snapshots of named process groups' CPU seconds (each a function reading /proc), differenced into Usage."""
+
+    def __init__(self, groups: dict[str, Callable[[], float]]) -> None:
+        self.groups = groups
+
+    def snapshot(self) -> tuple[float, dict[str, float], float, float]:
+        busy, total = machine_busy()
+        return time.perf_counter(), {k: f() for k, f in self.groups.items()}, busy, total
+
+    @staticmethod
+    def usage(before: tuple[float, dict[str, float], float, float], after: tuple[Any, ...]) -> Usage:
+        groups = {k: after[1][k] - before[1][k] for k in before[1]}
+        return Usage(after[0] - before[0], groups, after[2] - before[2], after[3] - before[3])
+
+
+# --- py-spy profiles -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def py_spy(pid: int, output: Path, *options: str, rate: int = 250, required: bool = True) -> Iterator[None]:
+    """Sample a process with py-spy (``options``: ``--subprocesses``, ``--idle``) while the block runs, into a
+    raw (collapsed) file; ``required``: no file written is an error."""
+    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
+    if exe is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    cmd = [exe, "record", "--pid", str(pid), *options, "--nonblocking", "--rate", str(rate)]
+    proc = subprocess.Popen([*cmd, "--format", "raw", "--output", str(output)], stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        if required and not output.exists():
+            raise SystemExit(f"py-spy wrote no profile: {err.decode()[-2000:]}")
+
+
+def profile_table(
+    path: Path,
+    title: str,
+    inside: str,
+    phases: Sequence[tuple[str, tuple[str, ...]]] = (),
+    ms_per_sample: Callable[[int], float] = lambda total: 0.0,
+    inclusive: str = "",
+) -> str:
+    """Samples of a py-spy raw file whose stack passes through ``inside``: by phase (the first whose every marker
+    is in the stack; py-spy names a frame "function (path/file.py:line)"; ``ms_per_sample(total)`` turns samples
+    into ms per 1,000 items), by function matching ``inclusive`` (a regex) anywhere in the stack, and by hottest
+    function."""
+    counts: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    within: Counter[str] = Counter()
+    for line in path.read_text().splitlines() if path.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        if inside in stack:
+            frames, n = stack.split(";"), int(count)
+            counts[next((label for label, marks in phases if all(m in stack for m in marks)), "the rest")] += n
+            leaves[frames[-1]] += n
+            within.update(dict.fromkeys({f for f in frames if inclusive and re.search(inclusive, f)}, n))
+    total = sum(counts.values())
+    lines = [f"### {title}", "", f"{total} samples.", ""]
+    if total and phases:
+        lines += ["| phase | share | ms per 1,000 items |", "|---|---:|---:|"]
+        lines += [f"| {k} | {n / total:.1%} | {n * ms_per_sample(total):.0f} |" for k, n in counts.most_common()] + [""]
+    if total and inclusive:
+        lines += ["| app function (inclusive) | share |", "|---|---:|"]
+        lines += [f"| `{frame}` | {n / total:.1%} |" for frame, n in within.most_common(25)] + [""]
+    lines += ["| hottest functions (self) | share |", "|---|---:|"] if total else []
+    lines += [f"| `{frame}` | {n / total:.1%} |" for frame, n in leaves.most_common(15)]
+    return "\n".join(lines) + "\n"
+
+
+# --- the machine and the markdown -----------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), platform.processor() or "?")
+
+
+def machine_description(conninfo: str, *extra: str) -> str:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT current_setting('server_version'), current_setting('shared_buffers')").fetchone()
+    version, buffers = row if row else ("?", "?")
+    parts = [f"{len(os.sched_getaffinity(0))} CPUs ({cpu_model()})", f"PostgreSQL {version} (shared_buffers {buffers})"]
+    return ", ".join([*parts, *extra, f"Python {platform.python_version()}"])
 
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank percentile: the smallest value with at least ``q`` of them at or below it."""
     ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
 @dataclass
 class Report:
-    """A benchmark's figures as a two-column markdown table under a heading."""
+    """A benchmark's figures as a two-column markdown table under a heading, then any text."""
 
     title: str
     rows: list[tuple[str, str]] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    intro: str = ""
 
     def add(self, label: str, value: str) -> None:
         self.rows.append((label, value))
 
     def render(self) -> str:
         width = max(len(label) for label, _ in self.rows)
-        lines = [f"## {self.title}", "", f"| {'':<{width}} | |", f"|{'-' * (width + 2)}|---|"]
+        lines = [f"## {self.title}", "", *([self.intro, ""] if self.intro else [])]
+        lines += [f"| {'':<{width}} | |", f"|{'-' * (width + 2)}|---|"]
         lines += [f"| {label:<{width}} | {value} |" for label, value in self.rows]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + "".join("\n" + text for text in self.after)
+
+    def finish(self, path: Path, *, write: bool, ok: bool, failure: str) -> int:
+        """Print the report, write it unless told not to, and say FAILED with ``failure`` when not ``ok``."""
+        text = self.render()
+        print("\n" + text)
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"written to {path.relative_to(ROOT)}")
+        if not ok:
+            print(f"FAILED: {failure}")
+        return 0 if ok else 1

@@ -1,9 +1,10 @@
 """The benchmark report: every benchmark and drill run in turn, their results assembled into one markdown file.
 
 Each script runs alone as a subprocess (the venv's python, this checkout on PYTHONPATH) and writes its own result
-(``bench/results/<name>.md``; a drill ``bench/results/drill-<name>.md``, or its markdown on stdout). This script
-records the machine, its load around each run and each exit status, and writes ``bench/results/REPORT.md`` and,
-unless it is a ``--quick`` smoke run, the copy the README links to, ``docs/benchmark-report.md``.
+(``bench/results/<name>.md``; a drill of tests/drills/ ``bench/results/drill-<name>.md``, or its markdown on
+stdout). This script records the machine, its load around each run and each exit status, and writes
+``bench/results/REPORT.md`` and, unless it is a ``--quick`` smoke run, the copy the README links to,
+``docs/benchmark-report.md``.
 
     .venv/bin/python bench/report.py                      # everything, full sizes (over an hour)
     .venv/bin/python bench/report.py --quick --skip dashboard
@@ -13,7 +14,6 @@ unless it is a ``--quick`` smoke run, the copy the README links to, ``docs/bench
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -23,151 +23,87 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 try:
-    from benchlib import machine_busy
+    from benchlib import RESULTS, ROOT, cpu_model, loadavg, machine_busy
 except ModuleNotFoundError:  # imported as bench.report (tests/drills/test_report_merge.py), not run as a script
-    from bench.benchlib import machine_busy
+    from bench.benchlib import RESULTS, ROOT, cpu_model, loadavg, machine_busy
+from tests.drills.all import DRILLS
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-RESULTS = BENCH / "results"
 LOGS = RESULTS / "logs"
 REPORT = RESULTS / "REPORT.md"
 DOCS_COPY = ROOT / "docs" / "benchmark-report.md"
-DRILLS = BENCH / "drills"
-NOT_DRILLS = {"__init__", "all", "harness"}
 PYTHON = sys.executable
 
 
 @dataclass(frozen=True)
 class Script:
     name: str
-    path: Path
-    result: Path
+    command: tuple[str, ...]  # after the python: a script's path, or -m and a module
     quick: tuple[str, ...] = ()  # arguments for a smoke run
     drill: bool = False
 
+    @property
+    def result(self) -> Path:
+        return RESULTS / f"{'drill-' if self.drill else ''}{self.name}.md"
 
-# In the order they run: the cheap ones first, the hour-long dashboard seeding before the end-to-end load.
+
+# In the order they run: the cheap ones first, the hour-long dashboard seeding before the end-to-end load; then the
+# drills, full size (tests/drills/all.py lists them).
 BENCHMARKS = [
-    Script("intake", BENCH / "intake.py", RESULTS / "intake.md", ("--items", "20000")),
-    Script("scoring", BENCH / "scoring.py", RESULTS / "scoring.md", ("--items", "5000", "--single-items", "500")),
-    Script("rules", BENCH / "rules.py", RESULTS / "rules.md", ("--items", "100000", "--rows", "20000")),
-    Script("claim", BENCH / "claim.py", RESULTS / "claim.md", ("--large", "100000", "--rounds", "2")),
-    Script("dashboard", BENCH / "dashboard.py", RESULTS / "dashboard.md", ("--decisions", "200000")),
-    Script(
-        "e2e", BENCH / "e2e.py", RESULTS / "e2e.md", ("--items", "20000", "--sample", "2000", "--paced-seconds", "10")
-    ),
+    Script("intake", ("bench/intake.py",), ("--items", "20000")),
+    Script("scoring", ("bench/scoring.py",), ("--items", "5000", "--single-items", "500")),
+    Script("rules", ("bench/rules.py",), ("--items", "100000", "--rows", "20000")),
+    Script("claim", ("bench/claim.py",), ("--large", "100000", "--rounds", "2")),
+    Script("dashboard", ("bench/dashboard.py",), ("--decisions", "200000")),
+    Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000", "--paced-seconds", "10")),
 ]
-
-
-def drills_discover(directory: Path = DRILLS) -> list[Script]:
-    """bench/drills/<name>.py, each runnable alone; in the registry's order when the package names one."""
-    if not directory.is_dir():
-        return []
-    found = {
-        p.stem: p for p in sorted(directory.glob("*.py")) if p.stem not in NOT_DRILLS and not p.stem.startswith("_")
-    }
-    order = [name for name in registry_order(directory) if name in found]
-    order += [name for name in sorted(found) if name not in order]
-    scripts = []
-    for name in order:
-        path = found[name]
-        quick = ("--quick",) if "--quick" in path.read_text(errors="replace") else ()
-        # A drill writes next to the benchmarks of its own checkout: <checkout>/bench/results/drill-<name>.md.
-        scripts.append(Script(name, path, directory.parent / "results" / f"drill-{name}.md", quick, drill=True))
-    return scripts
-
-
-def registry_order(directory: Path) -> list[str]:
-    """Drill names in the order a registry lists them (a list or tuple of names or of specs named by their first
-    argument, or a dict with string keys, assigned at the top of bench/drills/all.py or __init__.py); read, not
-    imported."""
-    for module in (directory / "all.py", directory / "__init__.py"):
-        if not module.exists():
-            continue
-        try:
-            tree = ast.parse(module.read_text())
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
-            names = []
-            if isinstance(value, ast.List | ast.Tuple):
-                names = [name for e in value.elts if (name := _first_string(e))]
-            elif isinstance(value, ast.Dict):
-                names = [k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
-            if len(names) >= 2:
-                return [n.replace("-", "_") if (directory / f"{n.replace('-', '_')}.py").exists() else n for n in names]
-    return []
-
-
-def _first_string(node: ast.expr) -> str:
-    """A registry entry's name: a string, or the first string argument of a call (``DrillSpec("name", …)``)."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.Call):
-        for arg in [*node.args, *(k.value for k in node.keywords if k.arg == "name")]:
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                return arg.value
-    return ""
+SCRIPTS = BENCHMARKS + [Script(d.name, ("-m", d.module), ("--quick",), drill=True) for d in DRILLS]
 
 
 # --- the machine ----------------------------------------------------------------------------------
 
 
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def machine_lines() -> list[tuple[str, str]]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.processor())
-    meminfo = {ln.split(":")[0]: ln.split(":")[1].strip() for ln in Path("/proc/meminfo").read_text().splitlines()}
-    memory = int(meminfo["MemTotal"].split()[0]) / 1024 / 1024
-    available = int(meminfo.get("MemAvailable", "0 kB").split()[0]) / 1024 / 1024
-    lines = [
-        ("CPU", f"{model}; {len(os.sched_getaffinity(0))} CPUs usable ({os.cpu_count()} online)"),
+    meminfo = dict(ln.split(":", 1) for ln in Path("/proc/meminfo").read_text().splitlines())
+    memory, available = (int(meminfo.get(k, "0 kB").split()[0]) / 2**20 for k in ("MemTotal", "MemAvailable"))
+    return [
+        ("CPU", f"{cpu_model()}; {len(os.sched_getaffinity(0))} CPUs usable ({os.cpu_count()} online)"),
         ("memory", f"{memory:.1f} GiB ({available:.1f} GiB available at the start)"),
-        ("OS", f"{platform.platform()}"),
+        ("OS", platform.platform()),
         ("Python", f"{platform.python_version()} ({PYTHON})"),
-        ("PostgreSQL", postgres_version()),
-        ("Redis", redis_version()),
+        ("PostgreSQL", server_version(postgres_version)),
+        ("Redis", server_version(redis_version)),
     ]
-    return lines
 
 
 def postgres_version() -> str:
-    try:
-        import psycopg
+    import psycopg
 
-        with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", connect_timeout=3) as conn:
-            row = conn.execute("SELECT version()").fetchone()
-            settings = dict(
-                conn.execute(
-                    "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
-                    "('shared_buffers', 'work_mem', 'max_connections', 'synchronous_commit')"
-                ).fetchall()
-            )
-        text = str(row[0]) if row else "?"
-        return (
-            f"{text.split(' on ')[0]} at 127.0.0.1:5432 ({', '.join(f'{k} {v}' for k, v in sorted(settings.items()))})"
-        )
-    except Exception as exc:  # the report says what it could not learn
-        return f"not reachable ({type(exc).__name__})"
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", connect_timeout=3) as conn:
+        version = str((conn.execute("SELECT version()").fetchone() or ["?"])[0]).split(" on ")[0]
+        settings = conn.execute(
+            "SELECT name || ' ' || setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+            "('shared_buffers', 'work_mem', 'max_connections', 'synchronous_commit') ORDER BY name"
+        ).fetchall()
+    return f"{version} at 127.0.0.1:5432 ({', '.join(row[0] for row in settings)})"
 
 
 def redis_version() -> str:
-    try:
-        import redis
+    import redis
 
-        info = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=3).info("server")
-        return f"{info.get('redis_version', '?')} at 127.0.0.1:6379"
-    except Exception as exc:
+    info = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=3).info("server")
+    return f"{info.get('redis_version', '?')} at 127.0.0.1:6379"
+
+
+def server_version(ask: Callable[[], str]) -> str:
+    try:
+        return ask()
+    except Exception as exc:  # the report says what it could not learn
         return f"not reachable ({type(exc).__name__})"
 
 
@@ -249,9 +185,10 @@ class Outcome:
         markdown = re.sub(r"^#(#{1,5}) ", r"\1 ", body, flags=re.MULTILINE) + "\n"  # demote() undone
         if body.startswith("Last lines of its output:"):
             tail, markdown = [ln + "\n" for ln in body.split("```")[1].strip("\n").splitlines()], ""
+        command = line["cmd"].split()  # python bench/x.py …, python -m tests.drills.x …, python bench/drills/x.py …
         return cls(
             script,
-            args=line["cmd"].split()[2:],
+            args=command[3:] if command[1:2] == ["-m"] else command[2:],
             returncode=returncode,
             seconds=float(line["seconds"]),
             cpu=float(row["cpu"].replace(",", "")),
@@ -287,7 +224,7 @@ def run_script(script: Script, args: list[str], timeout: float | None) -> Outcom
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    cmd = [PYTHON, shown(script.path), *args]
+    cmd = [PYTHON, *script.command, *args]
     print(f"\n=== {script.name}: {' '.join(cmd[1:])}", flush=True)
     started_wall = time.time()
     busy0, total0 = machine_busy()
@@ -411,7 +348,7 @@ def report_render(
         "",
         "| | |",
         "|---|---|",
-    ]  # fmt: skip
+    ]
     lines += [f"| {label} | {value} |" for label, value in machine]
     lines += [
         f"| load average (1/5/15 min) | {load[0]} at the start, {load[1]} at the end |",
@@ -445,7 +382,7 @@ def report_render(
             "",
             f"## {kind}: {o.script.name}",
             "",
-            f"`{' '.join([Path(PYTHON).name, shown(o.script.path), *o.args])}`: {o.status} in "
+            f"`{' '.join([Path(PYTHON).name, *o.script.command, *o.args])}`: {o.status} in "
             f"{o.seconds:.0f} s, {o.when} on commit {o.commit}{' (an earlier run)' if o.earlier else ''}; "
             f"log `{shown(o.log) if o.log else '-'}`" + (f"; {o.note}" if o.note else ""),
             "",
@@ -464,7 +401,6 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the whole report")
     parser.add_argument("--timeout", type=float, help="seconds after which a script is killed (default: none)")
     parser.add_argument("--list", action="store_true", help="print the scripts it would run, then stop")
-    parser.add_argument("--drills", type=Path, default=DRILLS, help="where the drills are (default: bench/drills)")
     parser.add_argument(
         "--docs",
         action=argparse.BooleanOptionalAction,
@@ -479,7 +415,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    scripts = BENCHMARKS + drills_discover(args.drills.resolve())
+    scripts = SCRIPTS
     known = {s.name for s in scripts} | {f"drill-{s.name}" for s in scripts if s.drill} | {"drills", "benchmarks"}
     unknown = sorted((set(args.only or []) | set(args.skip)) - known)
     if unknown:
@@ -494,7 +430,7 @@ def main() -> int:
     if args.list:
         for s in scripts:
             extra = " ".join(s.quick) if args.quick else ""
-            print(f"{'run ' if chosen(s) else 'skip'} {shown(s.path)} {extra}")
+            print(f"{'run ' if chosen(s) else 'skip'} {' '.join(s.command)} {extra}")
         return 0
 
     RESULTS.mkdir(parents=True, exist_ok=True)

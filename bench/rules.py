@@ -1,15 +1,11 @@
 """Routing rules: rows/s of a realistic 50-rule intake set (compiled, interpreted, vectorized) and the time to
 backtest it over a million stored items in PostgreSQL, against a raw COPY of the same columns.
 
-Self-contained: creates its own database, migrates it, creates the queues, policies and rule sets through the
-ORM, COPYs in the items, their scores and some human decisions, measures, checks, cleans up.
-
     .venv/bin/python bench/rules.py [--items 1000000] [--rows 200000] [--decisions 50000] [--profile] [--keep]
 """
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import gc
 import io
@@ -20,268 +16,45 @@ import pstats
 import random
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+import benchlib
 import numpy as np
 import psycopg
 from benchlib import (
+    COUNTRIES,
+    LANGUAGES,
+    REASONS,
+    RESULTS,
     ROOT,
+    SURFACES,
+    CpuMeter,
     Report,
-    app_env,
-    database_recreate,
+    Usage,
+    copy_rows,
     django_setup,
-    machine_busy,
     machine_description,
-    manage,
+    names,
     process_cpu,
-    scratch_database,
-    scratch_release,
+    processes,
+    table,
 )
 from psycopg import sql
 
-RESULTS = ROOT / "bench" / "results" / "rules.md"
-PROFILE = RESULTS.with_name("rules-profile.txt")
+from tests.support.rule_world import BASELINE_RULES, World, world_create
+
+RESULT = RESULTS / "rules.md"
+PROFILE = RESULTS / "rules-profile.txt"
 DAYS = 14
-
-# --- the rule sets ----------------------------------------------------------------------------------
-
-# Queues the rules route to, beside the demo world's (fixtures.demo_world.QUEUES).
-EXTRA_QUEUES = [
-    ("violence", "Violence & graphic content"),
-    ("adult-content", "Adult content"),
-    ("dm-safety", "Direct-message reports"),
-    ("marketplace", "Marketplace trust"),
-    ("live", "Live & stories"),
-    ("vip", "High-reach accounts"),
-    ("lang-pt", "Portuguese reports"),
-    ("lang-es", "Spanish reports"),
-    ("lang-de", "German reports"),
-    ("lang-ja", "Japanese reports"),
-    ("eu-dsa", "EU notices (DSA)"),
-]
-
-
-@dataclass(frozen=True)
-class RuleText:
-    """One rule as policy staff would write it. ``target``: the queue (route, escalate, an auto-action's
-    fallback); for an auto-action also ``policy``/``enforcement``/``cap``; for a tag rule ``tags``."""
-
-    name: str
-    action: str
-    condition: str
-    target: str = ""
-    policy: str = ""
-    enforcement: str = ""
-    cap: int | None = None
-    priority: int = 0
-    tags: tuple[str, ...] = ()
-
-
-def _route(name: str, queue: str, condition: str, priority: int = 0) -> RuleText:
-    return RuleText(name, "route", condition, target=queue, priority=priority)
-
-
-def _escalate(name: str, queue: str, condition: str, priority: int = 0) -> RuleText:
-    return RuleText(name, "escalate", condition, target=queue, priority=priority)
-
-
-def _auto(name: str, policy: str, enforcement: str, cap: int, fallback: str, condition: str) -> RuleText:
-    return RuleText(name, "auto_action", condition, target=fallback, policy=policy, enforcement=enforcement, cap=cap)
-
-
-def _tag(name: str, tags: tuple[str, ...], condition: str) -> RuleText:
-    return RuleText(name, "tag", condition, tags=tags)
-
-
-# The draft under test: 8 tag rules (all evaluated on every item) and 42 deciding rules, most of which a benign
-# item fails, so the typical item is checked against every rule and lands in the default queue.
-DRAFT_RULES: list[RuleText] = [
-    _tag("tag-verified", ("verified-author",), "metadata.verified == true"),
-    _tag("tag-high-reach", ("high-reach",), "metadata.followers >= 100000"),
-    _tag("tag-repeat-offender", ("repeat-offender",), "author.prior_violations >= 3"),
-    _tag("tag-mass-reported", ("mass-reported",), "report_count >= 10"),
-    _tag("tag-new-account", ("new-account",), "metadata.account_age_days < 7"),
-    _tag("tag-civic", ("civic",), 'text icontains "election" or text icontains "ballot"'),
-    _tag("tag-dm-sexual", ("dm-sexual",), 'surface == "dm" and score.sexual >= 0.3'),
-    _tag("tag-link", ("has-link",), 'text contains "http://" or text contains "https://"'),
-    _escalate(
-        "violent-hate-threat",
-        "tier-2",
-        "score.hate_threatening >= 0.85 or (score.hate >= 0.9 and score.violence >= 0.8)",
-    ),
-    _escalate("threat-high-reach", "tier-2", "score.violence >= 0.85 and metadata.followers >= 100000", 30),
-    _route("cs-adjacent-dm", "child-safety", 'score.sexual_minors >= 0.25 and surface in ["dm", "comment"]', 50),
-    _route("cs-adjacent-report", "child-safety", 'kind == "user_report" and score["sexual/minors"] >= 0.15', 50),
-    _escalate(
-        "self-harm-crisis",
-        "self-harm",
-        'score.self_harm >= 0.8 or text icontains "kill myself" or text icontains "end it all"',
-        60,
-    ),
-    _auto(
-        "self-harm-support",
-        "self-harm",
-        "support-resources",
-        2000,
-        "self-harm",
-        'score.self_harm >= 0.6 and score.self_harm < 0.8 and not kind == "user_report" '
-        "and author.prior_violations == 0",
-    ),
-    _route("self-harm-review", "self-harm", "score.self_harm >= 0.4", 20),
-    _route("graphic-news", "tier-2", "score.violence_graphic >= 0.7 and metadata.newsworthy == true"),
-    _auto(
-        "graphic-violence-screen",
-        "graphic-violence",
-        "restrict-reach",
-        5000,
-        "violence",
-        'score.violence_graphic >= 0.95 and surface in ["post", "story"]',
-    ),
-    _route("graphic-violence", "violence", "score.violence_graphic >= 0.6"),
-    _auto(
-        "threat-repeat-remove",
-        "violent-threats",
-        "remove",
-        1000,
-        "violence",
-        "score.violence >= 0.97 and author.prior_violations >= 2 and not metadata.verified == true",
-    ),
-    _route(
-        "violent-threats", "violence", 'score.violence >= 0.7 or (kind == "user_report" and score.violence >= 0.5)', 10
-    ),
-    _auto(
-        "hate-remove",
-        "hateful-conduct",
-        "remove",
-        3000,
-        "hate-harassment",
-        'score.hate >= 0.96 and language in ["en", "es", "pt-BR", "de"] and report_count >= 1',
-    ),
-    _route("hate-repeat", "hate-harassment", "score.hate >= 0.6 and author.prior_violations >= 2", 20),
-    _route("hate", "hate-harassment", "score.hate >= 0.75"),
-    _route("hate-reported", "hate-harassment", 'kind == "user_report" and score.hate >= 0.45'),
-    _auto(
-        "harassment-dm-warn",
-        "harassment",
-        "warn",
-        2000,
-        "dm-safety",
-        'score.harassment >= 0.95 and surface == "dm" and report_count >= 2',
-    ),
-    _escalate("harassment-pile-on", "tier-2", "score.harassment >= 0.7 and report_count >= 20", 20),
-    _route(
-        "harassment",
-        "hate-harassment",
-        'score.harassment >= 0.8 or (score.harassment >= 0.6 and surface in ["comment", "dm"])',
-    ),
-    _route("harassment-keywords", "hate-harassment", 'text icontains "kys" or text icontains "kill yourself"'),
-    _auto(
-        "adult-screen",
-        "adult-sexual",
-        "restrict-reach",
-        10000,
-        "adult-content",
-        'score.sexual >= 0.97 and surface in ["post", "story", "profile"] and not metadata.verified == true',
-    ),
-    _route(
-        "sexual-solicitation",
-        "adult-content",
-        'score.sexual >= 0.7 and (text icontains "dm me" or text icontains "telegram" or text icontains "onlyfans")',
-        10,
-    ),
-    _route("sexual", "adult-content", "score.sexual >= 0.85"),
-    _route("sexual-dm-report", "adult-content", 'surface == "dm" and kind == "user_report" and score.sexual >= 0.4'),
-    _auto(
-        "crypto-scam-remove",
-        "fraud-scams",
-        "remove",
-        5000,
-        "fraud-spam",
-        '(text icontains "double your money" or text icontains "crypto giveaway") and metadata.account_age_days < 30',
-    ),
-    _route("scam-policy-score", "fraud-spam", "score.policy_fraud_scams >= 0.8"),
-    _auto(
-        "spam-policy-score",
-        "spam",
-        "restrict-reach",
-        20000,
-        "fraud-spam",
-        "score.policy_spam >= 0.9 and not metadata.verified == true",
-    ),
-    _route(
-        "scam-keywords",
-        "fraud-spam",
-        'text icontains "whatsapp me" or text icontains "guaranteed return" or text icontains "investment opportunity"',
-    ),
-    _route(
-        "spam-links-new-account",
-        "fraud-spam",
-        'metadata.account_age_days < 2 and text contains "https://" and surface in ["comment", "dm"]',
-    ),
-    _route(
-        "marketplace-scam",
-        "marketplace",
-        'source == "marketplace" and (text icontains "western union" or text icontains "gift card" '
-        "or report_count >= 3)",
-    ),
-    _escalate("mass-reported", "tier-2", "report_count >= 25", 40),
-    _route("reported-vip", "vip", 'kind == "user_report" and metadata.followers >= 500000', 30),
-    _route(
-        "verified-high-risk",
-        "vip",
-        "metadata.verified == true and (score.hate >= 0.5 or score.harassment >= 0.5 or score.violence >= 0.5)",
-    ),
-    _route(
-        "repeat-offender",
-        "tier-2",
-        "author.prior_violations >= 5 and (score.hate >= 0.3 or score.harassment >= 0.3 or score.violence >= 0.3 "
-        "or score.sexual >= 0.3)",
-    ),
-    _route("reported-dm", "dm-safety", 'kind == "user_report" and surface == "dm"'),
-    _route(
-        "live-risk", "live", 'source == "live" and (score.hate >= 0.4 or score.violence >= 0.4 or score.sexual >= 0.5)'
-    ),
-    _route("lang-pt-reports", "lang-pt", 'language == "pt-BR" and kind == "user_report"'),
-    _route("lang-es-reports", "lang-es", 'language in ["es", "es-MX"] and kind == "user_report"'),
-    _route(
-        "lang-de-reports",
-        "lang-de",
-        'language == "de" and (kind == "user_report" or metadata.country in ["DE", "AT", "CH"] and score.hate >= 0.3)',
-    ),
-    _route("lang-ja-reports", "lang-ja", 'language == "ja" and kind == "user_report"'),
-    _route("eu-notice", "eu-dsa", 'metadata.country in ["DE", "FR", "ES", "IT", "NL", "PL"] and report_count >= 5', 10),
-    _route("unscored-reports", "general", 'not scored and kind == "user_report"', 10),
-]
-
-# The active version the draft is compared with: a few broad thresholds.
-BASELINE_RULES: list[RuleText] = [
-    _route("hate", "hate-harassment", "score.hate >= 0.8"),
-    _route("harassment", "hate-harassment", "score.harassment >= 0.8"),
-    _route("self-harm", "self-harm", "score.self_harm >= 0.5", 20),
-    _route("violence", "violence", "score.violence >= 0.8 or score.violence_graphic >= 0.8"),
-    _route("sexual", "adult-content", "score.sexual >= 0.9"),
-    _escalate("mass-reported", "tier-2", "report_count >= 25", 40),
-    _route("crypto-scam", "fraud-spam", 'text icontains "double your money"'),
-]
 
 # --- generated items ---------------------------------------------------------------------------------
 
-CATEGORIES = [
-    "hate",
-    "harassment",
-    "violence",
-    "self-harm",
-    "sexual",
-    "sexual/minors",
-    "hate/threatening",
-    "violence/graphic",
-]
+CATEGORIES = names("hate harassment violence self-harm sexual sexual/minors hate/threatening violence/graphic")
 # How often each category is the one an elevated item is elevated in.
 ELEVATED_WEIGHTS = [0.20, 0.30, 0.14, 0.07, 0.20, 0.01, 0.03, 0.05]
 VOCABULARY = {
@@ -291,44 +64,15 @@ VOCABULARY = {
         "spam account again meeting tomorrow at noon see you there lol that was hilarious worst service ever never "
         "again game last night was wild who is coming new recipe turned out better than expected my dog ate it"
     ),
-    "pt-BR": (
-        "olha só que absurdo ninguém merece isso compre agora promoção imperdível link na bio ótimo trabalho "
-        "parabéns pessoal denunciem essa conta golpe pix grátis amanhã às dez nos vemos lá"
-    ),
-    "es": (
-        "esto es increíble gracias por compartir oferta limitada haz clic aquí cuenta falsa estafa nunca más pésimo "
-        "servicio nos vemos mañana qué risa denuncien este perfil por favor"
-    ),
-    "de": (
-        "das ist wirklich unglaublich danke fürs teilen jetzt kaufen gratis gewinnspiel link im profil betrug "
-        "gefälschtes konto bis morgen schlechtester service überhaupt bitte melden"
-    ),
-    "ja": "これは ひどい 投稿 です 今すぐ クリック 無料 プレゼント 詐欺 アカウント 通報 ありがとう また 明日",
+    **benchlib.VOCABULARY,
 }
 WORDS = {language: text.split() for language, text in VOCABULARY.items()}
-LANGUAGES = ["en"] * 6 + ["pt-BR", "pt-BR", "es", "es", "de", "ja"]
-SURFACES = ["post", "post", "post", "comment", "comment", "comment", "dm", "profile", "listing", "story"]
-COUNTRIES = ["US", "BR", "MX", "DE", "JP", "IN", "GB", "FR", "ES", "ID", "AT", "IT", "NL", "PL"]
-REASONS = ["spam", "harassment", "hate_speech", "scam", "nudity", "violence", "impersonation", "self_harm"]
 # Phrases rules look for, which a small share of texts carry.
-PHRASES = [
-    "kill yourself",
-    "KYS",
-    "kill myself",
-    "end it all",
-    "double your money",
-    "crypto giveaway",
-    "DM me",
-    "telegram",
-    "WhatsApp me",
-    "guaranteed return",
-    "investment opportunity",
-    "western union",
-    "gift card",
-    "election",
-    "ballot",
-    "onlyfans",
-]
+PHRASES = names(
+    "kill yourself|KYS|kill myself|end it all|double your money|crypto giveaway|DM me|telegram|WhatsApp me|"
+    "guaranteed return|investment opportunity|western union|gift card|election|ballot|onlyfans",
+    sep="|",
+)
 
 
 @dataclass
@@ -350,9 +94,6 @@ class Items:
 
     def __len__(self) -> int:
         return len(self.kind)
-
-    def head(self, count: int) -> Items:
-        return Items(*(getattr(self, f.name)[:count] for f in fields(self)))
 
 
 def scores_generate(rng: np.random.Generator, reported: np.ndarray) -> np.ndarray:
@@ -438,16 +179,8 @@ class Decided:
 
 
 # The policy people cite for an item, by its highest category.
-POLICY_OF = {
-    "hate": "hateful-conduct",
-    "harassment": "harassment",
-    "violence": "violent-threats",
-    "self-harm": "self-harm",
-    "sexual": "adult-sexual",
-    "sexual/minors": "child-safety",
-    "hate/threatening": "violent-hate",
-    "violence/graphic": "graphic-violence",
-}
+CITED = "hateful-conduct harassment violent-threats self-harm adult-sexual child-safety violent-hate graphic-violence"
+POLICY_OF = dict(zip(CATEGORIES, names(CITED), strict=True))
 
 
 def decisions_generate(items: Items, count: int, *, seed: int) -> list[Decided]:
@@ -463,140 +196,6 @@ def decisions_generate(items: Items, count: int, *, seed: int) -> list[Decided]:
         action = "remove" if violation else "no-action"
         found.append(Decided(index, violation, policy, action))
     return found
-
-
-def author_history(items: Items, decided: Sequence[Decided]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(source, author) -> (violations, decisions): what ``features.author_history`` counts in the database."""
-    history: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for d in decided:
-        counts = history[(items.source[d.index], items.author[d.index])]
-        counts[0] += int(d.is_violation)
-        counts[1] += 1
-    return {key: (v, r) for key, (v, r) in history.items()}
-
-
-def row_of(items: Items, i: int, score_names: dict[str, str], history: dict[tuple[str, str], tuple[int, int]]) -> dict:
-    """Item ``i`` as ``routing.rules.features.item_rows`` builds it (checked against it on stored items)."""
-    violations, reviews = history.get((items.source[i], items.author[i]), (0, 0))
-    stored = items.scores[i]
-    row: dict[str, Any] = {
-        "kind": items.kind[i],
-        "source": items.source[i],
-        "surface": items.surface[i],
-        "language": items.language[i],
-        "text": items.text[i],
-        "report_count": float(items.report_count[i]),
-        "media_count": float(items.media[i]),
-        "scored": True,
-        "author.prior_violations": float(violations),
-        "author.prior_reviews": float(reviews),
-    }
-    for name, raw in score_names.items():
-        value = stored.get(raw)
-        row[name] = float(value) if value is not None else math.nan
-    for key, value in items.metadata[i].items():
-        row[f"metadata.{key}"] = value
-    return row
-
-
-# --- the world ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    queues: dict[str, Any]
-    policies: dict[str, Any]
-    actions: dict[str, Any]
-    reviewer: Any
-    draft: Any
-    baseline: Any
-
-
-def world_create() -> World:
-    """Actions, policies and queues of the demo world plus the bench's queues; a reviewer; both rule sets."""
-    from fixtures.demo_world import ACTIONS, POLICIES, QUEUES
-    from ops_platform.core.models import EnforcementAction, Policy, User
-    from queues.models import Queue
-    from routing.models import Rule, RuleSet, RuleSetKind, RuleSetStatus
-    from routing.rules.lifecycle import RuleData, rule_validate
-
-    actions = {
-        slug: EnforcementAction.objects.create(slug=slug, name=name, strength=strength, description=description)
-        for slug, name, strength, description in ACTIONS
-    }
-    policies = {}
-    for spec in POLICIES:
-        policy = Policy.objects.create(
-            slug=spec.slug,
-            name=spec.name,
-            severity=spec.severity,
-            guidelines=spec.guidelines,
-            classifier_categories=[str(c) for c in spec.categories],
-            human_review_only=spec.human_review_only,
-        )
-        policy.enforcement_actions.set([actions["no-action"], *(actions[a] for a in spec.actions)])
-        policies[spec.slug] = policy
-    queues = {
-        spec.slug: Queue.objects.create(
-            slug=spec.slug,
-            name=spec.name,
-            sla=timedelta(hours=spec.sla_hours),
-            is_default_intake=spec.is_default_intake,
-            is_sensitive=spec.is_sensitive,
-            is_restricted=spec.is_restricted,
-        )
-        for spec in QUEUES
-    }
-    queues.update({slug: Queue.objects.create(slug=slug, name=name) for slug, name in EXTRA_QUEUES})
-    reviewer = User.objects.create_user(username="bench.reviewer")
-    author = User.objects.create_user(username="bench.policy")
-
-    def rule_set(version: int, status: str, texts: list[RuleText], **extra: Any) -> Any:
-        rs = RuleSet.objects.create(
-            kind=RuleSetKind.INTAKE,
-            version=version,
-            status=status,
-            title=f"bench v{version}",
-            default_queue=queues["general"],
-            created_by=author,
-            **extra,
-        )
-        rules = []
-        for position, t in enumerate(texts, start=1):
-            data = RuleData(
-                name=t.name,
-                condition=t.condition,
-                action=t.action,
-                queue_id=queues[t.target].pk if t.target else None,
-                priority=t.priority,
-                policy_id=policies[t.policy].pk if t.policy else None,
-                enforcement_action_id=actions[t.enforcement].pk if t.enforcement else None,
-                daily_cap=t.cap,
-                tags=list(t.tags),
-            )
-            rule_validate(RuleSetKind.INTAKE, data)  # every rule is one the editor would accept
-            rules.append(
-                Rule(
-                    rule_set=rs,
-                    position=position,
-                    name=data.name,
-                    condition=data.condition,
-                    action=data.action,
-                    queue_id=data.queue_id,
-                    priority=data.priority,
-                    policy_id=data.policy_id,
-                    enforcement_action_id=data.enforcement_action_id,
-                    daily_cap=data.daily_cap,
-                    tags=data.tags,
-                )
-            )
-        Rule.objects.bulk_create(rules)
-        return rs
-
-    now = datetime.now(UTC)
-    baseline = rule_set(1, RuleSetStatus.ACTIVE, BASELINE_RULES, activated_at=now, activated_by=author)
-    draft = rule_set(2, RuleSetStatus.DRAFT, DRAFT_RULES, based_on=baseline)
-    return World(queues, policies, actions, reviewer, draft, baseline)
 
 
 # --- (a) rows per second -----------------------------------------------------------------------------
@@ -620,7 +219,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def columns_of(rows: Sequence[dict[str, Any]], names: set[str]) -> dict[str, Any]:
+def columns_from_rows(rows: Sequence[dict[str, Any]], names: set[str]) -> dict[str, Any]:
     """The rows as ``columns.item_columns`` shapes them: Categorical text, float numbers, Mixed metadata."""
     from routing.rules.language import Categorical, Mixed
 
@@ -678,11 +277,11 @@ def measure_rows(program: Any, rows: list[dict[str, Any]], *, interpreted_rows: 
         first_rate = per_second(first_match, rows, repeat)
         interp_rate = per_second(interpreted, sample, 1)
         # Fresh columns for each: the text column keeps its casefolded form once made.
-        build_s, columns = timed(lambda: columns_of(rows, set(program.names)))
+        build_s, columns = timed(lambda: columns_from_rows(rows, set(program.names)))
         size = len(rows)
         data = ItemColumns(np.arange(size, dtype=np.int64), np.zeros(size, dtype=np.int32), columns)
         route_s, routed = timed(lambda: route_columns(program, data, queue_slugs={}, default_slug="general"))
-        columns = columns_of(rows, set(program.names))
+        columns = columns_from_rows(rows, set(program.names))
         eval_s, masks = timed(lambda: [evaluate_columns(c, columns, size) for c in program.conditions])
 
     # One meaning three ways: the compiled program, the tree walk and the columns agree on every row.
@@ -717,139 +316,11 @@ def measure_rows(program: Any, rows: list[dict[str, Any]], *, interpreted_rows: 
 
 # --- (b) seeding and the backtest ---------------------------------------------------------------------
 
-ITEM_COLUMNS = [
-    "source",
-    "external_id",
-    "kind",
-    "text",
-    "media_urls",
-    "author_ref",
-    "surface",
-    "language",
-    "metadata",
-    "report_reasons",
-    "report_count",
-    "state",
-    "queue_id",
-    "priority",
-    "tags",
-    "required_reviews",
-    "received_at",
-    "triaged_at",
-    "queued_at",
-    "decided_at",
-]
-SCORE_COLUMNS = ["item_id", "backend", "model", "model_version", "prompt_version", "scores", "detail", "created_at"]
-DECISION_COLUMNS = [
-    "item_id",
-    "reviewer_id",
-    "queue_id",
-    "policy_id",
-    "action_id",
-    "is_violation",
-    "rationale",
-    "claimed_at",
-    "decided_at",
-    "handle_time",
-    "is_final",
-]
-
-
-def copy_in(conn: psycopg.Connection, model: Any, columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
-    """COPY ``rows`` (values for ``columns``) into ``model``'s table; every other column gets the model field's
-    default, as the ORM would write it (Django sets no defaults in the database)."""
-    from django.db import connection
-
-    others = [f for f in model._meta.concrete_fields if not f.primary_key and f.column not in columns]
-    defaults = tuple(f.get_db_prep_save(f.get_default(), connection) for f in others)
-    names = [*columns, *(f.column for f in others)]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(model._meta.db_table), sql.SQL(", ").join(map(sql.Identifier, names))
-    )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row((*row, *defaults))
-
-
-def seed(conninfo: str, items: Items, decided: list[Decided], world: World, start: datetime) -> list[int]:
-    """COPY the items, one local score row each and the decisions in; VACUUM ANALYZE as autovacuum would."""
-    from queues.models import Decision, ReviewItem
-    from routing.models import ClassifierScore
-
-    default_queue = world.queues["general"].pk
-    decided_at = {d.index: d for d in decided}
-    dumps = json.dumps
-
-    def item_rows() -> Iterator[tuple[Any, ...]]:
-        for i in range(len(items)):
-            at = start + timedelta(seconds=float(items.offset_seconds[i]))
-            done = i in decided_at
-            media = [f"https://cdn.example.com/m/{i}/{k}.jpg" for k in range(int(items.media[i]))]
-            yield (
-                items.source[i],
-                f"bench-{i:08d}",
-                items.kind[i],
-                items.text[i],
-                dumps(media),
-                items.author[i],
-                items.surface[i],
-                items.language[i],
-                dumps(items.metadata[i], ensure_ascii=False),
-                dumps(items.reasons[i]),
-                int(items.report_count[i]),
-                "decided" if done else "queued",
-                default_queue,
-                0,
-                "[]",
-                1,
-                at,
-                at + timedelta(seconds=2),
-                at + timedelta(seconds=2),
-                at + timedelta(hours=3) if done else None,
-            )
-
-    with psycopg.connect(conninfo) as conn:
-        copy_in(conn, ReviewItem, ITEM_COLUMNS, item_rows())
-        conn.commit()
-        low, high, n = conn.execute("SELECT min(id), max(id), count(*) FROM queues_reviewitem").fetchone()
-        if n != len(items) or high - low + 1 != n:
-            raise SystemExit(f"COPY stored {n} items (expected {len(items)}), or not in one id run")
-        ids = list(range(low, high + 1))
-
-        def score_rows() -> Iterator[tuple[Any, ...]]:
-            for i, item_id in enumerate(ids):
-                at = start + timedelta(seconds=float(items.offset_seconds[i]) + 1)
-                yield (item_id, "local", "local", "7", "", dumps(items.scores[i]), "{}", at)
-
-        copy_in(conn, ClassifierScore, SCORE_COLUMNS, score_rows())
-
-        def decision_rows() -> Iterator[tuple[Any, ...]]:
-            for d in decided:
-                at = start + timedelta(seconds=float(items.offset_seconds[d.index]))
-                yield (
-                    ids[d.index],
-                    world.reviewer.pk,
-                    default_queue,
-                    world.policies[d.policy].pk,
-                    world.actions[d.action].pk,
-                    d.is_violation,
-                    "",
-                    at + timedelta(hours=2, minutes=59),
-                    at + timedelta(hours=3),
-                    timedelta(seconds=60),
-                    True,
-                )
-
-        copy_in(conn, Decision, DECISION_COLUMNS, decision_rows())
-        conn.commit()
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        for table in ("queues_reviewitem", "routing_classifierscore", "queues_decision"):
-            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
-    return ids
-
 
 def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: set[str]) -> tuple[float, int, int]:
     """Seconds, rows and bytes of ``COPY (SELECT …) TO STDOUT`` of what the backtest loads, in one query."""
+    from queues.models import ReviewItem
+    from routing.models import ClassifierScore
     from routing.rules.features import raw_score_keys
 
     raw = raw_score_keys()
@@ -862,11 +333,16 @@ def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: se
         sql.SQL("(s.scores ->> {})::double precision").format(sql.Literal(raw[n])) for n in sorted(names) if n in raw
     ]
     query = sql.SQL(
-        "COPY (SELECT {} FROM queues_reviewitem i LEFT JOIN routing_classifierscore s "
-        "ON s.item_id = i.id AND s.backend = 'local' "
+        "COPY (SELECT {} FROM {} i LEFT JOIN {} s ON s.item_id = i.id AND s.backend = 'local' "
         "WHERE i.received_at >= {} AND i.received_at < {} AND i.state <> 'received' AND i.kind <> 'appeal' "
         "ORDER BY i.id) TO STDOUT"
-    ).format(sql.SQL(", ").join(select), sql.Literal(start), sql.Literal(end))
+    ).format(
+        sql.SQL(", ").join(select),
+        sql.Identifier(table(ReviewItem)),
+        sql.Identifier(table(ClassifierScore)),
+        sql.Literal(start),
+        sql.Literal(end),
+    )
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         t0 = time.perf_counter()
         size = lines = 0
@@ -879,14 +355,17 @@ def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: se
 
 @dataclass
 class BacktestRun:
-    total: float
-    load: float
-    evaluate: float
+    total: float  # seconds
     result: dict[str, Any]
-    own_cpu: float  # this process (its threads included)
-    others_cpu: float  # processes other than this one and PostgreSQL's
-    machine_cpu: float  # every process, PostgreSQL's backends included
-    machine_total: float  # what the machine's CPUs had in the same time
+    cpu: Usage  # this process (its threads included) and the others but PostgreSQL's, whose backends come and go
+
+    def line(self) -> str:
+        own, others = self.cpu.groups["this process"], self.cpu.groups["other processes"]
+        postgres = max(0.0, self.cpu.busy - own - others)
+        return (
+            f"this process {own:.1f} s (both its threads), PostgreSQL {postgres:.1f} s, other processes "
+            f"{others:.1f} s; machine {self.cpu.busy / self.cpu.total:.0%} busy"
+        )
 
 
 def backtest_run(world: World, *, start: datetime, end: datetime, profile: cProfile.Profile | None) -> BacktestRun:
@@ -894,165 +373,136 @@ def backtest_run(world: World, *, start: datetime, end: datetime, profile: cProf
     from routing.rules.engine import program_for
 
     draft, baseline = program_for(world.draft), program_for(world.baseline)
-    busy0, all0 = machine_busy()
-    others0 = others_cpu()
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
+    others = [pid for pid, name in processes().items() if name != "postgres" and pid != os.getpid()]
+    meter = CpuMeter({"this process": time.process_time, "other processes": lambda: sum(map(process_cpu, others))})
+    before = meter.snapshot()
     if profile is not None:
         profile.enable()
     result = backtest_compute(draft, baseline, start=start, end=end)
     if profile is not None:
         profile.disable()
-    total = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    others1 = others_cpu()
-    busy1, all1 = machine_busy()
-    others = sum(value - others0.get(pid, 0.0) for pid, value in others1.items())
-    seconds = result["seconds"]
-    return BacktestRun(total, seconds["load"], seconds["evaluate"], result, cpu, others, busy1 - busy0, all1 - all0)
+    cpu = meter.usage(before, meter.snapshot())
+    return BacktestRun(cpu.wall, result, cpu)
 
 
-def others_cpu() -> dict[int, float]:
-    """CPU seconds so far of every process but this one and PostgreSQL's (whose backends come and go)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "postgres":
-                continue
-        except OSError:
-            continue
-        found[int(entry.name)] = process_cpu(int(entry.name))
-    return found
+# --- (b) seeding ---------------------------------------------------------------------------------------
+
+ITEM_FIELDS = names(
+    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
+    "state queue_id priority tags required_reviews received_at triaged_at queued_at decided_at"
+)
+SCORE_FIELDS = names("item_id backend model model_version prompt_version scores detail created_at")
+DECISION_FIELDS = names(
+    "item_id reviewer_id queue_id policy_id action_id is_violation rationale claimed_at decided_at handle_time is_final"
+)
 
 
-def loaders_check(world: World, *, start: datetime, hours: float) -> tuple[int, list[str], bool]:
-    """Items in a window, the columns that differ between the PostgreSQL loader and the ORM loader (the one
-    SQLite uses), and whether the two backtests of the window are equal."""
-    from unittest import mock
+def seed(conninfo: str, items: Items, decided: list[Decided], world: World, start: datetime) -> list[int]:
+    """COPY the items, one local score row each and the decisions in; VACUUM ANALYZE as autovacuum would."""
+    from queues.models import Decision, ReviewItem
+    from routing.models import ClassifierScore
 
-    import routing.rules.columns as columns_module
-    from routing.rules.backtest import backtest_compute
-    from routing.rules.engine import program_for
-    from routing.rules.language import Categorical, Mixed
+    queue = world.queues["general"].pk
+    by_index = {d.index: d for d in decided}
+    dumps = json.dumps
 
-    draft, baseline = program_for(world.draft), program_for(world.baseline)
-    end = start + timedelta(hours=hours)
-    names = set(draft.names) | set(baseline.names) | {"media_count"}
-    fast = columns_module.item_columns(start=start, end=end, names=names)
-    fast_result = backtest_compute(draft, baseline, start=start, end=end)
-    # The same calls with the loader chosen as on any other database.
-    with mock.patch.object(columns_module, "connection", mock.Mock(vendor="sqlite")):
-        orm = columns_module.item_columns(start=start, end=end, names=names)
-        orm_result = backtest_compute(draft, baseline, start=start, end=end)
+    def at(i: int, seconds: float = 0) -> datetime:
+        return start + timedelta(seconds=float(items.offset_seconds[i]) + seconds)
 
-    def plain(column: Any) -> list[Any]:
-        values = column.materialize() if isinstance(column, Categorical | Mixed) else column
-        return [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
+    def item_rows() -> Iterator[tuple[Any, ...]]:
+        for i in range(len(items)):
+            done = i in by_index
+            media = dumps([f"https://cdn.example.com/m/{i}/{k}.jpg" for k in range(int(items.media[i]))])
+            yield (
+                *(items.source[i], f"bench-{i:08d}", items.kind[i], items.text[i], media, items.author[i]),
+                *(items.surface[i], items.language[i], dumps(items.metadata[i], ensure_ascii=False)),
+                *(dumps(items.reasons[i]), int(items.report_count[i]), "decided" if done else "queued", queue, 0),
+                *("[]", 1, at(i), at(i, 2), at(i, 2), at(i, 3 * 3600) if done else None),
+            )
 
-    differing = [
-        name
-        for name in sorted(fast.columns.keys() | orm.columns.keys())
-        if name not in fast.columns or name not in orm.columns or plain(fast.columns[name]) != plain(orm.columns[name])
-    ]
-    if not (np.array_equal(fast.ids, orm.ids) and np.array_equal(fast.received_day, orm.received_day)):
-        differing.append("ids/received_day")
-    same = {k: v for k, v in fast_result.items() if k != "seconds"} == {
-        k: v for k, v in orm_result.items() if k != "seconds"
-    }
-    return len(fast), differing, same
+    with psycopg.connect(conninfo) as conn:
+        copy_rows(conn, ReviewItem, ITEM_FIELDS, item_rows())
+        conn.commit()
+        ids = list(ReviewItem.objects.order_by("pk").values_list("pk", flat=True))
+        if len(ids) != len(items) or ids[-1] - ids[0] + 1 != len(ids):
+            raise SystemExit(f"COPY stored {len(ids)} items (expected {len(items)}), or not in one id run")
+        scores = (
+            (item_id, "local", "local", "7", "", dumps(items.scores[i]), "{}", at(i, 1))
+            for i, item_id in enumerate(ids)
+        )
+        copy_rows(conn, ClassifierScore, SCORE_FIELDS, scores)
+        decisions = (
+            (
+                *(ids[d.index], world.reviewer.pk, queue, world.policies[d.policy].pk, world.actions[d.action].pk),
+                *(d.is_violation, "", at(d.index, 2 * 3600 + 59 * 60), at(d.index, 3 * 3600), timedelta(seconds=60)),
+                True,
+            )
+            for d in decided
+        )
+        copy_rows(conn, Decision, DECISION_FIELDS, decisions)
+        conn.commit()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for model in (ReviewItem, ClassifierScore, Decision):
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table(model))))
+    return ids
 
 
-# --- the run -----------------------------------------------------------------------------------------
-
-
-def rows_check(items: Items, ids: list[int], rows: list[dict[str, Any]], sample: int) -> int:
-    """Rows that differ from what ``features.item_rows`` builds for the same stored items (first ``sample``)."""
+def stored_rows(ids: list[int]) -> list[dict[str, Any]]:
+    """``features.item_rows`` of stored items, as live triage builds them, in id order."""
     from queues.models import ReviewItem
     from routing.rules.features import item_rows
 
-    stored = item_rows(list(ReviewItem.objects.filter(pk__in=ids[:sample]).order_by("pk")))
-    differing = 0
-    for i, item_id in enumerate(ids[:sample]):
-        mine, theirs = rows[i], stored[item_id]
-        same = mine.keys() == theirs.keys() and all(
-            mine[k] == theirs[k] or (isinstance(mine[k], float) and math.isnan(mine[k]) and math.isnan(theirs[k]))
-            for k in mine
-        )
-        differing += not same
-    return differing
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(ids), 2000):
+        out += item_rows(list(ReviewItem.objects.filter(pk__in=ids[i : i + 2000]).order_by("pk"))).values()
+    return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchlib.parser(__doc__, "bench_rules")
     parser.add_argument("--items", type=int, default=1_000_000, help="stored items to backtest over")
-    parser.add_argument("--rows", type=int, default=200_000, help="generated rows for the rows/s figures")
+    parser.add_argument("--rows", type=int, default=200_000, help="stored items' rows for the rows/s figures")
     parser.add_argument("--interpreted-rows", type=int, help="rows for the tree walk (default: --rows)")
     parser.add_argument("--decisions", type=int, default=50_000, help="items with a final human decision")
     parser.add_argument("--repeat", type=int, default=3, help="backtest runs, and best of for compiled rows/s")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_rules")
     parser.add_argument("--rate-target", type=float, default=100_000, help="compiled evaluations/s to pass")
     parser.add_argument("--backtest-target", type=float, default=10.0, help="backtest seconds to pass")
     parser.add_argument("--profile", action="store_true", help=f"cProfile the first backtest into {PROFILE.name}")
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-
-    conninfo, dbname, admin = scratch_database(args.database_url)
-    # DEBUG off (app_env's): no query log, a million rows must not be kept in connection.queries.
-    env = app_env(args.database_url, CELERY_BROKER_URL="", SCORING_DEFAULT_CHAIN="local")
-
-    count = max(args.items, args.rows)
-    print(f"generating {count:,} items and {args.decisions:,} decisions …", flush=True)
+    args.rows = min(args.rows, args.items)
+    print(f"generating {args.items:,} items and {args.decisions:,} decisions …", flush=True)
     t0 = time.perf_counter()
-    items = items_generate(count, seed=1)
+    items = items_generate(args.items, seed=1)
     decided = decisions_generate(items, args.decisions, seed=1)
-    history = author_history(items, decided)
     generate_s = time.perf_counter() - t0
-
-    print(f"recreating database {dbname}, migrating …", flush=True)
-    database_recreate(admin, dbname)
-    try:
-        manage(env, "migrate", "--noinput")
-        django_setup(env)
+    # DEBUG off (app_env's): no query log, a million rows must not be kept in connection.queries.
+    with benchlib.scratch(args, CELERY_BROKER_URL="", SCORING_DEFAULT_CHAIN="local") as db:
+        conninfo = db.conninfo
+        django_setup(db.env)
         from django.db import connection
 
         from routing.rules.engine import program_for
-        from routing.rules.features import raw_score_keys
 
         world = world_create()
         draft = program_for(world.draft)
-        score_names = raw_score_keys()
-        rows = [row_of(items, i, score_names, history) for i in range(args.rows)]
-
-        print(f"(a) {args.rows:,} rows: compiled, interpreted, columns …", flush=True)
-        rates = measure_rows(draft, rows, interpreted_rows=args.interpreted_rows or args.rows, repeat=args.repeat)
-
-        print(f"(b) seeding {args.items:,} items, {args.items:,} score rows, {len(decided):,} decisions by COPY …")
+        print(f"seeding {args.items:,} items, their scores and {len(decided):,} decisions by COPY …", flush=True)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=DAYS)
         end = start + timedelta(days=DAYS)
-        stored = items.head(args.items)
-        stored_decided = [d for d in decided if d.index < args.items]
         t0 = time.perf_counter()
-        ids = seed(conninfo, stored, stored_decided, world, start)
+        ids = seed(conninfo, items, decided, world, start)
         seed_s = time.perf_counter() - t0
-        differing = rows_check(stored, ids, rows, 2000) if args.items >= args.rows else -1
+        print(f"(a) {args.rows:,} stored items' rows: compiled, interpreted, columns …", flush=True)
+        rows = stored_rows(ids[: args.rows])
+        rates = measure_rows(draft, rows, interpreted_rows=args.interpreted_rows or args.rows, repeat=args.repeat)
         # The backtests run in a process holding no more than a worker would: not millions of generated rows
         # for the garbage collector to walk.
-        del items, stored, rows, history
+        del items, rows
         gc.collect()
 
-        names = set(draft.names) | set(program_for(world.baseline).names)
+        names_read = set(draft.names) | set(program_for(world.baseline).names)
         print("raw COPY (SELECT …) TO STDOUT of the same columns …", flush=True)
-        copy_s, copy_rows, copy_bytes = raw_copy_seconds(conninfo, start=start, end=end, names=names)
+        copy_s, copied, copy_bytes = raw_copy_seconds(conninfo, start=start, end=end, names=names_read)
         connection.close()
-
-        print("PostgreSQL loader against the ORM loader on 6 hours of items …", flush=True)
-        checked, differing_columns, same_result = loaders_check(world, start=start + timedelta(days=3), hours=6)
-        connection.close()
-
         runs = []
         profile = cProfile.Profile() if args.profile else None
         for n in range(args.repeat):
@@ -1061,119 +511,82 @@ def main() -> int:
         if profile is not None:
             out = io.StringIO()
             pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(45)
-            out.write("\n\n")
             pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
             PROFILE.write_text(out.getvalue())
 
         result = runs[0].result
-        report = Report("Routing rules benchmark")
-        report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        report.add("machine", machine_description(conninfo))
         terminal, tagging = len(draft.terminal), len(draft.tagging)
-        report.add(
+        r = Report("Routing rules benchmark")
+        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        r.add("machine", machine_description(conninfo))
+        r.add(
             "rule set",
             f"{len(draft.specs)} intake rules ({terminal} deciding, {tagging} tag rules), reading "
             f"{len(draft.names)} fields; baseline: the active version, {len(BASELINE_RULES)} rules",
         )
-        default_share = rates.matched["default"] / rates.rows
-        report.add(
+        r.add(
             "(a) rows",
-            f"{rates.rows:,} generated rows shaped like features.item_rows; {default_share:.1%} match no rule "
-            f"(every deciding rule checked); one thread pinned to CPU {rates.cpu}",
+            f"{rates.rows:,} stored items' rows from features.item_rows; {rates.matched['default'] / rates.rows:.1%} "
+            f"match no rule (every deciding rule checked); one thread pinned to CPU {rates.cpu}",
         )
         verdict = "met" if rates.decide >= args.rate_target else "MISSED"
-        report.add(
+        r.add(
             "**compiled `RuleProgram.decide`**",
             f"**{rates.decide:,.0f} rows/s** ({1e6 / rates.decide:.1f} µs/row: tags, guard, first match, Outcome; "
             f"target {args.rate_target:,.0f}: {verdict})",
         )
-        report.add(
+        r.add(
             "compiled `first_match` alone",
             f"{rates.first_match:,.0f} rows/s ({1e6 / rates.first_match:.1f} µs/row, {terminal} deciding rules)",
         )
-        report.add(
+        r.add(
             "interpreted `decide_interpreted`",
             f"{rates.interpreted:,.0f} rows/s ({1e6 / rates.interpreted:.1f} µs/row, over {rates.interpreted_rows:,} "
             f"rows); compiled first_match is {rates.first_match / rates.interpreted:.0f}x faster",
         )
-        report.add(
+        r.add(
             "vectorized `evaluate_columns`",
-            f"{rates.evaluate_columns:,.0f} rows/s (all {len(draft.specs)} conditions as masks); "
-            f"`route_columns` (first-match masks, caps) {rates.route_columns:,.0f} rows/s; "
-            f"building the columns from rows took {rates.columns_build:.2f} s",
+            f"{rates.evaluate_columns:,.0f} rows/s (all {len(draft.specs)} conditions as masks); `route_columns` "
+            f"(first-match masks, caps) {rates.route_columns:,.0f} rows/s; building the columns from rows took "
+            f"{rates.columns_build:.2f} s",
         )
-        report.add("rows, three ways", f"{rates.disagreements} disagreements (compiled, interpreted, columns)")
-        report.add(
+        r.add("rows, three ways", f"{rates.disagreements} disagreements (compiled, interpreted, columns)")
+        r.add(
             "(b) stored",
-            f"{args.items:,} queues_reviewitem rows over {DAYS} days, {args.items:,} routing_classifierscore rows "
-            f"(backend local), {len(stored_decided):,} final decisions; rows vs features.item_rows: "
-            f"{differing} of 2,000 differ",
+            f"{args.items:,} items over {DAYS} days, one local score row each, {len(decided):,} final decisions",
         )
-        report.add(
-            "seeding (not in the figures)",
-            f"{seed_s:.1f} s (COPY, then VACUUM ANALYZE); generating the items {generate_s:.1f} s",
-        )
+        r.add("seeding (not in the figures)", f"{seed_s:.1f} s (COPY, VACUUM ANALYZE); generating {generate_s:.1f} s")
         for n, run in enumerate(runs, start=1):
             verdict = "met" if run.total < args.backtest_target else "MISSED"
-            label = f"**backtest_compute, run {n}**" if n == 1 else f"backtest_compute, run {n}"
+            load, evaluate = run.result["seconds"]["load"], run.result["seconds"]["evaluate"]
             value = (
-                f"{run.total:.2f} s: load {run.load:.2f} s, evaluate {run.evaluate:.2f} s, "
-                f"summaries {run.total - run.load - run.evaluate:.2f} s "
-                f"({run.result['items']:,} items, {run.result['items'] / run.total:,.0f} items/s; "
-                f"target < {args.backtest_target:g} s: {verdict})"
+                f"{run.total:.2f} s: load {load:.2f} s, evaluate {evaluate:.2f} s, summaries "
+                f"{run.total - load - evaluate:.2f} s ({run.result['items']:,} items, "
+                f"{run.result['items'] / run.total:,.0f} items/s; target < {args.backtest_target:g} s: {verdict})"
             )
-            report.add(label, f"**{value}**" if n == 1 else value)
-            postgres = max(0.0, run.machine_cpu - run.own_cpu - run.others_cpu)
-            report.add(
-                f"CPU during run {n}",
-                f"this process {run.own_cpu:.1f} s (both its threads), PostgreSQL {postgres:.1f} s, "
-                f"other processes {run.others_cpu:.1f} s; machine {run.machine_cpu / run.machine_total:.0%} busy",
+            r.add(
+                f"**backtest_compute, run {n}**" if n == 1 else f"backtest_compute, run {n}",
+                f"**{value}**" if n == 1 else value,
             )
-        report.add(
+            r.add(f"CPU during run {n}", run.line())
+        r.add(
             "raw PostgreSQL reference",
-            f"COPY (SELECT the same columns, scores joined) TO STDOUT: {copy_s:.2f} s for {copy_rows:,} rows, "
+            f"COPY (SELECT the same columns, scores joined) TO STDOUT: {copy_s:.2f} s for {copied:,} rows, "
             f"{copy_bytes / 1e6:,.0f} MB",
         )
-        report.add(
-            "PostgreSQL loader vs ORM loader",
-            f"{checked:,} items (6 hours): "
-            + (f"columns differing: {', '.join(differing_columns)}" if differing_columns else "every column equal")
-            + ("; backtest results equal" if same_result else "; backtest results DIFFER"),
-        )
-        report.add(
+        destinations = sorted(result["destinations"].items(), key=lambda kv: -kv[1])[:6]
+        r.add(
             "backtest outcome",
             f"{result['changed']:,} items change destination; draft: "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(result["destinations"].items(), key=lambda kv: -kv[1])[:6]),
+            + ", ".join(f"{k} {v:,}" for k, v in destinations),
         )
-        text = report.render()
-        print("\n" + text)
-        if not args.no_write:
-            RESULTS.write_text(text)
-            print(f"written to {RESULTS.relative_to(ROOT)}")
         if args.profile:
             print(f"profile in {PROFILE.relative_to(ROOT)}")
-        stable = all(
-            {k: v for k, v in run.result.items() if k != "seconds"}
-            == {k: v for k, v in result.items() if k != "seconds"}
-            for run in runs
-        )
-        ok = (
-            rates.disagreements == 0
-            and differing <= 0
-            and result["items"] == args.items
-            and not differing_columns
-            and same_result
-            and stable
-        )
-        if not ok:
-            print(
-                f"FAILED: {rates.disagreements} disagreements, {differing} rows differ, {result['items']:,} items, "
-                f"loader columns differing {differing_columns}, loader results equal {same_result}, "
-                f"runs equal {stable}"
-            )
-        return 0 if ok else 1
-    finally:
-        scratch_release(admin, dbname, keep=args.keep)
+        outcome = [{k: v for k, v in run.result.items() if k != "seconds"} for run in runs]
+        stable = all(o == outcome[0] for o in outcome)
+        ok = rates.disagreements == 0 and result["items"] == args.items and stable
+        failure = f"{rates.disagreements} disagreements, {result['items']:,} items, runs equal {stable}"
+        return r.finish(RESULT, write=not args.no_write, ok=ok, failure=failure)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Tests marked ``postgres`` or ``redis`` skip on a laptop without those services, 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -25,9 +24,6 @@ from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 
-# The private Redis server and the waiting helpers are shared with the fault drills (bench/drills/harness.py).
-from bench.drills.harness import RedisServer, wait_until
-from bench.drills.harness import free_port as free_port
 from ops_platform.celery import app as celery_app
 from ops_platform.core.models import ApiClient, ApiScope, Role, Team, User, Vendor
 from ops_platform.core.services import api_client_create, user_create
@@ -36,6 +32,12 @@ from routing.models import ModelVersion
 from routing.scoring.local_model import LocalClassifier, fit
 from routing.scoring.registry import model_promote, model_register
 from routing.scoring.training import DATASET_KEYS
+from tests.support.datasets import LABELLED_SET, labelled_rows
+
+# The private Redis server and the waiting helpers are shared with the fault drills and the benchmarks.
+from tests.support.servers import RedisServer as RedisServer
+from tests.support.servers import free_port as free_port
+from tests.support.servers import wait_until as wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI") == "true"
@@ -168,14 +170,11 @@ def item(n: int | str, **fields: Any) -> dict[str, Any]:
 
 # --- the shared labeled set and a trained local model ------------------------------------------------
 
-DATASET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
-
 
 def dataset_rows(limit: int | None = None) -> list[dict[str, Any]]:
-    if not DATASET.exists():
-        pytest.fail(f"the shared labeled set is missing: {DATASET}")
-    with gzip.open(DATASET, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
+    if not LABELLED_SET.exists():
+        pytest.fail(f"the labelled set is missing: {LABELLED_SET}")
+    rows = labelled_rows()
     return rows[:limit] if limit else rows
 
 
@@ -276,12 +275,34 @@ class CeleryWorker:
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "ops_platform", "worker", "-Q", self.queues,
-             "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-            cwd=ROOT, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        wait_until(lambda: "ready" in self.log.read_text() or self.proc.poll() is not None,  # type: ignore[union-attr]
-                   timeout=60, what="celery worker to be ready")  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "ops_platform",
+                "worker",
+                "-Q",
+                self.queues,
+                "--pool",
+                "solo",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_until(
+            lambda: "ready" in self.log.read_text() or self.proc.poll() is not None,  # type: ignore[union-attr]
+            timeout=60,
+            what="celery worker to be ready",
+        )
         assert self.proc.poll() is None, f"celery worker exited:\n{self.log.read_text()[-3000:]}"
 
     def stop(self) -> None:

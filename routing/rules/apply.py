@@ -197,6 +197,22 @@ def _escalate(p: Placement, program: RuleProgram, outcome: Outcome, queues: _Que
     p.notify = p.notify or spec.notify
 
 
+def placements_preview(
+    rows: Sequence[tuple[int, dict[str, Any]]], *, intake: RuleProgram, escalation: RuleProgram | None
+) -> list[Placement]:
+    """Where live triage places each (item id, rule row) under these programs, writing nothing: the deciding rule,
+    destination, priority and tags before the daily caps and the unscored check. For checks that route stored
+    items again and compare with what triage stored (bench/e2e.py)."""
+    queues = _Queues()
+    placements = []
+    for item_id, row in rows:
+        placement = place(intake.decide(row), intake, queues, item_id)
+        if escalation is not None:
+            _escalate(placement, escalation, row, queues)
+        placements.append(placement)
+    return placements
+
+
 def _cap_room(spec: RuleSpec, wanted: int, day: Any) -> int:
     """Reserve up to ``wanted`` auto-actions under the rule's daily cap; return how many were granted."""
     assert spec.pk is not None

@@ -2,12 +2,17 @@
 
 import inspect
 
-from bench.drills.all import DRILLS
+from tests.drills.all import DRILLS
 
 
 def test_every_drill_in_the_list_exposes_run_with_a_quick_size():
-    assert [d.name for d in DRILLS] == ["worker_kill", "redis_outage", "postgres_restart", "openai_faults",
-                                        "webhook_outage"]  # fmt: skip
+    assert [d.name for d in DRILLS] == [
+        "worker_kill",
+        "redis_outage",
+        "postgres_restart",
+        "openai_faults",
+        "webhook_outage",
+    ]
     for spec in DRILLS:
         parameters = inspect.signature(spec.run).parameters
         assert "quick" in parameters

@@ -3,7 +3,7 @@
 import argparse
 from datetime import UTC, datetime
 
-from bench.report import BENCHMARKS, Outcome, report_render
+from bench.report import BENCHMARKS, SCRIPTS, Outcome, report_render
 
 INTAKE, CLAIM = BENCHMARKS[0], BENCHMARKS[3]
 RESULT = """### Intake benchmark
@@ -29,22 +29,43 @@ def rendered(*outcomes: Outcome) -> str:
 
 def test_an_outcome_reads_back_from_the_report_it_was_written_into() -> None:
     written = Outcome(
-        INTAKE, ["--items", "20000"], returncode=0, seconds=41, cpu=1043.0, busy=0.75,
-        load=("0.96 0.37 0.14", "1.33 0.53 0.21"), markdown=RESULT, note="ran beside nothing",
-        when="2026-11-30 03:35 to 03:36 UTC", commit="32a463b (main)",
-    )  # fmt: skip
+        INTAKE,
+        ["--items", "20000"],
+        returncode=0,
+        seconds=41,
+        cpu=1043.0,
+        busy=0.75,
+        load=("0.96 0.37 0.14", "1.33 0.53 0.21"),
+        markdown=RESULT,
+        note="ran beside nothing",
+        when="2026-11-30 03:35 to 03:36 UTC",
+        commit="32a463b (main)",
+    )
     failed = Outcome(
-        CLAIM, [], returncode=3, seconds=12, cpu=4.0, busy=0.2, load=("1.0 1.0 1.0", "1.1 1.0 1.0"),
-        tail=["Traceback (most recent call last):\n", "SystemExit: 3 claims lost\n"], when="w", commit="abc1234",
-    )  # fmt: skip
+        CLAIM,
+        [],
+        returncode=3,
+        seconds=12,
+        cpu=4.0,
+        busy=0.2,
+        load=("1.0 1.0 1.0", "1.1 1.0 1.0"),
+        tail=["Traceback (most recent call last):\n", "SystemExit: 3 claims lost\n"],
+        when="w",
+        commit="abc1234",
+    )
     report = rendered(written, failed)
 
     again = Outcome.from_report(INTAKE, report)
     assert again is not None
     assert again.earlier
     assert (again.args, again.returncode, again.seconds, again.cpu, again.busy, again.load) == (
-        written.args, 0, 41, 1043.0, 0.75, written.load,
-    )  # fmt: skip
+        written.args,
+        0,
+        41,
+        1043.0,
+        0.75,
+        written.load,
+    )
     assert (again.markdown, again.note, again.when, again.commit) == (
         RESULT,
         written.note,
@@ -65,3 +86,19 @@ def test_a_script_the_report_did_not_run_has_no_earlier_outcome() -> None:
     report = rendered(Outcome(INTAKE, []), Outcome(CLAIM, [], returncode=0, seconds=1, when="w", commit="c"))
     assert Outcome.from_report(INTAKE, report) is None
     assert Outcome.from_report(BENCHMARKS[1], report) is None  # not in the report at all
+
+
+def test_a_drill_run_as_a_module_reads_back_with_its_arguments() -> None:
+    drill = next(s for s in SCRIPTS if s.drill)
+    written = Outcome(drill, ["--quick"], returncode=0, seconds=90, markdown="## Drill\n", when="w", commit="c")
+
+    again = Outcome.from_report(drill, rendered(written))
+
+    assert again is not None
+    assert (again.args, again.returncode) == (["--quick"], 0)
+    # A report written when the drills were scripts under bench/drills/ reads back the same way.
+    old = rendered(written).replace(f"-m tests.drills.{drill.name}", f"bench/drills/{drill.name}.py")
+    assert old != rendered(written)
+    earlier = Outcome.from_report(drill, old)
+    assert earlier is not None
+    assert earlier.args == ["--quick"]

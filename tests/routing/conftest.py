@@ -12,10 +12,10 @@ from fixtures.fake_openai import FakeOpenAI
 from ops_platform.core.models import Policy, User
 from queues.models import Queue, ReviewItem
 from routing.scoring import openai_backends
-from tests.conftest import DATASET, dataset_labels, dataset_rows
+from tests.conftest import dataset_labels, dataset_rows
 from tests.routing.rules_setup import policy_staff_member
 
-__all__ = ["DATASET", "dataset_labels", "dataset_rows", "items_make"]
+__all__ = ["dataset_labels", "dataset_rows", "items_make"]
 
 
 @pytest.fixture(autouse=True)

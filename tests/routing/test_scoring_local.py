@@ -19,8 +19,9 @@ from routing.models import LabeledExample, ModelStatus, ModelVersion
 from routing.scoring.pipeline import items_score
 from routing.scoring.registry import model_active, model_promote
 from routing.scoring.training import LabeledFileError, labeled_file_read, labeled_import, model_train, training_data
+from tests.support.datasets import LABELLED_SET
 
-from .conftest import DATASET, dataset_rows, items_make
+from .conftest import dataset_rows, items_make
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def test_the_shared_set_reads_with_missing_keys_as_unknown() -> None:
-    data = labeled_file_read(DATASET)
+    data = labeled_file_read(LABELLED_SET)
     counts = data.category_counts()
     # The figures of ../shared/datasets/README.md.
     assert len(data.texts) == 1680
@@ -76,10 +77,16 @@ def test_import_is_idempotent(tmp_path: Path) -> None:
 def test_training_learns_only_from_verified_decisions_and_imported_sets(reviewer: Any, hate_policy: Policy) -> None:
     verified, raw = items_make("verified hateful text", "merely decided text")
     for item in (verified, raw):
-        Decision.objects.create(item=item, reviewer=reviewer, policy=hate_policy, is_violation=True,
-                                decided_at=timezone.now())  # fmt: skip
-    GroundTruth.objects.create(item=verified, origin=GroundTruthOrigin.ADJUDICATED, is_violation=True,
-                               policy=hate_policy, recorded_at=timezone.now())  # fmt: skip
+        Decision.objects.create(
+            item=item, reviewer=reviewer, policy=hate_policy, is_violation=True, decided_at=timezone.now()
+        )
+    GroundTruth.objects.create(
+        item=verified,
+        origin=GroundTruthOrigin.ADJUDICATED,
+        is_violation=True,
+        policy=hate_policy,
+        recorded_at=timezone.now(),
+    )
     LabeledExample.objects.create(dataset="set", external_ref="1", text="imported", labels={"sexual": 1})
 
     data = training_data()
@@ -90,10 +97,16 @@ def test_training_learns_only_from_verified_decisions_and_imported_sets(reviewer
 
 def test_a_later_verification_supersedes_an_earlier_one(hate_policy: Policy) -> None:
     [item] = items_make("disputed text")
-    GroundTruth.objects.create(item=item, origin=GroundTruthOrigin.QA_VERIFIED, is_violation=True,
-                               policy=hate_policy, recorded_at=timezone.now())  # fmt: skip
-    GroundTruth.objects.create(item=item, origin=GroundTruthOrigin.ADJUDICATED, is_violation=False,
-                               recorded_at=timezone.now())  # fmt: skip
+    GroundTruth.objects.create(
+        item=item,
+        origin=GroundTruthOrigin.QA_VERIFIED,
+        is_violation=True,
+        policy=hate_policy,
+        recorded_at=timezone.now(),
+    )
+    GroundTruth.objects.create(
+        item=item, origin=GroundTruthOrigin.ADJUDICATED, is_violation=False, recorded_at=timezone.now()
+    )
     data = training_data()
     assert data.texts == ["disputed text"]
     assert set(data.labels[0].values()) == {0}

@@ -1,9 +1,9 @@
-"""What the fault drills share: private Redis and PostgreSQL servers, the app's processes (gunicorn, celery
-worker, celery beat) on a scratch database, posting items, the triage checks and the drill's report.
+"""What the fault drills share: the app's processes on a scratch database of the shared PostgreSQL (or a private
+cluster), posting items, the triage checks and the drill's report.
 
 Nothing here imports Django: a drill runs the app only in subprocesses (as production does) and reads the
-outcome with SQL, so the same drill runs from the command line and from pytest (whose process has its own
-Django settings and test database).
+outcome with SQL, so the same drill runs from the command line (``python -m tests.drills.<name>``) and from
+pytest (whose process has its own Django settings and test database).
 """
 
 from __future__ import annotations
@@ -13,44 +13,21 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import benchlib
-from bench.benchlib import (
-    PYTHON,
-    Report,
-    celery_worker_argv,
-    children,
-    database_drop,
-    database_recreate,
-    free_port,
-    gunicorn_argv,
-    healthz_answers,
-    manage,
-    model_train,
-    process_stop,
-)
+from tests.support.processes import ROOT, manage, model_train
+from tests.support.processes import app_env as scratch_env
+from tests.support.servers import RedisServer
 
 RESULTS = ROOT / "bench" / "results"
 # The PostgreSQL the scratch databases live on (a drill that restarts PostgreSQL runs its own cluster instead).
@@ -62,7 +39,8 @@ ADMIN_URL = os.environ.get("DRILL_POSTGRES_URL") or (
     else "postgres://postgres@127.0.0.1:5432/postgres"
 )
 DATABASE_PREFIX = os.environ.get("DRILL_DATABASE_PREFIX", "ops_drill_")
-PG_BIN = Path(os.environ.get("DRILL_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# pytest runs each drill at its CI size unless DRILL_SIZE=full (what `make bench` runs).
+CI_SIZE = os.environ.get("DRILL_SIZE", "ci") != "full"
 SOURCE = "drill"
 
 
@@ -108,10 +86,9 @@ class Drill:
         seconds = time.monotonic() - self.started
         passed = bool(self.checks) and all(ok for _, ok in self.checks)
         self.figure("drill duration", f"{seconds:.1f} s")
-        report = Report(f"Drill {self.name}: {self.title} ({'PASSED' if passed else 'FAILED'})")
-        for label, value in self.figures:
-            report.add(label, _text(value))
-        lines = [report.render()]
+        lines = [f"## Drill {self.name}: {self.title} ({'PASSED' if passed else 'FAILED'})", "", "| | |", "|---|---|"]
+        lines += [f"| {label} | {_text(value)} |" for label, value in self.figures]
+        lines.append("")
         lines += [f"- {'pass' if ok else '**FAIL**'}: {what}" for what, ok in self.checks]
         if self.notes:
             lines += ["", *self.notes]
@@ -149,105 +126,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-# --- waiting ----------------------------------------------------------------------------------------
-
-
-def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def poll_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.5) -> bool:
-    """Like ``wait_until`` but says whether it happened instead of raising: a drill reports, then fails."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-# --- private servers --------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A private redis-server on its own port, which a test or drill may stop and start (the shared one stays up)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def db(self, number: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{number}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._answers, timeout=10, what="redis-server to accept connections")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-
-class PostgresCluster:
-    """A private PostgreSQL cluster (initdb in a temporary directory, its own port) that a drill may stop and
-    start without touching the machine's shared server. initdb refuses to run as root, so as root the cluster
-    belongs to the ``postgres`` user."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="drill-pg-"))
-        self.data = self.dir / "data"
-        self.log = self.dir / "server.log"
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres:
-            shutil.chown(self.dir, "postgres", "postgres")
-
-    def url(self, dbname: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
-
-    def _run(self, *cmd: str) -> None:
-        argv = ["runuser", "-u", "postgres", "--", *cmd] if self.as_postgres else list(cmd)
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{Path(cmd[0]).name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-
-    def init(self) -> None:
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")  # fmt: skip
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off -c max_connections=60"
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
-
-    def stop(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def destroy(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 # --- the app on a scratch database ------------------------------------------------------------------
 
 
@@ -258,8 +136,6 @@ def database_url(name: str) -> str:
 def app_env(database_url: str, broker_url: str, *, cache_url: str = "locmem://", **extra: str) -> dict[str, str]:
     """The environment of a production-like process (gunicorn, worker, beat, manage.py) of this checkout."""
     settings = {
-        "PYTHONPATH": str(ROOT),
-        "SECRET_KEY": "drill-only-secret-key",
         "CELERY_BROKER_URL": broker_url,
         "CACHE_URL": cache_url,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -268,8 +144,7 @@ def app_env(database_url: str, broker_url: str, *, cache_url: str = "locmem://",
         "API_DEFAULT_RATE_PER_MINUTE": "1000000",
         "LOG_LEVEL": "INFO",
     }
-    drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SCORING_DEFAULT_CHAIN", "CELERY_TASK_ALWAYS_EAGER", "CI")
-    return benchlib.app_env(database_url, drop=drop, **(settings | extra))
+    return scratch_env(database_url, **(settings | extra))
 
 
 def _template_digest(model: bool) -> str:
@@ -300,32 +175,38 @@ def database_prepare(env: dict[str, str], *, model: bool = False) -> str:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone()
     if not exists:
         building = f"{template}_build"
-        database_recreate(admin, building)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            _drop(conn, building)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
         build_env = {**env, "DATABASE_URL": f"{base}/{building}"}
         manage(build_env, "migrate", "--noinput")
         if model:
-            model_train(build_env, actor="bench/drills", echo=False)
+            model_train(build_env, actor="tests/drills")
         with psycopg.connect(admin, autocommit=True) as conn:
             stale = conn.execute(
                 "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s",
                 (kind.replace("_", "\\_") + "%", building),
             ).fetchall()
             for (name,) in stale:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                _drop(conn, name)
             conn.execute(
                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(template))
             )
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        _drop(conn, dbname)
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(dbname), sql.Identifier(template)))
     return url
+
+
+def _drop(conn: psycopg.Connection[Any], dbname: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
 def database_forget(env: dict[str, str]) -> None:
     base, dbname = env["DATABASE_URL"].rsplit("/", 1)
     if dbname.startswith(DATABASE_PREFIX):
-        with contextlib.suppress(psycopg.Error):
-            database_drop(f"{base}/postgres", dbname)
+        with contextlib.suppress(psycopg.Error), psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            _drop(conn, dbname)
 
 
 WORLD = """
@@ -362,9 +243,14 @@ class DrillWorld(NamedTuple):
 
 @contextlib.contextmanager
 def drill_world(
-    drill: Drill, settings: dict[str, str], *, keep: bool, model: bool = True, cache: bool = True,
+    drill: Drill,
+    settings: dict[str, str],
+    *,
+    keep: bool,
+    model: bool = True,
+    cache: bool = True,
     callback_url: str = "",
-) -> Iterator[DrillWorld]:  # fmt: skip
+) -> Iterator[DrillWorld]:
     """What a drill on the shared PostgreSQL starts from: a private Redis as the broker (db 0) and, with ``cache``,
     the Django cache (db 1); the app's environment with ``settings``; the drill's scratch database, migrated (the
     local model trained and promoted when ``model``), with the default intake queue and an API client. Redis stops
@@ -380,116 +266,6 @@ def drill_world(
         broker.stop()
         if not keep:
             database_forget(env)
-
-
-class Process:
-    """One of the app's long-running processes, with its log in ``bench/results/``."""
-
-    ready: str = ""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.argv, self.env, self.log = argv, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def start(self, *, timeout: float = 90) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        mode = "ab" if self.starts else "wb"
-        with self.log.open(mode) as out:
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
-        self.starts += 1
-        offset = self.log.stat().st_size if mode == "ab" else 0
-        deadline = time.monotonic() + timeout
-        while not self.is_ready(offset):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.argv[2:4]} exited with {self.proc.returncode}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.argv[2:4]} not ready within {timeout:.0f} s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def is_ready(self, offset: int) -> bool:
-        with self.log.open("rb") as f:
-            f.seek(max(0, offset - 1))
-            return re.search(self.ready.encode(), f.read()) is not None
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def kill(self) -> None:
-        """SIGKILL: no warm shutdown, no chance to ack or requeue what it holds."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            process_stop(self.proc)
-        self.proc = None
-
-
-class Worker(Process):
-    """A real ``celery worker`` (solo pool, one task at a time, prefetch 1 as configured)."""
-
-    ready = r"\bready\."
-
-    def __init__(self, env: dict[str, str], log: Path, *, queues: str = "triage", name: str = "drill") -> None:
-        super().__init__(celery_worker_argv(name=name, queues=queues), env, log)
-
-
-class Beat(Process):
-    """``celery beat`` with the database scheduler, as deployed: it sends the sweepers on their schedule."""
-
-    ready = r"beat: Starting"
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.rundir = Path(tempfile.mkdtemp(prefix="drill-beat-"))
-        argv = [PYTHON, "-m", "celery", "-A", "ops_platform", "beat", "-l", "info",
-                "--pidfile", str(self.rundir / "beat.pid"), "-s", str(self.rundir / "schedule")]  # fmt: skip
-        super().__init__(argv, env, log)
-
-    def stop(self) -> None:
-        super().stop()
-        shutil.rmtree(self.rundir, ignore_errors=True)
-
-
-class Gunicorn(Process):
-    """The WSGI app as deployed: gunicorn with sync workers."""
-
-    ready = r"Booting worker"
-
-    def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        argv = [*gunicorn_argv(self.port, workers), "--timeout", "120", "--graceful-timeout", "5"]
-        super().__init__(argv, env, log)
-
-    def start(self, *, timeout: float = 90) -> None:
-        super().start(timeout=timeout)
-        wait_until(lambda: healthz_answers(self.base), timeout=timeout, what="gunicorn to answer /healthz")
-
-    def worker_pids(self) -> list[int]:
-        assert self.proc is not None
-        return sorted(children(self.proc.pid))
-
-
-@contextlib.contextmanager
-def running(*processes: Process) -> Iterator[None]:
-    """Start processes in order and stop them all (in reverse) however the block ends."""
-    started: list[Process] = []
-    try:
-        for process in processes:
-            process.start()
-            started.append(process)
-        yield
-    finally:
-        for process in reversed(started):
-            process.stop()
 
 
 # --- intake over HTTP -------------------------------------------------------------------------------

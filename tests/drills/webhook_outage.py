@@ -12,41 +12,33 @@ waves are emitted; then it comes back and the drill waits for every event to be 
 The backoff base is shortened (5 s, capped at 60 s, 20 attempts) so the retries fit the drill; the outage
 stays five minutes in the full run. ``--quick`` (CI) shortens the outage to 60 s and says so in its output.
 
-    .venv/bin/python bench/drills/webhook_outage.py            # 5-minute outage
-    .venv/bin/python bench/drills/webhook_outage.py --quick    # 60 s outage (CI)
+    .venv/bin/python -m tests.drills.webhook_outage            # 5-minute outage
+    .venv/bin/python -m tests.drills.webhook_outage --quick    # 60 s outage (CI)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import psycopg
 
-from bench.benchlib import manage
-from bench.drills.harness import (
+from ops_platform.core.webhook_signing import SIGNATURE_HEADER, webhook_signature_verify
+from tests.drills.harness import (
     RESULTS,
     Drill,
     DrillResult,
-    Worker,
     cli,
     drill_world,
-    free_port,
-    poll_until,
-    running,
 )
-from ops_platform.core.webhook_signing import SIGNATURE_HEADER, webhook_signature_verify
+from tests.support.processes import Worker, manage, running
+from tests.support.servers import free_port, poll_until
 
 NAME = "webhook_outage"
 TITLE = "a webhook receiver down for five minutes"
@@ -105,8 +97,13 @@ class Receiver:
                     body_id = str(json.loads(body).get("event_id"))
                 except ValueError:
                     body_id = ""
-                receipt = Receipt(time.monotonic(), self.headers.get("X-Event-Id", ""), body_id, valid,
-                                  hashlib.sha256(body).hexdigest())  # fmt: skip
+                receipt = Receipt(
+                    time.monotonic(),
+                    self.headers.get("X-Event-Id", ""),
+                    body_id,
+                    valid,
+                    hashlib.sha256(body).hexdigest(),
+                )
                 with receiver._lock:
                     receiver.receipts.append(receipt)
                 self.send_response(200 if valid else 401)
@@ -224,11 +221,15 @@ def run(
         drill.check("the receiver got every event at least once", set(final) <= set(counts))
         drill.check("attempts failed during the outage", failed_attempts > 0)
         drill.check("every signature was valid", bool(receipts) and all(r.signature_valid for r in receipts))
-        drill.check("stable event ids: header id = body id, every id one the platform stored",
-                    all(r.header_id == r.body_id and r.body_id in final for r in receipts))  # fmt: skip
+        drill.check(
+            "stable event ids: header id = body id, every id one the platform stored",
+            all(r.header_id == r.body_id and r.body_id in final for r in receipts),
+        )
         drill.check("the same event id always came with the same body", all(len(s) == 1 for s in by_id.values()))
-        drill.check("no event changed id across retries (the stored ids are the ones emitted)",
-                    ids_during <= set(final) and len(final) == emitted)  # fmt: skip
+        drill.check(
+            "no event changed id across retries (the stored ids are the ones emitted)",
+            ids_during <= set(final) and len(final) == emitted,
+        )
         receiver.stop()
     return drill.finish(write=write)
 

@@ -8,38 +8,30 @@ answering 201 (the triage hand-off gives up quickly and leaves the items for the
 returns, the worker and beat reconnect by themselves and the un-triaged sweeper re-sends every item still
 'received', so each item is triaged exactly once.
 
-    .venv/bin/python bench/drills/redis_outage.py            # a 30 s outage between 15 s and 15 s of normal load
-    .venv/bin/python bench/drills/redis_outage.py --quick    # the CI size: same outage, lighter load
+    .venv/bin/python -m tests.drills.redis_outage            # a 30 s outage between 15 s and 15 s of normal load
+    .venv/bin/python -m tests.drills.redis_outage --quick    # the CI size: same outage, lighter load
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.drills.harness import (
+from tests.drills.harness import (
     RESULTS,
-    Beat,
     Drill,
     DrillResult,
-    Gunicorn,
     Post,
     Poster,
-    Worker,
     cli,
     drill_world,
     percentile,
-    poll_until,
-    running,
     triage_read,
     triage_report,
     untriaged_count,
 )
+from tests.support.processes import Beat, Gunicorn, Worker, running
+from tests.support.servers import poll_until
 
 NAME = "redis_outage"
 TITLE = "Redis down for 30 s mid-run"

@@ -7,44 +7,37 @@ a signed-in page (``/``, whose session lives in the database) and ``/healthz``. 
 (``pg_ctl stop -m fast``, which drops every connection), keeps it down for a while, starts it again and waits
 until every endpoint answers 2xx again, with the same gunicorn processes.
 
-    .venv/bin/python bench/drills/postgres_restart.py              # 20 s down
-    .venv/bin/python bench/drills/postgres_restart.py --down 60
+    .venv/bin/python -m tests.drills.postgres_restart              # 20 s down
+    .venv/bin/python -m tests.drills.postgres_restart --down 60
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx
 
-from bench.benchlib import manage
-from bench.drills.harness import (
+from tests.drills.harness import (
     DATABASE_PREFIX,
     RESULTS,
     Drill,
     DrillResult,
-    Gunicorn,
-    PostgresCluster,
-    RedisServer,
     app_env,
     cli,
     database_prepare,
     world_create,
 )
+from tests.support.processes import Gunicorn, manage
+from tests.support.servers import PostgresCluster, RedisServer
 
 NAME = "postgres_restart"
 TITLE = "PostgreSQL stopped and started under the running app"
-PASSWORD = "drill-password-not-secret-1"  # noqa: S105 - a throwaway user in a throwaway cluster
+PASSWORD = "drill-password-not-secret-1"
 USER = f"""
 from ops_platform.core.models import Role
 from ops_platform.core.services import user_create
@@ -103,8 +96,14 @@ class Prober:
         except httpx.HTTPError as exc:
             self.probes.append(Probe(name, started, time.monotonic(), 0, None, "", type(exc).__name__))
             return
-        probe = Probe(name, started, time.monotonic(), r.status_code, r.headers.get("Retry-After"),
-                      r.headers.get("Content-Type", ""))  # fmt: skip
+        probe = Probe(
+            name,
+            started,
+            time.monotonic(),
+            r.status_code,
+            r.headers.get("Retry-After"),
+            r.headers.get("Content-Type", ""),
+        )
         if r.status_code == 503 and path.startswith("/api/"):
             try:
                 probe.error = str(r.json().get("error"))
@@ -118,8 +117,10 @@ def sign_in(base: str) -> httpx.Cookies:
         page = http.get("/accounts/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         assert token is not None, "no CSRF token on the login page"
-        done = http.post("/accounts/login/", data={"username": "drill.ops", "password": PASSWORD,
-                                                    "csrfmiddlewaretoken": token.group(1)})  # fmt: skip
+        done = http.post(
+            "/accounts/login/",
+            data={"username": "drill.ops", "password": PASSWORD, "csrfmiddlewaretoken": token.group(1)},
+        )
         assert done.status_code == 302, f"sign-in failed: {done.status_code}"
         return http.cookies
 
@@ -144,8 +145,11 @@ def run(*, down: float = 20.0, quick: bool = False, keep: bool = False, write: b
         web.start()
         try:
             with httpx.Client(base_url=web.base, timeout=30) as http:
-                first = http.post("/api/v1/items", headers={"Authorization": f"Bearer {world.key}"},
-                                  json=[{"external_id": "pg-0", "text": "before the restart"}])  # fmt: skip
+                first = http.post(
+                    "/api/v1/items",
+                    headers={"Authorization": f"Bearer {world.key}"},
+                    json=[{"external_id": "pg-0", "text": "before the restart"}],
+                )
             item_id = int(first.json()["results"][0]["id"])
             pids_before = (web.pid, web.worker_pids())
             prober = Prober(web.base, world.key, sign_in(web.base), item_id).start()
@@ -193,16 +197,23 @@ def run(*, down: float = 20.0, quick: bool = False, keep: bool = False, write: b
         drill.figure("gunicorn master and workers", "same processes" if pids_before == pids_after else "restarted")
 
         drill.check("requests were made while the database was down", len(during) >= len(names))
-        drill.check("no 500 (nor any 5xx but 503), and gunicorn always answered",
-                    not fives and all(p.status for p in probes))  # fmt: skip
-        drill.check("while down, every call answered 503 with Retry-After",
-                    all(p.status == 503 and p.retry_after for p in during))  # fmt: skip
+        drill.check(
+            "no 500 (nor any 5xx but 503), and gunicorn always answered", not fives and all(p.status for p in probes)
+        )
+        drill.check(
+            "while down, every call answered 503 with Retry-After",
+            all(p.status == 503 and p.retry_after for p in during),
+        )
         api_down = [p for p in during if "/api/" in p.name]
-        drill.check("the API's 503s are its JSON error body (error: unavailable)",
-                    bool(api_down) and all(p.error == "unavailable" for p in api_down))  # fmt: skip
+        drill.check(
+            "the API's 503s are its JSON error body (error: unavailable)",
+            bool(api_down) and all(p.error == "unavailable" for p in api_down),
+        )
         page_down = [p for p in during if p.name.startswith("GET / ")]
-        drill.check("the page's 503 is an HTML page",
-                    bool(page_down) and all(p.content_type.startswith("text/html") for p in page_down))  # fmt: skip
+        drill.check(
+            "the page's 503 is an HTML page",
+            bool(page_down) and all(p.content_type.startswith("text/html") for p in page_down),
+        )
         drill.check("every endpoint answers 2xx again after the restart", recovered())
         drill.check("no app restart: the same gunicorn master and workers", pids_before == pids_after)
     finally:

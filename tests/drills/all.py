@@ -1,12 +1,12 @@
 """Every fault drill, in one list: what it proves and how long it takes; run them all (or some) in a row.
 
-The benchmark report imports ``DRILLS`` and calls ``drill_run(spec)`` (or ``spec.run(**params)``) for each;
-every drill's ``run`` returns a ``DrillResult`` (name, passed, figures, markdown, seconds) and writes
+The benchmark report (bench/report.py) runs each, full size, as ``python -m <module>`` in this order; every
+drill's ``run`` returns a ``DrillResult`` (name, passed, figures, markdown, seconds) and writes
 ``bench/results/drill-<name>.md``.
 
-    .venv/bin/python bench/drills/all.py                      # every drill, full size
-    .venv/bin/python bench/drills/all.py --quick              # every drill at its CI size
-    .venv/bin/python bench/drills/all.py worker_kill redis_outage
+    .venv/bin/python -m tests.drills.all                      # every drill, full size
+    .venv/bin/python -m tests.drills.all --quick              # every drill at its CI size
+    .venv/bin/python -m tests.drills.all worker_kill redis_outage
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.drills.harness import RESULTS, DrillResult
+from tests.drills.harness import RESULTS, DrillResult
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class DrillSpec:
 DRILLS: tuple[DrillSpec, ...] = (
     DrillSpec(
         "worker_kill",
-        "bench.drills.worker_kill",
+        "tests.drills.worker_kill",
         "nothing lost, nothing routed twice when a celery worker is SIGKILLed ten times mid-triage "
         "(acks_late, the un-triaged sweeper, idempotent triage)",
         ci_minutes=3.5,
@@ -51,28 +47,28 @@ DRILLS: tuple[DrillSpec, ...] = (
     ),
     DrillSpec(
         "redis_outage",
-        "bench.drills.redis_outage",
+        "tests.drills.redis_outage",
         "intake keeps answering 201 while Redis is down 30 s; everything is triaged once it is back",
         ci_minutes=2,
         full_minutes=2,
     ),
     DrillSpec(
         "postgres_restart",
-        "bench.drills.postgres_restart",
+        "tests.drills.postgres_restart",
         "503 with Retry-After (never 500) while PostgreSQL is down, then recovery without restarting the app",
         ci_minutes=2,
         full_minutes=1.5,
     ),
     DrillSpec(
         "openai_faults",
-        "bench.drills.openai_faults",
+        "tests.drills.openai_faults",
         "with the OpenAI API failing 30% of calls every item is scored or falls back; the breaker opens and closes",
         ci_minutes=1.2,
         full_minutes=1.5,
     ),
     DrillSpec(
         "webhook_outage",
-        "bench.drills.webhook_outage",
+        "tests.drills.webhook_outage",
         "a receiver down five minutes still gets every event, at least once, same event id, valid signature "
         "(60 s outage at the CI size)",
         ci_minutes=2,

@@ -9,40 +9,32 @@ is the real recovery path: ``celery beat`` running the un-triaged sweeper, which
 nothing. The drill then reads the database: every item queued or auto-actioned, one live routing decision and
 one 'queued' event per item, no duplicate scores, no dead letters.
 
-    .venv/bin/python bench/drills/worker_kill.py            # 10 kills, 60 items/s
-    .venv/bin/python bench/drills/worker_kill.py --quick    # the CI size: 10 kills, 30 items/s
+    .venv/bin/python -m tests.drills.worker_kill            # 10 kills, 60 items/s
+    .venv/bin/python -m tests.drills.worker_kill --quick    # the CI size: 10 kills, 30 items/s
 """
 
 from __future__ import annotations
 
 import random
 import re
-import sys
 import time
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import redis
 
-from bench.drills.harness import (
+from tests.drills.harness import (
     RESULTS,
-    Beat,
     Drill,
     DrillResult,
-    Gunicorn,
     Poster,
-    Worker,
     cli,
     drill_world,
-    poll_until,
-    running,
     triage_read,
     triage_report,
     untriaged_count,
 )
+from tests.support.processes import Beat, Gunicorn, Worker, running
+from tests.support.servers import poll_until
 
 NAME = "worker_kill"
 TITLE = "SIGKILL a celery worker ten times mid-triage"

@@ -9,40 +9,33 @@ noise), which must open the circuit breaker (its state is shared through Redis);
 cool-down close it again once the provider answers. The drill reads the outcome from the fake's request log
 and the database: calls and failures by kind, breaker openings and closings, items per backend.
 
-    .venv/bin/python bench/drills/openai_faults.py             # 1,200 items
-    .venv/bin/python bench/drills/openai_faults.py --quick     # the CI size: 400 items
+    .venv/bin/python -m tests.drills.openai_faults             # 1,200 items
+    .venv/bin/python -m tests.drills.openai_faults --quick     # the CI size: 400 items
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import psycopg
 import redis
 
-from bench.drills.harness import (
+from fixtures.fake_openai import FakeOpenAI
+from tests.drills.harness import (
     RESULTS,
     Drill,
     DrillResult,
-    Gunicorn,
     Poster,
-    Worker,
     cli,
     drill_world,
-    poll_until,
-    running,
     triage_read,
     triage_report,
     untriaged_count,
 )
-from fixtures.fake_openai import FakeOpenAI
+from tests.support.processes import Gunicorn, Worker, running
+from tests.support.servers import poll_until
 
 NAME = "openai_faults"
 TITLE = "the OpenAI API failing 30% of calls"
@@ -140,8 +133,11 @@ def run(
             ).fetchone()
             fallen_back = int(row[0]) if row else 0
 
-        drill.figure("provider", f"fake OpenAI failing {failure_rate:.0%} of calls (429 / 500 / slower than the "
-                                  f"1 s timeout), and every call for {outage:.0f} s a third of the way in")  # fmt: skip
+        drill.figure(
+            "provider",
+            f"fake OpenAI failing {failure_rate:.0%} of calls (429 / 500 / slower than the "
+            f"1 s timeout), and every call for {outage:.0f} s a third of the way in",
+        )
         drill.figure("client", "openai client: 1 s timeout, 1 retry (backoff, Retry-After); moderation batches of 5")
         drill.figure("HTTP calls to /v1/moderations (retries included)", len(calls))
         drill.figure("calls by fault served", dict(sorted(faults.items())))
