@@ -85,12 +85,18 @@ def item_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _refused(request: HttpRequest, user: User, item: ReviewItem, exc: ApplicationError) -> HttpResponse:
-    """A refused act on the item: its page again, with why, under the refusal's 4xx status."""
-    messages.error(request, exc.message)
-    return _item_render(request, user, item, status=exc.status_code)
+    """A refused act on the item: its page again, with why and the field it is about, under the refusal's 4xx."""
+    return _item_render(request, user, item, status=exc.status_code, refusal=exc)
 
 
-def _item_render(request: HttpRequest, user: User, item: ReviewItem, *, status: int = 200) -> HttpResponse:
+def _item_render(
+    request: HttpRequest,
+    user: User,
+    item: ReviewItem,
+    *,
+    status: int = 200,
+    refusal: ApplicationError | None = None,
+) -> HttpResponse:
     assert item.queue is not None
     profile = getattr(user, "reviewer_profile", None)
     policies = selectors.queue_policies(item.queue)
@@ -116,6 +122,7 @@ def _item_render(request: HttpRequest, user: User, item: ReviewItem, *, status: 
             "contested": services.appeal_contested(item) if item.appeal_of_id else None,
             "stretch": wellness.review_stretch(user),
             "exposure": _exposure_line(user, item.queue),
+            "refusal": refusal,
         },
         status=status,
     )

@@ -196,6 +196,13 @@ def world_create(
     item_queued(queue_b, text="vendor B item vera holds")
     held_b = item_claim_next(queue=queue_b, actor=vera)
     waiting_b = item_queued(queue_b, text="vendor B item waiting")
+    # Escalated by name to the admin: leads see it among the reserved items and may give it back to everyone.
+    item_queued(
+        general,
+        text="escalated to the admin",
+        reserved_for=admin_user,
+        reserved_until=timezone.now() + timedelta(hours=4),
+    )
     assert held is not None
     assert held_b is not None
 

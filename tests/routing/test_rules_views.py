@@ -138,7 +138,7 @@ def test_rollback_names_the_version_it_restores_and_acts_only_on_that_confirmed_
     assert f'name="to_version" value="{first.version}"' in body
     unnamed = client.post("/rules/rollback/intake", {"reason": "noisy"})
     assert unnamed.status_code == 400
-    assert "(to_version)" in unnamed.content.decode()
+    assert 'data-field="to_version"' in unnamed.content.decode()
     stale = client.post("/rules/rollback/intake", {"to_version": str(second.version), "reason": "noisy"})
     assert stale.status_code == 409
     assert signed_in(policy_staff_member("rex")).get("/rules/rollback/nonsense").status_code == 404
