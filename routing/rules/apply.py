@@ -204,12 +204,11 @@ def placements_preview(
     destination, priority and tags before the daily caps and the unscored check. For checks that route stored
     items again and compare with what triage stored (bench/e2e.py)."""
     queues = _Queues()
-    placements = []
-    for item_id, row in rows:
-        placement = place(intake.decide(row), intake, queues, item_id)
-        if escalation is not None:
-            _escalate(placement, escalation, row, queues)
-        placements.append(placement)
+    failures: RuleFailures = {}
+    outcomes = intake.decide_each([row for _, row in rows], failures)
+    placements = [place(outcome, intake, queues, item_id) for (item_id, _), outcome in zip(rows, outcomes, strict=True)]
+    if escalation is not None:
+        _escalate_all(placements, escalation, dict(rows), queues, failures)
     return placements
 
 
