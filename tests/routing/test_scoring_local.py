@@ -35,7 +35,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 def test_the_shared_set_reads_with_missing_keys_as_unknown() -> None:
     data = labeled_file_read(LABELLED_SET)
     counts = data.category_counts()
-    # The figures of ../shared/datasets/README.md.
+    # The figures of routing/scoring/seed/README.md.
     assert len(data.texts) == 1680
     assert counts["sexual"] == {"n": 984, "positives": 237}
     assert counts["violence/graphic"] == {"n": 1447, "positives": 24}

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-# The shared set, read in place from outside the checkout; shipping it inside the project changes this line only.
-LABELLED_SET = ROOT.parent / "shared" / "datasets" / "openai-moderation-samples-1680.jsonl.gz"
+# The OpenAI moderation set (MIT), shipped with the scoring app: a fresh clone needs nothing beside it.
+LABELLED_SET = ROOT / "routing" / "scoring" / "seed" / "openai-moderation-samples-1680.jsonl.gz"
 # The name `labeled_import --dataset` records it under.
 LABELLED_SET_NAME = "openai-moderation-1680"
 
