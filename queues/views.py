@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
-from ops_platform.core.params import MAX_INT, object_parse, param_int, param_object
+from ops_platform.core.params import MAX_INT, object_parse, param_ids, param_int, param_object
 from ops_platform.core.refusals import refused
 from queues import bulk, selectors, services, wellness
 from queues.models import ExposureCategory, ItemState, Queue, ReviewItem
@@ -361,16 +361,6 @@ def wellness_settings(request: HttpRequest) -> HttpResponse:
 # --- bulk decisions -----------------------------------------------------------------------------------
 
 
-def _form_ids(values: list[str]) -> list[int]:
-    """Ids from a form: ASCII digits only (``str.isdigit`` passes '²', which ``int`` refuses), at most 18."""
-    return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 18]
-
-
-def _form_id(value: str) -> int | None:
-    ids = _form_ids([value])
-    return ids[0] if ids else None
-
-
 @dataclass(frozen=True)
 class _BulkChoice:
     """The selection and the decision as the bulk form posts them (objects looked up, not yet validated)."""
@@ -384,16 +374,16 @@ class _BulkChoice:
 
     @classmethod
     def from_post(cls, post: Any) -> _BulkChoice:
+        """Junk ids are refused naming their field; an id of no object is left for the services to refuse."""
         violation = post.get("violation", "")
         violation = violation if violation in ("yes", "no") else ""
-        policy_id, action_id = _form_id(post.get("policy", "")), _form_id(post.get("action", ""))
         is_violation = violation == "yes"
         return cls(
-            item_ids=_form_ids(post.getlist("items")),
+            item_ids=param_ids(post, "items"),
             violation=violation,
-            policy=Policy.objects.filter(pk=policy_id).first() if is_violation and policy_id else None,
-            labels=list(DecisionLabel.objects.filter(pk__in=_form_ids(post.getlist("labels")))) if is_violation else [],
-            action=EnforcementAction.objects.filter(pk=action_id).first() if is_violation and action_id else None,
+            policy=param_object(post, "policy", Policy.objects.all()) if is_violation else None,
+            labels=list(DecisionLabel.objects.filter(pk__in=param_ids(post, "labels"))) if is_violation else [],
+            action=param_object(post, "action", EnforcementAction.objects.all()) if is_violation else None,
             # Browsers send a textarea's line breaks as CRLF and may not a hidden field's: the confirmation is
             # for this exact text.
             rationale=post.get("rationale", "").replace("\r\n", "\n")[:5000],
@@ -413,14 +403,12 @@ class _BulkChoice:
 
 
 def _bulk_filters(source: Any) -> bulk.BulkFilter:
-    priority = source.get("min_priority", "")
-    digits = priority[1:] if priority.startswith("-") else priority
     return bulk.BulkFilter(
         text=source.get("text", "")[:200],
         tag=source.get("tag", "")[:100],
         surface=source.get("surface", "")[:100],
         language=source.get("language", "")[:16],
-        min_priority=int(priority) if digits.isascii() and digits.isdigit() and len(digits) <= 5 else None,
+        min_priority=param_int(source, "min_priority", minimum=-MAX_INT, maximum=MAX_INT),
     )
 
 
@@ -449,14 +437,14 @@ def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
         back_in_queue = f"{len(reverted.reverted)} back in the queue{kept}"
         messages.success(request, f"Batch {reverted.batch_id} reverted: {back_in_queue}.")
         return redirect(back)
-    chosen = _BulkChoice.from_post(post)
+    chosen: _BulkChoice | None = None
     try:
+        chosen = _BulkChoice.from_post(post)
         decision = chosen.decision()
         if step == "confirm":
-            count = post.get("confirmed_count", "").strip()
             result = bulk.items_bulk_decide(
                 queue=queue, item_ids=chosen.item_ids, actor=user, confirmation=post.get("confirmation", ""),
-                confirmed_count=_form_id(count), **decision,
+                confirmed_count=param_int(post, "confirmed_count", minimum=0, maximum=MAX_INT), **decision,
             )  # fmt: skip
             skipped = f"; {len(result.skipped)} skipped (taken or decided meanwhile)" if result.skipped else ""
             messages.success(request, f"Batch {result.batch_id}: {len(result.decided)} decided{skipped}. It can be "
@@ -464,7 +452,7 @@ def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect(back)
         preview = bulk.items_bulk_preview(queue=queue, item_ids=chosen.item_ids, actor=user, **decision)
     except ApplicationError as exc:
-        if step == "confirm" and exc.field == "confirmed_count":
+        if step == "confirm" and exc.field == "confirmed_count" and chosen is not None:
             return _bulk_confirm_page(request, queue, user, filters, chosen, error=exc)
         return _bulk_page(request, queue, user, filters, error=exc, chosen=chosen)
     return _bulk_confirm_page(request, queue, user, filters, chosen, preview=preview)

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
-from ops_platform.core.params import param_object
+from ops_platform.core.params import MAX_INT, param_int, param_object
 from ops_platform.core.refusals import refused
 from queues.models import Queue
 from routing import rule_selectors
@@ -374,12 +374,12 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
         raise Http404("No such kind of rule set.")
     error: ApplicationError | None = None
     if request.method == "POST":
-        to_version = request.POST.get("to_version", "")
         try:
-            if not (to_version.isascii() and to_version.isdigit() and len(to_version) <= 9):
+            to_version = param_int(request.POST, "to_version", minimum=1, maximum=MAX_INT)
+            if to_version is None:
                 raise ApplicationError("Name the version to restore, as this page shows it.", field="to_version")
             active = lifecycle.ruleset_rollback(
-                actor=user, kind=kind, to_version=int(to_version), reason=request.POST.get("reason", "")[:5000]
+                actor=user, kind=kind, to_version=to_version, reason=request.POST.get("reason", "")[:5000]
             )
         except ApplicationError as exc:
             error = exc
