@@ -26,8 +26,8 @@ from qa.models import GoldenInjection, GoldenItem, GoldenRate, QaSample, SampleS
 from qa.review import require_qa
 from qa.sampling import draw
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
-from routing.serializers import MAX_METADATA_BYTES
-from routing.services import triage_enqueue
+from routing.intake.serializers import MAX_METADATA_BYTES
+from routing.intake.services import triage_enqueue
 
 # Only for a copy made while no real item ever entered its queue (there is nothing it could be told from then).
 GOLDEN_SOURCE = "qa-golden"

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from routing.models import ClassifierCall, IncidentKind, ScoringIncident
+from routing.scoring.models import ClassifierCall, IncidentKind, ScoringIncident
 
 logger = logging.getLogger(__name__)
 

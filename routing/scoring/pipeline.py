@@ -20,9 +20,9 @@ from django.utils import timezone
 from ops_platform.core.bulk import insert_ignoring_conflicts
 from ops_platform.core.models import Policy
 from queues.models import ReviewItem
-from routing.models import Backend, CallOutcome, ClassifierCall, ClassifierScore
 from routing.scoring.base import BackendError, BatchScores, Classifier, TextToScore
 from routing.scoring.guards import CircuitBreaker, budget_left
+from routing.scoring.models import Backend, CallOutcome, ClassifierCall, ClassifierScore
 from routing.scoring.openai_backends import OpenAIModeration, OpenAIPolicyClassifier
 from routing.scoring.redaction import redact
 from routing.scoring.registry import LocalModel

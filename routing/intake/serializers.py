@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from queues.models import ItemKind, ReviewItem
-from routing.services import created_at_problem
+from routing.intake.services import created_at_problem
 
 MAX_TEXT = 50_000
 MAX_METADATA_BYTES = 16_384
