@@ -265,8 +265,8 @@ def items_route(
         _apply_caps(placements, now)
         done += _apply(placements, now)
         placed = set(done)
-        # One INSERT for the batch's decisions (and one for escalations at triage): bulk_create binds a parameter
-        # per field per row, which cost more than the rows themselves (bench/e2e.py).
+        # One INSERT for the batch's decisions (and one for escalations at triage), not bulk_create (why:
+        # docs/performance.md, "routing/rules/apply.py").
         rows_insert(RoutingDecision, [p.record(at=now) for p in placements if p.item_id in placed])
         # Escalations at triage are recorded under the escalation version too, so the overdue sweep's
         # "each rule escalates an item once" sees them.

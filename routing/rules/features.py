@@ -44,10 +44,7 @@ def author_history(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tu
     auto = ReviewItem.objects.filter(state=ItemState.AUTO_ACTIONED, is_golden=False)
     # A backtest asks for the authors of a million items: then every author's counts, kept below, cost less
     # than a query naming them all (which SQLite would refuse).
-    # By author only, the source matched below: with ``source IN (…)`` too, PostgreSQL took the (source,
-    # external_id) index whenever its statistics predated the source's items (a new integrating service, or a
-    # backlog since the last ANALYZE), reading every item of the source for each batch (bench/e2e.py: 60,000
-    # index entries read for 35 rows, a fifth of PostgreSQL's time at triage).
+    # By author only, the source matched below (why: docs/performance.md, "routing/rules/features.py").
     if len(refs) <= MANY_AUTHORS:
         decided = decided.filter(item__author_ref__any=refs)
         auto = auto.filter(author_ref__any=refs)
