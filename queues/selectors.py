@@ -27,6 +27,12 @@ def item_final_decision(*, item: ReviewItem) -> Decision | None:
     return decisions.order_by("-decided_at").first()
 
 
+def items_load(item_ids: Sequence[int], *, fields: Sequence[str]) -> list[ReviewItem]:
+    """Items in id order with only ``fields`` loaded (triage reads a few columns of many items: docs/performance.md).
+    By id alone: callers check the state (see ``services.received_locked`` on the partial index)."""
+    return list(ReviewItem.objects.filter(pk__any=item_ids).only(*fields).order_by("pk"))
+
+
 # --- the reviewer workspace --------------------------------------------------------------------------
 
 

@@ -32,9 +32,10 @@ from psycopg.pq import Format
 
 from ops_platform.core.fields import ESCAPE, nul_decode, nul_decode_json
 from queues.models import Decision, ItemKind, ItemState, ReviewItem
-from routing.models import ClassifierScore
-from routing.rules.features import ITEM_STRINGS, author_history, backend_order, raw_score_keys
+from routing.rules.features import ITEM_STRINGS, author_history, raw_score_keys
 from routing.rules.language import Categorical, Column, Mixed
+from routing.scoring.models import ClassifierScore
+from routing.scoring.selectors import backend_order
 
 HISTORY = ("author.prior_violations", "author.prior_reviews")
 # Items per PostgreSQL query, and text per query (one aggregated value may not pass 1 GB).

@@ -3,7 +3,7 @@ budget per backend, and the ops incidents both raise.
 
 The breaker's state lives in the Django cache (Redis in production), so every worker process shares it.
 While that cache is unreachable the breaker stays closed (every call is tried): a cache outage must not
-stop scoring (bench/drills/redis_outage.py).
+stop scoring (tests/drills/redis_outage.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from routing.models import ClassifierCall, IncidentKind, ScoringIncident
+from routing.scoring.models import ClassifierCall, IncidentKind, ScoringIncident
 
 logger = logging.getLogger(__name__)
 

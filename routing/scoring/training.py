@@ -24,9 +24,9 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ops_platform.core.models import ClassifierCategory, User
 from queues.models import GroundTruth
-from routing.models import LabeledExample, ModelVersion
 from routing.scoring.local_model import MIN_CLASS_EXAMPLES, LocalClassifier, fit
 from routing.scoring.metrics import category_figures, f1_threshold
+from routing.scoring.models import LabeledExample, ModelVersion
 from routing.scoring.registry import classifier_load, model_active, model_register
 
 # The short keys of OpenAI's moderation evaluation set (Markov et al., 2022) and our categories.

@@ -27,9 +27,9 @@ from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
 from queues.selectors import author_history
 from queues.services import decision_record, item_claim_next, items_auto_action
+from routing.intake.services import items_triage
 from routing.models import ModelVersion
 from routing.rules.features import author_history as features_author_history
-from routing.services import items_triage
 from tests.conftest import PASSWORD, Api, item
 from tests.qa.factories import policy_with_actions, sample_of
 from tests.queues.factories import bulk_decide

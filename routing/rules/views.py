@@ -24,8 +24,12 @@ from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, U
 from ops_platform.core.params import MAX_INT, param_int, param_object
 from ops_platform.core.refusals import refused
 from queues.models import Queue
-from routing import rule_selectors
-from routing.models import (
+from routing.rules import lifecycle, selectors
+from routing.rules.backtest import backtest_request
+from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
+from routing.rules.incidents import rule_incident_resolve
+from routing.rules.language import RuleLanguageError, parse
+from routing.rules.models import (
     Backtest,
     BacktestStatus,
     Rule,
@@ -35,11 +39,6 @@ from routing.models import (
     RuleSetKind,
     RuleSetStatus,
 )
-from routing.rules import lifecycle
-from routing.rules.backtest import backtest_request
-from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
-from routing.rules.incidents import rule_incident_resolve
-from routing.rules.language import RuleLanguageError, parse
 from routing.rules.trial import condition_try
 
 READERS = (
@@ -157,11 +156,11 @@ def rules_index(request: HttpRequest) -> HttpResponse:
         request,
         "routing/rules/index.html",
         {
-            "kinds": rule_selectors.rulesets_by_kind(),
+            "kinds": selectors.rulesets_by_kind(),
             "can_edit": user.has_perm("core.edit_rules"),
             "can_resolve": user.has_perm("core.edit_rules") or user.has_perm("core.approve_rules"),
             "kind_choices": RuleSetKind.choices,
-            "incidents": rule_selectors.rule_incidents_open()[:100],
+            "incidents": selectors.rule_incidents_open()[:100],
         },
     )
 
@@ -211,11 +210,11 @@ def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleFo
         "queues": Queue.objects.filter(is_active=True),
         "versions": RuleSet.objects.filter(kind=rule_set.kind).exclude(pk=rule_set.pk).order_by("-version"),
         "backtests": rule_set.backtests.all()[:10],
-        "history": rule_selectors.ruleset_history(rule_set),
+        "history": selectors.ruleset_history(rule_set),
         "default_start": (timezone.now() - timedelta(days=14)).strftime("%Y-%m-%d"),
         "default_end": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
-        "is_author": user.pk in rule_selectors.ruleset_writers(rule_set),
-        "editors": rule_selectors.ruleset_editors(rule_set),
+        "is_author": user.pk in selectors.ruleset_writers(rule_set),
+        "editors": selectors.ruleset_editors(rule_set),
     }
 
 
@@ -395,7 +394,7 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
             "active": RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE)
             .select_related("activated_by")
             .first(),
-            "target": rule_selectors.ruleset_rollback_target(kind),
+            "target": selectors.ruleset_rollback_target(kind),
             "error": error,
         },
         status=error.status_code if error else 200,
@@ -455,8 +454,8 @@ def backtest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "backtest": backtest,
         "running": backtest.status in (BacktestStatus.PENDING, BacktestStatus.RUNNING),
-        "chart": rule_selectors.destination_chart(backtest.result) if backtest.result else [],
-        "matrix": rule_selectors.transition_table(backtest.result.get("transitions", [])) if backtest.result else None,
+        "chart": selectors.destination_chart(backtest.result) if backtest.result else [],
+        "matrix": selectors.transition_table(backtest.result.get("transitions", [])) if backtest.result else None,
     }
     template = "routing/rules/_backtest_body.html" if request.htmx else "routing/rules/backtest.html"  # type: ignore[attr-defined]
     return render(request, template, context)
@@ -467,16 +466,14 @@ def backtest_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def shadow_compare(request: HttpRequest, pk: int) -> HttpResponse:
     _reader(request)
     rule_set = get_object_or_404(RuleSet, pk=pk)
-    comparison = rule_selectors.shadow_comparison(rule_set)
+    comparison = selectors.shadow_comparison(rule_set)
     return render(
         request,
         "routing/rules/shadow.html",
         {
             "rule_set": rule_set,
             "comparison": comparison,
-            "matrix": rule_selectors.transition_table(comparison["transitions"]),
-            "chart": rule_selectors.destination_chart(
-                {"destinations": comparison["shadow"], "current": comparison["live"]}
-            ),
+            "matrix": selectors.transition_table(comparison["transitions"]),
+            "chart": selectors.destination_chart({"destinations": comparison["shadow"], "current": comparison["live"]}),
         },
     )

@@ -1,4 +1,5 @@
-"""Intake REST API: ``POST /api/v1/items`` (one item or up to 1,000) and ``GET /api/v1/items/{id}``."""
+"""Intake REST API: ``POST /api/v1/items`` (one item or up to 1,000), ``GET /api/v1/items/{id}`` and ``POST
+/api/v1/appeals``. HTTP statuses are chosen here, from the services' domain results and errors."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from ops_platform.core.api_errors import error_responses, flatten_errors
 from ops_platform.core.models import ApiClient, ApiScope
 from queues.models import ReviewItem
 from queues.selectors import item_final_decision, item_get_for_source
-from routing.serializers import AppealIn, AppealResult, ItemBatchResult, ItemIn, ItemOut, ItemResult
-from routing.services import StoredResponse, appeal_ingest, idempotent_call, items_ingest
+from routing.intake.idempotency import StoredResponse, idempotent_call
+from routing.intake.serializers import AppealIn, AppealResult, ItemBatchResult, ItemIn, ItemOut, ItemResult
+from routing.intake.services import appeal_ingest, items_ingest
 
 # One item (an object) or up to 1,000 (a list).
 ITEM_OR_ITEMS = PolymorphicProxySerializer(

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from ops_platform.core.models import AuditLog
-from routing.models import RoutingDecision, RuleIncident, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
+from routing.rules.models import RoutingDecision, RuleIncident, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
 
 SHADOW_COMPARE_LIMIT = 50_000
 
