@@ -10,11 +10,12 @@ answer found no error in it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
@@ -43,7 +44,8 @@ from qa.statistics import (
     quality_score,
     rating_matrix,
 )
-from queues.models import Decision, GroundTruth, Queue
+from queues.models import Decision, Queue
+from queues.selectors import ground_truth_latest
 
 DASHBOARD_RESAMPLES = 500
 NONE_LABEL = "none"
@@ -423,7 +425,10 @@ def session_report(session: CalibrationSession) -> SessionReport:
 # --- ground truth ------------------------------------------------------------------------------------------
 
 
-def ground_truth_latest() -> QuerySet[GroundTruth]:
-    """The latest verified label per item (a later record supersedes an earlier one), oldest item first."""
-    latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
-    return GroundTruth.objects.filter(pk=Subquery(latest)).order_by("item_id")
+def ground_truth_rows() -> Iterator[tuple[Any, ...]]:
+    """The export's rows, streamed: each item's latest verified label (``queues.selectors.ground_truth_latest``)
+    with the item's source and external id, by item id."""
+    rows = ground_truth_latest().values_list(
+        "item_id", "item__source", "item__external_id", "is_violation", "policy__slug", "origin", "recorded_at"
+    )
+    return rows.iterator(chunk_size=2000)

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import User
+from ops_platform.core.permissions import has_any
 from ops_platform.core.refusals import refusal_response, refused
 from qa import selectors, services
 from qa.forms import CalibrationForm, RatingForm
@@ -26,7 +27,7 @@ from qa.views.common import error_into, media_prefs, qa_user, reviewer_user, sta
 @require_http_methods(["GET", "POST"])
 def calibration_list(request: HttpRequest) -> HttpResponse:
     user = reviewer_user(request)
-    is_qa = user.has_perm("core.perform_qa")
+    is_qa = has_any(user, "core.perform_qa")
     form = CalibrationForm(request.POST or None) if is_qa else None
     if request.method == "POST":
         if form is None:
@@ -52,7 +53,7 @@ def _session_for(request: HttpRequest, pk: int) -> tuple[User, CalibrationSessio
     user = reviewer_user(request)
     session = get_object_or_404(CalibrationSession, pk=pk)
     participant = selectors.calibration_participant(session, user)
-    if not participant and not user.has_perm("core.perform_qa"):
+    if not participant and not has_any(user, "core.perform_qa"):
         raise Http404("No session of yours has that id.")
     return user, session, participant
 

@@ -5,26 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import User
+from ops_platform.core.permissions import permitted
 from qa.forms import VerdictForm
 
 
 def qa_user(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User) or not user.has_perm("core.perform_qa"):
-        raise PermissionDenied
-    return user
+    return permitted(request, "core.perform_qa")
 
 
 def reviewer_user(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User) or not (user.has_perm("core.review_items") or user.has_perm("core.perform_qa")):
-        raise PermissionDenied
-    return user
+    """Anyone who reviews: calibration and coaching are for reviewers as much as for QA."""
+    return permitted(request, "core.review_items", "core.perform_qa")
 
 
 def media_prefs(user: User) -> dict[str, bool]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
-from typing import Any
-
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from ops_platform.core.localday import day_start
 from qa import selectors
 from qa.forms import ScorecardFilterForm
 from qa.models import ErrorType
@@ -19,10 +16,6 @@ from qa.views.common import qa_user, reviewer_user, status_of
 
 def _error_columns() -> list[tuple[selectors.ErrorType, str]]:
     return [(t, ErrorType(t.value).label.split(" (")[0]) for t in selectors.ErrorType]
-
-
-def _day_start(day: Any) -> datetime | None:
-    return timezone.make_aware(datetime.combine(day, time.min)) if day else None
 
 
 @login_required
@@ -38,8 +31,8 @@ def scorecards(request: HttpRequest) -> HttpResponse:
             queue_id=data["queue"].pk if data["queue"] else None,
             policy_id=data["policy"].pk if data["policy"] else None,
             vendor_id=data["vendor"].pk if data["vendor"] else None,
-            start=_day_start(data["start"]),
-            end=_day_start(data["end"]),
+            start=day_start(data["start"]) if data["start"] else None,
+            end=day_start(data["end"]) if data["end"] else None,
         )
     return render(
         request,
