@@ -35,7 +35,9 @@ import numpy as np
 from django.conf import settings
 from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum
 
-from analytics.classifier_rollups import (
+from analytics.filters import MetricFilter
+from analytics.models import BUCKETS, ClassifierRollup, TruthSource
+from analytics.rollups import (
     BUCKET_EPSILON,
     category_policies,
     current_final_decisions,
@@ -44,8 +46,6 @@ from analytics.classifier_rollups import (
     week_bounds,
     week_start,
 )
-from analytics.filters import MetricFilter
-from analytics.models import BUCKETS, ClassifierRollup, TruthSource
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import ClassifierCategory, Policy
 from queues.models import ReviewItem

@@ -2,7 +2,7 @@
 and ``items_behind`` to list the raw items behind any cell.
 
 Which filter fields apply: decisions, latency, SLA, escalation and appeals take queue, vendor and policy;
-intake takes policy (the final decision's, see ``analytics.rollups``); reviewer figures take vendor; the
+intake takes policy (the final decision's, see ``analytics.rollups.operations``); reviewer figures take vendor; the
 backlog takes queue. Rates are None where their denominator is zero.
 """
 
@@ -253,7 +253,7 @@ def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter
 
 def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     """Turnaround (received -> decided), queue wait and handle time p50/p90/p95 in seconds, per queue, policy,
-    priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups``)."""
+    priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups.histograms``)."""
     _check_dimension(by, ("queue", "policy", "vendor", "priority"))
     sums = _decision_sums(f, by)
     merged = _merged_in_database(f, by)

@@ -13,8 +13,7 @@ from django.utils import timezone
 
 from analytics.filters import MetricFilter
 from analytics.models import OpsDecisionDaily
-from analytics.quality_rollups import quality_rollups_rebuild
-from analytics.rollups import rollups_rebuild, rollups_refresh
+from analytics.rollups import quality_rollups_rebuild, rollups_rebuild, rollups_refresh
 from analytics.selectors.vendors import rag, vendor_scorecard_table, vendor_scorecards
 from ops_platform.core.models import Policy, ReviewerProfile, Role, Team, User, Vendor
 from ops_platform.core.services import user_create
