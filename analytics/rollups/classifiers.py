@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from analytics.models import BUCKETS, ClassifierRollup, ClassifierRollupCursor, TruthSource
+from ops_platform.core.localday import day_start
 from ops_platform.core.models import ClassifierCategory, Policy
 from qa.models import QaSample
 from queues.models import Decision, GroundTruth, ItemKind, ItemState, ReviewItem
@@ -64,8 +65,7 @@ def week_start(day: date) -> date:
 
 def week_bounds(week: date) -> tuple[datetime, datetime]:
     """The first instant of the week and of the next one, in the site's time zone."""
-    start = timezone.make_aware(datetime.combine(week, time.min))
-    return start, timezone.make_aware(datetime.combine(week + timedelta(days=7), time.min))
+    return day_start(week), day_start(week + timedelta(days=7))
 
 
 def weeks_between(start: date, end: date) -> list[date]:
