@@ -10,10 +10,10 @@ Which items count, and as what (the exact rules the selectors and their drill-do
   appeals, a sample of the rule's mistakes) and appeal items (the verdict lands on the appealed item as
   a correction). Weight 1; week of that decision.
 - ``qa`` truth: items with a QA sample and QA ground truth (``GroundTruth``, the latest per item by
-  ``recorded_at``, id). Same positive rule, applied to the ground truth's verdict and policy. Weight
-  1/inclusion probability of the item's latest sample, week of the sampled decision
-  (``original_decided_at``), queue and vendor of the sampled decision. Auto-actioned items QA sampled
-  count here: QA is the unbiased view of what rules close. Golden and appeal items are left out.
+  ``recorded_at``, id, as ``queues.selectors.ground_truth_latest`` defines it). Same positive rule, applied
+  to the ground truth's verdict and policy. Weight 1/inclusion probability of the item's latest sample, week
+  of the sampled decision (``original_decided_at``), queue and vendor of the sampled decision. Auto-actioned
+  items QA sampled count here: QA is the unbiased view of what rules close. Golden and appeal items are left out.
 - Scores: each item's ``ClassifierScore`` rows except the ``unscored`` backend, the latest row per
   (backend, model version) when several prompt versions scored it; one rollup entry per category key
   present in the scores (per-policy ``policy:<slug>`` keys of the LLM are not categories and are skipped).
@@ -159,8 +159,7 @@ def _qa_labels(start: datetime, end: datetime) -> pd.DataFrame:
 def _scores(item_ids: np.ndarray) -> pd.DataFrame:
     """Latest score row per (item, backend, model version), one float column per category (NaN if absent).
 
-    The ids are sent in chunks (an index probe each) rather than as the labelled population's subquery,
-    which PostgreSQL plans far worse on large weeks.
+    The ids go in chunks of ``_ID_CHUNK``, not as a subquery: see docs/performance.md, "QA and analytics".
     """
     names = [f"c{n}" for n in range(len(CATEGORIES))]
     scores = (
