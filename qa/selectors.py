@@ -335,7 +335,8 @@ def session_items(session: CalibrationSession) -> list[CalibrationItem]:
     return list(session.session_items.select_related("item", "item__queue"))
 
 
-def session_items_of(session: CalibrationSession) -> QuerySet[CalibrationItem]:
+def session_items_to_rate(session: CalibrationSession) -> QuerySet[CalibrationItem]:
+    """The session's items with their session, for the one a participant rates (looked up by id)."""
     return CalibrationItem.objects.select_related("session").filter(session=session)
 
 
@@ -394,12 +395,12 @@ class SessionReport:
 def session_report(session: CalibrationSession) -> SessionReport:
     """Per item: everyone's label, the majority, pairwise agreement; per person: agreement with the majority;
     overall: Krippendorff's alpha (missing ratings allowed) and percent agreement, with intervals."""
-    participants = list(session.participants.order_by("username"))
-    session_items = list(session.session_items.select_related("item").prefetch_related("ratings__policy"))
+    participants = session_people(session)
+    rated_items = list(session.session_items.select_related("item").prefetch_related("ratings__policy"))
     rows: list[ItemRow] = []
     triples: list[tuple[int, int, str]] = []
     tally = {p.pk: [0, 0] for p in participants}
-    for si in session_items:
+    for si in rated_items:
         labels = {r.participant_id: rating_label(r) for r in si.ratings.all()}
         counts = Counter(labels.values()).most_common()
         majority = counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else None

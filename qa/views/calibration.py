@@ -102,7 +102,7 @@ def _report_rows(report: selectors.SessionReport, people: list[User]) -> list[di
 @require_POST
 def calibration_rate(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     user, session, _ = _session_for(request, pk)
-    session_item = get_object_or_404(selectors.session_items_of(session), pk=item_pk)
+    session_item = get_object_or_404(selectors.session_items_to_rate(session), pk=item_pk)
     form = RatingForm(request.POST, prefix=f"i{session_item.pk}")
     back = reverse("qa-calibration-session", args=[session.pk])
     if not form.is_valid():
