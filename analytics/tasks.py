@@ -48,7 +48,5 @@ def rollups_nightly_task() -> dict[str, int]:
     snapshots. Returns what it did."""
     today = timezone.localdate()
     days = rollups.rollups_rebuild(today - timedelta(days=settings.ANALYTICS_NIGHTLY_REBUILD_DAYS), today)
-    weeks = rollups.classifier_rollups_rebuild(
-        today - timedelta(weeks=settings.ANALYTICS_NIGHTLY_REBUILD_WEEKS), today
-    )
+    weeks = rollups.classifier_rollups_rebuild(today - timedelta(weeks=settings.ANALYTICS_NIGHTLY_REBUILD_WEEKS), today)
     return {"days": days, "weeks": len(weeks), "snapshots_purged": rollups.backlog_snapshots_purge()}

@@ -31,7 +31,7 @@ def escape_stored_escape_character(apps, schema_editor):
 
 def context_from_origin(apps, schema_editor):
     """Golden items made from an item take its context; written ones keep it blank, and each copy then borrows
-    it from a real item of the queue (qa.services.golden.golden_copy)."""
+    it from a real item of the queue (qa.golden.golden_copy)."""
     GoldenItem = apps.get_model("qa", "GoldenItem")
     for golden in GoldenItem.objects.filter(origin_item__isnull=False).select_related("origin_item"):
         origin = golden.origin_item
