@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.selectors import people_named_for
-from queues.models import Decision, ExposureCategory, ItemState, Queue, ReviewItem
+from queues.models import Decision, ExposureCategory, GroundTruth, ItemState, Queue, ReviewItem
 from queues.wellness import day_start, exposure_opened, exposure_today
 
 
@@ -238,3 +238,10 @@ def items_reserved(*, queues: Sequence[Queue] | None = None) -> list[ReviewItem]
     if queues is not None:
         items = items.filter(queue__in=queues)
     return list(items.order_by("reserved_until", "pk")[:500])
+
+
+def ground_truth_latest() -> QuerySet[GroundTruth]:
+    """The latest verified label of each item (a later record supersedes an earlier one), by item id. The one
+    definition of an item's ground truth: QA's export, the classifier figures and the local model's training."""
+    latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
+    return GroundTruth.objects.filter(pk=Subquery(latest)).order_by("item_id")

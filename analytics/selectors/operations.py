@@ -2,14 +2,12 @@
 and ``items_behind`` to list the raw items behind any cell.
 
 Which filter fields apply: decisions, latency, SLA, escalation and appeals take queue, vendor and policy;
-intake takes policy (the final decision's, see ``analytics.rollups``); reviewer figures take vendor; the
+intake takes policy (the final decision's, see ``analytics.rollups.operations``); reviewer figures take vendor; the
 backlog takes queue. Rates are None where their denominator is zero.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -67,13 +65,6 @@ class Table:
     def cell_keys(self, row: tuple[Any, ...]) -> dict[str, Any]:
         values = dict(zip(self.columns, row, strict=True))
         return {k: values[k] for k in self.keys}
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(self.columns)
-        writer.writerows(self.rows)
-        return out.getvalue()
 
 
 def _rate(num: float, den: float) -> float | None:
@@ -253,7 +244,7 @@ def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter
 
 def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     """Turnaround (received -> decided), queue wait and handle time p50/p90/p95 in seconds, per queue, policy,
-    priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups``)."""
+    priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups.histograms``)."""
     _check_dimension(by, ("queue", "policy", "vendor", "priority"))
     sums = _decision_sums(f, by)
     merged = _merged_in_database(f, by)
@@ -415,7 +406,7 @@ def _match(qs: QuerySet[Any], cell: dict[str, Any], f_value: int | None, name: s
 
 def _deciding_in(f: MetricFilter, cell: dict[str, Any], *, policy: str = "final_policy") -> QuerySet[Decision]:
     day = cell.get("day")
-    start, end = (f.start_at, f.end_at) if day is None else _day(day)
+    start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
     qs = deciding_decisions().filter(decided_at__gte=start, decided_at__lt=end).annotate(final_policy=policy_in_force())
     qs = _match(qs, cell, f.queue_id, "queue_id", "queue_id")
     qs = _match(qs, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
@@ -424,10 +415,6 @@ def _deciding_in(f: MetricFilter, cell: dict[str, Any], *, policy: str = "final_
         if name in cell:
             qs = qs.filter(item__priority=cell[name])
     return qs
-
-
-def _day(day: Any) -> tuple[datetime, datetime]:
-    return day_bounds(day)
 
 
 def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewItem]:
@@ -450,7 +437,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         return items.filter(pk__in=decisions.values("item_id"))
     if metric in INTAKE_METRICS:
         day = cell.get("day")
-        start, end = (f.start_at, f.end_at) if day is None else _day(day)
+        start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
         qs = intake_items().filter(received_at__gte=start, received_at__lt=end).annotate(final=policy_in_force("pk"))
         qs = _match(qs, cell, f.policy_id, "policy_id", "final")
         qs = qs.filter(**{k: cell[k] for k in ("source", "surface", "kind") if k in cell})
@@ -466,7 +453,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         originals = _match(originals, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
         originals = _match(originals, cell, f.policy_id, "policy_id", "policy_id")
         day = cell.get("day")
-        start, end = (f.start_at, f.end_at) if day is None else _day(day)
+        start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
         appeals = ReviewItem.objects.filter(kind=ItemKind.APPEAL, is_golden=False,
                                             appeal_of__in=originals.values("item_id"))  # fmt: skip
         if metric == "appeals_received":
@@ -486,7 +473,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         return open_items
     # reviewer_decisions
     day = cell.get("day")
-    start, end = (f.start_at, f.end_at) if day is None else _day(day)
+    start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
     decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False).exclude(
         is_reversal=True
     )

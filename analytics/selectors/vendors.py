@@ -39,7 +39,7 @@ from analytics.models import GoldenDaily, OpsDecisionDaily, QaSampleDaily
 from analytics.rollups import hist_percentile
 from analytics.selectors.operations import Table, histograms_merged
 from ops_platform.core.models import Vendor
-from qa.review import MAX_SEVERITY
+from qa.models import MAX_SEVERITY
 from qa.statistics import kappa_from_counts
 
 AMBER_TOLERANCE = 0.05

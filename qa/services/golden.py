@@ -23,8 +23,8 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import ApiClient, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from qa.models import GoldenInjection, GoldenItem, GoldenRate, QaSample, SampleState
-from qa.review import require_qa
-from qa.sampling import draw
+from qa.services.review import require_qa
+from qa.services.sampling import draw
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
 from routing.intake.serializers import MAX_METADATA_BYTES
 from routing.intake.services import items_receive

@@ -19,12 +19,12 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
-from qa.models import Adjudication, ErrorType, QaReview, QaSample, SampleState
+from qa.models import MAX_SEVERITY, Adjudication, ErrorType, QaReview, QaSample, SampleState
+from qa.selectors import sample_held
 from queues.models import Decision, GroundTruth, GroundTruthOrigin
 from queues.services import decision_correct
 
 QA_LEASE = timedelta(minutes=30)
-MAX_SEVERITY = 4.0
 
 
 def require_qa(actor: User) -> None:
@@ -72,7 +72,7 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
     """
     require_qa(actor)
     now = at or timezone.now()
-    held = QaSample.objects.filter(state=SampleState.CLAIMED, assignee=actor, lease_expires_at__gt=now).first()
+    held = sample_held(actor=actor, now=now)
     if held is not None:
         return held
     waiting = (
