@@ -10,18 +10,19 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.permissions import permitted
 from routing.intake.models import DeadLetter
 from routing.intake.services import dead_letter_redrive
-from routing.scoring.views import OPS, require_any
+from routing.scoring.views import OPS
 
 
 @login_required
 @require_POST
 def dead_letter_redrive_view(request: HttpRequest, pk: int) -> HttpResponse:
-    require_any(request.user, OPS)  # type: ignore[arg-type]
+    user = permitted(request, *OPS)
     letter = get_object_or_404(DeadLetter, pk=pk)
     try:
-        dead_letter_redrive(letter=letter, actor=request.user)  # type: ignore[arg-type]
+        dead_letter_redrive(letter=letter, actor=user)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

@@ -4,12 +4,11 @@ sections to the overview (rule incidents, dead letters) through ``routing.scorin
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from ops_platform.core.models import User
+from ops_platform.core.permissions import permitted
 from routing.scoring import selectors
 from routing.scoring.overview import overview_sections
 
@@ -18,15 +17,10 @@ OPS = ("core.view_analytics", "core.manage_platform")
 MODEL_READERS = (*OPS, "core.edit_policies")
 
 
-def require_any(user: User, perms: tuple[str, ...]) -> None:
-    if not any(user.has_perm(p) for p in perms):
-        raise PermissionDenied
-
-
 @login_required
 @require_GET
 def scoring_overview(request: HttpRequest) -> HttpResponse:
-    require_any(request.user, OPS)  # type: ignore[arg-type]
+    permitted(request, *OPS)
     return render(
         request,
         "routing/scoring_overview.html",
@@ -43,7 +37,7 @@ def scoring_overview(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def model_card(request: HttpRequest, pk: int) -> HttpResponse:
-    require_any(request.user, MODEL_READERS)  # type: ignore[arg-type]
+    permitted(request, *MODEL_READERS)
     version = get_object_or_404(selectors.model_versions(), pk=pk)
     metrics = sorted(version.metrics.items())
     baseline = version.training_data.get("baseline", {}).get("auprc", {})
