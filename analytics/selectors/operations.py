@@ -9,12 +9,11 @@ backlog takes queue. Rates are None where their denominator is zero.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db import connection
 from django.db.models import Exists, F, Max, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
@@ -39,6 +38,7 @@ from analytics.rollups import (
     intake_items,
     policy_in_force,
 )
+from analytics.sql import HIST_FIELDS, histograms_merged, rollup_column
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, User, Vendor
 from queues.models import Decision, ItemKind, Queue, ReviewItem
@@ -200,45 +200,16 @@ def _decision_sums(f: MetricFilter, by: str) -> dict[Any, dict[str, Any]]:
     return {row[column]: {name: row[f"sum_{name}"] for name in _COUNTS} for row in rows.order_by()}
 
 
-HIST_FIELDS = ("turnaround_hist", "wait_hist", "handle_hist")
-
-
-def histograms_merged(
-    rows: QuerySet[Any], keys: Sequence[str], fields: Sequence[str] = HIST_FIELDS
-) -> dict[tuple[Any, ...], dict[str, Counter[int]]]:
-    """The histograms of ``rows`` (decision or latency rollup rows) summed per key by the database
-    (``jsonb_each_text`` on PostgreSQL, ``json_each`` on SQLite): one row per (key, bucket) leaves it, not every
-    daily row's JSON. ``keys`` are SQL expressions over the rollup row ``d`` (e.g. ``d."queue_id"``); the result is
-    keyed by their values."""
-    table = connection.ops.quote_name(rows.model._meta.db_table)
-    each = "jsonb_each_text" if connection.vendor == "postgresql" else "json_each"
-    ids_sql, ids_params = rows.values("id").query.sql_with_params()
-    key_sql = ", ".join(keys)
-    merged: dict[tuple[Any, ...], dict[str, Counter[int]]] = {}
-    with connection.cursor() as cursor:
-        for hist_field in fields:
-            name = connection.ops.quote_name(hist_field)
-            cursor.execute(
-                f"SELECT {key_sql}, j.key, SUM(CAST(j.value AS integer)) FROM {table} d, {each}(d.{name}) j "  # noqa: S608 - names are quoted model fields
-                f"WHERE d.id IN ({ids_sql}) GROUP BY {key_sql}, j.key",
-                ids_params,
-            )
-            for *key, bucket, count in cursor.fetchall():
-                slot = merged.setdefault(tuple(key), {h: Counter() for h in fields})
-                slot[hist_field][int(bucket)] += int(count)
-    return merged
-
-
 def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter[int]]]:
     """The period's histograms per slice (``histograms_merged`` keyed by the one slice column). Without a queue,
     vendor or policy filter they come from the per-dimension rollup, a few rows a day; with one, from the
     decision rollup rows that match it."""
     if f.queue_id is None and f.vendor_id is None and f.policy_id is None:
         rows = OpsLatencyDaily.objects.filter(dimension=by, day__gte=f.start, day__lte=f.end)
-        merged = histograms_merged(rows, [f"d.{connection.ops.quote_name('key')}"])
+        merged = histograms_merged(rows, [rollup_column("key")])
     else:
-        column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
-        merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [f"d.{column}"])
+        column = rollup_column("priority" if by == "priority" else f"{by}_id")
+        merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [column])
     return {key: hists for (key,), hists in merged.items()}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from ops_platform.core.models import EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from qa.models import MAX_SEVERITY, Adjudication, ErrorType, QaReview, QaSample, SampleState
 from qa.selectors import sample_held
+from qa.sql import first_unlocked
 from queues.models import Decision, GroundTruth, GroundTruthOrigin
 from queues.services import decision_correct
 
@@ -82,10 +83,7 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
     )
     for _ in range(10):
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                sample = waiting.select_for_update(skip_locked=True).first()
-            else:
-                sample = waiting.first()
+            sample = first_unlocked(waiting)
             if sample is None:
                 return None
             taken = QaSample.objects.filter(pk=sample.pk, state=sample.state, assignee=sample.assignee).update(
