@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,15 +24,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ops_platform.core.api_auth import ApiKeyAuthentication, HasScopeOrSignedIn, acting_user
+from ops_platform.core.api_auth import ApiKeyAuthentication, HasScopeOrSignedIn, acting_user, client_may_act_for
 from ops_platform.core.api_errors import error_responses, flatten_errors
-from ops_platform.core.errors import ApplicationError, NotFound
-from ops_platform.core.models import ApiClient, ApiScope, DecisionLabel, EnforcementAction, Policy
+from ops_platform.core.errors import ApplicationError, Conflict, NotFound
+from ops_platform.core.models import ApiClient, ApiScope, DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.params import MAX_ID
 from qa import services as qa_services
-from qa.models import QaSample
+from qa.models import CalibrationItem, CalibrationSession, QaSample
+from qa.selectors import calibration_participant, session_report
+from qa.statistics import Estimate
 from queues import services as queue_services
-from queues.models import Queue, ReviewItem
+from queues.models import ItemState, Queue, ReviewItem
 from routing.intake.idempotency import StoredResponse, idempotent_call
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -481,3 +484,290 @@ class QaSampleAdjudicationApi(ReviewApiView):
             return StoredResponse(201, _serialized(AdjudicationOut, body))
 
         return _idempotent(request, run)
+
+
+# --- calibration sessions ---------------------------------------------------------------------------------
+
+MAX_SESSION_ITEMS = 100_000
+MAX_REPORT_PAGE = 500
+
+
+class SessionFilterIn(serializers.Serializer):
+    queue = serializers.SlugField(max_length=50, help_text="The queue whose items to take.")
+    state = serializers.ChoiceField(choices=ItemState.choices, required=False, help_text="Only items in this state.")
+    limit = serializers.IntegerField(min_value=2, max_value=MAX_SESSION_ITEMS, default=1000)
+
+
+class SessionIn(ActorIn):
+    name = serializers.CharField(max_length=200)
+    participants = serializers.ListField(
+        child=serializers.CharField(max_length=150), min_length=2, max_length=1000, help_text="Usernames."
+    )
+    item_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        max_length=MAX_SESSION_ITEMS,
+        help_text="The items, in order (no size cap but the body limit). Give this or `filter`.",
+    )
+    filter = SessionFilterIn(required=False, help_text="Take a queue's items (oldest first) instead of a list.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("item_ids" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError("Give either item_ids or filter.")
+        return attrs
+
+
+class SessionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    items = serializers.IntegerField()
+    participants = serializers.ListField(child=serializers.CharField())
+    closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class RatingIn(ActorIn):
+    item = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The review item's id.")
+    is_violation = serializers.BooleanField()
+    policy = serializers.SlugField(required=False, allow_null=True, max_length=50, help_text="Policy slug.")
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+
+class RatingOut(serializers.Serializer):
+    rating = serializers.IntegerField()
+    session = serializers.IntegerField()
+    item = serializers.IntegerField()
+
+
+class ReportQuery(serializers.Serializer):
+    reviewer = serializers.CharField(**REVIEWER_FIELD)
+    page = serializers.IntegerField(min_value=1, max_value=MAX_SESSION_ITEMS, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=MAX_REPORT_PAGE, default=100)
+
+
+class EstimateOut(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+    degenerate = serializers.BooleanField()
+
+
+class ReportRowOut(serializers.Serializer):
+    position = serializers.IntegerField()
+    item = serializers.IntegerField()
+    labels = serializers.DictField(child=serializers.CharField(), help_text="Username -> label (policy slug).")
+    majority = serializers.CharField(allow_null=True, help_text="Null on a tie.")
+    agreement = serializers.FloatField(allow_null=True, help_text="Share of this item's rater pairs that agree.")
+
+
+class ReportPersonOut(serializers.Serializer):
+    participant = serializers.CharField()
+    rated = serializers.IntegerField()
+    with_majority = serializers.IntegerField()
+
+
+class ReportOut(serializers.Serializer):
+    session = serializers.IntegerField()
+    raters = serializers.CharField(help_text="Who the overall figures count as raters, and the unit.")
+    alpha = EstimateOut(allow_null=True, help_text="Krippendorff's alpha (nominal), all participants.")
+    agreement = EstimateOut(allow_null=True, help_text="Mean pairwise percent agreement, all participants.")
+    people = ReportPersonOut(many=True)
+    count = serializers.IntegerField(help_text="Items in the session.")
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    items = ReportRowOut(many=True)
+
+
+def _session_out(session: CalibrationSession) -> dict[str, Any]:
+    return {
+        "id": session.pk,
+        "name": session.name,
+        "items": session.session_items.count(),
+        "participants": sorted(session.participants.values_list("username", flat=True)),
+        "closed_at": session.closed_at,
+    }
+
+
+def _estimate(estimate: Estimate | None) -> dict[str, Any] | None:
+    """JSON has no NaN: an undefined bound (a degenerate estimate) is null."""
+    if estimate is None:
+        return None
+    out = estimate.as_dict()
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
+
+
+def _calibration_session(pk: int, actor: User) -> CalibrationSession:
+    """As the page: a session is visible to its participants and to QA; to anyone else it does not exist."""
+    session = CalibrationSession.objects.filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
+    if session is None or not (actor.has_perm("core.perform_qa") or calibration_participant(session, actor)):
+        raise NotFound(f"No calibration session {pk} of yours.", field="id")
+    return session
+
+
+def _participants(request: Request, usernames: list[str]) -> list[User]:
+    found = {u.username: u for u in User.objects.filter(username__in=usernames, is_active=True)}
+    client = request.user
+    for name in usernames:
+        user = found.get(name)
+        if user is None or (isinstance(client, ApiClient) and not client_may_act_for(client, user)):
+            raise ApplicationError(f"No participant '{name[:150]}' you may name.", field="participants")
+    return [found[name] for name in dict.fromkeys(usernames)]
+
+
+class CalibrationSessionsApi(ReviewApiView):
+    required_scopes = {"POST": ApiScope.QA_WRITE}
+
+    @extend_schema(
+        operation_id="calibration_sessions_create",
+        summary="Create a calibration session from a list of item ids or a queue filter",
+        description=(
+            "As the QA page, without its size cap: `item_ids` (in order) or `filter` (a queue's items, oldest "
+            "first, up to `limit`). Needs the QA role. With an API key, every participant must be a person the "
+            "key may act for."
+        ),
+        request=SessionIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: SessionOut, **error_responses(400, 403, 409, 413, 422, **REFUSALS)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SessionIn(data=_body(request))
+        if not serializer.is_valid():
+            return _invalid(serializer)
+        data = serializer.validated_data
+        actor = acting_user(request, data.get("reviewer"))
+        participants = _participants(request, data["participants"])
+        item_ids: list[int]
+        if "filter" in data:
+            wanted = data["filter"]
+            queue = Queue.objects.filter(slug=wanted["queue"]).first()
+            if queue is None:
+                raise ApplicationError(f"No queue '{wanted['queue']}'.", field="filter.queue")
+            items = ReviewItem.objects.filter(queue=queue, is_golden=False)
+            if "state" in wanted:
+                items = items.filter(state=wanted["state"])
+            item_ids = list(items.order_by("received_at", "pk").values_list("pk", flat=True)[: wanted["limit"]])
+        else:
+            item_ids = data["item_ids"]
+
+        def run() -> StoredResponse:
+            session = qa_services.session_create(
+                actor=actor, name=data["name"], item_ids=item_ids, participants=participants
+            )
+            return StoredResponse(201, _serialized(SessionOut, _session_out(session)))
+
+        return _idempotent(request, run)
+
+
+class CalibrationRatingsApi(ReviewApiView):
+    required_scopes = {"POST": ApiScope.QA_WRITE}
+
+    @extend_schema(
+        operation_id="calibration_ratings_create",
+        summary="Rate one item of a calibration session",
+        description="A participant's rating of one of the session's items; ratings are final (409 on a second).",
+        request=RatingIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: RatingOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = RatingIn(data=_body(request))
+        if not serializer.is_valid():
+            return _invalid(serializer)
+        data = serializer.validated_data
+        actor = acting_user(request, data.get("reviewer"))
+        session = _calibration_session(pk, actor)
+        session_item = CalibrationItem.objects.filter(session=session, item_id=data["item"]).first()
+        if session_item is None:
+            raise NotFound(f"Item {data['item']} is not in this session.", field="item")
+        policy = _policy(data.get("policy"))
+
+        def run() -> StoredResponse:
+            rating = qa_services.rating_submit(
+                session_item=session_item,
+                actor=actor,
+                is_violation=data["is_violation"],
+                policy=policy,
+                rationale=data["rationale"],
+            )
+            body = {"rating": rating.pk, "session": session.pk, "item": data["item"]}
+            return StoredResponse(201, _serialized(RatingOut, body))
+
+        return _idempotent(request, run)
+
+
+class CalibrationCloseApi(ReviewApiView):
+    required_scopes = {"POST": ApiScope.QA_WRITE}
+
+    @extend_schema(
+        operation_id="calibration_sessions_close",
+        summary="Close a calibration session",
+        description="Ends rating and opens the report to participants. Needs the QA role; closing twice is a no-op.",
+        request=ActorIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: SessionOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = ActorIn(data=_body(request))
+        if not serializer.is_valid():
+            return _invalid(serializer)
+        actor = acting_user(request, serializer.validated_data.get("reviewer"))
+        session = _calibration_session(pk, actor)
+
+        def run() -> StoredResponse:
+            closed = qa_services.session_close(session=session, actor=actor)
+            return StoredResponse(200, _serialized(SessionOut, _session_out(closed)))
+
+        return _idempotent(request, run)
+
+
+class CalibrationReportApi(ReviewApiView):
+    required_scopes = {"GET": ApiScope.QA_READ}
+
+    @extend_schema(
+        operation_id="calibration_sessions_report",
+        summary="A closed session's report, its items paginated",
+        description=(
+            "Overall figures count every participant as a rater and the session's items as units; each item row "
+            "has everyone's label, the majority and the share of agreeing rater pairs. 409 while the session is "
+            "open (nobody sees others' answers before it closes)."
+        ),
+        parameters=[ReportQuery],
+        responses={200: ReportOut, **error_responses(400, 403, 404, 409, **REFUSALS)},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        query = ReportQuery(data=request.query_params)
+        if not query.is_valid():
+            return _invalid(query)
+        wanted = query.validated_data
+        actor = acting_user(request, wanted.get("reviewer"))
+        session = _calibration_session(pk, actor)
+        if session.closed_at is None:
+            raise Conflict("The report opens when the session closes.", field="id")
+        report = session_report(session)
+        names = dict(session.participants.values_list("pk", "username"))
+        size, page = wanted["page_size"], wanted["page"]
+        rows = report.items[(page - 1) * size : page * size]
+        body = {
+            "session": session.pk,
+            "raters": "all participants of the session; unit: a session item",
+            "alpha": _estimate(report.alpha),
+            "agreement": _estimate(report.agreement),
+            "people": [
+                {"participant": p.participant.username, "rated": p.rated, "with_majority": p.with_majority}
+                for p in report.people
+            ],
+            "count": len(report.items),
+            "page": page,
+            "page_size": size,
+            "items": [
+                {
+                    "position": row.session_item.position,
+                    "item": row.session_item.item_id,
+                    "labels": {names.get(pid, str(pid)): label for pid, label in row.labels.items()},
+                    "majority": row.majority,
+                    "agreement": row.agreement,
+                }
+                for row in rows
+            ],
+        }
+        return Response(_serialized(ReportOut, body))

@@ -35,3 +35,9 @@ api_urlpatterns = [
     path("qa/samples/<int:pk>/re-review", api.QaSampleReReviewApi.as_view(), name="api-qa-sample-re-review"),
     path("qa/samples/<int:pk>/adjudication", api.QaSampleAdjudicationApi.as_view(), name="api-qa-sample-adjudicate"),
 ]
+api_urlpatterns += [
+    path("qa/calibration-sessions", api.CalibrationSessionsApi.as_view(), name="api-calibration-sessions"),
+    path("qa/calibration-sessions/<int:pk>/ratings", api.CalibrationRatingsApi.as_view(), name="api-calibration-rate"),
+    path("qa/calibration-sessions/<int:pk>/close", api.CalibrationCloseApi.as_view(), name="api-calibration-close"),
+    path("qa/calibration-sessions/<int:pk>/report", api.CalibrationReportApi.as_view(), name="api-calibration-report"),
+]

@@ -114,6 +114,13 @@ class HasScopeOrSignedIn(HasScope):
         return super().has_permission(request, view)
 
 
+def client_may_act_for(client: ApiClient, user: User) -> bool:
+    """A member of a team of the client's vendor; with no vendor, of an in-house team."""
+    profile = getattr(user, "reviewer_profile", None)
+    team = profile.team if profile is not None else None
+    return user.is_active and team is not None and team.vendor_id == client.vendor_id
+
+
 def acting_user(request: Request, username: str | None) -> User:
     """The person a review or QA call acts as; every service check (roles, queue scope, lease) is theirs.
 
@@ -126,9 +133,7 @@ def acting_user(request: Request, username: str | None) -> User:
         if not username:
             raise ApplicationError("Name the reviewer this call acts for.", field="reviewer")
         user = User.objects.filter(username=username, is_active=True).first()
-        profile = getattr(user, "reviewer_profile", None) if user is not None else None
-        team = profile.team if profile is not None else None
-        if user is None or team is None or team.vendor_id != principal.vendor_id:
+        if user is None or not client_may_act_for(principal, user):
             raise NotPermitted(f"This API client may not act for reviewer '{username[:150]}'.", field="reviewer")
         return user
     assert isinstance(principal, User)

@@ -208,7 +208,8 @@ class ApiScope(models.TextChoices):
     ALERTS_READ = "alerts:read", "Receive ops alerts"
     METRICS_READ = "metrics:read", "Read ops metrics"
     REVIEWS_WRITE = "reviews:write", "Claim, decide and release review items as a named reviewer"
-    QA_WRITE = "qa:write", "Re-review and adjudicate QA samples as a named QA reviewer"
+    QA_WRITE = "qa:write", "QA re-review, adjudication and calibration sessions as a named person"
+    QA_READ = "qa:read", "Read closed calibration sessions' reports as a named person"
 
 
 class ApiClient(models.Model):

@@ -239,3 +239,60 @@ def test_qa_re_review_and_adjudication_by_api(intake_queue, reviewer, qa_lead, i
     assert adjudicated.json()["correction"] is not None
     assert replay.json() == adjudicated.json()
     assert rita.pk == Decision.objects.get(pk=adjudicated.json()["correction"]).reviewer_id
+
+
+def test_a_calibration_session_by_api_from_a_long_id_list_rated_closed_and_reported(
+    intake_queue, reviewer, qa_lead, in_house_team, hate
+):
+    policy, _ = hate
+    rita = qa_person("rita", in_house_team)
+    items = ReviewItem.objects.bulk_create(
+        ReviewItem(source="s", external_id=f"c-{n}", text=f"post {n}", received_at=timezone.now(), queue=intake_queue)
+        for n in range(600)  # ids far past the page's 2,000-character cap
+    )
+    qa_tool = api_caller(scopes=[ApiScope.QA_WRITE, ApiScope.QA_READ], vendor=None, source="qa-tool")
+    body = {"reviewer": "quinn", "name": "Hate March", "participants": ["quinn", "rita"]}
+
+    created = qa_tool.post("/api/v1/qa/calibration-sessions", {**body, "item_ids": [i.pk for i in items]})
+    assert created.status_code == 201, created.json()
+    session = created.json()
+    assert (session["items"], session["participants"]) == (600, ["quinn", "rita"])
+    assert_error(qa_tool.post("/api/v1/qa/calibration-sessions", body), 400, "invalid")  # neither ids nor filter
+    assert_error(
+        qa_tool.post("/api/v1/qa/calibration-sessions", {**body, "reviewer": "alice", "item_ids": [items[0].pk]}),
+        403,
+        "forbidden",
+    )  # alice is no QA
+    from_filter = qa_tool.post(
+        "/api/v1/qa/calibration-sessions", {**body, "filter": {"queue": "general", "limit": 10}}
+    ).json()
+    assert from_filter["items"] == 10
+
+    rate = f"/api/v1/qa/calibration-sessions/{session['id']}/ratings"
+    for n, item in enumerate(items[:3]):
+        for who in ("quinn", "rita"):
+            violation = who == "quinn" or n == 0
+            rating = {"reviewer": who, "item": item.pk, "is_violation": violation, "policy": policy.slug}
+            assert qa_tool.post(rate, rating).status_code == 201
+    again = {"reviewer": "rita", "item": items[0].pk, "is_violation": False}
+    assert_error(qa_tool.post(rate, again), 409, "conflict")  # ratings are final
+    assert_error(qa_tool.post(rate, {**again, "reviewer": "alice"}), 404, "not_found")  # not hers to see
+    report = f"/api/v1/qa/calibration-sessions/{session['id']}/report?reviewer=rita"
+    assert_error(qa_tool.http.get(report, HTTP_AUTHORIZATION=f"Bearer {qa_tool.key}"), 409, "conflict")
+
+    closed = qa_tool.post(f"/api/v1/qa/calibration-sessions/{session['id']}/close", {"reviewer": "quinn"})
+    assert closed.status_code == 200
+    assert closed.json()["closed_at"] is not None
+    assert_error(qa_tool.post(rate, {**again, "item": items[5].pk}), 409, "conflict")
+
+    page = qa_tool.http.get(report + "&page=1&page_size=2", HTTP_AUTHORIZATION=f"Bearer {qa_tool.key}")
+    assert page.status_code == 200, page.json()
+    out = page.json()
+    assert (out["count"], out["page_size"], len(out["items"])) == (600, 2, 2)
+    assert out["items"][0]["labels"] == {"quinn": "hate", "rita": "hate"}
+    assert out["items"][1]["agreement"] == 0.0
+    assert out["alpha"] is not None
+    assert "all participants" in out["raters"]
+    signed_in = Caller(user=rita).http.get(f"/api/v1/qa/calibration-sessions/{session['id']}/report?page=300")
+    assert signed_in.status_code == 200
+    assert len(signed_in.json()["items"]) == 0
