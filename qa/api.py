@@ -137,16 +137,18 @@ def _sample(pk: int) -> QaSample:
 
 # --- serializers ----------------------------------------------------------------------------------------
 
-REVIEWER_FIELD = dict(
-    required=False,
-    max_length=150,
-    help_text="Username of the reviewer the call acts for. Required with an API key (one of your vendor's "
-    "reviewers); signed in, you act as yourself and may leave it out.",
-)
+
+def _reviewer_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text="Username of the person the call acts for. Required with an API key (one your key may act "
+        "for); signed in, you act as yourself and may leave it out.",
+    )
 
 
 class ActorIn(serializers.Serializer):
-    reviewer = serializers.CharField(**REVIEWER_FIELD)
+    reviewer = _reviewer_field()
 
 
 class VerdictIn(ActorIn):
@@ -174,7 +176,7 @@ class AdjudicationIn(VerdictIn):
 class ReviewItemOut(serializers.Serializer):
     id = serializers.IntegerField()
     external_id = serializers.CharField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
     kind = serializers.CharField()
     text = serializers.CharField(allow_blank=True)
     media_urls = serializers.ListField(child=serializers.CharField())
@@ -539,7 +541,7 @@ class RatingOut(serializers.Serializer):
 
 
 class ReportQuery(serializers.Serializer):
-    reviewer = serializers.CharField(**REVIEWER_FIELD)
+    reviewer = _reviewer_field()
     page = serializers.IntegerField(min_value=1, max_value=MAX_SESSION_ITEMS, default=1)
     page_size = serializers.IntegerField(min_value=1, max_value=MAX_REPORT_PAGE, default=100)
 
