@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from ops_platform.core import views as core_views
+from qa.urls import api_urlpatterns as review_api_urlpatterns
 from routing.intake.urls import dead_letter_urlpatterns
 
 handler400 = "ops_platform.core.views.bad_request"
@@ -29,6 +30,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/metrics/", include(metrics_api_urlpatterns)),
     path("api/v1/", include("routing.intake.urls")),
+    path("api/v1/", include(review_api_urlpatterns)),
     path("analytics/", include("analytics.urls")),
     path("scoring/", include("routing.scoring.urls")),
     path("scoring/dead-letters/", include(dead_letter_urlpatterns)),

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from qa import api
 from qa.views import calibration, golden, ground_truth, plans, review, scorecards
 
 urlpatterns = [
@@ -23,4 +24,20 @@ urlpatterns = [
     path("scorecards/", scorecards.scorecards, name="qa-scorecards"),
     path("me/", scorecards.coaching, name="qa-me"),
     path("ground-truth.csv", ground_truth.ground_truth_csv, name="qa-ground-truth"),
+]
+
+# Mounted at /api/v1/: review and QA by API (qa/api.py).
+api_urlpatterns = [
+    path("queues/<slug:slug>/claim-next", api.QueueClaimNextApi.as_view(), name="api-queue-claim-next"),
+    path("review-items/<int:pk>/decision", api.ReviewItemDecisionApi.as_view(), name="api-review-item-decision"),
+    path("review-items/<int:pk>/release", api.ReviewItemReleaseApi.as_view(), name="api-review-item-release"),
+    path("qa/samples/claim-next", api.QaSampleClaimNextApi.as_view(), name="api-qa-sample-claim-next"),
+    path("qa/samples/<int:pk>/re-review", api.QaSampleReReviewApi.as_view(), name="api-qa-sample-re-review"),
+    path("qa/samples/<int:pk>/adjudication", api.QaSampleAdjudicationApi.as_view(), name="api-qa-sample-adjudicate"),
+]
+api_urlpatterns += [
+    path("qa/calibration-sessions", api.CalibrationSessionsApi.as_view(), name="api-calibration-sessions"),
+    path("qa/calibration-sessions/<int:pk>/ratings", api.CalibrationRatingsApi.as_view(), name="api-calibration-rate"),
+    path("qa/calibration-sessions/<int:pk>/close", api.CalibrationCloseApi.as_view(), name="api-calibration-close"),
+    path("qa/calibration-sessions/<int:pk>/report", api.CalibrationReportApi.as_view(), name="api-calibration-report"),
 ]

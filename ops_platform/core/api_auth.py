@@ -17,7 +17,8 @@ from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
 from ops_platform.core.client_address import client_address
-from ops_platform.core.models import ApiClient, ApiKey
+from ops_platform.core.errors import ApplicationError, NotPermitted
+from ops_platform.core.models import ApiClient, ApiKey, User
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,45 @@ class HasScope(permissions.BasePermission):
             self.message = f"This API key lacks the '{needed}' scope." if needed else "Method not allowed."
             return False
         return True
+
+
+class HasScopeOrSignedIn(HasScope):
+    """For the review and QA API: an API key needs the method's scope; a signed-in person (session) passes here,
+    and the services then check their roles exactly as they do for the web pages."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if isinstance(user, User) and user.is_authenticated and user.is_active:
+            return True
+        return super().has_permission(request, view)
+
+
+def client_may_act_for(client: ApiClient, user: User) -> bool:
+    """A member of a team of the client's vendor; with no vendor, of an in-house team."""
+    profile = getattr(user, "reviewer_profile", None)
+    team = profile.team if profile is not None else None
+    return user.is_active and team is not None and team.vendor_id == client.vendor_id
+
+
+def acting_user(request: Request, username: str | None) -> User:
+    """The person a review or QA call acts as; every service check (roles, queue scope, lease) is theirs.
+
+    Signed in (session): yourself; naming someone else is refused. API key: the ``reviewer`` the call names, who
+    must be an active member of a team of the client's vendor (of an in-house team for a client with no vendor):
+    a vendor's tool works only as that vendor's own people.
+    """
+    principal = request.user
+    if isinstance(principal, ApiClient):
+        if not username:
+            raise ApplicationError("Name the reviewer this call acts for.", field="reviewer")
+        user = User.objects.filter(username=username, is_active=True).first()
+        if user is None or not client_may_act_for(principal, user):
+            raise NotPermitted(f"This API client may not act for reviewer '{username[:150]}'.", field="reviewer")
+        return user
+    assert isinstance(principal, User)
+    if username and username != principal.get_username():
+        raise NotPermitted("Signed in, you act as yourself: leave 'reviewer' out or name yourself.", field="reviewer")
+    return principal
 
 
 class ApiClientRateThrottle(throttling.SimpleRateThrottle):

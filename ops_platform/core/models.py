@@ -207,6 +207,9 @@ class ApiScope(models.TextChoices):
     APPEALS_WRITE = "appeals:write", "Submit appeals"
     ALERTS_READ = "alerts:read", "Receive ops alerts"
     METRICS_READ = "metrics:read", "Read ops metrics"
+    REVIEWS_WRITE = "reviews:write", "Claim, decide and release review items as a named reviewer"
+    QA_WRITE = "qa:write", "QA re-review, adjudication and calibration sessions as a named person"
+    QA_READ = "qa:read", "Read closed calibration sessions' reports as a named person"
 
 
 class ApiClient(models.Model):
@@ -218,6 +221,16 @@ class ApiClient(models.Model):
     callback_url = models.URLField(blank=True)
     webhook_secret = models.CharField(max_length=128, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
+    # Whose reviewers this client may act for (the ``reviewer`` a review call names): a vendor's tool acts only
+    # for that vendor's team members; a client with no vendor only for in-house reviewers.
+    vendor = models.ForeignKey(
+        Vendor,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="api_clients",
+        help_text="A vendor's tool acts only for that vendor's reviewers; none: for in-house reviewers only.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

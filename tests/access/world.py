@@ -126,6 +126,14 @@ class World:
             "qa-calibration-session": {"pk": self.session.pk},
             "qa-calibration-rate": {"pk": self.session.pk, "item_pk": self.session_item.pk},
             "qa-calibration-close": {"pk": self.session.pk},
+            "api-queue-claim-next": {"slug": self.general.slug},
+            "api-review-item-decision": {"pk": self.held.pk},
+            "api-review-item-release": {"pk": self.held.pk},
+            "api-qa-sample-re-review": {"pk": self.sample_held.pk},
+            "api-qa-sample-adjudicate": {"pk": self.sample_disputed.pk},
+            "api-calibration-rate": {"pk": self.session.pk},
+            "api-calibration-close": {"pk": self.session.pk},
+            "api-calibration-report": {"pk": self.session.pk},
         }
 
 
