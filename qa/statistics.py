@@ -161,7 +161,11 @@ def cohen_kappa(
         raise ApplicationError("Both raters must label the same units.", field="b")
     if not a:
         raise ApplicationError("Kappa needs at least one rated unit.", field="a")
-    first, second = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    # scikit-learn cannot classify object arrays of ints or bools ("unknown is not supported"), so code
+    # every label as an integer first: kappa depends only on which labels are equal.
+    codes: dict[Hashable, int] = {}
+    first = np.array([codes.setdefault(label, len(codes)) for label in a], dtype=np.intp)
+    second = np.array([codes.setdefault(label, len(codes)) for label in b], dtype=np.intp)
 
     def statistic(indices: npt.NDArray[np.intp]) -> float:
         return _kappa(first[indices], second[indices])
@@ -338,9 +342,9 @@ def _unit_pair_agreement(column: FloatArray) -> float:
     return float(np.sum(counts * (counts - 1)) / (m * (m - 1)))
 
 
-def _kappa(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> float:
+def _kappa(a: npt.NDArray[np.intp], b: npt.NDArray[np.intp]) -> float:
     # One label throughout makes chance agreement 1 and kappa 0/0; see the module docstring.
-    if len({*a, *b}) == 1:
+    if len(np.union1d(a, b)) == 1:
         return 1.0
     return float(cohen_kappa_score(a, b))
 

@@ -132,6 +132,32 @@ def test_kappa_matches_scikit_learn_and_the_hand_formula_on_generated_pairs():
     assert kappa.low < kappa.value < kappa.high
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 1, 2, 3],
+        [True, False, True, False],
+        ["allow", "remove", "restrict", "escalate"],
+        [0, "remove", True, 2.5],  # mixed hashables, as the docstring promises
+    ],
+    ids=["int", "bool", "str", "mixed"],
+)
+def test_kappa_works_on_any_hashable_labels_and_matches_scikit_learn(labels):
+    matrix = generated_ratings(raters=2, units=200, missing=0.0, seed=11)
+    a = [labels[int(code)] for code in matrix[0]]
+    b = [labels[int(code)] for code in matrix[1]]
+    # scikit-learn's own answer on the same data as integer codes (it refuses object arrays of ints/bools).
+    position = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    expected = cohen_kappa_score([position[x] for x in a], [position[x] for x in b])
+
+    kappa = cohen_kappa(a, b, n_resamples=100)
+
+    assert kappa.value == pytest.approx(expected, abs=1e-12)
+    if len({type(x) for x in labels}) == 1:  # plain lists of one type scikit-learn takes as they are
+        assert kappa.value == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+    assert kappa.low <= kappa.value <= kappa.high
+
+
 def test_kappa_matches_the_textbook_two_by_two_example():
     # 20 yes/yes, 15 no/no, 5 yes/no, 10 no/yes: observed 0.7, chance 0.5, kappa 0.4.
     a = ["yes"] * 20 + ["no"] * 15 + ["yes"] * 5 + ["no"] * 10
