@@ -5,8 +5,9 @@ Every figure comes from ``qa.statistics`` with its interval; estimates from samp
 sample's inclusion probability. Agreement, Cohen's kappa and Krippendorff's alpha on one row all compare the
 same two raters, the original decision and the blind re-review, over the same units (closed samples with a
 re-review): the adjudicator rates only disputed samples and sides with one party, so counting them as a third
-rater would inflate alpha. Adjudication feeds accuracy instead (docs/qa.md, "Definitions"); accuracy counts a decision right when adjudication or a golden
-answer found no error in it.
+rater would inflate alpha. Adjudication feeds accuracy instead (docs/qa.md, "Definitions"): a decision
+counts right when adjudication or a golden answer found no error in it. N-review queues have their own
+multi-rater figures (``independent_reviews``).
 """
 
 from __future__ import annotations
