@@ -486,9 +486,9 @@ def independent_reviews(f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES) 
             mine.append((required, queue, reviewer, _label(v, p)))
     by_queue: dict[int, list[tuple[int, list[tuple[int, str]]]]] = {}
     for item, mine in reviews.items():
-        queue = mine[0][1]
-        if len(mine) >= 2 and queue is not None and (not f.queue_id or queue == f.queue_id):
-            by_queue.setdefault(queue, []).append((item, [(r, label) for _, _, r, label in mine]))
+        home = mine[0][1] if mine else None  # the queue of the first independent review
+        if len(mine) >= 2 and home is not None and (not f.queue_id or home == f.queue_id):
+            by_queue.setdefault(home, []).append((item, [(r, label) for _, _, r, label in mine]))
     names = dict(Queue.objects.filter(pk__in=by_queue).values_list("pk", "name"))
     people = {
         u.pk: u.get_full_name() or u.get_username()

@@ -87,8 +87,14 @@ def test_slice_figures_match_independent_computations(intake_queue: Queue, revie
                                 action=remove if qa_says else None, decided_at=timezone.now(),
                                 agrees=qa_says == violated)  # fmt: skip
         if qa_says != violated:  # the adjudicator sides with QA: must not count as a third rater in alpha
-            Adjudication.objects.create(sample=sample, adjudicator=qa_lead, is_violation=qa_says,
-                                        policy=hate if qa_says else None, rationale="r", decided_at=timezone.now())
+            Adjudication.objects.create(
+                sample=sample,
+                adjudicator=qa_lead,
+                is_violation=qa_says,
+                policy=hate if qa_says else None,
+                rationale="r",
+                decided_at=timezone.now(),
+            )
         sample.state, sample.closed_at = SampleState.CLOSED, timezone.now()
         sample.error_type = "" if qa_says == violated else ("false_positive" if violated else "false_negative")
         sample.severity = 0 if qa_says == violated else 2
