@@ -76,8 +76,10 @@ class Queue(models.Model):
     )
     is_restricted = models.BooleanField(default=False, help_text="Only reviewers holding every required skill.")
     requires_rationale = models.BooleanField(default=False)
+    # db_default too: rows written by code that predates the column (an older migration's state) still get it.
     max_required_reviews = models.PositiveSmallIntegerField(
         default=DEFAULT_MAX_REQUIRED_REVIEWS,
+        db_default=DEFAULT_MAX_REQUIRED_REVIEWS,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUIRED_REVIEWS)],
         help_text="The most independent reviews a routing rule may require of this queue's items.",
     )
