@@ -321,6 +321,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "qa.tasks.golden_results_score_task",
         "schedule": timedelta(seconds=60),
     },
+    "database-statistics": {
+        "task": "ops_platform.core.tasks.database_statistics_task",
+        "schedule": timedelta(days=1),
+    },
     "sweep-webhook-events": {
         "task": "ops_platform.core.tasks.webhook_events_sweep_task",
         "schedule": WEBHOOK_SWEEP_EVERY,

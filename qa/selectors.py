@@ -2,9 +2,12 @@
 calibration report, and what the QA pages list and show.
 
 Every figure comes from ``qa.statistics`` with its interval; estimates from samples are weighted by each
-sample's inclusion probability. Agreement compares the original decision with the blind re-review (and
-the adjudicator, when there was one); accuracy counts a decision right when adjudication or a golden
-answer found no error in it.
+sample's inclusion probability. Agreement, Cohen's kappa and Krippendorff's alpha on one row all compare the
+same two raters, the original decision and the blind re-review, over the same units (closed samples with a
+re-review): the adjudicator rates only disputed samples and sides with one party, so counting them as a third
+rater would inflate alpha. Adjudication feeds accuracy instead (docs/qa.md, "Definitions"): a decision
+counts right when adjudication or a golden answer found no error in it. N-review queues have their own
+multi-rater figures (``independent_reviews``).
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from qa.statistics import (
     Estimate,
     QaOutcome,
     accuracy,
+    agreement_rate,
     cohen_kappa,
     error_rates_by_type,
+    fleiss_kappa,
     krippendorff_alpha,
     percent_agreement,
     quality_score,
@@ -48,6 +53,7 @@ from queues.models import Decision, Queue
 from queues.selectors import ground_truth_latest
 
 DASHBOARD_RESAMPLES = 500
+MIN_UNITS_TO_JUDGE = 30  # fewer units than this: "too few to judge" instead of a figure
 NONE_LABEL = "none"
 NO_VIOLATION = "no violation"  # a calibration rating's label when it found none
 
@@ -117,24 +123,23 @@ def slice_stats(f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES) -> Slice
             "inclusion_probability",
         )
     )  # fmt: skip
-    originals, rereviews, triples = [], [], []
+    originals, rereviews, pairs = [], [], []
     outcomes: list[QaOutcome] = []
     adjudicated = adjudicated_right = 0
-    for pk, o_v, o_p, r_v, r_p, a_v, a_p, error_type, severity, probability in rows:
+    for pk, o_v, o_p, r_v, r_p, a_v, _, error_type, severity, probability in rows:
         outcomes.append(outcome_of(error_type, severity, probability))
         if r_v is not None:
             originals.append(_label(o_v, o_p))
             rereviews.append(_label(r_v, r_p))
-            triples += [(pk, "original", _label(o_v, o_p)), (pk, "qa", _label(r_v, r_p))]
+            pairs += [(pk, "original", _label(o_v, o_p)), (pk, "qa", _label(r_v, r_p))]
         if a_v is not None:
-            triples.append((pk, "adjudicator", _label(a_v, a_p)))
             adjudicated += 1
             adjudicated_right += not error_type
     agreement = kappa = alpha = None
     if len(originals) >= 2:
-        matrix, _ = rating_matrix(triples)
-        pairs, _ = rating_matrix([t for t in triples if t[1] != "adjudicator"])
-        agreement = percent_agreement(pairs, n_resamples=n_resamples)
+        # One matrix, original vs re-review, for all three figures: the same raters and units.
+        matrix, _ = rating_matrix(pairs)
+        agreement = percent_agreement(matrix, n_resamples=n_resamples)
         kappa = cohen_kappa(originals, rereviews, n_resamples=n_resamples)
         alpha = krippendorff_alpha(matrix, n_resamples=n_resamples)
     golden = golden_scored(f).aggregate(n=Count("pk"), right=Count("pk", filter=Q(correct=True)))
@@ -421,6 +426,108 @@ def session_report(session: CalibrationSession) -> SessionReport:
         alpha = krippendorff_alpha(matrix, n_resamples=500)
         agreement = percent_agreement(matrix, n_resamples=500)
     return SessionReport(rows, people, alpha, agreement)
+
+
+# --- independent reviews (N-review queues) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewerAgreement:
+    reviewer_id: int
+    name: str
+    items: int
+    agreement: Estimate | None  # None: fewer than MIN_UNITS_TO_JUDGE items
+
+
+@dataclass(frozen=True)
+class IndependentReviewRow:
+    """The multi-rater figures of one N-review queue. Raters: the independent reviewers of each item (the
+    first ``required_reviews`` decisions, never the adjudicator); unit: an item that needed N > 1 reviews and
+    was closed in the period, with at least two independent reviews."""
+
+    queue_id: int
+    queue_name: str
+    items: int
+    ratings: int
+    disputed: int  # units whose independent reviews disagreed (went to adjudication)
+    fleiss: Estimate | None  # None: fewer than MIN_UNITS_TO_JUDGE units
+    alpha: Estimate | None
+    reviewers: list[ReviewerAgreement]
+
+    @property
+    def too_few(self) -> bool:
+        return self.items < MIN_UNITS_TO_JUDGE
+
+
+def independent_reviews(f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES) -> list[IndependentReviewRow]:
+    """Per N-review queue, in the filter's queue and period (by the item's final decision): Fleiss' kappa and
+    Krippendorff's alpha (nominal) among the independent reviewers, and each reviewer's agreement with the
+    final outcome (the adjudicator's word when the reviewers disagreed), each with a bootstrap interval over
+    items. Labels are as the service compares them: violation or not, and the policy of a violation."""
+    finals = _scoped(
+        Decision.objects.filter(is_final=True, is_reversal=False, item__required_reviews__gt=1),
+        QaFilter(start=f.start, end=f.end),
+        queue="queue_id",
+        vendor="vendor_id",
+        reviewer="reviewer_id",
+        at="decided_at",
+    )
+    outcome = {item: _label(v, p) for item, v, p in finals.values_list("item_id", "is_violation", "policy__slug")}
+    reviews: dict[int, list[tuple[int, int | None, int, str]]] = {}
+    rows = (
+        Decision.objects.filter(item_id__in=finals.values("item_id"), is_reversal=False)
+        .order_by("item_id", "decided_at", "pk")
+        .values_list("item_id", "item__required_reviews", "queue_id", "reviewer_id", "is_violation", "policy__slug")
+    )
+    for item, required, queue, reviewer, v, p in rows.iterator(chunk_size=2000):
+        mine = reviews.setdefault(item, [])
+        # The first N decisions by different reviewers are the independent reviews; a later one adjudicated.
+        if len(mine) < required and all(r != reviewer for _, _, r, _ in mine):
+            mine.append((required, queue, reviewer, _label(v, p)))
+    by_queue: dict[int, list[tuple[int, list[tuple[int, str]]]]] = {}
+    for item, mine in reviews.items():
+        home = mine[0][1] if mine else None  # the queue of the first independent review
+        if len(mine) >= 2 and home is not None and (not f.queue_id or home == f.queue_id):
+            by_queue.setdefault(home, []).append((item, [(r, label) for _, _, r, label in mine]))
+    names = dict(Queue.objects.filter(pk__in=by_queue).values_list("pk", "name"))
+    people = {
+        u.pk: u.get_full_name() or u.get_username()
+        for u in User.objects.filter(pk__in={r for units in by_queue.values() for _, rs in units for r, _ in rs})
+    }
+    return [
+        _independent_row(queue, names.get(queue, str(queue)), units, outcome, people, n_resamples)
+        for queue, units in sorted(by_queue.items(), key=lambda kv: names.get(kv[0], ""))
+    ]
+
+
+def _independent_row(
+    queue: int,
+    name: str,
+    units: list[tuple[int, list[tuple[int, str]]]],
+    outcome: dict[int, str],
+    people: dict[int, str],
+    n_resamples: int,
+) -> IndependentReviewRow:
+    triples = [(item, reviewer, label) for item, ratings in units for reviewer, label in ratings]
+    fleiss = alpha = None
+    if len(units) >= MIN_UNITS_TO_JUDGE:
+        matrix, _ = rating_matrix(triples)
+        fleiss = fleiss_kappa(matrix, n_resamples=n_resamples)
+        alpha = krippendorff_alpha(matrix, n_resamples=n_resamples)
+    hits: dict[int, list[bool]] = {}
+    for item, reviewer, label in triples:
+        hits.setdefault(reviewer, []).append(label == outcome[item])
+    reviewers = [
+        ReviewerAgreement(
+            r,
+            people.get(r, str(r)),
+            len(h),
+            agreement_rate(h, n_resamples=n_resamples) if len(h) >= MIN_UNITS_TO_JUDGE else None,
+        )
+        for r, h in sorted(hits.items(), key=lambda kv: people.get(kv[0], ""))
+    ]
+    disputed = sum(1 for _, ratings in units if len({label for _, label in ratings}) > 1)
+    return IndependentReviewRow(queue, name, len(units), len(triples), disputed, fleiss, alpha, reviewers)
 
 
 # --- ground truth ------------------------------------------------------------------------------------------

@@ -3,9 +3,12 @@
 Pure functions over numbers; selectors group decisions per queue, policy, vendor, reviewer or period
 and call these once per group. Every statistic comes back as an ``Estimate`` (value, interval, n).
 
-- Agreement: ``percent_agreement``, ``cohen_kappa`` (two raters, scikit-learn) and ``krippendorff_alpha``
-  (any number of raters, missing ratings allowed, the ``krippendorff`` package). Their intervals are
-  seeded percentile bootstraps over units (scipy), so the same data always gives the same interval.
+- Agreement: ``percent_agreement``, ``cohen_kappa`` (two raters, scikit-learn), ``krippendorff_alpha``
+  (any number of raters, missing ratings allowed, the ``krippendorff`` package), ``fleiss_kappa`` (many
+  raters per unit; statsmodels' formula, with each unit's own number of ratings when they differ) and
+  ``agreement_rate`` (share of units on which one rater matched a reference, e.g. the final outcome). Their
+  intervals are seeded percentile bootstraps over units (scipy), so the same data always gives the same
+  interval.
 - Accuracy against adjudicated or golden answers: ``accuracy``, a Wilson interval (statsmodels).
 - Sampled decisions carry their inclusion probability pi; each counts 1/pi decisions of the population.
   ``weighted_proportion`` is the Hajek estimator sum(y/pi) / sum(1/pi), i.e. the Horvitz-Thompson
@@ -161,7 +164,11 @@ def cohen_kappa(
         raise ApplicationError("Both raters must label the same units.", field="b")
     if not a:
         raise ApplicationError("Kappa needs at least one rated unit.", field="a")
-    first, second = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    # scikit-learn cannot classify object arrays of ints or bools ("unknown is not supported"), so code
+    # every label as an integer first: kappa depends only on which labels are equal.
+    codes: dict[Hashable, int] = {}
+    first = np.array([codes.setdefault(label, len(codes)) for label in a], dtype=np.intp)
+    second = np.array([codes.setdefault(label, len(codes)) for label in b], dtype=np.intp)
 
     def statistic(indices: npt.NDArray[np.intp]) -> float:
         return _kappa(first[indices], second[indices])
@@ -213,6 +220,51 @@ def krippendorff_alpha(
 
     low, high = bootstrap_ci(statistic, values.shape[1], n_resamples=n_resamples, confidence=confidence, seed=seed)
     return Estimate(_alpha(values, domain, level), low, high, values.shape[1], degenerate=len(domain) == 1)
+
+
+def fleiss_kappa(
+    matrix: npt.ArrayLike,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> Estimate:
+    """Fleiss' kappa of a raters x units matrix with NaN where a rater did not rate (nominal labels).
+
+    Over units rated at least twice: (mean P_i - sum p_j^2) / (1 - sum p_j^2), where P_i is the share of
+    agreeing rating pairs in unit i (over its own n_i ratings) and p_j the share of all ratings in category
+    j. With the same number of ratings per unit this is exactly statsmodels' ``fleiss_kappa``; which raters
+    gave the ratings does not matter, only how many fell in each category.
+    """
+    values = _pairable_units(matrix)
+    domain = np.unique(values[~np.isnan(values)])
+    table = np.stack([np.sum(values == code, axis=0) for code in domain], axis=1).astype(np.float64)
+
+    def statistic(indices: npt.NDArray[np.intp]) -> float:
+        return _fleiss(table[indices])
+
+    low, high = bootstrap_ci(statistic, table.shape[0], n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return Estimate(_fleiss(table), low, high, table.shape[0], degenerate=len(domain) == 1)
+
+
+def agreement_rate(
+    hits: Sequence[bool],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> Estimate:
+    """Share of units on which a rater matched the reference (one entry per unit), with a bootstrap interval
+    over units like the other agreement figures."""
+    if not hits:
+        raise ApplicationError("Agreement needs at least one rated unit.", field="hits")
+    per_unit = np.asarray(hits, dtype=np.float64)
+
+    def statistic(indices: npt.NDArray[np.intp]) -> float:
+        return float(per_unit[indices].mean())
+
+    low, high = bootstrap_ci(statistic, len(per_unit), n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return Estimate(float(per_unit.mean()), low, high, len(per_unit))
 
 
 def accuracy(correct: int, total: int, *, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
@@ -338,11 +390,22 @@ def _unit_pair_agreement(column: FloatArray) -> float:
     return float(np.sum(counts * (counts - 1)) / (m * (m - 1)))
 
 
-def _kappa(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> float:
+def _kappa(a: npt.NDArray[np.intp], b: npt.NDArray[np.intp]) -> float:
     # One label throughout makes chance agreement 1 and kappa 0/0; see the module docstring.
-    if len({*a, *b}) == 1:
+    if len(np.union1d(a, b)) == 1:
         return 1.0
     return float(cohen_kappa_score(a, b))
+
+
+def _fleiss(table: FloatArray) -> float:
+    n = table.sum(axis=1)
+    per_unit = np.sum(table * (table - 1), axis=1) / (n * (n - 1))
+    shares = table.sum(axis=0) / table.sum()
+    chance = float(np.sum(shares**2))
+    # One category throughout: chance agreement 1 and kappa 0/0; see the module docstring.
+    if np.isclose(chance, 1.0):
+        return 1.0
+    return float((per_unit.mean() - chance) / (1 - chance))
 
 
 def _alpha(values: FloatArray, domain: FloatArray, level: Level) -> float:

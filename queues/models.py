@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
 from django.db.models import Q
 
@@ -45,6 +46,12 @@ class ExposureCategory(models.Model):
         return self.name
 
 
+# Independent reviews an item may need: each queue sets its own ceiling up to this sanity bound (issue 22: the
+# fixed ceiling of 5 kept N-review queues from asking as many reviewers as a crowd-labelled set has).
+MAX_REQUIRED_REVIEWS = 25
+DEFAULT_MAX_REQUIRED_REVIEWS = 5
+
+
 class Queue(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
@@ -69,6 +76,13 @@ class Queue(models.Model):
     )
     is_restricted = models.BooleanField(default=False, help_text="Only reviewers holding every required skill.")
     requires_rationale = models.BooleanField(default=False)
+    # db_default too: rows written by code that predates the column (an older migration's state) still get it.
+    max_required_reviews = models.PositiveSmallIntegerField(
+        default=DEFAULT_MAX_REQUIRED_REVIEWS,
+        db_default=DEFAULT_MAX_REQUIRED_REVIEWS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUIRED_REVIEWS)],
+        help_text="The most independent reviews a routing rule may require of this queue's items.",
+    )
     # Where triage puts an item when nothing more specific applies; at most one queue is the default.
     is_default_intake = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
@@ -200,7 +214,9 @@ class ReviewItem(models.Model):
     priority = models.SmallIntegerField(default=0, help_text="Higher is reviewed sooner.")
     # Set by routing rules: labels for reviewers and filters, and how many independent reviews close the item.
     tags = models.JSONField(default=list, blank=True)
-    required_reviews = models.PositiveSmallIntegerField(default=1)
+    required_reviews = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUIRED_REVIEWS)]
+    )
     due_at = models.DateTimeField(null=True, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -11,6 +11,8 @@ class CoreConfig(AppConfig):
         # Register the webhook tasks in every process, web too: services send them by name, and only a
         # celery worker autodiscovers tasks modules (tests/drills/webhook_outage.py found them missing).
         from ops_platform.core import lookups, tasks  # noqa: F401  (``__any``; the webhook tasks)
+        from ops_platform.core.db_statistics import statistics_after_migrate
         from ops_platform.core.roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)
+        post_migrate.connect(statistics_after_migrate, sender=self)

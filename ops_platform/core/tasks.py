@@ -1,4 +1,5 @@
-"""Kernel Celery tasks: webhook delivery, on the ``webhooks`` queue so a slow receiver never holds up triage."""
+"""Kernel Celery tasks: webhook delivery, on the ``webhooks`` queue so a slow receiver never holds up triage,
+and the daily refresh of the embedded database's planner statistics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from celery import shared_task
 
 from ops_platform.core import webhooks
+from ops_platform.core.db_statistics import database_statistics_gather
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -25,3 +27,9 @@ def webhook_deliver_task(self: Any, event_id: str) -> bool:
 @shared_task
 def webhook_events_sweep_task() -> int:
     return webhooks.webhook_events_sweep()
+
+
+@shared_task
+def database_statistics_task() -> bool:
+    """Daily planner statistics on SQLite (``ops_platform.core.db_statistics``); a no-op on PostgreSQL."""
+    return database_statistics_gather()

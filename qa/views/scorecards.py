@@ -41,6 +41,8 @@ def scorecards(request: HttpRequest) -> HttpResponse:
             "form": form,
             "people": selectors.scorecards("reviewer", f),
             "vendors": selectors.scorecards("vendor", f),
+            "independent": selectors.independent_reviews(f),
+            "min_units": selectors.MIN_UNITS_TO_JUDGE,
             "error_types": _error_columns(),
         },
         status=status_of(form),

@@ -15,7 +15,8 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
-from queues.models import Queue
+from queues.models import DEFAULT_MAX_REQUIRED_REVIEWS, Queue
+from queues.models import MAX_REQUIRED_REVIEWS as QUEUE_MAX_REQUIRED_REVIEWS
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
 from routing.rules.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
@@ -24,7 +25,7 @@ from routing.rules.preflight import ruleset_preflight
 from routing.rules.selectors import ruleset_rollback_target, ruleset_writers
 
 MAX_RULES = 500
-MAX_REQUIRED_REVIEWS = 5
+MAX_REQUIRED_REVIEWS = QUEUE_MAX_REQUIRED_REVIEWS  # the form's bound; the rule's queue sets the ceiling
 TITLE_MAX = 200  # RuleSet.title
 
 
@@ -117,8 +118,9 @@ def rule_validate(kind: str, data: RuleData, *, rule_set: RuleSet | None = None,
         fail("priority", "Raise priority by a positive step.")
     if not -100 <= data.priority <= 100:
         fail("priority", "Priority is between -100 and 100.")
-    if not 1 <= data.required_reviews <= MAX_REQUIRED_REVIEWS:
-        fail("required_reviews", f"Required reviews is between 1 and {MAX_REQUIRED_REVIEWS}.")
+    ceiling = queue.max_required_reviews if queue is not None else DEFAULT_MAX_REQUIRED_REVIEWS
+    if not 1 <= data.required_reviews <= ceiling:
+        fail("required_reviews", f"Required reviews is between 1 and {ceiling}.")
     if any(not t or len(t) > 50 or not all(c.isalnum() or c in "-_:" for c in t) for t in data.tags):
         fail("tags", "Tags use letters, digits, '-', '_' or ':' (at most 50 characters each).")
     if data.action == RuleAction.TAG and not data.tags:

@@ -11,7 +11,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import Team, User
-from qa.models import CalibrationSession, QaReview, SampleState
+from qa.models import Adjudication, CalibrationSession, QaReview, SampleState
 from qa.selectors import QaFilter, coaching_for, scorecards, session_report, slice_stats
 from qa.services import rating_submit, session_close, session_create
 from queues.models import Queue
@@ -86,6 +86,15 @@ def test_slice_figures_match_independent_computations(intake_queue: Queue, revie
         QaReview.objects.create(sample=sample, reviewer=qa_lead, is_violation=qa_says, policy=hate if qa_says else None,
                                 action=remove if qa_says else None, decided_at=timezone.now(),
                                 agrees=qa_says == violated)  # fmt: skip
+        if qa_says != violated:  # the adjudicator sides with QA: must not count as a third rater in alpha
+            Adjudication.objects.create(
+                sample=sample,
+                adjudicator=qa_lead,
+                is_violation=qa_says,
+                policy=hate if qa_says else None,
+                rationale="r",
+                decided_at=timezone.now(),
+            )
         sample.state, sample.closed_at = SampleState.CLOSED, timezone.now()
         sample.error_type = "" if qa_says == violated else ("false_positive" if violated else "false_negative")
         sample.severity = 0 if qa_says == violated else 2

@@ -11,6 +11,7 @@ import krippendorff
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
 from ops_platform.core.errors import ApplicationError
 from qa.statistics import (
@@ -18,9 +19,11 @@ from qa.statistics import (
     Estimate,
     QaOutcome,
     accuracy,
+    agreement_rate,
     bootstrap_ci,
     cohen_kappa,
     error_rates_by_type,
+    fleiss_kappa,
     horvitz_thompson_total,
     kappa_from_counts,
     krippendorff_alpha,
@@ -30,6 +33,7 @@ from qa.statistics import (
     sample_size,
     weighted_proportion,
 )
+from tests.qa.multirater import as_matrix, count_table, fleiss_by_hand, multirater_units
 
 NAN = np.nan
 Z95 = 1.959963984540054
@@ -130,6 +134,32 @@ def test_kappa_matches_scikit_learn_and_the_hand_formula_on_generated_pairs():
     assert kappa.value == pytest.approx(kappa_by_hand(a, b))
     assert kappa.n == 300
     assert kappa.low < kappa.value < kappa.high
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 1, 2, 3],
+        [True, False, True, False],
+        ["allow", "remove", "restrict", "escalate"],
+        [0, "remove", True, 2.5],  # mixed hashables, as the docstring promises
+    ],
+    ids=["int", "bool", "str", "mixed"],
+)
+def test_kappa_works_on_any_hashable_labels_and_matches_scikit_learn(labels):
+    matrix = generated_ratings(raters=2, units=200, missing=0.0, seed=11)
+    a = [labels[int(code)] for code in matrix[0]]
+    b = [labels[int(code)] for code in matrix[1]]
+    # scikit-learn's own answer on the same data as integer codes (it refuses object arrays of ints/bools).
+    position = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    expected = cohen_kappa_score([position[x] for x in a], [position[x] for x in b])
+
+    kappa = cohen_kappa(a, b, n_resamples=100)
+
+    assert kappa.value == pytest.approx(expected, abs=1e-12)
+    if len({type(x) for x in labels}) == 1:  # plain lists of one type scikit-learn takes as they are
+        assert kappa.value == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+    assert kappa.low <= kappa.value <= kappa.high
 
 
 def test_kappa_matches_the_textbook_two_by_two_example():
@@ -339,3 +369,39 @@ def test_kappa_from_counts_equals_kappa_on_the_labels() -> None:
     assert kappa_from_counts({("none", "none"): 7}) == 1.0  # one label throughout, as cohen_kappa
     with pytest.raises(ApplicationError):
         kappa_from_counts({})
+
+
+def test_multi_rater_figures_match_krippendorff_and_statsmodels_to_1e9():
+    units = multirater_units(units=400, raters=12, seed=22)
+    matrix = as_matrix(units, 12)
+    pairable = [u for u in units if len(u) >= 2]
+    assert any(len(u) == 1 for u in units)  # single ratings, which no agreement figure can use
+    assert any(sorted(Counter(x for _, x in u).values())[-2:] in ([2, 2], [3, 3], [4, 4]) for u in pairable)  # ties
+
+    alpha = krippendorff_alpha(matrix, n_resamples=200)
+    kappa = fleiss_kappa(matrix, n_resamples=200)
+
+    assert alpha.n == kappa.n == len(pairable)
+    assert alpha.value == pytest.approx(
+        krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"), abs=1e-9
+    )
+    assert kappa.value == pytest.approx(fleiss_by_hand(count_table(pairable)), abs=1e-9)
+    assert alpha.low <= alpha.value <= alpha.high
+    assert kappa.low <= kappa.value <= kappa.high
+    # With the same number of ratings per unit (an N-review queue), it is statsmodels' Fleiss' kappa exactly.
+    for size in range(3, 10):
+        same = [u for u in pairable if len(u) == size]
+        assert fleiss_kappa(as_matrix(same, 12), n_resamples=0).value == pytest.approx(
+            statsmodels_fleiss_kappa(count_table(same), method="fleiss"), abs=1e-9
+        )
+
+
+def test_agreement_rate_is_the_share_of_hits_with_a_bootstrap_interval():
+    hits = [True] * 30 + [False] * 10
+
+    rate = agreement_rate(hits, n_resamples=500)
+
+    assert (rate.value, rate.n) == (0.75, 40)
+    assert rate.low < 0.75 < rate.high
+    with pytest.raises(ApplicationError):
+        agreement_rate([])
