@@ -110,7 +110,8 @@ class Mixed:
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> Mixed:
         size = len(values)
-        plain = [semantics.comparable(v) for v in values]
+        comparable = semantics.comparable
+        plain = [comparable(v) for v in values]
         numbers = np.fromiter((v if v.__class__ is float else math.nan for v in plain), dtype=float, count=size)
         flags = np.fromiter((int(v) if v.__class__ is bool else -1 for v in plain), dtype=np.int8, count=size)
         index: dict[str, int] = {}
@@ -142,7 +143,8 @@ class Mixed:
         if isinstance(value, bool):
             return (self.flags >= 0) & semantics.OPERATORS[op](self.flags, int(value))
         if isinstance(value, str):
-            return self.strings.where(lambda v: semantics.OPERATORS[op](v, value))
+            compare = semantics.OPERATORS[op]
+            return self.strings.where(lambda v: compare(v, value))
         with np.errstate(invalid="ignore"):
             result = cast(np.ndarray, semantics.OPERATORS[op](self.numbers, float(value)))
         return result & ~np.isnan(self.numbers) if op == "!=" else result
@@ -210,7 +212,8 @@ def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
         elif isinstance(operand, np.ndarray) and operand.dtype.kind == "f":
             mask = np.isin(operand, np.asarray([v for v in node.values if not isinstance(v, bool)], dtype=float))
         else:
-            mask = np.fromiter((semantics.member(v, node.values) for v in operand), dtype=bool, count=size)
+            member = semantics.member
+            mask = np.fromiter((member(v, node.values) for v in operand), dtype=bool, count=size)
         return ~mask if node.negate else mask
     if isinstance(node, StringOp):
         operand = _columns(node.operand, columns, size)
@@ -218,9 +221,10 @@ def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
             operand = operand.strings
         if isinstance(operand, Categorical) and node.op in ("contains", "icontains"):
             return operand.contains(node.value, fold=node.op == "icontains")
+        test = semantics.string_test
         if isinstance(operand, Categorical):
-            return operand.where(lambda v: semantics.string_test(node.op, v, node.value))
-        return np.fromiter((semantics.string_test(node.op, v, node.value) for v in operand), dtype=bool, count=size)
+            return operand.where(lambda v: test(node.op, v, node.value))
+        return np.fromiter((test(node.op, v, node.value) for v in operand), dtype=bool, count=size)
     if isinstance(node, BoolOp):
         masks = [_strict_truth(_columns(item, columns, size), size) for item in node.items]
         combine = np.logical_and if node.op == "and" else np.logical_or
@@ -233,7 +237,8 @@ def _columns(node: Node, columns: Mapping[str, Column], size: int) -> Any:
 def _compare_columns(node: Compare, left: Any, right: Any, size: int) -> np.ndarray:
     op = node.op
     if isinstance(left, Categorical) and isinstance(right, str):
-        return left.where(lambda v: semantics.OPERATORS[op](v, right))
+        compare = semantics.OPERATORS[op]
+        return left.where(lambda v: compare(v, right))
     if isinstance(left, Mixed) and isinstance(node.right, Const):
         return left.compare(op, node.right.value)
     if isinstance(left, Mixed):
@@ -263,6 +268,5 @@ def _compare_columns(node: Compare, left: Any, right: Any, size: int) -> np.ndar
         return np.broadcast_to(semantics.OPERATORS[op](left_array, right_array), (size,)).copy()
     lefts = left_array if left_array.shape else np.full(size, left, dtype=object)
     rights = right_array if right_array.shape else np.full(size, right, dtype=object)
-    return np.fromiter(
-        (semantics.compare_values(op, a, b) for a, b in zip(lefts, rights, strict=True)), dtype=bool, count=size
-    )
+    compare_values = semantics.compare_values
+    return np.fromiter((compare_values(op, a, b) for a, b in zip(lefts, rights, strict=True)), dtype=bool, count=size)
