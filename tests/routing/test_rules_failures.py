@@ -16,9 +16,10 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import AuditLog, User
 from queues.models import ItemState, Queue, ReviewItem
 from routing.models import Backtest, BacktestStatus, Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
-from routing.rules import engine, language
+from routing.rules import engine
 from routing.rules.apply import items_escalate_overdue, items_route
 from routing.rules.backtest import backtest_request
+from routing.rules.language import semantics
 from routing.rules.lifecycle import (
     RuleData,
     RuleInvalid,
@@ -64,7 +65,7 @@ def string_tests_explode(monkeypatch: pytest.MonkeyPatch, *, on: Callable[[Any, 
     Once the checker is fixed no condition it accepts is known to raise: this stands in for the one nobody has
     found yet. Call it after the versions a test needs are live, since activation would refuse them.
     """
-    original = language.string_test
+    original = semantics.string_test
     fails = on or (lambda value, needle: needle == BOOM)
 
     def exploding(op: str, value: Any, needle: str) -> bool:
@@ -72,7 +73,7 @@ def string_tests_explode(monkeypatch: pytest.MonkeyPatch, *, on: Callable[[Any, 
             raise RuntimeError("string test exploded")
         return original(op, value, needle)
 
-    monkeypatch.setattr(language, "string_test", exploding)
+    monkeypatch.setattr(semantics, "string_test", exploding)
     programs_rebuilt()
 
 
