@@ -39,7 +39,8 @@ from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import actor_label, audit_record
 from ops_platform.core.webhooks import webhooks_emit_many
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem, check_transition
-from queues.services import decision_validate, reviewer_may_work
+from queues.services.claims import reviewer_may_work
+from queues.services.decisions import decision_final_payload, decision_validate
 
 CONFIRMATION_SALT = "queues.bulk.confirmation"
 
@@ -317,21 +318,20 @@ def _webhooks_emit(
         if item.is_golden:  # a QA test copy: no client owns it, whatever source it carries
             continue
         by_source.setdefault(item.source, []).append(
-            {
-                "item_id": item.pk,
-                "external_id": item.external_id,
-                "source": item.source,
-                "kind": item.kind,
-                "decision_id": decision.pk,
-                "decided_by": "reviewer",
-                "batch_id": str(batch_id),
-                "is_violation": decision.is_violation,
-                "policy": policy.slug if policy else None,
-                "policy_version": policy.guidelines_version if policy else None,
-                "labels": sorted(label.slug for label in labels),
-                "action": action.slug if action else None,
-                "decided_at": at.isoformat(),
-            }
+            decision_final_payload(
+                item_id=item.pk,
+                external_id=item.external_id,
+                source=item.source,
+                kind=item.kind,
+                decision_id=decision.pk,
+                decided_by="reviewer",
+                batch_id=batch_id,
+                is_violation=decision.is_violation,
+                policy=policy,
+                labels=(label.slug for label in labels),
+                action=action,
+                decided_at=at,
+            )
         )
     for client in ApiClient.objects.filter(source__in=by_source):
         webhooks_emit_many(client=client, event_type=WebhookEventType.DECISION_FINAL, payloads=by_source[client.source])
