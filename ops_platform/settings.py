@@ -45,7 +45,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_filters",
     "django_htmx",
     "django_celery_beat",
     "csp",
@@ -55,8 +54,10 @@ INSTALLED_APPS = [
     "routing",
     "qa",
     "analytics",
-    "fixtures",
 ]
+# The demo world (``manage.py demo_seed``) exists only in the embedded demo; production never installs it.
+if DEMO:
+    INSTALLED_APPS.append("fixtures")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

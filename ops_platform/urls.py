@@ -53,6 +53,3 @@ urlpatterns = [
         name="api-redoc",
     ),
 ]
-
-# A database outage raised outside a view (e.g. a middleware saving a session) is a 503, not a 500.
-handler500 = "ops_platform.core.middleware.server_error"

@@ -3,22 +3,20 @@ or an API key gets is cached.
 
 The database being unreachable (a restart, a failover) answers 503 with Retry-After, never 500. The API's own
 views get that from DRF's exception handler (``api_errors.api_exception_handler``); this middleware covers every
-other view (pages, the admin, anything under ``/api/`` outside DRF), and ``server_error`` covers what is raised
-outside a view (another middleware loading or saving a session). A page gets a plain page that names nothing
-internal; the API gets the API's JSON error body.
+other view (pages, the admin, anything under ``/api/`` outside DRF), and ``core.views.server_error`` (``handler500``)
+covers what is raised outside a view (another middleware loading or saving a session). A page gets a plain page
+that names nothing internal; the API gets the API's JSON error body.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
-from django.views.defaults import server_error as django_server_error
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.refusals import refusal_response
@@ -59,15 +57,6 @@ class DatabaseUnavailableMiddleware:
             return None
         logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exception).__name__)
         return database_unavailable_response(request)
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: an unreachable database raised outside a view is still a 503."""
-    exc = sys.exc_info()[1]
-    if isinstance(exc, OperationalError | InterfaceError):
-        logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exc).__name__)
-        return database_unavailable_response(request)
-    return django_server_error(request)
 
 
 class RefusalMiddleware:

@@ -1,11 +1,18 @@
 """Kernel pages: the signed-in home, a health check for load balancers, and the error pages."""
 
+import logging
+import sys
+
 from django.contrib.auth.decorators import login_required
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.http import require_GET
+
+from ops_platform.core.middleware import database_unavailable_response
+
+logger = logging.getLogger(__name__)
 
 
 @login_required
@@ -47,6 +54,12 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``. An unreachable database raised outside a view (a middleware saving a session) is still a
+    503 with Retry-After; any other failure is a 500, in the API's JSON error shape under ``/api/``."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable during %s %s: %s", request.method, request.path, type(exc).__name__)
+        return database_unavailable_response(request)
     if request.path.startswith(API_PREFIX):
         return _api_error(500, "server_error", "Something went wrong on our side.")
     return defaults.server_error(request)

@@ -90,3 +90,17 @@ def test_intake_keeps_accepting_when_the_rate_limit_cache_is_unreachable(api: Ap
         response = api.post("/api/v1/items", item(1))
 
     assert response.status_code == 201
+
+
+@pytest.mark.django_db
+def test_an_api_500_answers_the_api_json_error_shape(api: Api, settings: Any, monkeypatch):
+    """``handler500`` is assigned once (ops_platform/urls.py): a crash under /api/ is JSON, not Django's HTML page."""
+    settings.DEBUG = False
+    monkeypatch.setattr("ops_platform.core.api_auth.ApiKeyAuthentication.authenticate", lambda *a: 1 / 0)
+
+    response = Client(raise_request_exception=False).get("/api/v1/items/1", **api.headers())
+
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "server_error"
+    assert "ZeroDivisionError" not in response.content.decode()

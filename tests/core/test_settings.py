@@ -1,4 +1,5 @@
-"""Runtime modes: the demo runs with no configuration; anything else must be given a SECRET_KEY."""
+"""Runtime modes: the demo runs with no configuration; anything else must be given a SECRET_KEY and installs no
+demo world."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.conftest import ROOT
 
 PROBE = (
     "import django; django.setup(); from django.conf import settings as s; "
-    "print(s.DEBUG, s.CELERY_TASK_ALWAYS_EAGER, s.DATABASES['default']['ENGINE'])"
+    "print(s.DEBUG, s.CELERY_TASK_ALWAYS_EAGER, s.DATABASES['default']['ENGINE'], 'fixtures' in s.INSTALLED_APPS)"
 )
 CONFIG = {"SECRET_KEY", "OPS_DEMO", "DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER"}
 
@@ -29,7 +30,7 @@ def test_outside_the_demo_a_missing_secret_key_stops_startup():
 
 def test_the_demo_runs_embedded_with_debug():
     result = _settings(OPS_DEMO="1")
-    assert result.stdout.split() == ["True", "True", "django.db.backends.sqlite3"]
+    assert result.stdout.split() == ["True", "True", "django.db.backends.sqlite3", "True"]
 
 
 def test_production_like_mode_reads_the_environment_and_is_not_debug():
@@ -38,4 +39,13 @@ def test_production_like_mode_reads_the_environment_and_is_not_debug():
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/x",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
     )
-    assert result.stdout.split() == ["False", "False", "django.db.backends.postgresql"]
+    assert result.stdout.split() == ["False", "False", "django.db.backends.postgresql", "False"]
+
+
+def test_the_wheel_leaves_out_the_demo_world_and_test_material():
+    """Production installs the wheel: the demo world (fixtures/) and the fake OpenAI server (tests/) stay out."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packaged = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert not any(pattern.startswith(("fixtures", "tests", "bench")) for pattern in packaged)

@@ -1,7 +1,7 @@
 """Drill openai_faults: the OpenAI API fails 30% of calls; every item is scored or falls back, the breaker
 opens and closes.
 
-``fixtures/fake_openai.py`` (a local server speaking the OpenAI API, so the real ``openai`` client and its
+``tests/support/fake_openai.py`` (a local server speaking the OpenAI API, so the real ``openai`` client and its
 retries run) answers 30% of calls with a 429, a 500 or a response slower than the client's timeout. Items are
 posted through the intake API to a real ``celery worker`` whose default chain is ``openai_moderation`` then
 the local model. A third of the way in, the provider fails every call for a few seconds (an outage inside the
@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import redis
 
-from fixtures.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from tests.drills.harness import (
     RESULTS,
     Drill,

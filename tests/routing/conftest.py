@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from fixtures.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from ops_platform.core.models import Policy, User
 from queues.models import Queue, ReviewItem
 from routing.scoring import openai_backends

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from ops_platform.core.models import Policy
 from queues.models import ItemState, ReviewItem
 from routing.models import CallOutcome, ClassifierCall, ClassifierScore, IncidentKind, ScoringIncident
