@@ -11,10 +11,11 @@ from django.conf import settings
 from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from ops_platform.core.localday import today_start
 from ops_platform.core.models import AuditLog, DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.selectors import people_named_for
 from queues.models import Decision, ExposureCategory, ItemKind, ItemState, Queue, ReviewItem
-from queues.wellness import day_start, exposure_opened, exposure_today
+from queues.wellness import exposure_opened, exposure_today
 
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
@@ -152,7 +153,7 @@ def queues_for_reviewer(user: User) -> list[QueueRow]:
             at_risk=Count("pk", filter=Q(due_at__lte=now + AT_RISK_WITHIN)),
         )
     }
-    start = day_start(now)
+    start = today_start(now)
     today = dict(
         Decision.objects.filter(reviewer=user, decided_at__gte=start, queue__in=queues)
         .values_list("queue")
@@ -204,7 +205,7 @@ def exposure_board(*, now: datetime | None = None) -> tuple[list[ExposureCategor
     categories = list(ExposureCategory.objects.prefetch_related("queues"))
     counts: dict[int, dict[int, int]] = {}
     for actor_id, category_id, n in (
-        exposure_opened(since=day_start(now))
+        exposure_opened(since=today_start(now))
         .values_list("actor", "queue__exposure_category")
         .annotate(n=Count("pk"))
         .values_list("actor", "queue__exposure_category", "n")
