@@ -6,9 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +15,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from analytics import alerts, panels
 from analytics.forms import AlertResolveForm, AlertRuleForm
 from analytics.models import Alert, AlertRule
+from analytics.selectors.alerts import alert_rules_listed, alerts_shown
 from analytics.tables import display
+from analytics.views import viewer_required
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.refusals import refusal_response
 
@@ -31,10 +31,6 @@ CAUSE_FIGURES: tuple[tuple[str, str, str], ...] = (
     ("throughput_per_hour", "Decided per hour now", "float"),
     ("usual_per_hour", "Usually per hour", "float"),
 )
-
-
-def _viewer(view: Any) -> Any:
-    return login_required(permission_required("core.view_analytics", raise_exception=True)(view))
 
 
 def _context(**extra: Any) -> dict[str, Any]:
@@ -55,11 +51,10 @@ def _causes(alert: Alert) -> tuple[list[tuple[str, str, str]], list[dict[str, An
     return shown, rows
 
 
-@_viewer
+@viewer_required
 @require_GET
 def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    alert = get_object_or_404(Alert.objects.select_related("rule", "rule__queue", "acknowledged_by", "resolved_by"),
-                              pk=pk)  # fmt: skip
+    alert = get_object_or_404(alerts_shown(), pk=pk)
     columns, causes = _causes(alert)
     return render(
         request,
@@ -69,7 +64,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )  # fmt: skip
 
 
-@_viewer
+@viewer_required
 @require_POST
 def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(Alert, pk=pk)
@@ -82,7 +77,7 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("analytics-alert", pk=alert.pk)
 
 
-@_viewer
+@viewer_required
 @require_POST
 def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(Alert, pk=pk)
@@ -99,20 +94,17 @@ def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("analytics-alert", pk=alert.pk)
 
 
-@_viewer
+@viewer_required
 @require_GET
 def alert_rules(request: HttpRequest) -> HttpResponse:
-    rules = AlertRule.objects.select_related("queue").annotate(
-        unresolved=Count("alerts", filter=Q(alerts__state__in=alerts.OPEN_STATES)), total=Count("alerts")
-    )
     return render(
         request,
         "analytics/alert_rules.html",
-        _context(rules=rules, may_edit=alerts.alert_rules_may_edit(request.user)),  # type: ignore[arg-type]
+        _context(rules=alert_rules_listed(), may_edit=alerts.alert_rules_may_edit(request.user)),  # type: ignore[arg-type]
     )
 
 
-@_viewer
+@viewer_required
 @require_http_methods(["GET", "POST"])
 def alert_rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if not alerts.alert_rules_may_edit(request.user):  # type: ignore[arg-type]

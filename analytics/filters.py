@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -12,6 +12,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.localday import day_end, day_start
 
 MAX_DAYS = 366
 PRESET_DAYS = (7, 14, 28, 90)  # the periods the dashboards offer (and the capacity forecasts are fitted for)
@@ -19,8 +20,7 @@ PRESET_DAYS = (7, 14, 28, 90)  # the periods the dashboards offer (and the capac
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The local day as [start, end) instants."""
-    start = timezone.make_aware(datetime.combine(day, time.min))
-    return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+    return day_start(day), day_end(day)
 
 
 def days_through(start: date, end: date) -> Iterator[date]:
@@ -63,9 +63,9 @@ class MetricFilter:
 
     @property
     def start_at(self) -> datetime:
-        return timezone.make_aware(datetime.combine(self.start, time.min))
+        return day_start(self.start)
 
     @property
     def end_at(self) -> datetime:
         """The first instant after the period."""
-        return timezone.make_aware(datetime.combine(self.end + timedelta(days=1), time.min))
+        return day_end(self.end)

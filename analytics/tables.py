@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +11,6 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
@@ -101,10 +99,11 @@ class Table:
 
     # --- CSV -------------------------------------------------------------------------------------------
 
-    def csv_lines(self) -> Iterator[list[str]]:
-        yield [csv_cell(c.label) for c in self.columns]
+    def csv_lines(self) -> Iterator[list[Any]]:
+        """The header, then each row's plain values (``ops_platform.core.csv_export`` makes every cell safe)."""
+        yield [c.label for c in self.columns]
         for row in self.rows:
-            yield [csv_cell(json_value(row.get(c.key))) for c in self.columns]
+            yield [json_value(row.get(c.key)) for c in self.columns]
 
 
 def json_value(value: Any) -> Any:
@@ -122,35 +121,6 @@ def json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if isinstance(value, float) else str(value)  # numbers, negative ones too, stay numbers
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_response(table: Table, filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    lines: Iterable[str] = (writer.writerow(line) for line in table.csv_lines())
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-    safe = "".join(ch for ch in filename if ch.isalnum() or ch in "-_.") or "table"
-    response["Content-Disposition"] = f'attachment; filename="{safe}.csv"'
-    return response
 
 
 def display(value: Any, kind: Kind | str) -> str:

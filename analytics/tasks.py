@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from analytics import alerts, classifier_rollups, rollups
+from analytics import alerts, rollups
 from analytics.selectors.capacity import capacity_forecasts_warm
 
 
@@ -26,7 +26,7 @@ def backlog_snapshot_task() -> int:
 @shared_task
 def classifier_rollups_refresh_task() -> int:
     """Every 15 minutes: recompute the weeks of classifier figures touched since the last run."""
-    return len(classifier_rollups.classifier_rollups_refresh())
+    return len(rollups.classifier_rollups_refresh())
 
 
 @shared_task
@@ -48,7 +48,5 @@ def rollups_nightly_task() -> dict[str, int]:
     snapshots. Returns what it did."""
     today = timezone.localdate()
     days = rollups.rollups_rebuild(today - timedelta(days=settings.ANALYTICS_NIGHTLY_REBUILD_DAYS), today)
-    weeks = classifier_rollups.classifier_rollups_rebuild(
-        today - timedelta(weeks=settings.ANALYTICS_NIGHTLY_REBUILD_WEEKS), today
-    )
+    weeks = rollups.classifier_rollups_rebuild(today - timedelta(weeks=settings.ANALYTICS_NIGHTLY_REBUILD_WEEKS), today)
     return {"days": days, "weeks": len(weeks), "snapshots_purged": rollups.backlog_snapshots_purge()}

@@ -4,10 +4,11 @@ CSV), and the drill-down list of the items behind a number."""
 from __future__ import annotations
 
 import logging
+from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -19,10 +20,11 @@ from analytics import adapters, panels
 from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
-from analytics.selectors import classifiers, operations
-from analytics.selectors.items import ItemsSlice, items_drill
-from analytics.tables import csv_response, filter_params
+from analytics.selectors.items import ItemsSlice, classifier_items_listed, items_behind_listed, items_drill
+from analytics.tables import filter_params
+from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.permissions import permitted
 from queues.models import ReviewItem
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,19 @@ ITEMS_PER_PAGE = 50
 EXCERPT_CHARS = 160
 
 
+def viewer_required(view: Any) -> Any:
+    """Signed in (else the sign-in page), then ``core.view_analytics`` (else 403, before any method check)."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        permitted(request, "core.view_analytics")
+        return view(request, *args, **kwargs)
+
+    return login_required(checked)
+
+
 def _guard(view: Any) -> Any:
-    return login_required(permission_required("core.view_analytics", raise_exception=True)(require_GET(view)))
+    return viewer_required(require_GET(view))
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -98,7 +111,7 @@ def panel(request: HttpRequest, area: str, name: str) -> HttpResponseBase:
             table = p.table(f)
         except ApplicationError as e:
             return HttpResponse(e.message, status=400, content_type="text/plain; charset=utf-8")
-        return csv_response(table, f"{p.name}_{f.start}_{f.end}")
+        return csv_response(table.csv_lines(), f"{p.name}_{f.start}_{f.end}")
     rendered = [_rendered(p, f)]
     return render(request, "analytics/area.html", _context(request, form=form, rendered=rendered, **context))
 
@@ -144,11 +157,11 @@ def _drilled(request: HttpRequest, f: MetricFilter) -> QuerySet[ReviewItem] | No
     ops_cell = adapters.ops_cell(request.GET)
     if ops_cell is not None:
         metric, cell = ops_cell
-        return operations.items_behind(metric, f, **cell).select_related("queue").order_by("-id")
+        return items_behind_listed(metric, f, cell)
     clf_cell = adapters.classifier_cell(request.GET)
     if clf_cell is not None:
         try:
-            return classifiers.classifier_items(f, **clf_cell).select_related("queue")
+            return classifier_items_listed(f, clf_cell)
         except ApplicationError as e:
             e.field = adapters.CLASSIFIER_PARAMS.get(e.field or "", e.field)
             raise

@@ -157,8 +157,7 @@ def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
 def rollups_build(now: datetime) -> dict[str, tuple[float, int]]:
     """Build every rollup once, as a backfill would; seconds and rows written per kind."""
     from analytics import models as m
-    from analytics.classifier_rollups import classifier_rollups_rebuild
-    from analytics.rollups import backlog_snapshot_take, rollups_rebuild
+    from analytics.rollups import backlog_snapshot_take, classifier_rollups_rebuild, rollups_rebuild
 
     start, end = (now - timedelta(days=DAYS + 1)).date(), now.date()
     t0 = time.perf_counter()

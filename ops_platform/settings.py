@@ -280,8 +280,8 @@ CELERY_TASK_ROUTES = {
     "qa.tasks.*": {"queue": "default"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Celery's Django fixup closes the database connection around every task unless told to reuse it:
-# reconnecting cost ~7 ms a task (bench/scoring.py, one item a task).
+# Celery's Django fixup closes the database connection around every task unless told to reuse it
+# (what reconnecting costs: docs/performance.md, "Kernel").
 CELERY_DB_REUSE_MAX = 100
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing must give up quickly when Redis is down: intake has already committed the item and

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from ops_platform.core import views as core_views
+from routing.intake.urls import dead_letter_urlpatterns
 
 handler400 = "ops_platform.core.views.bad_request"
 handler404 = "ops_platform.core.views.not_found"
@@ -27,10 +28,11 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/metrics/", include(metrics_api_urlpatterns)),
-    path("api/v1/", include("routing.urls")),
+    path("api/v1/", include("routing.intake.urls")),
     path("analytics/", include("analytics.urls")),
-    path("scoring/", include("routing.web_urls")),
-    path("rules/", include("routing.rule_urls")),
+    path("scoring/", include("routing.scoring.urls")),
+    path("scoring/dead-letters/", include(dead_letter_urlpatterns)),
+    path("rules/", include("routing.rules.urls")),
     path("review/", include("queues.urls")),
     path("qa/", include("qa.urls")),
     path(

@@ -1,4 +1,4 @@
-"""Forms for the QA pages: they parse and check input; the services in qa/ decide what is allowed."""
+"""Forms for the QA pages: they parse and check input; ``qa.services`` decides what is allowed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import EnforcementAction, Policy, User, Vendor
 from ops_platform.core.params import ModelIdsChoiceField, id_parse
 from qa.models import SamplingPlan
-from qa.sampling import RATE_FIELDS
+from qa.services import RATE_FIELDS
 from queues.models import ItemKind, Queue
 
 VIOLATION_CHOICES = [("no", "No violation"), ("yes", "Violation")]

@@ -93,6 +93,10 @@ class ErrorType(models.TextChoices):
     WRONG_ACTION = "wrong_action", "Wrong enforcement action"
 
 
+# The top of an error's severity weight (critical); a right decision weighs 0.
+MAX_SEVERITY = 4.0
+
+
 class QaSample(models.Model):
     item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="qa_samples")
     # The re-reviewed decision; null when a rule auto-actioned the item (no person decided).

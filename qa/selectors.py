@@ -1,4 +1,5 @@
-"""Reads for QA: the statistics per queue, policy, vendor, reviewer and period, scorecards and coaching.
+"""Reads for QA: the statistics per queue, policy, vendor, reviewer and period, scorecards and coaching, the
+calibration report, and what the QA pages list and show.
 
 Every figure comes from ``qa.statistics`` with its interval; estimates from samples are weighted by each
 sample's inclusion probability. Agreement compares the original decision with the blind re-review (and
@@ -8,16 +9,29 @@ answer found no error in it.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.models import User, Vendor
-from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
-from qa.review import MAX_SEVERITY
+from ops_platform.core.models import Policy, User, Vendor
+from qa.models import (
+    MAX_SEVERITY,
+    CalibrationItem,
+    CalibrationRating,
+    CalibrationSession,
+    GoldenInjection,
+    GoldenItem,
+    GoldenRate,
+    QaSample,
+    SampleState,
+    SamplingPlan,
+)
 from qa.statistics import (
     ErrorType,
     Estimate,
@@ -30,10 +44,12 @@ from qa.statistics import (
     quality_score,
     rating_matrix,
 )
-from queues.models import GroundTruth
+from queues.models import Decision, Queue
+from queues.selectors import ground_truth_latest
 
 DASHBOARD_RESAMPLES = 500
 NONE_LABEL = "none"
+NO_VIOLATION = "no violation"  # a calibration rating's label when it found none
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,65 @@ def adjudication_waiting() -> QuerySet[QaSample]:
     )
 
 
+# --- samples as the pages show them -----------------------------------------------------------------------
+
+
+def sample_held(*, actor: User, now: datetime | None = None) -> QaSample | None:
+    """The sample ``actor`` holds for blind re-review while its lease runs."""
+    now = now or timezone.now()
+    return QaSample.objects.filter(state=SampleState.CLAIMED, assignee=actor, lease_expires_at__gt=now).first()
+
+
+def sample_in_review(*, pk: int, actor: User) -> QaSample | None:
+    """Sample ``pk`` if ``actor`` holds it, with what the blind page shows (and nothing of the original decision)."""
+    return (
+        QaSample.objects.select_related("item", "original_queue")
+        .filter(pk=pk, state=SampleState.CLAIMED, assignee=actor)
+        .first()
+    )
+
+
+def samples_rereviewed() -> QuerySet[QaSample]:
+    """Samples with their blind re-review, with both sides' people, policies and actions (the compare page)."""
+    return QaSample.objects.select_related(
+        "item",
+        "original_queue",
+        "original_policy",
+        "original_action",
+        "original_reviewer",
+        "review__policy",
+        "review__action",
+        "review__reviewer",
+    ).filter(review__isnull=False)
+
+
+def samples_adjudicable() -> QuerySet[QaSample]:
+    """Re-reviewed samples waiting for adjudication, or closed (the page then shows the outcome)."""
+    return samples_rereviewed().filter(state__in=[SampleState.ADJUDICATION, SampleState.CLOSED])
+
+
+def original_decision(sample: QaSample) -> Decision | None:
+    """The re-reviewed decision with its reviewer, policy and action; None for a rule's auto-action."""
+    if sample.decision_id is None:
+        return None
+    return Decision.objects.select_related("reviewer", "policy", "action").get(pk=sample.decision_id)
+
+
+def policies_for(queue: Queue | None) -> list[Policy]:
+    """The policies a QA decision may cite: the queue's, or every active one for an item without a queue."""
+    policies = queue.policies.filter(is_active=True) if queue else Policy.objects.filter(is_active=True)
+    return list(policies.prefetch_related("enforcement_actions"))
+
+
+def plans_listed() -> QuerySet[SamplingPlan]:
+    """Every sampling plan with its number of samples, active ones first."""
+    return (
+        SamplingPlan.objects.select_related("queue", "policy", "vendor", "reviewer")
+        .annotate(n_samples=Count("samples"))
+        .order_by("-is_active", "name")
+    )
+
+
 @dataclass(frozen=True)
 class GoldenRow:
     golden: GoldenItem
@@ -234,7 +309,127 @@ def golden_list() -> list[GoldenRow]:
     ]
 
 
-def ground_truth_latest() -> QuerySet[GroundTruth]:
-    """The latest verified label per item (a later record supersedes an earlier one), oldest item first."""
-    latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
-    return GroundTruth.objects.filter(pk=Subquery(latest)).order_by("item_id")
+def golden_rates() -> QuerySet[GoldenRate]:
+    return GoldenRate.objects.select_related("queue").order_by("queue__name")
+
+
+def golden_made(sample: QaSample) -> bool:
+    """Whether the sample's item already became a golden item."""
+    return GoldenItem.objects.filter(origin_item_id=sample.item_id).exists()
+
+
+# --- calibration -------------------------------------------------------------------------------------------
+
+
+def calibration_sessions(*, of: User | None = None) -> QuerySet[CalibrationSession]:
+    """Newest first; with ``of``, only the sessions that person takes part in."""
+    sessions = CalibrationSession.objects.order_by("-created_at")
+    return sessions.filter(participants=of) if of is not None else sessions
+
+
+def calibration_participant(session: CalibrationSession, user: User) -> bool:
+    return session.participants.filter(pk=user.pk).exists()
+
+
+def session_items(session: CalibrationSession) -> list[CalibrationItem]:
+    return list(session.session_items.select_related("item", "item__queue"))
+
+
+def session_items_to_rate(session: CalibrationSession) -> QuerySet[CalibrationItem]:
+    """The session's items with their session, for the one a participant rates (looked up by id)."""
+    return CalibrationItem.objects.select_related("session").filter(session=session)
+
+
+def session_people(session: CalibrationSession) -> list[User]:
+    return list(session.participants.order_by("username"))
+
+
+def ratings_of(session: CalibrationSession, participant: User) -> dict[int, CalibrationRating]:
+    """One participant's ratings by session item: while the session is open, the only ones they may see."""
+    ratings = CalibrationRating.objects.filter(session_item__session=session, participant=participant)
+    return {r.session_item_id: r for r in ratings.select_related("policy")}
+
+
+def ratings_made(session: CalibrationSession, people: list[User]) -> dict[int, int]:
+    """How many of the session's items each person has rated (a count, never the answers)."""
+    counts = dict(
+        CalibrationRating.objects.filter(session_item__session=session, participant__in=people)
+        .values_list("participant")
+        .annotate(n=Count("pk"))
+        .values_list("participant", "n")
+    )
+    return {p.pk: counts.get(p.pk, 0) for p in people}
+
+
+def rating_label(rating: CalibrationRating) -> str:
+    return rating.policy.slug if rating.is_violation and rating.policy else NO_VIOLATION
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    session_item: CalibrationItem
+    labels: dict[int, str]  # participant id -> label
+    majority: str | None  # None on a tie
+    agreement: float | None  # share of rater pairs on this item that agree
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    participant: User
+    rated: int
+    with_majority: int
+
+    @property
+    def share(self) -> float | None:
+        return self.with_majority / self.rated if self.rated else None
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    items: list[ItemRow]
+    people: list[PersonRow]
+    alpha: Estimate | None
+    agreement: Estimate | None
+
+
+def session_report(session: CalibrationSession) -> SessionReport:
+    """Per item: everyone's label, the majority, pairwise agreement; per person: agreement with the majority;
+    overall: Krippendorff's alpha (missing ratings allowed) and percent agreement, with intervals."""
+    participants = session_people(session)
+    rated_items = list(session.session_items.select_related("item").prefetch_related("ratings__policy"))
+    rows: list[ItemRow] = []
+    triples: list[tuple[int, int, str]] = []
+    tally = {p.pk: [0, 0] for p in participants}
+    for si in rated_items:
+        labels = {r.participant_id: rating_label(r) for r in si.ratings.all()}
+        counts = Counter(labels.values()).most_common()
+        majority = counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else None
+        n = len(labels)
+        pairs = n * (n - 1) / 2
+        agreeing = sum(c * (c - 1) / 2 for _, c in counts)
+        rows.append(ItemRow(si, labels, majority, agreeing / pairs if pairs else None))
+        for person, label in labels.items():
+            triples.append((si.pk, person, label))
+            if person in tally and majority is not None:
+                tally[person][0] += 1
+                tally[person][1] += label == majority
+    people = [PersonRow(p, tally[p.pk][0], tally[p.pk][1]) for p in participants]
+    alpha = agreement = None
+    pairable = sum(1 for row in rows if len(row.labels) >= 2)
+    if pairable >= 2:
+        matrix, _ = rating_matrix(triples)
+        alpha = krippendorff_alpha(matrix, n_resamples=500)
+        agreement = percent_agreement(matrix, n_resamples=500)
+    return SessionReport(rows, people, alpha, agreement)
+
+
+# --- ground truth ------------------------------------------------------------------------------------------
+
+
+def ground_truth_rows() -> Iterator[tuple[Any, ...]]:
+    """The export's rows, streamed: each item's latest verified label (``queues.selectors.ground_truth_latest``)
+    with the item's source and external id, by item id."""
+    rows = ground_truth_latest().values_list(
+        "item_id", "item__source", "item__external_id", "is_violation", "policy__slug", "origin", "recorded_at"
+    )
+    return rows.iterator(chunk_size=2000)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from qa.golden import golden_inject, golden_results_score
-from qa.sampling import decisions_sample
+from qa.services import decisions_sample, golden_inject, golden_results_score
 
 
 @shared_task

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from ops_platform.core.localday import today_start
 from ops_platform.core.models import AuditLog, DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.selectors import people_named_for
-from queues.models import Decision, ExposureCategory, ItemKind, ItemState, Queue, ReviewItem
+from queues.models import Decision, ExposureCategory, GroundTruth, ItemKind, ItemState, Queue, ReviewItem
 from queues.wellness import exposure_opened, exposure_today
 
 
@@ -28,6 +28,12 @@ def item_final_decision(*, item: ReviewItem) -> Decision | None:
         is_final=True, superseded_by__isnull=True
     )
     return decisions.order_by("-decided_at").first()
+
+
+def items_load(item_ids: Sequence[int], *, fields: Sequence[str]) -> list[ReviewItem]:
+    """Items in id order with only ``fields`` loaded (triage reads a few columns of many items: docs/performance.md).
+    By id alone: callers check the state (see ``services.placement.received_locked`` on the partial index)."""
+    return list(ReviewItem.objects.filter(pk__any=item_ids).only(*fields).order_by("pk"))
 
 
 # --- the reviewer workspace --------------------------------------------------------------------------
@@ -303,6 +309,13 @@ def items_reserved(*, queues: Sequence[Queue] | None = None) -> list[ReviewItem]
     if queues is not None:
         items = items.filter(queue__in=queues)
     return list(items.order_by("reserved_until", "pk")[:500])
+
+
+def ground_truth_latest() -> QuerySet[GroundTruth]:
+    """The latest verified label of each item (a later record supersedes an earlier one), by item id. The one
+    definition of an item's ground truth: QA's export, the classifier figures and the local model's training."""
+    latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
+    return GroundTruth.objects.filter(pk=Subquery(latest)).order_by("item_id")
 
 
 # --- bulk decisions -------------------------------------------------------------------------------

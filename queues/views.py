@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.params import MAX_INT, object_parse, param_ids, param_int, param_object
+from ops_platform.core.permissions import permitted
 from ops_platform.core.refusals import refused
 from queues import bulk, selectors, wellness
 from queues.models import Queue, ReviewItem
@@ -32,10 +33,7 @@ from queues.wellness import ExposureCapReached
 
 
 def _reviewer(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User) or not user.has_perm("core.review_items"):
-        raise PermissionDenied
-    return user
+    return permitted(request, "core.review_items")
 
 
 def _held_item(request: HttpRequest, pk: int) -> tuple[User, ReviewItem]:
@@ -243,9 +241,7 @@ def escalate(request: HttpRequest, pk: int) -> HttpResponse:
 def reservation_release(request: HttpRequest, pk: int) -> HttpResponse:
     """Leads (senior reviewers of the queue, ops managers): give an item reserved for a named colleague back to
     everyone who may work its queue."""
-    user = request.user
-    if not isinstance(user, User) or not (user.has_perm("core.bulk_decide") or user.has_perm("core.manage_wellness")):
-        raise PermissionDenied
+    user = permitted(request, "core.bulk_decide", "core.manage_wellness")
     item = get_object_or_404(selectors.items_all(), pk=pk)
     back = "review-queues" if user.has_perm("core.review_items") else "review-wellness"
     try:
@@ -306,10 +302,7 @@ def preferences(request: HttpRequest) -> HttpResponse:
 
 
 def _wellness_manager(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User) or not user.has_perm("core.manage_wellness"):
-        raise PermissionDenied
-    return user
+    return permitted(request, "core.manage_wellness")
 
 
 @login_required

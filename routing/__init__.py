@@ -1,1 +1,2 @@
-"""Intake and triage: items enter through the API here, get scored and routed into queues."""
+"""Intake and triage: items enter through the API (``intake``), get scored (``scoring``) and are routed into queues by
+the rules (``rules``)."""

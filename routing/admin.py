@@ -1,33 +1,15 @@
-"""Scoring and routing records in the admin, read-only: scoring, training and the rule editor write them,
-never the admin (rule sets change only through their draft/approval path)."""
+"""Intake, scoring and rules records in the admin, read-only: triage, scoring, training and the rule editor write
+them, never the admin (rule sets change only through their draft/approval path)."""
 
 from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 
-from routing.models import (
-    ClassifierCall,
-    ClassifierScore,
-    DeadLetter,
-    LabeledExample,
-    ModelVersion,
-    RoutingDecision,
-    Rule,
-    RuleSet,
-    ScoringIncident,
-)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from ops_platform.core.admin import ReadOnlyAdmin
+from routing.intake.models import DeadLetter
+from routing.rules.models import RoutingDecision, Rule, RuleSet
+from routing.scoring.models import ClassifierCall, ClassifierScore, LabeledExample, ModelVersion, ScoringIncident
 
 
 @admin.register(ClassifierScore)

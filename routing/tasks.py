@@ -9,7 +9,8 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
-from routing import services
+from routing.intake import services
+from routing.intake.idempotency import idempotency_records_purge
 from routing.rules.apply import items_escalate_overdue
 from routing.rules.backtest import backtest_run
 from routing.scoring.pipeline import items_score
@@ -49,7 +50,7 @@ def items_sweep_untriaged_task() -> int:
 
 @shared_task
 def idempotency_records_purge_task() -> int:
-    return services.idempotency_records_purge()
+    return idempotency_records_purge()
 
 
 @shared_task

@@ -30,7 +30,7 @@ from ops_platform.settings import *  # noqa: E402,F403
 
 # The demo world's command and the fake OpenAI server are test material too.
 if "fixtures" not in INSTALLED_APPS:  # noqa: F405
-    INSTALLED_APPS = [*INSTALLED_APPS, "fixtures"]  # noqa: F405
+    INSTALLED_APPS.append("fixtures")  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

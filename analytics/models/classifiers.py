@@ -1,7 +1,7 @@
 """Classifier performance rollups: weighted label counts per score bucket, week, model and truth source.
 
 Every classifier metric (precision/recall at a threshold, PR curve, AUPRC, calibration, drift) is a sum
-over these rows, so pages never read decisions or scores. ``analytics.classifier_rollups`` fills them.
+over these rows, so pages never read decisions or scores. ``analytics.rollups.classifiers`` fills them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Operations rollups: daily, mergeable rows (any period or slice is a SUM over them), backlog snapshots and the
-refresh cursor. ``analytics.rollups`` writes them; ``analytics.selectors`` reads only these.
+refresh cursor. ``analytics.rollups.operations`` writes them; ``analytics.selectors`` reads only these.
 
 Days are local dates (settings.TIME_ZONE). Golden items are left out of every figure. Histograms are sparse
-``{bucket: count}`` JSON on the log scale of ``analytics.rollups`` (ratio 1.02, 1 s to 60 days).
+``{bucket: count}`` JSON on the log scale of ``analytics.rollups.histograms`` (ratio 1.02, 1 s to 60 days).
 
 Foreign keys carry no database constraint: rollups are derived data, rebuilt from raw rows, and the
 per-day delete-and-insert should not pay for checking every key.

@@ -1,5 +1,5 @@
 """Quality rollups: closed QA samples and scored golden items per local day, mergeable like the operations
-rollups (any period or slice is a SUM over rows). ``analytics.quality_rollups`` writes them; the vendor
+rollups (any period or slice is a SUM over rows). ``analytics.rollups.quality`` writes them; the vendor
 scorecards read them instead of every QA sample of every vendor-week.
 
 A sample counts on the day it closed, a golden result on the day it was scored (as ``qa.selectors`` slices

@@ -35,7 +35,9 @@ import numpy as np
 from django.conf import settings
 from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum
 
-from analytics.classifier_rollups import (
+from analytics.filters import MetricFilter
+from analytics.models import BUCKETS, ClassifierRollup, TruthSource
+from analytics.rollups import (
     BUCKET_EPSILON,
     category_policies,
     current_final_decisions,
@@ -44,11 +46,10 @@ from analytics.classifier_rollups import (
     week_bounds,
     week_start,
 )
-from analytics.filters import MetricFilter
-from analytics.models import BUCKETS, ClassifierRollup, TruthSource
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import ClassifierCategory, Policy
-from queues.models import GroundTruth, ReviewItem
+from queues.models import ReviewItem
+from queues.selectors import ground_truth_latest
 from routing.models import ClassifierScore
 
 CALIBRATION_BINS = 10
@@ -471,8 +472,7 @@ def classifier_items(
             samples = samples.filter(original_queue_id=f.queue_id)
         if f.vendor_id is not None:
             samples = samples.filter(original_vendor_id=f.vendor_id)
-        latest = GroundTruth.objects.filter(item_id=OuterRef("item_id")).order_by("-recorded_at", "-pk")
-        truths = GroundTruth.objects.filter(pk=Subquery(latest.values("pk")[:1]))
+        truths = ground_truth_latest()
         items = ReviewItem.objects.filter(pk__in=samples.values("item_id")).filter(pk__in=truths.values("item_id"))
         positive = Q(pk__in=truths.filter(is_violation=True, policy_id__in=policies).values("item_id"))
 

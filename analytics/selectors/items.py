@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import QueryDict
 
 from analytics.filters import MetricFilter
 from analytics.rollups import ENTERING_EVENTS
+from analytics.selectors.classifiers import classifier_items
+from analytics.selectors.operations import items_behind
 from ops_platform.core.errors import ApplicationError
 from queues.models import Decision, ItemEvent, ItemState, ReviewItem
 
@@ -96,3 +99,13 @@ def items_drill(f: MetricFilter, s: ItemsSlice) -> QuerySet[ReviewItem]:
         items = items.filter(Q(**texts))
     order = "received_at" if s.on == "queued" else f"{s.on}_at"
     return items.order_by(F(order).desc(nulls_last=True), "-id")
+
+
+def items_behind_listed(metric: str, f: MetricFilter, cell: dict[str, Any]) -> QuerySet[ReviewItem]:
+    """The items behind an operations panel's number, as the drill-down lists them: newest first, with their queue."""
+    return items_behind(metric, f, **cell).select_related("queue").order_by("-id")
+
+
+def classifier_items_listed(f: MetricFilter, cell: dict[str, Any]) -> QuerySet[ReviewItem]:
+    """The items behind a classifier panel's number (in ``classifier_items``' order), with their queue."""
+    return classifier_items(f, **cell).select_related("queue")

@@ -2,21 +2,18 @@
 and ``items_behind`` to list the raw items behind any cell.
 
 Which filter fields apply: decisions, latency, SLA, escalation and appeals take queue, vendor and policy;
-intake takes policy (the final decision's, see ``analytics.rollups``); reviewer figures take vendor; the
+intake takes policy (the final decision's, see ``analytics.rollups.operations``); reviewer figures take vendor; the
 backlog takes queue. Rates are None where their denominator is zero.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db import connection
 from django.db.models import Exists, F, Max, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
@@ -41,6 +38,7 @@ from analytics.rollups import (
     intake_items,
     policy_in_force,
 )
+from analytics.sql import HIST_FIELDS, histograms_merged, rollup_column
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, User, Vendor
 from queues.models import Decision, ItemKind, Queue, ReviewItem
@@ -67,13 +65,6 @@ class Table:
     def cell_keys(self, row: tuple[Any, ...]) -> dict[str, Any]:
         values = dict(zip(self.columns, row, strict=True))
         return {k: values[k] for k in self.keys}
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(self.columns)
-        writer.writerows(self.rows)
-        return out.getvalue()
 
 
 def _rate(num: float, den: float) -> float | None:
@@ -209,51 +200,22 @@ def _decision_sums(f: MetricFilter, by: str) -> dict[Any, dict[str, Any]]:
     return {row[column]: {name: row[f"sum_{name}"] for name in _COUNTS} for row in rows.order_by()}
 
 
-HIST_FIELDS = ("turnaround_hist", "wait_hist", "handle_hist")
-
-
-def histograms_merged(
-    rows: QuerySet[Any], keys: Sequence[str], fields: Sequence[str] = HIST_FIELDS
-) -> dict[tuple[Any, ...], dict[str, Counter[int]]]:
-    """The histograms of ``rows`` (decision or latency rollup rows) summed per key by the database
-    (``jsonb_each_text`` on PostgreSQL, ``json_each`` on SQLite): one row per (key, bucket) leaves it, not every
-    daily row's JSON. ``keys`` are SQL expressions over the rollup row ``d`` (e.g. ``d."queue_id"``); the result is
-    keyed by their values."""
-    table = connection.ops.quote_name(rows.model._meta.db_table)
-    each = "jsonb_each_text" if connection.vendor == "postgresql" else "json_each"
-    ids_sql, ids_params = rows.values("id").query.sql_with_params()
-    key_sql = ", ".join(keys)
-    merged: dict[tuple[Any, ...], dict[str, Counter[int]]] = {}
-    with connection.cursor() as cursor:
-        for hist_field in fields:
-            name = connection.ops.quote_name(hist_field)
-            cursor.execute(
-                f"SELECT {key_sql}, j.key, SUM(CAST(j.value AS integer)) FROM {table} d, {each}(d.{name}) j "  # noqa: S608 - names are quoted model fields
-                f"WHERE d.id IN ({ids_sql}) GROUP BY {key_sql}, j.key",
-                ids_params,
-            )
-            for *key, bucket, count in cursor.fetchall():
-                slot = merged.setdefault(tuple(key), {h: Counter() for h in fields})
-                slot[hist_field][int(bucket)] += int(count)
-    return merged
-
-
 def _merged_in_database(f: MetricFilter, by: str) -> dict[Any, dict[str, Counter[int]]]:
     """The period's histograms per slice (``histograms_merged`` keyed by the one slice column). Without a queue,
     vendor or policy filter they come from the per-dimension rollup, a few rows a day; with one, from the
     decision rollup rows that match it."""
     if f.queue_id is None and f.vendor_id is None and f.policy_id is None:
         rows = OpsLatencyDaily.objects.filter(dimension=by, day__gte=f.start, day__lte=f.end)
-        merged = histograms_merged(rows, [f"d.{connection.ops.quote_name('key')}"])
+        merged = histograms_merged(rows, [rollup_column("key")])
     else:
-        column = connection.ops.quote_name("priority" if by == "priority" else f"{by}_id")
-        merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [f"d.{column}"])
+        column = rollup_column("priority" if by == "priority" else f"{by}_id")
+        merged = histograms_merged(_period(OpsDecisionDaily.objects.all(), f), [column])
     return {key: hists for (key,), hists in merged.items()}
 
 
 def latency_percentiles(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     """Turnaround (received -> decided), queue wait and handle time p50/p90/p95 in seconds, per queue, policy,
-    priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups``)."""
+    priority or vendor, read from merged histograms (within 1%, see ``analytics.rollups.histograms``)."""
     _check_dimension(by, ("queue", "policy", "vendor", "priority"))
     sums = _decision_sums(f, by)
     merged = _merged_in_database(f, by)
@@ -415,7 +377,7 @@ def _match(qs: QuerySet[Any], cell: dict[str, Any], f_value: int | None, name: s
 
 def _deciding_in(f: MetricFilter, cell: dict[str, Any], *, policy: str = "final_policy") -> QuerySet[Decision]:
     day = cell.get("day")
-    start, end = (f.start_at, f.end_at) if day is None else _day(day)
+    start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
     qs = deciding_decisions().filter(decided_at__gte=start, decided_at__lt=end).annotate(final_policy=policy_in_force())
     qs = _match(qs, cell, f.queue_id, "queue_id", "queue_id")
     qs = _match(qs, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
@@ -424,10 +386,6 @@ def _deciding_in(f: MetricFilter, cell: dict[str, Any], *, policy: str = "final_
         if name in cell:
             qs = qs.filter(item__priority=cell[name])
     return qs
-
-
-def _day(day: Any) -> tuple[datetime, datetime]:
-    return day_bounds(day)
 
 
 def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewItem]:
@@ -450,7 +408,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         return items.filter(pk__in=decisions.values("item_id"))
     if metric in INTAKE_METRICS:
         day = cell.get("day")
-        start, end = (f.start_at, f.end_at) if day is None else _day(day)
+        start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
         qs = intake_items().filter(received_at__gte=start, received_at__lt=end).annotate(final=policy_in_force("pk"))
         qs = _match(qs, cell, f.policy_id, "policy_id", "final")
         qs = qs.filter(**{k: cell[k] for k in ("source", "surface", "kind") if k in cell})
@@ -466,7 +424,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         originals = _match(originals, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
         originals = _match(originals, cell, f.policy_id, "policy_id", "policy_id")
         day = cell.get("day")
-        start, end = (f.start_at, f.end_at) if day is None else _day(day)
+        start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
         appeals = ReviewItem.objects.filter(kind=ItemKind.APPEAL, is_golden=False,
                                             appeal_of__in=originals.values("item_id"))  # fmt: skip
         if metric == "appeals_received":
@@ -486,7 +444,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         return open_items
     # reviewer_decisions
     day = cell.get("day")
-    start, end = (f.start_at, f.end_at) if day is None else _day(day)
+    start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
     decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False).exclude(
         is_reversal=True
     )

@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncWeek
 
 from analytics.filters import MetricFilter
 from analytics.models import GoldenDaily, OpsDecisionDaily, QaSampleDaily
 from analytics.rollups import hist_percentile
-from analytics.selectors.operations import Table, histograms_merged
+from analytics.selectors.operations import Table
+from analytics.sql import histograms_merged, rollup_column, week_start_sql
 from ops_platform.core.models import Vendor
-from qa.review import MAX_SEVERITY
+from qa.models import MAX_SEVERITY
 from qa.statistics import kappa_from_counts
 
 AMBER_TOLERANCE = 0.05
@@ -105,13 +105,6 @@ def _monday(value: date | str) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _week_sql(column: str) -> str:
-    """SQL for the Monday of a date column's ISO week."""
-    if connection.vendor == "postgresql":
-        return f"CAST(date_trunc('week', {column}) AS date)"
-    return f"date({column}, 'weekday 0', '-6 days')"
-
-
 def _in_scope(qs: QuerySet[Any], vendor_ids: list[int], mondays: list[date]) -> QuerySet[Any]:
     return qs.filter(vendor_id__in=vendor_ids, day__gte=mondays[0], day__lte=mondays[-1] + timedelta(days=6))
 
@@ -146,7 +139,7 @@ def _weekly_values(
     turnaround = {
         (vendor_id, _monday(monday)): hists["turnaround_hist"]
         for (vendor_id, monday), hists in histograms_merged(
-            decided, ['d."vendor_id"', _week_sql('d."day"')], fields=("turnaround_hist",)
+            decided, [rollup_column("vendor_id"), week_start_sql(rollup_column("day"))], fields=("turnaround_hist",)
         ).items()
     }
     quality: dict[tuple[int, date], dict[str, Any]] = {}

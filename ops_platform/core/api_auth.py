@@ -122,7 +122,7 @@ class ApiClientRateThrottle(throttling.SimpleRateThrottle):
             return super().allow_request(request, view)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # The limit is a fairness guard: a cache outage (Redis restarting) must not become an intake
-            # outage, so it fails open until the cache is back (bench/drills/redis_outage.py).
+            # outage, so it fails open until the cache is back (tests/drills/redis_outage.py).
             logger.warning("rate limit not checked, cache unreachable (%s)", type(exc).__name__)
             return True
 

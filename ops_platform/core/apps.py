@@ -9,7 +9,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Register the webhook tasks in every process, web too: services send them by name, and only a
-        # celery worker autodiscovers tasks modules (bench/drills/webhook_outage.py found them missing).
+        # celery worker autodiscovers tasks modules (tests/drills/webhook_outage.py found them missing).
         from ops_platform.core import lookups, tasks  # noqa: F401  (``__any``; the webhook tasks)
         from ops_platform.core.roles import roles_sync_after_migrate
 

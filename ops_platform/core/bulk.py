@@ -7,8 +7,7 @@ Python, which costs more than the insert itself. Here the whole batch travels as
 
 Rows are unsaved instances or, on the hot paths, mappings of field attnames (``item_id``, not ``item``) to
 values: a field the mapping leaves out takes its default, as the model's constructor would give it (computed
-once for the batch). Building a model instance per row cost 8-18 µs, which for 1,500 rows per triage batch was
-a twentieth of a worker's CPU (bench/e2e.py).
+once for the batch), which is cheaper than building a model instance per row (why: docs/performance.md, "Kernel").
 """
 
 from __future__ import annotations
@@ -82,10 +81,9 @@ def _insert(model: type[models.Model], rows: Rows, *, tail: str, returning: bool
 def server_bound_cursor() -> Iterator[Any]:
     """Django's cursor, but on PostgreSQL one that sends the parameters apart from the SQL (server-side binding).
 
-    Django's psycopg cursor binds on the client: a batch's jsonb parameter (200-250 KB for 500 rows) is quoted into
-    the statement and PostgreSQL lexes it back out of the SQL text, which cost it 2-4 ms more CPU per statement
-    than a bound parameter (a few such statements per triage batch and one per intake call). The cursor is
-    wrapped as Django wraps its own: database errors become Django's, and tests and debug logging see the query.
+    Django's psycopg cursor binds on the client, quoting a batch's jsonb parameter into the statement for
+    PostgreSQL to lex back out (why that matters: docs/performance.md, "Kernel"). The cursor is wrapped as Django
+    wraps its own: database errors become Django's, and tests and debug logging see the query.
     """
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
@@ -106,7 +104,7 @@ def server_bound_cursor() -> Iterator[Any]:
 def _prepared(fields: list[models.Field[Any, Any]], rows: Rows) -> list[dict[str, Any]]:
     """Each row as {column: value for the database}. get_prep_value lets a field translate its value (the NUL-safe
     text fields); it is skipped where it would return a plain value unchanged (a str for a CharField, an int for
-    an integer field), which for a batch of 500 items was a sixth of intake's CPU in gunicorn (bench/e2e.py)."""
+    an integer field): why, docs/performance.md, "Kernel"."""
     plan = [(f.column, f.attname, f.get_prep_value, _unchanged_by_prep(f)) for f in fields]
     defaults = {f.attname: f.get_default() for f in fields}
     # An unsaved instance holds its field values in __dict__ by attname, as a mapping row does.

@@ -1,10 +1,9 @@
 """``field__any=[…]``: ``IN`` for a long list of values, sent as one array parameter on PostgreSQL.
 
 Triage asks for its batch's 500 items, their scores and their authors by lists of ids or names. With ``__in``
-Django builds a parameter per value and psycopg (client-side binding) quotes each one into the SQL: 3 ms of CPU
-per query for 500 ids, against under 1 ms for ``= ANY(%s)`` with the list as one array (bench/e2e.py: some
-six such queries a batch). PostgreSQL plans ``IN (…)`` as ``= ANY(ARRAY[…])`` anyway. Elsewhere (SQLite) it
-is ``__in``.
+Django builds a parameter per value and psycopg (client-side binding) quotes each one into the SQL; one array
+parameter is cheaper (figures: docs/performance.md, "Kernel"). PostgreSQL plans ``IN (…)`` as ``= ANY(ARRAY[…])``
+anyway. Elsewhere (SQLite) it is ``__in``.
 """
 
 from __future__ import annotations

@@ -34,12 +34,13 @@ from django.utils import timezone
 from ops_platform.core.bulk import rows_insert
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
 from queues.models import ItemState, Queue, ReviewItem
+from queues.selectors import items_load
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
 from queues.tasks import escalation_notice_task
-from routing.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleFailures, RuleProgram, RuleSpec, program_for
-from routing.rules.features import ROW_FIELDS, item_rows
+from routing.rules.features import TRIAGE_FIELDS, item_rows
 from routing.rules.incidents import rule_incidents_record
+from routing.rules.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.policies import auto_action_refusal
 
 logger = logging.getLogger(__name__)
@@ -223,23 +224,16 @@ def _cap_room(spec: RuleSpec, wanted: int, day: Any) -> int:
     return granted
 
 
-def items_load(item_ids: Sequence[int]) -> list[ReviewItem]:
-    """The items as triage reads them, in id order: only what a rule row and the scorers read (the whole item,
-    with claims, leases and decisions' columns, cost twice as much to load). By id alone: callers check the
-    state (see queues.services.received_locked on the partial index)."""
-    return list(ReviewItem.objects.filter(pk__any=item_ids).only(*ROW_FIELDS, "state").order_by("pk"))
-
-
 def items_route(
     *, item_ids: Sequence[int] = (), items: Sequence[ReviewItem] | None = None, at: datetime | None = None
 ) -> list[int]:
-    """Route received (already scored) items by the active rule sets; return the ids placed. ``items``, loaded by
-    :func:`items_load`, saves loading them again (triage has them from scoring); else ``item_ids`` are loaded.
+    """Route received (already scored) items by the active rule sets; return the ids placed. ``items``, loaded with
+    ``TRIAGE_FIELDS``, saves loading them again (triage has them from scoring); else ``item_ids`` are loaded.
 
     Items no longer 'received' are left alone, so a re-delivered triage task changes nothing.
     """
     now = at or timezone.now()
-    loaded = items_load(item_ids) if items is None else items
+    loaded = items_load(item_ids, fields=TRIAGE_FIELDS) if items is None else items
     items = [item for item in loaded if item.state == ItemState.RECEIVED]
     if not items:
         return []
@@ -271,8 +265,8 @@ def items_route(
         _apply_caps(placements, now)
         done += _apply(placements, now)
         placed = set(done)
-        # One INSERT for the batch's decisions (and one for escalations at triage): bulk_create binds a parameter
-        # per field per row, which cost more than the rows themselves (bench/e2e.py).
+        # One INSERT for the batch's decisions (and one for escalations at triage), not bulk_create (why:
+        # docs/performance.md, "routing/rules/apply.py").
         rows_insert(RoutingDecision, [p.record(at=now) for p in placements if p.item_id in placed])
         # Escalations at triage are recorded under the escalation version too, so the overdue sweep's
         # "each rule escalates an item once" sees them.

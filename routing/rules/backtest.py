@@ -26,10 +26,10 @@ from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import ReviewerProfile, User
 from ops_platform.core.services import audit_record
 from queues.models import Decision, ItemKind, ItemState, Queue, ReviewItem
-from routing.models import Backtest, BacktestStatus, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.columns import ItemColumns, human_outcomes, item_columns
 from routing.rules.engine import CHILD_SAFETY_SCORE, RuleProgram, error_text, program_for
 from routing.rules.language import evaluate_columns
+from routing.rules.models import Backtest, BacktestStatus, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from typing import Any
 from django.conf import settings
 
 from ops_platform.core.models import ClassifierCategory, Policy
-from routing.models import Rule, RuleAction, RuleSet, RuleSetKind
 from routing.rules.language import (
     CompiledRules,
     Const,
@@ -28,6 +27,7 @@ from routing.rules.language import (
     parse,
     score_key,
 )
+from routing.rules.models import Rule, RuleAction, RuleSet, RuleSetKind
 
 ITEM_FIELDS: dict[str, tuple[Type, str]] = {
     "kind": (Type.STRING, "content, user_report or appeal"),

@@ -10,17 +10,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, Q
 
 from ops_platform.core.models import ClassifierCategory, Policy
 from queues.models import Decision, ItemState, ReviewItem
-from routing.models import Backend, ClassifierScore
 from routing.rules.language import score_key
+from routing.scoring.selectors import items_scores
 
 ITEM_STRINGS = ("kind", "source", "surface", "language")
 # The item fields a live row reads (``item_rows`` without ``now``): triage loads only these.
 ROW_FIELDS = ("pk", *ITEM_STRINGS, "text", "report_count", "media_urls", "metadata", "author_ref")
+# What triage loads of an item (``queues.selectors.items_load``): a live row's fields, which hold what the scorers
+# read too (text, language), and the state it checks.
+TRIAGE_FIELDS = (*ROW_FIELDS, "state")
 MANY_AUTHORS = 1_000
 
 
@@ -28,29 +30,6 @@ def raw_score_keys() -> dict[str, str]:
     """Rule name (``score.sexual_minors``) -> the key stored in ClassifierScore.scores (``sexual/minors``)."""
     raw = [*ClassifierCategory.values, *(f"policy:{slug}" for slug in Policy.objects.values_list("slug", flat=True))]
     return {f"score.{score_key(key)}": key for key in raw}
-
-
-def backend_order() -> list[str]:
-    """Backends from least to most preferred: later ones overwrite earlier ones when merged."""
-    order = {name: i for i, name in enumerate(settings.SCORING_DEFAULT_CHAIN)}
-    backends = [b for b in Backend.values if b != Backend.UNSCORED]
-    return sorted(backends, key=lambda b: -order.get(b, len(order)))
-
-
-def items_scores(item_ids: Sequence[int]) -> tuple[dict[int, dict[str, float]], set[int]]:
-    """Each item's scores with every backend merged (the default chain's order winning), and the ids
-    of the items that some classifier actually scored."""
-    rank = {backend: i for i, backend in enumerate(backend_order())}
-    rows = list(
-        ClassifierScore.objects.filter(item_id__any=item_ids)
-        .exclude(backend=Backend.UNSCORED)
-        .values_list("item_id", "backend", "scores", "created_at")
-    )
-    rows.sort(key=lambda r: (rank.get(r[1], -1), r[3]))
-    merged: dict[int, dict[str, float]] = defaultdict(dict)
-    for item_id, _, scores, _ in rows:
-        merged[item_id].update(scores)
-    return dict(merged), set(merged)
 
 
 def author_history(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -65,10 +44,7 @@ def author_history(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tu
     auto = ReviewItem.objects.filter(state=ItemState.AUTO_ACTIONED, is_golden=False)
     # A backtest asks for the authors of a million items: then every author's counts, kept below, cost less
     # than a query naming them all (which SQLite would refuse).
-    # By author only, the source matched below: with ``source IN (…)`` too, PostgreSQL took the (source,
-    # external_id) index whenever its statistics predated the source's items (a new integrating service, or a
-    # backlog since the last ANALYZE), reading every item of the source for each batch (bench/e2e.py: 60,000
-    # index entries read for 35 rows, a fifth of PostgreSQL's time at triage).
+    # By author only, the source matched below (why: docs/performance.md, "routing/rules/features.py").
     if len(refs) <= MANY_AUTHORS:
         decided = decided.filter(item__author_ref__any=refs)
         auto = auto.filter(author_ref__any=refs)

@@ -14,8 +14,8 @@ from django.utils import timezone
 from ops_platform.core.errors import Conflict, NotPermitted
 from ops_platform.core.models import User
 from ops_platform.core.services import audit_record
-from routing.models import RuleIncident
 from routing.rules.engine import RuleFailure
+from routing.rules.models import RuleIncident
 
 logger = logging.getLogger(__name__)
 

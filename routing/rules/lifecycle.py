@@ -16,12 +16,12 @@ from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from queues.models import Queue
-from routing.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
-from routing.rule_selectors import ruleset_rollback_target, ruleset_writers
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
+from routing.rules.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
 from routing.rules.policies import auto_action_refusal
 from routing.rules.preflight import ruleset_preflight
+from routing.rules.selectors import ruleset_rollback_target, ruleset_writers
 
 MAX_RULES = 500
 MAX_REQUIRED_REVIEWS = 5

@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
 from queues.models import ItemKind, ItemState, ReviewItem
-from routing.models import RuleSet, RuleSetKind
 from routing.rules.engine import RuleProgram, error_text, program_for, vocabulary_for
 from routing.rules.features import ROW_FIELDS, item_rows
 from routing.rules.language import Type, compile_rules, interpret, names_used
+from routing.rules.models import RuleSet, RuleSetKind
 
 SAMPLE_ITEMS = 200
 # Values a field of each type may hold at the edges: missing, empty, huge, negative, odd text.

@@ -11,10 +11,10 @@ from typing import Any
 from django.conf import settings
 
 from ops_platform.core.models import ClassifierCategory, Policy
-from routing.models import RuleSet, RuleSetStatus
 from routing.rules.engine import RuleFailures, error_text, program_for, vocabulary_for
 from routing.rules.features import raw_score_keys
 from routing.rules.language import RuleLanguageError, interpret, parse
+from routing.rules.models import RuleSet, RuleSetStatus
 from routing.scoring.base import BackendError, TextToScore
 from routing.scoring.pipeline import backend_get
 from routing.scoring.redaction import redact

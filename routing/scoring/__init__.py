@@ -1,1 +1,2 @@
-"""Classifier scoring: backends, PII redaction, the local model, and the scoring pipeline."""
+"""Classifier scoring: backends, PII redaction, the local model, the scoring pipeline, and the ops pages at
+/scoring/."""

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ops_platform.core.models import Policy
-from routing.models import CallOutcome
+from routing.scoring.models import CallOutcome
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import numpy as np
 from django.conf import settings
 
 from ops_platform.core.models import Policy
-from routing.models import Backend
 from routing.scoring.base import BackendError, TextToScore
 from routing.scoring.metrics import CategoryFigures, category_figures
+from routing.scoring.models import Backend
 from routing.scoring.pipeline import backend_get
 from routing.scoring.redaction import redact
 from routing.scoring.training import CATEGORIES, Labeled, cross_validate

@@ -3,7 +3,7 @@ budget per backend, and the ops incidents both raise.
 
 The breaker's state lives in the Django cache (Redis in production), so every worker process shares it.
 While that cache is unreachable the breaker stays closed (every call is tried): a cache outage must not
-stop scoring (bench/drills/redis_outage.py).
+stop scoring (tests/drills/redis_outage.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from datetime import datetime
 from decimal import Decimal
 
 import redis
@@ -21,7 +20,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from routing.models import ClassifierCall, IncidentKind, ScoringIncident
+from ops_platform.core.localday import today_start
+from routing.scoring.models import ClassifierCall, IncidentKind, ScoringIncident
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +99,8 @@ class CircuitBreaker:
         return False
 
 
-def start_of_day(now: datetime | None = None) -> datetime:
-    now = timezone.localtime(now or timezone.now())
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def spent_today(backend: str) -> Decimal:
-    total = ClassifierCall.objects.filter(backend=backend, created_at__gte=start_of_day()).aggregate(
+    total = ClassifierCall.objects.filter(backend=backend, created_at__gte=today_start()).aggregate(
         total=Sum("cost_usd")
     )["total"]
     return total or Decimal(0)
@@ -130,7 +125,7 @@ def budget_left(backend: str) -> bool:
 
 def incident_raise(kind: IncidentKind, *, backend: str = "", message: str) -> ScoringIncident:
     """One incident per kind, backend and day; a repeat counts an occurrence instead of adding a row."""
-    day = start_of_day().date()
+    day = today_start().date()
     now = timezone.now()
     updated = ScoringIncident.objects.filter(kind=kind, backend=backend, day=day).update(
         occurrences=F("occurrences") + 1, last_seen_at=now
@@ -147,4 +142,4 @@ def incident_raise(kind: IncidentKind, *, backend: str = "", message: str) -> Sc
     return ScoringIncident.objects.get(kind=kind, backend=backend, day=day)
 
 
-__all__ = ["CircuitBreaker", "budget_left", "incident_raise", "spent_today", "start_of_day"]
+__all__ = ["CircuitBreaker", "budget_left", "incident_raise", "spent_today"]

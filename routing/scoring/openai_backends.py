@@ -20,8 +20,8 @@ import openai
 from django.conf import settings
 
 from ops_platform.core.models import Policy
-from routing.models import Backend, CallOutcome
 from routing.scoring.base import BackendError, BatchScores, ItemScores, TextToScore
+from routing.scoring.models import Backend, CallOutcome
 
 
 @lru_cache(maxsize=4)

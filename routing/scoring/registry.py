@@ -13,9 +13,9 @@ from django.utils import timezone
 from ops_platform.core.errors import NotPermitted
 from ops_platform.core.models import Policy, User
 from ops_platform.core.services import audit_record
-from routing.models import Backend, CallOutcome, ModelStatus, ModelVersion
 from routing.scoring.base import BackendError, BatchScores, ItemScores, TextToScore
 from routing.scoring.local_model import ALGORITHM, LocalClassifier, loaded, sha256
+from routing.scoring.models import Backend, CallOutcome, ModelStatus, ModelVersion
 
 LOCAL = "local"
 

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.db.models import OuterRef, Subquery
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ops_platform.core.models import ClassifierCategory, User
-from queues.models import GroundTruth
-from routing.models import LabeledExample, ModelVersion
+from queues.selectors import ground_truth_latest
 from routing.scoring.local_model import MIN_CLASS_EXAMPLES, LocalClassifier, fit
 from routing.scoring.metrics import category_figures, f1_threshold
+from routing.scoring.models import LabeledExample, ModelVersion
 from routing.scoring.registry import classifier_load, model_active, model_register
 
 # The short keys of OpenAI's moderation evaluation set (Markov et al., 2022) and our categories.
@@ -162,8 +161,7 @@ def training_data() -> Labeled:
     data = Labeled()
     for example in LabeledExample.objects.order_by("pk").iterator():
         data.add(example.text, dict(example.labels), f"{example.dataset}/{example.external_ref}", example.dataset)
-    latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
-    verified = GroundTruth.objects.filter(pk=Subquery(latest)).select_related("item", "policy").order_by("item_id")
+    verified = ground_truth_latest().select_related("item", "policy")
     for truth in verified.iterator():
         if truth.is_violation:
             categories = truth.policy.classifier_categories if truth.policy else []

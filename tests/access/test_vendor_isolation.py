@@ -7,7 +7,7 @@ from django.test import Client
 
 from ops_platform.core.models import ApiScope, Role, User
 from ops_platform.core.services import api_client_create, user_create
-from qa.calibration import session_create
+from qa.services import session_create
 from queues.models import Decision, ItemState, ReviewItem
 from tests.access.world import World, world_create
 from tests.conftest import PASSWORD

@@ -29,10 +29,8 @@ from ops_platform.core.models import (
     WebhookEventType,
 )
 from ops_platform.core.services import api_client_create, user_create
-from qa.calibration import session_create
 from qa.models import CalibrationItem, CalibrationSession, QaSample, SamplingPlan
-from qa.review import qa_review_submit, sample_claim_next
-from qa.sampling import plan_save
+from qa.services import plan_save, qa_review_submit, sample_claim_next, session_create
 from queues.models import ExposureCategory, Queue, ReviewItem
 from queues.services import item_claim_next
 from routing.models import (

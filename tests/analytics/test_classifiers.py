@@ -23,14 +23,14 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from analytics.classifier_rollups import (
+from analytics.filters import MetricFilter
+from analytics.models import ClassifierRollup
+from analytics.rollups import (
     classifier_rollups_rebuild,
     classifier_rollups_refresh,
     classifier_rollups_refresh_job,
     score_buckets,
 )
-from analytics.filters import MetricFilter
-from analytics.models import ClassifierRollup
 from analytics.selectors.classifiers import (
     classifier_calibration,
     classifier_drift,

@@ -296,7 +296,7 @@ def test_incremental_refresh_equals_a_full_rebuild_and_reruns_change_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No overlap: the refresh must find the touched days from the new rows alone.
-    monkeypatch.setattr("analytics.rollups.CURSOR_OVERLAP", 0)
+    monkeypatch.setattr("analytics.rollups.operations.CURSOR_OVERLAP", 0)
     assert rollups_refresh()  # the first run builds every day with data
     # More work arrives, some of it late: items received days ago, and a correction of a first-day item.
     items_add(world, 80, days=3, offset=timedelta(days=2))

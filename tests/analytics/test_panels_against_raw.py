@@ -22,7 +22,6 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from analytics.classifier_rollups import classifier_rollups_rebuild, current_final_decisions, week_bounds, week_start
 from analytics.filters import MetricFilter
 from analytics.rollups import (
     BACKLOG_AGES,
@@ -32,11 +31,15 @@ from analytics.rollups import (
     auto_actioned_exists,
     backlog_items,
     backlog_snapshot_take,
+    classifier_rollups_rebuild,
+    current_final_decisions,
     deciding_decisions,
     escalated_exists,
     intake_items,
     policy_in_force,
     rollups_rebuild,
+    week_bounds,
+    week_start,
 )
 from analytics.selectors.capacity import forecast_cached, history_days
 from analytics.selectors.classifiers import active_threshold, threshold_edge

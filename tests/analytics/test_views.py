@@ -15,8 +15,9 @@ from analytics.charts import UnsafeSvg, check_svg
 from analytics.filters import PRESET_DAYS, MetricFilter
 from analytics.panels import Panel
 from analytics.rollups import rollups_refresh
-from analytics.tables import Column, Kind, Table, csv_cell, items_url
+from analytics.tables import Column, Kind, Table, items_url
 from analytics.tasks import capacity_forecasts_warm_task
+from ops_platform.core.csv_export import csv_cell
 from ops_platform.core.models import ApiScope, User
 from ops_platform.core.services import api_client_create
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem

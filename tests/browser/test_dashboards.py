@@ -10,9 +10,8 @@ from django.utils import timezone
 from playwright.sync_api import ConsoleMessage, Page
 
 from analytics import panels
-from analytics.classifier_rollups import classifier_rollups_refresh
 from analytics.models import Alert, AlertMetric, AlertRule
-from analytics.rollups import backlog_snapshot_take, rollups_refresh
+from analytics.rollups import backlog_snapshot_take, classifier_rollups_refresh, rollups_refresh
 from ops_platform.core.models import Policy, User
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
 from routing.models import ClassifierScore

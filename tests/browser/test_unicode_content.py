@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from ops_platform.core.templatetags.content import reveal
-from qa.review import sample_claim_next
+from qa.services import sample_claim_next
 from queues.models import Queue
 from queues.services import item_claim
 from tests.browser.conftest import SCREENSHOTS, off_machine_requests

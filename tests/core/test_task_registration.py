@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from ops_platform.core.webhooks import DELIVER_TASK
+from routing.intake.services import TRIAGE_TASK
 from routing.rules.backtest import BACKTEST_TASK
-from routing.services import TRIAGE_TASK
 from tests.conftest import ROOT
 
 PROBE = """

@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 import redis
 
-from tests.support.fake_openai import FakeOpenAI
 from tests.drills.harness import (
     RESULTS,
     Drill,
@@ -34,6 +33,7 @@ from tests.drills.harness import (
     triage_report,
     untriaged_count,
 )
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.processes import Gunicorn, Worker, running
 from tests.support.servers import poll_until
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from ops_platform.core.models import EnforcementAction, Policy, Role, Team, User
 from ops_platform.core.services import user_create
 from qa.models import QaSample, SampleReason, SamplingPlan
-from qa.sampling import decisions_sample, plan_save
+from qa.services import decisions_sample, plan_save
 from queues.models import Decision, Queue, ReviewItem
 from queues.services import decision_record, item_claim_next
 from tests.conftest import PASSWORD

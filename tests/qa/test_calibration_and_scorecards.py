@@ -11,9 +11,9 @@ from sklearn.metrics import cohen_kappa_score
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import Team, User
-from qa.calibration import rating_submit, session_close, session_create, session_report
 from qa.models import CalibrationSession, QaReview, SampleState
-from qa.selectors import QaFilter, coaching_for, scorecards, slice_stats
+from qa.selectors import QaFilter, coaching_for, scorecards, session_report, slice_stats
+from qa.services import rating_submit, session_close, session_create
 from queues.models import Queue
 from tests.qa.factories import decided, policy_with_actions, qa_person, sample_of
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import User, WebhookEvent
-from qa.golden import (
+from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
+from qa.services import (
     golden_copy,
     golden_create,
     golden_from_sample,
@@ -23,13 +24,12 @@ from qa.golden import (
     golden_rate_set,
     golden_results_score,
 )
-from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
 from queues.selectors import author_history
 from queues.services import decision_record, item_claim_next, items_auto_action
+from routing.intake.services import items_triage
 from routing.models import ModelVersion
 from routing.rules.features import author_history as features_author_history
-from routing.services import items_triage
 from tests.conftest import PASSWORD, Api, item
 from tests.qa.factories import policy_with_actions, sample_of
 from tests.queues.factories import bulk_decide

@@ -11,7 +11,7 @@ import pytest
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import ApiClient, AuditLog, Team, User, WebhookEvent
 from qa.models import ErrorType, SampleState
-from qa.review import Verdict, adjudicate, error_between, qa_review_submit, sample_claim_next
+from qa.services import Verdict, adjudicate, error_between, qa_review_submit, sample_claim_next
 from queues.models import Decision, GroundTruth, Queue
 from tests.qa.factories import decided, item_of, policy_with_actions, qa_person, sample_of
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import EnforcementAction, Policy, User
 from qa.models import ErrorType, QaSample, SampleReason, SampleState, SamplingPlan
-from qa.sampling import decisions_sample, draw, plan_rate_for, plan_sample_size, plan_save
 from qa.selectors import QaFilter, slice_stats
+from qa.services import decisions_sample, draw, plan_rate_for, plan_sample_size, plan_save
 from queues.models import Decision, ItemState, Queue, ReviewItem
 from tests.qa.factories import decided, policy_with_actions
 

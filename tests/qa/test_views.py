@@ -21,7 +21,7 @@ from qa.models import (
     SampleState,
     SamplingPlan,
 )
-from qa.review import adjudicate, qa_review_submit, sample_claim_next
+from qa.services import adjudicate, qa_review_submit, sample_claim_next
 from queues.models import Decision, GroundTruth, Queue
 from tests.conftest import PASSWORD
 from tests.qa.factories import decided, policy_with_action, sample_of

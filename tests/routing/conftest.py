@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from tests.support.fake_openai import FakeOpenAI
 from ops_platform.core.models import Policy, User
 from queues.models import Queue, ReviewItem
 from routing.scoring import openai_backends
 from tests.conftest import dataset_labels, dataset_rows
 from tests.routing.rules_setup import policy_staff_member
+from tests.support.fake_openai import FakeOpenAI
 
 __all__ = ["dataset_labels", "dataset_rows", "items_make"]
 

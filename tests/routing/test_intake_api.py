@@ -18,7 +18,7 @@ from ops_platform.core.models import ApiKey, ApiScope, User
 from ops_platform.core.services import api_client_create, api_key_revoke, api_key_rotate
 from queues.models import ItemState, Queue, QueueOrdering, ReviewItem
 from queues.services import decision_record, item_claim, item_claim_next
-from routing.services import appeal_ingest, items_ingest
+from routing.intake.services import appeal_ingest, items_ingest
 from tests.conftest import Api, item
 
 pytestmark = pytest.mark.django_db
@@ -379,7 +379,7 @@ def test_a_database_outage_answers_503_with_retry_after_not_500(api: Api, monkey
     def database_gone(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr("routing.api.items_ingest", database_gone)
+    monkeypatch.setattr("routing.intake.api.items_ingest", database_gone)
     response = api.post("/api/v1/items", item(1))
 
     assert response.status_code == 503

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-import routing.rules.columns as columns_module
+import routing.rules.sql as rules_sql
 from ops_platform.core.models import User
 from queues.models import Decision, Queue, ReviewItem
 from routing.models import Backend, ClassifierScore
@@ -94,7 +94,7 @@ def test_the_postgresql_loader_gives_every_column_the_orm_loader_gives(reviewer:
     now = timezone.now()
 
     fast = item_columns(start=now - timedelta(hours=1), end=now, names=names)
-    with mock.patch.object(columns_module, "connection", mock.Mock(vendor="sqlite")):
+    with mock.patch.object(rules_sql, "arrays_supported", return_value=False):
         orm = item_columns(start=now - timedelta(hours=1), end=now, names=names)
 
     assert len(fast.ids) == 9

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_openai import FakeOpenAI
 from ops_platform.core.models import Policy
 from queues.models import ItemState, ReviewItem
+from routing.intake.services import items_triage
 from routing.models import CallOutcome, ClassifierCall, ClassifierScore, IncidentKind, ScoringIncident
 from routing.scoring.guards import CircuitBreaker
 from routing.scoring.openai_backends import prompt_version
 from routing.scoring.pipeline import items_score
-from routing.services import items_triage
+from tests.support.fake_openai import FakeOpenAI
 
 from .conftest import items_make
 

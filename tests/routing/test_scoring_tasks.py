@@ -11,8 +11,8 @@ from django.test import Client, TestCase
 
 from ops_platform.core.models import AuditLog, User
 from routing import tasks
+from routing.intake.services import dead_letter_redrive
 from routing.models import ClassifierScore, DeadLetter, IncidentKind, ModelVersion, ScoringIncident
-from routing.services import dead_letter_redrive
 from tests.conftest import PASSWORD
 
 from .conftest import items_make

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from queues.models import ItemState, ReviewItem
 from routing import tasks
-from routing.services import items_sweep_untriaged
+from routing.intake.services import items_sweep_untriaged
 from tests.conftest import Api, CeleryWorker, RedisServer, celery_publishing_to, free_port, item, wait_until
 
 

@@ -8,8 +8,18 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from ops_platform.core.models import AuditLog
-from routing.models import RoutingDecision, RuleIncident, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
+from ops_platform.core.models import AuditLog, DecisionLabel, EnforcementAction, Policy
+from queues.models import Queue
+from routing.rules.models import (
+    Backtest,
+    RoutingDecision,
+    Rule,
+    RuleIncident,
+    RuleSet,
+    RuleSetEditor,
+    RuleSetKind,
+    RuleSetStatus,
+)
 
 SHADOW_COMPARE_LIMIT = 50_000
 
@@ -29,6 +39,59 @@ def rulesets_by_kind() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def queues_active() -> QuerySet[Queue]:
+    """The queues a rule (or a version's default) may send items to."""
+    return Queue.objects.filter(is_active=True)
+
+
+def policies_active() -> QuerySet[Policy]:
+    return Policy.objects.filter(is_active=True)
+
+
+def labels_all() -> QuerySet[DecisionLabel]:
+    return DecisionLabel.objects.select_related("policy")
+
+
+def enforcement_actions_all() -> QuerySet[EnforcementAction]:
+    return EnforcementAction.objects.all()
+
+
+def rulesets_all() -> QuerySet[RuleSet]:
+    return RuleSet.objects.all()
+
+
+def rulesets_of_kind(kind: str) -> QuerySet[RuleSet]:
+    return RuleSet.objects.filter(kind=kind)
+
+
+def ruleset_for_detail() -> QuerySet[RuleSet]:
+    """Versions with what the detail page names (default queue, creator, approver) joined in."""
+    return RuleSet.objects.select_related("default_queue", "created_by", "approved_by")
+
+
+def ruleset_rules(rule_set: RuleSet) -> list[Rule]:
+    """A version's rules in order, with what each rule's row names joined in."""
+    return list(rule_set.rules.select_related("queue", "policy", "enforcement_action", "label"))
+
+
+def ruleset_other_versions(rule_set: RuleSet) -> QuerySet[RuleSet]:
+    """The other versions of the same kind, newest first."""
+    return RuleSet.objects.filter(kind=rule_set.kind).exclude(pk=rule_set.pk).order_by("-version")
+
+
+def ruleset_backtests_recent(rule_set: RuleSet, limit: int = 10) -> QuerySet[Backtest]:
+    return rule_set.backtests.all()[:limit]
+
+
+def ruleset_diff_base(rule_set: RuleSet) -> RuleSet | None:
+    """What a diff compares ``rule_set`` with when the page names nothing: the version it was based on, else the
+    active version of its kind (when that is another one)."""
+    return (
+        rule_set.based_on
+        or RuleSet.objects.filter(kind=rule_set.kind, status=RuleSetStatus.ACTIVE).exclude(pk=rule_set.pk).first()
+    )
 
 
 def rule_incidents_open() -> QuerySet[RuleIncident]:
@@ -52,6 +115,10 @@ def rollback_target(versions: list[RuleSet]) -> RuleSet | None:
     ):
         return None
     return previous
+
+
+def backtests_for_detail() -> QuerySet[Backtest]:
+    return Backtest.objects.select_related("rule_set", "baseline")
 
 
 def ruleset_active(kind: str) -> RuleSet | None:

@@ -25,7 +25,7 @@ from ops_platform.core.services import audit_record
 from qa.models import QaSample, SampleReason, SamplingCursor, SamplingPlan
 from qa.statistics import sample_size
 from queues.models import Decision, ItemEvent, ItemState
-from routing.rules.features import items_scores
+from routing.scoring.selectors import items_scores
 
 # Decisions younger than this are left for the next run: a transaction that took an id earlier may not
 # have committed yet, and a cursor past it would skip it for good.

@@ -23,11 +23,11 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import ApiClient, EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
 from qa.models import GoldenInjection, GoldenItem, GoldenRate, QaSample, SampleState
-from qa.review import require_qa
-from qa.sampling import draw
+from qa.services.review import require_qa
+from qa.services.sampling import draw
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
-from routing.serializers import MAX_METADATA_BYTES
-from routing.services import triage_enqueue
+from routing.intake.serializers import MAX_METADATA_BYTES
+from routing.intake.services import items_receive
 
 # Only for a copy made while no real item ever entered its queue (there is nothing it could be told from then).
 GOLDEN_SOURCE = "qa-golden"
@@ -199,14 +199,28 @@ def golden_rate_set(*, actor: User, queue: Queue, rate: float) -> GoldenRate:
 
 
 def golden_copy(golden: GoldenItem, *, now: datetime) -> ReviewItem:
-    """A fresh received item with the golden content and context, marked golden and nothing else. The external id
-    is never shown to reviewers; random, it cannot take an id the client will send."""
+    """A golden copy, entered as intake enters an item: stored received and handed to triage once committed."""
+    (copy,) = _golden_copies_enter([golden], now=now)
+    return copy
+
+
+def _golden_copies_enter(goldens: list[GoldenItem], *, now: datetime) -> list[ReviewItem]:
+    """Copies of ``goldens`` entered through intake's own path (``items_receive``): one hand-off to triage for all."""
+    copies = [_golden_item(golden, now=now) for golden in goldens]
+    created = items_receive(rows=copies)
+    stored = ReviewItem.objects.in_bulk([created[copy.external_id] for copy in copies])
+    return [stored[created[copy.external_id]] for copy in copies]
+
+
+def _golden_item(golden: GoldenItem, *, now: datetime) -> ReviewItem:
+    """A fresh item (not yet stored) with the golden content and context, marked golden and nothing else. The
+    external id is never shown to reviewers; random, it cannot take an id the client will send."""
     context = GoldenContext(golden.source, golden.author_ref, golden.metadata or {})
     if not golden.source:
         context = golden_context_default(golden.queue, key=f"{golden.pk}@{now.isoformat()}", now=now) or GoldenContext(
             GOLDEN_SOURCE, "", {}
         )
-    return ReviewItem.objects.create(
+    return ReviewItem(
         source=context.source,
         external_id=uuid.uuid4().hex,
         kind=golden.kind,
@@ -226,7 +240,7 @@ def golden_copy(golden: GoldenItem, *, now: datetime) -> ReviewItem:
 def golden_inject(*, now: datetime | None = None) -> int:
     """Give each queue with a golden rate its share of golden copies for the items that entered it."""
     now = now or timezone.now()
-    created: list[int] = []
+    picked: list[GoldenItem] = []
     with transaction.atomic():
         for setting in GoldenRate.objects.select_for_update().select_related("queue").filter(rate__gt=0):
             since = setting.last_injected_at or now
@@ -238,16 +252,12 @@ def golden_inject(*, now: datetime | None = None) -> int:
             count = math.floor(expected) + (draw("golden", f"{setting.pk}@{now.isoformat()}") < expected % 1)
             goldens = list(GoldenItem.objects.filter(queue=setting.queue, is_active=True))
             for n in range(count if goldens else 0):
-                golden = goldens[int(draw("golden-pick", f"{setting.pk}@{now.isoformat()}#{n}") * len(goldens))]
-                item = golden_copy(golden, now=now)
-                GoldenInjection.objects.create(golden=golden, item=item, injected_at=now)
-                created.append(item.pk)
+                picked.append(goldens[int(draw("golden-pick", f"{setting.pk}@{now.isoformat()}#{n}") * len(goldens))])
             setting.last_injected_at = now
             setting.save(update_fields=["last_injected_at"])
-        if created:
-            ids = list(created)
-            transaction.on_commit(lambda: triage_enqueue(ids))
-    return len(created)
+        for golden, item in zip(picked, _golden_copies_enter(picked, now=now), strict=True):
+            GoldenInjection.objects.create(golden=golden, item=item, injected_at=now)
+    return len(picked)
 
 
 def golden_answer_matches(golden: GoldenItem, decision: Decision) -> bool:

@@ -1,36 +1,39 @@
-"""Intake and triage writes: idempotent bulk intake, the hand-off to triage, the un-triaged sweeper."""
+"""Intake writes: items and appeals stored once each (by source and external id), the one way an item enters and
+is handed to triage, triage itself (score, then route), the un-triaged sweeper, and dead letters. Domain results and
+errors only: HTTP statuses and ``Idempotency-Key`` replays belong to the API (``routing/intake/api.py``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
-from ops_platform.core.bulk import insert_ignoring_conflicts
 from ops_platform.core.errors import ApplicationError, Conflict, NotFound
 from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
 from queues.models import ItemKind, ItemState, ReviewItem
-from routing.models import DeadLetter, IdempotencyRecord, IncidentKind
-from routing.rules.apply import items_load, items_route
+from queues.selectors import items_load
+from routing.intake.models import DeadLetter
+from routing.intake.sql import items_insert_new
+from routing.rules.apply import items_route
+from routing.rules.features import TRIAGE_FIELDS
 from routing.scoring.guards import incident_raise
+from routing.scoring.models import IncidentKind
 from routing.scoring.pipeline import items_score
 
 logger = logging.getLogger(__name__)
 
 TRIAGE_TASK = "routing.tasks.items_triage_task"
 
-# A stored idempotency record with no response this old belongs to a request that died mid-way.
-ABANDONED_AFTER = timedelta(minutes=2)
 # How far ahead of this server's clock a client's created_at may be: their clocks drift a little.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -94,7 +97,7 @@ def items_ingest(
             }
         )
     with transaction.atomic():
-        created = _insert_ignoring_duplicates(rows)
+        created = items_receive(rows=rows)
         # Rows this call created are 'received' (triage starts after commit); look up only the rest.
         known: dict[str, tuple[int, str]] = {ext_id: (pk, ItemState.RECEIVED) for ext_id, pk in created.items()}
         already_held = {r["external_id"] for r in rows} - created.keys()
@@ -105,9 +108,6 @@ def items_ingest(
                     source=client.source, external_id__in=already_held
                 ).values_list("external_id", "pk", "state")
             )
-        created_ids = sorted(created.values())
-        if created_ids:
-            transaction.on_commit(lambda: triage_enqueue(created_ids))
     results = []
     seen: set[str] = set()
     for index, row in enumerate(rows):
@@ -158,21 +158,28 @@ def appeal_ingest(*, client: ApiClient, data: dict[str, Any]) -> IngestResult:
         created_at=created_at,
     )
     with transaction.atomic():
-        created = _insert_ignoring_duplicates([row])
+        created = items_receive(rows=[row])
         if created:
-            ids = list(created.values())
-            transaction.on_commit(lambda: triage_enqueue(ids))
-            return IngestResult(0, ids[0], row.external_id, True, ItemState.RECEIVED)
+            return IngestResult(0, created[row.external_id], row.external_id, True, ItemState.RECEIVED)
     held = ReviewItem.objects.get(source=client.source, external_id=row.external_id)
     if held.appeal_of_id != original.pk:
         raise Conflict(f"'{row.external_id}' is already used by another item of yours.", field="external_id")
     return IngestResult(0, held.pk, held.external_id, False, held.state)
 
 
-def _insert_ignoring_duplicates(rows: list[ReviewItem] | list[dict[str, Any]]) -> dict[str, int]:
-    """Insert rows, skipping (source, external_id) pairs that exist; return external_id -> id created."""
-    created = insert_ignoring_conflicts(ReviewItem, rows, conflict="source, external_id", returning="id, external_id")
-    return {external_id: pk for pk, external_id in created}
+def items_receive(*, rows: Sequence[ReviewItem] | Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Store new items as 'received' and hand them to triage once committed: the one way an item enters (intake,
+    appeals, QA's golden copies). Rows are unsaved items or field values (attnames; defaults fill the rest); a row
+    whose (source, external_id) is already held is skipped. Returns external_id -> id of the items created.
+
+    In the caller's transaction when there is one: triage is sent after its commit, so a worker never sees an item
+    that is not there yet (nor one rolled back).
+    """
+    created = items_insert_new(rows)
+    if created:
+        ids = sorted(created.values())
+        transaction.on_commit(lambda: triage_enqueue(ids))
+    return created
 
 
 def triage_enqueue(item_ids: Sequence[int]) -> int:
@@ -199,7 +206,7 @@ def items_triage(*, item_ids: Sequence[int]) -> list[int]:
     items already triaged are left as they are (and are not scored again)."""
     # Loaded once for both steps, by id alone and the state checked here (see queues.services.received_locked on
     # the partial index); routing checks the state again under its lock.
-    received = [item for item in items_load(item_ids) if item.state == ItemState.RECEIVED]
+    received = [item for item in items_load(item_ids, fields=TRIAGE_FIELDS) if item.state == ItemState.RECEIVED]
     if not received:
         return []
     items_score(items=received)
@@ -226,71 +233,6 @@ def items_sweep_untriaged(*, older_than: timedelta | None = None, limit: int = 5
         transaction.on_commit(lambda: triage_enqueue(ids))
     logger.info("sweeper re-sent %d un-triaged items", len(ids))
     return len(ids)
-
-
-# --- Idempotency-Key -------------------------------------------------------------------------------
-
-
-class IdempotencyKeyReused(ApplicationError):
-    status_code = 422
-    code = "idempotency_key_reused"
-
-    def __init__(self) -> None:
-        super().__init__("This Idempotency-Key was used with a different request body.", field="Idempotency-Key")
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    status: int
-    body: Any
-
-
-def idempotent_call(
-    *, client: ApiClient, key: str, request_hash: str, run: Callable[[], StoredResponse]
-) -> tuple[StoredResponse, bool]:
-    """Run ``run`` once per (client, key); later calls with the same key get the stored response.
-
-    Returns the response and whether it was replayed. The same key with a different body is refused,
-    as is a second call while the first is still running.
-    """
-    if not key or len(key) > 200:
-        raise ApplicationError("Idempotency-Key must be 1 to 200 characters.", field="Idempotency-Key")
-    record = _idempotency_claim(client=client, key=key, request_hash=request_hash)
-    if record.response_status is not None:
-        return StoredResponse(record.response_status, record.response_body), True
-    try:
-        with transaction.atomic():
-            response = run()
-            IdempotencyRecord.objects.filter(pk=record.pk).update(
-                response_status=response.status, response_body=response.body
-            )
-    except BaseException:
-        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
-        raise
-    return response, False
-
-
-def _idempotency_claim(*, client: ApiClient, key: str, request_hash: str) -> IdempotencyRecord:
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(client=client, key=key, request_hash=request_hash)
-    except IntegrityError:
-        pass
-    record = IdempotencyRecord.objects.get(client=client, key=key)
-    if record.request_hash != request_hash:
-        raise IdempotencyKeyReused()
-    if record.response_status is None:
-        if timezone.now() - record.created_at < ABANDONED_AFTER:
-            raise Conflict("A request with this Idempotency-Key is still in progress.", field="Idempotency-Key")
-        # The first attempt died mid-way (its transaction rolled back): this call takes over.
-        IdempotencyRecord.objects.filter(pk=record.pk).update(created_at=timezone.now())
-    return record
-
-
-def idempotency_records_purge(*, older_than: timedelta | None = None) -> int:
-    cutoff: datetime = timezone.now() - (settings.API_IDEMPOTENCY_TTL if older_than is None else older_than)
-    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
 
 
 # --- dead letters ----------------------------------------------------------------------------------

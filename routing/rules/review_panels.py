@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from queues.models import ReviewItem
 from queues.panels import Panel
-from routing.models import Backend, ClassifierScore, RoutingDecision
+from routing.rules.models import RoutingDecision
+from routing.scoring.models import Backend, ClassifierScore
 
 
 def scores_panel(item: ReviewItem) -> Panel | None:

@@ -1,7 +1,9 @@
-"""Reads for scoring: an item's scores, usage per backend and day, the registry, dead letters, incidents."""
+"""Reads for scoring: items' merged scores, usage per backend and day, breakers and budgets, the registry, incidents."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -13,27 +15,31 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ops_platform.core.models import AuditLog
-from routing.models import (
-    Backend,
-    CallOutcome,
-    ClassifierCall,
-    ClassifierScore,
-    DeadLetter,
-    ModelVersion,
-    ScoringIncident,
-)
 from routing.scoring.guards import CircuitBreaker, spent_today
+from routing.scoring.models import Backend, CallOutcome, ClassifierCall, ClassifierScore, ModelVersion, ScoringIncident
 
 
-def item_scores(item_id: int) -> dict[str, float]:
-    """The scores routing sees: every backend's latest scores merged, the default chain's order winning."""
+def backend_order() -> list[str]:
+    """Backends from least to most preferred: later ones overwrite earlier ones when merged."""
     order = {name: i for i, name in enumerate(settings.SCORING_DEFAULT_CHAIN)}
-    rows = list(ClassifierScore.objects.filter(item_id=item_id).exclude(backend=Backend.UNSCORED))
-    rows.sort(key=lambda s: (-order.get(s.backend, len(order)), s.created_at))
-    merged: dict[str, float] = {}
-    for row in rows:  # later rows overwrite earlier ones, so the preferred backend comes last
-        merged.update(row.scores)
-    return merged
+    backends = [b for b in Backend.values if b != Backend.UNSCORED]
+    return sorted(backends, key=lambda b: -order.get(b, len(order)))
+
+
+def items_scores(item_ids: Sequence[int]) -> tuple[dict[int, dict[str, float]], set[int]]:
+    """Each item's scores with every backend merged (the default chain's order winning), and the ids
+    of the items that some classifier actually scored."""
+    rank = {backend: i for i, backend in enumerate(backend_order())}
+    rows = list(
+        ClassifierScore.objects.filter(item_id__any=item_ids)
+        .exclude(backend=Backend.UNSCORED)
+        .values_list("item_id", "backend", "scores", "created_at")
+    )
+    rows.sort(key=lambda r: (rank.get(r[1], -1), r[3]))
+    merged: dict[int, dict[str, float]] = defaultdict(dict)
+    for item_id, _, scores, _ in rows:
+        merged[item_id].update(scores)
+    return dict(merged), set(merged)
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,6 @@ def backends_status() -> list[dict[str, Any]]:
         }
         for name in settings.SCORING_BACKENDS
     ]
-
-
-def dead_letters_open() -> QuerySet[DeadLetter]:
-    return DeadLetter.objects.filter(redriven_at__isnull=True)
 
 
 def incidents_recent(*, days: int = 7) -> QuerySet[ScoringIncident]:

@@ -4,7 +4,7 @@ grouped and summed in the database, and the days that changed since a time.
 Samples and golden results change by update (a sample closes, a copy is scored), not by insert, so the
 operations cursor's ids do not see them; ``touched_days`` reads the days of rows closed or scored since the
 last refresh minus ``QUALITY_OVERLAP``, which covers transactions that set the time and committed later.
-``analytics.rollups.day_recompute`` replaces these rows with the operations rows of the same day.
+``analytics.rollups.operations.day_recompute`` replaces these rows with the operations rows of the same day.
 """
 
 from __future__ import annotations

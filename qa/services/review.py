@@ -12,19 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
-from qa.models import Adjudication, ErrorType, QaReview, QaSample, SampleState
+from qa.models import MAX_SEVERITY, Adjudication, ErrorType, QaReview, QaSample, SampleState
+from qa.selectors import sample_held
+from qa.sql import first_unlocked
 from queues.models import Decision, GroundTruth, GroundTruthOrigin
 from queues.services import decision_correct
 
 QA_LEASE = timedelta(minutes=30)
-MAX_SEVERITY = 4.0
 
 
 def require_qa(actor: User) -> None:
@@ -72,7 +73,7 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
     """
     require_qa(actor)
     now = at or timezone.now()
-    held = QaSample.objects.filter(state=SampleState.CLAIMED, assignee=actor, lease_expires_at__gt=now).first()
+    held = sample_held(actor=actor, now=now)
     if held is not None:
         return held
     waiting = (
@@ -82,10 +83,7 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
     )
     for _ in range(10):
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                sample = waiting.select_for_update(skip_locked=True).first()
-            else:
-                sample = waiting.first()
+            sample = first_unlocked(waiting)
             if sample is None:
                 return None
             taken = QaSample.objects.filter(pk=sample.pk, state=sample.state, assignee=sample.assignee).update(

@@ -10,10 +10,10 @@ Which items count, and as what (the exact rules the selectors and their drill-do
   appeals, a sample of the rule's mistakes) and appeal items (the verdict lands on the appealed item as
   a correction). Weight 1; week of that decision.
 - ``qa`` truth: items with a QA sample and QA ground truth (``GroundTruth``, the latest per item by
-  ``recorded_at``, id). Same positive rule, applied to the ground truth's verdict and policy. Weight
-  1/inclusion probability of the item's latest sample, week of the sampled decision
-  (``original_decided_at``), queue and vendor of the sampled decision. Auto-actioned items QA sampled
-  count here: QA is the unbiased view of what rules close. Golden and appeal items are left out.
+  ``recorded_at``, id, as ``queues.selectors.ground_truth_latest`` defines it). Same positive rule, applied
+  to the ground truth's verdict and policy. Weight 1/inclusion probability of the item's latest sample, week
+  of the sampled decision (``original_decided_at``), queue and vendor of the sampled decision. Auto-actioned
+  items QA sampled count here: QA is the unbiased view of what rules close. Golden and appeal items are left out.
 - Scores: each item's ``ClassifierScore`` rows except the ``unscored`` backend, the latest row per
   (backend, model version) when several prompt versions scored it; one rollup entry per category key
   present in the scores (per-policy ``policy:<slug>`` keys of the LLM are not categories and are skipped).
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from analytics.models import BUCKETS, ClassifierRollup, ClassifierRollupCursor, TruthSource
+from ops_platform.core.localday import day_start
 from ops_platform.core.models import ClassifierCategory, Policy
 from qa.models import QaSample
 from queues.models import Decision, GroundTruth, ItemKind, ItemState, ReviewItem
@@ -64,8 +65,7 @@ def week_start(day: date) -> date:
 
 def week_bounds(week: date) -> tuple[datetime, datetime]:
     """The first instant of the week and of the next one, in the site's time zone."""
-    start = timezone.make_aware(datetime.combine(week, time.min))
-    return start, timezone.make_aware(datetime.combine(week + timedelta(days=7), time.min))
+    return day_start(week), day_start(week + timedelta(days=7))
 
 
 def weeks_between(start: date, end: date) -> list[date]:
@@ -159,8 +159,7 @@ def _qa_labels(start: datetime, end: datetime) -> pd.DataFrame:
 def _scores(item_ids: np.ndarray) -> pd.DataFrame:
     """Latest score row per (item, backend, model version), one float column per category (NaN if absent).
 
-    The ids are sent in chunks (an index probe each) rather than as the labelled population's subquery,
-    which PostgreSQL plans far worse on large weeks.
+    The ids go in chunks of ``_ID_CHUNK``, not as a subquery: see docs/performance.md, "QA and analytics".
     """
     names = [f"c{n}" for n in range(len(CATEGORIES))]
     scores = (

@@ -20,26 +20,23 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.models import User
 from ops_platform.core.params import MAX_INT, param_int, param_object
+from ops_platform.core.permissions import permitted
 from ops_platform.core.refusals import refused
-from queues.models import Queue
-from routing import rule_selectors
-from routing.models import (
-    Backtest,
+from routing.rules import lifecycle, selectors
+from routing.rules.backtest import backtest_request
+from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
+from routing.rules.incidents import rule_incident_resolve
+from routing.rules.language import RuleLanguageError, parse
+from routing.rules.models import (
     BacktestStatus,
     Rule,
     RuleAction,
     RuleIncident,
     RuleSet,
     RuleSetKind,
-    RuleSetStatus,
 )
-from routing.rules import lifecycle
-from routing.rules.backtest import backtest_request
-from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
-from routing.rules.incidents import rule_incident_resolve
-from routing.rules.language import RuleLanguageError, parse
 from routing.rules.trial import condition_try
 
 READERS = (
@@ -52,18 +49,8 @@ READERS = (
 )
 
 
-def _reader(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User) or not any(user.has_perm(p) for p in READERS):
-        raise PermissionDenied
-    return user
-
-
-def _editor(request: HttpRequest) -> User:
-    user = _reader(request)
-    if not (user.has_perm("core.edit_rules") or user.has_perm("core.approve_rules")):
-        raise PermissionDenied
-    return user
+# Editors are readers too (both permissions are in READERS), so one check is the whole door.
+EDITORS = ("core.edit_rules", "core.approve_rules")
 
 
 class RuleForm(forms.Form):
@@ -71,11 +58,11 @@ class RuleForm(forms.Form):
     description = forms.CharField(max_length=300, required=False)
     condition = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}), max_length=4000)
     action = forms.ChoiceField(choices=RuleAction.choices)
-    queue = forms.ModelChoiceField(Queue.objects.filter(is_active=True), required=False)
+    queue = forms.ModelChoiceField(selectors.queues_active(), required=False)
     priority = forms.IntegerField(initial=0, min_value=-100, max_value=100)
-    policy = forms.ModelChoiceField(Policy.objects.filter(is_active=True), required=False)
-    label = forms.ModelChoiceField(DecisionLabel.objects.select_related("policy"), required=False)
-    enforcement_action = forms.ModelChoiceField(EnforcementAction.objects.all(), required=False)
+    policy = forms.ModelChoiceField(selectors.policies_active(), required=False)
+    label = forms.ModelChoiceField(selectors.labels_all(), required=False)
+    enforcement_action = forms.ModelChoiceField(selectors.enforcement_actions_all(), required=False)
     daily_cap = forms.IntegerField(min_value=1, required=False)
     required_reviews = forms.IntegerField(initial=1, min_value=1, max_value=lifecycle.MAX_REQUIRED_REVIEWS)
     tags = forms.CharField(required=False, help_text="Comma-separated.")
@@ -152,16 +139,16 @@ def _problems_into(form: forms.Form, exc: ApplicationError) -> None:
 @login_required
 @require_GET
 def rules_index(request: HttpRequest) -> HttpResponse:
-    user = _reader(request)
+    user = permitted(request, *READERS)
     return render(
         request,
         "routing/rules/index.html",
         {
-            "kinds": rule_selectors.rulesets_by_kind(),
+            "kinds": selectors.rulesets_by_kind(),
             "can_edit": user.has_perm("core.edit_rules"),
             "can_resolve": user.has_perm("core.edit_rules") or user.has_perm("core.approve_rules"),
             "kind_choices": RuleSetKind.choices,
-            "incidents": rule_selectors.rule_incidents_open()[:100],
+            "incidents": selectors.rule_incidents_open()[:100],
         },
     )
 
@@ -169,7 +156,7 @@ def rules_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def rule_incident_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     incident = get_object_or_404(RuleIncident, pk=pk)
     try:
         rule_incident_resolve(actor=user, incident=incident, note=request.POST.get("note", "")[:500])
@@ -183,8 +170,8 @@ def rule_incident_resolve_view(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def ruleset_new(request: HttpRequest) -> HttpResponse:
-    user = _editor(request)
-    based_on = param_object(request.POST, "based_on", RuleSet.objects.all())
+    user = permitted(request, *EDITORS)
+    based_on = param_object(request.POST, "based_on", selectors.rulesets_all())
     try:
         draft = lifecycle.ruleset_draft_create(
             actor=user, kind=request.POST.get("kind", ""), based_on=based_on, title=request.POST.get("title", "")
@@ -197,8 +184,8 @@ def ruleset_new(request: HttpRequest) -> HttpResponse:
 
 def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleForm | None = None,
                     edit_forms: dict[int, RuleForm] | None = None) -> dict[str, Any]:  # fmt: skip
-    user = _reader(request)
-    rules = list(rule_set.rules.select_related("queue", "policy", "enforcement_action", "label"))
+    user = permitted(request, *READERS)
+    rules = selectors.ruleset_rules(rule_set)
     edit_forms = edit_forms or {}
     editable = rule_set.is_editable and user.has_perm("core.edit_rules")
     return {
@@ -208,30 +195,30 @@ def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleFo
         "can_approve": user.has_perm("core.approve_rules"),
         "add_form": add_form or RuleForm(kind=rule_set.kind, prefix="new"),
         "vocabulary": vocabulary_for(rule_set.kind).names(),
-        "queues": Queue.objects.filter(is_active=True),
-        "versions": RuleSet.objects.filter(kind=rule_set.kind).exclude(pk=rule_set.pk).order_by("-version"),
-        "backtests": rule_set.backtests.all()[:10],
-        "history": rule_selectors.ruleset_history(rule_set),
+        "queues": selectors.queues_active(),
+        "versions": selectors.ruleset_other_versions(rule_set),
+        "backtests": selectors.ruleset_backtests_recent(rule_set),
+        "history": selectors.ruleset_history(rule_set),
         "default_start": (timezone.now() - timedelta(days=14)).strftime("%Y-%m-%d"),
         "default_end": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
-        "is_author": user.pk in rule_selectors.ruleset_writers(rule_set),
-        "editors": rule_selectors.ruleset_editors(rule_set),
+        "is_author": user.pk in selectors.ruleset_writers(rule_set),
+        "editors": selectors.ruleset_editors(rule_set),
     }
 
 
 @login_required
 @require_GET
 def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    rule_set = get_object_or_404(RuleSet.objects.select_related("default_queue", "created_by", "approved_by"), pk=pk)
+    rule_set = get_object_or_404(selectors.ruleset_for_detail(), pk=pk)
     return render(request, "routing/rules/detail.html", _detail_context(request, rule_set))
 
 
 @login_required
 @require_POST
 def ruleset_meta(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     rule_set = get_object_or_404(RuleSet, pk=pk)
-    queue = param_object(request.POST, "default_queue", Queue.objects.filter(is_active=True))
+    queue = param_object(request.POST, "default_queue", selectors.queues_active())
     try:
         lifecycle.ruleset_update(
             actor=user,
@@ -248,7 +235,7 @@ def ruleset_meta(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def rule_save_view(request: HttpRequest, pk: int, rule_pk: int | None = None) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     rule_set = get_object_or_404(RuleSet, pk=pk)
     rule = get_object_or_404(Rule, pk=rule_pk, rule_set=rule_set) if rule_pk else None
     form = RuleForm(request.POST, kind=rule_set.kind, prefix=f"r{rule.pk}" if rule else "new")
@@ -270,7 +257,7 @@ def rule_save_view(request: HttpRequest, pk: int, rule_pk: int | None = None) ->
 @login_required
 @require_POST
 def rule_delete_view(request: HttpRequest, pk: int, rule_pk: int) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     rule = get_object_or_404(Rule, pk=rule_pk, rule_set_id=pk)
     try:
         lifecycle.rule_delete(actor=user, rule=rule)
@@ -282,7 +269,7 @@ def rule_delete_view(request: HttpRequest, pk: int, rule_pk: int) -> HttpRespons
 @login_required
 @require_POST
 def rule_move_view(request: HttpRequest, pk: int, rule_pk: int) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     rule = get_object_or_404(Rule, pk=rule_pk, rule_set_id=pk)
     try:
         lifecycle.rule_move(actor=user, rule=rule, offset=-1 if request.POST.get("direction") == "up" else 1)
@@ -295,7 +282,7 @@ def rule_move_view(request: HttpRequest, pk: int, rule_pk: int) -> HttpResponse:
 @require_POST
 def condition_check(request: HttpRequest) -> HttpResponse:
     """htmx: validate the condition being typed; returns a small fragment."""
-    _reader(request)
+    permitted(request, *READERS)
     kind = request.POST.get("kind", RuleSetKind.INTAKE)
     condition = next((str(v) for k, v in request.POST.items() if k.endswith("condition")), "")
     problems: list[str] = []
@@ -310,7 +297,7 @@ def condition_check(request: HttpRequest) -> HttpResponse:
 @require_POST
 def condition_try_view(request: HttpRequest) -> HttpResponse:
     """htmx: score pasted text with the active classifiers and evaluate the condition on it."""
-    _reader(request)
+    permitted(request, *READERS)
     try:
         report_count = max(0, min(10_000, int(request.POST.get("report_count") or 0)))
         prior = max(0, min(10_000, int(request.POST.get("prior_violations") or 0)))
@@ -349,7 +336,7 @@ STEPS = ("submit", "approve", "reject", "activate", "shadow-on", "shadow-off")
 @login_required
 @require_POST
 def ruleset_transition(request: HttpRequest, pk: int, step: str) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     rule_set = get_object_or_404(RuleSet, pk=pk)
     if step not in STEPS:
         raise PermissionDenied
@@ -369,7 +356,7 @@ def ruleset_transition(request: HttpRequest, pk: int, step: str) -> HttpResponse
 def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
     """Rollback in two steps: this page names the version a rollback restores (and the one it retires), and
     only its form, naming that version, rolls back."""
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     if kind not in RuleSetKind.values:
         raise Http404("No such kind of rule set.")
     error: ApplicationError | None = None
@@ -392,10 +379,8 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
         {
             "kind": kind,
             "label": RuleSetKind(kind).label,
-            "active": RuleSet.objects.filter(kind=kind, status=RuleSetStatus.ACTIVE)
-            .select_related("activated_by")
-            .first(),
-            "target": rule_selectors.ruleset_rollback_target(kind),
+            "active": selectors.ruleset_active(kind),
+            "target": selectors.ruleset_rollback_target(kind),
             "error": error,
         },
         status=error.status_code if error else 200,
@@ -405,11 +390,9 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
 @login_required
 @require_GET
 def ruleset_diff_view(request: HttpRequest, pk: int) -> HttpResponse:
-    _reader(request)
+    permitted(request, *READERS)
     new = get_object_or_404(RuleSet, pk=pk)
-    old = param_object(request.GET, "against", RuleSet.objects.filter(kind=new.kind)) or (
-        new.based_on or RuleSet.objects.filter(kind=new.kind, status=RuleSetStatus.ACTIVE).exclude(pk=pk).first()
-    )
+    old = param_object(request.GET, "against", selectors.rulesets_of_kind(new.kind)) or selectors.ruleset_diff_base(new)
     lines = lifecycle.ruleset_diff(old, new) if old else []
     return render(
         request,
@@ -418,7 +401,7 @@ def ruleset_diff_view(request: HttpRequest, pk: int) -> HttpResponse:
             "old": old,
             "new": new,
             "lines": lines,
-            "versions": RuleSet.objects.filter(kind=new.kind).exclude(pk=pk),
+            "versions": selectors.rulesets_of_kind(new.kind).exclude(pk=pk),
         },
     )
 
@@ -434,7 +417,7 @@ def _day(value: str, fallback: datetime) -> datetime:
 @login_required
 @require_POST
 def backtest_new(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _editor(request)
+    user = permitted(request, *EDITORS)
     rule_set = get_object_or_404(RuleSet, pk=pk)
     now = timezone.now()
     start = _day(request.POST.get("start", ""), now - timedelta(days=14))
@@ -450,13 +433,13 @@ def backtest_new(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def backtest_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    _reader(request)
-    backtest = get_object_or_404(Backtest.objects.select_related("rule_set", "baseline"), pk=pk)
+    permitted(request, *READERS)
+    backtest = get_object_or_404(selectors.backtests_for_detail(), pk=pk)
     context = {
         "backtest": backtest,
         "running": backtest.status in (BacktestStatus.PENDING, BacktestStatus.RUNNING),
-        "chart": rule_selectors.destination_chart(backtest.result) if backtest.result else [],
-        "matrix": rule_selectors.transition_table(backtest.result.get("transitions", [])) if backtest.result else None,
+        "chart": selectors.destination_chart(backtest.result) if backtest.result else [],
+        "matrix": selectors.transition_table(backtest.result.get("transitions", [])) if backtest.result else None,
     }
     template = "routing/rules/_backtest_body.html" if request.htmx else "routing/rules/backtest.html"  # type: ignore[attr-defined]
     return render(request, template, context)
@@ -465,18 +448,16 @@ def backtest_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def shadow_compare(request: HttpRequest, pk: int) -> HttpResponse:
-    _reader(request)
+    permitted(request, *READERS)
     rule_set = get_object_or_404(RuleSet, pk=pk)
-    comparison = rule_selectors.shadow_comparison(rule_set)
+    comparison = selectors.shadow_comparison(rule_set)
     return render(
         request,
         "routing/rules/shadow.html",
         {
             "rule_set": rule_set,
             "comparison": comparison,
-            "matrix": rule_selectors.transition_table(comparison["transitions"]),
-            "chart": rule_selectors.destination_chart(
-                {"destinations": comparison["shadow"], "current": comparison["live"]}
-            ),
+            "matrix": selectors.transition_table(comparison["transitions"]),
+            "chart": selectors.destination_chart({"destinations": comparison["shadow"], "current": comparison["live"]}),
         },
     )

@@ -1,4 +1,4 @@
-"""Operations rollups: what each daily row counts, the latency histograms, and their incremental upkeep.
+"""Operations rollups: what each daily row counts, and their incremental upkeep.
 
 Definitions (the drill-down querysets below are the same definitions, so a number and its items agree):
 
@@ -28,11 +28,7 @@ Definitions (the drill-down querysets below are the same definitions, so a numbe
   received day, appeal outcomes by the appeal decision's day, and decided items (by deciding day) that have
   been appealed since.
 
-Histograms: a duration of s seconds goes to bucket 0 when s < 1 and else to ``1 + floor(ln s / ln 1.02)``, so
-bucket b >= 1 holds [1.02^(b-1), 1.02^b). Durations are clamped to [0, 60 days] (782 buckets). A percentile
-is the inverted-CDF order statistic (numpy ``method="inverted_cdf"``: the smallest value with at least a
-share q of the values at or below it), reported as its bucket's geometric midpoint 1.02^(b-0.5): within
-sqrt(1.02) - 1 < 1% of the true order statistic for durations of 1 s to 60 days (bucket 0 reports 0.5 s).
+Turnaround, wait and handle times are kept as log-scale histograms (``analytics.rollups.histograms``).
 
 Upkeep: ``rollups_refresh`` reads the Decision, ItemEvent and ReviewItem rows added since its cursor (minus an
 overlap of ``CURSOR_OVERLAP`` ids, so rows of transactions that committed out of id order are still seen),
@@ -40,14 +36,14 @@ finds the local days they touch, and recomputes those days from raw rows: delete
 transaction, so a re-run changes nothing and late rows land in their day. The partition is the whole day
 (not day x queue): a day is a handful of GROUP BY queries, and a correction touches its item's older days.
 The same recomputation replaces the day's quality rollups (closed QA samples, scored golden copies;
-``analytics.quality_rollups``), whose days are found by the time rows closed since the last refresh.
+``analytics.rollups.quality``), whose days are found by the time rows closed since the last refresh.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -67,7 +63,6 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from analytics import quality_rollups
 from analytics.filters import day_bounds, days_through, local_dates
 from analytics.models import (
     GoldenDaily,
@@ -82,63 +77,11 @@ from analytics.models import (
     RollupCursor,
 )
 from analytics.models.operations import BacklogAge
+from analytics.rollups import quality
+from analytics.rollups.histograms import buckets_of
 from ops_platform.core.models import ReviewerProfile
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, ReviewItem
 from queues.wellness import BREAK_GAP
-
-# --- histograms ----------------------------------------------------------------------------------------------
-
-BUCKET_RATIO = 1.02
-MAX_SECONDS = 60 * 24 * 3600.0
-_LN_RATIO = math.log(BUCKET_RATIO)
-MAX_BUCKET = 1 + math.floor(math.log(MAX_SECONDS) / _LN_RATIO)
-# The documented bound: a reported percentile is within this relative error of the exact order statistic.
-PERCENTILE_TOLERANCE = math.sqrt(BUCKET_RATIO) - 1
-
-
-def buckets_of(seconds: np.ndarray) -> np.ndarray:
-    """Bucket index of each duration (NaN in, -1 out: no value)."""
-    s = np.clip(np.asarray(seconds, dtype=float), 0, MAX_SECONDS)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = 1 + np.floor(np.log(np.maximum(s, 1.0)) / _LN_RATIO)
-    b = np.where(s < 1, 0, np.minimum(b, MAX_BUCKET))
-    return np.where(np.isnan(s), -1, b).astype(int)
-
-
-def bucket_value(bucket: int) -> float:
-    """The value a bucket reports: its geometric midpoint."""
-    return 0.5 if bucket == 0 else BUCKET_RATIO ** (bucket - 0.5)
-
-
-def histogram(seconds: Iterable[float]) -> dict[str, int]:
-    b = buckets_of(np.fromiter(seconds, dtype=float))
-    return {str(k): int(v) for k, v in sorted(Counter(b[b >= 0].tolist()).items())}
-
-
-def hist_merge(histograms: Iterable[Mapping[str, int]]) -> Counter[int]:
-    # Summed under the JSON's string keys, converted once at the end: a long period merges thousands of rows.
-    total: Counter[str] = Counter()
-    for h in histograms:
-        total.update(h)
-    return Counter({int(k): v for k, v in total.items()})
-
-
-def hist_percentile(hist: Mapping[int, int], q: float) -> float | None:
-    """The q-quantile (0 < q <= 1) of a merged histogram, by the inverted-CDF definition; None when empty."""
-    n = sum(hist.values())
-    if n == 0:
-        return None
-    rank = max(1, math.ceil(q * n - 1e-9))
-    seen = 0
-    for bucket in sorted(hist):
-        seen += hist[bucket]
-        if seen >= rank:
-            return bucket_value(bucket)
-    return bucket_value(max(hist))
-
-
-# --- days ----------------------------------------------------------------------------------------------------
-
 
 # --- the definitions, as querysets (rollups and drill-down share them) --------------------------------------
 
@@ -513,8 +456,8 @@ def day_recompute(day: date) -> None:
         _queue_rows(day),
         _reviewer_rows(day),
         _appeal_rows(day),
-        quality_rollups.qa_sample_rows(day),
-        quality_rollups.golden_rows(day),
+        quality.qa_sample_rows(day),
+        quality.golden_rows(day),
     )
     for model, rows in zip(ROLLUP_TABLES, fresh, strict=True):
         model.objects.filter(day=day).delete()  # type: ignore[attr-defined]
@@ -567,7 +510,7 @@ def rollups_refresh(*, now: datetime | None = None) -> list[date]:
     RollupCursor.objects.get_or_create(name=CURSOR_NAME)
     cursor = RollupCursor.objects.select_for_update().get(name=CURSOR_NAME)
     top = _tops()
-    days = sorted(_touched_days(cursor, top) | quality_rollups.touched_days(cursor.refreshed_at))
+    days = sorted(_touched_days(cursor, top) | quality.touched_days(cursor.refreshed_at))
     for day in days:
         day_recompute(day)
     cursor.last_decision_id, cursor.last_event_id, cursor.last_item_id = top["decision"], top["event"], top["item"]

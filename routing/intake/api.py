@@ -1,4 +1,5 @@
-"""Intake REST API: ``POST /api/v1/items`` (one item or up to 1,000) and ``GET /api/v1/items/{id}``."""
+"""Intake REST API: ``POST /api/v1/items`` (one item or up to 1,000), ``GET /api/v1/items/{id}`` and ``POST
+/api/v1/appeals``. HTTP statuses are chosen here, from the services' domain results and errors."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from rest_framework.views import APIView
 
 from ops_platform.core.api_errors import error_responses, flatten_errors
 from ops_platform.core.models import ApiClient, ApiScope
-from queues.models import ReviewItem
 from queues.selectors import item_final_decision, item_get_for_source
-from routing.serializers import AppealIn, AppealResult, ItemBatchResult, ItemIn, ItemOut, ItemResult
-from routing.services import StoredResponse, appeal_ingest, idempotent_call, items_ingest
+from routing.intake.idempotency import StoredResponse, idempotent_call
+from routing.intake.selectors import appeal_of
+from routing.intake.serializers import AppealIn, AppealResult, ItemBatchResult, ItemIn, ItemOut, ItemResult
+from routing.intake.services import appeal_ingest, items_ingest
 
 # One item (an object) or up to 1,000 (a list).
 ITEM_OR_ITEMS = PolymorphicProxySerializer(
@@ -190,11 +192,10 @@ class AppealsApi(APIView):
         if not serializer.is_valid():
             return Response(_invalid(flatten_errors(serializer.errors)).body, status=400)
         result = appeal_ingest(client=client, data=serializer.validated_data)
-        item = ReviewItem.objects.only("appeal_of_id").get(pk=result.id)
         body = {
             "id": result.id,
             "external_id": result.external_id,
-            "appeal_of": item.appeal_of_id,
+            "appeal_of": appeal_of(item_id=result.id),
             "status": 201 if result.created else 200,
             "state": result.state,
         }

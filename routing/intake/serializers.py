@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from queues.models import ItemKind, ReviewItem
-from routing.services import created_at_problem
+from routing.intake.services import created_at_problem
 
 MAX_TEXT = 50_000
 MAX_METADATA_BYTES = 16_384
@@ -55,8 +55,8 @@ class Text(serializers.CharField):
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
         # DRF's own NUL check, replaced by a pattern the OpenAPI schema shows (or by nothing for content); its
-        # surrogate check, which looks at each character in Python (a sixth of intake's validation for texts of
-        # a few hundred characters), by one UTF-8 encode in to_internal_value, with the same message.
+        # per-character surrogate check by one UTF-8 encode in to_internal_value, with the same message (why:
+        # docs/performance.md, "routing/intake/serializers.py").
         dropped = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
         self.validators = [v for v in self.validators if not isinstance(v, dropped)]
         if not allow_nul:

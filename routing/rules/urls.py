@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from routing import rule_views as views
+from routing.rules import views
 
 urlpatterns = [
     path("", views.rules_index, name="rules-index"),
