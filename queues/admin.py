@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ops_platform.core.admin import AuditedAdmin
+from ops_platform.core.admin import AuditedAdmin, ReadOnlyAdmin
 from queues.models import Decision, ExposureCategory, ItemEvent, Queue, ReviewItem
 
 
@@ -70,15 +70,6 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
+class DecisionAdmin(ReadOnlyAdmin):
     list_display = ["id", "item", "reviewer", "policy", "action", "is_violation", "decided_at"]
     list_filter = ["is_violation", "policy", "queue"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

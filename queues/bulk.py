@@ -22,13 +22,11 @@ from datetime import datetime
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotFound, NotPermitted
 from ops_platform.core.models import (
     ApiClient,
-    AuditLog,
     DecisionLabel,
     EnforcementAction,
     Policy,
@@ -38,52 +36,16 @@ from ops_platform.core.models import (
 from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import actor_label, audit_record
 from ops_platform.core.webhooks import webhooks_emit_many
-from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem, check_transition
-from queues.services import decision_validate, reviewer_may_work
+from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem, check_transition
+from queues.selectors import BulkFilter, bulk_candidates
+from queues.services.claims import reviewer_may_work
+from queues.services.decisions import decision_final_payload, decision_validate
 
 CONFIRMATION_SALT = "queues.bulk.confirmation"
 
 
 def bulk_max() -> int:
     return int(settings.BULK_DECISION_MAX)
-
-
-@dataclass(frozen=True)
-class BulkFilter:
-    """What a senior reviewer narrows a queue to before selecting items; every field is optional."""
-
-    text: str = ""
-    tag: str = ""
-    surface: str = ""
-    language: str = ""
-    min_priority: int | None = None
-
-
-def _has_tag(tag: str) -> Q:
-    # JSON containment is PostgreSQL-only; the quoted tag within the stored JSON text works everywhere.
-    return Q(tags__icontains=json.dumps(tag))
-
-
-def bulk_candidates(queue: Queue, actor: User, filters: BulkFilter) -> QuerySet[ReviewItem]:
-    """Waiting items of ``queue`` a bulk decision may close, oldest first."""
-    items = (
-        ReviewItem.objects.filter(queue=queue, state=ItemState.QUEUED, required_reviews=1)
-        .exclude(kind=ItemKind.APPEAL)
-        .filter(Q(reserved_for__isnull=True) | Q(reserved_for=actor))
-    )
-    # Adjudication needs someone to read the disagreeing decisions; it never goes in a batch.
-    items = items.exclude(_has_tag("adjudication"))
-    if filters.text:
-        items = items.filter(text__icontains=filters.text)
-    if filters.tag:
-        items = items.filter(_has_tag(filters.tag))
-    if filters.surface:
-        items = items.filter(surface=filters.surface)
-    if filters.language:
-        items = items.filter(language=filters.language)
-    if filters.min_priority is not None:
-        items = items.filter(priority__gte=filters.min_priority)
-    return items.order_by("received_at", "pk")
 
 
 def _batch_check(
@@ -317,21 +279,20 @@ def _webhooks_emit(
         if item.is_golden:  # a QA test copy: no client owns it, whatever source it carries
             continue
         by_source.setdefault(item.source, []).append(
-            {
-                "item_id": item.pk,
-                "external_id": item.external_id,
-                "source": item.source,
-                "kind": item.kind,
-                "decision_id": decision.pk,
-                "decided_by": "reviewer",
-                "batch_id": str(batch_id),
-                "is_violation": decision.is_violation,
-                "policy": policy.slug if policy else None,
-                "policy_version": policy.guidelines_version if policy else None,
-                "labels": sorted(label.slug for label in labels),
-                "action": action.slug if action else None,
-                "decided_at": at.isoformat(),
-            }
+            decision_final_payload(
+                item_id=item.pk,
+                external_id=item.external_id,
+                source=item.source,
+                kind=item.kind,
+                decision_id=decision.pk,
+                decided_by="reviewer",
+                batch_id=batch_id,
+                is_violation=decision.is_violation,
+                policy=policy,
+                labels=(label.slug for label in labels),
+                action=action,
+                decided_at=at,
+            )
         )
     for client in ApiClient.objects.filter(source__in=by_source):
         webhooks_emit_many(client=client, event_type=WebhookEventType.DECISION_FINAL, payloads=by_source[client.source])
@@ -463,46 +424,3 @@ def _reverted_webhooks_emit(
         webhooks_emit_many(
             client=client, event_type=WebhookEventType.DECISION_REVERTED, payloads=by_source[client.source]
         )
-
-
-# --- the page's list of recent batches -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchRow:
-    batch_id: str
-    at: datetime
-    by: str
-    items: int
-    decision: str  # "no violation" or "policy / action"
-    reverted_by: str  # empty while it stands
-    revertible_until: datetime
-
-
-def bulk_batches_recent(queue: Queue, *, now: datetime | None = None) -> list[BatchRow]:
-    """The queue's bulk decisions that may still be reverted, newest first, and whether they were."""
-    now = now or timezone.now()
-    window = settings.BULK_DECISION_REVERT_WINDOW
-    entries = AuditLog.objects.filter(
-        target_type=queue._meta.label_lower,
-        target_id=str(queue.pk),
-        action__in=["decision.bulk", "decision.bulk_revert"],
-        at__gte=now - window,
-    ).order_by("at", "id")
-    reverted: dict[str, str] = {}
-    batches = []
-    for entry in entries:
-        if entry.action == "decision.bulk_revert":
-            reverted[str((entry.before or {}).get("batch_id"))] = entry.actor_label
-            continue
-        after = entry.after or {}
-        if not after.get("items"):
-            continue
-        verdict = "no violation"
-        if after.get("is_violation"):
-            verdict = f"{after.get('policy')} / {after.get('action') or 'no action'}"
-        batches.append((str(after.get("batch_id")), entry, len(after["items"]), verdict))
-    return [
-        BatchRow(batch, entry.at, entry.actor_label, n, verdict, reverted.get(batch, ""), entry.at + window)
-        for batch, entry, n, verdict in reversed(batches)
-    ]

@@ -276,7 +276,7 @@ class ReviewItem(models.Model):
             models.Index(fields=["author_ref", "source"], name="item_author_idx"),
             # Foreign keys that most rows leave empty are indexed only where set: every index on this table is
             # written at intake and again when triage moves the item (that UPDATE changes indexed columns, so
-            # it is never HOT); bench/e2e.py measured the cost. ``= value`` lookups use these partial indexes.
+            # it is never HOT; docs/performance.md). ``= value`` lookups use these partial indexes.
             models.Index(fields=["appeal_of"], condition=Q(appeal_of__isnull=False), name="item_appeal_of_idx"),
             models.Index(fields=["assignee"], condition=Q(assignee__isnull=False), name="item_assignee_idx"),
             models.Index(

@@ -1,18 +1,21 @@
-"""Reads on items and queues."""
+"""Reads on items and queues, for the reviewer workspace, the wellness and bulk pages, and the API."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.localday import today_start
+from ops_platform.core.models import AuditLog, DecisionLabel, EnforcementAction, Policy, User
 from ops_platform.core.selectors import people_named_for
-from queues.models import Decision, ExposureCategory, GroundTruth, ItemState, Queue, ReviewItem
-from queues.wellness import day_start, exposure_opened, exposure_today
+from queues.models import Decision, ExposureCategory, GroundTruth, ItemKind, ItemState, Queue, ReviewItem
+from queues.wellness import exposure_opened, exposure_today
 
 
 def item_get_for_source(*, item_id: int, source: str) -> ReviewItem | None:
@@ -29,11 +32,79 @@ def item_final_decision(*, item: ReviewItem) -> Decision | None:
 
 def items_load(item_ids: Sequence[int], *, fields: Sequence[str]) -> list[ReviewItem]:
     """Items in id order with only ``fields`` loaded (triage reads a few columns of many items: docs/performance.md).
-    By id alone: callers check the state (see ``services.received_locked`` on the partial index)."""
+    By id alone: callers check the state (see ``services.placement.received_locked`` on the partial index)."""
     return list(ReviewItem.objects.filter(pk__any=item_ids).only(*fields).order_by("pk"))
 
 
 # --- the reviewer workspace --------------------------------------------------------------------------
+
+
+def queues_active() -> QuerySet[Queue]:
+    """Queues open for work (a retired queue's pages answer 404)."""
+    return Queue.objects.filter(is_active=True)
+
+
+def item_held(*, pk: int, reviewer: User) -> ReviewItem | None:
+    """The item ``reviewer`` holds under a claim, with its queue; None for any other item, so ids cannot be
+    probed."""
+    return (
+        ReviewItem.objects.select_related("queue", "queue__exposure_category")
+        .filter(pk=pk, state=ItemState.CLAIMED, assignee=reviewer)
+        .first()
+    )
+
+
+def item_assigned(*, pk: int, reviewer: User) -> ReviewItem | None:
+    """The item if it is assigned to ``reviewer`` (whatever its lease); None for another's item or no item."""
+    return ReviewItem.objects.filter(pk=pk, assignee=reviewer).first()
+
+
+def items_all() -> QuerySet[ReviewItem]:
+    return ReviewItem.objects.all()
+
+
+def escalation_seniors(item: ReviewItem, *, reviewer: User) -> QuerySet[User]:
+    """Senior colleagues ``reviewer`` may escalate ``item`` to: nobody who decided it or the item it appeals,
+    as claim-next would never give it to them."""
+    return (
+        User.objects.filter(groups__permissions__codename="bulk_decide")
+        .exclude(pk=reviewer.pk)
+        .exclude(decisions__item_id__in=[pk for pk in (item.pk, item.appeal_of_id) if pk])
+        .distinct()
+    )
+
+
+def people_active() -> QuerySet[User]:
+    return User.objects.filter(is_active=True)
+
+
+def policies_all() -> QuerySet[Policy]:
+    """Every policy, retired ones too: a form names one by id and the service refuses a retired one by name."""
+    return Policy.objects.all()
+
+
+def enforcement_actions_all() -> QuerySet[EnforcementAction]:
+    """Every enforcement action, retired ones too (as :func:`policies_all`)."""
+    return EnforcementAction.objects.all()
+
+
+def decision_labels_all() -> QuerySet[DecisionLabel]:
+    """Every decision label, retired ones too (as :func:`policies_all`)."""
+    return DecisionLabel.objects.all()
+
+
+def decision_labels_by_ids(ids: Sequence[int]) -> list[DecisionLabel]:
+    """The labels of these ids that exist (an id of no label is left out; the service checks the rest)."""
+    return list(DecisionLabel.objects.filter(pk__in=ids))
+
+
+def exposure_categories() -> QuerySet[ExposureCategory]:
+    return ExposureCategory.objects.all()
+
+
+def queues_with_exposure() -> QuerySet[Queue]:
+    """Open queues with their exposure category, for the wellness page."""
+    return queues_active().select_related("exposure_category")
 
 
 @dataclass(frozen=True)
@@ -88,7 +159,7 @@ def queues_for_reviewer(user: User) -> list[QueueRow]:
             at_risk=Count("pk", filter=Q(due_at__lte=now + AT_RISK_WITHIN)),
         )
     }
-    start = day_start(now)
+    start = today_start(now)
     today = dict(
         Decision.objects.filter(reviewer=user, decided_at__gte=start, queue__in=queues)
         .values_list("queue")
@@ -140,7 +211,7 @@ def exposure_board(*, now: datetime | None = None) -> tuple[list[ExposureCategor
     categories = list(ExposureCategory.objects.prefetch_related("queues"))
     counts: dict[int, dict[int, int]] = {}
     for actor_id, category_id, n in (
-        exposure_opened(since=day_start(now))
+        exposure_opened(since=today_start(now))
         .values_list("actor", "queue__exposure_category")
         .annotate(n=Count("pk"))
         .values_list("actor", "queue__exposure_category", "n")
@@ -245,3 +316,84 @@ def ground_truth_latest() -> QuerySet[GroundTruth]:
     definition of an item's ground truth: QA's export, the classifier figures and the local model's training."""
     latest = GroundTruth.objects.filter(item=OuterRef("item")).order_by("-recorded_at", "-pk").values("pk")[:1]
     return GroundTruth.objects.filter(pk=Subquery(latest)).order_by("item_id")
+
+
+# --- bulk decisions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkFilter:
+    """What a senior reviewer narrows a queue to before selecting items; every field is optional."""
+
+    text: str = ""
+    tag: str = ""
+    surface: str = ""
+    language: str = ""
+    min_priority: int | None = None
+
+
+def _has_tag(tag: str) -> Q:
+    # JSON containment is PostgreSQL-only; the quoted tag within the stored JSON text works everywhere.
+    return Q(tags__icontains=json.dumps(tag))
+
+
+def bulk_candidates(queue: Queue, actor: User, filters: BulkFilter) -> QuerySet[ReviewItem]:
+    """Waiting items of ``queue`` a bulk decision may close, oldest first."""
+    items = (
+        ReviewItem.objects.filter(queue=queue, state=ItemState.QUEUED, required_reviews=1)
+        .exclude(kind=ItemKind.APPEAL)
+        .filter(Q(reserved_for__isnull=True) | Q(reserved_for=actor))
+    )
+    # Adjudication needs someone to read the disagreeing decisions; it never goes in a batch.
+    items = items.exclude(_has_tag("adjudication"))
+    if filters.text:
+        items = items.filter(text__icontains=filters.text)
+    if filters.tag:
+        items = items.filter(_has_tag(filters.tag))
+    if filters.surface:
+        items = items.filter(surface=filters.surface)
+    if filters.language:
+        items = items.filter(language=filters.language)
+    if filters.min_priority is not None:
+        items = items.filter(priority__gte=filters.min_priority)
+    return items.order_by("received_at", "pk")
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    batch_id: str
+    at: datetime
+    by: str
+    items: int
+    decision: str  # "no violation" or "policy / action"
+    reverted_by: str  # empty while it stands
+    revertible_until: datetime
+
+
+def bulk_batches_recent(queue: Queue, *, now: datetime | None = None) -> list[BatchRow]:
+    """The queue's bulk decisions that may still be reverted, newest first, and whether they were."""
+    now = now or timezone.now()
+    window = settings.BULK_DECISION_REVERT_WINDOW
+    entries = AuditLog.objects.filter(
+        target_type=queue._meta.label_lower,
+        target_id=str(queue.pk),
+        action__in=["decision.bulk", "decision.bulk_revert"],
+        at__gte=now - window,
+    ).order_by("at", "id")
+    reverted: dict[str, str] = {}
+    batches = []
+    for entry in entries:
+        if entry.action == "decision.bulk_revert":
+            reverted[str((entry.before or {}).get("batch_id"))] = entry.actor_label
+            continue
+        after = entry.after or {}
+        if not after.get("items"):
+            continue
+        verdict = "no violation"
+        if after.get("is_violation"):
+            verdict = f"{after.get('policy')} / {after.get('action') or 'no action'}"
+        batches.append((str(after.get("batch_id")), entry, len(after["items"]), verdict))
+    return [
+        BatchRow(batch, entry.at, entry.actor_label, n, verdict, reverted.get(batch, ""), entry.at + window)
+        for batch, entry, n, verdict in reversed(batches)
+    ]

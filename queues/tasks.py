@@ -2,16 +2,17 @@
 
 from celery import shared_task
 
-from queues import notices, services
+from queues import notices
+from queues.services import claims
 
 
 @shared_task
 def leases_expire_task() -> int:
     """Every minute: items whose reviewer's lease ran out go back to their queue, items whose reservation for a
     named colleague ran out go back to everyone, and skips past their hold-off are forgotten."""
-    returned = services.leases_expire()
-    released = services.reservations_expire()
-    services.skips_purge()
+    returned = claims.leases_expire()
+    released = claims.reservations_expire()
+    claims.skips_purge()
     return returned + released
 
 

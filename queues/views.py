@@ -25,9 +25,10 @@ from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, U
 from ops_platform.core.params import MAX_INT, object_parse, param_ids, param_int, param_object
 from ops_platform.core.permissions import permitted
 from ops_platform.core.refusals import refused
-from queues import bulk, selectors, services, wellness
-from queues.models import ExposureCategory, ItemState, Queue, ReviewItem
+from queues import bulk, selectors, wellness
+from queues.models import Queue, ReviewItem
 from queues.panels import panels_for
+from queues.services import appeals, claims, decisions, escalation
 from queues.wellness import ExposureCapReached
 
 
@@ -37,11 +38,7 @@ def _reviewer(request: HttpRequest) -> User:
 
 def _held_item(request: HttpRequest, pk: int) -> tuple[User, ReviewItem]:
     user = _reviewer(request)
-    item = (
-        ReviewItem.objects.select_related("queue", "queue__exposure_category")
-        .filter(pk=pk, state=ItemState.CLAIMED, assignee=user)
-        .first()
-    )
+    item = selectors.item_held(pk=pk, reviewer=user)
     if item is None:
         raise Http404("No item of yours has that id.")
     return user, item
@@ -61,9 +58,9 @@ def my_queues(request: HttpRequest) -> HttpResponse:
 @require_POST
 def start_reviewing(request: HttpRequest, slug: str) -> HttpResponse:
     user = _reviewer(request)
-    queue = get_object_or_404(Queue, slug=slug, is_active=True)
+    queue = get_object_or_404(selectors.queues_active(), slug=slug)
     try:
-        item = services.item_claim_next(queue=queue, actor=user)
+        item = claims.item_claim_next(queue=queue, actor=user)
     except ExposureCapReached as exc:
         return _offer_other_queues(request, user, queue, exc)
     except ApplicationError as exc:
@@ -111,13 +108,9 @@ def _item_render(
             "author_history": selectors.author_history(item),
             "blur": profile.blur_media if profile else True,
             "greyscale": profile.greyscale_media if profile else True,
-            # Nobody who decided this item or the one it appeals: claim-next would never give it to them.
-            "seniors": User.objects.filter(groups__permissions__codename="bulk_decide")
-            .exclude(pk=user.pk)
-            .exclude(decisions__item_id__in=[pk for pk in (item.pk, item.appeal_of_id) if pk])
-            .distinct(),
-            "lease_seconds": int(services.DEFAULT_LEASE.total_seconds()),
-            "contested": services.appeal_contested(item) if item.appeal_of_id else None,
+            "seniors": selectors.escalation_seniors(item, reviewer=user),
+            "lease_seconds": int(claims.DEFAULT_LEASE.total_seconds()),
+            "contested": appeals.appeal_contested(item) if item.appeal_of_id else None,
             "stretch": wellness.review_stretch(user),
             "exposure": _exposure_line(user, item.queue),
             "refusal": refusal,
@@ -151,12 +144,14 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         # A one-key decision's ids are refused under the button's name: the only field the browser sent.
         fields = dict.fromkeys(("policy", "action", "labels"), "quick") if quick else {}
         if policy_id:
-            policy = object_parse(policy_id, Policy.objects.all(), field=fields.get("policy", "policy"))
+            policy = object_parse(policy_id, selectors.policies_all(), field=fields.get("policy", "policy"))
         if action_id:
-            action = object_parse(action_id, EnforcementAction.objects.all(), field=fields.get("action", "action"))
-        labels = [object_parse(i, DecisionLabel.objects.all(), field=fields.get("labels", "labels")) for i in label_ids]
+            action = object_parse(action_id, selectors.enforcement_actions_all(), field=fields.get("action", "action"))
+        labels = [
+            object_parse(i, selectors.decision_labels_all(), field=fields.get("labels", "labels")) for i in label_ids
+        ]
     try:
-        result = services.decision_record(
+        result = decisions.decision_record(
             item=item, actor=user, is_violation=violation, policy=policy, labels=labels, action=action,
             rationale=post.get("rationale", "")[:5000],
         )  # fmt: skip
@@ -174,7 +169,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 def _next_or_queues(request: HttpRequest, user: User, queue: Queue | None) -> HttpResponse:
     if queue is not None:
         try:
-            nxt = services.item_claim_next(queue=queue, actor=user)
+            nxt = claims.item_claim_next(queue=queue, actor=user)
         except ExposureCapReached as exc:
             return _offer_other_queues(request, user, queue, exc)
         except ApplicationError as exc:  # e.g. their access to the queue was withdrawn meanwhile
@@ -204,7 +199,7 @@ def appeal_decide(request: HttpRequest, pk: int) -> HttpResponse:
     if outcome not in ("uphold", "overturn"):
         return _refused(request, user, item, ApplicationError("Choose uphold or overturn.", field="outcome"))
     try:
-        services.appeal_decide(
+        appeals.appeal_decide(
             item=item, actor=user, uphold=outcome == "uphold", rationale=request.POST.get("rationale", "")
         )
     except ApplicationError as exc:
@@ -220,7 +215,7 @@ def appeal_decide(request: HttpRequest, pk: int) -> HttpResponse:
 def release(request: HttpRequest, pk: int) -> HttpResponse:
     user, item = _held_item(request, pk)
     try:
-        services.item_release(item=item, actor=user, reason=request.POST.get("reason", ""))
+        claims.item_release(item=item, actor=user, reason=request.POST.get("reason", ""))
     except ApplicationError as exc:
         return _refused(request, user, item, exc)
     messages.info(request, "Skipped: the item is back in its queue.")
@@ -231,9 +226,9 @@ def release(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def escalate(request: HttpRequest, pk: int) -> HttpResponse:
     user, item = _held_item(request, pk)
-    to_user = param_object(request.POST, "to_user", User.objects.filter(is_active=True))
+    to_user = param_object(request.POST, "to_user", selectors.people_active())
     try:
-        target = services.item_escalate(item=item, actor=user, reason=request.POST.get("reason", ""), to_user=to_user)
+        target = escalation.item_escalate(item=item, actor=user, reason=request.POST.get("reason", ""), to_user=to_user)
     except ApplicationError as exc:
         return _refused(request, user, item, exc)
     who = f" for {to_user.get_username()}" if to_user else ""
@@ -247,10 +242,10 @@ def reservation_release(request: HttpRequest, pk: int) -> HttpResponse:
     """Leads (senior reviewers of the queue, ops managers): give an item reserved for a named colleague back to
     everyone who may work its queue."""
     user = permitted(request, "core.bulk_decide", "core.manage_wellness")
-    item = get_object_or_404(ReviewItem, pk=pk)
+    item = get_object_or_404(selectors.items_all(), pk=pk)
     back = "review-queues" if user.has_perm("core.review_items") else "review-wellness"
     try:
-        services.item_reservation_release(item=item, actor=user, reason=request.POST.get("reason", ""))
+        claims.item_reservation_release(item=item, actor=user, reason=request.POST.get("reason", ""))
     except ApplicationError as exc:
         if exc.status_code == 403:
             raise PermissionDenied from exc
@@ -270,11 +265,11 @@ def renew_lease(request: HttpRequest, pk: int) -> HttpResponse:
     user = _reviewer(request)
     # Only the reviewer's own items: another's item and no item at all answer the same 409, so the lease URL
     # cannot tell a reviewer which ids exist in queues they may not work.
-    item = ReviewItem.objects.filter(pk=pk, assignee=user).first()
+    item = selectors.item_assigned(pk=pk, reviewer=user)
     if item is None:
         return JsonResponse({"error": LEASE_LOST}, status=409)
     try:
-        expires = services.lease_renew(item=item, actor=user)
+        expires = claims.lease_renew(item=item, actor=user)
     except ApplicationError as exc:
         return JsonResponse({"error": exc.message}, status=409)
     return JsonResponse({"lease_expires_at": expires.isoformat()})
@@ -330,8 +325,8 @@ def wellness_settings(request: HttpRequest) -> HttpResponse:
                 )
                 messages.success(request, "Exposure cap saved.")
             elif post.get("form") == "queue":
-                queue = param_object(post, "queue", Queue.objects.filter(is_active=True), required=True)
-                category = param_object(post, "category", ExposureCategory.objects.all())
+                queue = param_object(post, "queue", selectors.queues_active(), required=True)
+                category = param_object(post, "category", selectors.exposure_categories())
                 assert queue is not None
                 wellness.queue_exposure_set(actor=user, queue=queue, category=category)
                 messages.success(request, f"{queue.name}: {category.name if category else 'no exposure cap'}.")
@@ -346,7 +341,7 @@ def wellness_settings(request: HttpRequest) -> HttpResponse:
             "reserved": selectors.items_reserved(),
             "categories": categories,
             "board": [(row, [(c, row.opened.get(c.pk, 0)) for c in categories]) for row in board],
-            "queues": Queue.objects.filter(is_active=True).select_related("exposure_category"),
+            "queues": selectors.queues_with_exposure(),
         },
     )
 
@@ -374,9 +369,9 @@ class _BulkChoice:
         return cls(
             item_ids=param_ids(post, "items"),
             violation=violation,
-            policy=param_object(post, "policy", Policy.objects.all()) if is_violation else None,
-            labels=list(DecisionLabel.objects.filter(pk__in=param_ids(post, "labels"))) if is_violation else [],
-            action=param_object(post, "action", EnforcementAction.objects.all()) if is_violation else None,
+            policy=param_object(post, "policy", selectors.policies_all()) if is_violation else None,
+            labels=selectors.decision_labels_by_ids(param_ids(post, "labels")) if is_violation else [],
+            action=param_object(post, "action", selectors.enforcement_actions_all()) if is_violation else None,
             # Browsers send a textarea's line breaks as CRLF and may not a hidden field's: the confirmation is
             # for this exact text.
             rationale=post.get("rationale", "").replace("\r\n", "\n")[:5000],
@@ -395,8 +390,8 @@ class _BulkChoice:
         }
 
 
-def _bulk_filters(source: Any) -> bulk.BulkFilter:
-    return bulk.BulkFilter(
+def _bulk_filters(source: Any) -> selectors.BulkFilter:
+    return selectors.BulkFilter(
         text=source.get("text", "")[:200],
         tag=source.get("tag", "")[:100],
         surface=source.get("surface", "")[:100],
@@ -411,8 +406,8 @@ def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
     """Senior reviewers: filter a queue, select waiting items, choose one decision, preview the batch (its count
     and items), confirm it by typing the count; revert a recent batch. Refusals answer 4xx naming the field."""
     user = _reviewer(request)
-    queue = get_object_or_404(Queue, slug=slug, is_active=True)
-    if not user.has_perm("core.bulk_decide") or not services.reviewer_may_work(queue, user):
+    queue = get_object_or_404(selectors.queues_active(), slug=slug)
+    if not user.has_perm("core.bulk_decide") or not claims.reviewer_may_work(queue, user):
         raise PermissionDenied
     filters = _bulk_filters(request.POST if request.method == "POST" else request.GET)
     if request.method == "GET":
@@ -455,12 +450,12 @@ def _bulk_page(
     request: HttpRequest,
     queue: Queue,
     user: User,
-    filters: bulk.BulkFilter,
+    filters: selectors.BulkFilter,
     *,
     error: ApplicationError | None = None,
     chosen: _BulkChoice | None = None,
 ) -> HttpResponse:
-    candidates = bulk.bulk_candidates(queue, user, filters)
+    candidates = selectors.bulk_candidates(queue, user, filters)
     return render(
         request,
         "queues/bulk.html",
@@ -472,7 +467,7 @@ def _bulk_page(
             "total": candidates.count(),
             "cap": bulk.bulk_max(),
             "policies": selectors.queue_policies(queue),
-            "batches": bulk.bulk_batches_recent(queue),
+            "batches": selectors.bulk_batches_recent(queue),
             "error": error,
             "chosen": chosen,
             "chosen_ids": set(chosen.item_ids) if chosen else set(),
@@ -486,7 +481,7 @@ def _bulk_confirm_page(
     request: HttpRequest,
     queue: Queue,
     user: User,
-    filters: bulk.BulkFilter,
+    filters: selectors.BulkFilter,
     chosen: _BulkChoice,
     *,
     preview: bulk.BulkPreview | None = None,
@@ -512,7 +507,7 @@ def _bulk_confirm_page(
     )
 
 
-def filters_query(filters: bulk.BulkFilter) -> str:
+def filters_query(filters: selectors.BulkFilter) -> str:
     values = {
         "text": filters.text,
         "tag": filters.tag,

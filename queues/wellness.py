@@ -16,6 +16,7 @@ from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.localday import today_start
 from ops_platform.core.models import ReviewerProfile, User
 from ops_platform.core.services import audit_record
 from queues.models import ExposureCategory, ItemEvent, Queue
@@ -39,10 +40,6 @@ class ExposureCapReached(ApplicationError):
         self.category = category
 
 
-def day_start(now: datetime) -> datetime:
-    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def exposure_opened(*, since: datetime) -> QuerySet[ItemEvent]:
     """Claims in capped queues since ``since`` that count toward exposure: those the reviewer did not skip."""
     skipped = ItemEvent.objects.filter(
@@ -57,7 +54,7 @@ def exposure_today(user: User, *, now: datetime | None = None) -> dict[int, int]
     """Items this reviewer opened today and did not skip, per exposure category id."""
     now = now or timezone.now()
     rows = (
-        exposure_opened(since=day_start(now))
+        exposure_opened(since=today_start(now))
         .filter(actor=user)
         .values_list("queue__exposure_category")
         .annotate(n=Count("pk"))

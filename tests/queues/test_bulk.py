@@ -26,16 +26,9 @@ from ops_platform.core.models import (
     WebhookEvent,
 )
 from ops_platform.core.services import user_create
-from queues.bulk import (
-    BulkFilter,
-    BulkResult,
-    bulk_candidates,
-    decision_batch_revert,
-    items_bulk_decide,
-    items_bulk_preview,
-)
+from queues.bulk import BulkResult, decision_batch_revert, items_bulk_decide, items_bulk_preview
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
-from queues.selectors import item_final_decision
+from queues.selectors import BulkFilter, bulk_candidates, item_final_decision
 from queues.services import decision_correct, decision_record, item_claim_next
 from tests.conftest import PASSWORD
 from tests.queues.factories import bulk_decide, item_queued

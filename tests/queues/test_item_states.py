@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
 from queues.models import TRANSITIONS, Decision, IllegalTransition, ItemState, ReviewItem, check_transition
-from queues.services import decision_submit, item_claim, items_enqueue
+from queues.services import decision_record, item_claim, items_enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -63,12 +63,12 @@ def test_a_claimed_item_cannot_be_claimed_by_someone_else(intake_queue, reviewer
 def test_only_the_lease_holder_decides_and_decisions_are_immutable(intake_queue, reviewer, qa_lead):
     item = _queued_item(intake_queue)
     with pytest.raises(ApplicationError, match="holding the item's lease"):
-        decision_submit(item=item, actor=reviewer, is_violation=False)
+        decision_record(item=item, actor=reviewer, is_violation=False)
     item_claim(item=item, actor=reviewer)
     with pytest.raises(ApplicationError, match="holding the item's lease"):
-        decision_submit(item=item, actor=qa_lead, is_violation=False)
+        decision_record(item=item, actor=qa_lead, is_violation=False)
 
-    decision = decision_submit(item=item, actor=reviewer, is_violation=False, rationale="benign")
+    decision = decision_record(item=item, actor=reviewer, is_violation=False, rationale="benign").decision
 
     item.refresh_from_db()
     assert item.state == ItemState.DECIDED
@@ -78,11 +78,11 @@ def test_only_the_lease_holder_decides_and_decisions_are_immutable(intake_queue,
         decision.save()
     assert Decision.objects.get().rationale == "benign"
     with pytest.raises(ApplicationError):
-        decision_submit(item=item, actor=reviewer, is_violation=True)
+        decision_record(item=item, actor=reviewer, is_violation=True)
 
 
 def test_a_violation_needs_a_policy(intake_queue, reviewer):
     item = _queued_item(intake_queue)
     item_claim(item=item, actor=reviewer)
     with pytest.raises(ApplicationError, match="needs the policy"):
-        decision_submit(item=item, actor=reviewer, is_violation=True)
+        decision_record(item=item, actor=reviewer, is_violation=True)
