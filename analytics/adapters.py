@@ -24,8 +24,19 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.params import MAX_INT, id_parse, param_int
 
 # Cell keys the operations drill-down understands, and which of them are ids.
-OPS_CELL_KEYS = ("day", "queue_id", "policy_id", "vendor_id", "priority_id", "priority", "source", "surface", "kind",
-                 "age_bucket", "reviewer_id")  # fmt: skip
+OPS_CELL_KEYS = (
+    "day",
+    "queue_id",
+    "policy_id",
+    "vendor_id",
+    "priority_id",
+    "priority",
+    "source",
+    "surface",
+    "kind",
+    "age_bucket",
+    "reviewer_id",
+)
 NONE = "none"  # a cell key given as None: in-house, no policy
 PRIORITY_KEYS = ("priority", "priority_id")  # tables split by priority name their key column priority_id
 
@@ -34,9 +45,18 @@ def kind_of(column: str) -> Kind:
     if column in ("day", "week_start", "week"):
         return Kind.DATE if column != "week" else Kind.TEXT
     if column.endswith(("_rate", "_attainment", "occupancy", "_share")) or column in (
-        "sla_attainment", "precision", "recall", "fpr", "f1", "prevalence", "auprc", "quality_score",
-        "golden_accuracy", "observed", "mean_predicted",
-    ):  # fmt: skip
+        "sla_attainment",
+        "precision",
+        "recall",
+        "fpr",
+        "f1",
+        "prevalence",
+        "auprc",
+        "quality_score",
+        "golden_accuracy",
+        "observed",
+        "mean_predicted",
+    ):
         return Kind.PERCENT
     if column.endswith(("_seconds", "_p50", "_p90", "_p95")):
         return Kind.SECONDS
@@ -134,11 +154,21 @@ def _rows(items: Iterable[Any]) -> list[dict[str, Any]]:
     return [item.as_row() for item in items]
 
 
-def _table(title: str, rows: list[dict[str, Any]], *, notes: list[str] | None = None,
-           drill: Callable[[dict[str, Any]], str | None] | None = None) -> Table:  # fmt: skip
+def _table(
+    title: str,
+    rows: list[dict[str, Any]],
+    *,
+    notes: list[str] | None = None,
+    drill: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Table:
     keys = list(rows[0]) if rows else []
-    return Table(title=title, columns=[Column(k, _label(k), inferred(k, rows)) for k in keys], rows=rows, drill=drill,
-                 notes=notes or [])  # fmt: skip
+    return Table(
+        title=title,
+        columns=[Column(k, _label(k), inferred(k, rows)) for k in keys],
+        rows=rows,
+        drill=drill,
+        notes=notes or [],
+    )
 
 
 def _main_model(f: MetricFilter) -> tuple[str, str, str] | None:
@@ -155,11 +185,16 @@ def classifier_summary_table(f: MetricFilter) -> Table:
     rows = _rows(clf.classifier_summary(f))
 
     def drill(row: dict[str, Any]) -> str | None:
-        return _items_url(f, clf_category=row["category"], clf_backend=row["backend"],
-                          clf_model=row["model_version"], clf_cell="fp")  # fmt: skip
+        return _items_url(
+            f, clf_category=row["category"], clf_backend=row["backend"], clf_model=row["model_version"], clf_cell="fp"
+        )
 
-    return _table("Precision, recall, FPR and F1 at the active thresholds (human final decisions)", rows,
-                  drill=drill, notes=["Each row drills to its false positives at the threshold."])  # fmt: skip
+    return _table(
+        "Precision, recall, FPR and F1 at the active thresholds (human final decisions)",
+        rows,
+        drill=drill,
+        notes=["Each row drills to its false positives at the threshold."],
+    )
 
 
 def _curve_table(f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]]) -> Table:
@@ -223,16 +258,29 @@ def alerts_table(f: MetricFilter) -> Table:
     rows = []
     for alert in alerts_recent(f):
         top = (alert.causes or [{}])[0] if isinstance(alert.causes, list) else {}
-        rows.append({
-            "id": alert.pk, "opened_at": alert.opened_at, "rule": alert.rule.name, "metric": alert.get_metric_display(),
-            "state": alert.state, "value": alert.value, "baseline": alert.baseline, "volume": alert.volume,
-            "top_cause": str(top.get("slice") or top.get("value") or ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": alert.pk,
+                "opened_at": alert.opened_at,
+                "rule": alert.rule.name,
+                "metric": alert.get_metric_display(),
+                "state": alert.state,
+                "value": alert.value,
+                "baseline": alert.baseline,
+                "volume": alert.volume,
+                "top_cause": str(top.get("slice") or top.get("value") or ""),
+            }
+        )
     columns = [
-        Column("opened_at", "Opened", Kind.DATETIME), Column("rule", "Rule"), Column("metric", "Metric"),
-        Column("state", "State"), Column("value", "Value", Kind.FLOAT), Column("baseline", "Baseline", Kind.FLOAT),
-        Column("volume", "Volume", Kind.INT), Column("top_cause", "Main cause"),
-    ]  # fmt: skip
+        Column("opened_at", "Opened", Kind.DATETIME),
+        Column("rule", "Rule"),
+        Column("metric", "Metric"),
+        Column("state", "State"),
+        Column("value", "Value", Kind.FLOAT),
+        Column("baseline", "Baseline", Kind.FLOAT),
+        Column("volume", "Volume", Kind.INT),
+        Column("top_cause", "Main cause"),
+    ]
     return Table(
         title="Alerts opened in the period",
         columns=columns,

@@ -59,9 +59,14 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "analytics/alert.html",
-        _context(alert=alert, cause_columns=columns, causes=causes, resolve_form=AlertResolveForm(),
-                 may_edit_rules=alerts.alert_rules_may_edit(request.user)),  # type: ignore[arg-type]
-    )  # fmt: skip
+        _context(
+            alert=alert,
+            cause_columns=columns,
+            causes=causes,
+            resolve_form=AlertResolveForm(),
+            may_edit_rules=alerts.alert_rules_may_edit(request.user),
+        ),  # type: ignore[arg-type]
+    )
 
 
 @viewer_required

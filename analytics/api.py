@@ -64,8 +64,11 @@ def _error(status: int, code: str, detail: str, errors: list[dict[str, str]]) ->
 
 
 class MetricsIndexApi(_MetricsView):
-    @extend_schema(operation_id="metrics_list", summary="The metrics (dashboard panels) available",
-                   responses={200: OpenApiTypes.OBJECT, **error_responses(403)})  # fmt: skip
+    @extend_schema(
+        operation_id="metrics_list",
+        summary="The metrics (dashboard panels) available",
+        responses={200: OpenApiTypes.OBJECT, **error_responses(403)},
+    )
     def get(self, request: Request) -> Response:
         return Response(
             {

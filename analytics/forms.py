@@ -89,20 +89,30 @@ class AlertRuleForm(forms.Form):
     @classmethod
     def initial_of(cls, rule: AlertRule) -> dict[str, Any]:
         return {
-            "name": rule.name, "metric": rule.metric, "queue": rule.queue, "is_active": rule.is_active,
-            "window_hours": rule.window / timedelta(hours=1), "baseline_hours": rule.baseline / timedelta(hours=1),
-            "relative_threshold": rule.relative_threshold, "absolute_threshold": rule.absolute_threshold,
+            "name": rule.name,
+            "metric": rule.metric,
+            "queue": rule.queue,
+            "is_active": rule.is_active,
+            "window_hours": rule.window / timedelta(hours=1),
+            "baseline_hours": rule.baseline / timedelta(hours=1),
+            "relative_threshold": rule.relative_threshold,
+            "absolute_threshold": rule.absolute_threshold,
             "min_volume": rule.min_volume,
-        }  # fmt: skip
+        }
 
     def rule_fields(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
-            "name": data["name"], "metric": data["metric"], "queue": data["queue"], "is_active": data["is_active"],
-            "window": timedelta(hours=data["window_hours"]), "baseline": timedelta(hours=data["baseline_hours"]),
-            "relative_threshold": data["relative_threshold"], "absolute_threshold": data["absolute_threshold"],
+            "name": data["name"],
+            "metric": data["metric"],
+            "queue": data["queue"],
+            "is_active": data["is_active"],
+            "window": timedelta(hours=data["window_hours"]),
+            "baseline": timedelta(hours=data["baseline_hours"]),
+            "relative_threshold": data["relative_threshold"],
+            "absolute_threshold": data["absolute_threshold"],
             "min_volume": data["min_volume"],
-        }  # fmt: skip
+        }
 
 
 class AlertResolveForm(forms.Form):

@@ -158,52 +158,109 @@ def _line(x: str, y: str, **kw: str) -> ChartBuilder:
     return _drawn(y, lambda t: charts.line(t, x=x, y=y, **kw))
 
 
-def _ops(name: str, title: str, area: str, selector: Callable[..., ops.Table], chart: ChartBuilder | None = None,
-         **kwargs: str) -> None:  # fmt: skip
+def _ops(
+    name: str,
+    title: str,
+    area: str,
+    selector: Callable[..., ops.Table],
+    chart: ChartBuilder | None = None,
+    **kwargs: str,
+) -> None:
     register(Panel(name, title, area, adapters.ops_panel(selector, **kwargs), chart=chart))
 
 
 register_tile(
-    Tile("open_alerts", "Open alerts", lambda: str(alerts_open().count()), url=lambda: "/analytics/alerts/",
-         hint="open or acknowledged")
-)  # fmt: skip
+    Tile(
+        "open_alerts",
+        "Open alerts",
+        lambda: str(alerts_open().count()),
+        url=lambda: "/analytics/alerts/",
+        hint="open or acknowledged",
+    )
+)
 
 OPS = "operations"
 _ops("intake_by_source", "Intake volume by source", OPS, ops.intake_volume, _stacked("day", "received", "source"))
-_ops("intake_by_surface", "Intake volume by surface", OPS, ops.intake_volume, _stacked("day", "received", "surface"),
-     by="surface")  # fmt: skip
+_ops(
+    "intake_by_surface",
+    "Intake volume by surface",
+    OPS,
+    ops.intake_volume,
+    _stacked("day", "received", "surface"),
+    by="surface",
+)
 _ops("intake_by_policy", "Intake volume by final policy", OPS, ops.intake_volume, by="policy")
 _ops("automation_rate", "Automation rate", OPS, ops.automation_rate, _line("day", "automation_rate"))
 _ops("backlog", "Backlog by queue and age", OPS, ops.backlog, _stacked("queue", "items", "age_bucket"))
-_ops("turnaround_by_queue", "Turnaround, wait and handle time by queue", OPS, ops.latency_percentiles,
-     _bar("queue", "turnaround_p90", title="Turnaround p90"))  # fmt: skip
+_ops(
+    "turnaround_by_queue",
+    "Turnaround, wait and handle time by queue",
+    OPS,
+    ops.latency_percentiles,
+    _bar("queue", "turnaround_p90", title="Turnaround p90"),
+)
 _ops("turnaround_by_policy", "Turnaround by policy", OPS, ops.latency_percentiles, by="policy")
 _ops("turnaround_by_priority", "Turnaround by priority", OPS, ops.latency_percentiles, by="priority")
 _ops("sla_by_queue", "SLA attainment by queue", OPS, ops.sla_attainment, _bar("queue", "sla_attainment"))
-_ops("sla_by_vendor", "SLA attainment by vendor", OPS, ops.sla_attainment, _bar("vendor", "sla_attainment"),
-     by="vendor")  # fmt: skip
+_ops(
+    "sla_by_vendor", "SLA attainment by vendor", OPS, ops.sla_attainment, _bar("vendor", "sla_attainment"), by="vendor"
+)
 _ops("escalation_rate", "Escalation rate by queue", OPS, ops.escalation_rate, _bar("queue", "escalation_rate"))
 _ops("appeals", "Appeal and overturn rates by queue", OPS, ops.appeal_rates, _bar("queue", "overturn_rate"))
-_ops("reviewer_productivity", "Reviewer throughput, handle time and occupancy", OPS, ops.reviewer_productivity,
-     _bar("reviewer", "decisions_per_productive_hour"))  # fmt: skip
+_ops(
+    "reviewer_productivity",
+    "Reviewer throughput, handle time and occupancy",
+    OPS,
+    ops.reviewer_productivity,
+    _bar("reviewer", "decisions_per_productive_hour"),
+)
 
-_ops("vendor_scorecards", "Vendor scorecards by week", "vendors", vendor_scorecard_table,
-     _line("week_start", "sla_attainment", color="vendor", title="SLA attainment by week"))  # fmt: skip
+_ops(
+    "vendor_scorecards",
+    "Vendor scorecards by week",
+    "vendors",
+    vendor_scorecard_table,
+    _line("week_start", "sla_attainment", color="vendor", title="SLA attainment by week"),
+)
 
 CLF = "classifiers"
-register(Panel("classifier_summary", "Classifiers at their active thresholds", CLF, adapters.classifier_summary_table,
-               chart=_bar("category", "precision", color="backend")))  # fmt: skip
-register(Panel("classifier_pr_curve", "Precision-recall curve", CLF, adapters.classifier_pr_table,
-               chart=_drawn("precision", lambda t: charts.pr_curve(t))))  # fmt: skip
+register(
+    Panel(
+        "classifier_summary",
+        "Classifiers at their active thresholds",
+        CLF,
+        adapters.classifier_summary_table,
+        chart=_bar("category", "precision", color="backend"),
+    )
+)
+register(
+    Panel(
+        "classifier_pr_curve",
+        "Precision-recall curve",
+        CLF,
+        adapters.classifier_pr_table,
+        chart=_drawn("precision", lambda t: charts.pr_curve(t)),
+    )
+)
 
 
 def _calibration(t: Table) -> Chart:
     return charts.calibration(t, predicted="mean_predicted", observed="observed_rate")
 
 
-register(Panel("classifier_calibration", "Calibration", CLF, adapters.classifier_calibration_table,
-               chart=_drawn("observed_rate", _calibration)))  # fmt: skip
-register(Panel("classifier_drift", "Weekly drift", CLF, adapters.classifier_drift_table,
-               chart=_line("week_start", "precision")))  # fmt: skip
+register(
+    Panel(
+        "classifier_calibration",
+        "Calibration",
+        CLF,
+        adapters.classifier_calibration_table,
+        chart=_drawn("observed_rate", _calibration),
+    )
+)
+register(
+    Panel(
+        "classifier_drift", "Weekly drift", CLF, adapters.classifier_drift_table, chart=_line("week_start", "precision")
+    )
+)
 
 register(Panel("alerts", "Alerts opened in the period", "alerts", adapters.alerts_table))

@@ -79,10 +79,21 @@ class PlanForm(forms.ModelForm):
     class Meta:
         model = SamplingPlan
         fields = [
-            "name", "queue", "policy", "vendor", "reviewer", "rate", "rate_violation", "rate_no_violation",
-            "low_confidence_rate", "low_confidence_band", "auto_action_rate", "new_reviewer_decisions",
-            "new_reviewer_rate", "is_active",
-        ]  # fmt: skip
+            "name",
+            "queue",
+            "policy",
+            "vendor",
+            "reviewer",
+            "rate",
+            "rate_violation",
+            "rate_no_violation",
+            "low_confidence_rate",
+            "low_confidence_band",
+            "auto_action_rate",
+            "new_reviewer_decisions",
+            "new_reviewer_rate",
+            "is_active",
+        ]
         labels = {
             "rate": "Random share",
             "rate_violation": "Rate for violations (stratified)",

@@ -83,16 +83,21 @@ def samples_closed(f: QaFilter) -> QuerySet[QaSample]:
     samples = QaSample.objects.filter(state=SampleState.CLOSED)
     if f.policy_id:
         samples = samples.filter(Q(original_policy_id=f.policy_id) | Q(review__policy_id=f.policy_id))
-    return _scoped(samples, f, queue="original_queue_id", vendor="original_vendor_id",
-                   reviewer="original_reviewer_id", at="closed_at")  # fmt: skip
+    return _scoped(
+        samples,
+        f,
+        queue="original_queue_id",
+        vendor="original_vendor_id",
+        reviewer="original_reviewer_id",
+        at="closed_at",
+    )
 
 
 def golden_scored(f: QaFilter) -> QuerySet[GoldenInjection]:
     injections = GoldenInjection.objects.filter(scored_at__isnull=False)
     if f.policy_id:
         injections = injections.filter(golden__expected_policy_id=f.policy_id)
-    return _scoped(injections, f, queue="golden__queue_id", vendor="vendor_id", reviewer="reviewer_id",
-                   at="scored_at")  # fmt: skip
+    return _scoped(injections, f, queue="golden__queue_id", vendor="vendor_id", reviewer="reviewer_id", at="scored_at")
 
 
 def _label(is_violation: bool, policy_slug: str | None) -> str:
@@ -118,11 +123,18 @@ class SliceStats:
 def slice_stats(f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES) -> SliceStats:
     rows = list(
         samples_closed(f).values_list(
-            "pk", "original_is_violation", "original_policy__slug", "review__is_violation", "review__policy__slug",
-            "adjudication__is_violation", "adjudication__policy__slug", "error_type", "severity",
+            "pk",
+            "original_is_violation",
+            "original_policy__slug",
+            "review__is_violation",
+            "review__policy__slug",
+            "adjudication__is_violation",
+            "adjudication__policy__slug",
+            "error_type",
+            "severity",
             "inclusion_probability",
         )
-    )  # fmt: skip
+    )
     originals, rereviews, pairs = [], [], []
     outcomes: list[QaOutcome] = []
     adjudicated = adjudicated_right = 0
@@ -210,9 +222,10 @@ def coaching_for(user: User, *, limit: int = 100) -> tuple[list[CoachingEntry], 
         CoachingEntry(s, ErrorType(s.error_type).value.replace("_", " ") if s.error_type else "") for s in samples
     ]
     golden = list(
-        golden_scored(QaFilter(reviewer_id=user.pk)).select_related("golden__expected_policy", "decision__policy")
+        golden_scored(QaFilter(reviewer_id=user.pk))
+        .select_related("golden__expected_policy", "decision__policy")
         .order_by("-scored_at")[:limit]
-    )  # fmt: skip
+    )
     return entries, golden, slice_stats(QaFilter(reviewer_id=user.pk))
 
 

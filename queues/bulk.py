@@ -139,11 +139,13 @@ def items_bulk_preview(
     items = list(bulk_candidates(queue, actor, BulkFilter()).filter(pk__in=ids))
     if not items:
         raise ApplicationError("None of the selected items is still waiting to be decided.", field="items")
-    decision_validate(items[0], is_violation=is_violation, policy=policy, labels=labels, action=action,
-                      rationale=rationale)  # fmt: skip
+    decision_validate(
+        items[0], is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale
+    )
     kept = [item.pk for item in items]
-    batch = _fingerprint(kept, is_violation=is_violation, policy=policy, labels=labels, action=action,
-                         rationale=rationale)  # fmt: skip
+    batch = _fingerprint(
+        kept, is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale
+    )
     confirmation = signing.dumps({"actor": actor.pk, "queue": queue.pk, "batch": batch}, salt=CONFIRMATION_SALT)
     return BulkPreview(items, sorted(set(ids) - set(kept)), confirmation)
 
@@ -195,8 +197,9 @@ def items_bulk_decide(
     ids = _batch_check(
         queue=queue, item_ids=item_ids, actor=actor, is_violation=is_violation, action=action, rationale=rationale
     )
-    batch = _fingerprint(ids, is_violation=is_violation, policy=policy, labels=labels, action=action,
-                         rationale=rationale)  # fmt: skip
+    batch = _fingerprint(
+        ids, is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale
+    )
     _confirmation_check(confirmation, actor=actor, queue=queue, batch=batch)
     if confirmed_count != len(ids):
         raise ApplicationError(
@@ -212,13 +215,24 @@ def items_bulk_decide(
             .order_by("pk")
         )
         if locked:
-            decision_validate(locked[0], is_violation=is_violation, policy=policy, labels=labels, action=action,
-                              rationale=rationale)  # fmt: skip
+            decision_validate(
+                locked[0], is_violation=is_violation, policy=policy, labels=labels, action=action, rationale=rationale
+            )
         decisions = Decision.objects.bulk_create(
-            Decision(item=item, reviewer=actor, queue=queue, policy=policy, action=action, is_violation=is_violation,
-                     rationale=rationale[:5000], decided_at=now, is_final=True, batch_id=batch_id)
+            Decision(
+                item=item,
+                reviewer=actor,
+                queue=queue,
+                policy=policy,
+                action=action,
+                is_violation=is_violation,
+                rationale=rationale[:5000],
+                decided_at=now,
+                is_final=True,
+                batch_id=batch_id,
+            )
             for item in locked
-        )  # fmt: skip
+        )
         if labels:
             through = Decision.labels.through
             through.objects.bulk_create(
@@ -229,12 +243,24 @@ def items_bulk_decide(
             state=ItemState.DECIDED, decided_at=now, reserved_for=None
         )
         ItemEvent.objects.bulk_create(
-            ItemEvent(item_id=d.item_id, at=now, actor=actor, actor_label=actor_label(actor), event="decided",
-                      from_state=ItemState.QUEUED, to_state=ItemState.DECIDED, queue=queue,
-                      data={"decision": d.pk, "batch": str(batch_id), "violation": is_violation,
-                            "policy": policy.slug if policy else None})
+            ItemEvent(
+                item_id=d.item_id,
+                at=now,
+                actor=actor,
+                actor_label=actor_label(actor),
+                event="decided",
+                from_state=ItemState.QUEUED,
+                to_state=ItemState.DECIDED,
+                queue=queue,
+                data={
+                    "decision": d.pk,
+                    "batch": str(batch_id),
+                    "violation": is_violation,
+                    "policy": policy.slug if policy else None,
+                },
+            )
             for d in decisions
-        )  # fmt: skip
+        )
         skipped = sorted(set(ids) - set(decided))
         audit_record(
             actor=actor,
@@ -368,20 +394,37 @@ def decision_batch_revert(
         check_transition(ItemState.DECIDED, ItemState.QUEUED)
         record = f"Bulk decision {batch} reverted: {reason}"[:5000]
         reversals = Decision.objects.bulk_create(
-            Decision(item_id=d.item_id, reviewer=actor, queue=queue, is_violation=False, is_final=False,
-                     is_reversal=True, supersedes=d, rationale=record, decided_at=now)
+            Decision(
+                item_id=d.item_id,
+                reviewer=actor,
+                queue=queue,
+                is_violation=False,
+                is_final=False,
+                is_reversal=True,
+                supersedes=d,
+                rationale=record,
+                decided_at=now,
+            )
             for d in revert
-        )  # fmt: skip
+        )
         reopened = [d.item_id for d in revert]
         ReviewItem.objects.filter(pk__in=reopened, state=ItemState.DECIDED).update(
             state=ItemState.QUEUED, decided_at=None
         )
         ItemEvent.objects.bulk_create(
-            ItemEvent(item_id=d.item_id, at=now, actor=actor, actor_label=actor_label(actor), event="reverted",
-                      from_state=ItemState.DECIDED, to_state=ItemState.QUEUED, queue=queue,
-                      data={"batch": str(batch), "decision": d.pk, "reversal": r.pk})
+            ItemEvent(
+                item_id=d.item_id,
+                at=now,
+                actor=actor,
+                actor_label=actor_label(actor),
+                event="reverted",
+                from_state=ItemState.DECIDED,
+                to_state=ItemState.QUEUED,
+                queue=queue,
+                data={"batch": str(batch), "decision": d.pk, "reversal": r.pk},
+            )
             for d, r in zip(revert, reversals, strict=True)
-        )  # fmt: skip
+        )
         first = decisions[0]
         audit_record(
             actor=actor,

@@ -248,8 +248,9 @@ def quick_decisions(queue: Queue) -> list[QuickDecision]:
         actions = sorted(policy.enforcement_actions.all(), key=lambda a: a.strength)
         action = next((a for a in actions if a.slug == "remove"), actions[0] if actions else None)
         label = next(iter(policy.labels.all()), None)
-        quick.append(QuickDecision(str(index), f"{policy.name}: {action.name if action else 'violation'}", policy,
-                                   action, label))  # fmt: skip
+        quick.append(
+            QuickDecision(str(index), f"{policy.name}: {action.name if action else 'violation'}", policy, action, label)
+        )
     return quick
 
 

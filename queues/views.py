@@ -152,9 +152,14 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         ]
     try:
         result = decisions.decision_record(
-            item=item, actor=user, is_violation=violation, policy=policy, labels=labels, action=action,
+            item=item,
+            actor=user,
+            is_violation=violation,
+            policy=policy,
+            labels=labels,
+            action=action,
             rationale=post.get("rationale", "")[:5000],
-        )  # fmt: skip
+        )
     except ApplicationError as exc:
         return _refused(request, user, item, exc)
     if result.adjudication:
@@ -379,8 +384,9 @@ class _BulkChoice:
 
     def decision(self) -> dict[str, Any]:
         if not self.violation:
-            raise ApplicationError("Choose 'No violation' or 'Violation': a bulk decision has no default.",
-                                   field="violation")  # fmt: skip
+            raise ApplicationError(
+                "Choose 'No violation' or 'Violation': a bulk decision has no default.", field="violation"
+            )
         return {
             "is_violation": self.violation == "yes",
             "policy": self.policy,
@@ -417,8 +423,9 @@ def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
     back = f"{reverse('review-bulk', args=[queue.slug])}?{filters_query(filters)}"
     if step == "revert":
         try:
-            reverted = bulk.decision_batch_revert(batch_id=post.get("batch", ""), actor=user,
-                                                  reason=post.get("reason", "")[:5000])  # fmt: skip
+            reverted = bulk.decision_batch_revert(
+                batch_id=post.get("batch", ""), actor=user, reason=post.get("reason", "")[:5000]
+            )
         except ApplicationError as exc:
             return _bulk_page(request, queue, user, filters, error=exc)
         kept = f"; {len(reverted.kept)} kept (corrected, appealed or reopened since)" if reverted.kept else ""
@@ -431,12 +438,19 @@ def bulk_decide(request: HttpRequest, slug: str) -> HttpResponse:
         decision = chosen.decision()
         if step == "confirm":
             result = bulk.items_bulk_decide(
-                queue=queue, item_ids=chosen.item_ids, actor=user, confirmation=post.get("confirmation", ""),
-                confirmed_count=param_int(post, "confirmed_count", minimum=0, maximum=MAX_INT), **decision,
-            )  # fmt: skip
+                queue=queue,
+                item_ids=chosen.item_ids,
+                actor=user,
+                confirmation=post.get("confirmation", ""),
+                confirmed_count=param_int(post, "confirmed_count", minimum=0, maximum=MAX_INT),
+                **decision,
+            )
             skipped = f"; {len(result.skipped)} skipped (taken or decided meanwhile)" if result.skipped else ""
-            messages.success(request, f"Batch {result.batch_id}: {len(result.decided)} decided{skipped}. It can be "
-                                      "reverted below for a while.")  # fmt: skip
+            messages.success(
+                request,
+                f"Batch {result.batch_id}: {len(result.decided)} decided{skipped}. It can be "
+                "reverted below for a while.",
+            )
             return redirect(back)
         preview = bulk.items_bulk_preview(queue=queue, item_ids=chosen.item_ids, actor=user, **decision)
     except ApplicationError as exc:

@@ -106,8 +106,9 @@ def appeal_observations(start: datetime, end: datetime, *, queue_id: int | None 
         contested_queue=Subquery(contested.values("queue__slug")[:1]),
     )
     columns = ["appeal_outcome", *RATE_COLUMNS]
-    frame = _frame([{**r, "queue": r.pop("contested_queue"), "vendor": r.pop("contested_vendor")} for r in rows],
-                   columns)  # fmt: skip
+    frame = _frame(
+        [{**r, "queue": r.pop("contested_queue"), "vendor": r.pop("contested_vendor")} for r in rows], columns
+    )
     frame["weight"] = 1.0
     frame["hit"] = (frame["appeal_outcome"] == "overturned").astype(float)
     return frame[RATE_COLUMNS]

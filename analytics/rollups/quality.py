@@ -29,8 +29,12 @@ def qa_sample_rows(day: date) -> list[QaSampleDaily]:
     groups = (
         QaSample.objects.filter(state=SampleState.CLOSED, closed_at__gte=start, closed_at__lt=end)
         .values(
-            "original_vendor_id", "original_queue_id", "original_is_violation", "original_policy_id",
-            "review__is_violation", "review__policy_id",
+            "original_vendor_id",
+            "original_queue_id",
+            "original_is_violation",
+            "original_policy_id",
+            "review__is_violation",
+            "review__policy_id",
         )
         .annotate(
             n=Count("pk"),
@@ -39,7 +43,7 @@ def qa_sample_rows(day: date) -> list[QaSampleDaily]:
             err=Sum(weight, filter=~Q(error_type="")),
         )
         .order_by()
-    )  # fmt: skip
+    )
     return [
         QaSampleDaily(
             day=day,

@@ -318,9 +318,18 @@ def capacity_forecast_table(f: MetricFilter) -> Table:
     for p in capacity_plans_cached(f):
         for day, volume in p.history.items():
             rows.append(
-                {"queue": p.queue.name, "queue_id": p.queue.pk, "day": day.date(), "series": "history",
-                 "volume": volume, "lower": None, "upper": None, "required": None, "current_staff": None}
-            )  # fmt: skip
+                {
+                    "queue": p.queue.name,
+                    "queue_id": p.queue.pk,
+                    "day": day.date(),
+                    "series": "history",
+                    "volume": volume,
+                    "lower": None,
+                    "upper": None,
+                    "required": None,
+                    "current_staff": None,
+                }
+            )
         if p.forecast is None:
             continue
         for i, day in enumerate(p.forecast.values.index):

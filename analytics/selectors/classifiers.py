@@ -112,11 +112,20 @@ class BucketCounts:
         if precision is not None and recall is not None and precision + recall > 0:
             f1 = 2 * precision * recall / (precision + recall)
         return ThresholdMetrics(
-            threshold=edge / BUCKETS if threshold is None else threshold, edge=edge / BUCKETS,
-            tp=tp, fp=fp, fn=fn, tn=tn, n=int(self.n.sum()), precision=precision, recall=recall,
-            fpr=_ratio(fp, fp + tn), f1=f1, prevalence=prevalence,
+            threshold=edge / BUCKETS if threshold is None else threshold,
+            edge=edge / BUCKETS,
+            tp=tp,
+            fp=fp,
+            fn=fn,
+            tn=tn,
+            n=int(self.n.sum()),
+            precision=precision,
+            recall=recall,
+            fpr=_ratio(fp, fp + tn),
+            f1=f1,
+            prevalence=prevalence,
             lift=None if precision is None or not prevalence else precision / prevalence,
-        )  # fmt: skip
+        )
 
     def at(self, threshold: float) -> ThresholdMetrics:
         return self.at_edge(threshold_edge(threshold), threshold=threshold)
@@ -270,9 +279,13 @@ def _policy_categories(f: MetricFilter) -> set[str] | None:
 
 
 def _rollups(
-    f: MetricFilter, *, truth: str, category: str | None = None, backend: str | None = None,
+    f: MetricFilter,
+    *,
+    truth: str,
+    category: str | None = None,
+    backend: str | None = None,
     model_version: str | None = None,
-) -> QuerySet[ClassifierRollup]:  # fmt: skip
+) -> QuerySet[ClassifierRollup]:
     rows = ClassifierRollup.objects.filter(truth=truth, week__gte=week_start(f.start), week__lte=f.end)
     if category is not None:
         rows = rows.filter(category=category)
@@ -312,9 +325,14 @@ def classifier_bucket_counts(
 
 
 def classifier_metrics_at(
-    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    f: MetricFilter,
+    *,
+    category: str,
+    backend: str,
+    model_version: str | None = None,
+    truth: str = "decision",
     threshold: float | None = None,
-) -> ThresholdMetrics:  # fmt: skip
+) -> ThresholdMetrics:
     """Confusion counts, precision, recall, FPR, F1, prevalence and lift at the (active) threshold."""
     counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
     return counts.at(active_threshold(category) if threshold is None else threshold)
@@ -330,27 +348,42 @@ def classifier_pr_curve(
 
 
 def classifier_threshold_for_precision(
-    f: MetricFilter, *, category: str, backend: str, target: float, model_version: str | None = None,
+    f: MetricFilter,
+    *,
+    category: str,
+    backend: str,
+    target: float,
+    model_version: str | None = None,
     truth: str = "decision",
-) -> ThresholdMetrics | None:  # fmt: skip
+) -> ThresholdMetrics | None:
     """The lowest threshold whose precision reaches ``target`` (auto-action at or above it); None if none does."""
     counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
     return counts.threshold_for_precision(target)
 
 
 def classifier_threshold_for_recall(
-    f: MetricFilter, *, category: str, backend: str, target: float, model_version: str | None = None,
+    f: MetricFilter,
+    *,
+    category: str,
+    backend: str,
+    target: float,
+    model_version: str | None = None,
     truth: str = "decision",
-) -> ThresholdMetrics | None:  # fmt: skip
+) -> ThresholdMetrics | None:
     """The highest threshold that still keeps recall at ``target`` (review at or above it); None if none does."""
     counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
     return counts.threshold_for_recall(target)
 
 
 def classifier_calibration(
-    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    f: MetricFilter,
+    *,
+    category: str,
+    backend: str,
+    model_version: str | None = None,
+    truth: str = "decision",
     bins: int = CALIBRATION_BINS,
-) -> list[CalibrationBin]:  # fmt: skip
+) -> list[CalibrationBin]:
     """Mean predicted score against the observed positive rate in ``bins`` equal-width score bins."""
     if BUCKETS % bins:
         raise ApplicationError(f"Calibration bins must divide {BUCKETS}.", field="bins")
@@ -359,9 +392,14 @@ def classifier_calibration(
 
 
 def classifier_drift(
-    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
+    f: MetricFilter,
+    *,
+    category: str,
+    backend: str,
+    model_version: str | None = None,
+    truth: str = "decision",
     threshold: float | None = None,
-) -> list[DriftWeek]:  # fmt: skip
+) -> list[DriftWeek]:
     """Per ISO week of the period: precision and recall at the (active) threshold, AUPRC, prevalence, mean score."""
     _check(category, truth)
     threshold = active_threshold(category) if threshold is None else threshold
@@ -434,9 +472,16 @@ def classifier_models(f: MetricFilter, *, truth: str = "decision") -> list[tuple
 
 
 def classifier_items(
-    f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision",
-    cell: str = "fp", threshold: float | None = None, week: date | None = None,
-) -> QuerySet[ReviewItem]:  # fmt: skip
+    f: MetricFilter,
+    *,
+    category: str,
+    backend: str,
+    model_version: str | None = None,
+    truth: str = "decision",
+    cell: str = "fp",
+    threshold: float | None = None,
+    week: date | None = None,
+) -> QuerySet[ReviewItem]:
     """The items behind a figure: ``cell`` is tp/fp/fn/tn at the (active) threshold, or positive/negative
     (by the human label), flagged (score at or above the threshold), or all; ``week`` narrows to one week.
 
@@ -487,7 +532,13 @@ def classifier_items(
     # Same rule as the buckets: bucket >= edge  <=>  score >= (edge - epsilon) / 100; edge 100 flags nothing.
     flagged = Q(clf_score__gte=(edge - BUCKET_EPSILON) / BUCKETS) if edge < BUCKETS else Q(pk__in=[])
     selection = {
-        "tp": positive & flagged, "fp": ~positive & flagged, "fn": positive & ~flagged, "tn": ~positive & ~flagged,
-        "positive": positive, "negative": ~positive, "flagged": flagged, "all": Q(),
-    }[cell]  # fmt: skip
+        "tp": positive & flagged,
+        "fp": ~positive & flagged,
+        "fn": positive & ~flagged,
+        "tn": ~positive & ~flagged,
+        "positive": positive,
+        "negative": ~positive,
+        "flagged": flagged,
+        "all": Q(),
+    }[cell]
     return items.filter(selection).order_by("-clf_score", "pk")

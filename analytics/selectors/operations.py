@@ -128,16 +128,18 @@ def intake_volume(f: MetricFilter, *, by: Literal["source", "surface", "kind", "
     key_col = f"{by}_id" if by == "policy" else by
     return Table(
         title=f"Intake volume by {by}",
-        columns=("day", key_col, by, "received", "auto_actioned", "routed_to_review") if by == "policy"
+        columns=("day", key_col, by, "received", "auto_actioned", "routed_to_review")
+        if by == "policy"
         else ("day", by, "received", "auto_actioned", "routed_to_review"),
         rows=[
-            (g["day"], g[field_name], labels[g[field_name]], g["received"], g["auto"], g["routed"]) if by == "policy"
+            (g["day"], g[field_name], labels[g[field_name]], g["received"], g["auto"], g["routed"])
+            if by == "policy"
             else (g["day"], g[field_name], g["received"], g["auto"], g["routed"])
             for g in rows
         ],
         metric="received",
         keys=("day", key_col),
-    )  # fmt: skip
+    )
 
 
 def automation_rate(f: MetricFilter) -> Table:
@@ -277,8 +279,9 @@ def handle_time(f: MetricFilter, *, by: Dimension = "queue") -> Table:
     for key in sorted(sums, key=_key_sort):
         seconds, n = sums[key]["handle_seconds"], sums[key]["handle_count"]
         rows.append((key, labels.get(key, str(key)), n, _rate(seconds, n)))
-    return Table(f"Average handle time by {by}", (f"{by}_id", by, "handled", "aht_seconds"), rows, "decided",
-                 (f"{by}_id",))  # fmt: skip
+    return Table(
+        f"Average handle time by {by}", (f"{by}_id", by, "handled", "aht_seconds"), rows, "decided", (f"{by}_id",)
+    )
 
 
 # --- appeals -------------------------------------------------------------------------------------------------
@@ -310,19 +313,42 @@ def appeal_rates(f: MetricFilter, *, by: Literal["queue", "policy", "vendor"] = 
     rows = []
     for key in keys:
         a = appeals.get(key, {})
-        received, upheld, overturned, appealed = (a.get(k) or 0 for k in ("received", "upheld", "overturned",
-                                                                          "appealed"))  # fmt: skip
+        received, upheld, overturned, appealed = (
+            a.get(k) or 0 for k in ("received", "upheld", "overturned", "appealed")
+        )
         n = decided.get(key) or 0
-        rows.append((key, labels.get(key, str(key)), n, received, _rate(received, n), appealed,
-                     _rate(appealed, n), upheld, overturned, _rate(overturned, upheld + overturned)))  # fmt: skip
+        rows.append(
+            (
+                key,
+                labels.get(key, str(key)),
+                n,
+                received,
+                _rate(received, n),
+                appealed,
+                _rate(appealed, n),
+                upheld,
+                overturned,
+                _rate(overturned, upheld + overturned),
+            )
+        )
     return Table(
         f"Appeals by {by}",
-        (column, by, "decided", "appeals_received", "appeal_rate", "decisions_appealed", "decisions_appealed_rate",
-         "upheld", "overturned", "overturn_rate"),
+        (
+            column,
+            by,
+            "decided",
+            "appeals_received",
+            "appeal_rate",
+            "decisions_appealed",
+            "decisions_appealed_rate",
+            "upheld",
+            "overturned",
+            "overturn_rate",
+        ),
         rows,
         "appeals_received",
         (column,),
-    )  # fmt: skip
+    )
 
 
 # --- reviewers -----------------------------------------------------------------------------------------------
@@ -344,16 +370,32 @@ def reviewer_productivity(f: MetricFilter) -> Table:
     vendors = _labels("vendor", [r["vendor_id"] for r in data])
     return Table(
         "Reviewer throughput and occupancy",
-        ("reviewer_id", "reviewer", "vendor", "decisions", "productive_hours", "decisions_per_productive_hour",
-         "aht_seconds", "occupancy"),
+        (
+            "reviewer_id",
+            "reviewer",
+            "vendor",
+            "decisions",
+            "productive_hours",
+            "decisions_per_productive_hour",
+            "aht_seconds",
+            "occupancy",
+        ),
         [
-            (r["reviewer_id"], people[r["reviewer_id"]], vendors[r["vendor_id"]], r["n"], r["prod"] / 3600,
-             _rate(r["n"], r["prod"] / 3600), _rate(r["handle"], r["hn"]), _rate(r["handle"], r["prod"]))
+            (
+                r["reviewer_id"],
+                people[r["reviewer_id"]],
+                vendors[r["vendor_id"]],
+                r["n"],
+                r["prod"] / 3600,
+                _rate(r["n"], r["prod"] / 3600),
+                _rate(r["handle"], r["hn"]),
+                _rate(r["handle"], r["prod"]),
+            )
             for r in data
         ],
         "reviewer_decisions",
         ("reviewer_id",),
-    )  # fmt: skip
+    )
 
 
 # --- drill-down ----------------------------------------------------------------------------------------------
@@ -425,8 +467,9 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         originals = _match(originals, cell, f.policy_id, "policy_id", "policy_id")
         day = cell.get("day")
         start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
-        appeals = ReviewItem.objects.filter(kind=ItemKind.APPEAL, is_golden=False,
-                                            appeal_of__in=originals.values("item_id"))  # fmt: skip
+        appeals = ReviewItem.objects.filter(
+            kind=ItemKind.APPEAL, is_golden=False, appeal_of__in=originals.values("item_id")
+        )
         if metric == "appeals_received":
             return appeals.filter(received_at__gte=start, received_at__lt=end)
         outcome = Decision.objects.filter(

@@ -132,10 +132,17 @@ def _weekly_values(
 
     sums = {
         (g["vendor_id"], _monday(g["week"])): g
-        for g in decided.annotate(week=week).values("vendor_id", "week")
-        .annotate(n=Sum("decided"), counted=Sum("sla_counted"), within=Sum("within_sla"),
-                  handle=Sum("handle_seconds"), handled=Sum("handle_count")).order_by()
-    }  # fmt: skip
+        for g in decided.annotate(week=week)
+        .values("vendor_id", "week")
+        .annotate(
+            n=Sum("decided"),
+            counted=Sum("sla_counted"),
+            within=Sum("within_sla"),
+            handle=Sum("handle_seconds"),
+            handled=Sum("handle_count"),
+        )
+        .order_by()
+    }
     turnaround = {
         (vendor_id, _monday(monday)): hists["turnaround_hist"]
         for (vendor_id, monday), hists in histograms_merged(
@@ -145,11 +152,10 @@ def _weekly_values(
     quality: dict[tuple[int, date], dict[str, Any]] = {}
     for g in (
         qa.annotate(week=week)
-        .values("vendor_id", "week", "original_violation", "original_policy_id", "review_violation",
-                "review_policy_id")
+        .values("vendor_id", "week", "original_violation", "original_policy_id", "review_violation", "review_policy_id")
         .annotate(n=Sum("samples"), w=Sum("weight"), loss=Sum("loss"), err=Sum("error_weight"))
         .order_by()
-    ):  # fmt: skip
+    ):
         slot = quality.setdefault(
             (g["vendor_id"], _monday(g["week"])), {"n": 0, "w": 0.0, "loss": 0.0, "err": 0.0, "pairs": Counter()}
         )
@@ -160,9 +166,11 @@ def _weekly_values(
             slot["pairs"][(original, _label(g["review_violation"], g["review_policy_id"]))] += g["n"]
     goldens = {
         (g["vendor_id"], _monday(g["week"])): g
-        for g in golden.annotate(week=week).values("vendor_id", "week")
-        .annotate(n=Sum("scored"), right=Sum("correct")).order_by()
-    }  # fmt: skip
+        for g in golden.annotate(week=week)
+        .values("vendor_id", "week")
+        .annotate(n=Sum("scored"), right=Sum("correct"))
+        .order_by()
+    }
 
     values: dict[tuple[int, date], dict[str, float | None]] = {}
     for vendor in vendors:

@@ -63,9 +63,13 @@ def rating_submit(
     try:
         with transaction.atomic():
             return CalibrationRating.objects.create(
-                session_item=session_item, participant=actor, is_violation=is_violation,
-                policy=policy if is_violation else None, rationale=rationale[:5000], rated_at=at or timezone.now(),
-            )  # fmt: skip
+                session_item=session_item,
+                participant=actor,
+                is_violation=is_violation,
+                policy=policy if is_violation else None,
+                rationale=rationale[:5000],
+                rated_at=at or timezone.now(),
+            )
     except IntegrityError:
         raise Conflict("You already rated this item; ratings are final.", field="item") from None
 

@@ -97,9 +97,14 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
 
 def _ground_truth_record(sample: QaSample, *, verdict: Verdict, origin: str, actor: User, at: datetime) -> None:
     GroundTruth.objects.create(
-        item_id=sample.item_id, decision=sample.decision, origin=origin, is_violation=verdict.is_violation,
-        policy_id=verdict.policy_id, recorded_by=actor, recorded_at=at,
-    )  # fmt: skip
+        item_id=sample.item_id,
+        decision=sample.decision,
+        origin=origin,
+        is_violation=verdict.is_violation,
+        policy_id=verdict.policy_id,
+        recorded_by=actor,
+        recorded_at=at,
+    )
 
 
 @transaction.atomic
@@ -124,9 +129,15 @@ def qa_review_submit(
     mine = Verdict.of(is_violation, policy, action)
     agrees = error_between(original_verdict(sample), mine) == ErrorType.NONE
     review = QaReview.objects.create(
-        sample=sample, reviewer=actor, is_violation=is_violation, policy=policy if is_violation else None,
-        action=action if is_violation else None, rationale=rationale[:5000], decided_at=now, agrees=agrees,
-    )  # fmt: skip
+        sample=sample,
+        reviewer=actor,
+        is_violation=is_violation,
+        policy=policy if is_violation else None,
+        action=action if is_violation else None,
+        rationale=rationale[:5000],
+        decided_at=now,
+        agrees=agrees,
+    )
     sample.assignee, sample.lease_expires_at = None, None
     if agrees:
         sample.state, sample.agreed, sample.error_type, sample.severity = SampleState.CLOSED, True, ErrorType.NONE, 0
@@ -186,21 +197,40 @@ def adjudicate(
     in_force = sample.decision is None or not Decision.objects.filter(supersedes=sample.decision).exists()
     if found != ErrorType.NONE and in_force:
         correction = decision_correct(
-            item=sample.item, actor=actor, is_violation=is_violation, policy=policy, action=action,
-            rationale=f"QA adjudication of sample {sample.pk}: {rationale}", at=now,
-        )  # fmt: skip
+            item=sample.item,
+            actor=actor,
+            is_violation=is_violation,
+            policy=policy,
+            action=action,
+            rationale=f"QA adjudication of sample {sample.pk}: {rationale}",
+            at=now,
+        )
     adjudication = Adjudication.objects.create(
-        sample=sample, adjudicator=actor, is_violation=is_violation, policy=policy if is_violation else None,
-        action=action if is_violation else None, error_type=found, severity=weight, rationale=rationale[:5000],
-        decided_at=now, correction=correction,
-    )  # fmt: skip
+        sample=sample,
+        adjudicator=actor,
+        is_violation=is_violation,
+        policy=policy if is_violation else None,
+        action=action if is_violation else None,
+        error_type=found,
+        severity=weight,
+        rationale=rationale[:5000],
+        decided_at=now,
+        correction=correction,
+    )
     sample.state, sample.error_type, sample.severity, sample.closed_at = SampleState.CLOSED, found, weight, now
     sample.save(update_fields=["state", "error_type", "severity", "closed_at"])
     _ground_truth_record(sample, verdict=correct, origin=GroundTruthOrigin.ADJUDICATED, actor=actor, at=now)
     audit_record(
-        actor=actor, action="qa.adjudicate", target=sample,
-        after={"error_type": found, "severity": weight, "is_violation": is_violation,
-               "policy": policy.slug if policy else None, "correction": correction.pk if correction else None},
+        actor=actor,
+        action="qa.adjudicate",
+        target=sample,
+        after={
+            "error_type": found,
+            "severity": weight,
+            "is_violation": is_violation,
+            "policy": policy.slug if policy else None,
+            "correction": correction.pk if correction else None,
+        },
         reason=rationale[:500],
-    )  # fmt: skip
+    )
     return adjudication

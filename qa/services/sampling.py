@@ -189,10 +189,7 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
             .order_by("pk")[:limit]
         )
         if decisions:
-            eligible = [
-                d for d in decisions
-                if d.is_final and d.supersedes_id is None and not d.appeal_outcome
-            ]  # fmt: skip
+            eligible = [d for d in decisions if d.is_final and d.supersedes_id is None and not d.appeal_outcome]
             eligible = [d for d in eligible if not d.item.is_golden]
             if plans:
                 drawn += len(samples_draw(_candidates_from_decisions(eligible), plans, now=now))
@@ -218,8 +215,14 @@ def decisions_sample(*, now: datetime | None = None, limit: int = BATCH) -> int:
 
 # --- plans ------------------------------------------------------------------------------------------
 
-RATE_FIELDS = ("rate", "rate_violation", "rate_no_violation", "low_confidence_rate", "auto_action_rate",
-               "new_reviewer_rate")  # fmt: skip
+RATE_FIELDS = (
+    "rate",
+    "rate_violation",
+    "rate_no_violation",
+    "low_confidence_rate",
+    "auto_action_rate",
+    "new_reviewer_rate",
+)
 
 
 @transaction.atomic
@@ -240,13 +243,20 @@ def plan_save(*, actor: User, plan: SamplingPlan, reason: str = "") -> SamplingP
     else:
         plan.created_by = actor
     plan.save()
-    audit_record(actor=actor, action="qa.plan_save", target=plan, before=before,
-                 after={f: getattr(plan, f) for f in (*RATE_FIELDS, "is_active")}, reason=reason)  # fmt: skip
+    audit_record(
+        actor=actor,
+        action="qa.plan_save",
+        target=plan,
+        before=before,
+        after={f: getattr(plan, f) for f in (*RATE_FIELDS, "is_active")},
+        reason=reason,
+    )
     return plan
 
 
-def plan_sample_size(*, expected_error_rate: float, margin: float, confidence: float = 0.95,
-                     population: int | None = None) -> int:  # fmt: skip
+def plan_sample_size(
+    *, expected_error_rate: float, margin: float, confidence: float = 0.95, population: int | None = None
+) -> int:
     """How many re-reviews estimate an error rate within ``margin`` (n = z²p(1-p)/e²)."""
     return sample_size(p=expected_error_rate, margin=margin, confidence=confidence, population=population)
 

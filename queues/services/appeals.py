@@ -74,29 +74,56 @@ def appeal_decide(
     outcome = AppealOutcome.UPHELD if uphold else AppealOutcome.OVERTURNED
     kept_action = contested.action if uphold and contested else None
     decision = Decision.objects.create(
-        item=item, reviewer=actor, queue=item.queue, policy=policy, action=kept_action,
-        is_violation=verdict, rationale=rationale[:5000], claimed_at=item.claimed_at, decided_at=now,
-        handle_time=now - item.claimed_at if item.claimed_at else None, appeal_outcome=outcome,
-    )  # fmt: skip
+        item=item,
+        reviewer=actor,
+        queue=item.queue,
+        policy=policy,
+        action=kept_action,
+        is_violation=verdict,
+        rationale=rationale[:5000],
+        claimed_at=item.claimed_at,
+        decided_at=now,
+        handle_time=now - item.claimed_at if item.claimed_at else None,
+        appeal_outcome=outcome,
+    )
     ReviewItem.objects.filter(pk=item.pk).update(
         state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None, reserved_for=None
     )
     data: dict[str, object] = {"decision": decision.pk, "outcome": outcome, "appeal": item.pk}
     ItemEvent.objects.create(
-        item=item, at=now, actor=actor, actor_label=actor_label(actor), event="decided",
-        from_state=ItemState.CLAIMED, to_state=ItemState.DECIDED, queue_id=item.queue_id, data=data,
-    )  # fmt: skip
+        item=item,
+        at=now,
+        actor=actor,
+        actor_label=actor_label(actor),
+        event="decided",
+        from_state=ItemState.CLAIMED,
+        to_state=ItemState.DECIDED,
+        queue_id=item.queue_id,
+        data=data,
+    )
     if not uphold:
         correction = Decision.objects.create(
-            item=original, reviewer=actor, queue=item.queue, policy=None if not verdict else policy,
-            is_violation=verdict, rationale=f"Appeal {item.pk} overturned: {rationale[:4900]}", decided_at=now,
+            item=original,
+            reviewer=actor,
+            queue=item.queue,
+            policy=None if not verdict else policy,
+            is_violation=verdict,
+            rationale=f"Appeal {item.pk} overturned: {rationale[:4900]}",
+            decided_at=now,
             supersedes=contested,
-        )  # fmt: skip
+        )
         data["correction"] = correction.pk
     ItemEvent.objects.create(
-        item=original, at=now, actor=actor, actor_label=actor_label(actor), event=f"appeal_{outcome}",
-        from_state=original.state, to_state=original.state, queue_id=item.queue_id, data=data,
-    )  # fmt: skip
+        item=original,
+        at=now,
+        actor=actor,
+        actor_label=actor_label(actor),
+        event=f"appeal_{outcome}",
+        from_state=original.state,
+        to_state=original.state,
+        queue_id=item.queue_id,
+        data=data,
+    )
     client = ApiClient.objects.filter(source=item.source).first()
     if client is not None:
         webhook_emit(

@@ -95,9 +95,16 @@ def decision_record(
             state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None, reserved_for=None
         )
         ItemEvent.objects.create(
-            item=item, at=now, actor=actor, actor_label=actor_label(actor), event="decided",
-            from_state=ItemState.CLAIMED, to_state=ItemState.DECIDED, queue_id=item.queue_id, data=data,
-        )  # fmt: skip
+            item=item,
+            at=now,
+            actor=actor,
+            actor_label=actor_label(actor),
+            event="decided",
+            from_state=ItemState.CLAIMED,
+            to_state=ItemState.DECIDED,
+            queue_id=item.queue_id,
+            data=data,
+        )
         _decision_webhook_emit(item, decision, labels)
         return DecisionResult(decision, closed=True)
     if needs_more:
@@ -107,8 +114,9 @@ def decision_record(
     assert item.queue is not None
     target = item.queue.escalation_target or item.queue
     ReviewItem.objects.filter(pk=item.pk).update(tags=sorted({*(item.tags or []), "adjudication"}))
-    item_requeue(item, now=now, actor=actor, event="to_adjudication", data=data, queue=target,
-                 priority=max(item.priority, 50))  # fmt: skip
+    item_requeue(
+        item, now=now, actor=actor, event="to_adjudication", data=data, queue=target, priority=max(item.priority, 50)
+    )
     return DecisionResult(decision, closed=False, adjudication=True)
 
 
@@ -256,14 +264,26 @@ def decision_correct(
         .first()
     )
     correction = Decision.objects.create(
-        item=item, reviewer=actor, queue=item.queue, policy=policy if is_violation else None,
-        action=action if is_violation else None, is_violation=is_violation, rationale=rationale[:5000],
-        decided_at=now, supersedes=current,
-    )  # fmt: skip
+        item=item,
+        reviewer=actor,
+        queue=item.queue,
+        policy=policy if is_violation else None,
+        action=action if is_violation else None,
+        is_violation=is_violation,
+        rationale=rationale[:5000],
+        decided_at=now,
+        supersedes=current,
+    )
     ItemEvent.objects.create(
-        item=item, at=now, actor=actor, actor_label=actor_label(actor), event="corrected",
-        from_state=item.state, to_state=item.state, queue_id=item.queue_id,
+        item=item,
+        at=now,
+        actor=actor,
+        actor_label=actor_label(actor),
+        event="corrected",
+        from_state=item.state,
+        to_state=item.state,
+        queue_id=item.queue_id,
         data={"decision": correction.pk, "supersedes": current.pk if current else None},
-    )  # fmt: skip
+    )
     _decision_webhook_emit(item, correction, ())
     return correction

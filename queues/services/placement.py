@@ -113,10 +113,21 @@ def items_enqueue_many(*, groups: Sequence[Enqueue], at: datetime | None = None)
     one history INSERT for the batch instead of three statements per group. Same guarantees: only items still
     'received' move, rows another worker holds are skipped, so each item is queued exactly once."""
     if not sql.on_postgresql():
-        return [pk for g in groups for pk in items_enqueue(
-            item_ids=g.item_ids, queue=g.queue, actor=g.actor, priority=g.priority, reason=g.reason, data=g.data,
-            tags=g.tags, required_reviews=g.required_reviews, at=at,
-        )]  # fmt: skip
+        return [
+            pk
+            for g in groups
+            for pk in items_enqueue(
+                item_ids=g.item_ids,
+                queue=g.queue,
+                actor=g.actor,
+                priority=g.priority,
+                reason=g.reason,
+                data=g.data,
+                tags=g.tags,
+                required_reviews=g.required_reviews,
+                at=at,
+            )
+        ]
     check_transition(ItemState.RECEIVED, ItemState.QUEUED)
     now = at or timezone.now()
     group_of = {pk: g for g in groups for pk in g.item_ids}
@@ -274,7 +285,11 @@ def item_move(
         from_state=ItemState.QUEUED,
         to_state=ItemState.QUEUED,
         queue=target,
-        data={"reason": reason, "from_queue": item.queue.slug if item.queue else None, "priority": priority,
-              **(data or {})},
-    )  # fmt: skip
+        data={
+            "reason": reason,
+            "from_queue": item.queue.slug if item.queue else None,
+            "priority": priority,
+            **(data or {}),
+        },
+    )
     return True

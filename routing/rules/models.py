@@ -37,9 +37,13 @@ class RuleSet(models.Model):
     title = models.CharField(max_length=200)
     change_note = models.TextField(blank=True, help_text="What this version changes and why.")
     default_queue = models.ForeignKey(
-        "queues.Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        "queues.Queue",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Where an item goes when no rule routes it (routing kinds).",
-    )  # fmt: skip
+    )
     based_on = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
@@ -110,9 +114,13 @@ class Rule(models.Model):
     condition = models.TextField()
     action = models.CharField(max_length=20, choices=RuleAction.choices)
     queue = models.ForeignKey(
-        "queues.Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        "queues.Queue",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Route/escalate: the destination. Auto-action: where items go past the daily cap or unscored.",
-    )  # fmt: skip
+    )
     priority = models.SmallIntegerField(default=0, help_text="Route/escalate: the item's priority; raise: the step.")
     policy = models.ForeignKey("core.Policy", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     label = models.ForeignKey("core.DecisionLabel", null=True, blank=True, on_delete=models.PROTECT, related_name="+")

@@ -182,8 +182,13 @@ def ruleset_new(request: HttpRequest) -> HttpResponse:
     return redirect("rules-detail", pk=draft.pk)
 
 
-def _detail_context(request: HttpRequest, rule_set: RuleSet, *, add_form: RuleForm | None = None,
-                    edit_forms: dict[int, RuleForm] | None = None) -> dict[str, Any]:  # fmt: skip
+def _detail_context(
+    request: HttpRequest,
+    rule_set: RuleSet,
+    *,
+    add_form: RuleForm | None = None,
+    edit_forms: dict[int, RuleForm] | None = None,
+) -> dict[str, Any]:
     user = permitted(request, *READERS)
     rules = selectors.ruleset_rules(rule_set)
     edit_forms = edit_forms or {}

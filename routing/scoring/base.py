@@ -47,8 +47,17 @@ class BackendError(Exception):
     Messages carry status codes and error types only, never item text.
     """
 
-    def __init__(self, outcome: CallOutcome, message: str = "", *, model: str = "", prompt_version: str = "",
-                 input_tokens: int = 0, output_tokens: int = 0, cost_usd: Decimal = Decimal(0)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        outcome: CallOutcome,
+        message: str = "",
+        *,
+        model: str = "",
+        prompt_version: str = "",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: Decimal = Decimal(0),
+    ) -> None:
         super().__init__(message or outcome.label)
         self.outcome = outcome
         self.model = model

@@ -49,8 +49,9 @@ class CircuitBreaker:
         try:
             return cache.get(self._open_until)
         except CACHE_DOWN as exc:
-            logger.warning("circuit breaker for %s: cache unreachable (%s), treated as closed", self.backend,
-                           type(exc).__name__)  # fmt: skip
+            logger.warning(
+                "circuit breaker for %s: cache unreachable (%s), treated as closed", self.backend, type(exc).__name__
+            )
             return None
 
     def state(self) -> str:

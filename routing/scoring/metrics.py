@@ -60,9 +60,17 @@ def category_figures(
         first = int(reaching[0])  # the lowest threshold that reaches the target keeps the most recall
         threshold_for_target, recall_for_target = float(thresholds[first]), float(recall[first])
     return CategoryFigures(
-        n, positives, prevalence, auprc, threshold, precision_at, recall_at, target_precision,
-        threshold_for_target, recall_for_target,
-    )  # fmt: skip
+        n,
+        positives,
+        prevalence,
+        auprc,
+        threshold,
+        precision_at,
+        recall_at,
+        target_precision,
+        threshold_for_target,
+        recall_for_target,
+    )
 
 
 def f1_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float | None:

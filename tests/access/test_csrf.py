@@ -21,8 +21,15 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world(reviewer, vendor_reviewer, qa_lead, policy_staff, ops_manager, admin_user, in_house_team) -> World:
-    return world_create(reviewer=reviewer, vendor_reviewer=vendor_reviewer, qa_lead=qa_lead, policy_staff=policy_staff,
-                        ops_manager=ops_manager, admin_user=admin_user, in_house_team=in_house_team)  # fmt: skip
+    return world_create(
+        reviewer=reviewer,
+        vendor_reviewer=vendor_reviewer,
+        qa_lead=qa_lead,
+        policy_staff=policy_staff,
+        ops_manager=ops_manager,
+        admin_user=admin_user,
+        in_house_team=in_house_team,
+    )
 
 
 def _strict(user: User | None) -> Client:

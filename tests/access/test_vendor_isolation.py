@@ -26,8 +26,15 @@ ACTIONS = [
 
 @pytest.fixture
 def world(reviewer, vendor_reviewer, qa_lead, policy_staff, ops_manager, admin_user, in_house_team) -> World:
-    return world_create(reviewer=reviewer, vendor_reviewer=vendor_reviewer, qa_lead=qa_lead, policy_staff=policy_staff,
-                        ops_manager=ops_manager, admin_user=admin_user, in_house_team=in_house_team)  # fmt: skip
+    return world_create(
+        reviewer=reviewer,
+        vendor_reviewer=vendor_reviewer,
+        qa_lead=qa_lead,
+        policy_staff=policy_staff,
+        ops_manager=ops_manager,
+        admin_user=admin_user,
+        in_house_team=in_house_team,
+    )
 
 
 def _as(user: User) -> Client:
@@ -77,8 +84,13 @@ def test_a_vendor_b_queue_is_not_listed_and_cannot_be_claimed_from(world: World,
 
 
 def test_a_vendor_a_senior_cannot_bulk_decide_in_vendor_b_queue(world: World, vendor_reviewer: User):
-    senior = user_create(actor="test", username="vsenior", password=PASSWORD, roles=[Role.SENIOR_REVIEWER],
-                         team=vendor_reviewer.reviewer_profile.team)  # type: ignore[union-attr]  # fmt: skip
+    senior = user_create(
+        actor="test",
+        username="vsenior",
+        password=PASSWORD,
+        roles=[Role.SENIOR_REVIEWER],
+        team=vendor_reviewer.reviewer_profile.team,
+    )  # type: ignore[union-attr]
     client = _as(senior)
     _refused(client.get(f"/review/queues/{world.queue_b.slug}/bulk"))
     _refused(client.post(f"/review/queues/{world.queue_b.slug}/bulk", {"items": [world.waiting_b.pk]}))
@@ -89,19 +101,32 @@ def test_a_vendor_a_senior_cannot_bulk_decide_in_vendor_b_queue(world: World, ve
 def test_qa_pages_and_drill_downs_on_vendor_b_work_are_refused(world: World, vendor_reviewer: User, qa_lead: User):
     vera_decision = decided(world.queue_b, world.vendor_b_reviewer)  # she decides the item she holds
     sample = sample_of(vera_decision)
-    session = session_create(actor=qa_lead, name="B only", item_ids=[vera_decision.item_id, world.waiting_b.pk],
-                             participants=[qa_lead, world.vendor_b_reviewer])  # fmt: skip
+    session = session_create(
+        actor=qa_lead,
+        name="B only",
+        item_ids=[vera_decision.item_id, world.waiting_b.pk],
+        participants=[qa_lead, world.vendor_b_reviewer],
+    )
     vic = _as(vendor_reviewer)
     vendor_b = world.vendor_b_reviewer.reviewer_profile.team.vendor_id  # type: ignore[union-attr]
 
-    for url in (f"/qa/samples/{sample.pk}/review", f"/qa/samples/{sample.pk}/compare",
-                f"/qa/samples/{sample.pk}/adjudicate", f"/qa/calibration/{session.pk}/",
-                f"/analytics/items?vendor={vendor_b}", f"/analytics/items?queue={world.queue_b.pk}",
-                f"/api/v1/items/{world.held_b.pk}"):  # fmt: skip
+    for url in (
+        f"/qa/samples/{sample.pk}/review",
+        f"/qa/samples/{sample.pk}/compare",
+        f"/qa/samples/{sample.pk}/adjudicate",
+        f"/qa/calibration/{session.pk}/",
+        f"/analytics/items?vendor={vendor_b}",
+        f"/analytics/items?queue={world.queue_b.pk}",
+        f"/api/v1/items/{world.held_b.pk}",
+    ):
         response = vic.get(url)
         _refused(response, statuses=(401, 403, 404))
-    for url in (f"/qa/samples/{sample.pk}/review", f"/qa/samples/{sample.pk}/adjudicate",
-                f"/qa/samples/{sample.pk}/golden", f"/qa/calibration/{session.pk}/close"):  # fmt: skip
+    for url in (
+        f"/qa/samples/{sample.pk}/review",
+        f"/qa/samples/{sample.pk}/adjudicate",
+        f"/qa/samples/{sample.pk}/golden",
+        f"/qa/calibration/{session.pk}/close",
+    ):
         _refused(vic.post(url, {"violation": "no", "rationale": "x"}))
     item_pk = session.session_items.first().pk  # type: ignore[union-attr]
     _refused(vic.post(f"/qa/calibration/{session.pk}/items/{item_pk}/rate", {f"i{item_pk}-violation": "no"}))

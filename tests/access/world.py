@@ -153,11 +153,18 @@ def _admin_objects(*, client: ApiClient, item: ReviewItem, rule_set: RuleSet, ge
     ExposureCategory.objects.create(slug="graphic-violence", name="Graphic violence", daily_cap=40)
     call = ClassifierCall.objects.create(backend=Backend.LOCAL, outcome=CallOutcome.OK, items=1)
     ClassifierScore.objects.create(item=item, backend=Backend.LOCAL, model_version="1", scores={"hate": 0.1}, call=call)
-    ScoringIncident.objects.create(kind=IncidentKind.CIRCUIT_OPEN, backend=Backend.OPENAI_MODERATION, day=now.date(),
-                                   message="5 failures in a row")  # fmt: skip
+    ScoringIncident.objects.create(
+        kind=IncidentKind.CIRCUIT_OPEN, backend=Backend.OPENAI_MODERATION, day=now.date(), message="5 failures in a row"
+    )
     LabeledExample.objects.create(dataset="public-set", external_ref="row-1", text="labeled text", labels={"hate": 0})
-    RoutingDecision.objects.create(item=item, rule_set=rule_set, matched="default", action=RuleAction.ROUTE,
-                                   destination=f"queue:{general.slug}", queue=general)  # fmt: skip
+    RoutingDecision.objects.create(
+        item=item,
+        rule_set=rule_set,
+        matched="default",
+        action=RuleAction.ROUTE,
+        destination=f"queue:{general.slug}",
+        queue=general,
+    )
 
 
 def world_create(
@@ -171,8 +178,13 @@ def world_create(
     in_house_team: Team,
 ) -> World:
     vendor_b = Vendor.objects.create(slug="vendor-b", name="Vendor B", cost_per_decision="0.30")
-    vera = user_create(actor="test", username="vera", password=PASSWORD, roles=[Role.REVIEWER],
-                       team=Team.objects.create(slug="vendor-b-team", name="B team", vendor=vendor_b))  # fmt: skip
+    vera = user_create(
+        actor="test",
+        username="vera",
+        password=PASSWORD,
+        roles=[Role.REVIEWER],
+        team=Team.objects.create(slug="vendor-b-team", name="B team", vendor=vendor_b),
+    )
     vendor_a = vendor_reviewer.reviewer_profile.team.vendor  # type: ignore[union-attr]
     policy = policy_with_action("hate", "Hate speech", severity=3)
     general = Queue.objects.create(slug="general", name="General", is_default_intake=True)
@@ -184,8 +196,9 @@ def world_create(
     queue_b.allowed_vendors.add(vendor_b)
 
     # QA: quinn disagrees with one of alice's decisions and holds a second one for blind re-review.
-    first = decided(general, reviewer, text="alice's first decided post", policy=policy,
-                    action=policy.enforcement_actions.first())  # fmt: skip
+    first = decided(
+        general, reviewer, text="alice's first decided post", policy=policy, action=policy.enforcement_actions.first()
+    )
     disputed = sample_of(first)
     assert sample_claim_next(actor=qa_lead) == disputed
     qa_review_submit(sample=disputed, actor=qa_lead, is_violation=False, policy=None, action=None, rationale="no")
@@ -193,8 +206,9 @@ def world_create(
     held_sample = sample_of(second)
     assert sample_claim_next(actor=qa_lead) == held_sample
     plan = plan_save(actor=qa_lead, plan=SamplingPlan(name="everything", rate=0.1))
-    session = session_create(actor=qa_lead, name="Week 48", item_ids=[first.item_id, second.item_id],
-                             participants=[reviewer, qa_lead])  # fmt: skip
+    session = session_create(
+        actor=qa_lead, name="Week 48", item_ids=[first.item_id, second.item_id], participants=[reviewer, qa_lead]
+    )
 
     # The items people hold now: alice in-house, vera at vendor B; one more waits in vendor B's queue.
     item_queued(general, text="in-house item alice holds")
@@ -213,32 +227,69 @@ def world_create(
     assert held_b is not None
 
     rule_set = ruleset_draft_create(actor=policy_staff, kind=RuleSetKind.INTAKE, default_queue=general)
-    rule = rule_save(actor=policy_staff, rule_set=rule_set,
-                     data=RuleData(name="all", condition='kind == "content"', action=RuleAction.ROUTE,
-                                   queue_id=general.pk))  # fmt: skip
+    rule = rule_save(
+        actor=policy_staff,
+        rule_set=rule_set,
+        data=RuleData(name="all", condition='kind == "content"', action=RuleAction.ROUTE, queue_id=general.pk),
+    )
     now = timezone.now()
-    backtest = Backtest.objects.create(rule_set=rule_set, period_start=now - timedelta(days=1), period_end=now,
-                                       requested_by=policy_staff)  # fmt: skip
-    model = ModelVersion.objects.create(version=1, artifact=b"", artifact_sha256="0" * 64, algorithm="test",
-                                        trained_by="test")  # fmt: skip
+    backtest = Backtest.objects.create(
+        rule_set=rule_set, period_start=now - timedelta(days=1), period_end=now, requested_by=policy_staff
+    )
+    model = ModelVersion.objects.create(
+        version=1, artifact=b"", artifact_sha256="0" * 64, algorithm="test", trained_by="test"
+    )
     rule_incident = RuleIncident.objects.create(rule_set=rule_set, rule=rule, error="ZeroDivisionError", items=3)
     dead_letter = DeadLetter.objects.create(task="routing.tasks.items_score_task", args=[[1]], error_type="X")
     alert_rule = AlertRule.objects.create(name="FP spike", metric=AlertMetric.FALSE_POSITIVE_RATE)
-    alert = Alert.objects.create(rule=alert_rule, metric=alert_rule.metric, opened_at=now, evaluated_at=now,
-                                 window_start=now - timedelta(days=1), window_end=now, value=0.08, baseline=0.02,
-                                 peak_value=0.08, volume=320, causes=[])  # fmt: skip
+    alert = Alert.objects.create(
+        rule=alert_rule,
+        metric=alert_rule.metric,
+        opened_at=now,
+        evaluated_at=now,
+        window_start=now - timedelta(days=1),
+        window_end=now,
+        value=0.08,
+        baseline=0.02,
+        peak_value=0.08,
+        volume=320,
+        causes=[],
+    )
     # For the admin's object pages: one object of every model the admin shows.
     client, _ = api_client_create(actor=admin_user, name="Integrator", source="integrator", scopes=["items:write"])
     Skill.objects.create(slug="arabic", name="Arabic")
     _admin_objects(client=client, item=held, rule_set=rule_set, general=general, now=now)
     panel = panels_all()[0]
     return World(
-        people={"anonymous": None, "reviewer": reviewer, "vendor reviewer": vendor_reviewer, "QA lead": qa_lead,
-                "policy staff": policy_staff, "ops manager": ops_manager, "admin": admin_user},
-        vendor_b_reviewer=vera, general=general, queue_a=queue_a, queue_b=queue_b, held=held, held_b=held_b,
-        waiting_b=waiting_b, sample_held=held_sample, sample_disputed=disputed, plan=plan, session=session,
+        people={
+            "anonymous": None,
+            "reviewer": reviewer,
+            "vendor reviewer": vendor_reviewer,
+            "QA lead": qa_lead,
+            "policy staff": policy_staff,
+            "ops manager": ops_manager,
+            "admin": admin_user,
+        },
+        vendor_b_reviewer=vera,
+        general=general,
+        queue_a=queue_a,
+        queue_b=queue_b,
+        held=held,
+        held_b=held_b,
+        waiting_b=waiting_b,
+        sample_held=held_sample,
+        sample_disputed=disputed,
+        plan=plan,
+        session=session,
         session_item=session.session_items.order_by("position").first(),  # type: ignore[arg-type]
-        rule_set=rule_set, rule=rule, rule_incident=rule_incident,
-        backtest=backtest, model=model, dead_letter=dead_letter, alert=alert,
-        alert_rule=alert_rule, panel_area=panel.area, panel_name=panel.name,
-    )  # fmt: skip
+        rule_set=rule_set,
+        rule=rule,
+        rule_incident=rule_incident,
+        backtest=backtest,
+        model=model,
+        dead_letter=dead_letter,
+        alert=alert,
+        alert_rule=alert_rule,
+        panel_area=panel.area,
+        panel_name=panel.name,
+    )

@@ -27,15 +27,38 @@ def alert(db: None) -> Alert:
     rule = AlertRule.objects.create(name="FP spike", metric=AlertMetric.FALSE_POSITIVE_RATE)
     now = timezone.now()
     causes = [
-        {"slice": {"surface": HOSTILE, "vendor": "vendor-a"}, "dimension": "surface+vendor", "value": "x",
-         "window_rate": 0.4, "baseline_rate": 0.02, "window_volume": 20, "share_of_change": 0.81},
-        {"slice": {"queue": "general"}, "dimension": "queue", "value": "general", "window_rate": 0.05,
-         "baseline_rate": 0.02, "window_volume": 200, "share_of_change": 0.1},
-    ]  # fmt: skip
+        {
+            "slice": {"surface": HOSTILE, "vendor": "vendor-a"},
+            "dimension": "surface+vendor",
+            "value": "x",
+            "window_rate": 0.4,
+            "baseline_rate": 0.02,
+            "window_volume": 20,
+            "share_of_change": 0.81,
+        },
+        {
+            "slice": {"queue": "general"},
+            "dimension": "queue",
+            "value": "general",
+            "window_rate": 0.05,
+            "baseline_rate": 0.02,
+            "window_volume": 200,
+            "share_of_change": 0.1,
+        },
+    ]
     return Alert.objects.create(
-        rule=rule, metric=rule.metric, opened_at=now, evaluated_at=now, window_start=now - timedelta(days=1),
-        window_end=now, value=0.08, baseline=0.02, peak_value=0.08, volume=320, causes=causes,
-    )  # fmt: skip
+        rule=rule,
+        metric=rule.metric,
+        opened_at=now,
+        evaluated_at=now,
+        window_start=now - timedelta(days=1),
+        window_end=now,
+        value=0.08,
+        baseline=0.02,
+        peak_value=0.08,
+        volume=320,
+        causes=causes,
+    )
 
 
 def test_the_alert_page_lists_its_causes_escaped(ops_manager: User, alert: Alert) -> None:
@@ -80,9 +103,18 @@ def test_people_without_the_dashboards_cannot_see_or_act_on_alerts(reviewer: Use
 
 def test_ops_managers_create_and_change_rules_and_bad_values_are_named(ops_manager: User) -> None:
     client = signed_in(ops_manager)
-    form = {"name": "Backlog", "metric": "backlog_growth", "queue": "", "window_hours": "6", "baseline_hours": "24",
-            "relative_threshold": "0.5", "absolute_threshold": "100", "min_volume": "50", "is_active": "on",
-            "reason": "night shift cover"}  # fmt: skip
+    form = {
+        "name": "Backlog",
+        "metric": "backlog_growth",
+        "queue": "",
+        "window_hours": "6",
+        "baseline_hours": "24",
+        "relative_threshold": "0.5",
+        "absolute_threshold": "100",
+        "min_volume": "50",
+        "is_active": "on",
+        "reason": "night shift cover",
+    }
     assert client.post("/analytics/alert-rules/new", form).status_code == 302
     rule = AlertRule.objects.get(name="Backlog")
     assert (rule.window, rule.baseline, rule.absolute_threshold) == (timedelta(hours=6), timedelta(hours=24), 100)
@@ -93,8 +125,10 @@ def test_ops_managers_create_and_change_rules_and_bad_values_are_named(ops_manag
     rule.refresh_from_db()
     assert rule.relative_threshold == 0.8
     audit = AuditLog.objects.filter(target_id=str(rule.pk), action__startswith="alert_rule.").order_by("at")
-    assert [(a.action, a.reason) for a in audit] == [("alert_rule.create", "night shift cover"),
-                                                    ("alert_rule.update", "too noisy")]  # fmt: skip
+    assert [(a.action, a.reason) for a in audit] == [
+        ("alert_rule.create", "night shift cover"),
+        ("alert_rule.update", "too noisy"),
+    ]
     assert audit.last().before["relative_threshold"] == 0.5  # type: ignore[union-attr,index]
     listing = client.get("/analytics/alert-rules/").content.decode()
     assert f'href="/analytics/alert-rules/{rule.pk}/"' in listing

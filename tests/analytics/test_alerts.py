@@ -82,13 +82,23 @@ def qa_closed(w: World, *, vendor: str, surface: str, at: datetime, n: int, fps:
     )
     QaSample.objects.bulk_create(
         QaSample(
-            item=d.item, decision=d, reason=SampleReason.RANDOM, inclusion_probability=p, sampled_at=decided_at,
-            original_is_violation=True, original_reviewer=reviewer, original_vendor_id=vendor_id,
-            original_queue=w.queue, original_decided_at=decided_at, state=SampleState.CLOSED, closed_at=at,
-            agreed=k >= fps, error_type=ErrorType.FALSE_POSITIVE if k < fps else ErrorType.NONE,
+            item=d.item,
+            decision=d,
+            reason=SampleReason.RANDOM,
+            inclusion_probability=p,
+            sampled_at=decided_at,
+            original_is_violation=True,
+            original_reviewer=reviewer,
+            original_vendor_id=vendor_id,
+            original_queue=w.queue,
+            original_decided_at=decided_at,
+            state=SampleState.CLOSED,
+            closed_at=at,
+            agreed=k >= fps,
+            error_type=ErrorType.FALSE_POSITIVE if k < fps else ErrorType.NONE,
         )
         for k, d in enumerate(decisions)
-    )  # fmt: skip
+    )
 
 
 def qa_week(w: World, *, days: int = 8) -> None:
@@ -273,17 +283,28 @@ def appeals(w: World, *, at: datetime, n: int, overturned: int, language: str = 
         Decision(item=i, reviewer=reviewer, queue=w.queue, is_violation=True, decided_at=decided_at) for i in originals
     )
     appeal_items = ReviewItem.objects.bulk_create(
-        ReviewItem(source="t", external_id=f"ap-{next(_ids)}", kind=ItemKind.APPEAL, appeal_of=o, queue=w.queue,
-                   received_at=at - timedelta(hours=2), state=ItemState.DECIDED)
+        ReviewItem(
+            source="t",
+            external_id=f"ap-{next(_ids)}",
+            kind=ItemKind.APPEAL,
+            appeal_of=o,
+            queue=w.queue,
+            received_at=at - timedelta(hours=2),
+            state=ItemState.DECIDED,
+        )
         for o in originals
-    )  # fmt: skip
+    )
     Decision.objects.bulk_create(
         Decision(
-            item=a, reviewer=w.reviewers["vendor-a"], queue=w.queue, is_violation=k >= overturned, decided_at=at,
+            item=a,
+            reviewer=w.reviewers["vendor-a"],
+            queue=w.queue,
+            is_violation=k >= overturned,
+            decided_at=at,
             appeal_outcome=AppealOutcome.OVERTURNED if k < overturned else AppealOutcome.UPHELD,
         )
         for k, a in enumerate(appeal_items)
-    )  # fmt: skip
+    )
 
 
 def test_overturn_spike_from_appeals_names_the_language(world: World) -> None:
@@ -335,10 +356,11 @@ def test_sla_at_risk_names_the_queue_and_the_vendor_that_slowed(world: World) ->
     def decide(items: list[ReviewItem], queue: Queue, vendor: str, start: datetime, span: timedelta) -> None:
         step = span / len(items)
         Decision.objects.bulk_create(
-            Decision(item=i, reviewer=world.reviewers[vendor], queue=queue, is_violation=False,
-                     decided_at=start + k * step)
+            Decision(
+                item=i, reviewer=world.reviewers[vendor], queue=queue, is_violation=False, decided_at=start + k * step
+            )
             for k, i in enumerate(items)
-        )  # fmt: skip
+        )
 
     decide(done[:6], fast, "vendor-a", now - timedelta(hours=3), timedelta(hours=3))  # 2 an hour now
     decide(done[6:206], fast, "vendor-b", now - timedelta(days=7, hours=3), timedelta(days=7))  # usually 1.2 an hour
@@ -375,9 +397,13 @@ def test_backlog_growth_names_the_growing_queue(world: World) -> None:
     _items(40, at=now - timedelta(hours=2), queue=growing, state=ItemState.QUEUED, queued_at=now - timedelta(hours=2))
     _items(10, at=now - timedelta(hours=10), queue=steady, state=ItemState.QUEUED, queued_at=now - timedelta(hours=10))
     _items(
-        10, at=now - timedelta(hours=10), queue=steady, state=ItemState.DECIDED,
-        queued_at=now - timedelta(hours=10), decided_at=now - timedelta(hours=3),
-    )  # fmt: skip
+        10,
+        at=now - timedelta(hours=10),
+        queue=steady,
+        state=ItemState.DECIDED,
+        queued_at=now - timedelta(hours=10),
+        decided_at=now - timedelta(hours=3),
+    )
     _items(10, at=now - timedelta(hours=1), queue=steady, state=ItemState.QUEUED, queued_at=now - timedelta(hours=1))
     AlertRule.objects.create(
         name="Backlog growing",
@@ -403,9 +429,12 @@ def test_a_queue_scoped_rule_sees_only_its_queue(world: World) -> None:
     other = Queue.objects.create(slug="other", name="Other")
     _items(40, at=now - timedelta(hours=2), queue=other, state=ItemState.QUEUED, queued_at=now - timedelta(hours=2))
     AlertRule.objects.create(
-        name="General backlog", metric=AlertMetric.BACKLOG_GROWTH, window=timedelta(hours=6), queue=world.queue,
+        name="General backlog",
+        metric=AlertMetric.BACKLOG_GROWTH,
+        window=timedelta(hours=6),
+        queue=world.queue,
         min_volume=1,
-    )  # fmt: skip
+    )
 
     assert alerts_evaluate(now=now).opened == []
 

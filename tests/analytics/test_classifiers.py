@@ -408,8 +408,11 @@ def test_drill_down_lists_the_items_behind_each_cell(world: World, truth: str) -
     ids = np.array(world.items)
     flagged = s >= 0.5
     expected = {
-        "tp": (y == 1) & flagged, "fp": (y == 0) & flagged, "fn": (y == 1) & ~flagged, "tn": (y == 0) & ~flagged,
-    }  # fmt: skip
+        "tp": (y == 1) & flagged,
+        "fp": (y == 0) & flagged,
+        "fn": (y == 1) & ~flagged,
+        "tn": (y == 0) & ~flagged,
+    }
     for cell, mask in expected.items():
         got = classifier_items(PERIOD, **HATE, truth=truth, cell=cell)
         assert set(got.values_list("pk", flat=True)) == set(ids[mask].tolist()), cell
@@ -462,9 +465,14 @@ def test_a_superseding_decision_replaces_the_one_it_corrects_in_its_own_week(wor
     # QA found it was no violation: a correction supersedes the original a week later.
     later = timezone.now() + timedelta(days=7)
     decision_correct(
-        item=ReviewItem.objects.get(pk=original.item_id), actor=qa_lead, is_violation=False, policy=None,
-        action=None, rationale="not hate", at=later,
-    )  # fmt: skip
+        item=ReviewItem.objects.get(pk=original.item_id),
+        actor=qa_lead,
+        is_violation=False,
+        policy=None,
+        action=None,
+        rationale="not hate",
+        at=later,
+    )
     classifier_rollups_refresh()
 
     got = classifier_metrics_at(f, **HATE)
@@ -483,9 +491,12 @@ def test_a_later_final_decision_wins_over_an_earlier_one(world: World) -> None:
     )
     # An interim decision of a multi-review round never counts.
     Decision.objects.create(
-        item=item, reviewer=world.vendor_reviewer, is_violation=False, decided_at=at(MONDAY + timedelta(8)),
+        item=item,
+        reviewer=world.vendor_reviewer,
+        is_violation=False,
+        decided_at=at(MONDAY + timedelta(8)),
         is_final=False,
-    )  # fmt: skip
+    )
     ClassifierScore.objects.create(item=item, backend="local", model_version="v1", scores={"hate": 0.7})
 
     classifier_rollups_rebuild(PERIOD.start, PERIOD.end)
@@ -536,18 +547,25 @@ def test_incremental_refresh_equals_a_rebuild_and_is_idempotent(world: World, qa
     week1_items = [pk for pk, w in zip(world.items, world.weeks, strict=True) if w == MONDAY]
     current = Decision.objects.get(item_id=week1_items[0])
     Decision.objects.create(
-        item_id=week1_items[0], reviewer=qa_lead, is_violation=not current.is_violation,
-        policy=None if current.is_violation else world.hate, decided_at=at(week4, 15), supersedes=current,
-    )  # fmt: skip
+        item_id=week1_items[0],
+        reviewer=qa_lead,
+        is_violation=not current.is_violation,
+        policy=None if current.is_violation else world.hate,
+        decided_at=at(week4, 15),
+        supersedes=current,
+    )
     ClassifierScore.objects.bulk_create(
         ClassifierScore(item_id=pk, backend="openai_moderation", model_version="omni", scores={"hate": 0.3})
         for pk in week1_items[:20]
     )
     week3_item = next(pk for pk, w in zip(world.items, world.weeks, strict=True) if w == MONDAY + timedelta(14))
     GroundTruth.objects.create(
-        item_id=week3_item, origin=GroundTruthOrigin.ADJUDICATED, is_violation=True, policy=world.violence,
+        item_id=week3_item,
+        origin=GroundTruthOrigin.ADJUDICATED,
+        is_violation=True,
+        policy=world.violence,
         recorded_at=at(week4),
-    )  # fmt: skip
+    )
 
     refreshed = classifier_rollups_refresh()
     incremental = rollups_snapshot()

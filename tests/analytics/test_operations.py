@@ -70,8 +70,10 @@ def decided_frame(w: World, f: MetricFilter = PERIOD) -> pd.DataFrame:
     df["day"] = [local_day(t) for t in df["decided_at"]]
     df = df[(df["day"] >= f.start) & (df["day"] <= f.end)].copy()
     df["turnaround"] = [(d - r).total_seconds() for d, r in zip(df["decided_at"], df["received_at"], strict=True)]
-    df["wait"] = [(c - r).total_seconds() if c is not None else np.nan
-                  for c, r in zip(df["claimed_at"], df["received_at"], strict=True)]  # fmt: skip
+    df["wait"] = [
+        (c - r).total_seconds() if c is not None else np.nan
+        for c, r in zip(df["claimed_at"], df["received_at"], strict=True)
+    ]
     df["within"] = [d <= due for d, due in zip(df["decided_at"], df["due_at"], strict=True)]
     df["handle"] = df["handle"].astype(float)
     return df
@@ -171,8 +173,10 @@ def test_intake_volume_and_automation_rate_match_direct_counts(world: World) -> 
     assert set(got) == set(expected.index)
     for key, e in expected.iterrows():
         assert (got[key]["received"], got[key]["auto_actioned"], got[key]["routed_to_review"]) == (
-            e.n, e.auto, e.routed,
-        )  # fmt: skip
+            e.n,
+            e.auto,
+            e.routed,
+        )
     rates = {r["day"]: r["automation_rate"] for r in automation_rate(PERIOD).as_dicts()}
     for day, g in df.groupby("day"):
         assert rates[day] == g["auto"].sum() / len(g)
@@ -303,8 +307,15 @@ def test_incremental_refresh_equals_a_full_rebuild_and_reruns_change_nothing(
     old = min(world.decided, key=lambda r: r["decided_at"])
     in_force = Decision.objects.filter(item_id=old["pk"], is_final=True, superseded_by__isnull=True).get()
     new_policy = next(p for p in world.policies if p.pk != in_force.policy_id)
-    Decision.objects.create(item_id=old["pk"], reviewer=world.reviewers[1], queue_id=old["queue"], policy=new_policy,
-                            is_violation=True, decided_at=START + timedelta(days=5), supersedes=in_force)  # fmt: skip
+    Decision.objects.create(
+        item_id=old["pk"],
+        reviewer=world.reviewers[1],
+        queue_id=old["queue"],
+        policy=new_policy,
+        is_violation=True,
+        decided_at=START + timedelta(days=5),
+        supersedes=in_force,
+    )
     days = rollups_refresh()
     assert local_day(old["decided_at"]) in days
     incremental = _rollup_contents()
@@ -329,8 +340,14 @@ def test_the_nightly_task_catches_rows_committed_behind_the_cursor_and_purges_ol
 ) -> None:
     rollups_refresh()
     now = timezone.now()
-    item = ReviewItem.objects.create(source="late", external_id="1", received_at=now - timedelta(minutes=5),
-                                     queue=intake_queue, state=ItemState.DECIDED, decided_at=now)  # fmt: skip
+    item = ReviewItem.objects.create(
+        source="late",
+        external_id="1",
+        received_at=now - timedelta(minutes=5),
+        queue=intake_queue,
+        state=ItemState.DECIDED,
+        decided_at=now,
+    )
     Decision.objects.create(item=item, reviewer=reviewer, queue=intake_queue, is_violation=False, decided_at=now)
     # A transaction that committed after the refresh had read past its ids (beyond the overlap): unseen.
     RollupCursor.objects.filter(name="operations").update(
@@ -339,11 +356,14 @@ def test_the_nightly_task_catches_rows_committed_behind_the_cursor_and_purges_ol
     rollups_refresh()
     assert not OpsDecisionDaily.objects.filter(queue=intake_queue).exists()
     old = OpsBacklogSnapshot.objects.create(
-        taken_at=now - settings.ANALYTICS_BACKLOG_RETENTION - timedelta(hours=1), queue=intake_queue,
-        age_bucket="lt1h", count=3,
-    )  # fmt: skip
-    recent = OpsBacklogSnapshot.objects.create(taken_at=now - timedelta(days=2), queue=intake_queue,
-                                               age_bucket="lt1h", count=3)  # fmt: skip
+        taken_at=now - settings.ANALYTICS_BACKLOG_RETENTION - timedelta(hours=1),
+        queue=intake_queue,
+        age_bucket="lt1h",
+        count=3,
+    )
+    recent = OpsBacklogSnapshot.objects.create(
+        taken_at=now - timedelta(days=2), queue=intake_queue, age_bucket="lt1h", count=3
+    )
 
     done = rollups_nightly_task()
 

@@ -29,19 +29,34 @@ MONDAY = date(2025, 3, 10)  # ISO week 2025-W11
 
 def _rollup(vendor: Vendor, day: date, *, within: int, handle: float, turnaround: dict[str, int]) -> None:
     OpsDecisionDaily.objects.create(
-        day=day, vendor=vendor, priority=0, decided=100, sla_counted=100, within_sla=within,
-        handle_seconds=handle * 100, handle_count=100, turnaround_hist=turnaround,
-    )  # fmt: skip
+        day=day,
+        vendor=vendor,
+        priority=0,
+        decided=100,
+        sla_counted=100,
+        within_sla=within,
+        handle_seconds=handle * 100,
+        handle_count=100,
+        turnaround_hist=turnaround,
+    )
 
 
 def _sample(vendor: Vendor, n: int, *, probability: float, error: str = "", severity: float = 0) -> None:
     at = timezone.make_aware(datetime.combine(MONDAY + timedelta(days=2), datetime.min.time()))
     item = ReviewItem.objects.create(source="hand", external_id=f"s{n}", received_at=at)
     QaSample.objects.create(
-        item=item, reason=SampleReason.MANUAL, inclusion_probability=probability, sampled_at=at,
-        original_is_violation=True, original_vendor=vendor, original_decided_at=at, state=SampleState.CLOSED,
-        error_type=error, severity=severity, closed_at=at,
-    )  # fmt: skip
+        item=item,
+        reason=SampleReason.MANUAL,
+        inclusion_probability=probability,
+        sampled_at=at,
+        original_is_violation=True,
+        original_vendor=vendor,
+        original_decided_at=at,
+        state=SampleState.CLOSED,
+        error_type=error,
+        severity=severity,
+        closed_at=at,
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,24 +148,44 @@ def _random_qa_world(vendor: Vendor, rng: np.random.Generator) -> tuple[list[Que
         reviewed = labels[rng.integers(0, 4)] if rng.random() < 0.3 else original
         wrong = reviewed != original
         sample = QaSample.objects.create(
-            item=item, reason=SampleReason.MANUAL, inclusion_probability=float(rng.choice([1.0, 0.5, 0.2, 0.05])),
-            sampled_at=at, original_is_violation=original[0], original_policy=original[1],
-            original_vendor=vendor, original_queue=queues[rng.integers(0, 2)], original_decided_at=at,
-            state=SampleState.CLOSED, error_type="false_positive" if wrong else "",
-            severity=float(rng.integers(1, 5)) if wrong else 0.0, closed_at=at,
-        )  # fmt: skip
+            item=item,
+            reason=SampleReason.MANUAL,
+            inclusion_probability=float(rng.choice([1.0, 0.5, 0.2, 0.05])),
+            sampled_at=at,
+            original_is_violation=original[0],
+            original_policy=original[1],
+            original_vendor=vendor,
+            original_queue=queues[rng.integers(0, 2)],
+            original_decided_at=at,
+            state=SampleState.CLOSED,
+            error_type="false_positive" if wrong else "",
+            severity=float(rng.integers(1, 5)) if wrong else 0.0,
+            closed_at=at,
+        )
         if rng.random() < 0.9:  # the rest went straight to adjudication (e.g. auto-actions)
-            QaReview.objects.create(sample=sample, reviewer=qa_person, is_violation=reviewed[0], policy=reviewed[1],
-                                    decided_at=at, agrees=not wrong)  # fmt: skip
+            QaReview.objects.create(
+                sample=sample,
+                reviewer=qa_person,
+                is_violation=reviewed[0],
+                policy=reviewed[1],
+                decided_at=at,
+                agrees=not wrong,
+            )
     for n in range(60):
         at = timezone.make_aware(datetime.combine(MONDAY, datetime.min.time())) + timedelta(
             hours=int(rng.integers(0, 21 * 24))
         )
-        golden = GoldenItem.objects.create(text="g", queue=queues[n % 2], expected_is_violation=True,
-                                           expected_policy=policies[n % 3 % 2], created_by=qa_person)  # fmt: skip
+        golden = GoldenItem.objects.create(
+            text="g",
+            queue=queues[n % 2],
+            expected_is_violation=True,
+            expected_policy=policies[n % 3 % 2],
+            created_by=qa_person,
+        )
         item = ReviewItem.objects.create(source="golden", external_id=f"c{n}", received_at=at, is_golden=True)
-        GoldenInjection.objects.create(golden=golden, item=item, injected_at=at, vendor=vendor,
-                                       correct=bool(rng.random() < 0.8), scored_at=at)  # fmt: skip
+        GoldenInjection.objects.create(
+            golden=golden, item=item, injected_at=at, vendor=vendor, correct=bool(rng.random() < 0.8), scored_at=at
+        )
     return queues, policies
 
 
@@ -163,8 +198,9 @@ def test_quality_measures_from_rollups_equal_slice_stats_over_raw_samples(vendor
         assert len(cards) == 3
         for card in cards:
             start = timezone.make_aware(datetime.combine(card.week_start, datetime.min.time()))
-            stats = slice_stats(QaFilter(vendor_id=vendor_a.pk, start=start, end=start + timedelta(days=7), **scope),
-                                n_resamples=0)  # fmt: skip
+            stats = slice_stats(
+                QaFilter(vendor_id=vendor_a.pk, start=start, end=start + timedelta(days=7), **scope), n_resamples=0
+            )
             m = card.measures
             assert stats.quality is not None
             assert stats.kappa is not None
@@ -194,8 +230,9 @@ def test_decisions_stay_with_the_vendor_whose_reviewer_made_them(vendor_a: Vendo
     ReviewerProfile.objects.filter(user=vic).update(team=team_b)
     at_b = decide_one()
     # Decisions stored in bulk take their reviewer's vendor too.
-    [bulk] = Decision.objects.bulk_create([Decision(item=at_a.item, reviewer=vic, is_violation=True,
-                                                    decided_at=timezone.now(), is_final=False)])  # fmt: skip
+    [bulk] = Decision.objects.bulk_create(
+        [Decision(item=at_a.item, reviewer=vic, is_violation=True, decided_at=timezone.now(), is_final=False)]
+    )
 
     assert (at_a.vendor_id, at_b.vendor_id, bulk.vendor_id) == (vendor_a.pk, vendor_b.pk, vendor_b.pk)
     today = timezone.localdate()

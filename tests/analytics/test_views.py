@@ -323,11 +323,17 @@ def _entering(queue: Queue, day, count: int, *, handle: timedelta | None, review
     at = timezone.make_aware(datetime.combine(day, time(12)))
     items = ReviewItem.objects.bulk_create(
         ReviewItem(
-            source="cap", external_id=f"{queue.slug}-{day}-{n}", received_at=at, queued_at=at,
-            decided_at=at + timedelta(minutes=10), state=ItemState.DECIDED, queue=queue, due_at=at + queue.sla,
+            source="cap",
+            external_id=f"{queue.slug}-{day}-{n}",
+            received_at=at,
+            queued_at=at,
+            decided_at=at + timedelta(minutes=10),
+            state=ItemState.DECIDED,
+            queue=queue,
+            due_at=at + queue.sla,
         )
         for n in range(count)
-    )  # fmt: skip
+    )
     ItemEvent.objects.bulk_create(
         ItemEvent(item=i, at=at, actor_label="triage", event="queued", to_state="queued", queue=queue) for i in items
     )
@@ -369,9 +375,15 @@ def test_capacity_plan_matches_the_capacity_functions_on_a_hand_worked_case(
     assert chat_row["handle_seconds"] == 300
     assert chat_row["forecast_mean"] == pytest.approx(48)
     expected = capacity.reviewers_required_realtime(
-        volume_per_day=48, hours_open_per_day=24, handle_seconds=300, sla_seconds=1800, target_service_level=0.9,
-        shrinkage=0.3, shift_hours=8, max_occupancy=0.85,
-    )  # fmt: skip
+        volume_per_day=48,
+        hours_open_per_day=24,
+        handle_seconds=300,
+        sla_seconds=1800,
+        target_service_level=0.9,
+        shrinkage=0.3,
+        shift_hours=8,
+        max_occupancy=0.85,
+    )
     assert expected.reviewers == 5
     assert chat_row["peak_required"] == 5
     # alice (in-house) may work both queues; the vendor reviewer may not (empty allow-lists mean in-house only).

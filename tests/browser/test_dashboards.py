@@ -39,23 +39,37 @@ def history(reviewer: User, vendor_reviewer: User) -> None:
             at = timezone.make_aware(datetime.combine(day, time(10)))
             count = base + (5 if day.weekday() < 5 else -5) + back % 3
             items = ReviewItem.objects.bulk_create(
-                ReviewItem(source="b", external_id=f"{q.slug}-{back}-{n}", received_at=at, queued_at=at,
-                           decided_at=at + timedelta(minutes=20), due_at=at + q.sla, state=ItemState.DECIDED, queue=q,
-                           text=f"<b>item</b> {n}")
+                ReviewItem(
+                    source="b",
+                    external_id=f"{q.slug}-{back}-{n}",
+                    received_at=at,
+                    queued_at=at,
+                    decided_at=at + timedelta(minutes=20),
+                    due_at=at + q.sla,
+                    state=ItemState.DECIDED,
+                    queue=q,
+                    text=f"<b>item</b> {n}",
+                )
                 for n in range(count)
-            )  # fmt: skip
+            )
             ItemEvent.objects.bulk_create(
                 ItemEvent(item=i, at=at, actor_label="triage", event="queued", to_state="queued", queue=q)
                 for i in items
             )
             decided = items[: max(6, count // 2)]
             Decision.objects.bulk_create(
-                Decision(item=i, reviewer=reviewer if i.pk % 2 else vendor_reviewer, queue=q,
-                         is_violation=bool(i.pk % 3 == 0), policy=hate if i.pk % 3 == 0 else None,
-                         claimed_at=at + timedelta(minutes=18), decided_at=at + timedelta(minutes=20),
-                         handle_time=timedelta(minutes=2))
+                Decision(
+                    item=i,
+                    reviewer=reviewer if i.pk % 2 else vendor_reviewer,
+                    queue=q,
+                    is_violation=bool(i.pk % 3 == 0),
+                    policy=hate if i.pk % 3 == 0 else None,
+                    claimed_at=at + timedelta(minutes=18),
+                    decided_at=at + timedelta(minutes=20),
+                    handle_time=timedelta(minutes=2),
+                )
                 for i in decided
-            )  # fmt: skip
+            )
             ClassifierScore.objects.bulk_create(
                 ClassifierScore(item=i, backend="local", model_version="v1", scores={"hate": _score(i.pk)})
                 for i in decided
@@ -152,12 +166,26 @@ def _shot(name: str) -> Path:
 def test_an_ops_manager_reads_an_alert_acknowledges_and_resolves_it(page: Page, live_server, ops_manager):
     rule = AlertRule.objects.create(name="False positives", metric=AlertMetric.FALSE_POSITIVE_RATE)
     now = timezone.now()
-    cause = {"slice": {"surface": HOSTILE_QUEUE, "vendor": "vendor-a"}, "window_rate": 0.4, "baseline_rate": 0.02,
-             "window_volume": 20, "share_of_change": 0.8}  # fmt: skip
+    cause = {
+        "slice": {"surface": HOSTILE_QUEUE, "vendor": "vendor-a"},
+        "window_rate": 0.4,
+        "baseline_rate": 0.02,
+        "window_volume": 20,
+        "share_of_change": 0.8,
+    }
     alert = Alert.objects.create(
-        rule=rule, metric=rule.metric, opened_at=now, evaluated_at=now, window_start=now - timedelta(days=1),
-        window_end=now, value=0.08, baseline=0.02, peak_value=0.08, volume=300, causes=[cause],
-    )  # fmt: skip
+        rule=rule,
+        metric=rule.metric,
+        opened_at=now,
+        evaluated_at=now,
+        window_start=now - timedelta(days=1),
+        window_end=now,
+        value=0.08,
+        baseline=0.02,
+        peak_value=0.08,
+        volume=300,
+        causes=[cause],
+    )
     outside = off_machine_requests(page, live_server.url)
     errors = _watch_errors(page)
     sign_in(page, live_server.url, "olga")

@@ -36,8 +36,15 @@ def test_blind_re_review_then_adjudication_then_coaching(
     hate = policy_with_action("hate", "Hate speech", severity=3)
     spam = policy_with_action("spam", "Spam", severity=1)
     intake_queue.policies.add(hate, spam)
-    decided(intake_queue, reviewer, text=HOSTILE, policy=hate, action=hate.enforcement_actions.get(),
-            rationale="slur aimed at a group", media_urls=[MEDIA, "javascript:alert(5)"])  # fmt: skip
+    decided(
+        intake_queue,
+        reviewer,
+        text=HOSTILE,
+        policy=hate,
+        action=hate.enforcement_actions.get(),
+        rationale="slur aimed at a group",
+        media_urls=[MEDIA, "javascript:alert(5)"],
+    )
     assert sample_everything(qa_lead) == 1
     user_create(actor="test", username="sam", password=PASSWORD, roles=[Role.SENIOR_REVIEWER], team=in_house_team)
     outside = off_machine_requests(page, live_server.url)

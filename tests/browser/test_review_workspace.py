@@ -32,10 +32,17 @@ HOSTILE = [
 def queued(queue: Queue, text: str, *, priority: int, **fields) -> ReviewItem:
     now = timezone.now()
     return ReviewItem.objects.create(
-        source="web", external_id=f"x{ReviewItem.objects.count()}", text=text, received_at=now,
-        state=ItemState.QUEUED, queue=queue, queued_at=now, due_at=now + timedelta(hours=1), priority=priority,
+        source="web",
+        external_id=f"x{ReviewItem.objects.count()}",
+        text=text,
+        received_at=now,
+        state=ItemState.QUEUED,
+        queue=queue,
+        queued_at=now,
+        due_at=now + timedelta(hours=1),
+        priority=priority,
         **fields,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

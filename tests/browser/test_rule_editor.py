@@ -25,9 +25,13 @@ def stored_items(queue: Queue, hate: list[float]) -> None:
     now = timezone.now()
     for i, score in enumerate(hate):
         item = ReviewItem.objects.create(
-            source="web", external_id=f"e{i}", text=f"post {i}", received_at=now - timedelta(hours=i + 1),
-            state=ItemState.QUEUED, queue=queue,
-        )  # fmt: skip
+            source="web",
+            external_id=f"e{i}",
+            text=f"post {i}",
+            received_at=now - timedelta(hours=i + 1),
+            state=ItemState.QUEUED,
+            queue=queue,
+        )
         ClassifierScore.objects.create(item=item, backend="local", model_version="t", scores={"hate": score})
 
 

@@ -26,9 +26,14 @@ def test_a_reviewer_sees_unicode_content_faithfully_and_isolated(
     text = "\n".join(UNICODE_SAMPLES.values()) + "\n<b>not bold</b>"
     reasons = [UNICODE_SAMPLES["rtl_bidi_controls"], "spam\x00"]
     item = item_queued(
-        intake_queue, text=text, kind="user_report", report_reasons=reasons, report_count=2,
-        metadata={"\u202ekey": UNICODE_SAMPLES["emoji_zwj_and_skin_tones"]}, surface="\u202ecomment",
-    )  # fmt: skip
+        intake_queue,
+        text=text,
+        kind="user_report",
+        report_reasons=reasons,
+        report_count=2,
+        metadata={"\u202ekey": UNICODE_SAMPLES["emoji_zwj_and_skin_tones"]},
+        surface="\u202ecomment",
+    )
     item_claim(item=item, actor=reviewer)
     outside = off_machine_requests(page, live_server.url)
     dialogs: list[str] = []

@@ -68,8 +68,9 @@ def test_the_break_reminder_shows_after_the_reviewers_own_stretch(
     earlier = item_queued(intake_queue, text="decided a moment ago", state=ItemState.DECIDED)
     now = timezone.now()
     for minutes_ago in (6, 4, 2, 1):  # no pause of ten minutes: one stretch of six minutes
-        ItemEvent.objects.create(item=earlier, at=now - timedelta(minutes=minutes_ago), actor=reviewer,
-                                 actor_label="alice", event="decided")  # fmt: skip
+        ItemEvent.objects.create(
+            item=earlier, at=now - timedelta(minutes=minutes_ago), actor=reviewer, actor_label="alice", event="decided"
+        )
     waiting = item_queued(intake_queue, text="the next post")
 
     sign_in(page, live_server.url, "alice")

@@ -98,8 +98,9 @@ CONFIG = {"SECRET_KEY", "OPS_DEMO", "DEBUG", "SECURE_COOKIES", "BEHIND_TLS_PROXY
 def _settings(**env: str) -> list[str]:
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG}
     env = {**clean, "DJANGO_SETTINGS_MODULE": "ops_platform.settings", **env}
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     return result.stdout.split()
 
 

@@ -431,17 +431,29 @@ def test_a_final_decision_emits_one_event_without_the_content(
     item_claim(item=item, actor=reviewer)
     with django_capture_on_commit_callbacks(execute=True):
         first = decision_record(
-            item=item, actor=reviewer, is_violation=True, policy=policy, labels=[label], action=action,
+            item=item,
+            actor=reviewer,
+            is_violation=True,
+            policy=policy,
+            labels=[label],
+            action=action,
             rationale="RATIONALE-91c quoting: vermin",
-        )  # fmt: skip
+        )
     assert not first.closed
     assert not WebhookEvent.objects.exists()  # an interim review tells the client nothing
 
     item.refresh_from_db()
     item_claim(item=item, actor=qa_lead)
     with django_capture_on_commit_callbacks(execute=True):
-        final = decision_record(item=item, actor=qa_lead, is_violation=True, policy=policy, labels=[label],
-                                action=action, rationale="RATIONALE-91c")  # fmt: skip
+        final = decision_record(
+            item=item,
+            actor=qa_lead,
+            is_violation=True,
+            policy=policy,
+            labels=[label],
+            action=action,
+            rationale="RATIONALE-91c",
+        )
     assert final.closed
     assert ReviewItem.objects.get(pk=item.pk).state == ItemState.DECIDED
 

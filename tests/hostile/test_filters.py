@@ -52,10 +52,40 @@ MARKUP = [v for v in HOSTILE if "<" in v or '"' in v]
 
 # Filters the dashboards, drill-downs and lists read, whether or not the page shows a form for them.
 KNOWN_FILTERS = [
-    "queue", "vendor", "policy", "start", "end", "period", "q", "state", "kind", "page", "sort", "order",
-    "status", "label", "reviewer", "team", "area", "metric", "rule", "plan", "format", "level", "outcome",
-    "origin", "week", "day", "from", "to", "verdict", "golden", "language", "surface", "tag",
-]  # fmt: skip
+    "queue",
+    "vendor",
+    "policy",
+    "start",
+    "end",
+    "period",
+    "q",
+    "state",
+    "kind",
+    "page",
+    "sort",
+    "order",
+    "status",
+    "label",
+    "reviewer",
+    "team",
+    "area",
+    "metric",
+    "rule",
+    "plan",
+    "format",
+    "level",
+    "outcome",
+    "origin",
+    "week",
+    "day",
+    "from",
+    "to",
+    "verdict",
+    "golden",
+    "language",
+    "surface",
+    "tag",
+]
 
 # Pages that act rather than list (they redirect or change state on GET) or are not HTML lists.
 SKIP_NAMES = {"logout", "healthz", "api-schema", "api-docs", "api-redoc", "review-next", "qa-review-next"}

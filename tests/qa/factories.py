@@ -49,12 +49,19 @@ def sample_of(decision: Decision, *, probability: float = 1.0) -> QaSample:
     """A manual sample of the decision, as the sampler would store it."""
     profile = getattr(decision.reviewer, "reviewer_profile", None)
     return QaSample.objects.create(
-        item=decision.item, decision=decision, reason=SampleReason.MANUAL, inclusion_probability=probability,
-        sampled_at=timezone.now(), original_is_violation=decision.is_violation, original_policy=decision.policy,
-        original_action=decision.action, original_reviewer=decision.reviewer,
+        item=decision.item,
+        decision=decision,
+        reason=SampleReason.MANUAL,
+        inclusion_probability=probability,
+        sampled_at=timezone.now(),
+        original_is_violation=decision.is_violation,
+        original_policy=decision.policy,
+        original_action=decision.action,
+        original_reviewer=decision.reviewer,
         original_vendor_id=profile.team.vendor_id if profile and profile.team else None,
-        original_queue=decision.queue, original_decided_at=decision.decided_at,
-    )  # fmt: skip
+        original_queue=decision.queue,
+        original_decided_at=decision.decided_at,
+    )
 
 
 def sample_everything(actor: User) -> int:

@@ -79,13 +79,18 @@ def test_slice_figures_match_independent_computations(intake_queue: Queue, revie
     for n in range(40):
         person = reviewer if n % 2 else vendor_reviewer
         violated = bool(rng.random() < 0.4)
-        d = decided(intake_queue, person, policy=hate if violated else None,
-                    action=remove if violated else None)  # fmt: skip
+        d = decided(intake_queue, person, policy=hate if violated else None, action=remove if violated else None)
         qa_says = violated if rng.random() < 0.8 else not violated
         sample = sample_of(d, probability=0.5)
-        QaReview.objects.create(sample=sample, reviewer=qa_lead, is_violation=qa_says, policy=hate if qa_says else None,
-                                action=remove if qa_says else None, decided_at=timezone.now(),
-                                agrees=qa_says == violated)  # fmt: skip
+        QaReview.objects.create(
+            sample=sample,
+            reviewer=qa_lead,
+            is_violation=qa_says,
+            policy=hate if qa_says else None,
+            action=remove if qa_says else None,
+            decided_at=timezone.now(),
+            agrees=qa_says == violated,
+        )
         if qa_says != violated:  # the adjudicator sides with QA: must not count as a third rater in alpha
             Adjudication.objects.create(
                 sample=sample,

@@ -50,16 +50,30 @@ def test_golden_copies_follow_the_queues_rate_and_enter_through_triage(
     intake_queue: Queue, qa_lead: User, spam, local_model: ModelVersion, django_capture_on_commit_callbacks: Any
 ):
     policy, remove = spam
-    golden_create(actor=qa_lead, queue=intake_queue, text=TEXT, expected_is_violation=True, expected_policy=policy,
-                  expected_action=remove, rationale="Credential phishing is spam/scam: remove.")  # fmt: skip
+    golden_create(
+        actor=qa_lead,
+        queue=intake_queue,
+        text=TEXT,
+        expected_is_violation=True,
+        expected_policy=policy,
+        expected_action=remove,
+        rationale="Credential phishing is spam/scam: remove.",
+    )
     setting = golden_rate_set(actor=qa_lead, queue=intake_queue, rate=0.1)
     setting.last_injected_at = timezone.now() - timedelta(minutes=5)
     setting.save()
     for n in range(30):  # 30 items entered the queue since the last run: 3 golden copies are due
-        real = ReviewItem.objects.create(source="app", external_id=f"r{n}", text="hello", received_at=timezone.now(),
-                                         state=ItemState.QUEUED, queue=intake_queue)  # fmt: skip
-        ItemEvent.objects.create(item=real, at=timezone.now() - timedelta(minutes=1), actor_label="rules",
-                                 event="queued", queue=intake_queue)  # fmt: skip
+        real = ReviewItem.objects.create(
+            source="app",
+            external_id=f"r{n}",
+            text="hello",
+            received_at=timezone.now(),
+            state=ItemState.QUEUED,
+            queue=intake_queue,
+        )
+        ItemEvent.objects.create(
+            item=real, at=timezone.now() - timedelta(minutes=1), actor_label="rules", event="queued", queue=intake_queue
+        )
 
     with django_capture_on_commit_callbacks(execute=True):
         assert golden_inject() == 3
@@ -344,12 +358,22 @@ def test_the_golden_form_takes_the_context_and_refuses_bad_input_with_a_400(
 
 
 def test_a_decided_copy_is_scored_against_the_answer_and_no_client_is_told(
-    intake_queue: Queue, reviewer: User, vendor_reviewer: User, qa_lead: User, spam,
+    intake_queue: Queue,
+    reviewer: User,
+    vendor_reviewer: User,
+    qa_lead: User,
+    spam,
     django_capture_on_commit_callbacks: Any,
-):  # fmt: skip
+):
     policy, remove = spam
-    golden = golden_create(actor=qa_lead, queue=intake_queue, text=TEXT, expected_is_violation=True,
-                           expected_policy=policy, expected_action=remove)  # fmt: skip
+    golden = golden_create(
+        actor=qa_lead,
+        queue=intake_queue,
+        text=TEXT,
+        expected_is_violation=True,
+        expected_policy=policy,
+        expected_action=remove,
+    )
     intake_queue.allowed_teams.add(reviewer.reviewer_profile.team)
     intake_queue.allowed_vendors.add(vendor_reviewer.reviewer_profile.team.vendor)
     for person, violation in ((reviewer, True), (vendor_reviewer, False)):
@@ -364,8 +388,13 @@ def test_a_decided_copy_is_scored_against_the_answer_and_no_client_is_told(
         claimed = item_claim_next(queue=intake_queue, actor=person)
         assert claimed is not None
         with django_capture_on_commit_callbacks(execute=True):
-            decision_record(item=claimed, actor=person, is_violation=violation, policy=policy if violation else None,
-                            action=remove if violation else None)  # fmt: skip
+            decision_record(
+                item=claimed,
+                actor=person,
+                is_violation=violation,
+                policy=policy if violation else None,
+                action=remove if violation else None,
+            )
 
     assert golden_results_score() == 2
     results = {i.reviewer: (i.correct, i.vendor) for i in GoldenInjection.objects.all()}

@@ -92,8 +92,14 @@ def test_a_disagreement_is_adjudicated_and_a_wrong_original_is_corrected(
     with pytest.raises(NotPermitted):  # neither decider adjudicates
         adjudicate(sample=sample, actor=qa_lead, is_violation=True, policy=policy, action=remove, rationale="x")
     with django_capture_on_commit_callbacks(execute=False):
-        result = adjudicate(sample=sample, actor=rita, is_violation=True, policy=policy, action=remove,
-                            rationale="A slur aimed at a group: see 2.1.")  # fmt: skip
+        result = adjudicate(
+            sample=sample,
+            actor=rita,
+            is_violation=True,
+            policy=policy,
+            action=remove,
+            rationale="A slur aimed at a group: see 2.1.",
+        )
 
     sample.refresh_from_db()
     assert (result.error_type, result.severity) == (ErrorType.FALSE_NEGATIVE, 3.0)  # the policy's severity
@@ -116,8 +122,9 @@ def test_when_the_original_was_right_nothing_is_corrected(intake_queue, reviewer
     assert claimed is not None
     qa_review_submit(sample=claimed, actor=qa_lead, is_violation=False, policy=None, action=None)
 
-    result = adjudicate(sample=sample, actor=rita, is_violation=True, policy=policy, action=remove,
-                        rationale="QA misread the context.")  # fmt: skip
+    result = adjudicate(
+        sample=sample, actor=rita, is_violation=True, policy=policy, action=remove, rationale="QA misread the context."
+    )
 
     assert (result.error_type, result.severity, result.correction) == ("", 0.0, None)
     assert not Decision.objects.filter(supersedes=original).exists()
@@ -131,13 +138,29 @@ def test_adjudication_checks_the_error_type_and_the_severity(intake_queue, revie
     qa_review_submit(sample=claimed, actor=qa_lead, is_violation=False, policy=None, action=None)
 
     with pytest.raises(ApplicationError, match="differ as"):
-        adjudicate(sample=sample, actor=rita, is_violation=False, policy=None, action=None, rationale="fine",
-                   error_type="false_negative")  # fmt: skip
+        adjudicate(
+            sample=sample,
+            actor=rita,
+            is_violation=False,
+            policy=None,
+            action=None,
+            rationale="fine",
+            error_type="false_negative",
+        )
     with pytest.raises(ApplicationError, match="severity"):
-        adjudicate(sample=sample, actor=rita, is_violation=False, policy=None, action=None, rationale="fine",
-                   severity=9)  # fmt: skip
+        adjudicate(
+            sample=sample, actor=rita, is_violation=False, policy=None, action=None, rationale="fine", severity=9
+        )
     with pytest.raises(ApplicationError, match="rationale"):
         adjudicate(sample=sample, actor=rita, is_violation=False, policy=None, action=None, rationale=" ")
-    result = adjudicate(sample=sample, actor=rita, is_violation=False, policy=None, action=None, rationale="fine",
-                        error_type="false_positive", severity=1.5)  # fmt: skip
+    result = adjudicate(
+        sample=sample,
+        actor=rita,
+        is_violation=False,
+        policy=None,
+        action=None,
+        rationale="fine",
+        error_type="false_positive",
+        severity=1.5,
+    )
     assert (result.error_type, result.severity) == ("false_positive", 1.5)

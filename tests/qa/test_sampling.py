@@ -30,15 +30,28 @@ def decisions_bulk(queue: Queue, reviewer: User, flags: list[bool], policy: Poli
     """Many decisions at once (the sampler reads rows; how they were made does not matter to it)."""
     now = timezone.now()
     items = ReviewItem.objects.bulk_create(
-        ReviewItem(source="sim", external_id=f"s{n}", text="x", received_at=now, state=ItemState.DECIDED,
-                   queue=queue, decided_at=now)
+        ReviewItem(
+            source="sim",
+            external_id=f"s{n}",
+            text="x",
+            received_at=now,
+            state=ItemState.DECIDED,
+            queue=queue,
+            decided_at=now,
+        )
         for n in range(len(flags))
-    )  # fmt: skip
+    )
     return Decision.objects.bulk_create(
-        Decision(item=item, reviewer=reviewer, queue=queue, is_violation=flag, policy=policy if flag else None,
-                 decided_at=now)
+        Decision(
+            item=item,
+            reviewer=reviewer,
+            queue=queue,
+            is_violation=flag,
+            policy=policy if flag else None,
+            decided_at=now,
+        )
         for item, flag in zip(items, flags, strict=True)
-    )  # fmt: skip
+    )
 
 
 def test_the_draw_is_fixed_by_its_inputs_and_uniform():
@@ -62,8 +75,10 @@ def test_every_decision_is_considered_once_and_a_rerun_draws_nothing_new(intake_
     sample = samples[0]
     assert (sample.reason, sample.inclusion_probability, sample.state) == (SampleReason.RANDOM, 1.0, "pending")
     assert (sample.original_reviewer, sample.original_is_violation, sample.original_queue) == (
-        reviewer, False, intake_queue
-    )  # fmt: skip
+        reviewer,
+        False,
+        intake_queue,
+    )
 
 
 def test_decisions_younger_than_the_settle_time_wait_for_the_next_run(intake_queue, reviewer, qa_lead):
@@ -112,8 +127,7 @@ def test_auto_actions_are_drawn_at_their_own_rate(intake_queue, qa_lead):
 
     [sample] = QaSample.objects.all()
     assert sample.decision is None
-    assert (sample.reason, sample.original_policy, sample.original_action) == (SampleReason.AUTO_ACTION, policy,
-                                                                               remove)  # fmt: skip
+    assert (sample.reason, sample.original_policy, sample.original_action) == (SampleReason.AUTO_ACTION, policy, remove)
     assert sample.original_reviewer is None
 
 

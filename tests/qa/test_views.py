@@ -63,8 +63,9 @@ def spam(intake_queue: Queue) -> Policy:
 @pytest.fixture
 def sam(in_house_team: Team) -> User:
     """A second QA person, who can adjudicate what quinn re-reviewed."""
-    return user_create(actor="test", username="sam", password=PASSWORD, roles=[Role.SENIOR_REVIEWER],
-                       team=in_house_team)  # fmt: skip
+    return user_create(
+        actor="test", username="sam", password=PASSWORD, roles=[Role.SENIOR_REVIEWER], team=in_house_team
+    )
 
 
 @pytest.fixture
@@ -75,9 +76,14 @@ def bob(in_house_team: Team) -> User:
 @pytest.fixture
 def hate_sample(intake_queue: Queue, reviewer: User, hate: Policy, spam: Policy) -> QaSample:
     decision = decided(
-        intake_queue, reviewer, text="you people are vermin", policy=hate, action=hate.enforcement_actions.first(),
-        rationale="dehumanising comparison aimed at a group", metadata={"moderator": "alice", "verdict": "hate"},
-    )  # fmt: skip
+        intake_queue,
+        reviewer,
+        text="you people are vermin",
+        policy=hate,
+        action=hate.enforcement_actions.first(),
+        rationale="dehumanising comparison aimed at a group",
+        metadata={"moderator": "alice", "verdict": "hate"},
+    )
     return sample_of(decision)
 
 
@@ -195,8 +201,9 @@ def test_nothing_to_re_review_says_so(qa_lead, db):
 def disputed(qa_lead, hate_sample, spam) -> QaSample:
     sample = sample_claim_next(actor=qa_lead)
     assert sample is not None
-    qa_review_submit(sample=sample, actor=qa_lead, is_violation=False, policy=None, action=None,
-                     rationale="banter between friends")  # fmt: skip
+    qa_review_submit(
+        sample=sample, actor=qa_lead, is_violation=False, policy=None, action=None, rationale="banter between friends"
+    )
     return sample
 
 
@@ -229,8 +236,10 @@ def test_adjudication_records_the_error_corrects_the_item_and_can_make_a_golden_
     assert "Make golden item" in html
     disputed.refresh_from_db()
     assert (disputed.state, disputed.error_type, disputed.severity) == (
-        SampleState.CLOSED, ErrorType.FALSE_POSITIVE, 3.0,
-    )  # fmt: skip
+        SampleState.CLOSED,
+        ErrorType.FALSE_POSITIVE,
+        3.0,
+    )
     assert GroundTruth.objects.get(item=disputed.item).is_violation is False
     correction = Decision.objects.get(supersedes=disputed.decision)
     assert correction.is_violation is False
@@ -253,8 +262,14 @@ def test_an_adjudication_without_a_rationale_is_refused(sam, disputed):
 
 
 def test_coaching_shows_a_reviewer_only_their_own_outcomes(reviewer, bob, sam, qa_lead, disputed, intake_queue, spam):
-    adjudicate(sample=disputed, actor=sam, is_violation=False, policy=None, action=None,
-               rationale="reclaimed in-group usage, not an attack")  # fmt: skip
+    adjudicate(
+        sample=disputed,
+        actor=sam,
+        is_violation=False,
+        policy=None,
+        action=None,
+        rationale="reclaimed in-group usage, not an attack",
+    )
     bobs = sample_of(decided(intake_queue, bob, text="bob's item text", policy=spam))
     claimed = sample_claim_next(actor=qa_lead)
     assert claimed == bobs
@@ -295,8 +310,15 @@ def test_the_ground_truth_export_has_the_latest_label_per_item_and_no_content(sa
 
 def test_a_plan_is_created_and_a_bad_rate_is_refused(qa_lead, intake_queue):
     quinn = signed_in(qa_lead)
-    base = {"name": "general", "queue": intake_queue.pk, "rate": "0.05", "low_confidence_band": "0.2",
-            "new_reviewer_decisions": "50", "new_reviewer_rate": "0.5", "is_active": "on"}  # fmt: skip
+    base = {
+        "name": "general",
+        "queue": intake_queue.pk,
+        "rate": "0.05",
+        "low_confidence_band": "0.2",
+        "new_reviewer_decisions": "50",
+        "new_reviewer_rate": "0.5",
+        "is_active": "on",
+    }
     refused = quinn.post("/qa/plans/new", {**base, "rate": "1.5"})
     assert refused.status_code == 400
     assert 'id="id_rate_error"' in refused.content.decode(), "the refusal names the field"
@@ -311,19 +333,31 @@ def test_a_plan_is_created_and_a_bad_rate_is_refused(qa_lead, intake_queue):
 
 
 def test_the_sample_size_helper_gives_n_and_a_rate(qa_lead, db):
-    html = signed_in(qa_lead).get(
-        "/qa/plans/", {"expected_error_rate": "0.05", "margin": "0.02", "confidence": "0.95",
-                       "decisions_per_month": "10000"}
-    ).content.decode()  # fmt: skip
+    html = (
+        signed_in(qa_lead)
+        .get(
+            "/qa/plans/",
+            {"expected_error_rate": "0.05", "margin": "0.02", "confidence": "0.95", "decisions_per_month": "10000"},
+        )
+        .content.decode()
+    )
     assert "<strong>457</strong>" in html
     assert "<strong>0.0457</strong>" in html
 
 
 def test_golden_items_are_created_listed_and_rated_per_queue(qa_lead, intake_queue, hate):
     quinn = signed_in(qa_lead)
-    quinn.post("/qa/golden/", {"form": "golden", "queue": intake_queue.pk, "text": "<b>golden</b> text",
-                               "expected_is_violation": "yes", "expected_policy": hate.pk,
-                               "rationale": "a slur"})  # fmt: skip
+    quinn.post(
+        "/qa/golden/",
+        {
+            "form": "golden",
+            "queue": intake_queue.pk,
+            "text": "<b>golden</b> text",
+            "expected_is_violation": "yes",
+            "expected_policy": hate.pk,
+            "rationale": "a slur",
+        },
+    )
     golden = GoldenItem.objects.get()
     assert (golden.expected_policy, golden.expected_is_violation) == (hate, True)
     quinn.post("/qa/golden/", {"form": "rate", "queue": intake_queue.pk, "rate": "0.02"})
@@ -338,14 +372,22 @@ def test_golden_items_are_created_listed_and_rated_per_queue(qa_lead, intake_que
 def test_calibration_ratings_stay_private_until_the_session_closes(qa_lead, reviewer, bob, intake_queue, spam):
     items = [item_queued(intake_queue, text=f"calibration item {n}") for n in range(3)]
     quinn = signed_in(qa_lead)
-    quinn.post("/qa/calibration/", {"name": "March", "item_ids": " ".join(str(i.pk) for i in items),
-                                    "participants": [reviewer.pk, bob.pk]})  # fmt: skip
+    quinn.post(
+        "/qa/calibration/",
+        {"name": "March", "item_ids": " ".join(str(i.pk) for i in items), "participants": [reviewer.pk, bob.pk]},
+    )
     session = CalibrationSession.objects.get()
     first, *rest = session.session_items.all()
     alice, bobc = signed_in(reviewer), signed_in(bob)
     url = f"/qa/calibration/{session.pk}/"
-    alice.post(f"{url}items/{first.pk}/rate", {f"i{first.pk}-violation": "yes", f"i{first.pk}-policy": spam.pk,
-                                              f"i{first.pk}-rationale": "alice thinks spam"})  # fmt: skip
+    alice.post(
+        f"{url}items/{first.pk}/rate",
+        {
+            f"i{first.pk}-violation": "yes",
+            f"i{first.pk}-policy": spam.pk,
+            f"i{first.pk}-rationale": "alice thinks spam",
+        },
+    )
     assert "alice thinks spam" in alice.get(url).content.decode()
     assert "alice thinks spam" not in bobc.get(url).content.decode()
     assert "alice thinks spam" not in quinn.get(url).content.decode()

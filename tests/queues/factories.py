@@ -29,9 +29,15 @@ def item_queued(
     now = timezone.now()
     fields = {"state": ItemState.QUEUED, "queued_at": now, **fields}
     return ReviewItem.objects.create(
-        source=source, external_id=f"q-{next(_external_ids)}", text=text, received_at=now - received_ago,
-        queue=queue, due_at=now + due_in, priority=priority, **fields,
-    )  # fmt: skip
+        source=source,
+        external_id=f"q-{next(_external_ids)}",
+        text=text,
+        received_at=now - received_ago,
+        queue=queue,
+        due_at=now + due_in,
+        priority=priority,
+        **fields,
+    )
 
 
 def bulk_decide(*, queue: Queue, item_ids: Sequence[int], actor: User, **decision: Any) -> BulkResult:

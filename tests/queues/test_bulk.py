@@ -47,18 +47,26 @@ def spam(intake_queue: Queue) -> tuple[Policy, DecisionLabel, EnforcementAction]
 
 
 def test_one_decision_closes_every_selected_item_under_one_audited_batch(
-    intake_queue: Queue, qa_lead: User, spam: tuple[Policy, DecisionLabel, EnforcementAction],
+    intake_queue: Queue,
+    qa_lead: User,
+    spam: tuple[Policy, DecisionLabel, EnforcementAction],
     django_capture_on_commit_callbacks: Any,
-):  # fmt: skip
+):
     policy, label, remove = spam
     ApiClient.objects.create(name="App", source="claims", callback_url="http://127.0.0.1:9/h", webhook_secret="s")
     items = [item_queued(intake_queue, text=f"buy pills {n} http://spam.example") for n in range(5)]
 
     with django_capture_on_commit_callbacks(execute=False):
         result = bulk_decide(
-            queue=intake_queue, item_ids=[i.pk for i in items], actor=qa_lead, is_violation=True, policy=policy,
-            labels=[label], action=remove, rationale="spam wave from one botnet",
-        )  # fmt: skip
+            queue=intake_queue,
+            item_ids=[i.pk for i in items],
+            actor=qa_lead,
+            is_violation=True,
+            policy=policy,
+            labels=[label],
+            action=remove,
+            rationale="spam wave from one botnet",
+        )
 
     assert sorted(result.decided) == sorted(i.pk for i in items)
     assert set(ReviewItem.objects.filter(pk__in=result.decided).values_list("state", flat=True)) == {"decided"}
@@ -82,8 +90,14 @@ def test_items_claimed_after_the_preview_are_skipped_not_decided(intake_queue: Q
     taken = item_claim_next(queue=intake_queue, actor=reviewer)
     assert taken is not None
 
-    result = items_bulk_decide(queue=intake_queue, item_ids=preview.item_ids, actor=qa_lead,
-                               confirmation=preview.confirmation, confirmed_count=3, **decision)  # fmt: skip
+    result = items_bulk_decide(
+        queue=intake_queue,
+        item_ids=preview.item_ids,
+        actor=qa_lead,
+        confirmation=preview.confirmation,
+        confirmed_count=3,
+        **decision,
+    )
 
     assert result.skipped == [taken.pk]
     assert ReviewItem.objects.get(pk=taken.pk).state == ItemState.CLAIMED
@@ -100,8 +114,9 @@ def test_items_needing_care_are_never_bulk_decided(intake_queue: Queue, qa_lead:
 
     assert list(bulk_candidates(intake_queue, qa_lead, BulkFilter())) == [ordinary]
     selected = [ordinary.pk, *(i.pk for i in careful)]
-    preview = items_bulk_preview(queue=intake_queue, item_ids=selected, actor=qa_lead, is_violation=False,
-                                 rationale="benign")  # fmt: skip
+    preview = items_bulk_preview(
+        queue=intake_queue, item_ids=selected, actor=qa_lead, is_violation=False, rationale="benign"
+    )
     assert (preview.item_ids, preview.left_out) == ([ordinary.pk], sorted(i.pk for i in careful))
     result = bulk_decide(queue=intake_queue, item_ids=selected, actor=qa_lead, is_violation=False, rationale="benign")
     assert result.decided == [ordinary.pk]
@@ -129,21 +144,37 @@ def test_the_batch_is_capped_and_needs_a_rationale_and_a_senior(
     with pytest.raises(NotPermitted):
         items_bulk_preview(queue=intake_queue, item_ids=ids[:2], actor=reviewer, is_violation=False, rationale="x")
     with pytest.raises(ApplicationError, match="At most 2 items"):
-        items_bulk_decide(queue=intake_queue, item_ids=ids, actor=qa_lead, is_violation=False, rationale="x",
-                          confirmation="", confirmed_count=3)  # fmt: skip
+        items_bulk_decide(
+            queue=intake_queue,
+            item_ids=ids,
+            actor=qa_lead,
+            is_violation=False,
+            rationale="x",
+            confirmation="",
+            confirmed_count=3,
+        )
     assert not Decision.objects.exists()
 
 
-def test_a_wrong_label_refuses_the_whole_batch(intake_queue: Queue, qa_lead: User,
-                                              spam: tuple[Policy, DecisionLabel, EnforcementAction]):  # fmt: skip
+def test_a_wrong_label_refuses_the_whole_batch(
+    intake_queue: Queue, qa_lead: User, spam: tuple[Policy, DecisionLabel, EnforcementAction]
+):
     policy, _, remove = spam
     other = Policy.objects.create(slug="hate", name="Hate", guidelines="-")
     foreign = DecisionLabel.objects.create(policy=other, slug="slur", name="Slur")
     ids = [item_queued(intake_queue).pk for _ in range(2)]
 
     with pytest.raises(ApplicationError, match="label must belong"):
-        items_bulk_preview(queue=intake_queue, item_ids=ids, actor=qa_lead, is_violation=True, policy=policy,
-                           labels=[foreign], action=remove, rationale="x")  # fmt: skip
+        items_bulk_preview(
+            queue=intake_queue,
+            item_ids=ids,
+            actor=qa_lead,
+            is_violation=True,
+            policy=policy,
+            labels=[foreign],
+            action=remove,
+            rationale="x",
+        )
     assert set(ReviewItem.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"queued"}
 
 
@@ -178,21 +209,36 @@ def test_the_bulk_page_is_for_senior_reviewers_and_decides_the_selection(
 
 
 def test_a_batch_is_decided_only_as_previewed_and_confirmed_with_its_count(
-    intake_queue: Queue, qa_lead: User, in_house_team: Team, spam: tuple[Policy, DecisionLabel, EnforcementAction],
+    intake_queue: Queue,
+    qa_lead: User,
+    in_house_team: Team,
+    spam: tuple[Policy, DecisionLabel, EnforcementAction],
     settings: Any,
-):  # fmt: skip
+):
     policy, label, remove = spam
     items = [item_queued(intake_queue) for _ in range(3)]
     ids = [i.pk for i in items]
-    decision: dict[str, Any] = {"is_violation": True, "policy": policy, "labels": [label], "action": remove,
-                                "rationale": "spam wave"}  # fmt: skip
+    decision: dict[str, Any] = {
+        "is_violation": True,
+        "policy": policy,
+        "labels": [label],
+        "action": remove,
+        "rationale": "spam wave",
+    }
     preview = items_bulk_preview(queue=intake_queue, item_ids=ids, actor=qa_lead, **decision)
     assert (preview.count, preview.item_ids) == (3, ids)
     assert not Decision.objects.exists()  # a preview writes nothing
 
     def decide(**changes: Any) -> BulkResult:
-        arguments = {"queue": intake_queue, "item_ids": ids, "actor": qa_lead, "confirmation": preview.confirmation,
-                     "confirmed_count": 3, **decision, **changes}  # fmt: skip
+        arguments = {
+            "queue": intake_queue,
+            "item_ids": ids,
+            "actor": qa_lead,
+            "confirmation": preview.confirmation,
+            "confirmed_count": 3,
+            **decision,
+            **changes,
+        }
         return items_bulk_decide(**arguments)
 
     refusals = [
@@ -208,8 +254,9 @@ def test_a_batch_is_decided_only_as_previewed_and_confirmed_with_its_count(
         with pytest.raises(ApplicationError) as refused:
             decide(**changes)
         assert refused.value.field == field, changes
-    colleague = user_create(actor="test", username="rosa", password=PASSWORD, roles=[Role.SENIOR_REVIEWER],
-                            team=in_house_team)  # fmt: skip
+    colleague = user_create(
+        actor="test", username="rosa", password=PASSWORD, roles=[Role.SENIOR_REVIEWER], team=in_house_team
+    )
     theirs = items_bulk_preview(queue=intake_queue, item_ids=ids, actor=colleague, **decision)
     with pytest.raises(ApplicationError, match="differ from the preview"):
         decide(confirmation=theirs.confirmation)  # someone else's confirmation
@@ -231,12 +278,27 @@ def test_a_violation_decided_in_bulk_needs_its_enforcement_action(
     ids = [item_queued(intake_queue).pk for _ in range(2)]
 
     with pytest.raises(ApplicationError, match="needs its enforcement action") as refused:
-        items_bulk_preview(queue=intake_queue, item_ids=ids, actor=qa_lead, is_violation=True, policy=policy,
-                           labels=[label], rationale="spam")  # fmt: skip
+        items_bulk_preview(
+            queue=intake_queue,
+            item_ids=ids,
+            actor=qa_lead,
+            is_violation=True,
+            policy=policy,
+            labels=[label],
+            rationale="spam",
+        )
     assert refused.value.field == "action"
     with pytest.raises(ApplicationError, match="needs its enforcement action"):
-        items_bulk_decide(queue=intake_queue, item_ids=ids, actor=qa_lead, is_violation=True, policy=policy,
-                          rationale="spam", confirmation="x", confirmed_count=2)  # fmt: skip
+        items_bulk_decide(
+            queue=intake_queue,
+            item_ids=ids,
+            actor=qa_lead,
+            is_violation=True,
+            policy=policy,
+            rationale="spam",
+            confirmation="x",
+            confirmed_count=2,
+        )
     assert not Decision.objects.exists()
 
 
@@ -244,15 +306,26 @@ def test_a_violation_decided_in_bulk_needs_its_enforcement_action(
 
 
 def test_a_batch_is_reverted_within_the_window_items_reopen_and_clients_are_told(
-    intake_queue: Queue, qa_lead: User, reviewer: User, spam: tuple[Policy, DecisionLabel, EnforcementAction],
+    intake_queue: Queue,
+    qa_lead: User,
+    reviewer: User,
+    spam: tuple[Policy, DecisionLabel, EnforcementAction],
     django_capture_on_commit_callbacks: Any,
-):  # fmt: skip
+):
     policy, label, remove = spam
     ApiClient.objects.create(name="App", source="claims", callback_url="http://127.0.0.1:9/h", webhook_secret="s")
     items = [item_queued(intake_queue) for _ in range(3)]
     with django_capture_on_commit_callbacks(execute=False):
-        batch = bulk_decide(queue=intake_queue, item_ids=[i.pk for i in items], actor=qa_lead, is_violation=True,
-                            policy=policy, labels=[label], action=remove, rationale="looked like spam")  # fmt: skip
+        batch = bulk_decide(
+            queue=intake_queue,
+            item_ids=[i.pk for i in items],
+            actor=qa_lead,
+            is_violation=True,
+            policy=policy,
+            labels=[label],
+            action=remove,
+            rationale="looked like spam",
+        )
         bulk_decisions = list(Decision.objects.filter(batch_id=batch.batch_id).order_by("item_id"))
 
         result = decision_batch_revert(batch_id=str(batch.batch_id), actor=qa_lead, reason="they were real ads")
@@ -313,8 +386,15 @@ def test_items_corrected_or_appealed_since_stay_as_they_are(
 ):
     policy, _, remove = spam
     corrected, appealed, plain = (item_queued(intake_queue) for _ in range(3))
-    batch = bulk_decide(queue=intake_queue, item_ids=[corrected.pk, appealed.pk, plain.pk], actor=qa_lead,
-                        is_violation=True, policy=policy, action=remove, rationale="spam")  # fmt: skip
+    batch = bulk_decide(
+        queue=intake_queue,
+        item_ids=[corrected.pk, appealed.pk, plain.pk],
+        actor=qa_lead,
+        is_violation=True,
+        policy=policy,
+        action=remove,
+        rationale="spam",
+    )
     decision_correct(item=corrected, actor=qa_lead, is_violation=False, policy=None, action=None, rationale="fine")
     item_queued(intake_queue, kind=ItemKind.APPEAL, appeal_of=appealed, source=appealed.source)
 
@@ -377,9 +457,12 @@ def test_the_page_previews_the_count_and_the_items_and_decides_only_on_the_typed
     ],
 )
 def test_the_page_refuses_a_batch_without_a_verdict_an_action_or_a_selection_naming_the_field(
-    intake_queue: Queue, qa_lead: User, spam: tuple[Policy, DecisionLabel, EnforcementAction], post: dict[str, Any],
+    intake_queue: Queue,
+    qa_lead: User,
+    spam: tuple[Policy, DecisionLabel, EnforcementAction],
+    post: dict[str, Any],
     field: str,
-):  # fmt: skip
+):
     policy, _, _ = spam
     item = item_queued(intake_queue)
     http = Client()

@@ -66,8 +66,17 @@ def test_a_batch_is_queued_as_each_group_on_its_own_would_be(intake_queue: Queue
 
     moved = items_enqueue_many(groups=_groups(batch, intake_queue, urgent), at=now)
     for g in _groups(one_by_one, intake_queue, urgent):
-        items_enqueue(item_ids=g.item_ids, queue=g.queue, actor=g.actor, priority=g.priority, reason=g.reason,
-                      data=g.data, tags=g.tags, required_reviews=g.required_reviews, at=now)  # fmt: skip
+        items_enqueue(
+            item_ids=g.item_ids,
+            queue=g.queue,
+            actor=g.actor,
+            priority=g.priority,
+            reason=g.reason,
+            data=g.data,
+            tags=g.tags,
+            required_reviews=g.required_reviews,
+            at=now,
+        )
 
     assert moved == sorted(i.pk for i in batch)
     for mine, theirs in zip(batch, one_by_one, strict=True):

@@ -75,8 +75,9 @@ def bob(in_house_team: Team) -> User:
 @pytest.fixture
 def sam(in_house_team: Team) -> User:
     """A second senior reviewer."""
-    return user_create(actor="test", username="sam", password=PASSWORD, roles=[Role.SENIOR_REVIEWER],
-                       team=in_house_team)  # fmt: skip
+    return user_create(
+        actor="test", username="sam", password=PASSWORD, roles=[Role.SENIOR_REVIEWER], team=in_house_team
+    )
 
 
 @pytest.fixture
@@ -126,8 +127,13 @@ def test_a_decision_may_not_cite_a_policy_the_items_queue_does_not_offer(
 
     for violation in (True, False):  # a "no violation" recorded under a policy is scoped the same way
         with pytest.raises(ApplicationError) as refused:
-            decision_record(item=held, actor=reviewer, is_violation=violation, policy=child_safety,
-                            action=report if violation else None)  # fmt: skip
+            decision_record(
+                item=held,
+                actor=reviewer,
+                is_violation=violation,
+                policy=child_safety,
+                action=report if violation else None,
+            )
         assert (refused.value.status_code, refused.value.field) == (400, "policy")
         assert "'child-safety' is not one of the policies of queue 'hate-harassment'" in refused.value.message
 
@@ -172,8 +178,15 @@ def test_a_bulk_decision_may_not_cite_a_policy_the_queue_does_not_offer(
     report = EnforcementAction.objects.get(slug="report-ncmec")
 
     with pytest.raises(ApplicationError, match="not one of the policies of queue 'hate-harassment'"):
-        bulk_decide(queue=hate_queue, item_ids=[i.pk for i in items], actor=qa_lead, is_violation=True,
-                    policy=child_safety, action=report, rationale="wave")  # fmt: skip
+        bulk_decide(
+            queue=hate_queue,
+            item_ids=[i.pk for i in items],
+            actor=qa_lead,
+            is_violation=True,
+            policy=child_safety,
+            action=report,
+            rationale="wave",
+        )
 
     assert not Decision.objects.exists()
     assert set(ReviewItem.objects.filter(pk__in=[i.pk for i in items]).values_list("state", flat=True)) == {"queued"}
@@ -186,16 +199,31 @@ def test_a_qa_correction_may_not_cite_a_policy_the_queue_does_not_offer(
     original = decision_record(item=claimed(hate_queue, reviewer), actor=reviewer, is_violation=True, policy=hate)
 
     with pytest.raises(ApplicationError, match="not one of the policies of queue 'hate-harassment'"):
-        decision_correct(item=item, actor=qa_lead, is_violation=True, policy=child_safety, action=None,
-                         rationale="wrong policy")  # fmt: skip
+        decision_correct(
+            item=item, actor=qa_lead, is_violation=True, policy=child_safety, action=None, rationale="wrong policy"
+        )
 
     assert list(Decision.objects.filter(item=item)) == [original.decision]
     # An item a rule closed has no queue: any active policy may correct it, as QA's forms offer.
     closed_by_rule = ReviewItem.objects.create(source="s", external_id="auto", received_at=timezone.now())
-    items_auto_action(item_ids=[closed_by_rule.pk], actor="rules:x", policy=hate,
-                      action=EnforcementAction.objects.get(slug="remove"), reason="rule")  # fmt: skip
-    assert decision_correct(item=closed_by_rule, actor=qa_lead, is_violation=True, policy=child_safety,
-                            action=None, rationale="worse than the rule thought").policy == child_safety  # fmt: skip
+    items_auto_action(
+        item_ids=[closed_by_rule.pk],
+        actor="rules:x",
+        policy=hate,
+        action=EnforcementAction.objects.get(slug="remove"),
+        reason="rule",
+    )
+    assert (
+        decision_correct(
+            item=closed_by_rule,
+            actor=qa_lead,
+            is_violation=True,
+            policy=child_safety,
+            action=None,
+            rationale="worse than the rule thought",
+        ).policy
+        == child_safety
+    )
 
 
 def test_posting_another_queues_policy_to_the_decide_form_is_refused_with_a_4xx(
@@ -295,8 +323,9 @@ def test_a_qa_correction_cannot_rewrite_an_appeals_outcome(appeal: ReviewItem, b
 
 def test_a_rule_cannot_close_an_appeal(hate: Policy, remove: EnforcementAction, reviewer: User):
     original = ReviewItem.objects.create(source="s", external_id="o", received_at=timezone.now(), state="decided")
-    received = ReviewItem.objects.create(source="s", external_id="a", received_at=timezone.now(),
-                                         kind=ItemKind.APPEAL, appeal_of=original)  # fmt: skip
+    received = ReviewItem.objects.create(
+        source="s", external_id="a", received_at=timezone.now(), kind=ItemKind.APPEAL, appeal_of=original
+    )
 
     with pytest.raises(ApplicationError, match="An appeal ends only with an appeal outcome"):
         items_auto_action(item_ids=[received.pk], actor="rules:x", policy=hate, action=remove, reason="rule")
@@ -340,8 +369,13 @@ def test_an_appeal_cannot_be_escalated_to_its_original_decider(quinns_appeal: Re
 def test_escalation_to_a_senior_without_the_queues_skill_or_vendor_access_is_refused(
     hate_queue: Queue, reviewer: User, qa_lead: User, vendor_a: Any
 ):
-    vendor_senior = user_create(actor="test", username="vince", password=PASSWORD, roles=[Role.SENIOR_REVIEWER],
-                                team=Team.objects.create(slug="a-team", name="A", vendor=vendor_a))  # fmt: skip
+    vendor_senior = user_create(
+        actor="test",
+        username="vince",
+        password=PASSWORD,
+        roles=[Role.SENIOR_REVIEWER],
+        team=Team.objects.create(slug="a-team", name="A", vendor=vendor_a),
+    )
     hate_queue.required_skills.add(Skill.objects.create(slug="hate", name="Hate speech"))
     reviewer.reviewer_profile.skills.add(*hate_queue.required_skills.all())
     item_queued(hate_queue)

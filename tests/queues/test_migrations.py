@@ -40,8 +40,9 @@ def test_existing_decisions_take_their_reviewers_vendor() -> None:
         if team is not None:
             Profile.objects.create(user=user, team=team)
         item = Item.objects.create(source="s", external_id=username, received_at=timezone.now())
-        deciders[username] = Decision.objects.create(item=item, reviewer=user, is_violation=False,
-                                                     decided_at=timezone.now()).pk  # fmt: skip
+        deciders[username] = Decision.objects.create(
+            item=item, reviewer=user, is_violation=False, decided_at=timezone.now()
+        ).pk
 
     executor = MigrationExecutor(connection)
     executor.migrate(AFTER)

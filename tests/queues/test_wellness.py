@@ -49,8 +49,11 @@ def gore_queue(gore: ExposureCategory, ops_manager: User) -> Queue:
 def test_a_queue_under_a_cap_is_marked_sensitive_and_the_change_is_audited(gore_queue: Queue, ops_manager: User):
     assert gore_queue.is_sensitive
     entry = AuditLog.objects.get(action="queue.exposure_set")
-    assert (entry.actor, entry.before, entry.after["exposure_category"]) == (ops_manager, {"exposure_category": None},
-                                                                             "graphic-violence")  # fmt: skip
+    assert (entry.actor, entry.before, entry.after["exposure_category"]) == (
+        ops_manager,
+        {"exposure_category": None},
+        "graphic-violence",
+    )
 
 
 def test_claims_stop_at_the_daily_cap_and_skipped_items_do_not_count(gore_queue: Queue, reviewer: User):
@@ -78,8 +81,12 @@ def test_tabs_claiming_at_the_same_instant_do_not_pass_the_cap(
     gore: ExposureCategory, ops_manager: User, reviewer: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Two queues of the category, so each tab gets a new item rather than the one the other holds.
-    queues = [queue_exposure_set(actor=ops_manager, queue=Queue.objects.create(slug=f"gore-{n}", name=f"Gore {n}"),
-                                 category=gore) for n in range(4)]  # fmt: skip
+    queues = [
+        queue_exposure_set(
+            actor=ops_manager, queue=Queue.objects.create(slug=f"gore-{n}", name=f"Gore {n}"), category=gore
+        )
+        for n in range(4)
+    ]
     for queue in queues:
         item_queued(queue)
     first = item_claim_next(queue=queues[0], actor=reviewer)  # one under the cap of 2
@@ -114,8 +121,9 @@ def test_tabs_claiming_at_the_same_instant_do_not_pass_the_cap(
 def test_the_cap_is_per_reviewer_per_day_and_counts_every_queue_of_the_category(
     gore: ExposureCategory, gore_queue: Queue, reviewer: User, qa_lead: User, ops_manager: User
 ):
-    other = queue_exposure_set(actor=ops_manager, queue=Queue.objects.create(slug="gore-2", name="Gore 2"),
-                               category=gore)  # fmt: skip
+    other = queue_exposure_set(
+        actor=ops_manager, queue=Queue.objects.create(slug="gore-2", name="Gore 2"), category=gore
+    )
     for queue in (gore_queue, gore_queue, other, other):
         item_queued(queue)
     for queue in (gore_queue, other):
@@ -130,8 +138,9 @@ def test_the_cap_is_per_reviewer_per_day_and_counts_every_queue_of_the_category(
     assert item_claim_next(queue=gore_queue, actor=reviewer, at=tomorrow) is not None
 
 
-def test_raising_the_cap_lets_the_reviewer_go_on(gore: ExposureCategory, gore_queue: Queue, reviewer: User,
-                                                 ops_manager: User):  # fmt: skip
+def test_raising_the_cap_lets_the_reviewer_go_on(
+    gore: ExposureCategory, gore_queue: Queue, reviewer: User, ops_manager: User
+):
     for _ in range(3):
         item_queued(gore_queue)
     for _ in range(2):
@@ -156,8 +165,7 @@ def test_a_cap_below_one_is_refused(ops_manager: User):
         exposure_category_save(actor=ops_manager, slug="x", name="X", daily_cap=0)
 
 
-def test_at_the_cap_the_page_offers_the_reviewers_other_queues(gore_queue: Queue, intake_queue: Queue,
-                                                               reviewer: User):  # fmt: skip
+def test_at_the_cap_the_page_offers_the_reviewers_other_queues(gore_queue: Queue, intake_queue: Queue, reviewer: User):
     for _ in range(3):
         item_queued(gore_queue)
     item_queued(intake_queue)
@@ -181,8 +189,9 @@ def test_a_stretch_of_review_continues_until_a_ten_minute_pause(reviewer: User, 
     now = timezone.now()
     item = item_queued(intake_queue)
     for minutes_ago in (70, 60, 45, 28, 20, 12, 5):  # a 17-minute pause between 45 and 28 minutes ago
-        ItemEvent.objects.create(item=item, at=now - timedelta(minutes=minutes_ago), actor=reviewer,
-                                 actor_label="alice", event="claimed")  # fmt: skip
+        ItemEvent.objects.create(
+            item=item, at=now - timedelta(minutes=minutes_ago), actor=reviewer, actor_label="alice", event="claimed"
+        )
 
     stretch = review_stretch(reviewer, now=now)
 
@@ -198,8 +207,9 @@ def test_the_break_reminder_shows_on_the_item_page_after_the_reviewers_own_stret
     earlier = item_queued(intake_queue)
     now = timezone.now()
     for minutes_ago in (25, 17, 9, 1):
-        ItemEvent.objects.create(item=earlier, at=now - timedelta(minutes=minutes_ago), actor=reviewer,
-                                 actor_label="alice", event="decided")  # fmt: skip
+        ItemEvent.objects.create(
+            item=earlier, at=now - timedelta(minutes=minutes_ago), actor=reviewer, actor_label="alice", event="decided"
+        )
     item_queued(intake_queue)
     http = Client()
     http.login(username=reviewer.username, password=PASSWORD)
@@ -226,8 +236,7 @@ def test_reviewers_set_their_own_preferences_and_zero_turns_the_reminder_off(rev
     assert 'data-field="break_reminder_minutes"' in bad.content.decode()
 
 
-def test_only_wellness_managers_reach_the_wellness_settings(reviewer: User, ops_manager: User,
-                                                            gore_queue: Queue):  # fmt: skip
+def test_only_wellness_managers_reach_the_wellness_settings(reviewer: User, ops_manager: User, gore_queue: Queue):
     http = Client()
     http.login(username=reviewer.username, password=PASSWORD)
     assert http.get(reverse("review-wellness")).status_code == 403

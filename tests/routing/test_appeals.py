@@ -64,8 +64,11 @@ def test_an_appeal_is_created_once_and_routed_by_the_appeals_rules(
     assert first.json()["id"] == again.json()["id"]
     appeal = ReviewItem.objects.get(pk=first.json()["id"])
     assert (appeal.kind, appeal.appeal_of, appeal.state, appeal.queue) == (
-        ItemKind.APPEAL, original, ItemState.QUEUED, appeals_queue,
-    )  # fmt: skip
+        ItemKind.APPEAL,
+        original,
+        ItemState.QUEUED,
+        appeals_queue,
+    )
     assert appeal.text == "It was a joke."
 
 
@@ -118,8 +121,10 @@ def test_upholding_keeps_the_decision_and_overturning_corrects_it(api, reviewer,
     assert upheld is not None
     decision = appeal_decide(item=upheld, actor=bob, uphold=True, rationale="Clear slur.")
     assert (decision.appeal_outcome, decision.is_violation, decision.policy) == (
-        AppealOutcome.UPHELD, True, hate_policy,
-    )  # fmt: skip
+        AppealOutcome.UPHELD,
+        True,
+        hate_policy,
+    )
     assert Decision.objects.get(item=first, is_final=True, superseded_by__isnull=True).reviewer == reviewer
 
     overturned = item_claim_next(queue=intake_queue, actor=bob)

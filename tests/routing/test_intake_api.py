@@ -64,10 +64,17 @@ def test_new_items_are_triaged_into_the_default_queue_after_commit(api: Api, int
 def test_items_keep_every_field_exactly(api: Api):
     text = "  <script>alert(1)</script> ‮RTL‬ zero​width 👩‍👩‍👧 \n"
     payload = item(
-        "full", kind="user_report", text=text, media_urls=["https://img.example/a.png"], author_ref="u-42",
-        surface="comment", language="pt-BR", metadata={"thread": {"id": 7}, "tags": ["x"]},
-        report_reasons=["spam", "harassment"], created_at="2026-01-02T03:04:05.123456Z",
-    )  # fmt: skip
+        "full",
+        kind="user_report",
+        text=text,
+        media_urls=["https://img.example/a.png"],
+        author_ref="u-42",
+        surface="comment",
+        language="pt-BR",
+        metadata={"thread": {"id": 7}, "tags": ["x"]},
+        report_reasons=["spam", "harassment"],
+        created_at="2026-01-02T03:04:05.123456Z",
+    )
     before = timezone.now()
     item_id = api.post("/api/v1/items", payload).json()["id"]
 

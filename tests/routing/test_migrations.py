@@ -20,13 +20,16 @@ def test_existing_versions_learn_who_wrote_them_from_their_stamps_and_the_audit_
     AuditLog = apps.get_model("core", "AuditLog")
     pat, priya, ada = (User.objects.create(username=name) for name in ("pat", "priya", "ada"))
     now = timezone.now()
-    version = RuleSet.objects.create(kind="intake", version=1, title="t", status="submitted", created_by=pat,
-                                     submitted_by=ada, submitted_at=now)  # fmt: skip
+    version = RuleSet.objects.create(
+        kind="intake", version=1, title="t", status="submitted", created_by=pat, submitted_by=ada, submitted_at=now
+    )
     rule = Rule.objects.create(rule_set=version, position=1, name="r", condition="true", action="route")
-    AuditLog.objects.create(actor=priya, actor_label="user:priya", action="rule.save", target_type="routing.rule",
-                            target_id=str(rule.pk))  # fmt: skip
-    AuditLog.objects.create(actor=pat, actor_label="user:pat", action="rule.delete", target_type="routing.rule",
-                            target_id="gone")  # fmt: skip
+    AuditLog.objects.create(
+        actor=priya, actor_label="user:priya", action="rule.save", target_type="routing.rule", target_id=str(rule.pk)
+    )
+    AuditLog.objects.create(
+        actor=pat, actor_label="user:pat", action="rule.delete", target_type="routing.rule", target_id="gone"
+    )
 
     try:
         executor = MigrationExecutor(connection)

@@ -418,9 +418,15 @@ def test_an_overdue_item_is_escalated_to_its_queues_target_once(
 
 
 def test_a_notify_rule_emails_the_destination_queues_leads_ids_and_no_content(
-    policy_staff: User, priya: User, intake_queue: Queue, senior_queue: Queue, in_house_team: Team,
-    vendor_a: Vendor, mailoutbox: list[Any], django_capture_on_commit_callbacks: Any,
-):  # fmt: skip
+    policy_staff: User,
+    priya: User,
+    intake_queue: Queue,
+    senior_queue: Queue,
+    in_house_team: Team,
+    vendor_a: Vendor,
+    mailoutbox: list[Any],
+    django_capture_on_commit_callbacks: Any,
+):
     intake_queue.escalation_target = senior_queue
     intake_queue.save()
     rule = RuleData(name="overdue-notify", condition="overdue_minutes > 30", action=RuleAction.ESCALATE, notify=True)
@@ -453,9 +459,12 @@ def test_a_notify_rule_emails_the_destination_queues_leads_ids_and_no_content(
 
 
 def test_a_rule_without_notify_sends_no_email(
-    escalation_v1: RuleSet, intake_queue: Queue, qa_lead: User, mailoutbox: list[Any],
+    escalation_v1: RuleSet,
+    intake_queue: Queue,
+    qa_lead: User,
+    mailoutbox: list[Any],
     django_capture_on_commit_callbacks: Any,
-):  # fmt: skip
+):
     qa_lead.email = "quinn@example.org"
     qa_lead.save()
     received = timezone.now() - intake_queue.sla - timedelta(hours=2)
