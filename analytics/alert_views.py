@@ -64,8 +64,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
             cause_columns=columns,
             causes=causes,
             resolve_form=AlertResolveForm(),
-            may_edit_rules=alerts.alert_rules_may_edit(request.user),
-        ),  # type: ignore[arg-type]
+            may_edit_rules=alerts.alert_rules_may_edit(request.user),  # type: ignore[arg-type]
+        ),
     )
 
 
