@@ -41,8 +41,8 @@ POSTGRESQL_TEXT_BYTES = 256 * 1024 * 1024
 
 T = TypeVar("T")
 # The first integer a float cannot hold (Python's float() overflows there, PostgreSQL's ::float8 errors): a JSON
-# number this large reads as infinity with its sign, as language._comparable reads it (only after the plain cast
-# failed: see _Table.aggregate).
+# number this large reads as infinity with its sign, as language.semantics.comparable reads it (only after the plain
+# cast failed: see _Table.aggregate).
 _FLOAT_END = 2**1024 - 2**970
 
 
