@@ -163,14 +163,20 @@ def place(outcome: Outcome, program: RuleProgram | None, queues: _Queues, item_i
 def _escalate_all(
     placements: list[Placement],
     program: RuleProgram,
-    rows: Mapping[int, dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
     queues: _Queues,
     failures: RuleFailures,
 ) -> None:
-    """Run the escalation rules on the routed (not auto-actioned) items at triage."""
-    routed = [p for p in placements if p.auto is None and p.queue is not None and p.matched != BUILTIN_CHILD_SAFETY]
-    views = [_escalation_view(rows[p.item_id], p) for p in routed]
-    for p, outcome in zip(routed, program.decide_each(views, failures), strict=True):
+    """Run the escalation rules on the routed (not auto-actioned) items at triage. ``rows[i]`` is the row
+    ``placements[i]`` was routed from: by position, not by item id, since a preview may route one item in
+    several views (bench/e2e.py tries every author history the run went through)."""
+    routed = [
+        (p, row)
+        for p, row in zip(placements, rows, strict=True)
+        if p.auto is None and p.queue is not None and p.matched != BUILTIN_CHILD_SAFETY
+    ]
+    views = [_escalation_view(row, p) for p, row in routed]
+    for (p, _), outcome in zip(routed, program.decide_each(views, failures), strict=True):
         _escalate(p, program, outcome, queues)
 
 
@@ -209,7 +215,7 @@ def placements_preview(
     outcomes = intake.decide_each([row for _, row in rows], failures)
     placements = [place(outcome, intake, queues, item_id) for (item_id, _), outcome in zip(rows, outcomes, strict=True)]
     if escalation is not None:
-        _escalate_all(placements, escalation, dict(rows), queues, failures)
+        _escalate_all(placements, escalation, [row for _, row in rows], queues, failures)
     return placements
 
 
@@ -253,7 +259,9 @@ def items_route(
             outcome = Outcome(None, BUILTIN_CHILD_SAFETY)
         placements.append(place(outcome, program, queues, item.pk))
     if RuleSetKind.ESCALATION in programs:
-        _escalate_all(placements, programs[RuleSetKind.ESCALATION], rows, queues, failures)
+        _escalate_all(
+            placements, programs[RuleSetKind.ESCALATION], [rows[p.item_id] for p in placements], queues, failures
+        )
     for placement in placements:
         row = rows[placement.item_id]
         placement.scores = _scores_seen(row)

@@ -58,3 +58,38 @@ def test_a_preview_places_items_as_triage_then_does_and_writes_nothing(
     assert previewed == {pk: (d.matched, d.destination, d.priority, sorted(d.tags)) for pk, d in stored.items()}
     assert [p.destination for p in preview] == ["queue:hate", "queue:general", "queue:senior", "queue:general"]
     assert [p.priority for p in preview] == [0, 20, 40, 0]
+
+
+def test_one_item_previewed_in_two_views_is_escalated_by_each_views_own_row(
+    policy_staff: User, priya: User, intake_queue: Queue
+) -> None:
+    """bench/e2e.py routes an item once per author history the run went through: the escalation rules must read
+    each view's row, not whichever view of the item came last."""
+    intake = ruleset_live(
+        RuleSetKind.INTAKE,
+        [RuleData(name="dm-watch", condition='surface == "dm"', action=RuleAction.TAG, tags=["dm"])],
+        author=policy_staff,
+        approver=priya,
+        default_queue=intake_queue,
+    )
+    escalation = ruleset_live(
+        RuleSetKind.ESCALATION,
+        [
+            RuleData(
+                name="repeat-offender",
+                condition="author.prior_violations >= 5",
+                action=RuleAction.RAISE_PRIORITY,
+                priority=10,
+            )
+        ],
+        author=policy_staff,
+        approver=priya,
+    )
+    item = item_received()
+    scores_write(item, hate=0.1)
+    row = item_rows([ReviewItem.objects.get(pk=item.pk)])[item.pk]
+    views = [(item.pk, {**row, "author.prior_violations": float(v)}) for v in (0, 7)]
+
+    preview = placements_preview(views, intake=program_for(intake), escalation=program_for(escalation))
+
+    assert [p.priority for p in preview] == [0, 10]
