@@ -73,12 +73,17 @@ def items_ingest(
     now = at or timezone.now()
     # Field values, not ReviewItem instances: the bulk insert fills in the defaults (ops_platform.core.bulk).
     rows: list[dict[str, Any]] = []
+    # The plausible window once per batch: the per-item check reads settings only for a time outside it.
+    earliest, latest = now - settings.INTAKE_CREATED_AT_MAX_AGE, now + CLOCK_SKEW
     for index, data in enumerate(items):
         reasons = data.get("report_reasons", [])
         created_at = data.get("created_at")
-        problem = created_at_problem(created_at, now=now) if created_at is not None else None
-        if problem:
-            raise ApplicationError(f"Item {index}: created_at {problem[0].lower()}{problem[1:]}", field="created_at")
+        if created_at is not None and not earliest <= created_at <= latest:
+            problem = created_at_problem(created_at, now=now)
+            if problem:
+                raise ApplicationError(
+                    f"Item {index}: created_at {problem[0].lower()}{problem[1:]}", field="created_at"
+                )
         rows.append(
             {
                 "source": client.source,
