@@ -129,6 +129,10 @@ _PREP_UNCHANGED: dict[Any, frozenset[type]] = {
     models.IntegerField.get_prep_value: frozenset({int, _NONE}),
     models.BooleanField.get_prep_value: frozenset({bool, _NONE}),
     models.FloatField.get_prep_value: frozenset({float, _NONE}),
+    # Only an empty one: a naive datetime is made aware (with a warning), so a datetime is always prepared. An item
+    # row has ten datetime columns, most of them empty at intake.
+    models.DateTimeField.get_prep_value: frozenset({_NONE}),
+    models.DateField.get_prep_value: frozenset({_NONE}),
 }
 
 
