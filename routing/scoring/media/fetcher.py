@@ -9,6 +9,7 @@ Logs carry the host and the reason only: never the bytes, the path or the query 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import logging
@@ -200,10 +201,8 @@ def _get(
         timed_out.set()
         sock = conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     watchdog = threading.Timer(remaining, cut)
     watchdog.daemon = True

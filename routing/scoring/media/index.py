@@ -42,25 +42,19 @@ class PdqIndex:
 
     def search(self, query: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, distances) of every hash within ``max_distance``, nearest first."""
-        if not len(self.words):
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         radius = max_distance // CHUNKS
         if radius > 1:  # two-bit neighbourhoods would cost more probes than a scan saves
-            found = distances(self.words, query)
-            rows = np.flatnonzero(found <= max_distance)
+            candidates = np.arange(len(self.words))
         else:
             keys = chunk_keys(query[None, :])[0]
             probes = keys[:, None] ^ (FLIPS[None, :] if radius else FLIPS[None, :1])
             buckets = (probes + (np.arange(CHUNKS, dtype=np.int64) << 16)[:, None]).reshape(-1)
             starts, ends = self.offsets[buckets], self.offsets[buckets + 1]
             hit = ends > starts
-            if not hit.any():
-                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-            candidates = np.unique(np.concatenate([self.rows[s:e] for s, e in zip(starts[hit], ends[hit])]))
-            found = distances(self.words[candidates], query)
-            keep = found <= max_distance
-            rows, found = candidates[keep].astype(np.int64), found[keep]
-            order = np.argsort(found, kind="stable")
-            return rows[order], found[order]
-        order = np.argsort(found[rows], kind="stable")
-        return rows[order], found[rows][order]
+            slices = [self.rows[s:e] for s, e in zip(starts[hit], ends[hit], strict=True)]
+            candidates = np.unique(np.concatenate(slices)).astype(np.int64) if slices else np.empty(0, np.int64)
+        found = distances(self.words[candidates], query)
+        keep = found <= max_distance
+        rows, found = candidates[keep], found[keep]
+        order = np.argsort(found, kind="stable")
+        return rows[order], found[order]

@@ -36,6 +36,9 @@ class BankHash(models.Model):
         constraints = [models.UniqueConstraint(fields=["bank", "kind", "value"], name="bankhash_unique")]
         indexes = [models.Index(fields=["kind", "value"], name="bankhash_kind_value")]
 
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value} in {self.bank_id}"
+
 
 class MediaStatus(models.TextChoices):
     STORED = "stored", "Stored"
@@ -63,6 +66,9 @@ class MediaAsset(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "position"], name="mediaasset_item_position")]
 
+    def __str__(self) -> str:
+        return f"item {self.item_id} media {self.position} ({self.status})"
+
 
 class MediaMatch(models.Model):
     """An image that matched a bank entry, and how close (0 for MD5, the Hamming distance for PDQ)."""
@@ -77,3 +83,6 @@ class MediaMatch(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["asset", "bank", "kind"], name="mediamatch_unique")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} matched {self.bank_id} at {self.distance}"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db.models import Count
 from django.urls import reverse
 
+from queues.models import ReviewItem
+from queues.panels import Panel
 from routing.scoring.media.models import HashBank, MediaAsset, MediaMatch, MediaStatus
-from routing.scoring.media.store import media_token
+from routing.scoring.media.store import media_storage, media_token
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,31 @@ def banks_summary() -> list[tuple[HashBank, int, int]]:
         entries=Count("hashes", distinct=True), matched=Count("matches__item", distinct=True)
     ).order_by("slug")
     return [(b, b.entries, b.matched) for b in banks]  # type: ignore[attr-defined]
+
+
+def items_image_data_urls(item_ids: Sequence[int]) -> dict[int, str]:
+    """item id -> its first stored copy as a data: URL (the re-encoded JPEG, never the third-party address)."""
+    rows = (
+        MediaAsset.objects.filter(item_id__in=list(item_ids), status=MediaStatus.STORED)
+        .order_by("item_id", "position")
+        .values_list("item_id", "copy_name")
+    )
+    first: dict[int, str] = {}
+    for item_id, name in rows:
+        first.setdefault(item_id, name)
+    storage = media_storage()
+    urls = {}
+    for item_id, name in first.items():
+        with storage.open(name, "rb") as handle:
+            urls[item_id] = "data:image/jpeg;base64," + base64.b64encode(handle.read()).decode("ascii")
+    return urls
+
+
+def media_panel(item: ReviewItem) -> Panel | None:
+    """The item's media on the reviewer's page, inside the item's card: stored copies and bank matches."""
+    if not item.media_urls:
+        return None
+    media = item_media(item.pk)
+    if not media:
+        return None
+    return Panel("Media", "routing/media_panel.html", {"media": media}, placement="content")

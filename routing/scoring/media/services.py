@@ -8,9 +8,9 @@ import hashlib
 import io
 import logging
 import threading
-from urllib.parse import urlsplit
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -166,7 +166,7 @@ def media_matches_find(hashed: Hashed, matcher: Matcher) -> list[tuple[int, str,
         found.setdefault((bank_id, HashKind.MD5), (0, label))
     if hashed.pdq and hashed.quality >= settings.MEDIA_PDQ_MIN_QUALITY:
         rows, dists = matcher.index.search(pdq.hex_to_words([hashed.pdq])[0], settings.MEDIA_PDQ_MAX_DISTANCE)
-        for row, dist in zip(rows.tolist(), dists.tolist()):
+        for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
             bank_id, _slug, label = matcher.pdq_entries[row]
             found.setdefault((bank_id, HashKind.PDQ), (dist, label))  # nearest first
     return [(bank, kind, dist, label) for (bank, kind), (dist, label) in found.items()]
