@@ -213,6 +213,12 @@ def _refused(item: ReviewItem, position: int, host: str, refusal: MediaRefused) 
     )
 
 
+def address_policy() -> AddressPolicy:
+    """The addresses the worker may fetch from: public ones only. Tests that serve images on 127.0.0.1 replace
+    this function for their own run; no setting can widen it."""
+    return AddressPolicy()
+
+
 def items_media_process(
     items: Sequence[ReviewItem], *, policy: AddressPolicy | None = None, limits: FetchLimits | None = None
 ) -> int:
@@ -238,7 +244,7 @@ def items_media_process(
                 continue
             tried += 1
             try:
-                fetched = media_fetch(url, limits=limits, policy=policy)
+                fetched = media_fetch(url, limits=limits, policy=policy or address_policy())
             except MediaRefused as refusal:
                 media_log_refusal(url, refusal)
                 _refused(item, position, _host(url), refusal)
