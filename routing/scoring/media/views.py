@@ -33,7 +33,6 @@ def media_copy(request: HttpRequest, token: str) -> FileResponse:
         raise Http404("No such media.")
     name = asset.copy_name if variant == "copy" else asset.preview_name
     response = FileResponse(media_storage().open(name, "rb"), content_type="image/jpeg")
-    response["Cache-Control"] = "private, max-age=300"
     response["Content-Disposition"] = "inline"
     return response
 
