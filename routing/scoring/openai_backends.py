@@ -102,9 +102,10 @@ class OpenAIModeration:
                     raw = result.category_scores.model_dump(by_alias=True)
                     scores = {mapping.get(cat, f"openai:{cat}"): _probability(value) for cat, value in raw.items()}
                     detail: dict[str, Any] = {"flagged": bool(result.flagged)}
-                    if text.image:
-                        applied = result.category_applied_input_types.model_dump(by_alias=True)
-                        detail["image_categories"] = sorted(c for c, kinds in applied.items() if "image" in kinds)
+                    applied = getattr(result, "category_applied_input_types", None)
+                    if text.image and applied is not None:
+                        kinds_by_category = applied.model_dump(by_alias=True)
+                        detail["image_categories"] = sorted(c for c, k in kinds_by_category.items() if "image" in k)
                     scored[text.item_id] = ItemScores(text.item_id, scores, detail)
         items = [scored[t.item_id] for t in texts]
         return BatchScores(model=settings.OPENAI_MODERATION_MODEL, model_version=model_version, items=items)
