@@ -97,6 +97,10 @@ class AddressPolicy:
     allowed: frozenset[IPAddress] = field(default_factory=frozenset)
 
     def resolve(self, host: str, port: int) -> list[IPAddress]:
+        try:  # an address literal is its own answer
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
         try:
             answers = (self.resolver or system_resolve)(host, port)
         except OSError as exc:
@@ -251,7 +255,15 @@ def _pinned_connection(scheme: str, host: str, port: int, address: str, timeout:
     check use the name, the socket goes to the address checked, with no second lookup."""
 
     def connect(_where: tuple[str, int], timeout: float | None = None, source: object = None) -> socket.socket:
-        return socket.create_connection((address, port), timeout)
+        # A socket of the address's family connected to it: no getaddrinfo at all, not even for the literal.
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((address, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     conn: http.client.HTTPConnection
     if scheme == "https":
