@@ -79,7 +79,7 @@ def banks_summary() -> list[tuple[HashBank, int, int]]:
     banks = HashBank.objects.annotate(
         entries=Count("hashes", distinct=True), matched=Count("matches__item", distinct=True)
     ).order_by("slug")
-    return [(b, b.entries, b.matched) for b in banks]  # type: ignore[attr-defined]
+    return [(b, b.entries, b.matched) for b in banks]
 
 
 def items_image_data_urls(item_ids: Sequence[int]) -> dict[int, str]:
