@@ -144,12 +144,23 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+_MEDIA_BACKEND = env.str("MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+    # Items' images as the platform stored them (re-encoded copies and blurred previews), served only through
+    # signed, expiring /media/copy/<token> links. Any Django storage backend: S3-compatible object storage by
+    # MEDIA_STORAGE_BACKEND=storages.backends.s3.S3Storage with django-storages[s3] installed and its AWS_*
+    # settings (docs/media.md). Never served as static files.
+    "media": {
+        "BACKEND": _MEDIA_BACKEND,
+        "OPTIONS": {"location": env.str("MEDIA_STORAGE_ROOT", default=str(BASE_DIR / "var" / "media"))}
+        if _MEDIA_BACKEND.endswith("FileSystemStorage")
+        else {},
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
@@ -187,15 +198,15 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # with presentation attributes (fill, stroke, font-size ...), which style-src does not govern, and emits no
 # style="" attribute (the browser test of every dashboard page fails on a refused style), so style-src needs
 # no 'unsafe-inline'.
-# img-src: a reviewer may reveal an item's media, which live on the client's servers at any http(s) address
-# (queues/static/queues/review.js loads nothing else); the API reference's stylesheet uses data: icons.
+# img-src: reviewers see items' media only as the platform's stored copies, on this origin (never the third-party
+# address: a hotlinked image tells its host who looked and when); the API reference's stylesheet uses data: icons.
 # The two API reference pages relax style-src for their bundled renderers (ops_platform/urls.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "img-src": [SELF, "data:", "https:", "http:"],
+        "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],
         "object-src": [NONE],
@@ -414,6 +425,20 @@ OPENAI_MODERATION_MODEL = env.str("OPENAI_MODERATION_MODEL", default="omni-moder
 # Inputs per moderation request (the endpoint takes an array of strings).
 OPENAI_MODERATION_BATCH = env.int("OPENAI_MODERATION_BATCH", default=32)
 OPENAI_POLICY_MODEL = env.str("OPENAI_POLICY_MODEL", default="gpt-4o-mini")
+# Items' media: fetched by the scoring worker before the classifiers (routing/scoring/media/fetcher.py).
+MEDIA_FETCH_ENABLED = env.bool("MEDIA_FETCH_ENABLED", default=True)
+MEDIA_MAX_PER_ITEM = env.int("MEDIA_MAX_PER_ITEM", default=4)
+MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=10 * 1024 * 1024)
+MEDIA_FETCH_SECONDS = env.float("MEDIA_FETCH_SECONDS", default=10.0)
+MEDIA_MAX_REDIRECTS = env.int("MEDIA_MAX_REDIRECTS", default=3)
+MEDIA_MAX_PIXELS = env.int("MEDIA_MAX_PIXELS", default=40_000_000)
+MEDIA_COPY_MAX_SIDE = env.int("MEDIA_COPY_MAX_SIDE", default=1600)
+# How long a reviewer's link to a stored copy works.
+MEDIA_LINK_MAX_AGE = env.int("MEDIA_LINK_MAX_AGE", default=600)
+# PDQ bank matches: at most this Hamming distance (31 is PDQ's customary threshold), and only for images whose
+# PDQ quality reaches the minimum (flat images hash unreliably).
+MEDIA_PDQ_MAX_DISTANCE = env.int("MEDIA_PDQ_MAX_DISTANCE", default=31)
+MEDIA_PDQ_MIN_QUALITY = env.int("MEDIA_PDQ_MIN_QUALITY", default=50)
 SCORING_DEFAULT_CHAIN = env.list(
     "SCORING_DEFAULT_CHAIN", default=["openai_moderation", "local"] if OPENAI_API_KEY else ["local"]
 )

@@ -34,6 +34,7 @@ urlpatterns = [
     path("analytics/", include("analytics.urls")),
     path("scoring/", include("routing.scoring.urls")),
     path("scoring/dead-letters/", include(dead_letter_urlpatterns)),
+    path("media/", include("routing.scoring.media.urls")),
     path("rules/", include("routing.rules.urls")),
     path("review/", include("queues.urls")),
     path("qa/", include("qa.urls")),

@@ -16,6 +16,8 @@ class Panel:
     title: str
     template: str
     context: dict[str, Any]
+    # "side": a card beside the item; "content": inside the item's own card (its media).
+    placement: str = "side"
 
 
 PanelProvider = Callable[[ReviewItem], Panel | None]

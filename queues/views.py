@@ -95,13 +95,15 @@ def _item_render(
     assert item.queue is not None
     profile = getattr(user, "reviewer_profile", None)
     policies = selectors.queue_policies(item.queue)
+    panels = panels_for(item)
     return render(
         request,
         "queues/item.html",
         {
             "item": item,
             "queue": item.queue,
-            "panels": panels_for(item),
+            "panels": [p for p in panels if p.placement != "content"],
+            "content_panels": [p for p in panels if p.placement == "content"],
             "policies": policies,
             "quick": selectors.quick_decisions(item.queue),
             "history": selectors.item_history(item, viewer=user),

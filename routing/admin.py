@@ -1,5 +1,5 @@
 """Intake, scoring and rules records in the admin, read-only: triage, scoring, training and the rule editor write
-them, never the admin (rule sets change only through their draft/approval path)."""
+them, never the admin (rule sets change only through their draft/approval path; hash banks through their CSV import)."""
 
 from typing import Any
 
@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from ops_platform.core.admin import ReadOnlyAdmin
 from routing.intake.models import DeadLetter
 from routing.rules.models import RoutingDecision, Rule, RuleSet
+from routing.scoring.media.models import BankHash, HashBank, MediaAsset, MediaMatch
 from routing.scoring.models import ClassifierCall, ClassifierScore, LabeledExample, ModelVersion, ScoringIncident
 
 
@@ -72,3 +73,29 @@ class RoutingDecisionAdmin(ReadOnlyAdmin):
     list_display = ["at", "item", "rule_set", "matched", "destination", "shadow"]
     list_filter = ["shadow", "action"]
     raw_id_fields = ["item", "rule_set", "rule", "queue"]
+
+
+@admin.register(HashBank)
+class HashBankAdmin(ReadOnlyAdmin):
+    list_display = ["slug", "name", "is_active", "updated_at"]
+
+
+@admin.register(BankHash)
+class BankHashAdmin(ReadOnlyAdmin):
+    list_display = ["bank", "kind", "value", "label", "created_at"]
+    list_filter = ["kind", "bank"]
+    search_fields = ["value"]
+
+
+@admin.register(MediaAsset)
+class MediaAssetAdmin(ReadOnlyAdmin):
+    list_display = ["item", "position", "status", "refusal", "host", "content_type", "pdq_quality", "created_at"]
+    list_filter = ["status", "refusal"]
+    raw_id_fields = ["item"]
+
+
+@admin.register(MediaMatch)
+class MediaMatchAdmin(ReadOnlyAdmin):
+    list_display = ["item", "bank", "kind", "distance", "label", "created_at"]
+    list_filter = ["bank", "kind"]
+    raw_id_fields = ["item", "asset"]

@@ -14,8 +14,10 @@ class RoutingConfig(AppConfig):
         from routing.intake.selectors import dead_letters_open
         from routing.rules.review_panels import scores_panel
         from routing.rules.selectors import rule_incidents_open
+        from routing.scoring.media.selectors import media_panel
         from routing.scoring.overview import overview_section_register
 
         panel_register(scores_panel, order=10)
+        panel_register(media_panel, order=5)
         overview_section_register(lambda: {"rule_incidents": rule_incidents_open()[:100]})
         overview_section_register(lambda: {"dead_letters": dead_letters_open()[:200]})

@@ -16,6 +16,7 @@ from routing.rules.models import (
     RuleSetKind,
     RuleSetStatus,
 )
+from routing.scoring.media.models import BankHash, HashBank, HashKind, MediaAsset, MediaMatch, MediaStatus
 from routing.scoring.models import (
     Backend,
     CallOutcome,
@@ -33,13 +34,19 @@ __all__ = [
     "Backend",
     "Backtest",
     "BacktestStatus",
+    "BankHash",
     "CallOutcome",
     "ClassifierCall",
     "ClassifierScore",
     "DeadLetter",
+    "HashBank",
+    "HashKind",
     "IdempotencyRecord",
     "IncidentKind",
     "LabeledExample",
+    "MediaAsset",
+    "MediaMatch",
+    "MediaStatus",
     "ModelStatus",
     "ModelVersion",
     "RoutingDecision",

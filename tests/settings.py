@@ -6,6 +6,7 @@ The suite runs on PostgreSQL whenever one answers (``DATABASE_URL``, or the loca
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 
@@ -33,7 +34,17 @@ if "fixtures" not in INSTALLED_APPS:  # noqa: F405
     INSTALLED_APPS.append("fixtures")  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "media": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tempfile.mkdtemp(prefix="ops-test-media-")},
+    },
+}
+# Items in tests name made-up media addresses: no test reaches out for them unless it turns fetching on
+# (tests/routing/test_media_*.py, with their own local servers).
+MEDIA_FETCH_ENABLED = False
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405
 # Client.login() authenticates without a request, which django-axes refuses; the sign-in form and the
 # browser tests pass one, so the throttle is live for every real login (tests/core/test_login_throttle.py).

@@ -37,6 +37,7 @@ class Wanted:
     media: bool
     history: bool
     scored: bool
+    media_match: bool = False
 
     @classmethod
     def of(cls, names: Iterable[str]) -> Wanted:
@@ -49,6 +50,7 @@ class Wanted:
             media="media_count" in names,
             history=bool(names & set(HISTORY)),
             scored="scored" in names,
+            media_match=any(n.startswith("media.") for n in names),
         )
 
 

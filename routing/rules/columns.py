@@ -20,6 +20,8 @@ from routing.rules import sql
 from routing.rules.column_types import HISTORY, ItemColumns, Loaded, ScoreRows, Wanted
 from routing.rules.features import ITEM_STRINGS, author_history
 from routing.rules.language import Categorical, Column, Mixed
+from routing.scoring.media.models import MediaMatch
+from routing.scoring.media.selectors import items_media_matches
 from routing.scoring.models import ClassifierScore
 from routing.scoring.selectors import backend_order
 
@@ -59,7 +61,30 @@ def item_columns(
     if keys is not None:
         scores, columns["scored"] = _merge_scores(loaded.ids, len(keys), score_rows)
         columns.update(zip(wanted.scores, scores, strict=True))
+    if wanted.media_match:
+        columns.update(media_columns(loaded.ids))
     return ItemColumns(loaded.ids, loaded.day, columns)
+
+
+def media_columns(ids: np.ndarray) -> dict[str, Column]:
+    """media.hash_match, media.bank and media.distance over items in id order; matches are few beside items,
+    so one query over the id range (as ``human_outcomes``) and a merge by position."""
+    n = len(ids)
+    hit = np.zeros(n, dtype=bool)
+    distance = np.full(n, np.nan)
+    banks = [""] * n
+    if n:
+        matched = MediaMatch.objects.filter(item_id__gte=int(ids.min()), item_id__lte=int(ids.max()))
+        best = items_media_matches(sorted(set(matched.values_list("item_id", flat=True))))
+        if best:
+            found = np.fromiter(best, dtype=np.int64, count=len(best))
+            where = np.searchsorted(ids, found)
+            inside = (where < n) & (ids[np.minimum(where, n - 1)] == found)
+            for item_id, at in zip(found[inside].tolist(), where[inside].tolist(), strict=True):
+                hit[at] = True
+                distance[at] = best[item_id].distance
+                banks[at] = best[item_id].bank
+    return {"media.hash_match": hit, "media.distance": distance, "media.bank": Categorical.from_values(banks)}
 
 
 def _merge_scores(ids: np.ndarray, width: int, rows: ScoreRows) -> tuple[list[np.ndarray], np.ndarray]:

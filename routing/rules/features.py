@@ -15,6 +15,7 @@ from django.db.models import Count, Q
 from ops_platform.core.models import ClassifierCategory, Policy
 from queues.models import Decision, ItemState, ReviewItem
 from routing.rules.language import score_key
+from routing.scoring.media.selectors import BestMatch, items_media_matches
 from routing.scoring.selectors import items_scores
 
 ITEM_STRINGS = ("kind", "source", "surface", "language")
@@ -59,10 +60,21 @@ def author_history(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tu
     return {key: (v, r) for key, (v, r) in history.items() if key in pairs}
 
 
+MEDIA_FIELDS = ("media.hash_match", "media.bank", "media.distance")
+
+
+def media_fields(match: BestMatch | None) -> dict[str, Any]:
+    """What rules read of an item's closest bank match; no match: false, '' and a missing distance."""
+    if match is None:
+        return {"media.hash_match": False, "media.bank": "", "media.distance": math.nan}
+    return {"media.hash_match": True, "media.bank": match.bank, "media.distance": float(match.distance)}
+
+
 def item_rows(items: Sequence[ReviewItem], *, now: datetime | None = None) -> dict[int, dict[str, Any]]:
     """One row per item, keyed the way rules name things. Scores missing for an item are NaN."""
     scores, scored = items_scores([i.pk for i in items])
     history = author_history((i.source, i.author_ref) for i in items)
+    matches = items_media_matches([i.pk for i in items if i.media_urls])
     names = raw_score_keys()
     rows: dict[int, dict[str, Any]] = {}
     for item in items:
@@ -79,6 +91,7 @@ def item_rows(items: Sequence[ReviewItem], *, now: datetime | None = None) -> di
             "scored": item.pk in scored,
             "author.prior_violations": float(violations),
             "author.prior_reviews": float(reviews),
+            **media_fields(matches.get(item.pk)),
         }
         for name, raw in names.items():
             value = item_scores.get(raw)

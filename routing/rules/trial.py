@@ -12,7 +12,7 @@ from django.conf import settings
 
 from ops_platform.core.models import ClassifierCategory, Policy
 from routing.rules.engine import RuleFailures, error_text, program_for, vocabulary_for
-from routing.rules.features import raw_score_keys
+from routing.rules.features import media_fields, raw_score_keys
 from routing.rules.language import RuleLanguageError, interpret, parse
 from routing.rules.models import RuleSet, RuleSetStatus
 from routing.scoring.base import BackendError, TextToScore
@@ -56,6 +56,7 @@ def condition_try(*, kind: str, condition: str, text: str, fields: dict[str, Any
         "text": text,
         "report_count": float(fields.get("report_count", 0)),
         "media_count": 0.0,
+        **media_fields(None),
         "scored": bool(trial.scores),
         "author.prior_violations": float(fields.get("prior_violations", 0)),
         "author.prior_reviews": 0.0,

@@ -67,6 +67,7 @@ class OpenAIModeration:
 
     name: str = Backend.OPENAI_MODERATION
     external = True
+    sees_images = True
 
     @property
     def max_batch(self) -> int:
@@ -76,18 +77,38 @@ class OpenAIModeration:
         return None, None
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
+        """Texts alone go in one request; an item with an image is one multi-modal input (its text and the
+        stored copy as a data: URL) in a request of its own, as the endpoint answers one result per input."""
         client = openai_client()
+        plain = [t for t in texts if not t.image]
+        requests: list[tuple[list[TextToScore], Any]] = []
+        if plain:
+            requests.append((plain, [t.text for t in plain]))
+        for t in texts:
+            if t.image:
+                parts: list[dict[str, Any]] = [{"type": "text", "text": t.text}] if t.text else []
+                parts.append({"type": "image_url", "image_url": {"url": t.image}})
+                requests.append(([t], parts))
+        mapping: dict[str, str] = settings.OPENAI_MODERATION_CATEGORY_MAP
+        scored: dict[int, ItemScores] = {}
+        model_version = ""
         with provider_errors():
-            response = client.moderations.create(model=settings.OPENAI_MODERATION_MODEL, input=[t.text for t in texts])
-            if len(response.results) != len(texts):
-                raise ValueError("one result per input expected")
-            mapping: dict[str, str] = settings.OPENAI_MODERATION_CATEGORY_MAP
-            items = []
-            for text, result in zip(texts, response.results, strict=True):
-                raw = result.category_scores.model_dump(by_alias=True)
-                scores = {mapping.get(cat, f"openai:{cat}"): _probability(value) for cat, value in raw.items()}
-                items.append(ItemScores(text.item_id, scores, {"flagged": bool(result.flagged)}))
-        return BatchScores(model=settings.OPENAI_MODERATION_MODEL, model_version=response.model, items=items)
+            for batch, payload in requests:
+                response = client.moderations.create(model=settings.OPENAI_MODERATION_MODEL, input=payload)
+                if len(response.results) != len(batch):
+                    raise ValueError("one result per input expected")
+                model_version = response.model
+                for text, result in zip(batch, response.results, strict=True):
+                    raw = result.category_scores.model_dump(by_alias=True)
+                    scores = {mapping.get(cat, f"openai:{cat}"): _probability(value) for cat, value in raw.items()}
+                    detail: dict[str, Any] = {"flagged": bool(result.flagged)}
+                    applied = getattr(result, "category_applied_input_types", None)
+                    if text.image and applied is not None:
+                        kinds_by_category = applied.model_dump(by_alias=True)
+                        detail["image_categories"] = sorted(c for c, k in kinds_by_category.items() if "image" in k)
+                    scored[text.item_id] = ItemScores(text.item_id, scores, detail)
+        items = [scored[t.item_id] for t in texts]
+        return BatchScores(model=settings.OPENAI_MODERATION_MODEL, model_version=model_version, items=items)
 
 
 # --- the policy classifier ---------------------------------------------------------------------------

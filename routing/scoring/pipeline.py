@@ -22,6 +22,8 @@ from ops_platform.core.models import Policy
 from queues.models import ReviewItem
 from routing.scoring.base import BackendError, BatchScores, Classifier, TextToScore
 from routing.scoring.guards import CircuitBreaker, budget_left
+from routing.scoring.media.selectors import items_image_data_urls
+from routing.scoring.media.services import items_media_process
 from routing.scoring.models import Backend, CallOutcome, ClassifierCall, ClassifierScore
 from routing.scoring.openai_backends import OpenAIModeration, OpenAIPolicyClassifier
 from routing.scoring.redaction import redact
@@ -62,11 +64,15 @@ def items_score(*, item_ids: Sequence[int] = (), items: Sequence[ReviewItem] | N
     """Score the items (``items`` already loaded with their text and language, or else ``item_ids``)."""
     report = ScoringReport()
     if items is None:
-        items = list(ReviewItem.objects.filter(pk__any=item_ids).only("pk", "text", "language").order_by("pk"))
+        items = list(
+            ReviewItem.objects.filter(pk__any=item_ids).only("pk", "text", "language", "media_urls").order_by("pk")
+        )
     else:
         items = list(items)
     if not items:
         return report
+    # Before the classifiers: their image inputs and the rules' bank matches come from the stored copies.
+    items_media_process(items)
     for chain, policies in policy_chains().items():
         remaining = items
         reasons: dict[str, str] = {}
@@ -148,6 +154,7 @@ def _call(
     report: ScoringReport,
 ) -> BatchScores | BackendError:
     redactions: dict[str, int] = defaultdict(int)
+    images = items_image_data_urls([item.pk for item in chunk]) if getattr(backend, "sees_images", False) else {}
     texts = []
     for item in chunk:
         text = item.text
@@ -156,7 +163,7 @@ def _call(
             text = redacted.text
             for kind, count in redacted.counts.items():
                 redactions[kind] += count
-        texts.append(TextToScore(item.pk, text, item.language))
+        texts.append(TextToScore(item.pk, text, item.language, images.get(item.pk, "")))
     started = time.perf_counter()
     try:
         result = backend.score(texts, policies=policies)

@@ -7,6 +7,7 @@ holds an item in vendor B's queue. Alice (``reviewer``, in-house) holds an item 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from axes.models import AccessAttempt, AccessFailureLog
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
+from PIL import Image
 
 from analytics.models import Alert, AlertMetric, AlertRule
 from analytics.panels import panels_all
@@ -52,9 +54,13 @@ from routing.models import (
     ScoringIncident,
 )
 from routing.rules.lifecycle import RuleData, rule_save, ruleset_draft_create
+from routing.scoring.media.pdq import pdq_hash
+from routing.scoring.media.services import banks_import, image_record
+from routing.scoring.media.store import media_token
 from tests.conftest import PASSWORD
 from tests.qa.factories import decided, policy_with_action, sample_of
 from tests.queues.factories import item_queued
+from tests.support.image_server import picture
 
 
 @dataclass
@@ -82,6 +88,7 @@ class World:
     alert_rule: AlertRule
     panel_area: str
     panel_name: str
+    media_token: str  # a signed link to the held item's stored image
 
     def kwargs(self) -> dict[str, dict[str, Any]]:
         """URL name -> the arguments that point at a real object of this world."""
@@ -134,6 +141,7 @@ class World:
             "api-calibration-rate": {"pk": self.session.pk},
             "api-calibration-close": {"pk": self.session.pk},
             "api-calibration-report": {"pk": self.session.pk},
+            "media-copy": {"token": self.media_token},
         }
 
 
@@ -165,6 +173,16 @@ def _admin_objects(*, client: ApiClient, item: ReviewItem, rule_set: RuleSet, ge
         destination=f"queue:{general.slug}",
         queue=general,
     )
+
+
+def _media_objects(item: ReviewItem) -> str:
+    """A hash bank, its entry, a stored image of the held item that matches it; a signed link to the image."""
+    drawn = picture(2)
+    value, _ = pdq_hash(Image.open(io.BytesIO(drawn)))
+    banks_import(text=f"{value},partner-bank,known\n", actor="test")
+    asset = image_record(item=item, position=0, host="images.example.test", data=drawn, content_type="image/png")
+    assert asset.matches.exists()
+    return media_token(asset.pk, "copy")
 
 
 def world_create(
@@ -259,6 +277,7 @@ def world_create(
     client, _ = api_client_create(actor=admin_user, name="Integrator", source="integrator", scopes=["items:write"])
     Skill.objects.create(slug="arabic", name="Arabic")
     _admin_objects(client=client, item=held, rule_set=rule_set, general=general, now=now)
+    media_token = _media_objects(held)
     panel = panels_all()[0]
     return World(
         people={
@@ -292,4 +311,5 @@ def world_create(
         alert_rule=alert_rule,
         panel_area=panel.area,
         panel_name=panel.name,
+        media_token=media_token,
     )

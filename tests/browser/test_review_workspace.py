@@ -11,9 +11,12 @@ from playwright.sync_api import Page, expect
 
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
 from queues.models import Decision, ItemState, Queue, ReviewItem
+from routing.scoring.media.models import MediaAsset, MediaStatus
+from routing.scoring.media.services import image_record
 from tests.browser.conftest import SCREENSHOTS, off_machine_requests
 from tests.browser.test_scoring_pages import sign_in
 from tests.hostile.unicode_samples import as_read
+from tests.support.image_server import picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,9 +93,11 @@ def test_a_reviewer_decides_with_the_keyboard_and_hostile_content_stays_text(
     assert outside == []
 
 
-def test_media_stays_blurred_and_unloaded_until_revealed(page: Page, live_server, reviewer, intake_queue, hate):
-    picture = f"{live_server.url}/static/core/base.css?as-image"
-    queued(intake_queue, "look at this", priority=1, media_urls=[picture, "javascript:alert(5)"])
+def test_media_show_only_the_stored_copy_blurred_until_revealed(page: Page, live_server, reviewer, intake_queue, hate):
+    third_party = "http://images.example.invalid/attachment.png?sig=private"
+    item = queued(intake_queue, "look at this", priority=1, media_urls=[third_party, "javascript:alert(5)"])
+    image_record(item=item, position=0, host="images.example.invalid", data=picture(3), content_type="image/png")
+    MediaAsset.objects.create(item=item, position=1, status=MediaStatus.REFUSED, refusal="bad_scheme")
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     requested: list[str] = []
@@ -102,18 +107,22 @@ def test_media_stays_blurred_and_unloaded_until_revealed(page: Page, live_server
     page.goto(f"{live_server.url}/review/")
     page.get_by_role("button", name="Start reviewing").click()
     media = page.get_by_test_id("media")
-    expect(media).to_have_count(2)
+    expect(media).to_have_count(1)
+    expect(page.get_by_test_id("media-refused")).to_contain_text("bad_scheme")
     expect(page.locator(".review[data-keys=ready]")).to_have_count(1)
-    first = media.first.locator("img")
-    assert first.get_attribute("src") is None
-    assert "blur" in first.evaluate("el => getComputedStyle(el).filter")
-    assert picture not in requested
+    image = media.first.locator("img")
+    preview, copy = image.get_attribute("src"), image.get_attribute("data-src")
+    assert preview.startswith("/media/copy/")
+    assert copy.startswith("/media/copy/")
+    assert preview != copy
+    assert "blur" in image.evaluate("el => getComputedStyle(el).filter")
 
     page.keyboard.press("r")
     expect(media.first).to_have_class("media greyscale revealed")
-    assert first.get_attribute("src") == picture
-    assert media.nth(1).locator("img").get_attribute("src") is None  # javascript: never loads
-    expect(media.nth(1)).to_contain_text("javascript:alert(5)")
+    assert image.get_attribute("src") == copy
+    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=image.element_handle())
+    assert not [url for url in requested if "images.example.invalid" in url]
+    assert "images.example.invalid/attachment" not in page.content()
     assert dialogs == []
 
 

@@ -7,8 +7,8 @@
     const img = figure.querySelector("img[data-src]");
     if (!img) return;
     const url = img.getAttribute("data-src");
-    // Only web addresses load; anything else (javascript:, data:) stays a line of text.
-    if (/^https?:\/\//i.test(url)) img.src = url;
+    // Only the platform's own signed links to stored copies load; nothing else is ever put in src.
+    if (/^\/media\/copy\/[A-Za-z0-9:_-]+$/.test(url)) img.src = url;
     img.removeAttribute("data-src");
     img.alt = img.alt.replace(", hidden until revealed", "");
     figure.classList.remove("blurred");

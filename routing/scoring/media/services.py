@@ -1,0 +1,267 @@
+"""Writes for images: fetch, store and hash an item's media and match them against the active banks; import
+hash banks from the CSV hash-sharing programmes exchange."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+from django.utils.text import slugify
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.models import User
+from ops_platform.core.services import audit_record
+from queues.models import ReviewItem
+from routing.scoring.media import pdq
+from routing.scoring.media.fetcher import AddressPolicy, FetchLimits, MediaRefused, media_fetch, media_log_refusal
+from routing.scoring.media.index import PdqIndex
+from routing.scoring.media.models import BankHash, HashBank, HashKind, MediaAsset, MediaMatch, MediaStatus
+from routing.scoring.media.store import Decoded, image_decode, image_store
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("hash", "bank", "label")
+
+
+# --- banks ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    already: int = 0
+    banks: list[str] = field(default_factory=list)
+
+
+def hash_kind(value: str) -> str:
+    """pdq for 64 hex digits, md5 for 32; anything else is refused by the caller."""
+    if pdq.is_pdq(value):
+        return HashKind.PDQ
+    if len(value) == 32 and all(ch in "0123456789abcdef" for ch in value):
+        return HashKind.MD5
+    return ""
+
+
+def banks_import(*, text: str, actor: User | str) -> ImportReport:
+    """Add the rows of a ``hash,bank,label`` CSV (header optional). Banks are created as they are named; a
+    hash already in its bank is counted, not duplicated. Any bad row refuses the whole file, naming the line."""
+    rows: list[tuple[int, str, str, str, str]] = []
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        cells = [cell.strip() for cell in row]
+        if number == 1 and [c.lower() for c in cells[:3]] == list(CSV_COLUMNS):
+            continue
+        if len(cells) < 2:
+            raise ApplicationError(f"line {number}: expected hash,bank,label")
+        value, bank = cells[0].lower(), slugify(cells[1])[:64]
+        label = cells[2][:200] if len(cells) > 2 else ""
+        kind = hash_kind(value)
+        if not kind:
+            raise ApplicationError(f"line {number}: not a PDQ (64 hex digits) or MD5 (32 hex digits) hash")
+        if not bank:
+            raise ApplicationError(f"line {number}: the bank name is empty")
+        rows.append((number, value, bank, label, kind))
+    if not rows:
+        raise ApplicationError("the file holds no hashes")
+    report = ImportReport()
+    now = timezone.now()
+    with transaction.atomic():
+        banks: dict[str, HashBank] = {}
+        for slug in dict.fromkeys(r[2] for r in rows):
+            banks[slug], _ = HashBank.objects.select_for_update().get_or_create(slug=slug, defaults={"name": slug})
+        before = BankHash.objects.filter(bank__in=banks.values()).count()
+        BankHash.objects.bulk_create(
+            [BankHash(bank=banks[b], kind=k, value=v, label=lbl, created_at=now) for _, v, b, lbl, k in rows],
+            ignore_conflicts=True,
+        )
+        report.added = BankHash.objects.filter(bank__in=banks.values()).count() - before
+        report.already = len(rows) - report.added
+        report.banks = sorted(banks)
+        HashBank.objects.filter(pk__in=[b.pk for b in banks.values()]).update(updated_at=now)
+        audit_record(
+            actor=actor,
+            action="hash_bank.import",
+            target=next(iter(banks.values())),
+            after={"banks": report.banks, "added": report.added, "already": report.already},
+        )
+    return report
+
+
+# --- the per-worker matcher ------------------------------------------------------------------------------
+
+
+@dataclass
+class Matcher:
+    version: tuple[object, ...]
+    index: PdqIndex
+    pdq_entries: list[tuple[int, str, str]]  # row -> (bank id, bank slug, label)
+    md5: dict[str, list[tuple[int, str, str]]]
+
+
+_matcher: Matcher | None = None
+_lock = threading.Lock()
+
+
+def banks_version() -> tuple[object, ...]:
+    """Changes whenever a bank or an entry is added, removed, switched on or off."""
+    hashes = BankHash.objects.aggregate(n=Count("pk"), last=Max("pk"))
+    banks = HashBank.objects.aggregate(n=Count("pk"), changed=Max("updated_at"))
+    active = HashBank.objects.filter(is_active=True).count()
+    return hashes["n"], hashes["last"], banks["n"], banks["changed"], active
+
+
+def matcher_current() -> Matcher:
+    """This worker's index of the active banks, rebuilt when the banks changed since it was built."""
+    global _matcher
+    version = banks_version()
+    with _lock:
+        if _matcher is not None and _matcher.version == version:
+            return _matcher
+        rows = BankHash.objects.filter(bank__is_active=True).values_list(
+            "kind", "value", "label", "bank_id", "bank__slug"
+        )
+        hashes: list[str] = []
+        entries: list[tuple[int, str, str]] = []
+        md5: dict[str, list[tuple[int, str, str]]] = {}
+        for kind, value, label, bank_id, slug in rows.iterator(chunk_size=20_000):
+            if kind == HashKind.PDQ:
+                hashes.append(value)
+                entries.append((bank_id, slug, label))
+            else:
+                md5.setdefault(value, []).append((bank_id, slug, label))
+        _matcher = Matcher(version, PdqIndex(pdq.hex_to_words(hashes)), entries, md5)
+        return _matcher
+
+
+# --- items ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hashed:
+    md5: str
+    pdq: str
+    quality: int
+
+
+def image_hash(data: bytes, decoded: Decoded) -> Hashed:
+    value, quality = pdq.pdq_hash(decoded.image)
+    return Hashed(md5=hashlib.md5(data, usedforsecurity=False).hexdigest(), pdq=value, quality=quality)
+
+
+def media_matches_find(hashed: Hashed, matcher: Matcher) -> list[tuple[int, str, int, str]]:
+    """(bank id, kind, distance, label): every bank's closest entry, by MD5 and by PDQ."""
+    found: dict[tuple[int, str], tuple[int, str]] = {}
+    for bank_id, _slug, label in matcher.md5.get(hashed.md5, []):
+        found.setdefault((bank_id, HashKind.MD5), (0, label))
+    if hashed.pdq and hashed.quality >= settings.MEDIA_PDQ_MIN_QUALITY:
+        rows, dists = matcher.index.search(pdq.hex_to_words([hashed.pdq])[0], settings.MEDIA_PDQ_MAX_DISTANCE)
+        for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
+            bank_id, _slug, label = matcher.pdq_entries[row]
+            found.setdefault((bank_id, HashKind.PDQ), (dist, label))  # nearest first
+    return [(bank, kind, dist, label) for (bank, kind), (dist, label) in found.items()]
+
+
+def image_record(
+    *, item: ReviewItem, position: int, host: str, data: bytes, content_type: str, matcher: Matcher | None = None
+) -> MediaAsset:
+    """Decode, store, hash and match one image of an item (fetched, or drawn by the demo)."""
+    try:
+        decoded = image_decode(data)
+    except MediaRefused as refusal:
+        return _refused(item, position, host, refusal)
+    copy_name, preview_name = image_store(decoded)
+    hashed = image_hash(data, decoded)
+    asset = MediaAsset.objects.create(
+        item=item,
+        position=position,
+        host=host,
+        status=MediaStatus.STORED,
+        content_type=content_type,
+        width=decoded.width,
+        height=decoded.height,
+        md5=hashed.md5,
+        pdq=hashed.pdq,
+        pdq_quality=hashed.quality,
+        copy_name=copy_name,
+        preview_name=preview_name,
+    )
+    matches = media_matches_find(hashed, matcher or matcher_current())
+    MediaMatch.objects.bulk_create(
+        [
+            MediaMatch(asset=asset, item=item, bank_id=bank, kind=kind, distance=dist, label=label)
+            for bank, kind, dist, label in matches
+        ],
+        ignore_conflicts=True,
+    )
+    return asset
+
+
+def _refused(item: ReviewItem, position: int, host: str, refusal: MediaRefused) -> MediaAsset:
+    return MediaAsset.objects.create(
+        item=item, position=position, host=host[:255], status=MediaStatus.REFUSED, refusal=refusal.reason
+    )
+
+
+def address_policy() -> AddressPolicy:
+    """The addresses the worker may fetch from: public ones only. Tests that serve images on 127.0.0.1 replace
+    this function for their own run; no setting can widen it."""
+    return AddressPolicy()
+
+
+def items_media_process(
+    items: Sequence[ReviewItem], *, policy: AddressPolicy | None = None, limits: FetchLimits | None = None
+) -> int:
+    """Fetch and hash the media of items not processed yet; returns how many addresses were tried.
+
+    Runs in the scoring worker, before the classifiers, so rules see the matches. An address already tried
+    (stored or refused) is not fetched again: running this twice has one effect.
+    """
+    wanted = [item for item in items if item.media_urls]
+    if not wanted or not settings.MEDIA_FETCH_ENABLED:
+        return 0
+    done = set(MediaAsset.objects.filter(item__in=wanted).values_list("item_id", "position"))
+    matcher = matcher_current()
+    limits = limits or FetchLimits(
+        max_bytes=settings.MEDIA_MAX_BYTES,
+        max_seconds=settings.MEDIA_FETCH_SECONDS,
+        max_redirects=settings.MEDIA_MAX_REDIRECTS,
+    )
+    tried = 0
+    for item in wanted:
+        for position, url in enumerate(item.media_urls[: settings.MEDIA_MAX_PER_ITEM]):
+            if (item.pk, position) in done or not isinstance(url, str):
+                continue
+            tried += 1
+            try:
+                fetched = media_fetch(url, limits=limits, policy=policy or address_policy())
+            except MediaRefused as refusal:
+                media_log_refusal(url, refusal)
+                _refused(item, position, _host(url), refusal)
+                continue
+            image_record(
+                item=item,
+                position=position,
+                host=fetched.host,
+                data=fetched.data,
+                content_type=fetched.content_type,
+                matcher=matcher,
+            )
+    return tried
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""

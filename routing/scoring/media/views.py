@@ -1,0 +1,65 @@
+"""Stored media for reviewers (signed, expiring links only) and the hash-bank page for policy staff."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from ops_platform.core.errors import ApplicationError
+from ops_platform.core.permissions import permitted
+from routing.scoring.media.models import MediaAsset, MediaStatus
+from routing.scoring.media.selectors import banks_summary
+from routing.scoring.media.services import banks_import
+from routing.scoring.media.store import media_storage, media_token_read
+
+BANK_EDITORS = ("core.edit_policies", "core.manage_platform")
+MAX_CSV_BYTES = 20 * 1024 * 1024
+
+
+@login_required
+@require_GET
+def media_copy(request: HttpRequest, token: str) -> FileResponse:
+    """The stored copy or preview a signed token names; a forged, altered or expired token is a 404."""
+    try:
+        asset_id, variant = media_token_read(token)
+    except signing.BadSignature:
+        raise Http404("This media link is not valid or has expired.") from None
+    asset = MediaAsset.objects.filter(pk=asset_id, status=MediaStatus.STORED).first()
+    if asset is None:
+        raise Http404("No such media.")
+    name = asset.copy_name if variant == "copy" else asset.preview_name
+    response = FileResponse(media_storage().open(name, "rb"), content_type="image/jpeg")
+    response["Content-Disposition"] = "inline"
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def hash_banks(request: HttpRequest) -> HttpResponse:
+    """List the banks; policy staff import a ``hash,bank,label`` CSV."""
+    user = permitted(request, *BANK_EDITORS)
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            messages.error(request, "Choose a CSV file of hash,bank,label rows.")
+        elif upload.size is not None and upload.size > MAX_CSV_BYTES:
+            messages.error(request, f"The file is over {MAX_CSV_BYTES // (1024 * 1024)} MB.")
+        else:
+            try:
+                text = upload.read().decode("utf-8-sig")
+                report = banks_import(text=text, actor=user)
+            except UnicodeDecodeError:
+                messages.error(request, "The file is not UTF-8 text.")
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"Added {report.added} hashes to {', '.join(report.banks)} ({report.already} already there).",
+                )
+        return redirect("media-banks")
+    return render(request, "routing/hash_banks.html", {"banks": banks_summary()})
