@@ -878,6 +878,11 @@ class LabelImportIn(ActorIn):
     )
     labels = ExternalLabelIn(many=True, max_length=MAX_LABELS, help_text=f"1 to {MAX_LABELS} labels.")
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if (attrs["target"] == LabelTarget.CALIBRATION) != ("session" in attrs):
+            raise serializers.ValidationError({"session": "Calibration ratings name their session; ground truth none."})
+        return attrs
+
 
 class LabelImportOut(serializers.Serializer):
     id = serializers.IntegerField(help_text="The import batch (provenance of each label it brought).")
