@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
 from ops_platform.core.models import ApiScope, Role, Team, User
-from ops_platform.core.services import user_create
+from ops_platform.core.services import api_client_create, user_create
 from qa.selectors import MIN_UNITS_TO_JUDGE, QaFilter, independent_reviews
 from queues.models import ItemState, Queue, ReviewItem
 from tests.conftest import PASSWORD
@@ -158,6 +158,7 @@ def _review_through_api(
         items.append(item)
         for r, x in u:
             claimed = tool.post(f"/api/v1/queues/{queue.slug}/claim-next", {"reviewer": names[r]}).json()
+            assert "item" in claimed, claimed
             assert claimed["item"]["id"] == item.pk, claimed
             decided = tool.post(f"/api/v1/review-items/{item.pk}/decision", {"reviewer": names[r], **_verdict(x)})
             assert decided.status_code == 201, decided.json()
@@ -175,7 +176,11 @@ def _review_through_api(
 
 
 def test_n_review_figures_by_api_match_krippendorff_statsmodels_and_sklearn(raters, qa_lead, policies):
-    tool = api_caller(scopes=[ApiScope.REVIEWS_WRITE], vendor=None, source="vendor-bridge")
+    # Some thousand calls: past the default per-minute limit of a key.
+    _, key = api_client_create(
+        actor="test", name="bridge", source="bridge", scopes=[ApiScope.REVIEWS_WRITE], rate_limit_per_minute=100_000
+    )
+    tool = Caller(key=key)
     names = [r.username for r in raters]
     mixed_queue = Queue.objects.create(slug="mixed", name="Mixed N", max_required_reviews=9)
     three_queue = Queue.objects.create(slug="three", name="Three reviews", max_required_reviews=3)

@@ -63,7 +63,8 @@ def _truth_body(items: list[ReviewItem], **changes: Any) -> dict[str, Any]:
 
 
 def test_ground_truth_is_imported_with_its_provenance_and_replays_by_key(qa_tool, qa_lead, items, hate):
-    first = qa_tool.post(URL, _truth_body(items), **{"Idempotency-Key": "golden-1"})
+    body = _truth_body(items)
+    first = qa_tool.post(URL, body, **{"Idempotency-Key": "golden-1"})
     assert first.status_code == 201, first.json()
     out = first.json()
     assert (out["target"], out["source"], out["imported"], out["session"]) == (
@@ -87,12 +88,12 @@ def test_ground_truth_is_imported_with_its_provenance_and_replays_by_key(qa_tool
     assert label.ground_truth == truths[items[0].pk]
     assert abs((label.labelled_at - (timezone.now() - timedelta(minutes=60))).total_seconds()) < 60
 
-    again = qa_tool.post(URL, _truth_body(items), **{"Idempotency-Key": "golden-1"})
+    again = qa_tool.post(URL, body, **{"Idempotency-Key": "golden-1"})
     assert again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == out
     assert (GroundTruth.objects.count(), LabelImport.objects.count()) == (2, 1)
-    other = _truth_body(items, source="another")
+    other = {**body, "source": "another"}
     assert_error(qa_tool.post(URL, other, **{"Idempotency-Key": "golden-1"}), 422, "idempotency_key_reused")
 
 
@@ -115,7 +116,7 @@ def test_a_bad_row_is_refused_by_its_index_and_nothing_is_written(qa_tool, qa_le
     assert (GroundTruth.objects.count(), ImportedLabel.objects.count(), LabelImport.objects.count()) == (0, 0, 0)
 
 
-def test_imports_need_the_qa_role_and_the_scope(qa_tool, reviewer, items, hate, vendor_a, vendor_reviewer):
+def test_imports_need_the_qa_role_and_the_scope(qa_tool, qa_lead, reviewer, items, hate, vendor_a, vendor_reviewer):
     assert_error(qa_tool.post(URL, _truth_body(items, reviewer="alice")), 403, "forbidden")
     no_scope = api_caller(scopes=[ApiScope.REVIEWS_WRITE], vendor=None, source="reviews-only")
     assert no_scope.post(URL, _truth_body(items)).status_code == 403
