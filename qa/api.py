@@ -872,11 +872,14 @@ class LabelImportIn(ActorIn):
     target = serializers.ChoiceField(
         choices=LabelTarget.choices, help_text="`ground_truth` for items, or `calibration` ratings of `session`."
     )
-    source = serializers.CharField(max_length=100, help_text="The system the labels were made in.")
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=100, help_text="The system the labels were made in."
+    )
     session = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_ID, help_text="The calibration session (target `calibration`)."
     )
-    labels = ExternalLabelIn(many=True, max_length=MAX_LABELS, help_text=f"1 to {MAX_LABELS} labels.")
+    # DRF checks a list's max_length before validating its rows (the stubs do not know the argument).
+    labels = ExternalLabelIn(many=True, max_length=MAX_LABELS, help_text=f"1 to {MAX_LABELS} labels.")  # type: ignore[call-arg]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if (attrs["target"] == LabelTarget.CALIBRATION) != ("session" in attrs):

@@ -377,16 +377,9 @@ def calibration_sessions(*, of: User | None = None) -> QuerySet[CalibrationSessi
     sessions = CalibrationSession.objects.order_by("-created_at")
     if of is not None:
         sessions = sessions.filter(pk__in=CalibrationSession.objects.filter(participants=of).values("pk"))
-    # Counted by subqueries: one join over items and participants would multiply the rows.
+    # Items by a subquery: joining both items and participants would multiply the rows.
     items = CalibrationItem.objects.filter(session=OuterRef("pk")).values("session").annotate(n=Count("pk"))
-    members = (
-        CalibrationSession.participants.through.objects.filter(calibrationsession=OuterRef("pk"))
-        .values("calibrationsession")
-        .annotate(n=Count("pk"))
-    )
-    return sessions.annotate(
-        n_items=Coalesce(Subquery(items.values("n")), 0), n_participants=Coalesce(Subquery(members.values("n")), 0)
-    )
+    return sessions.annotate(n_items=Coalesce(Subquery(items.values("n")), 0), n_participants=Count("participants"))
 
 
 def calibration_participant(session: CalibrationSession, user: User) -> bool:

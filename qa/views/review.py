@@ -67,7 +67,8 @@ def _claim_next(request: HttpRequest, user: Any, scope: selectors.SampleScope) -
         messages.error(request, exc.message)
         return redirect("qa-home")
     if sample is None:
-        messages.info(request, "No sample is waiting for re-review in this scope.")
+        where = " in this scope" if scope.as_query() else ""
+        messages.info(request, f"No sample is waiting for re-review{where}.")
         return redirect(reverse("qa-home") + (f"?{urlencode(scope.as_query())}" if scope.as_query() else ""))
     return redirect("qa-review", pk=sample.pk)
 
