@@ -27,11 +27,12 @@ from rest_framework.views import APIView
 from ops_platform.core.api_auth import ApiKeyAuthentication, HasScopeOrSignedIn, acting_user, client_may_act_for
 from ops_platform.core.api_errors import error_responses, flatten_errors
 from ops_platform.core.errors import ApplicationError, Conflict, NotFound
-from ops_platform.core.models import ApiClient, ApiScope, DecisionLabel, EnforcementAction, Policy, User
+from ops_platform.core.models import ApiClient, ApiScope, DecisionLabel, EnforcementAction, Policy, User, Vendor
 from ops_platform.core.params import MAX_ID
 from qa import services as qa_services
-from qa.models import CalibrationItem, CalibrationSession, QaSample
-from qa.selectors import calibration_participant, session_report
+from qa.models import CalibrationItem, CalibrationSession, LabelTarget, QaSample, SampleState, SamplingPlan
+from qa.selectors import SampleScope, calibration_participant, session_items_from, session_report_page
+from qa.services.labels import MAX_LABELS as LABELS_PER_BATCH
 from qa.statistics import Estimate
 from queues import services as queue_services
 from queues.models import ItemState, Queue, ReviewItem
@@ -53,6 +54,12 @@ REFUSALS = {
     "s409": "Conflict: the lease expired, the item or sample is not in the expected state, or a call with this "
     "Idempotency-Key is still running.",
     "s422": "Idempotency-Key reused with a different body or endpoint.",
+}
+ROW_REFUSALS = {
+    **REFUSALS,
+    "s400": "Invalid request, or a row the service refuses; `errors[0].field` names it, e.g. `labels[7].policy`.",
+    "s409": "The session is closed, a row repeats a rating (the batch's or an earlier one), or a call with this "
+    "Idempotency-Key is still running.",
 }
 
 
@@ -367,28 +374,59 @@ class ReviewItemReleaseApi(ReviewApiView):
 # --- QA ---------------------------------------------------------------------------------------------------
 
 
+class SampleClaimIn(ActorIn):
+    plan = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Only samples this sampling plan drew (its id)."
+    )
+    vendor = serializers.SlugField(required=False, max_length=50, help_text="Only decisions of this vendor (slug).")
+    queue = serializers.SlugField(required=False, max_length=50, help_text="Only decisions made in this queue (slug).")
+    policy = serializers.SlugField(required=False, max_length=50, help_text="Only decisions under this policy (slug).")
+
+
+def _sample_scope(data: dict[str, Any]) -> SampleScope:
+    """The claim's scope by ids; an unknown plan, vendor, queue or policy is refused, not read as 'any'."""
+
+    def pk_of(model: Any, field: str, lookup: dict[str, Any]) -> int | None:
+        if data.get(field) is None:
+            return None
+        pk = model.objects.filter(**lookup).values_list("pk", flat=True).first()
+        if pk is None:
+            raise ApplicationError(f"No {field} '{data[field]}'.", field=field)
+        return int(pk)
+
+    return SampleScope(
+        plan_id=pk_of(SamplingPlan, "plan", {"pk": data.get("plan")}),
+        vendor_id=pk_of(Vendor, "vendor", {"slug": data.get("vendor")}),
+        queue_id=pk_of(Queue, "queue", {"slug": data.get("queue")}),
+        policy_id=pk_of(Policy, "policy", {"slug": data.get("policy")}),
+    )
+
+
 class QaSampleClaimNextApi(ReviewApiView):
     required_scopes = {"POST": ApiScope.QA_WRITE}
 
     @extend_schema(
         operation_id="qa_samples_claim_next",
-        summary="Claim the next sample for blind re-review",
+        summary="Claim the next sample for blind re-review, in a scope",
         description=(
-            "As the QA page: the held sample or the oldest waiting one, never one of the reviewer's own decisions. "
-            "Blind: the original decision and its reviewer are not shown. Needs the QA role."
+            "As the QA page: the held sample or the oldest waiting one in the scope (`plan`, `vendor`, `queue`, "
+            "`policy` of the original decision; left out: any), never one of the reviewer's own decisions, and the "
+            "ones they skipped only after every other. Blind: the original decision and its reviewer are not "
+            "shown. Needs the QA role."
         ),
-        request=ActorIn,
+        request=SampleClaimIn,
         parameters=[IDEMPOTENCY_KEY],
         responses={200: SampleClaimOut, **error_responses(400, 403, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request) -> Response:
-        serializer = ActorIn(data=_body(request))
+        serializer = SampleClaimIn(data=_body(request))
         if not serializer.is_valid():
             return _invalid(serializer)
         actor = acting_user(request, serializer.validated_data.get("reviewer"))
+        scope = _sample_scope(serializer.validated_data)
 
         def run() -> StoredResponse:
-            sample = qa_services.sample_claim_next(actor=actor)
+            sample = qa_services.sample_claim_next(actor=actor, scope=scope)
             out = None
             if sample is not None:
                 out = {
@@ -398,6 +436,42 @@ class QaSampleClaimNextApi(ReviewApiView):
                     "item": _item_out(ReviewItem.objects.get(pk=sample.item_id)),
                 }
             return StoredResponse(200, _serialized(SampleClaimOut, {"sample": out}))
+
+        return _idempotent(request, run)
+
+
+class SampleSkipOut(serializers.Serializer):
+    sample = serializers.IntegerField()
+    state = serializers.CharField()
+    skipped_at = serializers.DateTimeField()
+
+
+class QaSampleSkipApi(ReviewApiView):
+    required_scopes = {"POST": ApiScope.QA_WRITE}
+
+    @extend_schema(
+        operation_id="qa_samples_skip",
+        summary="Skip a claimed sample",
+        description=(
+            "Gives the held sample back unreviewed with the reason (recorded and audited); it waits for someone "
+            "else, and the reviewer's next claims offer it only after every other waiting sample."
+        ),
+        request=ReleaseIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: SampleSkipOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = ReleaseIn(data=_body(request))
+        if not serializer.is_valid():
+            return _invalid(serializer)
+        data = serializer.validated_data
+        actor = acting_user(request, data.get("reviewer"))
+        sample = _sample(pk)
+
+        def run() -> StoredResponse:
+            skip = qa_services.sample_skip(sample=sample, actor=actor, reason=data["reason"])
+            body = {"sample": sample.pk, "state": SampleState.PENDING, "skipped_at": skip.skipped_at}
+            return StoredResponse(200, _serialized(SampleSkipOut, body))
 
         return _idempotent(request, run)
 
@@ -491,6 +565,7 @@ class QaSampleAdjudicationApi(ReviewApiView):
 # --- calibration sessions ---------------------------------------------------------------------------------
 
 MAX_SESSION_ITEMS = 100_000
+MAX_LABELS = LABELS_PER_BATCH
 MAX_REPORT_PAGE = 500
 
 
@@ -644,10 +719,7 @@ class CalibrationSessionsApi(ReviewApiView):
             queue = Queue.objects.filter(slug=wanted["queue"]).first()
             if queue is None:
                 raise ApplicationError(f"No queue '{wanted['queue']}'.", field="filter.queue")
-            items = ReviewItem.objects.filter(queue=queue, is_golden=False)
-            if "state" in wanted:
-                items = items.filter(state=wanted["state"])
-            item_ids = list(items.order_by("received_at", "pk").values_list("pk", flat=True)[: wanted["limit"]])
+            item_ids = session_items_from(queue=queue, state=wanted.get("state"), limit=wanted["limit"])
         else:
             item_ids = data["item_ids"]
 
@@ -745,10 +817,10 @@ class CalibrationReportApi(ReviewApiView):
         session = _calibration_session(pk, actor)
         if session.closed_at is None:
             raise Conflict("The report opens when the session closes.", field="id")
-        report = session_report(session)
-        names = dict(session.participants.values_list("pk", "username"))
         size, page = wanted["page_size"], wanted["page"]
-        rows = report.items[(page - 1) * size : page * size]
+        report = session_report_page(session, page=page, page_size=size)
+        names = dict(session.participants.values_list("pk", "username"))
+        rows = report.items
         body = {
             "session": session.pk,
             "raters": "all participants of the session; unit: a session item",
@@ -758,7 +830,7 @@ class CalibrationReportApi(ReviewApiView):
                 {"participant": p.participant.username, "rated": p.rated, "with_majority": p.with_majority}
                 for p in report.people
             ],
-            "count": len(report.items),
+            "count": report.count,
             "page": page,
             "page_size": size,
             "items": [
@@ -773,3 +845,129 @@ class CalibrationReportApi(ReviewApiView):
             ],
         }
         return Response(_serialized(ReportOut, body))
+
+
+# --- labels made elsewhere -------------------------------------------------------------------------------
+
+
+class ExternalLabelIn(serializers.Serializer):
+    item = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The review item's id.")
+    is_violation = serializers.BooleanField()
+    policy = serializers.SlugField(
+        required=False, allow_null=True, max_length=50, help_text="Policy slug; required for a violation."
+    )
+    rater = serializers.CharField(
+        max_length=200, help_text="Who made the label, as the source system names them (a worker id, an email)."
+    )
+    labelled_at = serializers.DateTimeField(help_text="When the label was made (ISO 8601 with a time zone).")
+    participant = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text="Calibration only: the session participant (username) the rating is recorded for.",
+    )
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+
+class LabelImportIn(ActorIn):
+    target = serializers.ChoiceField(
+        choices=LabelTarget.choices, help_text="`ground_truth` for items, or `calibration` ratings of `session`."
+    )
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=100, help_text="The system the labels were made in."
+    )
+    session = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="The calibration session (target `calibration`)."
+    )
+    # DRF checks a list's max_length before validating its rows (the stubs do not know the argument).
+    labels = ExternalLabelIn(many=True, max_length=MAX_LABELS, help_text=f"1 to {MAX_LABELS} labels.")  # type: ignore[call-arg]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if (attrs["target"] == LabelTarget.CALIBRATION) != ("session" in attrs):
+            raise serializers.ValidationError({"session": "Calibration ratings name their session; ground truth none."})
+        return attrs
+
+
+class LabelImportOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The import batch (provenance of each label it brought).")
+    target = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
+    session = serializers.IntegerField(allow_null=True)
+    imported = serializers.IntegerField()
+    imported_at = serializers.DateTimeField()
+
+
+def _label_rows(request: Request, rows: list[dict[str, Any]]) -> list[qa_services.ExternalLabel]:
+    """Slugs and usernames to rows; an unknown policy or a participant the key may not name is refused by row."""
+    policies = {p.slug: p for p in Policy.objects.filter(slug__in={r["policy"] for r in rows if r.get("policy")})}
+    wanted = {r["participant"] for r in rows if r.get("participant")}
+    people = {u.username: u for u in User.objects.filter(username__in=wanted, is_active=True)}
+    client = request.user
+    out = []
+    for i, row in enumerate(rows):
+        policy = policies.get(row["policy"]) if row.get("policy") else None
+        if row.get("policy") and policy is None:
+            raise ApplicationError(f"Label {i}: no policy '{row['policy']}'.", field=f"labels[{i}].policy")
+        participant = people.get(row["participant"]) if row.get("participant") else None
+        if row.get("participant") and (
+            participant is None or (isinstance(client, ApiClient) and not client_may_act_for(client, participant))
+        ):
+            raise ApplicationError(
+                f"Label {i}: no participant '{row['participant']}' you may name.", field=f"labels[{i}].participant"
+            )
+        out.append(
+            qa_services.ExternalLabel(
+                item_id=row["item"],
+                rater=row["rater"],
+                labelled_at=row["labelled_at"],
+                is_violation=row["is_violation"],
+                policy=policy,
+                participant=participant,
+                rationale=row["rationale"],
+            )
+        )
+    return out
+
+
+class LabelImportsApi(ReviewApiView):
+    required_scopes = {"POST": ApiScope.QA_WRITE}
+
+    @extend_schema(
+        operation_id="qa_label_imports_create",
+        summary="Import labels made elsewhere, as ground truth or as calibration ratings",
+        description=(
+            "A batch of labels from a vendor's tool, a crowd platform or a policy team's golden set, each with its "
+            "provenance (`rater`, `labelled_at`, and the batch's `source`). `ground_truth`: each label becomes the "
+            "item's latest verified label (origin `imported`), which classifier training and the ground-truth "
+            "export read. `calibration`: each label is the rating of `participant` in the open `session`, through "
+            "the same service as the rating page (one final rating per participant and item). All or nothing: the "
+            "first bad row is refused by its index (`labels[7].policy`). Needs the QA role."
+        ),
+        request=LabelImportIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: LabelImportOut, **error_responses(400, 403, 404, 409, 413, 422, **ROW_REFUSALS)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LabelImportIn(data=_body(request))
+        if not serializer.is_valid():
+            return _invalid(serializer)
+        data = serializer.validated_data
+        actor = acting_user(request, data.get("reviewer"))
+        session = _calibration_session(data["session"], actor) if data.get("session") else None
+        labels = _label_rows(request, data["labels"])
+        client = request.user if isinstance(request.user, ApiClient) else None
+
+        def run() -> StoredResponse:
+            batch = qa_services.labels_import(
+                actor=actor, target=data["target"], source=data["source"], labels=labels, session=session, client=client
+            )
+            body = {
+                "id": batch.pk,
+                "target": batch.target,
+                "source": batch.source,
+                "session": batch.session_id,
+                "imported": batch.count,
+                "imported_at": batch.imported_at,
+            }
+            return StoredResponse(201, _serialized(LabelImportOut, body))
+
+        return _idempotent(request, run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +17,7 @@ from ops_platform.core.models import EnforcementAction, Policy, User, Vendor
 from ops_platform.core.params import ModelIdsChoiceField, id_parse
 from qa.models import SamplingPlan
 from qa.services import RATE_FIELDS
-from queues.models import ItemKind, Queue
+from queues.models import ItemKind, ItemState, Queue
 
 VIOLATION_CHOICES = [("no", "No violation"), ("yes", "Violation")]
 GOLDEN_KIND_CHOICES = [(ItemKind.CONTENT.value, "Content"), (ItemKind.USER_REPORT.value, "User report")]
@@ -177,9 +179,47 @@ class GoldenRateForm(forms.Form):
     rate = forms.FloatField(min_value=0, max_value=0.2, help_text="Share of the queue's intake, at most 0.2.")
 
 
+MAX_SESSION_ITEMS = 100_000
+MAX_ID_FILE_BYTES = 2_000_000  # 100,000 ids of up to 19 digits with separators
+
+
+def ids_parse(tokens: list[str]) -> list[int]:
+    if len(tokens) > MAX_SESSION_ITEMS:
+        raise forms.ValidationError(f"At most {MAX_SESSION_ITEMS:,} items in a session.")
+    try:
+        return [id_parse(t, field="item_ids") for t in tokens]
+    except ApplicationError:
+        raise forms.ValidationError("Item ids are whole numbers.") from None
+
+
+def ids_from_text(raw: str) -> list[int]:
+    """Item ids separated by spaces, commas or new lines."""
+    return ids_parse([p for p in re.split(r"[\s,]+", raw) if p])
+
+
+def ids_from_csv(raw: str) -> list[int]:
+    """The first column of a CSV file; a header line (not a number) is skipped."""
+    rows = [row for row in csv.reader(io.StringIO(raw)) if row and row[0].strip()]
+    if rows and not rows[0][0].strip().isdigit():
+        rows = rows[1:]
+    return ids_parse([row[0].strip() for row in rows])
+
+
 class CalibrationForm(forms.Form):
+    """A session's items from a list of ids (no length cap but the upload limit), a CSV file of ids, or a queue."""
+
     name = forms.CharField(max_length=200)
-    item_ids = forms.CharField(max_length=2000, help_text="Item ids, separated by spaces or commas.")
+    item_ids = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Item ids, separated by spaces, commas or new lines.",
+    )
+    item_file = forms.FileField(required=False, label="or a CSV file", help_text="Item ids in the first column.")
+    queue = forms.ModelChoiceField(
+        Queue.objects.order_by("name"), required=False, label="or a queue's items", empty_label="—"
+    )
+    state = forms.ChoiceField(choices=[("", "any state"), *ItemState.choices], required=False)
+    limit = forms.IntegerField(min_value=2, max_value=MAX_SESSION_ITEMS, initial=200, required=False)
     participants = ModelIdsChoiceField(User.objects.none(), widget=forms.CheckboxSelectMultiple)
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -188,21 +228,59 @@ class CalibrationForm(forms.Form):
         assert isinstance(field, forms.ModelMultipleChoiceField)
         field.queryset = reviewers()
 
-    def clean_item_ids(self) -> list[int]:
-        raw = self.cleaned_data["item_ids"]
-        parts = [p for p in re.split(r"[\s,]+", raw) if p]
-        if not parts:
-            raise forms.ValidationError("Item ids are whole numbers.")
-        try:
-            return [id_parse(p, field="item_ids") for p in parts]
-        except ApplicationError:
-            raise forms.ValidationError("Item ids are whole numbers.") from None
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("item_file")
+        sources = [bool(data.get("item_ids", "").strip()), upload is not None, data.get("queue") is not None]
+        if sum(sources) != 1:
+            raise forms.ValidationError("Give the items one way: ids, a CSV file, or a queue.")
+        if upload is not None:
+            if upload.size > MAX_ID_FILE_BYTES:
+                self.add_error("item_file", "The file is too large for a session (at most 100,000 ids).")
+                return data
+            try:
+                text = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                self.add_error("item_file", "The file is not UTF-8 text.")
+                return data
+            try:
+                data["ids"] = ids_from_csv(text)
+            except forms.ValidationError as exc:
+                self.add_error("item_file", exc)
+        elif data.get("queue") is None:
+            try:
+                data["ids"] = ids_from_text(data.get("item_ids", ""))
+            except forms.ValidationError as exc:
+                self.add_error("item_ids", exc)
+        return data
 
 
 class RatingForm(forms.Form):
     violation = forms.ChoiceField(choices=VIOLATION_CHOICES, widget=forms.RadioSelect)
     policy = forms.ModelChoiceField(Policy.objects.filter(is_active=True), required=False)
     rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000, required=False)
+
+
+class SampleScopeForm(forms.Form):
+    """The re-review queue's scope: samples drawn by a plan, or of a vendor's, a queue's or a policy's decisions."""
+
+    plan = forms.ModelChoiceField(SamplingPlan.objects.order_by("name"), required=False, empty_label="any plan")
+    vendor = forms.ModelChoiceField(Vendor.objects.order_by("name"), required=False, empty_label="any vendor")
+    queue = forms.ModelChoiceField(Queue.objects.order_by("name"), required=False, empty_label="any queue")
+    policy = forms.ModelChoiceField(Policy.objects.order_by("name"), required=False, empty_label="any policy")
+
+    def scope(self) -> dict[str, int | None]:
+        """The chosen scope by ids (``SampleScope``'s fields); empty when the form is invalid."""
+        if not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        return {
+            f"{name}_id": data[name].pk if data.get(name) else None for name in ("plan", "vendor", "queue", "policy")
+        }
+
+
+class SkipForm(forms.Form):
+    reason = forms.CharField(max_length=500)
 
 
 class ScorecardFilterForm(forms.Form):

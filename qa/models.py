@@ -13,8 +13,8 @@ from django.db import models
 from django.db.models import Q
 
 from ops_platform.core.fields import NulSafeJSONField, NulSafeTextField
-from ops_platform.core.models import EnforcementAction, Policy, Vendor
-from queues.models import Decision, ItemKind, Queue, ReviewItem
+from ops_platform.core.models import ApiClient, EnforcementAction, Policy, Vendor
+from queues.models import Decision, GroundTruth, ItemKind, Queue, ReviewItem
 
 
 class SamplingPlan(models.Model):
@@ -144,6 +144,21 @@ class QaSample(models.Model):
 
     def __str__(self) -> str:
         return f"QA sample {self.pk} of item {self.item_id}"
+
+
+class SampleSkip(models.Model):
+    """A QA reviewer gave a claimed sample back unreviewed: the next claim offers it to someone else first."""
+
+    sample = models.ForeignKey(QaSample, on_delete=models.CASCADE, related_name="skips")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=500)
+    skipped_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["reviewer", "sample"], name="qa_sampleskip_reviewer_idx")]
+
+    def __str__(self) -> str:
+        return f"sample {self.sample_id} skipped by {self.reviewer_id}"
 
 
 class QaReview(models.Model):
@@ -281,6 +296,9 @@ class CalibrationSession(models.Model):
     participants = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="calibration_sessions")
     # Until closed, nobody sees anyone else's answers.
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The report's overall and per-person figures, computed once when the session closes (ratings are final
+    # then), so the report pages only read one page of item rows.
+    figures = models.JSONField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -312,3 +330,52 @@ class CalibrationRating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant_id} on {self.session_item_id}"
+
+
+# --- labels made elsewhere ---------------------------------------------------------------------------------
+
+
+class LabelTarget(models.TextChoices):
+    GROUND_TRUTH = "ground_truth", "Ground truth for items"
+    CALIBRATION = "calibration", "Ratings in a calibration session"
+
+
+class LabelImport(models.Model):
+    """One batch of labels made outside the platform (a vendor's tool, a crowd platform, a policy team's golden
+    set), imported by a QA person, as ground truth or as a calibration session's ratings."""
+
+    target = models.CharField(max_length=20, choices=LabelTarget.choices)
+    source = models.CharField(max_length=100, help_text="The system the labels were made in.")
+    session = models.ForeignKey(
+        CalibrationSession, null=True, blank=True, on_delete=models.CASCADE, related_name="label_imports"
+    )
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    client = models.ForeignKey(ApiClient, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    imported_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.count} labels from {self.source}"
+
+
+class ImportedLabel(models.Model):
+    """One imported label with its provenance: who made it (a reference in the source system), when, where."""
+
+    batch = models.ForeignKey(LabelImport, on_delete=models.CASCADE, related_name="labels")
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="+")
+    rater = models.CharField(max_length=200, help_text="Who labelled it, as the source system names them.")
+    labelled_at = models.DateTimeField()
+    is_violation = models.BooleanField()
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    ground_truth = models.OneToOneField(
+        GroundTruth, null=True, blank=True, on_delete=models.SET_NULL, related_name="imported_label"
+    )
+    rating = models.OneToOneField(
+        CalibrationRating, null=True, blank=True, on_delete=models.CASCADE, related_name="imported_label"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["item", "labelled_at"], name="qa_importedlabel_item_idx")]
+
+    def __str__(self) -> str:
+        return f"label of item {self.item_id} by {self.rater}"

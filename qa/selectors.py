@@ -12,13 +12,15 @@ multi-rater figures (``independent_reviews``).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
@@ -49,7 +51,7 @@ from qa.statistics import (
     quality_score,
     rating_matrix,
 )
-from queues.models import Decision, Queue
+from queues.models import Decision, Queue, ReviewItem
 from queues.selectors import ground_truth_latest
 
 DASHBOARD_RESAMPLES = 500
@@ -246,6 +248,37 @@ def adjudication_waiting() -> QuerySet[QaSample]:
 # --- samples as the pages show them -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SampleScope:
+    """Which samples a QA reviewer works: by the plan that drew them and the original decision's vendor, queue
+    and policy (None: any)."""
+
+    plan_id: int | None = None
+    vendor_id: int | None = None
+    queue_id: int | None = None
+    policy_id: int | None = None
+
+    def as_query(self) -> dict[str, int]:
+        """The scope as query parameters (the claim form and the pages carry it by id)."""
+        names = {"plan": self.plan_id, "vendor": self.vendor_id, "queue": self.queue_id, "policy": self.policy_id}
+        return {name: value for name, value in names.items() if value}
+
+
+def samples_in_scope(scope: SampleScope) -> QuerySet[QaSample]:
+    wanted = {
+        "plan_id": scope.plan_id,
+        "original_vendor_id": scope.vendor_id,
+        "original_queue_id": scope.queue_id,
+        "original_policy_id": scope.policy_id,
+    }
+    return QaSample.objects.filter(**{name: value for name, value in wanted.items() if value})
+
+
+def samples_waiting_in_scope(scope: SampleScope) -> int:
+    """Samples waiting for a first re-review in the scope (the home page's count)."""
+    return samples_in_scope(scope).filter(state=SampleState.PENDING).count()
+
+
 def sample_held(*, actor: User, now: datetime | None = None) -> QaSample | None:
     """The sample ``actor`` holds for blind re-review while its lease runs."""
     now = now or timezone.now()
@@ -342,20 +375,46 @@ def golden_made(sample: QaSample) -> bool:
 def calibration_sessions(*, of: User | None = None) -> QuerySet[CalibrationSession]:
     """Newest first; with ``of``, only the sessions that person takes part in."""
     sessions = CalibrationSession.objects.order_by("-created_at")
-    return sessions.filter(participants=of) if of is not None else sessions
+    if of is not None:
+        sessions = sessions.filter(pk__in=CalibrationSession.objects.filter(participants=of).values("pk"))
+    # Items by a subquery: joining both items and participants would multiply the rows.
+    items = CalibrationItem.objects.filter(session=OuterRef("pk")).values("session").annotate(n=Count("pk"))
+    return sessions.annotate(n_items=Coalesce(Subquery(items.values("n")), 0), n_participants=Count("participants"))
 
 
 def calibration_participant(session: CalibrationSession, user: User) -> bool:
     return session.participants.filter(pk=user.pk).exists()
 
 
-def session_items(session: CalibrationSession) -> list[CalibrationItem]:
-    return list(session.session_items.select_related("item", "item__queue"))
+def session_items(session: CalibrationSession) -> QuerySet[CalibrationItem]:
+    return session.session_items.select_related("item", "item__queue")
 
 
 def session_items_to_rate(session: CalibrationSession) -> QuerySet[CalibrationItem]:
     """The session's items with their session, for the one a participant rates (looked up by id)."""
     return CalibrationItem.objects.select_related("session").filter(session=session)
+
+
+def session_item_next(session: CalibrationSession, participant: User) -> CalibrationItem | None:
+    """The first item (by position) ``participant`` has not rated yet: the rating page's next item."""
+    rated = CalibrationRating.objects.filter(session_item=OuterRef("pk"), participant=participant)
+    return session_items(session).filter(~Exists(rated)).order_by("position").first()
+
+
+def session_item_at(session: CalibrationSession, position: int) -> CalibrationItem | None:
+    return session_items(session).filter(position=position).first()
+
+
+def session_items_from(
+    *, queue: Queue, state: str | None = None, since: datetime | None = None, limit: int
+) -> list[int]:
+    """A session's items taken by a filter: the queue's real (not golden) items, oldest first, up to ``limit``."""
+    items = ReviewItem.objects.filter(queue=queue, is_golden=False)
+    if state:
+        items = items.filter(state=state)
+    if since:
+        items = items.filter(received_at__gte=since)
+    return list(items.order_by("received_at", "pk").values_list("pk", flat=True)[:limit])
 
 
 def session_people(session: CalibrationSession) -> list[User]:
@@ -366,6 +425,14 @@ def ratings_of(session: CalibrationSession, participant: User) -> dict[int, Cali
     """One participant's ratings by session item: while the session is open, the only ones they may see."""
     ratings = CalibrationRating.objects.filter(session_item__session=session, participant=participant)
     return {r.session_item_id: r for r in ratings.select_related("policy")}
+
+
+def rating_of(session_item: CalibrationItem, participant: User) -> CalibrationRating | None:
+    return (
+        CalibrationRating.objects.filter(session_item=session_item, participant=participant)
+        .select_related("policy")
+        .first()
+    )
 
 
 def ratings_made(session: CalibrationSession, people: list[User]) -> dict[int, int]:
@@ -381,6 +448,10 @@ def ratings_made(session: CalibrationSession, people: list[User]) -> dict[int, i
 
 def rating_label(rating: CalibrationRating) -> str:
     return rating.policy.slug if rating.is_violation and rating.policy else NO_VIOLATION
+
+
+def _calibration_label(is_violation: bool, policy_slug: str | None) -> str:
+    return (policy_slug or NO_VIOLATION) if is_violation else NO_VIOLATION
 
 
 @dataclass(frozen=True)
@@ -410,35 +481,119 @@ class SessionReport:
     agreement: Estimate | None
 
 
-def session_report(session: CalibrationSession) -> SessionReport:
-    """Per item: everyone's label, the majority, pairwise agreement; per person: agreement with the majority;
-    overall: Krippendorff's alpha (missing ratings allowed) and percent agreement, with intervals."""
-    participants = session_people(session)
-    rated_items = list(session.session_items.select_related("item").prefetch_related("ratings__policy"))
-    rows: list[ItemRow] = []
+@dataclass(frozen=True)
+class SessionReportPage:
+    """The overall and per-person figures, and one page of item rows."""
+
+    items: list[ItemRow]
+    people: list[PersonRow]
+    alpha: Estimate | None
+    agreement: Estimate | None
+    count: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.count // self.page_size))
+
+
+def _majority_and_agreement(labels: dict[int, str]) -> tuple[str | None, float | None]:
+    counts = Counter(labels.values()).most_common()
+    majority = counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else None
+    n = len(labels)
+    pairs = n * (n - 1) / 2
+    agreeing = sum(c * (c - 1) / 2 for _, c in counts)
+    return majority, (agreeing / pairs if pairs else None)
+
+
+def _estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:
+    """JSON (and PostgreSQL's jsonb) has no NaN: an undefined bound is stored as null."""
+    if estimate is None:
+        return None
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in estimate.as_dict().items()}
+
+
+def _estimate_from(data: dict[str, Any] | None) -> Estimate | None:
+    if data is None:
+        return None
+    nan = math.nan
+    low, high = data["low"], data["high"]
+    return Estimate(
+        data["value"], nan if low is None else low, nan if high is None else high, data["n"], data["degenerate"]
+    )
+
+
+def session_figures(session: CalibrationSession, *, n_resamples: int = 500) -> dict[str, Any]:
+    """The report's overall figures (Krippendorff's alpha, missing ratings allowed, and percent agreement, with
+    intervals; raters: every participant; unit: a session item rated at least twice) and each person's agreement
+    with the item's majority, as JSON: computed from every rating, stored when the session closes."""
+    rows = CalibrationRating.objects.filter(session_item__session=session).values_list(
+        "session_item_id", "participant_id", "is_violation", "policy__slug"
+    )
+    by_item: dict[int, dict[int, str]] = {}
+    for item, person, violation, slug in rows.order_by("session_item_id").iterator(chunk_size=5000):
+        by_item.setdefault(item, {})[person] = _calibration_label(violation, slug)
+    people = list(session.participants.order_by("username").values_list("pk", flat=True))
+    tally = {pk: [0, 0] for pk in people}
     triples: list[tuple[int, int, str]] = []
-    tally = {p.pk: [0, 0] for p in participants}
-    for si in rated_items:
-        labels = {r.participant_id: rating_label(r) for r in si.ratings.all()}
-        counts = Counter(labels.values()).most_common()
-        majority = counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else None
-        n = len(labels)
-        pairs = n * (n - 1) / 2
-        agreeing = sum(c * (c - 1) / 2 for _, c in counts)
-        rows.append(ItemRow(si, labels, majority, agreeing / pairs if pairs else None))
+    pairable = 0
+    for item, labels in by_item.items():
+        majority, _ = _majority_and_agreement(labels)
+        pairable += len(labels) >= 2
         for person, label in labels.items():
-            triples.append((si.pk, person, label))
+            triples.append((item, person, label))
             if person in tally and majority is not None:
                 tally[person][0] += 1
                 tally[person][1] += label == majority
-    people = [PersonRow(p, tally[p.pk][0], tally[p.pk][1]) for p in participants]
     alpha = agreement = None
-    pairable = sum(1 for row in rows if len(row.labels) >= 2)
     if pairable >= 2:
         matrix, _ = rating_matrix(triples)
-        alpha = krippendorff_alpha(matrix, n_resamples=500)
-        agreement = percent_agreement(matrix, n_resamples=500)
-    return SessionReport(rows, people, alpha, agreement)
+        alpha = krippendorff_alpha(matrix, n_resamples=n_resamples)
+        agreement = percent_agreement(matrix, n_resamples=n_resamples)
+    return {
+        "alpha": _estimate_json(alpha),
+        "agreement": _estimate_json(agreement),
+        "people": [[pk, *tally[pk]] for pk in people],
+    }
+
+
+def _item_rows(session_items: QuerySet[CalibrationItem]) -> list[ItemRow]:
+    rows = []
+    for si in session_items.prefetch_related("ratings__policy"):
+        labels = {r.participant_id: rating_label(r) for r in si.ratings.all()}
+        rows.append(ItemRow(si, labels, *_majority_and_agreement(labels)))
+    return rows
+
+
+def session_report_page(session: CalibrationSession, *, page: int = 1, page_size: int = 100) -> SessionReportPage:
+    """A closed session's figures (stored at close; computed here for a session closed before they were stored)
+    and the item rows of one page, by position."""
+    figures = session.figures or session_figures(session)
+    users = {u.pk: u for u in session.participants.all()}
+    people = [PersonRow(users[pk], rated, hits) for pk, rated, hits in figures["people"] if pk in users]
+    count = session.session_items.count()
+    page = max(1, page)
+    window = session_items(session).order_by("position")[(page - 1) * page_size : page * page_size]
+    return SessionReportPage(
+        _item_rows(window),
+        people,
+        _estimate_from(figures["alpha"]),
+        _estimate_from(figures["agreement"]),
+        count,
+        page,
+        page_size,
+    )
+
+
+def session_report(session: CalibrationSession) -> SessionReport:
+    """Every item's row and the figures, computed now from the ratings (the report pages read
+    ``session_report_page`` instead)."""
+    figures = session_figures(session)
+    users = {u.pk: u for u in session.participants.all()}
+    people = [PersonRow(users[pk], rated, hits) for pk, rated, hits in figures["people"]]
+    rows = _item_rows(session.session_items.select_related("item").order_by("position"))
+    return SessionReport(rows, people, _estimate_from(figures["alpha"]), _estimate_from(figures["agreement"]))
 
 
 # --- independent reviews (N-review queues) ------------------------------------------------------------------

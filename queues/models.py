@@ -434,13 +434,14 @@ class DecisionLabelLink(models.Model):
 class GroundTruthOrigin(models.TextChoices):
     QA_VERIFIED = "qa_verified", "QA re-review agreed with the decision"
     ADJUDICATED = "adjudicated", "Set by a QA lead in adjudication"
+    IMPORTED = "imported", "Imported by QA from a labelling made elsewhere (provenance in qa.ImportedLabel)"
 
 
 class GroundTruth(models.Model):
     """A label people have verified: the only human labels a locally trained classifier may learn from.
 
-    Written by QA (blind re-review that agreed, or adjudication); read by classifier training and
-    analytics. A later record for the same item supersedes an earlier one.
+    Written by QA (blind re-review that agreed, adjudication, or an import of labels made elsewhere); read by
+    classifier training and analytics. A later record for the same item supersedes an earlier one.
     """
 
     item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="ground_truth")

@@ -3,7 +3,8 @@
 - ``sampling``: the sampler that draws decisions and rule auto-actions for re-review, and the plans it applies;
 - ``review``: blind re-review and adjudication, which record ground truth and correct a wrong original;
 - ``golden``: golden items, their copies injected into live queues and scoring the decisions made on them;
-- ``calibration``: calibration sessions and their ratings.
+- ``calibration``: calibration sessions and their ratings;
+- ``labels``: labels made elsewhere, imported as ground truth or as calibration ratings with their provenance.
 
 Callers import from this package; the modules above are its parts. Reads (statistics, scorecards, lists, the
 calibration report) are in ``qa.selectors``.
@@ -21,6 +22,7 @@ from qa.services.golden import (
     golden_rate_set,
     golden_results_score,
 )
+from qa.services.labels import ExternalLabel, labels_import
 from qa.services.review import (
     Verdict,
     adjudicate,
@@ -30,6 +32,7 @@ from qa.services.review import (
     qa_review_submit,
     require_qa,
     sample_claim_next,
+    sample_skip,
 )
 from qa.services.sampling import (
     RATE_FIELDS,
@@ -47,6 +50,7 @@ from qa.services.sampling import (
 __all__ = [
     "RATE_FIELDS",
     "Candidate",
+    "ExternalLabel",
     "GoldenContext",
     "Verdict",
     "adjudicate",
@@ -63,6 +67,7 @@ __all__ = [
     "golden_rate_set",
     "golden_results_score",
     "inclusion",
+    "labels_import",
     "original_verdict",
     "plan_for",
     "plan_rate_for",
@@ -72,6 +77,7 @@ __all__ = [
     "rating_submit",
     "require_qa",
     "sample_claim_next",
+    "sample_skip",
     "samples_draw",
     "session_close",
     "session_create",

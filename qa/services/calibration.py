@@ -1,6 +1,6 @@
 """Calibration sessions: every participant decides the same items independently, then the group goes through
-a per-item, per-person agreement report together (``qa.selectors.session_report``). Nobody sees another's
-answers before the session closes."""
+a per-item, per-person agreement report together (``qa.selectors.session_report_page``). Nobody sees another's
+answers before the session closes; closing computes the report's figures once, since ratings are final then."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ops_platform.core.models import Policy, User
 from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import audit_record
 from qa.models import CalibrationItem, CalibrationRating, CalibrationSession
+from qa.selectors import session_figures
 from queues.models import ReviewItem
 
 
@@ -44,6 +45,7 @@ def session_create(
     return session
 
 
+@transaction.atomic
 def rating_submit(
     *,
     session_item: CalibrationItem,
@@ -54,7 +56,9 @@ def rating_submit(
     at: datetime | None = None,
 ) -> CalibrationRating:
     session = session_item.session
-    if session.closed_at is not None:
+    # Locked against session_close: the figures it stores must count every rating, so none lands after it.
+    closed_at = CalibrationSession.objects.select_for_update().values_list("closed_at", flat=True).get(pk=session.pk)
+    if closed_at is not None:
         raise Conflict("This session is closed.", field="session")
     if not session.participants.filter(pk=actor.pk).exists():
         raise NotPermitted("You are not a participant of this session.")
@@ -78,8 +82,11 @@ def rating_submit(
 def session_close(*, session: CalibrationSession, actor: User) -> CalibrationSession:
     if not actor.has_perm("core.perform_qa"):
         raise NotPermitted("Calibration sessions are closed by QA.")
+    session = CalibrationSession.objects.select_for_update().get(pk=session.pk)
     if session.closed_at is None:
         session.closed_at = timezone.now()
         session.save(update_fields=["closed_at"])
+        session.figures = session_figures(session)
+        session.save(update_fields=["figures"])
         audit_record(actor=actor, action="qa.calibration_close", target=session)
     return session

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import EnforcementAction, Policy, User
 from ops_platform.core.services import audit_record
-from qa.models import MAX_SEVERITY, Adjudication, ErrorType, QaReview, QaSample, SampleState
-from qa.selectors import sample_held
+from qa.models import MAX_SEVERITY, Adjudication, ErrorType, QaReview, QaSample, SampleSkip, SampleState
+from qa.selectors import SampleScope, sample_held, samples_in_scope
 from qa.sql import first_unlocked
 from queues.models import Decision, GroundTruth, GroundTruthOrigin
 from queues.services import decision_correct
@@ -66,10 +66,12 @@ def original_verdict(sample: QaSample) -> Verdict:
     return Verdict.of(sample.original_is_violation, sample.original_policy_id, sample.original_action_id)
 
 
-def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | None:
-    """The next sample for blind re-review (oldest first), never one of the QA reviewer's own decisions.
+def sample_claim_next(*, actor: User, scope: SampleScope | None = None, at: datetime | None = None) -> QaSample | None:
+    """The next sample for blind re-review in ``scope`` (plan, vendor, queue, policy; oldest first), never one of
+    the QA reviewer's own decisions, and the ones they skipped only after every other.
 
-    A sample whose lease ran out is claimable again; one the reviewer already holds is returned.
+    A sample whose lease ran out is claimable again; one the reviewer already holds is returned, whatever the scope
+    (one sample at a time).
     """
     require_qa(actor)
     now = at or timezone.now()
@@ -77,9 +79,11 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
     if held is not None:
         return held
     waiting = (
-        QaSample.objects.filter(Q(state=SampleState.PENDING) | Q(state=SampleState.CLAIMED, lease_expires_at__lte=now))
+        samples_in_scope(scope or SampleScope())
+        .filter(Q(state=SampleState.PENDING) | Q(state=SampleState.CLAIMED, lease_expires_at__lte=now))
         .exclude(original_reviewer=actor)
-        .order_by("sampled_at", "pk")
+        .annotate(skipped=Exists(SampleSkip.objects.filter(sample=OuterRef("pk"), reviewer=actor)))
+        .order_by("skipped", "sampled_at", "pk")
     )
     for _ in range(10):
         with transaction.atomic():
@@ -93,6 +97,24 @@ def sample_claim_next(*, actor: User, at: datetime | None = None) -> QaSample | 
                 sample.state, sample.assignee, sample.lease_expires_at = SampleState.CLAIMED, actor, now + QA_LEASE
                 return sample
     return None
+
+
+@transaction.atomic
+def sample_skip(*, sample: QaSample, actor: User, reason: str, at: datetime | None = None) -> SampleSkip:
+    """Give a held sample back unreviewed, with the reason; the skip is recorded and audited, and the reviewer's
+    next claims offer every other waiting sample first."""
+    require_qa(actor)
+    now = at or timezone.now()
+    if not reason.strip():
+        raise ApplicationError("Say why you skip it.", field="reason")
+    sample = QaSample.objects.select_for_update().get(pk=sample.pk)
+    if sample.state != SampleState.CLAIMED or sample.assignee_id != actor.pk:
+        raise Conflict("Only the QA reviewer holding this sample can skip it.", field="sample")
+    sample.state, sample.assignee, sample.lease_expires_at = SampleState.PENDING, None, None
+    sample.save(update_fields=["state", "assignee", "lease_expires_at"])
+    skip = SampleSkip.objects.create(sample=sample, reviewer=actor, reason=reason.strip()[:500], skipped_at=now)
+    audit_record(actor=actor, action="qa.sample_skip", target=sample, reason=skip.reason)
+    return skip
 
 
 def _ground_truth_record(sample: QaSample, *, verdict: Verdict, origin: str, actor: User, at: datetime) -> None:

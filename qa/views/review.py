@@ -6,18 +6,33 @@ original decision away (history, metadata, panels, tags); only its holder may op
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy
 from qa import selectors, services
-from qa.forms import AdjudicationForm, VerdictForm
+from qa.forms import AdjudicationForm, SampleScopeForm, SkipForm, VerdictForm
 from qa.models import ErrorType, QaSample, SampleState
 from qa.views.common import error_into, media_prefs, qa_user, status_of, verdict_of
+
+# The re-review queue's scope is kept in the person's session, so "next" after a re-review or a skip stays in it.
+SCOPE_KEY = "qa_sample_scope"
+
+
+def _scope(request: HttpRequest, data: Any = None) -> tuple[SampleScopeForm, selectors.SampleScope]:
+    """The scope from ``data`` (the filter's fields) when given, else the one kept in the session."""
+    if data is None:
+        data = request.session.get(SCOPE_KEY, {})
+    form = SampleScopeForm(data)
+    return form, selectors.SampleScope(**form.scope())
 
 
 @login_required
@@ -25,6 +40,7 @@ from qa.views.common import error_into, media_prefs, qa_user, status_of, verdict
 def home(request: HttpRequest) -> HttpResponse:
     user = qa_user(request)
     counts = selectors.queue_counts()
+    form, scope = _scope(request, request.GET if request.GET else None)
     return render(
         request,
         "qa/home.html",
@@ -32,27 +48,66 @@ def home(request: HttpRequest) -> HttpResponse:
             "counts": [(SampleState(state).label, state, n) for state, n in counts.items()],
             "held": selectors.sample_held(actor=user),
             "waiting": counts[SampleState.PENDING],
+            "in_scope": selectors.samples_waiting_in_scope(scope),
+            "scoped": bool(scope.as_query()),
+            "scope_form": form,
             "disputed": counts[SampleState.ADJUDICATION],
         },
+        status=status_of(form),
     )
 
 
 # --- blind re-review ----------------------------------------------------------------------------------
 
 
-@login_required
-@require_POST
-def review_next(request: HttpRequest) -> HttpResponse:
-    user = qa_user(request)
+def _claim_next(request: HttpRequest, user: Any, scope: selectors.SampleScope) -> HttpResponse:
     try:
-        sample = services.sample_claim_next(actor=user)
+        sample = services.sample_claim_next(actor=user, scope=scope)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("qa-home")
     if sample is None:
-        messages.info(request, "No sample is waiting for re-review.")
-        return redirect("qa-home")
+        where = " in this scope" if scope.as_query() else ""
+        messages.info(request, f"No sample is waiting for re-review{where}.")
+        return redirect(reverse("qa-home") + (f"?{urlencode(scope.as_query())}" if scope.as_query() else ""))
     return redirect("qa-review", pk=sample.pk)
+
+
+@login_required
+@require_POST
+def review_next(request: HttpRequest) -> HttpResponse:
+    """Claim the next sample in the scope the form sends (kept for the next claims)."""
+    user = qa_user(request)
+    form, scope = _scope(request, request.POST)
+    if not form.is_valid():
+        messages.error(request, "That scope names a plan, vendor, queue or policy that does not exist.")
+        return redirect("qa-home")
+    request.session[SCOPE_KEY] = scope.as_query()
+    return _claim_next(request, user, scope)
+
+
+@login_required
+@require_POST
+def review_skip(request: HttpRequest, pk: int) -> HttpResponse:
+    """Give the held sample back unreviewed with a reason; back to the QA home, whose "start" keeps the scope."""
+    user = qa_user(request)
+    sample = selectors.sample_in_review(pk=pk, actor=user)
+    if sample is None:
+        raise Http404("No sample of yours has that id.")
+    form = SkipForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say why you skip it.")
+        return redirect("qa-review", pk=pk)
+    try:
+        services.sample_skip(sample=sample, actor=user, reason=form.cleaned_data["reason"])
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("qa-home")
+    messages.info(
+        request, f"Sample {pk} skipped: others get it first; it comes back to you only when nothing else waits."
+    )
+    scope = _scope(request)[1]
+    return redirect(reverse("qa-home") + (f"?{urlencode(scope.as_query())}" if scope.as_query() else ""))
 
 
 @login_required

@@ -388,8 +388,8 @@ def test_calibration_ratings_stay_private_until_the_session_closes(qa_lead, revi
             f"i{first.pk}-rationale": "alice thinks spam",
         },
     )
-    assert "alice thinks spam" in alice.get(url).content.decode()
-    assert "alice thinks spam" not in bobc.get(url).content.decode()
+    assert "alice thinks spam" in alice.get(f"{url}rate?position=1").content.decode()
+    assert "alice thinks spam" not in bobc.get(f"{url}rate?position=1").content.decode()
     assert "alice thinks spam" not in quinn.get(url).content.decode()
     for si in [first, *rest]:
         bobc.post(f"{url}items/{si.pk}/rate", {f"i{si.pk}-violation": "no"})

@@ -1,4 +1,4 @@
-// QA pages: media revealed only on request, and on the adjudication form a preview of the error type that
+// QA pages: media revealed only on request, one-key ratings on the calibration rating page, and on the adjudication form a preview of the error type that
 // the final label implies (the server computes the real one) with the policy's severity prefilled.
 (function () {
   "use strict";
@@ -17,6 +17,22 @@
   document.querySelectorAll("[data-reveal]").forEach(function (button) {
     button.addEventListener("click", function () { reveal(button.closest("figure")); });
   });
+
+  // The calibration rating page: one key per answer, as on the review page.
+  const ratePage = document.querySelector("[data-testid=rate-page]");
+  if (ratePage) {
+    document.addEventListener("keydown", function (event) {
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      const tag = (event.target.tagName || "").toLowerCase();
+      if (tag === "input" || tag === "textarea" || tag === "select" || event.target.isContentEditable) return;
+      const key = event.key.toLowerCase();
+      const focus = ratePage.querySelector('[data-focus-key="' + key + '"]');
+      if (focus) { focus.focus(); event.preventDefault(); return; }
+      const button = ratePage.querySelector('button[data-key="' + key + '"]');
+      if (button) { event.preventDefault(); button.click(); }
+    });
+    ratePage.setAttribute("data-keys", "ready");
+  }
 
   const form = document.querySelector("form[data-adjudicate]");
   if (!form) return;
