@@ -496,4 +496,6 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
     if cell.get("reviewer_id") is not None:
         decisions = decisions.filter(reviewer_id=cell["reviewer_id"])
     decisions = _match(decisions, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
-    return items.filter(pk__in=decisions.values("item_id"))
+    # Throughput counts decisions, and a reviewer may decide one item twice (an interim review, a correction): one
+    # row per decision, each shown by its item, so the list is as long as the figure.
+    return items.filter(decisions__in=decisions)

@@ -192,7 +192,7 @@ def test_the_admin_adds_a_client_with_scope_checkboxes_and_shows_its_key_once(ad
         {
             "name": "Svc",
             "source": "svc",
-            "scopes": ["items:write", "metrics:read"],
+            "scopes": ["items:read", "metrics:read"],
             "callback_url": "https://svc.example.org/hook",
             "is_active": "on",
             "keys-TOTAL_FORMS": "0",
@@ -202,7 +202,7 @@ def test_the_admin_adds_a_client_with_scope_checkboxes_and_shows_its_key_once(ad
     )
 
     client = ApiClient.objects.get(source="svc")
-    assert client.scopes == ["items:write", "metrics:read"]
+    assert client.scopes == ["items:read", "metrics:read"]
     shown = " ".join(str(m) for m in response.context["messages"])
     raw = re.search(r"tsk_\w{16}_[\w-]+", shown).group(0)  # type: ignore[union-attr]
     assert _status_with(raw) == 404, "the key shown works"

@@ -51,6 +51,8 @@ def test_a_failing_job_is_recorded_and_the_next_job_still_runs(
         raise RuntimeError("rollups broke")
 
     monkeypatch.setattr("analytics.rollups.rollups_refresh", broken)
+    # The project's loggers do not propagate to the root logger caplog listens on.
+    monkeypatch.setattr(periodic.logger, "handlers", [*periodic.logger.handlers, caplog.handler])
     settings.CELERY_BEAT_SCHEDULE = {
         **REFRESH,
         "sample": {"task": "qa.tasks.decisions_sample_task", "schedule": timedelta(seconds=60)},
