@@ -17,8 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery.schedules import crontab, maybe_schedule
+from celery.schedules import schedule as celery_schedule
 from django.conf import settings
 from django.db import connections
+from django.db.models import Q
 from django.utils import timezone
 
 from ops_platform.celery import app
@@ -37,12 +39,11 @@ def _is_due(schedule: Any, last: datetime | None, now: datetime) -> bool:
     if last is None:
         return True
     sched = maybe_schedule(schedule)
-    if isinstance(sched, crontab):
-        # crontab decides against the clock itself; ``now`` only matters to interval jobs (and to tests).
-        due, _ = sched.is_due(last)
-        return bool(due)
-    every: timedelta = sched.run_every
-    return now - last >= every
+    if isinstance(sched, celery_schedule) and not isinstance(sched, crontab):
+        return now - last >= timedelta(seconds=sched.seconds)
+    # crontab (and any other kind) decides against the clock itself; ``now`` only matters to interval jobs.
+    due, _ = sched.is_due(last)  # type: ignore[union-attr]
+    return bool(due)
 
 
 def periodic_job_claim(*, name: str, schedule: Any, now: datetime) -> bool:
@@ -51,8 +52,8 @@ def periodic_job_claim(*, name: str, schedule: Any, now: datetime) -> bool:
     last = PeriodicJobRun.objects.values_list("started_at", flat=True).get(name=name)
     if not _is_due(schedule, last, now):
         return False
-    unchanged = {"started_at__isnull": True} if last is None else {"started_at": last}
-    return PeriodicJobRun.objects.filter(name=name, **unchanged).update(started_at=now) == 1
+    unchanged = Q(started_at__isnull=True) if last is None else Q(started_at=last)
+    return PeriodicJobRun.objects.filter(unchanged, name=name).update(started_at=now) == 1
 
 
 def _task(name: str) -> Any:
@@ -63,7 +64,8 @@ def _task(name: str) -> Any:
 def periodic_jobs_run_due(*, now: datetime | None = None) -> list[JobOutcome]:
     """Run, in-process, every job of the beat schedule whose slot is due and not taken; returns what ran."""
     outcomes = []
-    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
+    for name, entry in schedule.items():
         started = now or timezone.now()
         if not periodic_job_claim(name=name, schedule=entry["schedule"], now=started):
             continue
