@@ -10,6 +10,7 @@ slot. Jobs run eagerly, one after another, in the thread; a failing job is logge
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -57,7 +58,10 @@ def periodic_job_claim(*, name: str, schedule: Any, now: datetime) -> bool:
 
 
 def _task(name: str) -> Any:
-    app.loader.import_default_modules()  # the tasks modules, as a worker would autodiscover them
+    # Import the task's module by its name (as a worker's autodiscovery would have), not through the loader's
+    # default modules: those run Celery's Django fixup, the system checks included, on every call.
+    if name not in app.tasks:
+        importlib.import_module(name.rpartition(".")[0])
     return app.tasks[name]
 
 
