@@ -8,10 +8,13 @@ are model rows. Pages, CSV and the JSON API all want ``analytics.tables.Table``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
@@ -21,6 +24,7 @@ from analytics.selectors.operations import Table as OpsTable
 from analytics.tables import Column, Kind, Table
 from analytics.tables import items_url as _items_url
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.figures import MIN_ITEMS, MIN_POSITIVES
 from ops_platform.core.params import MAX_INT, id_parse, param_int
 
 # Cell keys the operations drill-down understands, and which of them are ids.
@@ -36,6 +40,7 @@ OPS_CELL_KEYS = (
     "kind",
     "age_bucket",
     "reviewer_id",
+    "week_start",
 )
 NONE = "none"  # a cell key given as None: in-house, no policy
 PRIORITY_KEYS = ("priority", "priority_id")  # tables split by priority name their key column priority_id
@@ -105,7 +110,10 @@ def from_ops(table: OpsTable, f: MetricFilter) -> Table:
     def drill(row: dict[str, Any]) -> str | None:
         if not table.metric or not table.keys:
             return None
-        return ops_drill_url(f, table.metric, {k: row.get(k) for k in table.keys})
+        keys = {k: row.get(k) for k in table.keys}
+        if table.drill_at is not None:  # a live count lists its items as they were when it counted
+            keys["at"] = table.drill_at.isoformat()
+        return ops_drill_url(f, table.metric, keys)
 
     return Table(title=table.title, columns=columns, rows=rows, drill=drill, notes=list(table.notes))
 
@@ -129,12 +137,26 @@ def ops_cell(params: Any) -> tuple[str, dict[str, Any]] | None:
             cell["day"] = date.fromisoformat(params.get(name))
         except ValueError:
             raise ApplicationError(f"{name}: a date is written YYYY-MM-DD.", field=name) from None
+    if params.get("cell_at"):
+        try:
+            at = parse_datetime(params.get("cell_at"))
+        except ValueError:
+            at = None
+        if at is None or timezone.is_naive(at):
+            message = "cell_at: a moment is written as an ISO 8601 date-time with its offset."
+            raise ApplicationError(message, field="cell_at")
+        cell["at"] = at
     for key in OPS_CELL_KEYS:
         name = f"cell_{key}"
         raw = params.get(name)
         if raw is None:
             continue
-        if raw == NONE:
+        if key == "week_start":
+            try:
+                cell[key] = date.fromisoformat(raw)
+            except ValueError:
+                raise ApplicationError(f"{name}: a date is written YYYY-MM-DD.", field=name) from None
+        elif raw == NONE:
             cell[key] = None
         elif key == "age_bucket" and raw not in BacklogAge.values:
             raise ApplicationError(f"{name}: one of {', '.join(BacklogAge.values)}.", field=name)
@@ -189,12 +211,26 @@ def classifier_summary_table(f: MetricFilter) -> Table:
             f, clf_category=row["category"], clf_backend=row["backend"], clf_model=row["model_version"], clf_cell="fp"
         )
 
-    return _table(
+    table = _table(
         "Precision, recall, FPR and F1 at the active thresholds (human final decisions)",
         rows,
         drill=drill,
-        notes=["Each row drills to its false positives at the threshold."],
+        notes=[
+            "Each row drills to its false positives at the threshold (fp). Precision, recall and AUPRC carry their "
+            f"95% interval; from fewer than {MIN_POSITIVES} positives or {MIN_ITEMS} items they are too few to judge."
+        ],
     )
+    table.columns = [_judged(c) for c in table.columns]
+    return table
+
+
+def _judged(column: Column) -> Column:
+    """Precision, recall and AUPRC shown with their intervals and the small-number rule; the bounds ride along."""
+    if column.key in ("precision", "recall", "auprc"):
+        return replace(column, interval=(f"{column.key}_low", f"{column.key}_high"), positives="positives", items="n")
+    if column.key.endswith(("_low", "_high")):
+        return replace(column, hidden=True)
+    return column
 
 
 def _curve_table(f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]]) -> Table:

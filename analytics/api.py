@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from analytics import panels
 from analytics.forms import metric_filter_from
-from analytics.tables import filter_params
+from analytics.tables import filter_params, json_value
 from ops_platform.core.api_auth import ApiKeyAuthentication
 from ops_platform.core.api_errors import error_responses
 from ops_platform.core.errors import ApplicationError
@@ -97,9 +97,16 @@ class MetricApi(_MetricsView):
         form, f = metric_filter_from(request.query_params)
         if f is None:
             return _error(400, "invalid", "The filter is invalid; see errors.", form.problems())
+        as_of = panel.as_of()
         try:
             table = panel.table(f)
         except ApplicationError as e:
             return _error(e.status_code, e.code, e.message, [{"field": e.field or "", "problem": e.message}])
-        body = {"metric": panel.name, "area": panel.area, "filter": filter_params(f), **table.as_json()}
+        body = {
+            "metric": panel.name,
+            "area": panel.area,
+            "filter": filter_params(f),
+            "as_of": json_value(as_of),
+            **table.as_json(),
+        }
         return Response(body)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from analytics import adapters, charts
 from analytics.alerts import alerts_open
 from analytics.charts import Chart
 from analytics.filters import MetricFilter
-from analytics.selectors import capacity, home
+from analytics.selectors import capacity, freshness, home
 from analytics.selectors import operations as ops
 from analytics.selectors.vendors import vendor_scorecard_table
 from analytics.tables import Table
@@ -45,6 +46,8 @@ class Panel:
     table: Callable[[MetricFilter], Table]
     chart: ChartBuilder | None = None
     description: str = ""
+    # When the rows the figures come from were last brought up to date (the page says "as of 14:02").
+    as_of: Callable[[], datetime | None] = freshness.operations_as_of
 
     def charts(self, table: Table) -> list[Chart]:
         if self.chart is None or not table.rows:
@@ -64,6 +67,7 @@ class Tile:
     value: Callable[[], str]
     url: Callable[[], str] | None = None
     hint: str = ""
+    as_of: Callable[[], datetime | None] = freshness.live_as_of
 
 
 _PANELS: dict[str, Panel] = {}
@@ -164,9 +168,11 @@ def _ops(
     area: str,
     selector: Callable[..., ops.Table],
     chart: ChartBuilder | None = None,
+    *,
+    as_of: Callable[[], datetime | None] = freshness.operations_as_of,
     **kwargs: str,
 ) -> None:
-    register(Panel(name, title, area, adapters.ops_panel(selector, **kwargs), chart=chart))
+    register(Panel(name, title, area, adapters.ops_panel(selector, **kwargs), chart=chart, as_of=as_of))
 
 
 register_tile(
@@ -191,7 +197,14 @@ _ops(
 )
 _ops("intake_by_policy", "Intake volume by final policy", OPS, ops.intake_volume, by="policy")
 _ops("automation_rate", "Automation rate", OPS, ops.automation_rate, _line("day", "automation_rate"))
-_ops("backlog", "Backlog by queue and age", OPS, ops.backlog, _stacked("queue", "items", "age_bucket"))
+_ops(
+    "backlog",
+    "Backlog by queue and age",
+    OPS,
+    ops.backlog,
+    _stacked("queue", "items", "age_bucket"),
+    as_of=freshness.live_as_of,
+)
 _ops(
     "turnaround_by_queue",
     "Turnaround, wait and handle time by queue",
@@ -231,6 +244,7 @@ register(
         CLF,
         adapters.classifier_summary_table,
         chart=_bar("category", "precision", color="backend"),
+        as_of=freshness.classifiers_as_of,
     )
 )
 register(
@@ -240,6 +254,7 @@ register(
         CLF,
         adapters.classifier_pr_table,
         chart=_drawn("precision", lambda t: charts.pr_curve(t)),
+        as_of=freshness.classifiers_as_of,
     )
 )
 
@@ -255,12 +270,18 @@ register(
         CLF,
         adapters.classifier_calibration_table,
         chart=_drawn("observed_rate", _calibration),
+        as_of=freshness.classifiers_as_of,
     )
 )
 register(
     Panel(
-        "classifier_drift", "Weekly drift", CLF, adapters.classifier_drift_table, chart=_line("week_start", "precision")
+        "classifier_drift",
+        "Weekly drift",
+        CLF,
+        adapters.classifier_drift_table,
+        chart=_line("week_start", "precision"),
+        as_of=freshness.classifiers_as_of,
     )
 )
 
-register(Panel("alerts", "Alerts opened in the period", "alerts", adapters.alerts_table))
+register(Panel("alerts", "Alerts opened in the period", "alerts", adapters.alerts_table, as_of=freshness.live_as_of))

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.filters import MetricFilter
+from ops_platform.core.figures import figure_text
 
 
 class Kind(StrEnum):
@@ -36,6 +37,13 @@ class Column:
     kind: Kind | str = Kind.TEXT
     # When the table has a drill function, cells of drill columns link to the items behind them.
     drill: bool = False
+    # A rate from counted observations: the row keys of its interval bounds and of the positives or items it rests
+    # on; the page shows "83.3% [71.0%, 91.2%]" or "too few to judge" (``ops_platform.core.figures``).
+    interval: tuple[str, str] | None = None
+    positives: str | None = None
+    items: str | None = None
+    # Carried in CSV and JSON, not a column of its own on the page (an interval bound shown beside its figure).
+    hidden: bool = False
 
 
 Row = dict[str, Any]
@@ -62,6 +70,10 @@ class Table:
 
     # --- HTML ------------------------------------------------------------------------------------------
 
+    @property
+    def shown_columns(self) -> list[Column]:
+        return [c for c in self.columns if not c.hidden]
+
     def html_rows(self) -> list[dict[str, Any]]:
         """Cells as display text plus an optional link, for ``analytics/_table.html`` (which escapes them)."""
         drill_columns = {c.key for c in self.columns if c.drill}
@@ -70,11 +82,11 @@ class Table:
             url = self.drill(row) if self.drill else None
             cells = [
                 {
-                    "text": display(row.get(c.key), c.kind),
+                    "text": cell_text(row, c),
                     "numeric": c.kind not in (Kind.TEXT, Kind.DATE, Kind.DATETIME),
                     "url": url if c.key in drill_columns else None,
                 }
-                for c in self.columns
+                for c in self.shown_columns
             ]
             out.append({"cells": cells, "url": url if url and not drill_columns else None})
         return out
@@ -123,6 +135,23 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def cell_text(row: Row, column: Column) -> str:
+    """A cell as the page shows it: a judged rate with its interval (or "too few to judge"), else ``display``."""
+    if column.interval is None and column.positives is None and column.items is None:
+        return display(row.get(column.key), column.kind)
+    value = json_value(row.get(column.key))
+    low, high = (json_value(row.get(k)) for k in column.interval) if column.interval else (None, None)
+    fmt = "{:.1%}" if column.kind == Kind.PERCENT else "{:.3f}"
+    return figure_text(
+        value,
+        low,
+        high,
+        positives=json_value(row.get(column.positives)) if column.positives else None,
+        items=json_value(row.get(column.items)) if column.items else None,
+        fmt=fmt,
+    )
+
+
 def display(value: Any, kind: Kind | str) -> str:
     value = json_value(value) if not isinstance(value, date | datetime) else value
     if value is None or value == "":
@@ -140,6 +169,16 @@ def display(value: Any, kind: Kind | str) -> str:
     if isinstance(value, date | datetime):
         return value.isoformat()
     return str(value)
+
+
+def as_of_text(at: datetime | None, *, now: datetime | None = None) -> str:
+    """How fresh a figure is, in the viewer's local time: "as of 14:02", with the date when not today."""
+    if at is None:
+        return "not computed yet"
+    local = timezone.localtime(at)
+    if local.date() == timezone.localtime(now or timezone.now()).date():
+        return f"as of {local:%H:%M}"
+    return f"as of {local:%Y-%m-%d %H:%M}"
 
 
 def duration_text(seconds: float) -> str:

@@ -13,7 +13,7 @@ from analytics.selectors.capacity import capacity_forecasts_warm
 
 @shared_task
 def rollups_refresh_task() -> int:
-    """Every 5 minutes: recompute the days touched by rows added since the last run; returns how many."""
+    """Every ANALYTICS_REFRESH_EVERY (a minute): recompute the days touched since the last run; returns how many."""
     return len(rollups.rollups_refresh())
 
 
@@ -25,13 +25,13 @@ def backlog_snapshot_task() -> int:
 
 @shared_task
 def classifier_rollups_refresh_task() -> int:
-    """Every 15 minutes: recompute the weeks of classifier figures touched since the last run."""
+    """CLASSIFIER_ROLLUPS_EVERY: recompute the weeks of classifier figures touched since the last run."""
     return len(rollups.classifier_rollups_refresh())
 
 
 @shared_task
 def alerts_evaluate_task() -> dict[str, list[int]]:
-    """Every 5 minutes: open, update or resolve alerts; returns the alert ids by outcome."""
+    """Every minute (ANALYTICS_REFRESH_EVERY): open, update or resolve alerts; returns the alert ids by outcome."""
     return dataclasses.asdict(alerts.alerts_evaluate())
 
 

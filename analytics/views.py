@@ -21,7 +21,7 @@ from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
 from analytics.selectors.items import ItemsSlice, classifier_items_listed, items_behind_listed, items_drill
-from analytics.tables import filter_params
+from analytics.tables import as_of_text, filter_params
 from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.permissions import permitted
@@ -61,6 +61,8 @@ def _rendered(panel: Panel, f: MetricFilter) -> dict[str, Any]:
         "url": f"{base}?{query}",
         "csv_url": f"{base}?{query}&format=csv",
         "json_url": f"{reverse('api-metric', args=[panel.name])}?{query}",
+        # Read before the figures: they are at least this fresh.
+        "as_of": as_of_text(panel.as_of()),
     }
     try:
         table = panel.table(f)
@@ -77,7 +79,10 @@ def _bad_filter(request: HttpRequest, form: MetricFilterForm, template: str, **e
 
 @_guard
 def home(request: HttpRequest) -> HttpResponse:
-    tiles = [{"tile": t, "value": t.value(), "url": t.url() if t.url else None} for t in panels.tiles_all()]
+    tiles = [
+        {"tile": t, "as_of": as_of_text(t.as_of()), "value": t.value(), "url": t.url() if t.url else None}
+        for t in panels.tiles_all()
+    ]
     areas = [
         {"slug": slug, "title": title, "panels": panels.panels_for(slug)} for slug, title in panels.areas_with_panels()
     ]
@@ -123,7 +128,9 @@ def items(request: HttpRequest) -> HttpResponse:
         return _bad_filter(request, form, "analytics/items.html")
     try:
         slice_ = ItemsSlice.from_params(request.GET)
-        queryset = _drilled(request, f) or items_drill(f, slice_)
+        # ``is None``, not ``or``: an empty drill-down is an answer (a figure of 0), not a reason to list everything.
+        drilled = _drilled(request, f)
+        queryset = drilled if drilled is not None else items_drill(f, slice_)
     except ApplicationError as e:
         context = _context(request, form=form, problem=e.message, problem_field=e.field)
         return render(request, "analytics/items.html", context, status=e.status_code)

@@ -300,6 +300,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The embedded mode has no beat: the web process runs the same schedule in a thread (ops_platform/core/periodic.py),
+# waking every PERIODIC_TICK_SECONDS to start the jobs that are due.
+PERIODIC_IN_PROCESS = env.bool("PERIODIC_IN_PROCESS", default=CELERY_TASK_ALWAYS_EAGER)
+PERIODIC_TICK_SECONDS = env.float("PERIODIC_TICK_SECONDS", default=10.0)
+# Dashboards read rollups: refreshing them (and evaluating alerts) every minute keeps every panel within a minute
+# of the raw rows. Classifier rollups recompute whole weeks, so outside the embedded mode they run less often.
+ANALYTICS_REFRESH_EVERY = timedelta(seconds=env.int("ANALYTICS_REFRESH_EVERY_SECONDS", default=60))
+CLASSIFIER_ROLLUPS_EVERY = timedelta(
+    seconds=env.int("CLASSIFIER_ROLLUPS_EVERY_SECONDS", default=60 if CELERY_TASK_ALWAYS_EAGER else 900)
+)
 # How often the sweepers look for un-triaged items and overdue webhook events (the fault drills shorten it).
 TRIAGE_SWEEP_EVERY = timedelta(seconds=env.int("TRIAGE_SWEEP_EVERY_SECONDS", default=60))
 WEBHOOK_SWEEP_EVERY = timedelta(seconds=env.int("WEBHOOK_SWEEP_EVERY_SECONDS", default=60))
@@ -342,15 +352,15 @@ CELERY_BEAT_SCHEDULE = {
     },
     "analytics-refresh-rollups": {
         "task": "analytics.tasks.rollups_refresh_task",
-        "schedule": timedelta(minutes=5),
+        "schedule": ANALYTICS_REFRESH_EVERY,
     },
     "analytics-refresh-classifier-rollups": {
         "task": "analytics.tasks.classifier_rollups_refresh_task",
-        "schedule": timedelta(minutes=15),
+        "schedule": CLASSIFIER_ROLLUPS_EVERY,
     },
     "analytics-evaluate-alerts": {
         "task": "analytics.tasks.alerts_evaluate_task",
-        "schedule": timedelta(minutes=5),
+        "schedule": ANALYTICS_REFRESH_EVERY,
     },
     "analytics-backlog-snapshot": {
         "task": "analytics.tasks.backlog_snapshot_task",

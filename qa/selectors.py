@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.figures import MIN_ITEMS
 from ops_platform.core.models import Policy, User, Vendor
 from qa.models import (
     MAX_SEVERITY,
@@ -55,7 +56,7 @@ from queues.models import Decision, Queue, ReviewItem
 from queues.selectors import ground_truth_latest
 
 DASHBOARD_RESAMPLES = 500
-MIN_UNITS_TO_JUDGE = 30  # fewer units than this: "too few to judge" instead of a figure
+MIN_UNITS_TO_JUDGE = MIN_ITEMS  # fewer units than this: "too few to judge" instead of a figure
 NONE_LABEL = "none"
 NO_VIOLATION = "no violation"  # a calibration rating's label when it found none
 

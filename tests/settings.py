@@ -55,3 +55,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # on the shared cache's table locks.
     _sqlite = Path(DATABASES["default"]["NAME"])  # noqa: F405
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(_sqlite.with_name(f"test_{_sqlite.name}"))  # noqa: F405
+# Tests run periodic jobs themselves; the browser test of live dashboards turns the in-process beat on.
+PERIODIC_IN_PROCESS = False

@@ -527,25 +527,31 @@ def rollups_rebuild(start: date, end: date) -> int:
     return len(days)
 
 
-def backlog_snapshot_take(*, now: datetime | None = None) -> int:
-    """Count open items per queue and age bucket now; returns the rows written."""
-    now = now or timezone.now()
-    rows = []
+def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[int, str, int, int]]:
+    """Open items per (queue, age bucket) at ``now``, with how many are due within the hour: (queue id, bucket,
+    items, due). The backlog panel and the snapshot both count this way; ``backlog_items`` + ``age_bucket_range``
+    at the same ``now`` list the items."""
+    out = []
     soon = now + timedelta(hours=1)
+    items = backlog_items() if queue_id is None else backlog_items().filter(queue_id=queue_id)
     for bucket, _ in BACKLOG_AGES:
         groups = (
-            backlog_items()
-            .filter(age_bucket_range(bucket, now))
+            items.filter(age_bucket_range(bucket, now))
             .values("queue_id")
             .annotate(n=Count("pk"), due=Count("pk", filter=Q(due_at__lte=soon)))
             .order_by()
         )
-        rows += [
-            OpsBacklogSnapshot(
-                taken_at=now, queue_id=g["queue_id"], age_bucket=bucket, count=g["n"], due_within_hour=g["due"]
-            )
-            for g in groups
-        ]
+        out += [(g["queue_id"], str(bucket), g["n"], g["due"]) for g in groups]
+    return out
+
+
+def backlog_snapshot_take(*, now: datetime | None = None) -> int:
+    """Count open items per queue and age bucket now (the backlog's history, for alerts); returns the rows written."""
+    now = now or timezone.now()
+    rows = [
+        OpsBacklogSnapshot(taken_at=now, queue_id=queue, age_bucket=bucket, count=n, due_within_hour=due)
+        for queue, bucket, n, due in backlog_counts(now=now)
+    ]
     OpsBacklogSnapshot.objects.bulk_create(rows)
     return len(rows)
 

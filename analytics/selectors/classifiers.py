@@ -47,6 +47,7 @@ from analytics.rollups import (
     week_start,
 )
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.figures import wilson_interval
 from ops_platform.core.models import ClassifierCategory, Policy
 from queues.models import ReviewItem
 from queues.selectors import ground_truth_latest
@@ -154,6 +155,27 @@ class BucketCounts:
             previous_recall = point.recall
         return ap
 
+    def average_precision_interval(
+        self, *, resamples: int = 200, seed: int = 0, confidence: float = 0.95
+    ) -> tuple[float | None, float | None]:
+        """A seeded percentile bootstrap of ``average_precision``: the (bucket, label) counts resampled as a
+        multinomial of the same total, the average precision recomputed for each draw."""
+        total = self.total
+        if self.positive.sum() <= 0 or total <= 0:
+            return None, None
+        cells = np.concatenate([self.positive, self.negative])
+        draws = np.random.default_rng(seed).multinomial(round(total), cells / cells.sum(), size=resamples)
+        pos, neg = draws[:, :BUCKETS][:, ::-1].astype(float), draws[:, BUCKETS:][:, ::-1].astype(float)
+        tps, fps = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(tps + fps > 0, tps / (tps + fps), 0.0)
+            ap = (pos * precision).sum(axis=1) / pos.sum(axis=1)
+        ap = ap[np.isfinite(ap)]
+        if not len(ap):
+            return None, None
+        tail = (1 - confidence) / 2 * 100
+        return float(np.percentile(ap, tail)), float(np.percentile(ap, 100 - tail))
+
     def threshold_for_precision(self, target: float) -> ThresholdMetrics | None:
         for point in reversed(self.pr_points()):  # lowest threshold first
             if point.precision >= target:
@@ -259,6 +281,17 @@ class ClassifierSummaryRow(Row):
     lift: float | None
     auprc: float | None
     n: int
+    # What the ratios are made of (the drill-down lists the tp and fp items) and their 95% intervals: Wilson for
+    # precision and recall, a bootstrap for AUPRC.
+    tp: float = 0.0
+    fp: float = 0.0
+    positives: float = 0.0
+    precision_low: float | None = None
+    precision_high: float | None = None
+    recall_low: float | None = None
+    recall_high: float | None = None
+    auprc_low: float | None = None
+    auprc_high: float | None = None
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -441,6 +474,9 @@ def classifier_summary(
     out = []
     for (backend_, version, category), counts in sorted(groups.items()):
         at = counts.at(active_threshold(category))
+        precision_ci = wilson_interval(at.tp, at.tp + at.fp)
+        recall_ci = wilson_interval(at.tp, at.tp + at.fn)
+        auprc_ci = counts.average_precision_interval()
         out.append(
             ClassifierSummaryRow(
                 backend=backend_,
@@ -455,6 +491,15 @@ def classifier_summary(
                 lift=at.lift,
                 auprc=counts.average_precision(),
                 n=at.n,
+                tp=at.tp,
+                fp=at.fp,
+                positives=at.tp + at.fn,
+                precision_low=precision_ci[0],
+                precision_high=precision_ci[1],
+                recall_low=recall_ci[0],
+                recall_high=recall_ci[1],
+                auprc_low=auprc_ci[0],
+                auprc_high=auprc_ci[1],
             )
         )
     return out

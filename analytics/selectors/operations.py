@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from django.db.models import Exists, F, Max, OuterRef, QuerySet, Sum
+from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from analytics.filters import MetricFilter, day_bounds
 from analytics.models import (
     OpsAppealDaily,
-    OpsBacklogSnapshot,
     OpsDecisionDaily,
     OpsIntakeDaily,
     OpsLatencyDaily,
@@ -31,6 +30,7 @@ from analytics.rollups import (
     VENDOR_OF_REVIEWER,
     age_bucket_range,
     auto_actioned_exists,
+    backlog_counts,
     backlog_items,
     deciding_decisions,
     escalated_exists,
@@ -58,6 +58,7 @@ class Table:
     metric: str = ""
     keys: tuple[str, ...] = ()  # the columns that identify a row's slice, passed to items_behind
     notes: tuple[str, ...] = field(default=())
+    drill_at: datetime | None = None  # a live count: the moment its drill-down lists the items at
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
@@ -163,15 +164,10 @@ def automation_rate(f: MetricFilter) -> Table:
 
 
 def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
-    """Open items per queue and age bucket at the latest snapshot (at or before ``at``); the period is ignored."""
-    snapshots = OpsBacklogSnapshot.objects.all()
-    if at is not None:
-        snapshots = snapshots.filter(taken_at__lte=at)
-    taken = snapshots.aggregate(m=Max("taken_at"))["m"]
-    rows = snapshots.filter(taken_at=taken) if taken else snapshots.none()
-    if f.queue_id is not None:
-        rows = rows.filter(queue_id=f.queue_id)
-    data = list(rows.values_list("queue_id", "age_bucket", "count", "due_within_hour"))
+    """Open items per queue and age bucket, counted live at ``at`` (default now) with the drill-down's own
+    definition (``backlog_counts``); each row drills to its items at that same moment. The period is ignored."""
+    at = at or timezone.now()
+    data = backlog_counts(now=at, queue_id=f.queue_id)
     labels = _labels("queue", [r[0] for r in data])
     order = {name: i for i, (name, _) in enumerate(BACKLOG_AGES)}
     data.sort(key=lambda r: (labels[r[0]], order[r[1]]))
@@ -181,7 +177,7 @@ def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
         rows=[(q, labels[q], b, n, due) for q, b, n, due in data],
         metric="backlog",
         keys=("queue_id", "age_bucket"),
-        notes=(f"Snapshot taken {taken:%Y-%m-%d %H:%M}" if taken else "No snapshot yet",),
+        drill_at=at,
     )
 
 
@@ -417,9 +413,18 @@ def _match(qs: QuerySet[Any], cell: dict[str, Any], f_value: int | None, name: s
     return qs
 
 
+def _cell_bounds(f: MetricFilter, cell: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The moments a cell covers: its day, its week within the period, or the whole period."""
+    if cell.get("day") is not None:
+        return day_bounds(cell["day"])
+    week = cell.get("week_start")
+    if week is not None:
+        return day_bounds(max(week, f.start))[0], day_bounds(min(week + timedelta(days=6), f.end))[1]
+    return f.start_at, f.end_at
+
+
 def _deciding_in(f: MetricFilter, cell: dict[str, Any], *, policy: str = "final_policy") -> QuerySet[Decision]:
-    day = cell.get("day")
-    start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
+    start, end = _cell_bounds(f, cell)
     qs = deciding_decisions().filter(decided_at__gte=start, decided_at__lt=end).annotate(final_policy=policy_in_force())
     qs = _match(qs, cell, f.queue_id, "queue_id", "queue_id")
     qs = _match(qs, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
@@ -449,8 +454,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
             )
         return items.filter(pk__in=decisions.values("item_id"))
     if metric in INTAKE_METRICS:
-        day = cell.get("day")
-        start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
+        start, end = _cell_bounds(f, cell)
         qs = intake_items().filter(received_at__gte=start, received_at__lt=end).annotate(final=policy_in_force("pk"))
         qs = _match(qs, cell, f.policy_id, "policy_id", "final")
         qs = qs.filter(**{k: cell[k] for k in ("source", "surface", "kind") if k in cell})
@@ -465,8 +469,7 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
         originals = _match(originals, cell, f.queue_id, "queue_id", "queue_id")
         originals = _match(originals, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
         originals = _match(originals, cell, f.policy_id, "policy_id", "policy_id")
-        day = cell.get("day")
-        start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
+        start, end = _cell_bounds(f, cell)
         appeals = ReviewItem.objects.filter(
             kind=ItemKind.APPEAL, is_golden=False, appeal_of__in=originals.values("item_id")
         )
@@ -486,12 +489,13 @@ def items_behind(metric: str, f: MetricFilter, **cell: Any) -> QuerySet[ReviewIt
             open_items = open_items.filter(age_bucket_range(cell["age_bucket"], cell.get("at") or timezone.now()))
         return open_items
     # reviewer_decisions
-    day = cell.get("day")
-    start, end = (f.start_at, f.end_at) if day is None else day_bounds(day)
+    start, end = _cell_bounds(f, cell)
     decisions = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end, item__is_golden=False).exclude(
         is_reversal=True
     )
     if cell.get("reviewer_id") is not None:
         decisions = decisions.filter(reviewer_id=cell["reviewer_id"])
     decisions = _match(decisions, cell, f.vendor_id, "vendor_id", VENDOR_OF_REVIEWER)
-    return items.filter(pk__in=decisions.values("item_id"))
+    # Throughput counts decisions, and a reviewer may decide one item twice (an interim review, a correction): one
+    # row per decision, each shown by its item, so the list is as long as the figure.
+    return items.filter(decisions__in=decisions)

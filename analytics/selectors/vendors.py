@@ -252,4 +252,5 @@ def vendor_scorecard_table(f: MetricFilter, *, targets: Mapping[str, float] | No
             m = card.measures[name]
             row += [m.value, m.target, m.status, m.delta]
         rows.append(tuple(row))
-    return Table("Vendor scorecards by week", tuple(columns), rows, "decided", ("vendor_id",))
+    # A row drills to the items its volume counts: the vendor's decided items of that week (within the period).
+    return Table("Vendor scorecards by week", tuple(columns), rows, "decided", ("vendor_id", "week_start"))

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import CASCADE, PROTECT, RESTRICT, Model, QuerySet
@@ -14,6 +15,7 @@ from django.http import HttpRequest
 from ops_platform.core.models import (
     ApiClient,
     ApiKey,
+    ApiScope,
     AuditLog,
     DecisionLabel,
     EnforcementAction,
@@ -26,7 +28,7 @@ from ops_platform.core.models import (
     WebhookDelivery,
     WebhookEvent,
 )
-from ops_platform.core.services import api_key_rotate, audit_record, webhook_secret_rotate
+from ops_platform.core.services import api_key_issue, api_key_rotate, audit_record, webhook_secret_rotate
 from ops_platform.core.webhooks import webhook_redeliver
 
 SECRET_FIELDS = {"password", "webhook_secret", "digest"}
@@ -206,12 +208,41 @@ class ApiKeyInline(admin.TabularInline):
         return False  # keys are made by api_client_create / api_key_rotate, which show the key once
 
 
+class ApiClientForm(forms.ModelForm):
+    # One checkbox per scope, with what it allows: nobody should have to type JSON to grant a permission.
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope.value, f"{scope.value}: {scope.label}") for scope in ApiScope],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    class Meta:
+        model = ApiClient
+        # Not the webhook secret: it is issued by its action and shown once, never edited.
+        fields = ["name", "source", "scopes", "callback_url", "rate_limit_per_minute", "vendor", "is_active"]
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(AuditedAdmin):
+    form = ApiClientForm
     list_display = ["name", "source", "scopes", "callback_url", "rate_limit_per_minute", "is_active"]
     inlines = [ApiKeyInline]
-    exclude = ["webhook_secret"]
     actions = ["rotate_api_key", "new_webhook_secret"]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:
+            return
+        # A client is made to be used: its first key (and its webhook secret, when it has a callback URL) are
+        # issued with it and shown here once; only digests are kept.
+        client = form.instance
+        _, raw = api_key_issue(actor=request.user, client=client)  # type: ignore[arg-type]
+        self.message_user(
+            request, f"{client.source}: API key {raw} (copy it now: it is shown only once)", messages.WARNING
+        )
+        if client.callback_url:
+            secret = webhook_secret_rotate(actor=request.user, client=client)  # type: ignore[arg-type]
+            self.message_user(request, f"{client.source}: webhook secret {secret} (shown only once)", messages.WARNING)
 
     @admin.action(
         description="Rotate API key (new key shown once here; old keys work 24 h more)", permissions=["change"]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_started
 from django.db.models.signals import post_migrate
 
 
@@ -12,7 +13,10 @@ class CoreConfig(AppConfig):
         # celery worker autodiscovers tasks modules (tests/drills/webhook_outage.py found them missing).
         from ops_platform.core import lookups, tasks  # noqa: F401  (``__any``; the webhook tasks)
         from ops_platform.core.db_statistics import statistics_after_migrate
+        from ops_platform.core.periodic import periodic_thread_start
         from ops_platform.core.roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)
         post_migrate.connect(statistics_after_migrate, sender=self)
+        # The embedded mode's beat starts with the first request a web process serves (a no-op elsewhere).
+        request_started.connect(periodic_thread_start, dispatch_uid="periodic-thread-start")

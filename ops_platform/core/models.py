@@ -425,3 +425,17 @@ class WebhookDelivery(models.Model):
     def __str__(self) -> str:
         outcome = self.status_code or self.error
         return f"{self.event.event_id} attempt {self.attempt}: {outcome}"
+
+
+class PeriodicJobRun(models.Model):
+    """When each job of the beat schedule last started in-process (``ops_platform.core.periodic``, the embedded
+    mode). A start is claimed by a conditional UPDATE of ``started_at``, so web processes and threads sharing one
+    database never run a job twice for one slot."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failed = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} started {self.started_at}"

@@ -127,6 +127,15 @@ def api_key_rotate(
 
 
 @transaction.atomic
+def api_key_issue(*, actor: User | str | None, client: ApiClient) -> tuple[ApiKey, str]:
+    """Give a client made without one (in the admin) its first key; the raw key is returned once, never stored."""
+    key, raw = ApiKey.generate(client)
+    key.save()
+    audit_record(actor=actor, action="api_key.issue", target=client, after={"key": str(key)})
+    return key, raw
+
+
+@transaction.atomic
 def api_key_revoke(*, actor: User | str | None, key: ApiKey, reason: str) -> None:
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])

@@ -73,6 +73,32 @@ def category_figures(
     )
 
 
+def auprc_interval(
+    y_true: Sequence[int] | np.ndarray,
+    y_score: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float | None, float | None]:
+    """A seeded percentile bootstrap interval of AUPRC over items (draws without a positive or a negative are
+    skipped); (None, None) when the labels hold only one class."""
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(y_score, dtype=float)
+    if y.sum() == 0 or y.sum() == len(y):
+        return None, None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(y), len(y))
+        if 0 < y[pick].sum() < len(pick):
+            values.append(float(average_precision_score(y[pick], s[pick])))
+    if not values:
+        return None, None
+    tail = (1 - confidence) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def f1_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float | None:
     """The score threshold with the best F1: the default operating point a new model ships with."""
     y = np.asarray(y_true, dtype=int)

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from ops_platform.core.models import ClassifierCategory, User
 from queues.selectors import ground_truth_latest
 from routing.scoring.local_model import MIN_CLASS_EXAMPLES, LocalClassifier, fit
-from routing.scoring.metrics import category_figures, f1_threshold
+from routing.scoring.metrics import auprc_interval, category_figures, f1_threshold
 from routing.scoring.models import LabeledExample, ModelVersion
 from routing.scoring.registry import classifier_load, model_active, model_register
 
@@ -199,11 +199,14 @@ def evaluate(model: LocalClassifier, data: Labeled) -> dict[str, dict[str, Any]]
         rows = [i for i, row in enumerate(data.labels) if category in row]
         y = [data.labels[i][category] for i in rows]
         result = category_figures(y, scores[rows], threshold=None)
+        low, high = auprc_interval(y, scores[rows])
         figures[category] = {
             "n": result.n,
             "positives": result.positives,
             "prevalence": round(result.prevalence, 4),
             "auprc": None if result.auprc is None else round(result.auprc, 4),
+            "auprc_low": None if low is None else round(low, 4),
+            "auprc_high": None if high is None else round(high, 4),
             "f1_threshold": f1_threshold(y, scores[rows]),
         }
     return figures

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.test import Client
 from django.utils import timezone
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -23,6 +24,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from analytics.adapters import classifier_summary_table
 from analytics.filters import MetricFilter
 from analytics.models import ClassifierRollup
 from analytics.rollups import (
@@ -586,3 +588,56 @@ def test_rebuilding_a_week_twice_writes_the_same_rows(world: World) -> None:
     assert ClassifierRollup.objects.filter(truth="decision", category="hate", model_version="v1").values_list(
         "n", flat=True
     )
+
+
+def _drilled(http: Client, url: str) -> int:
+    response = http.get(url)
+    assert response.status_code == 200, url
+    return response.context["page"].paginator.count
+
+
+def test_the_summary_figures_are_the_rows_its_drill_downs_list_and_few_positives_are_too_few(
+    world: World, qa_lead: User, ops_manager: User
+) -> None:
+    generate(world, n=240)
+    classifier_rollups_refresh()
+    # A late correction: QA finds an early hate decision was no violation, after the first refresh.
+    corrected = Decision.objects.filter(policy=world.hate).order_by("decided_at").first()
+    assert corrected is not None
+    decision_correct(
+        item=corrected.item,
+        actor=qa_lead,
+        is_violation=False,
+        policy=None,
+        action=None,
+        rationale="not hate",
+        at=corrected.decided_at + timedelta(hours=1),
+    )
+    classifier_rollups_refresh()
+    http = Client()
+    http.force_login(ops_manager, backend="django.contrib.auth.backends.ModelBackend")
+
+    table = classifier_summary_table(PERIOD)
+    assert table.drill is not None
+    for row in table.rows:
+        fp_url = str(table.drill(row))
+        fp, tp = _drilled(http, fp_url), _drilled(http, fp_url.replace("clf_cell=fp", "clf_cell=tp"))
+        assert (fp, tp) == (row["fp"], row["tp"]), row
+        if tp + fp:
+            assert row["precision"] == pytest.approx(tp / (tp + fp))
+            assert row["precision_low"] <= row["precision"] <= row["precision_high"]
+
+    page = http.get("/analytics/classifiers/", {"start": PERIOD.start, "end": PERIOD.end}).content.decode()
+    hate_v1 = next(r for r in table.rows if (r["category"], r["model_version"]) == ("hate", "v1"))
+    assert hate_v1["positives"] >= 20
+    assert f"{hate_v1['precision']:.1%} [{hate_v1['precision_low']:.1%}, {hate_v1['precision_high']:.1%}]" in page
+
+    # Most hate decisions turn out to be spam: five positives are left, and the page will not judge on them.
+    keep = list(Decision.objects.filter(policy=world.hate).values_list("pk", flat=True)[:5])
+    Decision.objects.filter(policy=world.hate).exclude(pk__in=keep).update(policy=world.spam)
+    classifier_rollups_rebuild(PERIOD.start, PERIOD.end)
+    rows = classifier_summary_table(PERIOD).rows
+    few = next(r for r in rows if (r["category"], r["model_version"]) == ("hate", "v1"))
+    assert few["positives"] < 20
+    page = http.get("/analytics/classifiers/", {"start": PERIOD.start, "end": PERIOD.end}).content.decode()
+    assert f"too few to judge ({few['positives']:,.0f} positives)" in page

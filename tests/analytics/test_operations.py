@@ -258,7 +258,9 @@ def test_backlog_snapshot_counts_open_items_by_queue_and_age(world: World) -> No
         counts = expected.setdefault((item["queue"], bucket), [0, 0])
         counts[0] += 1
         counts[1] += item["due_at"] <= now + timedelta(hours=1)
-    got = {(r["queue_id"], r["age_bucket"]): [r["items"], r["due_within_hour"]] for r in backlog(PERIOD).as_dicts()}
+    got = {
+        (r["queue_id"], r["age_bucket"]): [r["items"], r["due_within_hour"]] for r in backlog(PERIOD, at=now).as_dicts()
+    }
     # Items received after ``now`` are not open yet at ``now``; the snapshot counts them in the first bucket.
     late = [i for i in world.open_items if i["received_at"] > now]
     for item in late:

@@ -493,7 +493,7 @@ def test_every_panel_gives_the_figures_computed_over_raw_rows() -> None:
     assert chunk.frames["sample"]["state"].eq("closed").sum() > 50, "the world has closed QA samples to compare"
     assert chunk.frames["item"]["kind"].eq("appeal").sum() > 20, "the world has appeals to compare"
 
-    panels, expected = dw.panels(), expectations(now)
+    panels, expected = dw.panels(now=now), expectations(now)
     assert {p.name for p in panels} == set(expected), "every panel the bench times has a direct computation here"
     problems = []
     compared = 0

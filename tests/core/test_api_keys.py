@@ -177,3 +177,47 @@ def test_after_the_window_the_address_may_try_again(settings):
     time.sleep(1.1)
 
     assert _status_from("tsk_0123456789abcdef_x", "198.51.100.7").status_code == 401
+
+
+def test_the_admin_adds_a_client_with_scope_checkboxes_and_shows_its_key_once(admin_user):
+    from ops_platform.core.models import ApiClient
+
+    http = Client()
+    http.force_login(admin_user, backend="django.contrib.auth.backends.ModelBackend")
+    form = http.get(reverse("admin:core_apiclient_add"))
+    assert 'type="checkbox" name="scopes" value="items:write"' in form.content.decode()
+
+    response = http.post(
+        reverse("admin:core_apiclient_add"),
+        {
+            "name": "Svc",
+            "source": "svc",
+            "scopes": ["items:read", "metrics:read"],
+            "callback_url": "https://svc.example.org/hook",
+            "is_active": "on",
+            "keys-TOTAL_FORMS": "0",
+            "keys-INITIAL_FORMS": "0",
+        },
+        follow=True,
+    )
+
+    client = ApiClient.objects.get(source="svc")
+    assert client.scopes == ["items:read", "metrics:read"]
+    shown = " ".join(str(m) for m in response.context["messages"])
+    raw = re.search(r"tsk_\w{16}_[\w-]+", shown).group(0)  # type: ignore[union-attr]
+    assert _status_with(raw) == 404, "the key shown works"
+    assert raw.split("_", 2)[2] not in _stored_values()
+    assert client.webhook_secret
+    assert client.webhook_secret in shown
+    again = http.get(reverse("admin:core_apiclient_change", args=[client.pk])).content.decode()
+    assert raw not in again, "shown once, never again"
+    assert client.webhook_secret not in again
+    assert AuditLog.objects.filter(action="api_key.issue", actor=admin_user).count() == 1
+
+    refused = http.post(
+        reverse("admin:core_apiclient_add"),
+        {"name": "Bad", "source": "bad", "scopes": ["root"], "keys-TOTAL_FORMS": "0", "keys-INITIAL_FORMS": "0"},
+    )
+    assert refused.status_code == 200
+    assert "not one of the available choices" in refused.content.decode()
+    assert not ApiClient.objects.filter(source="bad").exists()
