@@ -80,6 +80,8 @@ from analytics.models.operations import BacklogAge
 from analytics.rollups import quality
 from analytics.rollups.histograms import buckets_of
 from ops_platform.core.models import ReviewerProfile
+from qa.models import QaScorecardDaily
+from qa.rollups import scorecard_rows
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, ReviewItem
 from queues.wellness import BREAK_GAP
 
@@ -458,8 +460,9 @@ def day_recompute(day: date) -> None:
         _appeal_rows(day),
         quality.qa_sample_rows(day),
         quality.golden_rows(day),
+        scorecard_rows(day),
     )
-    for model, rows in zip(ROLLUP_TABLES, fresh, strict=True):
+    for model, rows in zip((*ROLLUP_TABLES, QaScorecardDaily), fresh, strict=True):
         model.objects.filter(day=day).delete()  # type: ignore[attr-defined]
         model.objects.bulk_create(rows, batch_size=2_000)  # type: ignore[attr-defined]
 
@@ -537,12 +540,21 @@ def backlog_snapshot_take(*, now: datetime | None = None) -> int:
             backlog_items()
             .filter(age_bucket_range(bucket, now))
             .values("queue_id")
-            .annotate(n=Count("pk"), due=Count("pk", filter=Q(due_at__lte=soon)))
+            .annotate(
+                n=Count("pk"),
+                due=Count("pk", filter=Q(due_at__gt=now, due_at__lte=soon)),
+                overdue=Count("pk", filter=Q(due_at__lte=now)),
+            )
             .order_by()
         )
         rows += [
             OpsBacklogSnapshot(
-                taken_at=now, queue_id=g["queue_id"], age_bucket=bucket, count=g["n"], due_within_hour=g["due"]
+                taken_at=now,
+                queue_id=g["queue_id"],
+                age_bucket=bucket,
+                count=g["n"],
+                due_within_hour=g["due"],
+                overdue=g["overdue"],
             )
             for g in groups
         ]
