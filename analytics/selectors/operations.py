@@ -163,7 +163,9 @@ def automation_rate(f: MetricFilter) -> Table:
 
 
 def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
-    """Open items per queue and age bucket at the latest snapshot (at or before ``at``); the period is ignored."""
+    """Open items per queue and age bucket at the latest snapshot (at or before ``at``), with those already overdue
+    and those due within the hour (two separate counts: an overdue item is not "due within the hour"); the period
+    is ignored."""
     snapshots = OpsBacklogSnapshot.objects.all()
     if at is not None:
         snapshots = snapshots.filter(taken_at__lte=at)
@@ -171,14 +173,14 @@ def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
     rows = snapshots.filter(taken_at=taken) if taken else snapshots.none()
     if f.queue_id is not None:
         rows = rows.filter(queue_id=f.queue_id)
-    data = list(rows.values_list("queue_id", "age_bucket", "count", "due_within_hour"))
+    data = list(rows.values_list("queue_id", "age_bucket", "count", "overdue", "due_within_hour"))
     labels = _labels("queue", [r[0] for r in data])
     order = {name: i for i, (name, _) in enumerate(BACKLOG_AGES)}
     data.sort(key=lambda r: (labels[r[0]], order[r[1]]))
     return Table(
         title="Backlog by queue and age",
-        columns=("queue_id", "queue", "age_bucket", "items", "due_within_hour"),
-        rows=[(q, labels[q], b, n, due) for q, b, n, due in data],
+        columns=("queue_id", "queue", "age_bucket", "items", "overdue", "due_within_hour"),
+        rows=[(q, labels[q], b, n, overdue, due) for q, b, n, overdue, due in data],
         metric="backlog",
         keys=("queue_id", "age_bucket"),
         notes=(f"Snapshot taken {taken:%Y-%m-%d %H:%M}" if taken else "No snapshot yet",),

@@ -166,8 +166,12 @@ def naive_backlog(at: datetime) -> Figures:
     for name, upper in reversed(BACKLOG_AGES[:-1]):
         bucket[items["received_at"] > at - upper] = str(name)
     items["bucket"] = bucket
-    items["soon"] = items["due_at"].notna() & (items["due_at"] <= at + timedelta(hours=1))
-    return {(q, b): (len(g), int(g["soon"].sum())) for (q, b), g in items.groupby(["queue_id", "bucket"])}
+    items["over"] = items["due_at"].notna() & (items["due_at"] <= at)
+    items["soon"] = items["due_at"].notna() & (items["due_at"] > at) & (items["due_at"] <= at + timedelta(hours=1))
+    return {
+        (q, b): (len(g), int(g["over"].sum()), int(g["soon"].sum()))
+        for (q, b), g in items.groupby(["queue_id", "bucket"])
+    }
 
 
 def naive_appeals(f: MetricFilter) -> Figures:
@@ -398,7 +402,7 @@ def expectations(snapshot_at: datetime) -> dict[str, tuple[Any, Any, tuple[int, 
         ),
         "backlog by queue x age": (
             lambda f: naive_backlog(snapshot_at),
-            lambda t: by_key(t, ("queue_id", "age_bucket"), ("items", "due_within_hour")),
+            lambda t: by_key(t, ("queue_id", "age_bucket"), ("items", "overdue", "due_within_hour")),
             (),
         ),
         "escalation rate by queue": (
