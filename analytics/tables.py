@@ -29,6 +29,10 @@ class Kind(StrEnum):
     DATETIME = "datetime"
 
 
+# A red/amber/green status is shown in colour and in words, never colour alone.
+RAG_WORDS = {"green": "meets the target", "amber": "just misses the target", "red": "misses the target"}
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -73,6 +77,8 @@ class Table:
                     "text": display(row.get(c.key), c.kind),
                     "numeric": c.kind not in (Kind.TEXT, Kind.DATE, Kind.DATETIME),
                     "url": url if c.key in drill_columns else None,
+                    "rag": RAG_WORDS.get(str(row.get(c.key))) if c.key.endswith("_status") else None,
+                    "rag_status": str(row.get(c.key)),
                 }
                 for c in self.columns
             ]
