@@ -17,10 +17,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from analytics import adapters, panels
+from analytics.alerts import alerts_open
 from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
-from analytics.selectors.items import ItemsSlice, classifier_items_listed, items_behind_listed, items_drill
+from analytics.selectors import home as home_selectors
+from analytics.selectors.alerts import alert_reading
+from analytics.selectors.items import (
+    ItemsSlice,
+    classifier_items_listed,
+    item_opened,
+    items_behind_listed,
+    items_drill,
+)
 from analytics.tables import filter_params
 from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
@@ -81,7 +90,23 @@ def home(request: HttpRequest) -> HttpResponse:
     areas = [
         {"slug": slug, "title": title, "panels": panels.panels_for(slug)} for slug, title in panels.areas_with_panels()
     ]
-    return render(request, "analytics/home.html", _context(request, tiles=tiles, area_panels=areas))
+    opened = alerts_open().select_related("rule", "rule__queue")[:10]
+    open_alerts = [
+        {"alert": a, "reading": alert_reading(a.metric, a.value, a.baseline, a.rule.window, a.rule.baseline)}
+        for a in opened
+    ]
+    return render(
+        request,
+        "analytics/home.html",
+        _context(
+            request,
+            tiles=tiles,
+            area_panels=areas,
+            charts=[{"title": c.title, "svg": c.svg()} for c in home_selectors.day_charts()],
+            open_alerts=open_alerts,
+            backlog_due=home_selectors.backlog_due(),
+        ),
+    )
 
 
 @_guard
@@ -166,3 +191,14 @@ def _drilled(request: HttpRequest, f: MetricFilter) -> QuerySet[ReviewItem] | No
             e.field = adapters.CLASSIFIER_PARAMS.get(e.field or "", e.field)
             raise
     return None
+
+
+@_guard
+def item(request: HttpRequest, pk: int) -> HttpResponse:
+    """One item behind a number, read-only: what it is, where it went, who decided what (its text shown as the
+    review pages show attacker-controlled text: escaped, hidden characters made visible)."""
+    opened = item_opened(pk)
+    if opened is None:
+        raise Http404("No such item.")
+    it, decisions, events = opened
+    return render(request, "analytics/item.html", _context(request, item=it, decisions=decisions, events=events))
