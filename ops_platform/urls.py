@@ -26,7 +26,7 @@ api_reference_csp = csp_update({"style-src": [UNSAFE_INLINE]})
 # Redoc also runs its search in a worker made from a blob: URL, and its footer shows a logo from Redocly's CDN:
 # worker-src allows the one, img-src (only this page's own and data: images) keeps the other from loading.
 redoc_csp = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})
-redoc_images = csp_replace({"img-src": [SELF, "data:"]})
+redoc_images = csp_replace({"img-src": [SELF, "data:"]})  # should anything else try
 
 urlpatterns = [
     path("", core_views.home, name="home"),
@@ -66,4 +66,5 @@ urlpatterns = [
         ),
         name="api-redoc",
     ),
+    path("api/redoc/redoc.standalone.js", core_views.redoc_bundle, name="api-redoc-bundle"),
 ]
