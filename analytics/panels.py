@@ -271,3 +271,22 @@ register(
 )
 
 register(Panel("alerts", "Alerts opened in the period", "alerts", adapters.alerts_table))
+
+
+def charts_warm(days: int | None = None) -> int:
+    """Draw every panel's charts for the pages' default period, and the home's, into the cache (keyed by what they
+    are drawn from, as the pages look them up), so no one waits on a first drawing; the periodic rollup refresh
+    calls it after each refresh. Returns the charts drawn or found."""
+    from analytics.charts import svgs_cached
+    from analytics.forms import DEFAULT_DAYS
+    from ops_platform.core.errors import ApplicationError
+
+    f = MetricFilter.last_days(days or DEFAULT_DAYS)
+    drawn = 0
+    for panel in panels_all():
+        try:
+            table = panel.table(f)
+        except ApplicationError:
+            continue
+        drawn += len(svgs_cached([panel.name, table.as_json()], lambda p=panel, t=table: p.charts(t)))
+    return drawn + len(home.day_charts_drawn())

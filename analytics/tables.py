@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -175,4 +176,10 @@ def items_url(f: MetricFilter, **params: Any) -> str:
     if day is not None:
         query["start"] = query["end"] = day.isoformat() if isinstance(day, date) else str(day)
     query.update({k: str(v) for k, v in params.items() if v is not None})
-    return f"{reverse('analytics-items')}?{urlencode(query)}"
+    return f"{_items_path()}?{urlencode(query)}"
+
+
+@lru_cache(maxsize=1)
+def _items_path() -> str:
+    """The drill-down page's path, reversed once: a dashboard page links hundreds of cells to it."""
+    return reverse("analytics-items")

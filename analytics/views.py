@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 
 from analytics import adapters, panels
 from analytics.alerts import alerts_open
+from analytics.charts import svgs_cached
 from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
@@ -74,7 +75,7 @@ def _rendered(panel: Panel, f: MetricFilter) -> dict[str, Any]:
     try:
         table = panel.table(f)
         out["table"] = table
-        out["svgs"] = [chart.svg() for chart in panel.charts(table)]
+        out["svgs"] = svgs_cached([panel.name, table.as_json()], lambda: panel.charts(table))
     except ApplicationError as e:
         out["error"] = e.message
     return out
@@ -102,7 +103,7 @@ def home(request: HttpRequest) -> HttpResponse:
             request,
             tiles=tiles,
             area_panels=areas,
-            charts=[{"title": c.title, "svg": c.svg()} for c in home_selectors.day_charts()],
+            charts=home_selectors.day_charts_drawn(),
             open_alerts=open_alerts,
             backlog_due=home_selectors.backlog_due(),
         ),

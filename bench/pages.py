@@ -12,6 +12,7 @@ The reference in the same run is ``/healthz`` (the same stack, no work). Prints 
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -27,25 +28,26 @@ import psycopg
 from benchlib import RESULTS, Report, django_setup, machine_description, percentile
 from psycopg import sql
 
-from tests.support.processes import PYTHON, ROOT, app_env
+from tests.support.processes import PYTHON, ROOT, app_env, manage
 
 TARGET_MS = 300.0
 # Not pages: they sign out, only confirm a deletion (collecting every related row), or redirect elsewhere.
-SKIPPED = re.compile(r"(^|_)logout$|_delete$|^view_on_site$|^login$|^api-schema$|^healthz$")
+SKIPPED = re.compile(r"(^|[_:])(logout|login|view_on_site)$|_delete$|^(api-schema|healthz)$")
 
 
 def routes() -> Iterator[tuple[str, str]]:
-    """(url name, route) of every named pattern the resolver lists."""
+    """(url name with its namespace, route) of every named pattern the resolver lists."""
     from django.urls import URLResolver, get_resolver
 
-    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, str]]:
+    def walk(patterns: list[Any], prefix: str, space: str) -> Iterator[tuple[str, str]]:
         for p in patterns:
             if isinstance(p, URLResolver):
-                yield from walk(p.url_patterns, prefix + str(p.pattern))
+                inner = f"{space}{p.namespace}:" if p.namespace else space
+                yield from walk(p.url_patterns, prefix + str(p.pattern), inner)
             elif p.name:
-                yield p.name, prefix + str(p.pattern)
+                yield space + p.name, prefix + str(p.pattern)
 
-    yield from walk(get_resolver().url_patterns, "")
+    yield from walk(get_resolver().url_patterns, "", "")
 
 
 def last(model: Any, **where: Any) -> Any:
@@ -76,6 +78,7 @@ def arguments() -> dict[str, list[dict[str, Any]]]:
         "rules-backtest": {"pk": last(Backtest)},
         "review-item": {"pk": waiting},
         "api-item-detail": {"pk": waiting},
+        "analytics-item": {"pk": waiting},
         "review-bulk": {"slug": queue},
         "qa-plan-edit": {"pk": last(SamplingPlan)},
         "qa-calibration-session": {"pk": last(CalibrationSession)},
@@ -89,13 +92,14 @@ def arguments() -> dict[str, list[dict[str, Any]]]:
     many["analytics-area"] = [{"area": a} for a in AREAS]
     many["analytics-panel"] = [{"area": p.area, "name": p.name} for p in panels_all()]
     many["api-metric"] = [{"name": p.name} for p in panels_all()]
-    many["auth_user_password_change"] = [{"id": last(get_user_model())}]
-    many["app_list"] = [{"app_label": label} for label in sorted({m._meta.app_label for m in admin.site._registry})]
+    many["admin:auth_user_password_change"] = [{"id": last(get_user_model())}]
+    labels = sorted({m._meta.app_label for m in admin.site._registry})
+    many["admin:app_list"] = [{"app_label": label} for label in labels]
     for model in admin.site._registry:
         pk = last(model)
         for view in ("change", "history"):
             if pk is not None:
-                many[f"{model._meta.app_label}_{model._meta.model_name}_{view}"] = [{"object_id": pk}]
+                many[f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}"] = [{"object_id": pk}]
     return many
 
 
@@ -138,6 +142,7 @@ def time_pages(repeat: int) -> tuple[dict[str, list[float]], dict[str, dict[str,
     reference's milliseconds, and what was left out."""
     from django.test import Client
 
+    logging.disable(logging.WARNING)  # refusals (403, 405) are expected answers here, not news
     todo, left = pages()
     people = personas()
     times: dict[str, list[float]] = defaultdict(list)
@@ -167,7 +172,8 @@ def time_pages(repeat: int) -> tuple[dict[str, list[float]], dict[str, dict[str,
 
 def demo_database(path: Path, fresh: bool) -> dict[str, str]:
     """The embedded demo's environment on ``path`` (migrated and seeded by ``demo_seed`` when new)."""
-    env = app_env(f"sqlite:///{path}", OPS_DEMO="1", LOG_LEVEL="WARNING", CELERY_BROKER_URL="")
+    # As `make demo` runs it: OPS_DEMO=1 and so DEBUG on (static files from the finders, no manifest).
+    env = app_env(f"sqlite:///{path}", OPS_DEMO="1", DEBUG="1", LOG_LEVEL="WARNING", CELERY_BROKER_URL="")
     if fresh or not path.exists():
         path.unlink(missing_ok=True)
         t0 = time.perf_counter()
@@ -264,6 +270,7 @@ def main() -> int:
                 f"COPY {sum(seeded.rows.values()):,} rows in {seeded.seconds:,.0f} s, "
                 f"waiting items {extra:,.0f} s, rollups {time.perf_counter() - t0:,.0f} s",
             )
+        manage(db.env, "collectstatic", "--noinput")  # production settings: the manifest the templates need
         r.add("machine", machine_description(db.conninfo))
         r.add(
             "world",

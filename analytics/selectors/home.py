@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
-from analytics.charts import Chart, line, stacked_bar
+from analytics.charts import Chart, line, stacked_bar, svgs_cached
 from analytics.filters import MetricFilter
 from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily
 from analytics.rollups import BACKLOG_AGES
@@ -97,10 +98,22 @@ def _day_table(title: str, columns: list[Column], rows: list[Row]) -> Table:
     return Table(title=title, columns=columns, rows=rows)
 
 
+def day_charts_drawn(today: date | None = None) -> list[dict[str, str]]:
+    """The home's charts as titled SVGs, drawn once per distinct data (``svgs_cached``): a repeated page builds
+    no chart spec."""
+    parts = _day_parts(today)
+    svgs = svgs_cached([[t.title, t.rows] for t, _ in parts], lambda: [draw(t) for t, draw in parts])
+    return [{"title": t.title, "svg": svg} for (t, _), svg in zip(parts, svgs, strict=True)]
+
+
 def day_charts(today: date | None = None) -> list[Chart]:
-    """The home's charts over the last 14 days, from the rollups (the same as their panels): items received per
-    day (closed by a rule or sent to people), SLA attainment of the items decided each day, the automation rate,
-    and the backlog by age at the latest snapshot (overdue apart)."""
+    return [draw(t) for t, draw in _day_parts(today)]
+
+
+def _day_parts(today: date | None = None) -> list[tuple[Table, Callable[[Table], Chart]]]:
+    """The home's charts over the last 14 days, from the rollups (the same as their panels), each as its table
+    and how it is drawn: items received per day (closed by a rule or sent to people), SLA attainment of the items
+    decided each day, the automation rate, and the backlog by age at the latest snapshot (overdue apart)."""
     from analytics.selectors import operations as ops
 
     f = MetricFilter.last_days(DAY_CHART_DAYS, today=today)
@@ -111,10 +124,13 @@ def day_charts(today: date | None = None) -> list[Chart]:
         for how, key in (("closed by a rule", "auto_actioned"), ("sent to reviewers", "routed_to_review"))
     ]
     day, items, how = Column("day", "Day", Kind.DATE), Column("items", "Items", Kind.INT), Column("how", "How")
-    out = []
+    out: list[tuple[Table, Callable[[Table], Chart]]] = []
     if days:
         out.append(
-            stacked_bar(_day_table("Items received per day", [day, items, how], days), x="day", y="items", color="how")
+            (
+                _day_table("Items received per day", [day, items, how], days),
+                lambda t: stacked_bar(t, x="day", y="items", color="how"),
+            )
         )
     sla = (
         OpsDecisionDaily.objects.filter(day__gte=f.start, day__lte=f.end)
@@ -126,10 +142,9 @@ def day_charts(today: date | None = None) -> list[Chart]:
     sla_rows = [{"day": g["day"], "sla_attainment": g["within"] / g["counted"]} for g in sla if g["counted"]]
     if sla_rows:
         out.append(
-            line(
+            (
                 _day_table("SLA attainment of the items decided each day", [day, attainment], sla_rows),
-                x="day",
-                y="sla_attainment",
+                lambda t: line(t, x="day", y="sla_attainment"),
             )
         )
     rate = Column("automation_rate", "Closed by a rule", Kind.PERCENT)
@@ -138,10 +153,9 @@ def day_charts(today: date | None = None) -> list[Chart]:
     ]
     if auto_rows:
         out.append(
-            line(
+            (
                 _day_table("Automation rate: share of the day's intake closed by a rule", [day, rate], auto_rows),
-                x="day",
-                y="automation_rate",
+                lambda t: line(t, x="day", y="automation_rate"),
             )
         )
     backlog = ops.backlog(f).as_dicts()
@@ -159,11 +173,9 @@ def day_charts(today: date | None = None) -> list[Chart]:
     if age_rows:
         age, due = Column("age_bucket", "Age since received"), Column("due", "SLA")
         out.append(
-            stacked_bar(
+            (
                 _day_table("Waiting now, by age (overdue apart)", [age, items, due], age_rows),
-                x="age_bucket",
-                y="items",
-                color="due",
+                lambda t: stacked_bar(t, x="age_bucket", y="items", color="due"),
             )
         )
     return out

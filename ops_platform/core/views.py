@@ -7,7 +7,7 @@ from functools import lru_cache
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
 from django.db import InterfaceError, OperationalError, connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.views import defaults
@@ -30,6 +30,12 @@ def _redoc_bundle() -> bytes:
         raise Http404("The Redoc bundle is not installed.")
     with open(path, "rb") as bundle:
         return bundle.read().replace(REDOC_CDN_LOGO.encode(), static("core/favicon.svg").encode())
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico where a page names no icon (the API reference pages): the app's icon."""
+    return HttpResponsePermanentRedirect(static("core/favicon.svg"))
 
 
 @require_GET
