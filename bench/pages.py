@@ -12,13 +12,15 @@ The reference in the same run is ``/healthz`` (the same stack, no work). Prints 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,13 +140,19 @@ def personas() -> dict[str, Any]:
 
 
 def time_pages(repeat: int) -> tuple[dict[str, list[float]], dict[str, dict[str, int]], list[float], list[str]]:
-    """Milliseconds per page over every persona and run (answers under 400 only), the statuses each gave, the
-    reference's milliseconds, and what was left out."""
+    """Milliseconds per page over every persona and run (pages shown, 2xx, only; the first run of each is cold),
+    the statuses each gave, the reference's milliseconds, and what was left out. The dashboards' default charts
+    are drawn first, as the periodic rollup refresh draws them in a running deployment."""
     from django.test import Client
 
     logging.disable(logging.WARNING)  # refusals (403, 405) are expected answers here, not news
     todo, left = pages()
     people = personas()
+    from analytics.panels import charts_warm
+
+    t0 = time.perf_counter()
+    drawn = charts_warm()  # what the periodic rollup refresh does after each refresh
+    print(f"charts drawn ahead as the periodic job does: {drawn} in {time.perf_counter() - t0:,.1f} s", flush=True)
     times: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     reference: list[float] = []
@@ -161,7 +169,7 @@ def time_pages(repeat: int) -> tuple[dict[str, list[float]], dict[str, dict[str,
                     b"".join(response.streaming_content)
                     ms = (time.perf_counter() - t0) * 1000
                 statuses[path][role] = response.status_code
-                if response.status_code < 400:
+                if response.status_code < 300:  # a page shown; refusals and redirects (to sign in) are not
                     times[f"{path} ({name})"].append(ms)
             t0 = time.perf_counter()
             client.get("/healthz", secure=True)
@@ -181,6 +189,37 @@ def demo_database(path: Path, fresh: bool) -> dict[str, str]:
             subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
         print(f"demo seeded in {time.perf_counter() - t0:,.0f} s", flush=True)
     return env
+
+
+@contextmanager
+def model_defaults(conninfo: str, models: Iterable[Any]) -> Iterator[None]:
+    """Every column with a Django default gets it in the database while the block runs: the seeding COPYs only
+    the columns the world generator knows, and a column added since (``Decision.is_reversal``) must not be NULL."""
+    from django.db import connection
+    from django.db.models import NOT_PROVIDED, JSONField
+
+    set_, drop = [], []
+    for model in models:
+        for f in model._meta.concrete_fields:
+            if f.has_default() and not f.primary_key and f.db_default is NOT_PROVIDED:
+                if isinstance(f, JSONField):
+                    value = json.dumps(f.get_default())
+                else:
+                    value = f.get_db_prep_save(f.get_default(), connection)
+                ident = sql.SQL("ALTER TABLE {} ALTER COLUMN {} ").format(
+                    sql.Identifier(model._meta.db_table), sql.Identifier(f.column)
+                )
+                set_.append(ident + sql.SQL("SET DEFAULT {}").format(sql.Literal(value)))
+                drop.append(ident + sql.SQL("DROP DEFAULT"))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for statement in set_:
+            conn.execute(statement)
+    try:
+        yield
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            for statement in drop:
+                conn.execute(statement)
 
 
 def waiting_add(conninfo: str, n: int, now: datetime) -> float:
@@ -260,7 +299,8 @@ def main() -> int:
             world = dw.world_create()
             now = datetime.now(UTC).replace(second=0, microsecond=0)
             print(f"seeding {args.decisions:,} decided items by COPY …", flush=True)
-            seeded = dashboard.seed(db.conninfo, world, args.decisions, now)
+            with model_defaults(db.conninfo, dw.models()):
+                seeded = dashboard.seed(db.conninfo, world, args.decisions, now)
             extra = waiting_add(db.conninfo, args.waiting, now)
             print(f"seeded in {seeded.seconds:,.0f} s (+{extra:,.0f} s waiting items); building rollups …", flush=True)
             t0 = time.perf_counter()
@@ -293,11 +333,13 @@ def finish(r: Report, args: Any) -> int:
         "",
         *[f"1. {page}: {p95:,.0f} ms (p50 {p50:,.0f})" for p95, p50, _, page in rows[:10]],
     ]
-    refused = sorted(p for p, s in statuses.items() if all(code >= 400 for code in s.values()))
+    refused = sorted(p for p, s in statuses.items() if all(code >= 300 for code in s.values()))
     r.after += ["\n".join(table) + "\n", "\n".join(slow) + "\n"]
     r.after.append(
         "### Not timed\n\n"
-        + "\n".join(f"- {x}" for x in [*left, *(f"{p}: ≥400 for every persona {dict(statuses[p])}" for p in refused)])
+        + "\n".join(
+            f"- {x}" for x in [*left, *(f"{p}: no persona shown the page {dict(statuses[p])}" for p in refused)]
+        )
         + "\n"
     )
     return r.finish(RESULTS / f"pages-{args.mode}.md", write=not args.no_write, ok=bool(rows), failure="no page timed")

@@ -22,6 +22,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.localday import day_end, today_start
 from ops_platform.core.models import Policy, User, Vendor
 from qa.models import (
     MAX_SEVERITY,
@@ -179,12 +180,15 @@ LABEL_FIELDS = ("original_violation", "original_policy_id", "review_violation", 
 def scorecard_stats(
     by: Literal["reviewer", "vendor"], f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES
 ) -> dict[int, SliceStats]:
-    """The figures of every reviewer (or vendor) in the filter's scope, read from the scorecard rollup (samples)
-    and one grouped query of golden results: the figures ``slice_stats`` gives each from raw rows. The period is
-    in whole local days (the filter's start and end are local midnights, as the form gives them)."""
+    """The figures of every reviewer (or vendor) in the filter's scope, read from the scorecard rollup for the
+    days before today and from today's closed samples (grouped alike in the database), and one grouped query of
+    golden results: the figures ``slice_stats`` gives each from raw rows. The period is in whole local days (the
+    filter's start and end are local midnights, as the form gives them)."""
     key = f"{by}_id"
+    today = timezone.localdate()
     rows = QaScorecardDaily.objects.filter(
-        group_filter(reviewer_id=f.reviewer_id, vendor_id=f.vendor_id, queue_id=f.queue_id, policy_id=f.policy_id)
+        group_filter(reviewer_id=f.reviewer_id, vendor_id=f.vendor_id, queue_id=f.queue_id, policy_id=f.policy_id),
+        day__lt=today,  # today is read live below: a sample closed a minute ago counts at once
     ).exclude(**{key: None})
     if f.start:
         rows = rows.filter(day__gte=timezone.localdate(f.start))
@@ -196,6 +200,11 @@ def scorecard_stats(
     )
     for g in summed.order_by():
         groups.setdefault(g[key], []).append(g)
+    start, end = max(f.start or today_start(), today_start()), min(f.end or day_end(today), day_end(today))
+    if start < end:
+        for g in sample_groups(samples_closed(QaFilter(**{**f.__dict__, "start": start, "end": end}))):
+            if g[key] is not None:
+                groups.setdefault(g[key], []).append(g)
     golden_key = "reviewer" if by == "reviewer" else "vendor"
     golden = {
         g[golden_key]: (g["n"], g["right"])

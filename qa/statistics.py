@@ -457,7 +457,8 @@ def pair_agreement(
     resamples of the table (resampling units with replacement is exactly that), vectorised, so it costs the same
     for 40 units as for 400,000."""
     _check_confidence(confidence)
-    labels = list(dict.fromkeys(label for pair in pairs for label in pair))
+    # Labels in a fixed order: the same table, however it was summed, draws the same resamples.
+    labels = sorted({label for pair in pairs for label in pair}, key=repr)
     index = {label: i for i, label in enumerate(labels)}
     k = len(labels)
     cells = np.zeros(k * k, dtype=np.float64)
