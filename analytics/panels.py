@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from analytics import adapters, charts
 from analytics.alerts import alerts_open
@@ -288,5 +289,5 @@ def charts_warm(days: int | None = None) -> int:
             table = panel.table(f)
         except ApplicationError:
             continue
-        drawn += len(svgs_cached([panel.name, table.as_json()], lambda p=panel, t=table: p.charts(t)))
+        drawn += len(svgs_cached([panel.name, table.as_json()], partial(panel.charts, table)))
     return drawn + len(home.day_charts_drawn())
