@@ -291,7 +291,8 @@ def main() -> int:
 
     from tests.support import dashboard_world as dw
 
-    with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING") as db:
+    hosts = "127.0.0.1,localhost"  # production settings allow no host unless told
+    with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING", ALLOWED_HOSTS=hosts) as db:
         django_setup(db.env)
         from queues.models import Decision, ReviewItem
 
