@@ -139,7 +139,9 @@ def personas() -> dict[str, Any]:
     return found
 
 
-def time_pages(repeat: int) -> tuple[dict[str, list[float]], dict[str, dict[str, int]], list[float], list[str]]:
+def time_pages(
+    repeat: int, only: list[str]
+) -> tuple[dict[str, list[float]], dict[str, dict[str, int]], list[float], list[str]]:
     """Milliseconds per page over every persona and run (pages shown, 2xx, only; the first run of each is cold),
     the statuses each gave, the reference's milliseconds, and what was left out. The dashboards' default charts
     are drawn first, as the periodic rollup refresh draws them in a running deployment."""
@@ -147,6 +149,7 @@ def time_pages(repeat: int) -> tuple[dict[str, list[float]], dict[str, dict[str,
 
     logging.disable(logging.WARNING)  # refusals (403, 405) are expected answers here, not news
     todo, left = pages()
+    todo = [(name, path) for name, path in todo if not only or any(text in path for text in only)]
     people = personas()
     from analytics.panels import charts_warm
 
@@ -272,6 +275,7 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=10_000_000, help="postgres: decided items to seed")
     parser.add_argument("--waiting", type=int, default=1_000_000, help="postgres: extra waiting items")
     parser.add_argument("--reuse", action="store_true", help="postgres: time a database an earlier --keep run kept")
+    parser.add_argument("--only", nargs="*", default=[], metavar="TEXT", help="time only pages whose path has TEXT")
     args = parser.parse_args()
     r = Report(f"Page benchmark ({args.mode}): every page as every persona, server time")
     r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
@@ -322,7 +326,7 @@ def main() -> int:
 
 
 def finish(r: Report, args: Any) -> int:
-    times, statuses, reference, left = time_pages(args.repeat)
+    times, statuses, reference, left = time_pages(args.repeat, args.only)
     rows = sorted(((percentile(v, 0.95), percentile(v, 0.5), len(v), page) for page, v in times.items()), reverse=True)
     r.add("reference: /healthz", f"p50 {percentile(reference, 0.5):,.1f} ms, p95 {percentile(reference, 0.95):,.1f} ms")
     over = [page for p95, _, _, page in rows if p95 > TARGET_MS]

@@ -487,7 +487,10 @@ def pair_agreement(
     if n_resamples == 0:
         intervals = [(math.nan, math.nan)] * 3
     else:
-        draws = np.random.default_rng(seed).multinomial(total, cells / total, size=n_resamples).astype(np.float64)
+        # Only the table's non-empty cells can be drawn: the multinomial runs over those (its cost is per cell).
+        filled = np.flatnonzero(cells)
+        draws = np.zeros((n_resamples, k * k), dtype=np.float64)
+        draws[:, filled] = np.random.default_rng(seed).multinomial(total, cells[filled] / total, size=n_resamples)
         tail = (1 - confidence) / 2 * 100
         intervals = [(float(np.percentile(f, tail)), float(np.percentile(f, 100 - tail))) for f in figures(draws)]
     degenerate = np.count_nonzero(cells.reshape(k, k).sum(axis=0) + cells.reshape(k, k).sum(axis=1)) == 1
