@@ -130,11 +130,16 @@ def slice_stats(f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES) -> Slice
 
 
 def stats_of(
-    groups: Iterable[Mapping[str, Any]], golden: int, golden_right: int, *, n_resamples: int = DASHBOARD_RESAMPLES
+    groups: Iterable[Mapping[str, Any]],
+    golden: int,
+    golden_right: int,
+    *,
+    n_resamples: int = DASHBOARD_RESAMPLES,
+    slugs: Mapping[int, str] | None = None,
 ) -> SliceStats:
     """A slice's figures from its sample groups (``qa.rollups.sample_groups``, or rollup rows summed alike) and
     its golden counts: the one definition behind every QA figure."""
-    slugs = _policy_slugs()
+    slugs = _policy_slugs() if slugs is None else slugs
     pairs: Counter[tuple[str, str]] = Counter()
     errors: Counter[str] = Counter()
     samples = adjudicated = adjudicated_right = 0
@@ -214,8 +219,9 @@ def scorecard_stats(
         .annotate(n=Count("pk"), right=Count("pk", filter=Q(correct=True)))
         .order_by()
     }
+    slugs = _policy_slugs()  # once for every row
     return {
-        pk: stats_of(groups.get(pk, []), *golden.get(pk, (0, 0)), n_resamples=n_resamples)
+        pk: stats_of(groups.get(pk, []), *golden.get(pk, (0, 0)), n_resamples=n_resamples, slugs=slugs)
         for pk in groups.keys() | golden.keys()
     }
 
