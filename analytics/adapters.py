@@ -20,12 +20,15 @@ from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
 from analytics.models.operations import BacklogAge
 from analytics.selectors import classifiers as clf
+from analytics.selectors.alerts import alert_reading
 from analytics.selectors.operations import Table as OpsTable
 from analytics.tables import Column, Kind, Table
 from analytics.tables import items_url as _items_url
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.figures import MIN_ITEMS, MIN_POSITIVES
+from ops_platform.core.models import Policy
 from ops_platform.core.params import MAX_INT, id_parse, param_int
+from ops_platform.core.templatetags.units import slice_words
 
 # Cell keys the operations drill-down understands, and which of them are ids.
 OPS_CELL_KEYS = (
@@ -47,6 +50,10 @@ PRIORITY_KEYS = ("priority", "priority_id")  # tables split by priority name the
 
 
 def kind_of(column: str) -> Kind:
+    # A measure's target and week-on-week change are in the measure's own unit (issue 19: 0.90 vs 94.6%).
+    for suffix in ("_target", "_delta"):
+        if column.endswith(suffix):
+            return kind_of(column.removesuffix(suffix))
     if column in ("day", "week_start", "week"):
         return Kind.DATE if column != "week" else Kind.TEXT
     if column.endswith(("_rate", "_attainment", "occupancy", "_share")) or column in (
@@ -87,7 +94,52 @@ def inferred(column: str, rows: list[dict[str, Any]]) -> Kind:
     return Kind.TEXT
 
 
+# Column headers in words (issue 19: "Sla counted", "Aht seconds"); a column not named here reads as its key.
+LABELS = {
+    "age_bucket": "Age since received",
+    "aht_seconds": "Average handle time",
+    "appeal_rate": "Appeal rate",
+    "automation_rate": "Automation rate",
+    "auto_actioned": "Closed by a rule",
+    "backtest_mape": "Backtest error (MAPE)",
+    "baseline_mape": "Seasonal-naive error (MAPE)",
+    "cost_per_correct_decision": "Cost per correct decision",
+    "cost_per_decision": "Cost per decision",
+    "decisions_per_productive_hour": "Decisions per productive hour",
+    "decided": "Decided",
+    "due_within_hour": "Due within the hour (not yet overdue)",
+    "overdue": "Overdue (past the SLA due time)",
+    "escalation_rate": "Escalation rate",
+    "golden_accuracy": "Golden-set accuracy",
+    "handled": "Decisions with a handle time",
+    "items": "Items",
+    "occupancy": "Occupancy",
+    "overturn_rate": "Overturn rate",
+    "peak_required": "Peak reviewers required",
+    "productive_seconds": "Productive time",
+    "quality_score": "Quality score",
+    "sla_attainment": "SLA attainment",
+    "sla_counted": "Decisions with an SLA",
+    "within_sla": "Decided within the SLA",
+    "turnaround_p90_seconds": "Turnaround, 90th percentile",
+    "volume_per_day": "Volume per day",
+    "week_start": "Week of",
+}
+SUFFIX_WORDS = {"_p50": ", median", "_p90": ", 90th percentile", "_p95": ", 95th percentile", "_seconds": ""}
+
+
+MEASURE_SUFFIXES = {"_target": ": target", "_status": ": status", "_delta": ": change on the week before"}
+
+
 def _label(column: str) -> str:
+    if column in LABELS:
+        return LABELS[column]
+    for suffix, words in MEASURE_SUFFIXES.items():
+        if column.endswith(suffix):
+            return _label(column.removesuffix(suffix)) + words
+    for suffix, words in SUFFIX_WORDS.items():
+        if column.endswith(suffix):
+            return column.removesuffix(suffix).replace("_", " ").capitalize() + words
     return column.replace("_", " ").capitalize()
 
 
@@ -243,11 +295,29 @@ def _curve_table(f: MetricFilter, title: str, build: Callable[[str, str, str], l
 
 
 def classifier_pr_table(f: MetricFilter) -> Table:
-    def build(backend: str, version: str, category: str) -> list[dict[str, Any]]:
+    """The precision-recall curve of every category the main model scores (one line each: the chart's legend picks
+    them apart), or of the filter's policy's categories when a policy is chosen: the curve's category picker."""
+    model = _main_model(f)
+    if model is None:
+        return _table("Precision-recall curve", [])
+    backend, version, _ = model
+    categories = sorted(
+        {str(r.as_row()["category"]) for r in clf.classifier_summary(f) if str(r.as_row()["backend"]) == backend}
+    )
+    if f.policy_id is not None:
+        wanted = set(
+            Policy.objects.filter(pk=f.policy_id).values_list("classifier_categories", flat=True).first() or []
+        )
+        categories = [c for c in categories if c in wanted] or categories
+    rows = []
+    for category in categories:
         curve = clf.classifier_pr_curve(f, category=category, backend=backend, model_version=version)
-        return [{**p.as_row(), "auprc": curve.auprc} for p in curve.points]
-
-    return _curve_table(f, "Precision-recall curve", build)
+        rows += [{"category": category, **p.as_row(), "auprc": curve.auprc} for p in curve.points]
+    return _table(
+        f"Precision-recall curve: {backend} {version}",
+        rows,
+        notes=["One curve per category; choose a policy in the filter to see only its categories."],
+    )
 
 
 def classifier_calibration_table(f: MetricFilter) -> Table:
@@ -301,10 +371,13 @@ def alerts_table(f: MetricFilter) -> Table:
                 "rule": alert.rule.name,
                 "metric": alert.get_metric_display(),
                 "state": alert.state,
+                "reading": alert_reading(
+                    alert.metric, alert.value, alert.baseline, alert.rule.window, alert.rule.baseline
+                ),
                 "value": alert.value,
                 "baseline": alert.baseline,
                 "volume": alert.volume,
-                "top_cause": str(top.get("slice") or top.get("value") or ""),
+                "top_cause": slice_words(top.get("slice")) or str(top.get("value") or ""),
             }
         )
     columns = [
@@ -312,9 +385,10 @@ def alerts_table(f: MetricFilter) -> Table:
         Column("rule", "Rule"),
         Column("metric", "Metric"),
         Column("state", "State"),
-        Column("value", "Value", Kind.FLOAT),
-        Column("baseline", "Baseline", Kind.FLOAT),
-        Column("volume", "Volume", Kind.INT),
+        Column("reading", "What it found"),
+        Column("value", "Value (a rate for rate rules, else items)", Kind.FLOAT),
+        Column("baseline", "Baseline (the same unit)", Kind.FLOAT),
+        Column("volume", "Evidence (samples, appeals or items)", Kind.INT),
         Column("top_cause", "Main cause"),
     ]
     return Table(

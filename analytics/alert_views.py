@@ -15,11 +15,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from analytics import alerts, panels
 from analytics.forms import AlertResolveForm, AlertRuleForm
 from analytics.models import Alert, AlertRule
-from analytics.selectors.alerts import alert_rules_listed, alerts_shown
+from analytics.selectors.alerts import alert_reading, alert_rules_listed, alerts_shown
 from analytics.tables import display
 from analytics.views import viewer_required
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.refusals import refusal_response
+from ops_platform.core.templatetags.units import slice_words
 
 # Figures a cause may carry (rate causes, vendor throughput causes), in the order the page shows them.
 CAUSE_FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -30,6 +31,13 @@ CAUSE_FIGURES: tuple[tuple[str, str, str], ...] = (
     ("share_of_change", "Share of the change", "percent"),
     ("throughput_per_hour", "Decided per hour now", "float"),
     ("usual_per_hour", "Usually per hour", "float"),
+    ("at_risk", "Projected to miss the SLA", "int"),
+    ("due_soon", "Due within the window", "int"),
+    ("overdue", "Already overdue", "int"),
+    ("backlog_then", "Waiting at the window's start", "int"),
+    ("backlog_now", "Waiting now", "int"),
+    ("arrivals", "Arrived in the window", "int"),
+    ("decided", "Decided in the window", "int"),
 )
 
 
@@ -43,7 +51,7 @@ def _causes(alert: Alert) -> tuple[list[tuple[str, str, str]], list[dict[str, An
     shown = [f for f in CAUSE_FIGURES if any(c.get(f[0]) is not None for c in causes)]
     rows = [
         {
-            "slice": " · ".join(f"{k} = {v}" for k, v in (c.get("slice") or {}).items()) or str(c.get("value", "")),
+            "slice": slice_words(c.get("slice") or {}) or str(c.get("value", "")),
             "figures": [display(c.get(key), kind) for key, _, kind in shown],
         }
         for c in causes
@@ -61,6 +69,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "analytics/alert.html",
         _context(
             alert=alert,
+            reading=alert_reading(alert.metric, alert.value, alert.baseline, alert.rule.window, alert.rule.baseline),
+            peak=alert_reading(alert.metric, alert.peak_value, None, alert.rule.window, alert.rule.baseline),
             cause_columns=columns,
             causes=causes,
             resolve_form=AlertResolveForm(),

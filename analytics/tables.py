@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +29,10 @@ class Kind(StrEnum):
     SECONDS = "seconds"  # a duration in seconds, shown as 1h 02m / 3m 20s / 45s
     DATE = "date"
     DATETIME = "datetime"
+
+
+# A red/amber/green status is shown in colour and in words, never colour alone.
+RAG_WORDS = {"green": "meets the target", "amber": "just misses the target", "red": "misses the target"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class Table:
                     "text": cell_text(row, c),
                     "numeric": c.kind not in (Kind.TEXT, Kind.DATE, Kind.DATETIME),
                     "url": url if c.key in drill_columns else None,
+                    "rag": RAG_WORDS.get(str(row.get(c.key))) if c.key.endswith("_status") else None,
+                    "rag_status": str(row.get(c.key)),
                 }
                 for c in self.shown_columns
             ]
@@ -208,4 +215,10 @@ def items_url(f: MetricFilter, **params: Any) -> str:
     if day is not None:
         query["start"] = query["end"] = day.isoformat() if isinstance(day, date) else str(day)
     query.update({k: str(v) for k, v in params.items() if v is not None})
-    return f"{reverse('analytics-items')}?{urlencode(query)}"
+    return f"{_items_path()}?{urlencode(query)}"
+
+
+@lru_cache(maxsize=1)
+def _items_path() -> str:
+    """The drill-down page's path, reversed once: a dashboard page links hundreds of cells to it."""
+    return reverse("analytics-items")

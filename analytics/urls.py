@@ -5,6 +5,7 @@ from analytics import alert_views, api, views
 urlpatterns = [
     path("", views.home, name="analytics-home"),
     path("items", views.items, name="analytics-items"),
+    path("item/<int:pk>/", views.item, name="analytics-item"),
     path("alert/<int:pk>/", alert_views.alert_detail, name="analytics-alert"),
     path("alert/<int:pk>/acknowledge", alert_views.alert_acknowledge, name="analytics-alert-acknowledge"),
     path("alert/<int:pk>/resolve", alert_views.alert_resolve, name="analytics-alert-resolve"),

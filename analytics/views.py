@@ -17,10 +17,20 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from analytics import adapters, panels
+from analytics.alerts import alerts_open
+from analytics.charts import svgs_cached
 from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
-from analytics.selectors.items import ItemsSlice, classifier_items_listed, items_behind_listed, items_drill
+from analytics.selectors import home as home_selectors
+from analytics.selectors.alerts import alert_reading
+from analytics.selectors.items import (
+    ItemsSlice,
+    classifier_items_listed,
+    item_opened,
+    items_behind_listed,
+    items_drill,
+)
 from analytics.tables import as_of_text, filter_params
 from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
@@ -67,7 +77,7 @@ def _rendered(panel: Panel, f: MetricFilter) -> dict[str, Any]:
     try:
         table = panel.table(f)
         out["table"] = table
-        out["svgs"] = [chart.svg() for chart in panel.charts(table)]
+        out["svgs"] = svgs_cached([panel.name, table.as_json()], lambda: panel.charts(table))
     except ApplicationError as e:
         out["error"] = e.message
     return out
@@ -86,7 +96,23 @@ def home(request: HttpRequest) -> HttpResponse:
     areas = [
         {"slug": slug, "title": title, "panels": panels.panels_for(slug)} for slug, title in panels.areas_with_panels()
     ]
-    return render(request, "analytics/home.html", _context(request, tiles=tiles, area_panels=areas))
+    opened = alerts_open().select_related("rule", "rule__queue")[:10]
+    open_alerts = [
+        {"alert": a, "reading": alert_reading(a.metric, a.value, a.baseline, a.rule.window, a.rule.baseline)}
+        for a in opened
+    ]
+    return render(
+        request,
+        "analytics/home.html",
+        _context(
+            request,
+            tiles=tiles,
+            area_panels=areas,
+            charts=home_selectors.day_charts_drawn(),
+            open_alerts=open_alerts,
+            backlog_due=home_selectors.backlog_due(),
+        ),
+    )
 
 
 @_guard
@@ -173,3 +199,14 @@ def _drilled(request: HttpRequest, f: MetricFilter) -> QuerySet[ReviewItem] | No
             e.field = adapters.CLASSIFIER_PARAMS.get(e.field or "", e.field)
             raise
     return None
+
+
+@_guard
+def item(request: HttpRequest, pk: int) -> HttpResponse:
+    """One item behind a number, read-only: what it is, where it went, who decided what (its text shown as the
+    review pages show attacker-controlled text: escaped, hidden characters made visible)."""
+    opened = item_opened(pk)
+    if opened is None:
+        raise Http404("No such item.")
+    it, decisions, events = opened
+    return render(request, "analytics/item.html", _context(request, item=it, decisions=decisions, events=events))

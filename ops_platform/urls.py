@@ -1,7 +1,7 @@
 """Root URLs: the only kernel module that imports the apps."""
 
-from csp.constants import UNSAFE_INLINE
-from csp.decorators import csp_update
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace, csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -21,10 +21,16 @@ handler500 = "ops_platform.core.views.server_error"
 # 'self' (the Swagger UI start-up script is served from its own URL, not inline). Nothing on them shows
 # client content: they render our own OpenAPI schema.
 api_reference_csp = csp_update({"style-src": [UNSAFE_INLINE]})
+# Redoc also runs its search in a worker made from a blob: URL, and its footer shows a logo from Redocly's CDN:
+# worker-src allows the one, img-src (only this page's own and data: images) keeps the other from loading.
+redoc_csp = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})
+redoc_images = csp_replace({"img-src": [SELF, "data:"]})  # should anything else try
 
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico where a page names no icon (the API reference pages): the same icon.
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -52,9 +58,12 @@ urlpatterns = [
     ),
     path(
         "api/redoc/",
-        api_reference_csp(
-            SpectacularRedocView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[])
+        redoc_images(
+            redoc_csp(
+                SpectacularRedocView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[])
+            )
         ),
         name="api-redoc",
     ),
+    path("api/redoc/redoc.standalone.js", core_views.redoc_bundle, name="api-redoc-bundle"),
 ]

@@ -379,3 +379,40 @@ class ImportedLabel(models.Model):
 
     def __str__(self) -> str:
         return f"label of item {self.item_id} by {self.rater}"
+
+
+class QaScorecardDaily(models.Model):
+    """Closed QA samples of one local day (by ``closed_at``) summed per original reviewer, vendor and queue, the
+    two labels compared (the decision's and the blind re-review's), whether it was adjudicated and the error
+    found: what scorecards and the coaching page read instead of the samples (``qa.rollups``). Analytics' rollup
+    upkeep recomputes a day of it with its other quality rollups. No foreign-key constraints, as rollups."""
+
+    day = models.DateField()
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    vendor = models.ForeignKey(Vendor, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    queue = models.ForeignKey(Queue, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    original_violation = models.BooleanField()
+    original_policy = models.ForeignKey(
+        Policy, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    review_violation = models.BooleanField(null=True)  # None: closed without a re-review
+    review_policy = models.ForeignKey(
+        Policy, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    adjudicated = models.BooleanField()
+    error_type = models.CharField(max_length=20, blank=True)
+    samples = models.PositiveIntegerField(default=0)
+    weight = models.FloatField(default=0)  # sum of 1 / inclusion probability
+    weight_sq = models.FloatField(default=0)  # sum of its squares (Kish's effective sample size)
+    loss = models.FloatField(default=0)  # sum of severity / inclusion probability
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["reviewer", "day"], name="qa_scorecard_reviewer_idx"),
+            models.Index(fields=["day", "vendor"], name="qa_scorecard_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} reviewer {self.reviewer_id}: {self.samples} samples"

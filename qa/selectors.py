@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.figures import MIN_ITEMS
+from ops_platform.core.localday import day_end, today_start
 from ops_platform.core.models import Policy, User, Vendor
 from qa.models import (
     MAX_SEVERITY,
@@ -35,22 +36,23 @@ from qa.models import (
     GoldenItem,
     GoldenRate,
     QaSample,
+    QaScorecardDaily,
     SampleState,
     SamplingPlan,
 )
+from qa.rollups import group_filter, sample_groups
 from qa.statistics import (
     ErrorType,
     Estimate,
     QaOutcome,
     accuracy,
     agreement_rate,
-    cohen_kappa,
-    error_rates_by_type,
     fleiss_kappa,
     krippendorff_alpha,
+    pair_agreement,
     percent_agreement,
-    quality_score,
     rating_matrix,
+    weighted_proportion_from_sums,
 )
 from queues.models import Decision, Queue, ReviewItem
 from queues.selectors import ground_truth_latest
@@ -124,50 +126,107 @@ class SliceStats:
 
 
 def slice_stats(f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES) -> SliceStats:
-    rows = list(
-        samples_closed(f).values_list(
-            "pk",
-            "original_is_violation",
-            "original_policy__slug",
-            "review__is_violation",
-            "review__policy__slug",
-            "adjudication__is_violation",
-            "adjudication__policy__slug",
-            "error_type",
-            "severity",
-            "inclusion_probability",
-        )
-    )
-    originals, rereviews, pairs = [], [], []
-    outcomes: list[QaOutcome] = []
-    adjudicated = adjudicated_right = 0
-    for pk, o_v, o_p, r_v, r_p, a_v, _, error_type, severity, probability in rows:
-        outcomes.append(outcome_of(error_type, severity, probability))
-        if r_v is not None:
-            originals.append(_label(o_v, o_p))
-            rereviews.append(_label(r_v, r_p))
-            pairs += [(pk, "original", _label(o_v, o_p)), (pk, "qa", _label(r_v, r_p))]
-        if a_v is not None:
-            adjudicated += 1
-            adjudicated_right += not error_type
-    agreement = kappa = alpha = None
-    if len(originals) >= 2:
-        # One matrix, original vs re-review, for all three figures: the same raters and units.
-        matrix, _ = rating_matrix(pairs)
-        agreement = percent_agreement(matrix, n_resamples=n_resamples)
-        kappa = cohen_kappa(originals, rereviews, n_resamples=n_resamples)
-        alpha = krippendorff_alpha(matrix, n_resamples=n_resamples)
+    """The figures of the filter's closed samples and golden results, computed from the raw rows; scorecards and
+    the coaching page read the same figures from the rollup (``scorecard_stats``)."""
     golden = golden_scored(f).aggregate(n=Count("pk"), right=Count("pk", filter=Q(correct=True)))
+    return stats_of(sample_groups(samples_closed(f)), golden["n"], golden["right"], n_resamples=n_resamples)
+
+
+def stats_of(
+    groups: Iterable[Mapping[str, Any]],
+    golden: int,
+    golden_right: int,
+    *,
+    n_resamples: int = DASHBOARD_RESAMPLES,
+    slugs: Mapping[int, str] | None = None,
+) -> SliceStats:
+    """A slice's figures from its sample groups (``qa.rollups.sample_groups``, or rollup rows summed alike) and
+    its golden counts: the one definition behind every QA figure."""
+    slugs = _policy_slugs() if slugs is None else slugs
+    pairs: Counter[tuple[str, str]] = Counter()
+    errors: Counter[str] = Counter()
+    samples = adjudicated = adjudicated_right = 0
+    weight = weight_sq = loss = 0.0
+    for g in groups:
+        n = g["samples"]
+        samples, weight, loss = samples + n, weight + g["weight"], loss + g["loss"]
+        weight_sq += g["weight_sq"]
+        if g["error_type"]:
+            errors[g["error_type"]] += g["weight"]
+        if g["review_violation"] is not None:
+            original = _label(g["original_violation"], slugs.get(g["original_policy_id"]))
+            pairs[original, _label(g["review_violation"], slugs.get(g["review_policy_id"]))] += n
+        if g["adjudicated"]:
+            adjudicated += n
+            adjudicated_right += 0 if g["error_type"] else n
+    together = pair_agreement(pairs, n_resamples=n_resamples) if pairs.total() >= 2 else None
+    quality = None
+    if samples and weight > 0:
+        lost = weighted_proportion_from_sums(loss / MAX_SEVERITY, weight, weight_sq, samples)
+        quality = Estimate(1 - lost.value, 1 - lost.high, 1 - lost.low, lost.n)
     return SliceStats(
-        samples=len(rows),
-        agreement=agreement,
-        kappa=kappa,
-        alpha=alpha,
+        samples=samples,
+        agreement=together.agreement if together else None,
+        kappa=together.kappa if together else None,
+        alpha=together.alpha if together else None,
         adjudicated_accuracy=accuracy(adjudicated_right, adjudicated) if adjudicated else None,
-        golden_accuracy=accuracy(golden["right"], golden["n"]) if golden["n"] else None,
-        quality=quality_score(outcomes, max_severity=MAX_SEVERITY) if outcomes else None,
-        errors=error_rates_by_type(outcomes) if outcomes else {},
+        golden_accuracy=accuracy(golden_right, golden) if golden else None,
+        quality=quality,
+        errors={t: weighted_proportion_from_sums(errors[t.value], weight, weight_sq, samples) for t in ErrorType}
+        if quality
+        else {},
     )
+
+
+def _policy_slugs() -> dict[int, str]:
+    return dict(Policy.objects.values_list("pk", "slug"))
+
+
+LABEL_FIELDS = ("original_violation", "original_policy_id", "review_violation", "review_policy_id")
+
+
+def scorecard_stats(
+    by: Literal["reviewer", "vendor"], f: QaFilter, *, n_resamples: int = DASHBOARD_RESAMPLES
+) -> dict[int, SliceStats]:
+    """The figures of every reviewer (or vendor) in the filter's scope, read from the scorecard rollup for the
+    days before today and from today's closed samples (grouped alike in the database), and one grouped query of
+    golden results: the figures ``slice_stats`` gives each from raw rows. The period is in whole local days (the
+    filter's start and end are local midnights, as the form gives them)."""
+    key = f"{by}_id"
+    today = timezone.localdate()
+    rows = QaScorecardDaily.objects.filter(
+        group_filter(reviewer_id=f.reviewer_id, vendor_id=f.vendor_id, queue_id=f.queue_id, policy_id=f.policy_id),
+        day__lt=today,  # today is read live below: a sample closed a minute ago counts at once
+    ).exclude(**{key: None})
+    if f.start:
+        rows = rows.filter(day__gte=timezone.localdate(f.start))
+    if f.end:
+        rows = rows.filter(day__lt=timezone.localdate(f.end))
+    groups: dict[int, list[dict[str, Any]]] = {}
+    summed = rows.values(key, *LABEL_FIELDS, "adjudicated", "error_type").annotate(
+        samples=Sum("samples"), weight=Sum("weight"), weight_sq=Sum("weight_sq"), loss=Sum("loss")
+    )
+    for g in summed.order_by():
+        groups.setdefault(g[key], []).append(g)
+    start, end = max(f.start or today_start(), today_start()), min(f.end or day_end(today), day_end(today))
+    if start < end:
+        for g in sample_groups(samples_closed(QaFilter(**{**f.__dict__, "start": start, "end": end}))):
+            if g[key] is not None:
+                groups.setdefault(g[key], []).append(g)
+    golden_key = "reviewer" if by == "reviewer" else "vendor"
+    golden = {
+        g[golden_key]: (g["n"], g["right"])
+        for g in golden_scored(f)
+        .exclude(**{golden_key: None})
+        .values(golden_key)
+        .annotate(n=Count("pk"), right=Count("pk", filter=Q(correct=True)))
+        .order_by()
+    }
+    slugs = _policy_slugs()  # once for every row
+    return {
+        pk: stats_of(groups.get(pk, []), *golden.get(pk, (0, 0)), n_resamples=n_resamples, slugs=slugs)
+        for pk in groups.keys() | golden.keys()
+    }
 
 
 @dataclass(frozen=True)
@@ -178,23 +237,14 @@ class ScorecardRow:
 
 
 def scorecards(by: Literal["reviewer", "vendor"], f: QaFilter) -> list[ScorecardRow]:
-    """One row per reviewer (or vendor) with QA samples or golden results in the filter's scope."""
+    """One row per reviewer (or vendor) with QA samples or golden results in the filter's scope, from the rollup."""
+    if by not in ("reviewer", "vendor"):
+        raise ApplicationError(f"Scorecards are by reviewer or vendor, not {by!r}.", field="by")
+    stats = scorecard_stats(by, f)
     if by == "reviewer":
-        ids = set(samples_closed(f).exclude(original_reviewer=None).values_list("original_reviewer", flat=True))
-        ids |= set(golden_scored(f).exclude(reviewer=None).values_list("reviewer", flat=True))
-        people = User.objects.filter(pk__in=ids).order_by("username")
-        return [
-            ScorecardRow(p.pk, p.get_full_name() or p.get_username(), slice_stats(_narrow(f, reviewer_id=p.pk)))
-            for p in people
-        ]
-    if by == "vendor":
-        ids = set(samples_closed(f).exclude(original_vendor=None).values_list("original_vendor", flat=True))
-        ids |= set(golden_scored(f).exclude(vendor=None).values_list("vendor", flat=True))
-        return [
-            ScorecardRow(v.pk, v.name, slice_stats(_narrow(f, vendor_id=v.pk)))
-            for v in Vendor.objects.filter(pk__in=ids).order_by("name")
-        ]
-    raise ApplicationError(f"Scorecards are by reviewer or vendor, not {by!r}.", field="by")
+        people = User.objects.filter(pk__in=stats).order_by("username")
+        return [ScorecardRow(p.pk, p.get_full_name() or p.get_username(), stats[p.pk]) for p in people]
+    return [ScorecardRow(v.pk, v.name, stats[v.pk]) for v in Vendor.objects.filter(pk__in=stats).order_by("name")]
 
 
 def _narrow(f: QaFilter, **changes: int) -> QaFilter:
@@ -229,7 +279,8 @@ def coaching_for(user: User, *, limit: int = 100) -> tuple[list[CoachingEntry], 
         .select_related("golden__expected_policy", "decision__policy")
         .order_by("-scored_at")[:limit]
     )
-    return entries, golden, slice_stats(QaFilter(reviewer_id=user.pk))
+    mine = QaFilter(reviewer_id=user.pk)
+    return entries, golden, scorecard_stats("reviewer", mine).get(user.pk) or stats_of([], 0, 0)
 
 
 def queue_counts() -> dict[str, int]:

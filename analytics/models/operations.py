@@ -164,7 +164,8 @@ class OpsBacklogSnapshot(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     age_bucket = models.CharField(max_length=8, choices=BacklogAge.choices)
     count = models.PositiveIntegerField(default=0)
-    due_within_hour = models.PositiveIntegerField(default=0)  # includes items already overdue
+    due_within_hour = models.PositiveIntegerField(default=0)  # due in the next hour, not yet overdue
+    overdue = models.PositiveIntegerField(default=0)  # past their due time (the SLA) already
 
     def __str__(self) -> str:
         return f"{self.taken_at:%Y-%m-%d %H:%M} queue {self.queue_id} {self.age_bucket}: {self.count}"

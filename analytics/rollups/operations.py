@@ -80,6 +80,8 @@ from analytics.models.operations import BacklogAge
 from analytics.rollups import quality
 from analytics.rollups.histograms import buckets_of
 from ops_platform.core.models import ReviewerProfile
+from qa.models import QaScorecardDaily
+from qa.rollups import scorecard_rows
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, ReviewItem
 from queues.wellness import BREAK_GAP
 
@@ -458,8 +460,9 @@ def day_recompute(day: date) -> None:
         _appeal_rows(day),
         quality.qa_sample_rows(day),
         quality.golden_rows(day),
+        scorecard_rows(day),
     )
-    for model, rows in zip(ROLLUP_TABLES, fresh, strict=True):
+    for model, rows in zip((*ROLLUP_TABLES, QaScorecardDaily), fresh, strict=True):
         model.objects.filter(day=day).delete()  # type: ignore[attr-defined]
         model.objects.bulk_create(rows, batch_size=2_000)  # type: ignore[attr-defined]
 
@@ -527,10 +530,10 @@ def rollups_rebuild(start: date, end: date) -> int:
     return len(days)
 
 
-def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[int, str, int, int]]:
-    """Open items per (queue, age bucket) at ``now``, with how many are due within the hour: (queue id, bucket,
-    items, due). The backlog panel and the snapshot both count this way; ``backlog_items`` + ``age_bucket_range``
-    at the same ``now`` list the items."""
+def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[int, str, int, int, int]]:
+    """Open items per (queue, age bucket) at ``now``, with how many are due within the hour and how many are already
+    overdue: (queue id, bucket, items, due, overdue). The backlog panel and the snapshot both count this way;
+    ``backlog_items`` + ``age_bucket_range`` at the same ``now`` list the items."""
     out = []
     soon = now + timedelta(hours=1)
     items = backlog_items() if queue_id is None else backlog_items().filter(queue_id=queue_id)
@@ -538,10 +541,14 @@ def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[
         groups = (
             items.filter(age_bucket_range(bucket, now))
             .values("queue_id")
-            .annotate(n=Count("pk"), due=Count("pk", filter=Q(due_at__lte=soon)))
+            .annotate(
+                n=Count("pk"),
+                due=Count("pk", filter=Q(due_at__gt=now, due_at__lte=soon)),
+                overdue=Count("pk", filter=Q(due_at__lte=now)),
+            )
             .order_by()
         )
-        out += [(g["queue_id"], str(bucket), g["n"], g["due"]) for g in groups]
+        out += [(g["queue_id"], str(bucket), g["n"], g["due"], g["overdue"]) for g in groups]
     return out
 
 
@@ -549,8 +556,10 @@ def backlog_snapshot_take(*, now: datetime | None = None) -> int:
     """Count open items per queue and age bucket now (the backlog's history, for alerts); returns the rows written."""
     now = now or timezone.now()
     rows = [
-        OpsBacklogSnapshot(taken_at=now, queue_id=queue, age_bucket=bucket, count=n, due_within_hour=due)
-        for queue, bucket, n, due in backlog_counts(now=now)
+        OpsBacklogSnapshot(
+            taken_at=now, queue_id=queue, age_bucket=bucket, count=n, due_within_hour=due, overdue=overdue
+        )
+        for queue, bucket, n, due, overdue in backlog_counts(now=now)
     ]
     OpsBacklogSnapshot.objects.bulk_create(rows)
     return len(rows)

@@ -18,6 +18,7 @@ from django.db.models.functions import Cast
 from analytics.filters import day_bounds, days_through, local_dates
 from analytics.models import GoldenDaily, QaSampleDaily
 from qa.models import GoldenInjection, QaSample, SampleState
+from qa.rollups import scorecard_rollups_rebuild
 
 QUALITY_OVERLAP = timedelta(minutes=15)
 
@@ -105,4 +106,5 @@ def quality_rollups_rebuild(start: date, end: date) -> int:
         QaSampleDaily.objects.bulk_create(qa_sample_rows(day))
         GoldenDaily.objects.filter(day=day).delete()
         GoldenDaily.objects.bulk_create(golden_rows(day))
+    scorecard_rollups_rebuild(days)  # qa's own rollup of the same samples, per reviewer
     return len(days)

@@ -52,20 +52,50 @@ PLAN_NOTE = (
     "and shift hours from settings. Current staff counts every reviewer who may work the queue, in full, in every "
     "queue they may work: an upper bound, not a roster."
 )
-FORECAST_NOTE = "Holt-Winters with a weekly season when there are two weeks of history, simpler methods otherwise."
+FORECAST_NOTE = (
+    "Holt-Winters with a weekly season when there are two weeks of history, simpler methods otherwise. History starts "
+    "at each queue's first day with data: days before it are not zero volume, they are no data."
+)
+# A forecast whose backtest error (MAPE over the held-out 14 days) is above this is not one to staff from.
+MAX_MAPE_TO_STAFF = 0.25
+
+
+def forecast_verdict(history_days: int, forecast: capacity.Forecast | None) -> tuple[bool, str]:
+    """Whether the forecast is one to staff from, and why, in words: too little history to fit or to backtest,
+    an error too high, or worse than repeating last week (the seasonal-naive baseline)."""
+    if forecast is None or history_days == 0:
+        return False, "No data in the period: nothing to forecast from."
+    bt = forecast.backtest
+    if bt is None:
+        return False, (
+            f"History too short: {history_days} days, and a backtest needs more than {HORIZON}; the error of this "
+            "forecast is unknown. Do not staff from it."
+        )
+    if bt.mape != bt.mape:  # NaN: no volume on the held-out days
+        return False, "No volume on the backtest days: the error cannot be measured."
+    versus = f"backtest error {bt.mape:.0%}, seasonal naive {bt.baseline_mape:.0%}"
+    if bt.mape > MAX_MAPE_TO_STAFF:
+        return False, f"Error too high to staff from ({versus}; the limit is {MAX_MAPE_TO_STAFF:.0%})."
+    if bt.baseline_mape == bt.baseline_mape and bt.mape > bt.baseline_mape:
+        return False, f"Worse than repeating last week ({versus}): plan from the seasonal-naive baseline instead."
+    return True, f"Fit to plan from ({versus})."
 
 
 @dataclass
 class QueuePlan:
     queue: Queue
     realtime: bool
-    history: pd.Series  # items entering per day over the history days
+    history: pd.Series  # items entering per day, from the queue's first day with data in the period
     forecast: capacity.Forecast | None
     handle_seconds: float | None
     decisions: int  # decisions the handle time is averaged over
     backlog: int
     current_staff: int
     required: list[capacity.ReviewerRequirement | None] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> tuple[bool, str]:
+        return forecast_verdict(len(self.history), self.forecast)
 
     @property
     def peak_required(self) -> int | None:
@@ -205,12 +235,15 @@ def capacity_plans(f: MetricFilter, *, today: date | None = None) -> list[QueueP
     plans = []
     for q in queues:
         history = pd.Series([float(volumes[q.pk].get(d, 0)) for d in days], index=index)
+        # Days before the queue's first rollup row are days without data, not days without items.
+        first = min(volumes[q.pk], default=None)
+        history = history[history.index >= pd.Timestamp(first)] if first is not None else history.iloc[:0]
         aht, n = handle.get(q.pk, (None, 0))
         plan = QueuePlan(
             queue=q,
             realtime=q.sla <= REALTIME_SLA,
             history=history,
-            forecast=forecast_cached(history),
+            forecast=forecast_cached(history) if len(history) else None,
             handle_seconds=aht,
             decisions=n,
             backlog=backlogs.get(q.pk, 0),
@@ -260,7 +293,8 @@ def _model(plan: QueuePlan) -> str:
 def capacity_plan_table(f: MetricFilter, *, memo: bool = True) -> Table:
     """The plan per queue; ``memo=False`` computes it afresh (forecasts still come from their cache)."""
     rows: list[Row] = []
-    for p in capacity_plans_cached(f) if memo else capacity_plans(f):
+    plans = capacity_plans_cached(f) if memo else capacity_plans(f)
+    for p in plans:
         bt = p.forecast.backtest if p.forecast else None
         peak = p.peak_required
         rows.append(
@@ -270,9 +304,13 @@ def capacity_plan_table(f: MetricFilter, *, memo: bool = True) -> Table:
                 "sla_seconds": p.queue.sla.total_seconds(),
                 "model": _model(p),
                 "entered": int(p.history.sum()),
-                "history_mean": float(p.history.mean()),
+                "history_days": len(p.history),
+                "history_mean": float(p.history.mean()) if len(p.history) else None,
                 "forecast_mean": float(p.forecast.values.mean()) if p.forecast else None,
+                "forecast_lower": float(p.forecast.lower.mean()) if p.forecast else None,
+                "forecast_upper": float(p.forecast.upper.mean()) if p.forecast else None,
                 "method": p.forecast.method if p.forecast else "",
+                "verdict": p.verdict[1],
                 "backtest_mape": bt.mape if bt else None,
                 "baseline_mape": bt.baseline_mape if bt else None,
                 "backtest_mae": bt.mae if bt else None,
@@ -285,6 +323,11 @@ def capacity_plan_table(f: MetricFilter, *, memo: bool = True) -> Table:
             }
         )
     notes = [PLAN_NOTE]
+    unfit = [
+        r["queue"] for r, p in zip(rows, capacity_plans_cached(f) if memo else [], strict=False) if not p.verdict[0]
+    ]
+    if unfit:
+        notes.append(f"Not fit to staff from (see the verdict column): {', '.join(unfit)}.")
     if any(r["handle_seconds"] is None for r in rows):
         notes.append("A queue without decisions in the period has no handle time, so no requirement is computed.")
     return Table(
@@ -294,12 +337,16 @@ def capacity_plan_table(f: MetricFilter, *, memo: bool = True) -> Table:
             Column("sla_seconds", "SLA", Kind.SECONDS),
             Column("model", "Model"),
             Column("entered", "Entered (period)", Kind.INT, drill=True),
-            Column("history_mean", "Per day, history", Kind.FLOAT),
+            Column("history_days", "Days with data", Kind.INT),
+            Column("history_mean", "Per day, history (days with data)", Kind.FLOAT),
             Column("forecast_mean", "Per day, forecast", Kind.FLOAT),
+            Column("forecast_lower", "Forecast 90% interval, low", Kind.FLOAT),
+            Column("forecast_upper", "Forecast 90% interval, high", Kind.FLOAT),
             Column("method", "Forecast method"),
-            Column("backtest_mape", "Backtest MAPE", Kind.PERCENT),
-            Column("baseline_mape", "Seasonal naive MAPE", Kind.PERCENT),
-            Column("backtest_mae", "Backtest MAE", Kind.FLOAT),
+            Column("backtest_mape", "Backtest error (MAPE)", Kind.PERCENT),
+            Column("baseline_mape", "Seasonal-naive error (MAPE)", Kind.PERCENT),
+            Column("backtest_mae", "Backtest error (items per day)", Kind.FLOAT),
+            Column("verdict", "Fit to staff from?"),
             Column("handle_seconds", "Avg handle time", Kind.SECONDS),
             Column("decisions", "Decisions", Kind.INT),
             Column("backlog", "Backlog now", Kind.INT),
@@ -372,10 +419,12 @@ def capacity_forecast_table(f: MetricFilter) -> Table:
 
 
 def forecast_charts(table: Table) -> list[Chart]:
-    """One chart per queue: history and forecast lines with the forecast's interval shaded."""
+    """One chart per queue with any volume: history and forecast lines with the forecast's interval shaded (a
+    queue with no items in the period draws no flat line at zero; the table still lists it)."""
     by_queue: dict[str, list[Row]] = defaultdict(list)
     for row in table.rows:
         by_queue[row["queue"]].append(row)
+    by_queue = {q: rows for q, rows in by_queue.items() if any((r["volume"] or 0) > 0 for r in rows)}
     return [
         band_line(
             Table(table.title, table.columns, rows),

@@ -109,3 +109,20 @@ def items_behind_listed(metric: str, f: MetricFilter, cell: dict[str, Any]) -> Q
 def classifier_items_listed(f: MetricFilter, cell: dict[str, Any]) -> QuerySet[ReviewItem]:
     """The items behind a classifier panel's number (in ``classifier_items``' order), with their queue."""
     return classifier_items(f, **cell).select_related("queue")
+
+
+def item_opened(pk: int) -> tuple[ReviewItem, list[Any], list[Any]] | None:
+    """One item as a drill-down row opens it: the item with its queue, its decisions and its history (indexed by
+    item); None when there is no such item."""
+    from queues.models import Decision
+
+    item = ReviewItem.objects.select_related("queue").filter(pk=pk).first()
+    if item is None:
+        return None
+    decisions = list(
+        Decision.objects.filter(item_id=pk)
+        .select_related("reviewer", "policy", "action", "queue")
+        .order_by("decided_at")
+    )
+    events = list(ItemEvent.objects.filter(item_id=pk).select_related("queue").order_by("at", "id")[:200])
+    return item, decisions, events

@@ -165,16 +165,18 @@ def automation_rate(f: MetricFilter) -> Table:
 
 def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
     """Open items per queue and age bucket, counted live at ``at`` (default now) with the drill-down's own
-    definition (``backlog_counts``); each row drills to its items at that same moment. The period is ignored."""
+    definition (``backlog_counts``), with those already overdue and those due within the hour (two separate
+    counts: an overdue item is not "due within the hour"); each row drills to its items at that same moment. The
+    period is ignored."""
     at = at or timezone.now()
-    data = backlog_counts(now=at, queue_id=f.queue_id)
+    data = [(q, b, n, overdue, due) for q, b, n, due, overdue in backlog_counts(now=at, queue_id=f.queue_id)]
     labels = _labels("queue", [r[0] for r in data])
     order = {name: i for i, (name, _) in enumerate(BACKLOG_AGES)}
     data.sort(key=lambda r: (labels[r[0]], order[r[1]]))
     return Table(
         title="Backlog by queue and age",
-        columns=("queue_id", "queue", "age_bucket", "items", "due_within_hour"),
-        rows=[(q, labels[q], b, n, due) for q, b, n, due in data],
+        columns=("queue_id", "queue", "age_bucket", "items", "overdue", "due_within_hour"),
+        rows=[(q, labels[q], b, n, overdue, due) for q, b, n, overdue, due in data],
         metric="backlog",
         keys=("queue_id", "age_bucket"),
         drill_at=at,

@@ -38,6 +38,7 @@ from routing.rules.models import (
     RuleSetKind,
 )
 from routing.rules.trial import condition_try
+from routing.scoring.selectors import model_versions
 
 READERS = (
     "core.edit_rules",
@@ -149,6 +150,10 @@ def rules_index(request: HttpRequest) -> HttpResponse:
             "can_resolve": user.has_perm("core.edit_rules") or user.has_perm("core.approve_rules"),
             "kind_choices": RuleSetKind.choices,
             "incidents": selectors.rule_incidents_open()[:100],
+            # Policy staff judge the classifiers their rules lean on: their model cards, newest first.
+            "model_cards": list(model_versions().order_by("-trained_at")[:10])
+            if user.has_perm("core.edit_policies")
+            else [],
         },
     )
 

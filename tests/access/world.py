@@ -96,6 +96,7 @@ class World:
             "api-metric": {"name": self.panel_name},
             "api-item-detail": {"pk": self.held.pk},
             "analytics-alert": {"pk": self.alert.pk},
+            "analytics-item": {"pk": self.held.pk},
             "analytics-alert-acknowledge": {"pk": self.alert.pk},
             "analytics-alert-resolve": {"pk": self.alert.pk},
             "analytics-alert-rule": {"pk": self.alert_rule.pk},

@@ -200,3 +200,50 @@ def test_backtest_needs_more_history_than_its_horizon():
         backtest(synthetic(14), horizon=14)
     with pytest.raises(ApplicationError):
         forecast_daily(pd.Series([], dtype=float))
+
+
+def test_the_verdict_says_when_a_forecast_is_not_one_to_staff_from():
+    from analytics.selectors.capacity import MAX_MAPE_TO_STAFF, forecast_verdict
+
+    assert forecast_verdict(0, None) == (False, "No data in the period: nothing to forecast from.")
+    short = forecast_daily(synthetic(10))
+    fit, why = forecast_verdict(10, short)
+    assert not fit
+    assert "History too short: 10 days" in why
+    good = forecast_daily(synthetic(56, noise=2.0))
+    assert good.backtest is not None
+    assert good.backtest.mape <= MAX_MAPE_TO_STAFF
+    fit, why = forecast_verdict(56, good)
+    assert fit, why
+    assert f"backtest error {good.backtest.mape:.0%}, seasonal naive {good.backtest.baseline_mape:.0%}" in why
+    wild = pd.Series(
+        np.random.default_rng(3).choice([0.0, 5.0, 400.0], 42), index=pd.date_range("2025-01-06", periods=42)
+    )
+    noisy = forecast_daily(wild)
+    fit, why = forecast_verdict(42, noisy)
+    assert not fit
+    assert "Error too high to staff from" in why or "Worse than repeating last week" in why
+
+
+@pytest.mark.django_db
+def test_capacity_history_starts_at_the_first_day_with_data():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analytics.filters import MetricFilter
+    from analytics.models import OpsQueueDaily
+    from analytics.selectors.capacity import capacity_plan_table
+    from queues.models import Queue
+
+    queue = Queue.objects.create(slug="general", name="General", sla=timedelta(hours=24))
+    today = timezone.localdate()
+    for k in range(1, 6):  # data on the last five days only, of a 28-day period
+        OpsQueueDaily.objects.create(day=today - timedelta(days=k), queue=queue, entered=10 * k)
+
+    (row,) = capacity_plan_table(MetricFilter.last_days(28, today=today), memo=False).rows
+
+    assert row["history_days"] == 5
+    assert row["history_mean"] == pytest.approx(30.0)  # (10 + 20 + 30 + 40 + 50) / 5, not / 27
+    assert row["entered"] == 150
+    assert row["verdict"].startswith("History too short: 5 days")

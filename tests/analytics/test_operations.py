@@ -255,18 +255,21 @@ def test_backlog_snapshot_counts_open_items_by_queue_and_age(world: World) -> No
             if hours < 72
             else "gt3d"
         )
-        counts = expected.setdefault((item["queue"], bucket), [0, 0])
+        counts = expected.setdefault((item["queue"], bucket), [0, 0, 0])
         counts[0] += 1
-        counts[1] += item["due_at"] <= now + timedelta(hours=1)
+        counts[1] += item["due_at"] <= now  # overdue: its own count, never "due within the hour"
+        counts[2] += now < item["due_at"] <= now + timedelta(hours=1)
     got = {
-        (r["queue_id"], r["age_bucket"]): [r["items"], r["due_within_hour"]] for r in backlog(PERIOD, at=now).as_dicts()
+        (r["queue_id"], r["age_bucket"]): [r["items"], r["overdue"], r["due_within_hour"]]
+        for r in backlog(PERIOD, at=now).as_dicts()
     }
     # Items received after ``now`` are not open yet at ``now``; the snapshot counts them in the first bucket.
     late = [i for i in world.open_items if i["received_at"] > now]
     for item in late:
-        counts = expected.setdefault((item["queue"], "lt1h"), [0, 0])
+        counts = expected.setdefault((item["queue"], "lt1h"), [0, 0, 0])
         counts[0] += 1
-        counts[1] += item["due_at"] <= now + timedelta(hours=1)
+        counts[1] += item["due_at"] <= now
+        counts[2] += now < item["due_at"] <= now + timedelta(hours=1)
     assert got == expected
     queue, bucket = next(iter(expected))
     behind = items_behind("backlog", PERIOD, queue_id=queue, age_bucket=bucket, at=now)

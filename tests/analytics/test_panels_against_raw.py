@@ -166,8 +166,12 @@ def naive_backlog(at: datetime) -> Figures:
     for name, upper in reversed(BACKLOG_AGES[:-1]):
         bucket[items["received_at"] > at - upper] = str(name)
     items["bucket"] = bucket
-    items["soon"] = items["due_at"].notna() & (items["due_at"] <= at + timedelta(hours=1))
-    return {(q, b): (len(g), int(g["soon"].sum())) for (q, b), g in items.groupby(["queue_id", "bucket"])}
+    items["over"] = items["due_at"].notna() & (items["due_at"] <= at)
+    items["soon"] = items["due_at"].notna() & (items["due_at"] > at) & (items["due_at"] <= at + timedelta(hours=1))
+    return {
+        (q, b): (len(g), int(g["over"].sum()), int(g["soon"].sum()))
+        for (q, b), g in items.groupby(["queue_id", "bucket"])
+    }
 
 
 def naive_appeals(f: MetricFilter) -> Figures:
@@ -272,7 +276,8 @@ def naive_vendor_weeks(f: MetricFilter) -> Figures:
 
 
 def naive_capacity(f: MetricFilter) -> Figures:
-    """Per active queue: items that entered it in the history days (raw 'queued'/'escalated' events), the mean
+    """Per active queue: items that entered it in the history days from its first day with any (raw
+    'queued'/'escalated' events), the mean
     handle time of the items it decided, and the mean of the 14-day forecast of that history (``forecast_cached``:
     the panel fitted the same history just before, unless its history differs)."""
     days = history_days(f)
@@ -285,9 +290,12 @@ def naive_capacity(f: MetricFilter) -> Figures:
     handle = {q: g["handle"].sum() / g["handle"].count() for q, g in d.groupby("q") if g["handle"].count()}
     out: Figures = {}
     for queue_id in Queue.objects.filter(is_active=True).values_list("pk", flat=True):
-        history = pd.Series([float(volumes.get((queue_id, day), 0)) for day in days], index=pd.DatetimeIndex(days))
-        forecast = forecast_cached(history)
-        out[queue_id] = (int(history.sum()), handle.get(queue_id), float(forecast.values.mean()))
+        # History starts at the queue's first day with an item entering it: before that there is no data.
+        first = min((day for q, day in volumes if q == queue_id), default=None)
+        mine = [day for day in days if first is not None and day >= first]
+        history = pd.Series([float(volumes.get((queue_id, day), 0)) for day in mine], index=pd.DatetimeIndex(mine))
+        forecast = forecast_cached(history) if len(history) else None
+        out[queue_id] = (int(history.sum()), handle.get(queue_id), float(forecast.values.mean()) if forecast else None)
     return out
 
 
@@ -398,7 +406,7 @@ def expectations(snapshot_at: datetime) -> dict[str, tuple[Any, Any, tuple[int, 
         ),
         "backlog by queue x age": (
             lambda f: naive_backlog(snapshot_at),
-            lambda t: by_key(t, ("queue_id", "age_bucket"), ("items", "due_within_hour")),
+            lambda t: by_key(t, ("queue_id", "age_bucket"), ("items", "overdue", "due_within_hour")),
             (),
         ),
         "escalation rate by queue": (

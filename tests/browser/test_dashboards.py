@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Locator, Page
 
 from analytics import panels
 from analytics.models import Alert, AlertMetric, AlertRule
@@ -102,7 +102,7 @@ def _watch_errors(page: Page) -> list[str]:
     return errors
 
 
-def _check_charts(page: Page) -> int:
+def _check_charts(page: Page | Locator) -> int:
     charts = page.locator("figure.chart svg")
     for i in range(charts.count()):
         svg = charts.nth(i)
@@ -126,6 +126,11 @@ def test_every_dashboard_page_renders_its_charts(page: Page, live_server, ops_ma
     assert page.locator("[data-tile]").count() == len(panels.tiles_all())
     for slug, _ in panels.areas_with_panels():
         assert page.locator(f'a[href="/analytics/{slug}/"]').count() >= 1
+    # The home is a picture of the day: intake, SLA, automation and the backlog by age drawn, open alerts listed.
+    assert _check_charts(page.get_by_test_id("day-charts")) == 4
+    assert page.get_by_test_id("open-alerts").count() == 1
+    assert page.locator('[data-tile="overdue"]').count() == 1
+    page.screenshot(path=str(_shot("dashboard-home")), full_page=True)
 
     charts_seen = 0
     for slug, title in panels.areas_with_panels():
@@ -153,6 +158,11 @@ def test_every_dashboard_page_renders_its_charts(page: Page, live_server, ops_ma
     page.wait_for_url("**/analytics/items?**")
     assert page.locator("[data-item]").count() > 0
     assert page.locator("td.excerpt b").count() == 0  # markup in content is shown as text
+    # A drill-down row opens its item.
+    page.locator("[data-item] td a").first.click()
+    page.wait_for_url("**/analytics/item/*/")
+    assert page.get_by_test_id("item-events").locator("tbody tr").count() >= 1
+    assert page.locator("dd.excerpt b").count() == 0
 
     assert errors == []
     assert outside == []

@@ -39,4 +39,10 @@ def test_the_api_reference_renders_offline(page: Page, live_server):
 
     expect(page.locator(".swagger-ui .title")).to_contain_text("Trust & Safety review operations API")
     expect(page.get_by_text("/api/v1/items", exact=True).first).to_be_visible()
+    expect(page.get_by_role("link", name="← Review operations")).to_have_attribute("href", "/")  # a way back
+
+    # ReDoc too: drawn from the bundle without Redocly's CDN logo, its search worker allowed by the CSP.
+    page.goto(f"{live_server.url}/api/redoc/")
+    expect(page.locator("h1").first).to_contain_text("Trust & Safety review operations API")
+    expect(page.get_by_role("link", name="← Review operations")).to_be_visible()
     assert outside == []

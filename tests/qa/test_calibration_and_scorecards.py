@@ -12,6 +12,7 @@ from sklearn.metrics import cohen_kappa_score
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
 from ops_platform.core.models import Team, User
 from qa.models import Adjudication, CalibrationSession, QaReview, SampleState
+from qa.rollups import scorecard_rollups_rebuild
 from qa.selectors import QaFilter, coaching_for, scorecards, session_report, slice_stats
 from qa.services import rating_submit, session_close, session_create
 from queues.models import Queue
@@ -125,6 +126,7 @@ def test_slice_figures_match_independent_computations(intake_queue: Queue, revie
     assert stats.quality.value == pytest.approx(1 - errors * 2 / (4 * 40))  # equal weights: the plain mean
     assert stats.quality.low < stats.quality.value < stats.quality.high
 
+    scorecard_rollups_rebuild([timezone.localdate()])  # scorecards and coaching read the rollup
     cards = {row.name: row.stats.samples for row in scorecards("reviewer", QaFilter())}
     assert cards == {"alice": 20, "vic": 20}
     vendors = scorecards("vendor", QaFilter())
