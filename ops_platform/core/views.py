@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.http import require_GET
 
+from ops_platform.core.home import home_notices
 from ops_platform.core.middleware import database_unavailable_response
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/home.html", {"roles": request.user.groups.values_list("name", flat=True)})
+    return render(
+        request,
+        "core/home.html",
+        {"roles": request.user.groups.values_list("name", flat=True), "notices": home_notices(request.user)},
+    )
 
 
 @require_GET
