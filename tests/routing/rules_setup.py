@@ -76,3 +76,11 @@ def scores_write(item: ReviewItem, **scores: float) -> ClassifierScore:
 def unscored_mark(item: ReviewItem) -> ClassifierScore:
     """What the pipeline stores when every classifier failed: the item falls back to people."""
     return ClassifierScore.objects.create(item=item, backend=Backend.UNSCORED, model_version="", scores={})
+
+
+def moderation_configured(settings: Any) -> None:
+    """A world whose first backend, OpenAI moderation, has a key: it produces every category, so approving a
+    version reading category scores asks no acknowledgement. For tests of the approval path that never score
+    (nothing calls the API); the acknowledgement itself is tested in tests/routing/test_score_coverage.py."""
+    settings.OPENAI_API_KEY = "sk-test-never-called"
+    settings.SCORING_DEFAULT_CHAIN = ["openai_moderation", "local"]
