@@ -255,6 +255,8 @@ def rule_save_view(request: HttpRequest, pk: int, rule_pk: int | None = None) ->
             _problems_into(form, exc)
         else:
             messages.success(request, f"Rule '{saved.name}' saved.")
+            for warning in condition_warnings(rule_set.kind, saved.condition):
+                messages.warning(request, f"Rule '{saved.name}': {warning}.")
             return redirect("rules-detail", pk=pk)
     context = _detail_context(
         request, rule_set, add_form=None if rule else form, edit_forms={rule.pk: form} if rule else None

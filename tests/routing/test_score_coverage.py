@@ -124,12 +124,20 @@ def test_the_editor_marks_each_score_and_the_checker_warns_without_refusing(
     body = client.post("/rules/check", {"kind": "intake", "new-condition": "score.self_harm >= 0.5"}).content.decode()
     assert "Valid condition." in body
     assert "Warning: score.self_harm: no active backend produces it" in body
-    draft = ruleset_drafted(
-        RuleSetKind.INTAKE,
-        [RuleData("sh", "score.self_harm >= 0.5", RuleAction.ROUTE, queue_id=intake_queue.pk)],
-        author=policy_staff,
-        default_queue=intake_queue,
+    draft = ruleset_drafted(RuleSetKind.INTAKE, [], author=policy_staff, default_queue=intake_queue)
+    saved = client.post(
+        f"/rules/{draft.pk}/rules/",
+        {
+            "new-name": "sh",
+            "new-condition": "score.self_harm >= 0.5",
+            "new-action": "route",
+            "new-queue": str(intake_queue.pk),
+            "new-priority": "0",
+            "new-required_reviews": "1",
+        },
+        follow=True,
     )
+    assert "Rule &#x27;sh&#x27;: score.self_harm: no active backend produces it" in saved.content.decode()
     page = client.get(f"/rules/{draft.pk}/").content.decode()
     assert "NOT PRODUCED by any active backend" in page
     assert 'data-testid="unproduced"' in page
@@ -165,9 +173,9 @@ def test_approving_and_activating_need_every_unproduced_score_acknowledged_and_a
     assert ruleset_activate(actor=priya, rule_set=approved, acknowledge=wanted).status == RuleSetStatus.ACTIVE
 
     entries = AuditLog.objects.filter(action="ruleset.coverage_acknowledge").order_by("at")
-    assert [(e.actor_label, e.after["step"], e.after["scores"]) for e in entries] == [
-        ("priya", "approve", wanted),
-        ("priya", "activate", wanted),
+    assert [(e.actor, e.after["step"], e.after["scores"]) for e in entries] == [
+        (priya, "approve", wanted),
+        (priya, "activate", wanted),
     ]
     assert all(e.at is not None and e.target_id == str(approved.pk) for e in entries)
 
