@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.contrib.auth.models import AnonymousUser
+
 from ops_platform.core.models import User
 
 
@@ -17,7 +19,7 @@ class HomeNotice:
     link_text: str = ""
 
 
-NoticeProvider = Callable[[User], list[HomeNotice]]
+NoticeProvider = Callable[[User | AnonymousUser], list[HomeNotice]]
 _PROVIDERS: list[NoticeProvider] = []
 
 
@@ -26,5 +28,5 @@ def home_notice_register(provider: NoticeProvider) -> None:
         _PROVIDERS.append(provider)
 
 
-def home_notices(user: User) -> list[HomeNotice]:
+def home_notices(user: User | AnonymousUser) -> list[HomeNotice]:
     return [notice for provider in _PROVIDERS for notice in provider(user)]

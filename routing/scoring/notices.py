@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
 from ops_platform.core.home import HomeNotice
@@ -11,7 +12,7 @@ from routing.scoring.coverage import child_safety_gap
 OPS = ("core.view_analytics", "core.manage_platform")
 
 
-def coverage_notices(user: User) -> list[HomeNotice]:
+def coverage_notices(user: User | AnonymousUser) -> list[HomeNotice]:
     if not any(user.has_perm(perm) for perm in OPS):
         return []
     gap = child_safety_gap()
