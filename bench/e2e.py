@@ -142,6 +142,7 @@ def world_create() -> World:
     from ops_platform.core.models import Role
     from routing.models import RuleAction, RuleSetKind
     from routing.rules import lifecycle
+    from routing.rules.coverage import ruleset_unproduced_scores
 
     world = rule_world.world_create()
     staff = Group.objects.get(name=str(Role.POLICY_STAFF))
@@ -152,8 +153,12 @@ def world_create() -> World:
 
     def publish(rule_set: Any, note: str) -> Any:
         lifecycle.ruleset_submit(actor=author, rule_set=rule_set, change_note=note)
-        lifecycle.ruleset_approve(actor=approver, rule_set=rule_set)
-        return lifecycle.ruleset_activate(actor=author, rule_set=rule_set, reason="bench/e2e.py")
+        # Scores no active backend produces (this bench writes none itself) are acknowledged, as a person would.
+        unproduced = ruleset_unproduced_scores(rule_set)
+        lifecycle.ruleset_approve(actor=approver, rule_set=rule_set, acknowledge=unproduced)
+        return lifecycle.ruleset_activate(
+            actor=author, rule_set=rule_set, reason="bench/e2e.py", acknowledge=unproduced
+        )
 
     intake = publish(world.draft, "bench/e2e.py: the 50-rule set")
     escalation = lifecycle.ruleset_draft_create(actor=author, kind=RuleSetKind.ESCALATION, title="bench escalation")

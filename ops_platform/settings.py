@@ -326,6 +326,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "queues.tasks.leases_expire_task",
         "schedule": timedelta(seconds=60),
     },
+    "scoring-coverage-check": {
+        "task": "routing.tasks.scoring_coverage_check_task",
+        "schedule": timedelta(seconds=60),
+    },
     "escalate-overdue-items": {
         "task": "routing.tasks.items_escalate_overdue_task",
         "schedule": timedelta(seconds=60),

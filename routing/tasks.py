@@ -13,6 +13,7 @@ from routing.intake import services
 from routing.intake.idempotency import idempotency_records_purge
 from routing.rules.apply import items_escalate_overdue
 from routing.rules.backtest import backtest_run
+from routing.scoring.coverage import coverage_incident_sync
 from routing.scoring.pipeline import items_score
 
 
@@ -63,3 +64,9 @@ def items_escalate_overdue_task() -> int:
 def backtest_run_task(backtest_id: int) -> int:
     """A large backtest, off the request; progress is written to the Backtest row as it loads."""
     return backtest_run(backtest_id=backtest_id).items
+
+
+@shared_task
+def scoring_coverage_check_task() -> bool:
+    """Open or resolve the standing incident of a child-safety guard without a score; True while it is open."""
+    return coverage_incident_sync() is not None

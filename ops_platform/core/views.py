@@ -13,6 +13,7 @@ from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.http import require_GET
 
+from ops_platform.core.home import home_notices
 from ops_platform.core.middleware import database_unavailable_response
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,11 @@ def redoc_bundle(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/home.html", {"roles": request.user.groups.values_list("name", flat=True)})
+    return render(
+        request,
+        "core/home.html",
+        {"roles": request.user.groups.values_list("name", flat=True), "notices": home_notices(request.user)},
+    )
 
 
 @require_GET

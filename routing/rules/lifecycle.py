@@ -5,6 +5,7 @@ rollback, shadow mode, and the readable diff between versions. Every change is a
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy, U
 from ops_platform.core.services import audit_record
 from queues.models import DEFAULT_MAX_REQUIRED_REVIEWS, Queue
 from queues.models import MAX_REQUIRED_REVIEWS as QUEUE_MAX_REQUIRED_REVIEWS
+from routing.rules.coverage import coverage_acknowledge
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.language import Problem, RuleLanguageError, parse
 from routing.rules.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
@@ -369,14 +371,16 @@ def ruleset_submit(*, actor: User, rule_set: RuleSet, change_note: str = "") -> 
 
 
 @transaction.atomic
-def ruleset_approve(*, actor: User, rule_set: RuleSet) -> RuleSet:
-    """The second person's approval: never anyone who drafted, edited or submitted any of the version."""
+def ruleset_approve(*, actor: User, rule_set: RuleSet, acknowledge: Collection[str] = ()) -> RuleSet:
+    """The second person's approval: never anyone who drafted, edited or submitted any of the version. A version
+    reading scores no active backend produces needs each of them in ``acknowledge`` (audited)."""
     _require(actor, "core.approve_rules", "approve rule sets")
     rule_set = _transition(rule_set, (RuleSetStatus.SUBMITTED,), "approved")
     if actor.pk in ruleset_writers(rule_set):
         raise NotPermitted(
             f"A rule set is approved by a different policy-staff member than its author: you wrote part of {rule_set}."
         )
+    coverage_acknowledge(actor=actor, rule_set=rule_set, step="approve", acknowledged=acknowledge)
     rule_set.status = RuleSetStatus.APPROVED
     rule_set.approved_by, rule_set.approved_at = actor, timezone.now()
     rule_set.save()
@@ -397,13 +401,16 @@ def ruleset_reject(*, actor: User, rule_set: RuleSet, reason: str) -> RuleSet:
 
 
 @transaction.atomic
-def ruleset_activate(*, actor: User, rule_set: RuleSet, reason: str = "") -> RuleSet:
-    """Make an approved version live, or re-activate a retired one (rollback); the live one retires."""
+def ruleset_activate(*, actor: User, rule_set: RuleSet, reason: str = "", acknowledge: Collection[str] = ()) -> RuleSet:
+    """Make an approved version live, or re-activate a retired one (rollback); the live one retires. A version
+    reading scores no active backend produces needs each of them in ``acknowledge`` (audited), as at approval:
+    coverage may have changed since."""
     _require(actor, "core.approve_rules", "activate rule sets")
     rule_set = _transition(rule_set, (RuleSetStatus.APPROVED, RuleSetStatus.RETIRED), "activated")
     if rule_set.approved_by_id is None:
         raise Conflict(f"{rule_set} was never approved; it cannot go live.")
     ruleset_preflight(rule_set)  # every rule built and run on sample rows: triage must never meet a failing rule
+    coverage_acknowledge(actor=actor, rule_set=rule_set, step="activate", acknowledged=acknowledge)
     previous = RuleSet.objects.select_for_update().filter(kind=rule_set.kind, status=RuleSetStatus.ACTIVE).first()
     if previous is not None:
         previous.status = RuleSetStatus.RETIRED
@@ -424,7 +431,9 @@ def ruleset_activate(*, actor: User, rule_set: RuleSet, reason: str = "") -> Rul
 
 
 @transaction.atomic
-def ruleset_rollback(*, actor: User, kind: str, to_version: int, reason: str = "") -> RuleSet:
+def ruleset_rollback(
+    *, actor: User, kind: str, to_version: int, reason: str = "", acknowledge: Collection[str] = ()
+) -> RuleSet:
     """Re-activate the version that was live before the current one. ``to_version`` is the version the person
     was shown and confirmed: if the version a rollback restores is another one now, nothing happens."""
     _require(actor, "core.approve_rules", "roll back rule sets")
@@ -438,7 +447,9 @@ def ruleset_rollback(*, actor: User, kind: str, to_version: int, reason: str = "
             f"A rollback of {kind} rules now restores v{previous.version}, not v{to_version}: look again.",
             field="to_version",
         )
-    return ruleset_activate(actor=actor, rule_set=previous, reason=reason.strip() or f"rollback to v{to_version}")
+    return ruleset_activate(
+        actor=actor, rule_set=previous, reason=reason.strip() or f"rollback to v{to_version}", acknowledge=acknowledge
+    )
 
 
 @transaction.atomic

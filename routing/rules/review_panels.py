@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ops_platform.core.models import ClassifierCategory
 from queues.models import ReviewItem
 from queues.panels import Panel
 from routing.rules.models import RoutingDecision
@@ -15,8 +16,14 @@ def scores_panel(item: ReviewItem) -> Panel | None:
     rows = list(ClassifierScore.objects.filter(item=item).order_by("backend", "-created_at"))
     if routed is None and not rows:
         return None
+    # Every category of the taxonomy is listed: one the backend did not score reads "not scored" (None here),
+    # never a blank or a 0 a reviewer could take for "clean".
     scores = [
-        {"backend": row.get_backend_display(), "version": row.model_version, "scores": sorted(row.scores.items())}
+        {
+            "backend": row.get_backend_display(),
+            "version": row.model_version,
+            "scores": [(key, row.scores.get(key)) for key in sorted({*ClassifierCategory.values, *row.scores})],
+        }
         for row in rows
         if row.backend != Backend.UNSCORED
     ]

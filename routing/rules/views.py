@@ -23,9 +23,10 @@ from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import User
 from ops_platform.core.params import MAX_INT, param_int, param_object
 from ops_platform.core.permissions import permitted
-from ops_platform.core.refusals import refused
+from ops_platform.core.refusals import refusal_response, refused
 from routing.rules import lifecycle, selectors
 from routing.rules.backtest import backtest_request
+from routing.rules.coverage import ScoresNotProduced, condition_warnings, ruleset_unproduced_scores, vocabulary_rows
 from routing.rules.engine import ACTIONS_BY_KIND, vocabulary_for
 from routing.rules.incidents import rule_incident_resolve
 from routing.rules.language import RuleLanguageError, parse
@@ -204,7 +205,10 @@ def _detail_context(
         "editable": editable,
         "can_approve": user.has_perm("core.approve_rules"),
         "add_form": add_form or RuleForm(kind=rule_set.kind, prefix="new"),
-        "vocabulary": vocabulary_for(rule_set.kind).names(),
+        "vocabulary": vocabulary_rows(rule_set.kind),
+        # Scores the version reads that no active backend produces: approving or activating it needs each
+        # acknowledged.
+        "unproduced": ruleset_unproduced_scores(rule_set),
         "queues": selectors.queues_active(),
         "versions": selectors.ruleset_other_versions(rule_set),
         "backtests": selectors.ruleset_backtests_recent(rule_set),
@@ -256,6 +260,8 @@ def rule_save_view(request: HttpRequest, pk: int, rule_pk: int | None = None) ->
             _problems_into(form, exc)
         else:
             messages.success(request, f"Rule '{saved.name}' saved.")
+            for warning in condition_warnings(rule_set.kind, saved.condition):
+                messages.warning(request, f"Rule '{saved.name}': {warning}.")
             return redirect("rules-detail", pk=pk)
     context = _detail_context(
         request, rule_set, add_form=None if rule else form, edit_forms={rule.pk: form} if rule else None
@@ -300,7 +306,10 @@ def condition_check(request: HttpRequest) -> HttpResponse:
         parse(condition, vocabulary_for(kind))
     except RuleLanguageError as exc:
         problems = [str(p) for p in exc.problems]
-    return render(request, "routing/rules/_check.html", {"problems": problems, "condition": condition})
+    warnings = [] if problems else condition_warnings(kind, condition)
+    return render(
+        request, "routing/rules/_check.html", {"problems": problems, "warnings": warnings, "condition": condition}
+    )
 
 
 @login_required
@@ -331,12 +340,15 @@ def condition_try_view(request: HttpRequest) -> HttpResponse:
 def _transition(step: str, user: User, rule_set: RuleSet, post: Any) -> RuleSet:
     if step == "submit":
         return lifecycle.ruleset_submit(actor=user, rule_set=rule_set, change_note=post.get("note", ""))
+    acknowledge = post.getlist("acknowledge")
     if step == "approve":
-        return lifecycle.ruleset_approve(actor=user, rule_set=rule_set)
+        return lifecycle.ruleset_approve(actor=user, rule_set=rule_set, acknowledge=acknowledge)
     if step == "reject":
         return lifecycle.ruleset_reject(actor=user, rule_set=rule_set, reason=post.get("reason", ""))
     if step == "activate":
-        return lifecycle.ruleset_activate(actor=user, rule_set=rule_set, reason=post.get("reason", ""))
+        return lifecycle.ruleset_activate(
+            actor=user, rule_set=rule_set, reason=post.get("reason", ""), acknowledge=acknowledge
+        )
     return lifecycle.ruleset_shadow(actor=user, rule_set=rule_set, on=step == "shadow-on")
 
 
@@ -352,6 +364,8 @@ def ruleset_transition(request: HttpRequest, pk: int, step: str) -> HttpResponse
         raise PermissionDenied
     try:
         done = _transition(step, user, rule_set, request.POST)
+    except ScoresNotProduced as exc:  # a 4xx naming the scores, not a flash: nothing happened
+        return refusal_response(request, exc, back=reverse("rules-detail", args=[pk]))
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -376,13 +390,18 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
             if to_version is None:
                 raise ApplicationError("Name the version to restore, as this page shows it.", field="to_version")
             active = lifecycle.ruleset_rollback(
-                actor=user, kind=kind, to_version=to_version, reason=request.POST.get("reason", "")[:5000]
+                actor=user,
+                kind=kind,
+                to_version=to_version,
+                reason=request.POST.get("reason", "")[:5000],
+                acknowledge=request.POST.getlist("acknowledge"),
             )
         except ApplicationError as exc:
             error = exc
         else:
             messages.success(request, f"Rolled back: {active} is active again.")
             return redirect("rules-detail", pk=active.pk)
+    target = selectors.ruleset_rollback_target(kind)
     return render(
         request,
         "routing/rules/rollback.html",
@@ -390,7 +409,8 @@ def ruleset_rollback_view(request: HttpRequest, kind: str) -> HttpResponse:
             "kind": kind,
             "label": RuleSetKind(kind).label,
             "active": selectors.ruleset_active(kind),
-            "target": selectors.ruleset_rollback_target(kind),
+            "target": target,
+            "unproduced": ruleset_unproduced_scores(target) if target else [],
             "error": error,
         },
         status=error.status_code if error else 200,

@@ -87,3 +87,12 @@ class Classifier(Protocol):
         """The (model version, prompt version) a score must carry to count as already done now;
         None where any will do (a hosted model's version is known only from its answer)."""
         ...
+
+    def configured(self) -> str:
+        """Why this backend cannot score now ("" when it can): no key, no active model."""
+        ...
+
+    def produces(self, policies: Sequence[Policy]) -> frozenset[str]:
+        """The score keys (as stored: ``sexual/minors``, ``policy:spam``) this backend gives every item it scores
+        for ``policies``; empty when it is not configured."""
+        ...

@@ -155,6 +155,8 @@ class IncidentKind(models.TextChoices):
     BUDGET_SPENT = "budget_spent", "Daily budget spent"
     CIRCUIT_OPEN = "circuit_open", "Circuit breaker opened"
     DEAD_LETTER = "dead_letter", "Task dead-lettered"
+    # Standing: open while no active backend produces sexual/minors, resolved when one does again.
+    COVERAGE_GAP = "coverage_gap", "Child-safety guard has no score"
 
 
 class ScoringIncident(models.Model):
@@ -167,6 +169,8 @@ class ScoringIncident(models.Model):
     occurrences = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
+    # Set for a standing incident (coverage gap) once its cause is gone; day-bound incidents leave it empty.
+    resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_seen_at"]

@@ -23,6 +23,29 @@ from ops_platform.core.models import Policy
 from routing.scoring.base import BackendError, BatchScores, ItemScores, TextToScore
 from routing.scoring.models import Backend, CallOutcome
 
+# The categories ``omni-moderation`` answers for every input (OpenAI's moderation guide); each is stored under
+# OPENAI_MODERATION_CATEGORY_MAP's name for it, or as ``openai:<category>``.
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+NO_KEY = "not configured: OPENAI_API_KEY is not set"
+
+
+def openai_configured() -> str:
+    return "" if settings.OPENAI_API_KEY else NO_KEY
+
 
 @lru_cache(maxsize=4)
 def _client(api_key: str, base_url: str | None, timeout: float, max_retries: int) -> openai.OpenAI:
@@ -75,6 +98,15 @@ class OpenAIModeration:
 
     def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
         return None, None
+
+    def configured(self) -> str:
+        return openai_configured()
+
+    def produces(self, policies: Sequence[Policy]) -> frozenset[str]:
+        if self.configured():
+            return frozenset()
+        mapping: dict[str, str] = settings.OPENAI_MODERATION_CATEGORY_MAP
+        return frozenset(mapping.get(category, f"openai:{category}") for category in MODERATION_CATEGORIES)
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         """Texts alone go in one request; an item with an image is one multi-modal input (its text and the
@@ -216,6 +248,17 @@ class OpenAIPolicyClassifier:
 
     def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
         return None, prompt_version(policies)
+
+    def configured(self) -> str:
+        return openai_configured()
+
+    def produces(self, policies: Sequence[Policy]) -> frozenset[str]:
+        """Each policy's own score and the categories it maps to (see ``_one``)."""
+        if self.configured() or not policies:
+            return frozenset()
+        return frozenset(
+            {f"policy:{p.slug}" for p in policies} | {c for p in policies for c in p.classifier_categories}
+        )
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         if not policies:

@@ -18,6 +18,7 @@ from routing.scoring.local_model import ALGORITHM, LocalClassifier, loaded, sha2
 from routing.scoring.models import Backend, CallOutcome, ModelStatus, ModelVersion
 
 LOCAL = "local"
+LEARNED = "categories_learned"
 
 
 def model_active(name: str = LOCAL) -> ModelVersion | None:
@@ -43,7 +44,9 @@ def model_register(
             artifact=artifact,
             artifact_sha256=sha256(artifact),
             algorithm=ALGORITHM,
-            training_data=training_data,
+            # What the artifact learned, read without loading it: the coverage the rule editor and the
+            # child-safety guard check (``routing.scoring.coverage``).
+            training_data={**training_data, LEARNED: model.categories},
             metrics=metrics,
             thresholds=thresholds,
             known_limits=known_limits,
@@ -106,6 +109,11 @@ def model_promote(*, candidate: ModelVersion, actor: User | str, reason: str = "
     # Raised after the block, so the refusal (status and audit entry) is committed, not rolled back.
     if not ok:
         raise NotPermitted(f"{candidate.label} was not promoted: {why}.")
+    # What the new version covers opens or resolves the child-safety coverage incident at once. Imported here:
+    # coverage reads the backends, which include this module's LocalModel.
+    from routing.scoring.coverage import coverage_incident_sync
+
+    coverage_incident_sync()
     return candidate
 
 
@@ -114,6 +122,15 @@ def classifier_load(version: ModelVersion) -> LocalClassifier:
         (version.pk, version.artifact_sha256),
         lambda: bytes(ModelVersion.objects.values_list("artifact", flat=True).get(pk=version.pk)),
     )
+
+
+def model_categories(version: ModelVersion) -> frozenset[str]:
+    """The categories ``version``'s artifact has a model for: recorded at registration, or (for a version
+    registered before that was recorded) read from the artifact itself."""
+    learned = version.training_data.get(LEARNED)
+    if isinstance(learned, list):
+        return frozenset(str(c) for c in learned)
+    return frozenset(classifier_load(version).categories)
 
 
 class LocalModel:
@@ -131,6 +148,13 @@ class LocalModel:
 
     def scored_as(self, policies: Sequence[Policy]) -> tuple[str | None, str | None]:
         return self.current_version().label, None
+
+    def configured(self) -> str:
+        return "" if model_active() is not None else "not configured: no active local model"
+
+    def produces(self, policies: Sequence[Policy]) -> frozenset[str]:
+        version = model_active()
+        return frozenset() if version is None else model_categories(version)
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         version = self.current_version()

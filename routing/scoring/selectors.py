@@ -17,6 +17,7 @@ from django.utils import timezone
 from ops_platform.core.models import AuditLog
 from routing.scoring.guards import CircuitBreaker, spent_today
 from routing.scoring.models import Backend, CallOutcome, ClassifierCall, ClassifierScore, ModelVersion, ScoringIncident
+from routing.scoring.pipeline import backend_get
 
 
 def backend_order() -> list[str]:
@@ -93,11 +94,14 @@ def usage_daily(*, days: int = 14) -> list[UsageDay]:
 
 
 def backends_status() -> list[dict[str, Any]]:
+    """Each backend's state; one that cannot score (no key, no active model) is "not configured", whatever its
+    circuit says: a breaker never opens for a backend that is never called."""
     budgets: dict[str, float | None] = settings.SCORING_DAILY_BUDGET_USD
     return [
         {
             "backend": name,
             "label": Backend(name).label,
+            "problem": backend_get(name).configured(),
             "breaker": CircuitBreaker(name).state(),
             "spent_today": spent_today(name),
             "budget": budgets.get(name),

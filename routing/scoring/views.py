@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 
 from ops_platform.core.permissions import permitted
 from routing.scoring import selectors
+from routing.scoring.coverage import child_safety_gap, coverage_incidents_open, coverage_read
 from routing.scoring.overview import overview_sections
 
 OPS = ("core.view_analytics", "core.manage_platform")
@@ -21,10 +22,15 @@ MODEL_READERS = (*OPS, "core.edit_policies")
 @require_GET
 def scoring_overview(request: HttpRequest) -> HttpResponse:
     permitted(request, *OPS)
+    coverage = coverage_read()
     return render(
         request,
         "routing/scoring_overview.html",
         {
+            "coverage": coverage,
+            # The guard's state as configured now; the incident row says since when (the beat task keeps it).
+            "coverage_gap": child_safety_gap(coverage),
+            "coverage_incident": next(iter(coverage_incidents_open()), None),
             "backends": selectors.backends_status(),
             "usage": selectors.usage_daily(days=14),
             "incidents": selectors.incidents_recent(days=7),

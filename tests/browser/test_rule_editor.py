@@ -84,8 +84,12 @@ def test_a_draft_is_validated_live_approved_by_someone_else_backtested_and_rolle
     expect(page.locator("figure.chart rect.bar-draft")).to_have_count(2)
     expect(page.locator("table.matrix")).to_contain_text("queue:general")
     page.click("text=← Intake routing v1")
+    # No backend produces score.hate in this world: going live asks for an acknowledgement.
+    expect(page.get_by_test_id("unproduced")).to_contain_text("score.hate")
+    page.get_by_test_id("acknowledge").locator("input").check()
     page.get_by_test_id("approve").click()
     expect(page.get_by_test_id("status")).to_have_text("Approved, not active")
+    page.get_by_test_id("acknowledge").locator("input").check()
     page.get_by_test_id("activate").click()
     expect(page.get_by_test_id("status")).to_have_text("Active")
 
@@ -105,6 +109,7 @@ def test_a_draft_is_validated_live_approved_by_someone_else_backtested_and_rolle
         status=RuleSetStatus.APPROVED, submitted_by=policy_staff, approved_by=admin_user, created_by=policy_staff
     )
     page.goto(f"{live_server.url}/rules/{v2.pk}/")
+    page.get_by_test_id("acknowledge").locator("input").check()
     page.get_by_test_id("activate").click()
     expect(page.get_by_test_id("status")).to_have_text("Active")
     page.goto(f"{live_server.url}/rules/")
@@ -112,6 +117,7 @@ def test_a_draft_is_validated_live_approved_by_someone_else_backtested_and_rolle
     expect(page.get_by_test_id("rollback")).to_contain_text("makes v1 live again and retires v2")
     assert RuleSet.objects.get(version=2).status == RuleSetStatus.ACTIVE  # nothing happens before the confirmation
     page.get_by_label("Why roll back").fill("v2 sends too much to the hate queue")
+    page.get_by_test_id("acknowledge").locator("input").check()
     page.get_by_test_id("rollback-confirm").click()
     expect(page.locator("ul.flash")).to_contain_text("Intake routing v1 is active again")
     assert RuleSet.objects.get(version=1).status == RuleSetStatus.ACTIVE

@@ -13,6 +13,7 @@ from ops_platform.core.models import Role, User
 from ops_platform.core.services import user_create
 from queues.models import Queue, ReviewItem
 from routing.models import Backend, ClassifierScore, RuleSet
+from routing.rules.coverage import ruleset_unproduced_scores
 from routing.rules.lifecycle import (
     RuleData,
     rule_delete,
@@ -47,11 +48,13 @@ def ruleset_live(
     kind: str, rules: Sequence[RuleData], *, author: User, approver: User, default_queue: Queue | None = None
 ) -> RuleSet:
     """A version of ``rules`` taken the whole way: drafted and submitted by ``author``, approved and
-    activated by ``approver``."""
+    activated by ``approver``, who acknowledges the scores no active backend produces (these worlds write their
+    scores themselves, with no model: see tests/routing/test_score_coverage.py for the contract)."""
     draft = ruleset_drafted(kind, rules, author=author, default_queue=default_queue)
     ruleset_submit(actor=author, rule_set=draft)
-    ruleset_approve(actor=approver, rule_set=draft)
-    return ruleset_activate(actor=approver, rule_set=draft)
+    unproduced = ruleset_unproduced_scores(draft)
+    ruleset_approve(actor=approver, rule_set=draft, acknowledge=unproduced)
+    return ruleset_activate(actor=approver, rule_set=draft, acknowledge=unproduced)
 
 
 def item_received(text: str = "some text", *, received_at: datetime | None = None, **fields: Any) -> ReviewItem:
@@ -73,3 +76,11 @@ def scores_write(item: ReviewItem, **scores: float) -> ClassifierScore:
 def unscored_mark(item: ReviewItem) -> ClassifierScore:
     """What the pipeline stores when every classifier failed: the item falls back to people."""
     return ClassifierScore.objects.create(item=item, backend=Backend.UNSCORED, model_version="", scores={})
+
+
+def moderation_configured(settings: Any) -> None:
+    """A world whose first backend, OpenAI moderation, has a key: it produces every category, so approving a
+    version reading category scores asks no acknowledgement. For tests of the approval path that never score
+    (nothing calls the API); the acknowledgement itself is tested in tests/routing/test_score_coverage.py."""
+    settings.OPENAI_API_KEY = "sk-test-never-called"
+    settings.SCORING_DEFAULT_CHAIN = ["openai_moderation", "local"]

@@ -20,6 +20,7 @@ from queues.models import Decision, ItemKind, ItemState, Queue, ReviewItem
 from routing.models import Backtest, BacktestStatus, RoutingDecision, Rule, RuleAction, RuleSet, RuleSetKind
 from routing.rules.apply import items_route
 from routing.rules.backtest import backtest_request
+from routing.rules.coverage import ruleset_unproduced_scores
 from routing.rules.engine import vocabulary_for
 from routing.rules.language import interpret, parse
 from routing.rules.lifecycle import RuleData, ruleset_activate, ruleset_approve, ruleset_submit
@@ -320,8 +321,9 @@ def test_the_backtest_of_the_live_version_matches_what_live_routing_did(
     intake_queue: Queue,
 ):
     ruleset_submit(actor=policy_staff, rule_set=candidate)
-    ruleset_approve(actor=priya, rule_set=candidate)
-    ruleset_activate(actor=priya, rule_set=candidate)
+    unproduced = ruleset_unproduced_scores(candidate)  # this world writes its scores itself, with no model
+    ruleset_approve(actor=priya, rule_set=candidate, acknowledge=unproduced)
+    ruleset_activate(actor=priya, rule_set=candidate, acknowledge=unproduced)
     rng = random.Random(5)
     items = []
     for _ in range(30):

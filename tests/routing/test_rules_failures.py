@@ -19,6 +19,7 @@ from routing.models import Backtest, BacktestStatus, Rule, RuleAction, RuleSet, 
 from routing.rules import engine
 from routing.rules.apply import items_escalate_overdue, items_route
 from routing.rules.backtest import backtest_request
+from routing.rules.coverage import ruleset_unproduced_scores
 from routing.rules.language import semantics
 from routing.rules.lifecycle import (
     RuleData,
@@ -348,7 +349,7 @@ def approve(policy_staff: User, priya: User, intake_queue: Queue) -> Callable[[l
     def approved(rules: list[RuleData]) -> RuleSet:
         draft = ruleset_drafted(RuleSetKind.INTAKE, rules, author=policy_staff, default_queue=intake_queue)
         ruleset_submit(actor=policy_staff, rule_set=draft)
-        return ruleset_approve(actor=priya, rule_set=draft)
+        return ruleset_approve(actor=priya, rule_set=draft, acknowledge=ruleset_unproduced_scores(draft))
 
     return approved
 
@@ -367,7 +368,7 @@ def test_activation_refuses_a_version_whose_rule_fails_on_a_sample_item(
     )
 
     with pytest.raises(ApplicationError) as refused:
-        ruleset_activate(actor=priya, rule_set=v2)
+        ruleset_activate(actor=priya, rule_set=v2, acknowledge=["score.hate"])
 
     assert refused.value.status_code == 400
     assert refused.value.message.startswith("Rule 'boom' (#2) fails on a sample item: RuntimeError: string test")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -29,9 +30,14 @@ from routing.rules.lifecycle import (
     ruleset_submit,
     ruleset_update,
 )
-from tests.routing.rules_setup import policy_staff_member, ruleset_drafted, ruleset_live
+from tests.routing.rules_setup import moderation_configured, policy_staff_member, ruleset_drafted, ruleset_live
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _moderation_configured(settings: Any) -> None:
+    moderation_configured(settings)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -9,9 +11,14 @@ from ops_platform.core.models import AuditLog
 from routing.models import Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules.lifecycle import RuleData, ruleset_draft_create
 from tests.conftest import PASSWORD
-from tests.routing.rules_setup import policy_staff_member, ruleset_live
+from tests.routing.rules_setup import moderation_configured, policy_staff_member, ruleset_live
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _moderation_configured(settings: Any) -> None:
+    moderation_configured(settings)
 
 
 def signed_in(user) -> Client:
