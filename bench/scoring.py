@@ -154,7 +154,8 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
 PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("PostgreSQL connect (Celery's Django fixup closes it around every task)", ("BaseDatabaseWrapper.connect (",)),
     ("model: TF-IDF transform (word + char n-grams)", ("FeatureUnion.transform (",)),
-    ("model: 8 calibrated logistic regressions, one stacked product", ("LocalClassifier.probabilities (",)),
+    ("model: lexicon scores (profanity, HateSonar)", ("Lexicons.scores (",)),
+    ("model: 8 NB-LR base models and 8 stackers, two products", ("LocalClassifier.probabilities (",)),
     ("model: artifact load (_Loaded.get)", ("_Loaded.get (",)),
     ("active-version lookup (LocalModel.current_version, twice a task)", ("current_version (",)),
     ("model: per-item score dicts (LocalModel.score)", ("LocalModel.score (",)),
@@ -315,8 +316,13 @@ def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, flo
             part.transform,
             chunks,
         )
+    lexical = timed("lexicon scores (profanity, HateSonar)", model.lexicons.scores, chunks)
     features = [model.vectorizer.transform(chunk) for chunk in chunks]
-    probabilities = timed(f"{len(model.estimators)} calibrated regressions, stacked", model.probabilities, features)
+    probabilities = timed(
+        f"{len(model.categories)} NB-LR base models + stackers",
+        lambda pair: model.probabilities(*pair),
+        list(zip(features, lexical, strict=True)),
+    )
     timed("per-item score dicts", lambda p: rounded(p, len(next(iter(p.values())))), probabilities)
     return split
 

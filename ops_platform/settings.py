@@ -484,6 +484,14 @@ SCORING_REDACT = env.list("SCORING_REDACT", default=["email", "phone", "card", "
 SCORING_BATCH_SIZE = env.int("SCORING_BATCH_SIZE", default=500)
 # Operating point per category used by the evaluation command (routing rules set their own).
 SCORING_THRESHOLDS = {category: 0.5 for category in OPENAI_MODERATION_CATEGORY_MAP.values()}
+# The precision at which model cards and classifier_evaluate report recall (and the threshold reaching it).
+SCORING_TARGET_PRECISION = env.float("SCORING_TARGET_PRECISION", default=0.9)
+# The labelled seed set every local-model version learns from, QA-verified labels added to it (MIT; shipped
+# in routing/scoring/seed/, so a fresh install, the demo and CI train a real model without a download).
+SCORING_SEED_SET = env.str(
+    "SCORING_SEED_SET",
+    default=str(BASE_DIR / "routing" / "scoring" / "seed" / "openai-moderation-samples-1680.jsonl.gz"),
+)
 
 # --- Analytics: classifier performance (analytics/selectors/classifiers.py) -----------------------
 # The "active threshold" per classifier category at which dashboards report precision, recall, FPR, F1

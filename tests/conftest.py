@@ -6,6 +6,7 @@ Tests marked ``postgres`` or ``redis`` skip on a laptop without those services, 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from routing.models import ModelVersion
 from routing.scoring.local_model import LocalClassifier, fit
 from routing.scoring.registry import model_promote, model_register
 from routing.scoring.training import DATASET_KEYS
-from tests.support.datasets import LABELLED_SET, labelled_rows
+from tests.support.datasets import LABELLED_SET, labelled_rows, seed_slice_rows
 
 # The private Redis server and the waiting helpers are shared with the fault drills and the benchmarks.
 from tests.support.servers import RedisServer as RedisServer
@@ -176,6 +177,22 @@ def dataset_rows(limit: int | None = None) -> list[dict[str, Any]]:
         pytest.fail(f"the labelled set is missing: {LABELLED_SET}")
     rows = labelled_rows()
     return rows[:limit] if limit else rows
+
+
+@pytest.fixture(scope="session")
+def seed_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small slice of the shipped seed set with every category learnable, as a labelled file."""
+    path = tmp_path_factory.mktemp("seed") / "seed-slice.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in seed_slice_rows())
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _small_seed_set(settings: Any, seed_slice: Path) -> None:
+    """Every local-model training in the suite learns from the small slice instead of all 1,680 samples,
+    so demo builds and training tests stay fast; a test that needs the whole set sets it back."""
+    settings.SCORING_SEED_SET = str(seed_slice)
 
 
 def dataset_labels(row: dict[str, Any]) -> dict[str, int]:

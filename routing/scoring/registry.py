@@ -158,7 +158,11 @@ class LocalModel:
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
         version = self.current_version()
-        probabilities = classifier_load(version).predict([t.text for t in texts])
+        try:
+            model = classifier_load(version)
+        except TypeError as exc:
+            raise BackendError(CallOutcome.UNAVAILABLE, f"{version.label}: {exc}") from exc
+        probabilities = model.predict([t.text for t in texts])
         categories = list(probabilities)
         columns = [np.round(probabilities[c], 6).tolist() for c in categories]
         items = [

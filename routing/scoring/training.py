@@ -1,8 +1,10 @@
 """Labeled data for the local model and its training, evaluation and cross-validation.
 
-The model learns only from labels people verified (``queues.GroundTruth``: QA-verified or adjudicated
-decisions) and from imported labeled sets (``LabeledExample``); never from raw reviewer decisions, so a
-reviewer's mistakes do not feed back into the classifier that routes their work.
+Every version learns from the shipped seed set (``settings.SCORING_SEED_SET``: OpenAI's 1,680 labelled
+moderation samples, MIT), so a fresh install has a real model in every category; labels people verified
+(``queues.GroundTruth``: QA-verified or adjudicated decisions) and imported labeled sets (``LabeledExample``)
+add to it, never replace it. Never raw reviewer decisions, so a reviewer's mistakes do not feed back into the
+classifier that routes their work.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ops_platform.core.models import ClassifierCategory, User
 from queues.selectors import ground_truth_latest
 from routing.scoring.local_model import MIN_CLASS_EXAMPLES, LocalClassifier, fit
-from routing.scoring.metrics import auprc_interval, category_figures, f1_threshold
+from routing.scoring.metrics import IntervalFigures, f1_threshold, interval_figures
 from routing.scoring.models import LabeledExample, ModelVersion
 from routing.scoring.registry import classifier_load, model_active, model_register
 
@@ -61,6 +64,17 @@ class Labeled:
         self.labels.append(labels)
         self.refs.append(ref)
         self.sources[source] += 1
+
+    def add_or_merge(self, text: str, labels: dict[str, int], ref: str, source: str) -> None:
+        """Add a row, or when the same text is already held, let these (later, more specific) labels
+        override its labels for the categories they name: one text is one training example."""
+        index = self.__dict__.setdefault("_index", {t: i for i, t in enumerate(self.texts)})
+        if text in index:
+            self.labels[index[text]] = {**self.labels[index[text]], **labels}
+            self.sources[source] += 1
+            return
+        index[text] = len(self.texts)
+        self.add(text, labels, ref, source)
 
     def subset(self, rows: Iterable[int]) -> Labeled:
         out = Labeled()
@@ -152,15 +166,26 @@ def labeled_import(*, path: str | Path, dataset: str) -> tuple[int, int]:
     return created, len(rows) - created
 
 
+def seed_source() -> str:
+    return "seed:" + Path(settings.SCORING_SEED_SET).name.removesuffix(".gz").removesuffix(".jsonl")
+
+
 def training_data() -> Labeled:
-    """Imported labeled sets plus the latest verified label of each item (QA-verified or adjudicated).
+    """The seed set, plus imported labeled sets, plus the latest verified label of each item (QA-verified
+    or adjudicated). A text held twice is one example whose later labels override the earlier ones.
 
     A verified 'no violation' is a negative for every category; a verified violation is a positive for
     the categories of its policy and leaves the others unknown (an item may break several policies).
     """
     data = Labeled()
+    seed = labeled_file_read(settings.SCORING_SEED_SET)
+    source = seed_source()
+    for text, labels, ref in zip(seed.texts, seed.labels, seed.refs, strict=True):
+        data.add_or_merge(text, labels, f"{source}/{ref}", source)
     for example in LabeledExample.objects.order_by("pk").iterator():
-        data.add(example.text, dict(example.labels), f"{example.dataset}/{example.external_ref}", example.dataset)
+        data.add_or_merge(
+            example.text, dict(example.labels), f"{example.dataset}/{example.external_ref}", example.dataset
+        )
     verified = ground_truth_latest().select_related("item", "policy")
     for truth in verified.iterator():
         if truth.is_violation:
@@ -169,7 +194,7 @@ def training_data() -> Labeled:
         else:
             labels = dict.fromkeys(CATEGORIES, 0)
         if labels:
-            data.add(truth.item.text, labels, f"item-{truth.item_id}", f"ground_truth:{truth.origin}")
+            data.add_or_merge(truth.item.text, labels, f"item-{truth.item_id}", f"ground_truth:{truth.origin}")
     return data
 
 
@@ -191,31 +216,58 @@ def holdout_split(data: Labeled, *, share: float, seed: int) -> tuple[list[int],
     return sorted(train), sorted(test)
 
 
+def figures_stored(figures: IntervalFigures) -> dict[str, Any]:
+    """A category's figures as a model card keeps them: the bootstrap intervals and, for promotion's
+    comparison, the plain AUPRC."""
+    return {
+        "n": figures.n,
+        "positives": figures.positives,
+        "prevalence": round(figures.prevalence, 4),
+        "auprc": None if figures.auprc.value is None else round(figures.auprc.value, 4),
+        "roc_auc": None if figures.roc_auc.value is None else round(figures.roc_auc.value, 4),
+        "intervals": figures.as_dict(),
+    }
+
+
 def evaluate(model: LocalClassifier, data: Labeled) -> dict[str, dict[str, Any]]:
     """Held-out figures per category for a fitted model (categories it did not learn are left out)."""
     predictions = model.predict(data.texts)
+    return figures_by_category(data, predictions)
+
+
+def figures_by_category(data: Labeled, scores: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    target = settings.SCORING_TARGET_PRECISION
     figures: dict[str, dict[str, Any]] = {}
-    for category, scores in predictions.items():
-        rows = [i for i, row in enumerate(data.labels) if category in row]
+    for category, values in scores.items():
+        rows = [i for i, row in enumerate(data.labels) if category in row and not np.isnan(values[i])]
+        if not rows:
+            continue
         y = [data.labels[i][category] for i in rows]
-        result = category_figures(y, scores[rows], threshold=None)
-        low, high = auprc_interval(y, scores[rows])
-        figures[category] = {
-            "n": result.n,
-            "positives": result.positives,
-            "prevalence": round(result.prevalence, 4),
-            "auprc": None if result.auprc is None else round(result.auprc, 4),
-            "auprc_low": None if low is None else round(low, 4),
-            "auprc_high": None if high is None else round(high, 4),
-            "f1_threshold": f1_threshold(y, scores[rows]),
-        }
+        result = interval_figures(y, values[rows], target_precision=target)
+        figures[category] = {**figures_stored(result), "f1_threshold": f1_threshold(y, values[rows])}
     return figures
+
+
+def overall_figures(data: Labeled, scores: dict[str, np.ndarray]) -> IntervalFigures | None:
+    """Overall binary: does the text break any policy (any known positive), scored by its highest category."""
+    categories = [c for c in CATEGORIES if c in scores]
+    if not categories:
+        return None
+    stacked = np.vstack([scores[c] for c in categories])
+    any_scored = ~np.all(np.isnan(stacked), axis=0)
+    rows = [i for i in range(len(data.texts)) if any_scored[i] and data.labels[i]]
+    if not rows:
+        return None
+    y = [int(any(v == 1 for v in data.labels[i].values())) for i in rows]
+    top = np.nanmax(stacked[:, rows], axis=0)
+    return interval_figures(y, top, target_precision=settings.SCORING_TARGET_PRECISION)
 
 
 def known_limits(counts: dict[str, dict[str, int]], learned: Sequence[str], sources: Counter[str]) -> str:
     lines = [
-        "Learns surface wording (word and character n-grams): paraphrase, sarcasm, quotes and counter-speech "
-        "are its weak points, and it knows only languages present in its training data.",
+        "Learns surface wording (word and character n-grams, and the word lists of two lexicon models): "
+        "paraphrase, sarcasm, quotes and counter-speech are its weak points, and it knows only languages "
+        "present in its training data (the seed set and the lexicons are English).",
     ]
     missing = [c for c in CATEGORIES if c not in learned]
     if missing:
@@ -230,9 +282,11 @@ def known_limits(counts: dict[str, dict[str, int]], learned: Sequence[str], sour
     return "\n".join(lines)
 
 
-def model_train(*, actor: User | str, holdout: float = 0.2, seed: int = 0) -> ModelVersion:
-    """Fit a new version on the verified and imported labels, measure it on a held-out share, and measure
-    the active version on the same held-out rows so promotion compares like with like."""
+def model_train(*, actor: User | str, holdout: float = 0.2, seed: int = 0, folds: int = 5) -> ModelVersion:
+    """Fit a new version on the seed set plus the verified and imported labels, measure it on a held-out
+    share, and measure the active version on the same held-out rows so promotion compares like with like.
+    With ``folds`` (0 skips it) the card also gets stratified k-fold figures over every example, with
+    bootstrap intervals: more positives per category than the held-out share has."""
     data = training_data()
     if len(data.texts) < 50:
         raise LabeledFileError(f"only {len(data.texts)} labeled examples: import a labeled set or verify decisions")
@@ -253,6 +307,16 @@ def model_train(*, actor: User | str, holdout: float = 0.2, seed: int = 0) -> Mo
     thresholds = {c: m.pop("f1_threshold") for c, m in metrics.items() if m.get("f1_threshold") is not None}
     for m in metrics.values():
         m.pop("f1_threshold", None)
+    cross_validated: dict[str, Any] = {}
+    if folds:
+        scores = cross_validate(data, folds=folds, seed=seed)
+        categories = figures_by_category(data, {c: scores[c] for c in model.categories})
+        overall = overall_figures(data, {c: scores[c] for c in model.categories})
+        cross_validated = {
+            "folds": folds,
+            "categories": {c: {k: v for k, v in m.items() if k != "f1_threshold"} for c, m in categories.items()},
+            "overall": overall.as_dict() if overall else None,
+        }
     return model_register(
         model=model,
         training_data={
@@ -263,6 +327,9 @@ def model_train(*, actor: User | str, holdout: float = 0.2, seed: int = 0) -> Mo
             "sources": dict(data.sources),
             "categories": counts,
             "baseline": baseline,
+            "seed_set": Path(settings.SCORING_SEED_SET).name,
+            "target_precision": settings.SCORING_TARGET_PRECISION,
+            "cross_validated": cross_validated,
         },
         metrics=metrics,
         thresholds={c: round(t, 4) for c, t in thresholds.items()},

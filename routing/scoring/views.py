@@ -45,7 +45,6 @@ def scoring_overview(request: HttpRequest) -> HttpResponse:
 def model_card(request: HttpRequest, pk: int) -> HttpResponse:
     permitted(request, *MODEL_READERS)
     version = get_object_or_404(selectors.model_versions(), pk=pk)
-    metrics = sorted(version.metrics.items())
     baseline = version.training_data.get("baseline", {}).get("auprc", {})
     rows = [
         {
@@ -57,10 +56,23 @@ def model_card(request: HttpRequest, pk: int) -> HttpResponse:
             "threshold": version.thresholds.get(category),
             "baseline": baseline.get(category),
         }
-        for category, figures in metrics
+        for category, figures in sorted(version.metrics.items())
     ]
+    cross_validated = version.training_data.get("cross_validated") or {}
+    cv_rows = [
+        {"category": category, **figures}
+        for category, figures in sorted((cross_validated.get("categories") or {}).items())
+    ]
+    if cross_validated.get("overall"):
+        cv_rows.append({"category": "overall (any violation)", "intervals": cross_validated["overall"]})
     return render(
         request,
         "routing/model_card.html",
-        {"version": version, "rows": rows, "history": selectors.model_history(version)},
+        {
+            "version": version,
+            "rows": rows,
+            "cv_rows": cv_rows,
+            "cv_folds": cross_validated.get("folds"),
+            "history": selectors.model_history(version),
+        },
     )

@@ -57,7 +57,8 @@ def model_train(env: dict[str, str], dataset: Path = LABELLED_SET, *, actor: str
         raise SystemExit(f"the labelled set is missing: {dataset}")
     imported = manage(env, "labeled_import", str(dataset), "--dataset", LABELLED_SET_NAME)
     t0 = time.perf_counter()
-    out = manage(env, "classifier_train", "--promote", "--actor", actor)
+    # No cross-validated card figures: the callers time scoring, not measurement (classifier_evaluate does that).
+    out = manage(env, "classifier_train", "--promote", "--folds", "0", "--actor", actor)
     seconds = time.perf_counter() - t0
     active = re.search(r"^(\S+) is now active", out, re.MULTILINE)
     if active is None:
