@@ -467,6 +467,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
+def quantiles(values: Sequence[float], qs: Sequence[float], fmt: str = ".1f", unit: str = "") -> str:
+    """ "p50 1.0 ms, p99 …": ``percentile`` at each of ``qs``."""
+    return ", ".join(f"p{q * 100:g} {percentile(values, q):{fmt}}{unit}" for q in qs)
+
+
 @dataclass
 class Report:
     """A benchmark's figures as a two-column markdown table under a heading, then any text."""

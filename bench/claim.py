@@ -30,27 +30,13 @@ from typing import Any
 
 import benchlib
 import psycopg
-from benchlib import (
-    RESULTS,
-    CpuMeter,
-    Report,
-    Usage,
-    copy_rows,
-    django_setup,
-    machine_description,
-    names,
-    percentile,
-    postgres_pids,
-    process_cpu,
-    table,
-)
 from psycopg import sql
 
-RESULT = RESULTS / "claim.md"
+RESULT = benchlib.RESULTS / "claim.md"
 SOURCE = "bench-claim"
 LEASE = timedelta(minutes=15)
 # Every NOT NULL field of an item without a database default, and the queue fields, in ``item_row``'s order.
-FIELDS = names(
+FIELDS = benchlib.names(
     "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
     "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
 )
@@ -98,7 +84,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # seconds per claim
     empty: int = 0  # claims that found nothing although items were waiting
     elapsed: float = 0.0
-    cpu: Usage = field(default_factory=Usage)
+    cpu: benchlib.Usage = field(default_factory=benchlib.Usage)
 
     def add(self, other: Run) -> None:
         self.latencies += other.latencies
@@ -109,7 +95,7 @@ class Run:
     def line(self) -> str:
         ms = [s * 1000 for s in self.latencies]
         return (
-            f"p50 {percentile(ms, 0.5):.1f} ms, p95 {percentile(ms, 0.95):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms, "
+            f"{benchlib.quantiles(ms, (0.5, 0.95, 0.99), unit=' ms')}, "
             f"max {max(ms):.1f} ms; {len(ms) / self.elapsed:,.0f} claims/s ({len(ms):,} claims in {self.elapsed:.1f} s)"
         )
 
@@ -118,7 +104,7 @@ class Run:
         return f"{self.cpu.line()}; CPU per claim, with its close and refill: {per_claim}"
 
     def p99(self) -> float:
-        return percentile(self.latencies, 0.99) * 1000
+        return benchlib.percentile(self.latencies, 0.99) * 1000
 
 
 ClaimOnce = Callable[[int, random.Random], float | None]
@@ -362,10 +348,10 @@ def measure(args: argparse.Namespace, reviewers: ReviewerProcesses, conninfo: st
     pg: list[int] = []  # the database's backends, once the warm-up has opened them
 
     def run(label: str, mode: str, *, claims: int, think: float, tag: str, active: int = 0) -> Run:
-        meter = CpuMeter(
+        meter = benchlib.CpuMeter(
             {
-                "bench processes": lambda: sum(map(process_cpu, reviewers.pids)),
-                "their PostgreSQL": lambda: sum(map(process_cpu, pg)),
+                "bench processes": lambda: sum(map(benchlib.process_cpu, reviewers.pids)),
+                "their PostgreSQL": lambda: sum(map(benchlib.process_cpu, pg)),
             }
         )
         before = meter.snapshot()
@@ -379,7 +365,7 @@ def measure(args: argparse.Namespace, reviewers: ReviewerProcesses, conninfo: st
 
     for label in labels:
         run(label, "", claims=args.warmup, think=0, tag="w")
-    pg[:] = postgres_pids(conninfo, dbname)
+    pg[:] = benchlib.postgres_pids(conninfo, dbname)
     for r in range(args.rounds):
         for label in labels:
             run(label, "paced", claims=args.claims, think=args.think_ms / 1000, tag=f"p{r}")
@@ -421,14 +407,14 @@ def main() -> int:
     # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
     with benchlib.scratch(args, CONN_MAX_AGE="3600", LOG_LEVEL="WARNING") as db:
         conninfo, dbname = db.conninfo, db.dbname
-        django_setup(db.env)
+        benchlib.django_setup(db.env)
         from django.db.models import Count
 
         from ops_platform.core.models import Role, Team
         from ops_platform.core.services import user_create
         from queues.models import Queue, ReviewItem
 
-        items, sqls = table(ReviewItem), Statements.of(table(ReviewItem))
+        items, sqls = benchlib.table(ReviewItem), Statements.of(benchlib.table(ReviewItem))
         team = Team.objects.create(slug="in-house", name="In-house")
         people = [
             user_create(actor="bench", username=f"reviewer{n:02d}", password=PASSWORD, roles=[Role.REVIEWER], team=team)
@@ -439,7 +425,7 @@ def main() -> int:
             rng, now, t0 = random.Random(queues[name].pk), datetime.now(UTC), time.perf_counter()
             with psycopg.connect(conninfo) as conn:
                 rows = (item_row(rng, queues[name].pk, f"{name}-{n:08d}", now) for n in range(count))
-                copy_rows(conn, ReviewItem, FIELDS, rows)
+                benchlib.copy_rows(conn, ReviewItem, FIELDS, rows)
             print(f"COPY {count:,} items into {queues[name].slug}: {time.perf_counter() - t0:.1f} s", flush=True)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             # As autovacuum would have by now; the checkpoint writes the load's WAL before, not during, the runs.
@@ -469,9 +455,9 @@ def main() -> int:
         ratio, target = large.p99() / small.p99(), args.target_p99_ms
         met = small.p99() <= target and large.p99() <= target and ratio <= args.target_ratio
         lock = "one process, one interpreter lock" if args.processes == 1 else f"{args.processes} processes"
-        r = Report("Claim benchmark")
+        r = benchlib.Report("Claim benchmark")
         r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo))
+        r.add("machine", benchlib.machine_description(conninfo))
         r.add(
             "method",
             f"{args.reviewers} reviewers, threads with a connection each ({lock}, forked after setup); only the claim "

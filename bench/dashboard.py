@@ -24,19 +24,11 @@ import benchlib
 import numpy as np
 import pandas as pd
 import psycopg
-from benchlib import (
-    RESULTS,
-    Report,
-    columns_of,
-    django_setup,
-    machine_description,
-    table,
-)
 from psycopg import sql
 
 from tests.support import dashboard_world as dw
 
-RESULT = RESULTS / "dashboard.md"
+RESULT = benchlib.RESULTS / "dashboard.md"
 DAYS = 90
 CHUNK = 250_000  # decided items generated and COPYed per round
 TARGET_SECONDS = 1.0
@@ -77,7 +69,7 @@ def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
     out = Seeded()
     ids = dw.Ids()
     models = dw.models()
-    tables = [table(model) for model in models]
+    tables = [benchlib.table(model) for model in models]
     # ("copy", table, COPY statement, text, rows) or ("decided", …, decisions) per chunk; None at the end.
     blocks: queue.Queue[tuple[str, str, Any, bytes, int] | None] = queue.Queue(maxsize=8)
     failure: list[BaseException] = []
@@ -94,10 +86,10 @@ def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
                 ratio = made / items
                 for model, frame in dw.framed(chunk):
                     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                        sql.Identifier(table(model)),
-                        sql.SQL(", ").join(map(sql.Identifier, columns_of(model, frame.columns))),
+                        sql.Identifier(benchlib.table(model)),
+                        sql.SQL(", ").join(map(sql.Identifier, benchlib.columns_of(model, frame.columns))),
                     )
-                    blocks.put(("copy", table(model), statement, copy_text(frame), len(frame)))
+                    blocks.put(("copy", benchlib.table(model), statement, copy_text(frame), len(frame)))
                 out.generate_seconds += time.perf_counter() - t0
                 blocks.put(("decided", "", None, b"", chunk.decisions))
         except BaseException as e:  # the consumer raises it
@@ -137,9 +129,11 @@ def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
             raise failure[0]
         for model, names in models.items():
             if "id" in names:  # the generator gave the ids: move the sequence past the last
-                last = conn.execute(sql.SQL("SELECT max(id) FROM {}").format(sql.Identifier(table(model)))).fetchone()
+                last = conn.execute(
+                    sql.SQL("SELECT max(id) FROM {}").format(sql.Identifier(benchlib.table(model)))
+                ).fetchone()
                 conn.execute(
-                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table(model), max(1, last[0] or 1)]
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [benchlib.table(model), max(1, last[0] or 1)]
                 )
         out.seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -191,7 +185,7 @@ def reused() -> tuple[Seeded, datetime]:
     from analytics.models import OpsBacklogSnapshot
     from queues.models import ReviewItem
 
-    seeded = Seeded(rows={table(model): model.objects.count() for model in dw.models()})
+    seeded = Seeded(rows={benchlib.table(model): model.objects.count() for model in dw.models()})
     seeded.decisions = ReviewItem.objects.filter(state="decided", appeal_of__isnull=True).count()
     taken = OpsBacklogSnapshot.objects.order_by("-taken_at").values_list("taken_at", flat=True).first()
     assert taken is not None, "the reused database has no rollups: run without --reuse"
@@ -207,7 +201,7 @@ def main() -> int:
     args = parser.parse_args()
     with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING") as db:
         conninfo, dbname = db.conninfo, db.dbname
-        django_setup(db.env)
+        benchlib.django_setup(db.env)
         from django.db import connection
 
         from analytics.filters import MetricFilter
@@ -249,10 +243,10 @@ def main() -> int:
                 print(f"{panel.name}, {days} d: {warm * 1000:,.1f} ms (cold {cold * 1000:,.1f})", flush=True)
 
         rows, all_rows = seeded.rows, sum(seeded.rows.values())
-        tables = {kind: table(model) for kind, model in zip(dw.KINDS, dw.models(), strict=True)}
-        r = Report("Dashboard benchmark: every panel from the rollups")
+        tables = {kind: benchlib.table(model) for kind, model in zip(dw.KINDS, dw.models(), strict=True)}
+        r = benchlib.Report("Dashboard benchmark: every panel from the rollups")
         r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo, f"work_mem {WORK_MEM} for this bench's sessions"))
+        r.add("machine", benchlib.machine_description(conninfo, f"work_mem {WORK_MEM} for this bench's sessions"))
         r.add(
             "data",
             f"{seeded.decisions:,} decided items over {DAYS} days ({raw_decisions:,} decision rows, appeals included); "

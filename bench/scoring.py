@@ -21,29 +21,12 @@ from typing import Any
 
 import benchlib
 import psycopg
-from benchlib import (
-    INTAKE_FIELDS,
-    RESULTS,
-    TICK,
-    CpuMeter,
-    Report,
-    Usage,
-    copy_rows,
-    django_setup,
-    intake_row,
-    machine_description,
-    percentile,
-    proc_stat,
-    process_cpu,
-    profile_table,
-    py_spy,
-)
 
 from tests.support.datasets import LABELLED_SET, labelled_rows
 from tests.support.processes import Worker, children, model_train, running
 
-RESULT = RESULTS / "scoring.md"
-WORKER_LOG = RESULTS / "scoring-worker.log"
+RESULT = benchlib.RESULTS / "scoring.md"
+WORKER_LOG = benchlib.RESULTS / "scoring-worker.log"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 CACHE_URL = "redis://127.0.0.1:6379/13"
 # One source per set of items, so each path is counted and checked on its own rows.
@@ -142,7 +125,9 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
         for i, text in enumerate(texts)
     )
     with psycopg.connect(conninfo) as conn:
-        copy_rows(conn, ReviewItem, INTAKE_FIELDS, (intake_row(item, source, now) for item in items))
+        benchlib.copy_rows(
+            conn, ReviewItem, benchlib.INTAKE_FIELDS, (benchlib.intake_row(item, source, now) for item in items)
+        )
     ids = list(ReviewItem.objects.filter(source=source).order_by("external_id").values_list("pk", flat=True))
     if len(ids) != len(texts) or ids != list(range(ids[0], ids[0] + len(ids))):
         raise SystemExit(f"COPY stored {len(ids)} items for {source} (expected {len(texts)}), or not in one id run")
@@ -188,10 +173,10 @@ def postgres_cpu(conn: psycopg.Connection[Any]) -> float:
     """CPU seconds of the whole PostgreSQL server so far but for this script's backend: the postmaster with its
     reaped children (the worker reconnects for every task) and the live processes."""
     backend = conn.info.backend_pid
-    postmaster = int(proc_stat(backend)[1])
-    stat = proc_stat(postmaster)
-    total = sum(int(v) for v in stat[11:15]) / TICK if stat else 0.0
-    return total + sum(process_cpu(child) for child in children(postmaster) if child != backend)
+    postmaster = int(benchlib.proc_stat(backend)[1])
+    stat = benchlib.proc_stat(postmaster)
+    total = sum(int(v) for v in stat[11:15]) / benchlib.TICK if stat else 0.0
+    return total + sum(benchlib.process_cpu(child) for child in children(postmaster) if child != backend)
 
 
 def wait_scored(conn: psycopg.Connection[Any], table: str, ids: Sequence[int], worker: Worker) -> float:
@@ -220,7 +205,7 @@ class PathResult:
     tasks: int
     elapsed: float
     send: float
-    cpu: Usage
+    cpu: benchlib.Usage
     runtimes: list[float] = field(default_factory=list)  # of each task, from the worker log
 
     @property
@@ -236,7 +221,13 @@ class PathResult:
 
 
 def path_run(
-    label: str, ids: Sequence[int], per_task: int, meter: CpuMeter, poll: Any, profile: Path | None, worker: Worker
+    label: str,
+    ids: Sequence[int],
+    per_task: int,
+    meter: benchlib.CpuMeter,
+    poll: Any,
+    profile: Path | None,
+    worker: Worker,
 ) -> PathResult:
     """Send ``ids`` in tasks of ``per_task``; the wall time from the first send until every item has its score."""
     from routing.tasks import items_score_task
@@ -244,7 +235,7 @@ def path_run(
     chunks = [list(ids[i : i + per_task]) for i in range(0, len(ids), per_task)]
     print(f"{label}: {len(ids):,} items in {len(chunks):,} tasks …", flush=True)
     logged = len(task_runtimes())
-    with py_spy(worker.pid or 0, profile, "--idle") if profile else nullcontext():
+    with benchlib.py_spy(worker.pid or 0, profile, "--idle") if profile else nullcontext():
         before = meter.snapshot()
         t0 = time.perf_counter()
         for chunk in chunks:
@@ -406,13 +397,13 @@ def main() -> int:
         label, train_seconds, _ = model_train(env, args.dataset, actor="bench/scoring.py")
         print(f"model {label} trained and promoted in {train_seconds:.0f} s", flush=True)
         # Django here too: to send tasks and run the in-process references.
-        django_setup(env, refuse_eager="tasks would run in this process, not in the worker")
+        benchlib.django_setup(env, refuse_eager="tasks would run in this process, not in the worker")
         from routing.models import ClassifierCall, ClassifierScore, DeadLetter
         from routing.tasks import items_score_task
 
         ids = {source: items_copy(conninfo, source, batch, seed=n) for n, (source, batch) in enumerate(texts.items())}
         print(f"{sum(map(len, ids.values())):,} items created; starting the worker …", flush=True)
-        profiles = {path: RESULTS / f"scoring-profile-{path}.txt" for path in ("batched", "single")}
+        profiles = {path: benchlib.RESULTS / f"scoring-profile-{path}.txt" for path in ("batched", "single")}
         worker = Worker(env, WORKER_LOG, name="bench-scoring")
         with psycopg.connect(conninfo, autocommit=True) as conn, running(worker):
             scores_table = ClassifierScore._meta.db_table
@@ -433,11 +424,13 @@ def main() -> int:
             print("in-process references while the worker idles …", flush=True)
             ref = reference_run(texts, args.batch)
             no_model = pipeline_without_model(ids[NO_MODEL], ref.predictions[BATCHED][: len(ids[NO_MODEL])], args.batch)
-            meter = CpuMeter(
+            meter = benchlib.CpuMeter(
                 {
-                    "worker": lambda: process_cpu(worker.pid or 0),
+                    "worker": lambda: benchlib.process_cpu(worker.pid or 0),
                     "PostgreSQL (whole server)": lambda: postgres_cpu(conn),
-                    "bench client (send + poll)": lambda: time.process_time() + process_cpu(conn.info.backend_pid),
+                    "bench client (send + poll)": lambda: (
+                        time.process_time() + benchlib.process_cpu(conn.info.backend_pid)
+                    ),
                 }
             )
             profiled = {k: (v if args.profile else None) for k, v in profiles.items()}
@@ -479,7 +472,7 @@ def main() -> int:
                 f"\n**The machine was not quiet**: other processes used CPU during the run ({', '.join(busy)} cores), "
                 "so the worker got less; the figures are pessimistic. Rerun on a quiet machine."
             )
-        r = Report("Scoring benchmark")
+        r = benchlib.Report("Scoring benchmark")
         r.intro = (
             f"Local model `{label}` scoring through one Celery worker process (solo pool) on Redis, target "
             f"{target:,.0f} items/s on the batched path. CPU s: the worker's for the worker paths, this script's for "
@@ -490,7 +483,7 @@ def main() -> int:
         predict_ms, db_ms = ref_batched / n_batched * per_k, no_model[0] / no_model_items * per_k
         lengths = [len(t) for t in texts[BATCHED]]
         r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo, platform.platform(terse=True)))
+        r.add("machine", benchlib.machine_description(conninfo, platform.platform(terse=True)))
         r.add(
             "model",
             f"`{label}`: {len(ref.categories)} categories ({', '.join(ref.categories)}); artifact "
@@ -499,7 +492,7 @@ def main() -> int:
         r.add(
             "texts",
             f"cut from the dataset's prompts and perturbed; mean {sum(lengths) / len(lengths):.0f}, "
-            + ", ".join(f"p{q:.0f} {percentile(lengths, q / 100):.0f}" for q in (10, 50, 90))
+            + benchlib.quantiles(lengths, (0.1, 0.5, 0.9), ".0f")
             + f", max {max(lengths)} characters; {vocabulary_line(texts[BATCHED])}",
         )
         profiling = " (sampled by py-spy: slower than without)" if args.profile else ""
@@ -527,11 +520,11 @@ def main() -> int:
             f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process: predict "
             f"{predict_ms:.0f} + the pipeline's database work {db_ms:.0f} = {predict_ms + db_ms:.0f}",
         )
+        p50, per_cpu = benchlib.percentile(b.runtimes, 0.5), b.items / max(b.worker_cpu(), 1 / benchlib.TICK)
         r.add(
             "batched, if only the tasks' runtime counted",
-            f"{batched.items / batched.in_tasks:,.0f} items/s; task runtime p50 {percentile(batched.runtimes, 0.5):.3f}"
-            f" s, max {max(batched.runtimes):.3f} s; {batched.items / max(batched.worker_cpu(), 1 / TICK):,.0f} items "
-            "per worker CPU-second (the rate with a core to itself, were it never waiting)",
+            f"{b.items / b.in_tasks:,.0f} items/s; task runtime p50 {p50:.3f} s, max {max(b.runtimes):.3f} s; "
+            f"{per_cpu:,.0f} items per worker CPU-second (the rate with a core to itself, were it never waiting)",
         )
         split = ", ".join(f"{part} {ms:.0f}" for part, ms in ref.split[BATCHED].items())
         r.add(f"predict split, ms per 1,000 texts, {args.batch} a call", split)
@@ -557,7 +550,7 @@ def main() -> int:
             if args.profile:
                 ms = result.in_tasks / result.items * 1e6
                 r.after.append(
-                    profile_table(
+                    benchlib.profile_table(
                         profiles[name if name == "batched" else "single"],
                         f"Where the {name} tasks' time goes (py-spy, waits included)",
                         "trace_task (",
