@@ -1,12 +1,7 @@
 """Claim latency: ``item_claim_next`` for 50 concurrent reviewers on PostgreSQL, with 1,000 and 1,000,000 items waiting.
 
-Each reviewer is a thread with its own database connection, in ``--processes`` reviewer processes forked from this
-one after setup (as a pre-fork server forks its workers); with one process all 50 share one interpreter lock, so
-the figure includes the harness's lock (docs/performance.md). A raw-SQL reference takes turns with the service on
-the same connections.
-
-    .venv/bin/python bench/claim.py [--reviewers 50] [--processes 1] [--rounds 4] [--claims 10] [--think-ms 1000]
-"""
+Reviewers are threads with a connection each, in ``--processes`` processes forked after setup; a raw-SQL reference
+takes turns on the same connections (bench/README.md, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -111,9 +106,8 @@ ClaimOnce = Callable[[int, random.Random], float | None]
 
 
 def threads_run(pool: ThreadPoolExecutor, reviewers: list[int], claims: int, think: float, once: ClaimOnce) -> Run:
-    """Each of ``reviewers`` calls ``once`` ``claims`` times on a thread of its own, all starting together;
-    ``once`` returns the seconds the claim took, or None if it found nothing. With ``think``, a reviewer pauses a
-    random 0 to 2 x ``think`` seconds before each claim, so the 50 do not move in lockstep."""
+    """Each reviewer calls ``once`` (seconds, or None: found nothing) ``claims`` times on its thread, all starting
+    together; with ``think``, after a random 0 to 2 x ``think`` s pause each, so they do not move in lockstep."""
     run = Run()
     lock = threading.Lock()
     start = threading.Barrier(len(reviewers) + 1)
@@ -172,9 +166,8 @@ def service_claimer(queue: Any, people: list[Any], sqls: Statements, label: str,
 
 
 def raw_claimer(queue_id: int, people: list[Any], sqls: Statements, label: str, claimed: list[int]) -> ClaimOnce:
-    """The SKIP LOCKED select + update in one transaction, then the same close, on the reviewer's own connection
-    (Django's, so the reference takes turns with the service without 50 more connections) with psycopg's own
-    cursor: server-side parameters, statements prepared after their fifth run."""
+    """The SKIP LOCKED select + update in one transaction, then the same close, on the reviewer's own (Django's)
+    connection with psycopg's own cursor (server-side parameters, prepared after five runs)."""
     from django.db import connection
 
     now, counters = datetime.now(UTC), [0] * len(people)
@@ -225,9 +218,8 @@ class GcPauses:
 
 
 def reviewer_process(pipe: Connection, start: Any, mine: list[int], makers: dict[str, Maker]) -> None:
-    """A reviewer process: its reviewers as threads, doing what the parent sends until it says stop.
-    ("run", label, tag, claims, think, active): the reviewers below ``active`` claim; the reply is (latencies,
-    empty claims, items claimed, GC pauses) or ("error", traceback)."""
+    """A reviewer process: on ("run", label, tag, claims, think, active) its reviewers below ``active`` claim;
+    it replies (latencies, empty claims, items claimed, GC pauses) or ("error", traceback); until "stop"."""
     from django.db import connection
 
     pool = ThreadPoolExecutor(len(mine), thread_name_prefix="reviewer")
@@ -400,7 +392,6 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--target-p99-ms", type=float, default=25.0)
     parser.add_argument("--target-ratio", type=float, default=2.0)
-    parser.add_argument("--no-gc-freeze", action="store_true", help="leave the setup's objects to the collector")
     args = parser.parse_args()
     if not 1 <= args.processes <= args.reviewers:
         raise SystemExit("--processes must be between 1 and --reviewers")
@@ -436,10 +427,8 @@ def main() -> int:
             f"service-{name}": functools.partial(service_claimer, queues[name], people, sqls) for name in queues
         }
         makers["raw-large"] = functools.partial(raw_claimer, queues["large"].pk, people, sqls)
-        if not args.no_gc_freeze:
-            # What a pre-fork server does after loading the app (docs/performance.md, claim).
-            gc.collect()
-            gc.freeze()
+        gc.collect()  # then freeze, as a pre-fork server does after loading the app (docs/performance.md, claim)
+        gc.freeze()
         reviewers = ReviewerProcesses.fork(args.processes, args.reviewers, makers)
         try:
             runs, claimed = measure(args, reviewers, conninfo, dbname)
@@ -456,8 +445,7 @@ def main() -> int:
         met = small.p99() <= target and large.p99() <= target and ratio <= args.target_ratio
         lock = "one process, one interpreter lock" if args.processes == 1 else f"{args.processes} processes"
         r = benchlib.Report("Claim benchmark")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", benchlib.machine_description(conninfo))
+        r.stamp(conninfo)
         r.add(
             "method",
             f"{args.reviewers} reviewers, threads with a connection each ({lock}, forked after setup); only the claim "
@@ -479,8 +467,7 @@ def main() -> int:
         r.add("**p99 ratio, paced: large / small**", f"{ratio:.2f}")
         vacuums, analyzes, checkpoints = (b - a for a, b in zip(*background, strict=True))
         r.add("during the runs", f"{vacuums} autovacuum(s), {analyzes} autoanalyze(s), {checkpoints} checkpoint(s)")
-        frozen = " (no gc.freeze())" if args.no_gc_freeze else " (gc.freeze() after setup)"
-        r.add("GC pauses in the reviewer processes", reviewers.pauses.line() + frozen)
+        r.add("GC pauses in the reviewer processes", reviewers.pauses.line() + " (gc.freeze() after setup)")
         r.add("items given twice", ", ".join(f"{k}: {duplicates(v)}" for k, v in claimed.items()))
         r.add("claims that found nothing", f"{sum(run.empty for run in runs.values())} (items were always waiting)")
         r.add("still waiting after the runs", ", ".join(f"{q.slug}: {waiting.get(q.pk, 0):,}" for q in queues.values()))

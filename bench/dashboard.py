@@ -1,11 +1,7 @@
 """Dashboards at scale: every panel read from the rollups over millions of decided items, timed.
 
-It seeds tests/support/dashboard_world.py's world by COPY (the run's reference rate), builds every rollup once,
-then times each panel over the last 28 and 90 days. That the panels give the figures a direct computation over
-raw rows gives is tests/analytics/test_panels_against_raw.py's job.
-
-    .venv/bin/python bench/dashboard.py [--decisions 10000000] [--repeat 5] [--keep]
-"""
+Seeds tests/support/dashboard_world.py's world by COPY (the reference rate), builds the rollups once, times each
+panel over 28 and 90 days; their correctness is tests/analytics/test_panels_against_raw.py's job."""
 
 from __future__ import annotations
 
@@ -196,7 +192,6 @@ def main() -> int:
     parser = benchlib.parser(__doc__, "bench_dashboard")
     parser.add_argument("--decisions", type=int, default=10_000_000, help="decided items to seed")
     parser.add_argument("--repeat", type=int, default=5, help="warm runs per panel and period")
-    parser.add_argument("--panels", nargs="*", default=[], metavar="TEXT", help="time only panels named so")
     parser.add_argument("--reuse", action="store_true", help="time a database an earlier run kept: no seeding")
     args = parser.parse_args()
     with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING") as db:
@@ -229,8 +224,6 @@ def main() -> int:
         print("timing the panels …", flush=True)
         timings: dict[str, dict[int, tuple[float, float]]] = {}  # panel -> days -> (cold, median warm) seconds
         for panel in dw.panels():
-            if args.panels and not any(text in panel.name for text in args.panels):
-                continue
             for days in panel.periods:
                 f = MetricFilter.last_days(days, today=now.date())
                 runs = []
@@ -245,8 +238,7 @@ def main() -> int:
         rows, all_rows = seeded.rows, sum(seeded.rows.values())
         tables = {kind: benchlib.table(model) for kind, model in zip(dw.KINDS, dw.models(), strict=True)}
         r = benchlib.Report("Dashboard benchmark: every panel from the rollups")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", benchlib.machine_description(conninfo, f"work_mem {WORK_MEM} for this bench's sessions"))
+        r.stamp(conninfo, f"work_mem {WORK_MEM} for this bench's sessions")
         r.add(
             "data",
             f"{seeded.decisions:,} decided items over {DAYS} days ({raw_decisions:,} decision rows, appeals included); "

@@ -148,9 +148,8 @@ def world_create() -> World:
 def wait_triaged(
     conn: psycopg.Connection[Any], items: str, expected: int, procs: Sequence[Process], *, poll: float = 0.25
 ) -> float:
-    """Poll until no item of the database is left 'received' (every call was answered 201, and every earlier
-    source's items were triaged); the perf_counter when that was seen. Each poll reads one row off the
-    un-triaged partial index; the backlog is counted every 5 s, to see progress (docs/performance.md)."""
+    """Poll (one row off the un-triaged partial index) until no item is left 'received'; the perf_counter then.
+    The backlog is counted every 5 s to see progress (docs/performance.md)."""
     last, last_change, counted_at, stall = -1, time.monotonic(), 0.0, 180.0
     while True:
         now = time.perf_counter()
@@ -279,10 +278,8 @@ def check_database(world: World, items: int, source: str) -> Check:
 
 
 def check_sample(check: Check, world: World, size: int, seed: int) -> None:
-    """Route a random sample again in-process from the stored items and scores with the active programs, and
-    compare with what triage stored (rule, destination, priority, tags); score its texts again in-process. Author
-    history moved during the run (auto-actions count as prior violations): an outcome that depends on it is
-    accepted if some value between none and today's gives what triage stored."""
+    """Route and score a random sample again in-process and compare with what triage stored; an outcome that
+    depends on author history (it moved during the run) passes if any value from none to today's gives it."""
     from django.db import connections
 
     from queues.models import ReviewItem
@@ -381,8 +378,6 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="HTTP connections in flight")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--celery-concurrency", type=int, default=2, help="triage worker pool processes")
-    parser.add_argument("--prefetch", type=int, default=1, help="celery --prefetch-multiplier")
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"])
     parser.add_argument("--paced-seconds", type=float, default=20, help="then a steady load this long (0: none)")
     parser.add_argument("--paced-share", type=float, default=0.5, help="its rate, as a share of the end-to-end rate")
     parser.add_argument("--paced-batch", type=int, default=100, help="items per call in the steady load")
@@ -393,8 +388,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.items < args.batch or args.batch < 1:
         raise SystemExit("--items must be at least one --batch")
-    if args.pool == "solo":
-        args.celery_concurrency = 1
     tmp = Path(tempfile.gettempdir())
     logs = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.log" for name in ("gunicorn", "worker")}
     profiles = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.txt" for name in ("gunicorn", "celery")}
@@ -404,9 +397,8 @@ def main() -> int:
     items = items_generate(texts, run=f"e{datetime.now(UTC):%Y%m%d%H%M%S}", seed=args.seed)
     bodies = benchlib.batches(items, args.batch)
     load_before = benchlib.loadavg()
-    settings = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": CACHE_URL}
-    settings |= {"ALLOWED_HOSTS": "127.0.0.1,localhost", "SCORING_DEFAULT_CHAIN": "local", "CONN_MAX_AGE": "600"}
-    with benchlib.scratch(args, redis=[BROKER_URL, CACHE_URL], files=list(logs.values()), **settings) as db:
+    settings = {"ALLOWED_HOSTS": "127.0.0.1,localhost", "SCORING_DEFAULT_CHAIN": "local", "CONN_MAX_AGE": "600"}
+    with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), files=list(logs.values()), **settings) as db:
         conninfo, dbname, env = db.conninfo, db.dbname, db.env
         print("training the local model …", flush=True)
         label, train_seconds, _ = model_train(env, actor="bench/e2e.py")
@@ -421,12 +413,7 @@ def main() -> int:
         print(f"model {label} promoted; rule sets published ({world.rules} intake rules); starting …", flush=True)
         web = Gunicorn(env, logs["gunicorn"], workers=args.gunicorn_workers)
         worker = Worker(
-            env,
-            logs["worker"],
-            name="bench-e2e",
-            pool=args.pool,
-            concurrency=args.celery_concurrency,
-            prefetch=args.prefetch,
+            env, logs["worker"], name="bench-e2e", pool="prefork", concurrency=args.celery_concurrency, prefetch=1
         )
         with ExitStack() as stack, psycopg.connect(conninfo, autocommit=True) as conn:
             stack.enter_context(running(web, worker))
@@ -547,12 +534,11 @@ def main() -> int:
             f"{args.items:,} items posted over HTTP (batches of {args.batch}, {args.concurrency} connections) to "
             f"gunicorn ({args.gunicorn_workers} sync workers); triage (local-model scoring + a {world.rules}-rule "
             f"intake set and a {len(ESCALATION_RULES)}-rule escalation set) by `celery worker -Q triage "
-            f"--pool {args.pool} --concurrency {args.celery_concurrency} --prefetch-multiplier {args.prefetch}` on "
+            f"--pool prefork --concurrency {args.celery_concurrency} --prefetch-multiplier 1` on "
             "Redis; PostgreSQL. "
             f"Target {args.target:,.0f} items/s triaged end to end."
         )
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", benchlib.machine_description(conninfo, f"{gib:.0f} GiB", f"Redis {redis_version}"))
+        r.stamp(conninfo, f"{gib:.0f} GiB", f"Redis {redis_version}")
         r.add("load average (1/5/15 min) before / at the end", f"{load_before} / {load_during}")
         r.add("model", f"`{label}` trained on {LABELLED_SET.name} in {train_seconds:.0f} s, promoted")
         r.add(

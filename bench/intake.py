@@ -115,10 +115,8 @@ def scratch_table(conn: psycopg.Connection[Any], name: str, items: str) -> None:
 
 
 def insert_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]], batch: int) -> tuple[float, float]:
-    """Seconds, and this process's CPU seconds, to store ``rows`` with intake's own statement from psycopg, one
-    transaction per batch as intake commits one per request: the batch as one jsonb parameter, ``INSERT … SELECT
-    … FROM jsonb_to_recordset(%s::jsonb) … ON CONFLICT (source, external_id) DO NOTHING RETURNING id,
-    external_id``, as intake writes it on PostgreSQL."""
+    """Seconds (and client CPU seconds) to store ``rows`` with intake's own ``INSERT … SELECT … FROM
+    jsonb_to_recordset(%s::jsonb) … ON CONFLICT DO NOTHING RETURNING`` from psycopg, a transaction a batch."""
     with psycopg.connect(conninfo) as conn:
         scratch_table(conn, INSERT_TABLE, items)
         typed = conn.execute(
@@ -211,9 +209,8 @@ def main() -> int:
     )
     print(f"{len(items):,} items in {len(bodies)} pre-encoded bodies", flush=True)
     # One connection per worker for the whole run, so the backends whose CPU is counted are the ones working.
-    settings = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": CACHE_URL}
-    settings |= {"ALLOWED_HOSTS": "127.0.0.1,localhost", "CONN_MAX_AGE": "600"}
-    with benchlib.scratch(args, redis=[BROKER_URL, CACHE_URL], files=[log], **settings) as db:
+    celery, hosts = (BROKER_URL, CACHE_URL), "127.0.0.1,localhost"
+    with benchlib.scratch(args, celery=celery, files=[log], ALLOWED_HOSTS=hosts, CONN_MAX_AGE="600") as db:
         conninfo, env = db.conninfo, db.env
         benchlib.django_setup(env)
         from django.db import connections
@@ -259,8 +256,7 @@ def main() -> int:
         server = f"gunicorn {args.workers} sync workers, no access log"
         server += " (sampled by py-spy: slower than without)" if args.profile else ""
         r = benchlib.Report("Intake benchmark")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", benchlib.machine_description(conninfo))
+        r.stamp(conninfo)
         r.add("server", f"{server}; throttle cache in Redis db 14")
         r.add("triage hand-off", f"{published} tasks published to Redis db 15; no Celery worker runs (purged after)")
         r.add("items / batch / concurrency", f"{n:,} / {args.batch} / {args.concurrency} connections")

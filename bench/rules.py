@@ -1,8 +1,5 @@
 """Routing rules: rows/s of a realistic 50-rule intake set (compiled, interpreted, vectorized) and the time to
-backtest it over a million stored items in PostgreSQL, against a raw COPY of the same columns.
-
-    .venv/bin/python bench/rules.py [--items 1000000] [--rows 200000] [--decisions 50000] [--profile] [--keep]
-"""
+backtest it over a million stored items in PostgreSQL, against a raw COPY of the same columns."""
 
 from __future__ import annotations
 
@@ -504,8 +501,7 @@ def main() -> int:
         result = runs[0].result
         terminal, tagging = len(draft.terminal), len(draft.tagging)
         r = benchlib.Report("Routing rules benchmark")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", benchlib.machine_description(conninfo))
+        r.stamp(conninfo)
         r.add(
             "rule set",
             f"{len(draft.specs)} intake rules ({terminal} deciding, {tagging} tag rules), reading "

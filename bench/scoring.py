@@ -66,9 +66,8 @@ def typo(rng: random.Random, word: str) -> str:
 
 
 def texts_generate(prompts: Sequence[str], *, count: int, seed: int) -> list[str]:
-    """Post-length texts cut from the labelled set's prompts (from a random word on, continued with another
-    prompt when short), a few words swapped, shouted, decorated or mistyped, the odd mention, hashtag or link:
-    words new to the model's per-word caches come at a realistic rate."""
+    """Post-length texts cut from the prompts, a few words swapped, shouted, decorated or mistyped, the odd
+    mention, hashtag or link: words new to the model's per-word caches come at a realistic rate."""
     rng = random.Random(seed)
     split = [p.split() for p in prompts if p.split()]
     vocabulary = [w for words in split for w in words]
@@ -286,9 +285,8 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
 
 
 def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, float]:
-    """Where predict's time goes, in ms per 1,000 texts: each part of the vectorizer, the estimators on its
-    features, then the per-item dicts LocalModel.score builds. On a fresh copy of the model, so whatever it
-    caches per process starts cold, as in the worker."""
+    """Where predict's time goes, in ms per 1,000 texts, by vectorizer part, estimators and per-item dicts; on a
+    fresh copy of the model, so its per-process caches start cold, as in the worker."""
     model = copy.deepcopy(model)
     chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
     split: dict[str, float] = {}
@@ -343,9 +341,8 @@ def pipeline_without_model(ids: Sequence[int], scores: Sequence[dict[str, float]
 
 
 def scores_check(source: str, expected: Sequence[dict[str, float]], label: str) -> tuple[dict[str, int], int]:
-    """What should be 0 for a valid run: exactly one local score per item, of the active version, for every
-    category, each in [0, 1], equal to what the same model gives in-process for the same text; and the number
-    of model calls."""
+    """Counts that must be 0 (one local score an item, of the active version, every category, in [0, 1], equal
+    to in-process predict), and the number of model calls."""
     from routing.models import ClassifierScore
 
     rows = ClassifierScore.objects.filter(item__source=source)
@@ -391,8 +388,7 @@ def main() -> int:
         WARMUP: texts_generate(prompts, count=args.warmup_items, seed=args.seed + 2),
     }
     texts[NO_MODEL] = texts[BATCHED][:5001]  # the first one connects and warms up, untimed
-    settings = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": CACHE_URL}
-    with benchlib.scratch(args, redis=[BROKER_URL, CACHE_URL], SCORING_DEFAULT_CHAIN="local", **settings) as db:
+    with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), SCORING_DEFAULT_CHAIN="local") as db:
         conninfo, env = db.conninfo, db.env
         label, train_seconds, _ = model_train(env, args.dataset, actor="bench/scoring.py")
         print(f"model {label} trained and promoted in {train_seconds:.0f} s", flush=True)
@@ -482,8 +478,7 @@ def main() -> int:
         worker_ms, in_task_ms = batched.elapsed / batched.items * per_k, batched.in_tasks / batched.items * per_k
         predict_ms, db_ms = ref_batched / n_batched * per_k, no_model[0] / no_model_items * per_k
         lengths = [len(t) for t in texts[BATCHED]]
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", benchlib.machine_description(conninfo, platform.platform(terse=True)))
+        r.stamp(conninfo, platform.platform(terse=True))
         r.add(
             "model",
             f"`{label}`: {len(ref.categories)} categories ({', '.join(ref.categories)}); artifact "
