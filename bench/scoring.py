@@ -30,14 +30,8 @@ WORKER_LOG = benchlib.RESULTS / "scoring-worker.log"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 CACHE_URL = "redis://127.0.0.1:6379/13"
 # One source per set of items, so each path is counted and checked on its own rows.
-BATCHED, SINGLE, WARMUP, NO_MODEL = (
-    "bench-scoring-batched",
-    "bench-scoring-single",
-    "bench-scoring-warmup",
-    "bench-scoring-nomodel",
-)
+BATCHED, SINGLE, WARMUP, NO_MODEL = (f"bench-scoring-{s}" for s in ("batched", "single", "warmup", "nomodel"))
 DECORATIONS = ["!", "!!", "?", "...", " 😂", " 🙏", " 🔥", " lol", " smh", ","]  # what users add around words
-SURFACES = ["post", "post", "post", "comment", "comment", "comment", "dm", "profile", "listing", "story"]
 # Cores used by other processes during a path above which the report says the machine was not quiet.
 NOISE_CORES = 0.15
 
@@ -119,7 +113,7 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
 
     rng, now = random.Random(seed), datetime.now(UTC)
     items = (
-        {"external_id": f"{source}-{i:07d}", "text": text, "surface": rng.choice(SURFACES), "language": "en"}
+        {"external_id": f"{source}-{i:07d}", "text": text, "surface": rng.choice(benchlib.SURFACES), "language": "en"}
         | {"author_ref": f"u{int(rng.paretovariate(1.2) * 1000)}"}
         for i, text in enumerate(texts)
     )
