@@ -387,18 +387,11 @@ def main() -> int:
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="run everything but these")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the whole report")
     parser.add_argument("--list", action="store_true", help="print the scripts it would run, then stop")
-    parser.add_argument(
-        "--docs",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=f"also write {DOCS_COPY.relative_to(ROOT)} (default: yes, but not for --quick)",
-    )
-    parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="scripts not run now keep the result of their last run in the report (saved in bench/results/logs/, "
-        f"or else as {DOCS_COPY.relative_to(ROOT)} shows it)",
-    )
+    docs = DOCS_COPY.relative_to(ROOT)
+    yes_no = argparse.BooleanOptionalAction
+    parser.add_argument("--docs", action=yes_no, help=f"also write {docs} (default: yes, but not for --quick)")
+    merge = f"scripts not run now keep their last result (bench/results/logs/, or else as {docs} shows it)"
+    parser.add_argument("--merge", action="store_true", help=merge)
     args = parser.parse_args()
 
     scripts = SCRIPTS
