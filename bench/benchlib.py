@@ -69,9 +69,8 @@ def scratch(
     reuse: bool = False,
     **env: str,
 ) -> Iterator[Scratch]:
-    """The scratch database recreated and migrated (``reuse``: kept, only analytics migrated), the app's env on it
-    with ``env`` (``celery``: broker and cache URLs, not eager), the run's Redis databases flushed; all dropped
-    afterwards unless ``--keep``."""
+    """The scratch database recreated and migrated (``reuse``: kept), the app's env on it (``celery``: broker and
+    cache URLs, not eager), the run's Redis databases flushed; all dropped afterwards unless ``--keep``."""
     if celery:
         redis = [*redis, *celery]
         env |= {"CELERY_BROKER_URL": celery[0], "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": celery[1]}

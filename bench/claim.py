@@ -308,8 +308,7 @@ class ReviewerProcesses:
 
 
 def claim_plan(queue: Any, actor: Any) -> str:
-    """EXPLAIN ANALYZE of the service's claim statement as it sent it, captured from a claim in a savepoint;
-    everything rolled back."""
+    """EXPLAIN ANALYZE of the claim statement the service sent, captured in a savepoint; all rolled back."""
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -332,8 +331,7 @@ def duplicates(claimed: list[int]) -> int:
 
 
 def measure(args: argparse.Namespace, reviewers: ReviewerProcesses, conninfo: str, dbname: str) -> Any:
-    """Warm up, then paced rounds taking turns between the labels (so a checkpoint, an autovacuum or another
-    program's burst falls on each alike), then one flat-out run each, then one reviewer alone."""
+    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone."""
     labels = ["service-small", "service-large", "raw-large"]
     runs: dict[str, Run] = {}
     claimed: dict[str, list[int]] = {}

@@ -59,9 +59,8 @@ class Seeded:
 
 
 def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
-    """COPY everything in, generating the next chunk on a thread while PostgreSQL ingests the last. Secondary
-    indexes are dropped first and built again after (the schema ends as migrated), and foreign keys are not checked
-    row by row (``session_replication_role = replica``): every id is the generator's own."""
+    """COPY everything in, the next chunk generated on a thread meanwhile; secondary indexes dropped and built
+    again after, foreign keys not checked row by row (``session_replication_role = replica``)."""
     out = Seeded()
     ids = dw.Ids()
     models = dw.models()

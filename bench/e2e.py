@@ -38,8 +38,7 @@ LANGUAGES = ["en"] * 14 + ["pt-BR", "es", "de", "ja"]
 
 
 def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[str, Any]]:
-    """Items as an integrating service posts them: one in ten a user report (a few reported by many), one in ten
-    with an image, metadata the rules read. No ``received_at``: intake stamps the time it accepted the item."""
+    """Items as a service posts them: one in ten a user report, one in ten with an image, metadata rules read."""
     rng = random.Random(seed)
     items = []
     for i, text in enumerate(texts):
@@ -114,8 +113,7 @@ class World:
 
 
 def world_create() -> World:
-    """tests/support/rule_world.py's world with its 50-rule intake set, published as policy staff would (draft, submit,
-    approval by a second person, activate), an escalation set the same way, and API clients."""
+    """rule_world's world, its 50-rule intake set and an escalation set published by policy staff; API clients."""
     from django.contrib.auth.models import Group
 
     from ops_platform.core.models import Role
@@ -348,8 +346,7 @@ def stored_key(d: Any) -> tuple[str, str, int, tuple[str, ...]]:
 
 
 def references(world: World, texts: Sequence[str], batch: int, rows: int) -> tuple[float, float]:
-    """In-process ceilings: ``LocalClassifier.predict`` over the run's texts in batches, and the compiled intake
-    program's ``decide`` over stored items' rows; seconds each."""
+    """Seconds of in-process ``predict`` over the run's texts, and of compiled ``decide`` over stored rows."""
     from queues.models import ReviewItem
     from routing.models import RuleSet
     from routing.rules.engine import program_for

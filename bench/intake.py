@@ -176,8 +176,7 @@ def copy_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]]) -> float:
 
 
 def rows_differing(conninfo: str, items: str) -> int:
-    """Rows the API stored that differ from the rows COPY stored, or the reverse: intake kept every field as sent
-    (all but received_at, which is the server's clock)."""
+    """Rows the API stored that differ from COPY's, either way (every field but received_at, the server's clock)."""
     columns = sql.SQL(", ").join(sql.Identifier(f) for f in benchlib.INTAKE_FIELDS if f != "received_at")
     one_way = "SELECT count(*) FROM (SELECT {c} FROM {a} WHERE source = %(s)s EXCEPT ALL SELECT {c} FROM {b}) d"
     total = 0

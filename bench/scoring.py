@@ -107,8 +107,7 @@ def vocabulary_line(texts: Sequence[str]) -> str:
 
 
 def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> list[int]:
-    """COPY the texts in as 'received' items of ``source``; their ids, one run in the order of ``texts`` (the
-    progress poll counts scores by id range)."""
+    """COPY the texts in as 'received' items of ``source``; their ids, one run (the poll counts by id range)."""
     from queues.models import ReviewItem
 
     rng, now = random.Random(seed), datetime.now(UTC)
@@ -152,8 +151,7 @@ SUCCEEDED = re.compile(r"Task routing\.tasks\.items_score_task\[[^\]]+\] succeed
 
 
 def task_runtimes(count: int = 0) -> list[float]:
-    """Each finished scoring task's runtime as the worker logged it, once ``count`` tasks are logged (a task
-    commits its scores before Celery logs it)."""
+    """Each finished scoring task's runtime as the worker logged it, once ``count`` tasks are logged."""
     deadline = time.monotonic() + 10
     while len(found := [float(m[1]) for m in SUCCEEDED.finditer(WORKER_LOG.read_text(errors="replace"))]) < count:
         if time.monotonic() > deadline:
