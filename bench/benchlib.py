@@ -1,10 +1,5 @@
-"""What the benchmarks share: a scratch database, the app in this process and in subprocesses (through
-tests/support), COPY with table and column names from the models, items posted over HTTP, CPU accounting per
-process group, py-spy profiles and the markdown each prints.
-
-The scripts run as ``python bench/<name>.py``, so this directory is on their import path; the checkout's root is
-put there too, for the app and tests/support.
-"""
+"""What the benchmarks share (scratch database, COPY, HTTP load, CPU accounting, py-spy, markdown); the scripts
+run as ``python bench/<name>.py``, so the checkout's root is put on the import path for the app and tests/support."""
 
 from __future__ import annotations
 
@@ -25,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +43,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def parser(doc: str | None, database: str) -> argparse.ArgumentParser:
-    """A script's command line with the options every benchmark has; ``database``: the default scratch database,
-    whose name any other must start with."""
+    """The options every benchmark has; ``database``: the default scratch database, a prefix of any other."""
     p = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     p.add_argument("--database-url", default=f"postgres://postgres@127.0.0.1:5432/{database}")
     p.add_argument("--keep", action="store_true", help="keep the scratch database (and logs) afterwards")
@@ -66,11 +61,19 @@ class Scratch:
 
 @contextmanager
 def scratch(
-    args: argparse.Namespace, *, redis: Sequence[str] = (), files: Sequence[Path] = (), reuse: bool = False, **env: str
+    args: argparse.Namespace,
+    *,
+    redis: Sequence[str] = (),
+    celery: tuple[str, str] | None = None,
+    files: Sequence[Path] = (),
+    reuse: bool = False,
+    **env: str,
 ) -> Iterator[Scratch]:
-    """The run's scratch database, recreated and migrated (``reuse``: kept, only analytics migrated, since other
-    migrations may rewrite millions of rows), the app's environment on it with ``env``, and the run's own Redis
-    databases flushed; all dropped afterwards unless ``--keep``."""
+    """The scratch database recreated and migrated (``reuse``: kept), the app's env on it (``celery``: broker and
+    cache URLs, not eager), the run's Redis databases flushed; all dropped afterwards unless ``--keep``."""
+    if celery:
+        redis = [*redis, *celery]
+        env |= {"CELERY_BROKER_URL": celery[0], "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": celery[1]}
     conninfo = make_conninfo(args.database_url)
     dbname = str(conninfo_to_dict(conninfo).get("dbname") or "")
     if not dbname.startswith(args.prefix):
@@ -106,8 +109,7 @@ def scratch(
 
 
 def django_setup(env: dict[str, str], *, refuse_eager: str = "") -> None:
-    """Django in this process too, on the scratch database. ``refuse_eager``: why Celery's eager mode would spoil
-    the run (the tasks this process sends must run in a worker), said when it is on."""
+    """Django in this process too; ``refuse_eager``: why Celery's eager mode would spoil the run, said if it is on."""
     os.environ.update(env)
     import django
 
@@ -134,8 +136,7 @@ def names(text: str, sep: str | None = None) -> list[str]:
 
 
 def copy_rows(conn: psycopg.Connection[Any], model: Any, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY ``rows`` (values for the fields ``names``) into ``model``'s table; every other column but the key
-    gets the field's default as the ORM would write it (Django sets no defaults in the database)."""
+    """COPY ``rows`` (values for the fields ``names``) into ``model``'s table; other columns get the ORM's default."""
     from django.db import connection
 
     given = set(columns_of(model, names))
@@ -248,8 +249,7 @@ def post_all(
     interval: float = 0.0,
     on_201: Callable[[int], None] | None = None,
 ) -> Load:
-    """Post every (pre-encoded) body, ``concurrency`` connections at a time; flat out, or body i at i x
-    ``interval`` seconds after the start (a steady arrival rate). ``on_201(i)`` is called for each 201."""
+    """Post every body, ``concurrency`` at a time; flat out, or body i at i x ``interval`` s; ``on_201(i)`` each 201."""
     results: list[Posted | None] = [None] * len(bodies)
     order = itertools.count()  # next() on it is atomic under the GIL
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -393,8 +393,7 @@ class CpuMeter:
 
 @contextmanager
 def py_spy(pid: int, output: Path, *options: str, rate: int = 250, required: bool = True) -> Iterator[None]:
-    """Sample a process with py-spy (``options``: ``--subprocesses``, ``--idle``) while the block runs, into a
-    raw (collapsed) file; ``required``: no file written is an error."""
+    """py-spy samples of a process while the block runs, into a raw file; ``required``: no file is an error."""
     exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
     if exe is None:
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
@@ -418,10 +417,8 @@ def profile_table(
     ms_per_sample: Callable[[int], float] = lambda total: 0.0,
     inclusive: str = "",
 ) -> str:
-    """Samples of a py-spy raw file whose stack passes through ``inside``: by phase (the first whose every marker
-    is in the stack; py-spy names a frame "function (path/file.py:line)"; ``ms_per_sample(total)`` turns samples
-    into ms per 1,000 items), by function matching ``inclusive`` (a regex) anywhere in the stack, and by hottest
-    function."""
+    """A py-spy raw file's stacks through ``inside``: by phase (the first whose markers are all in the stack), by
+    function matching ``inclusive`` (a regex, inclusive) and by hottest function (self)."""
     counts: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     within: Counter[str] = Counter()
@@ -467,6 +464,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
+def quantiles(values: Sequence[float], qs: Sequence[float], fmt: str = ".1f", unit: str = "") -> str:
+    """ "p50 1.0 ms, p99 …": ``percentile`` at each of ``qs``."""
+    return ", ".join(f"p{q * 100:g} {percentile(values, q):{fmt}}{unit}" for q in qs)
+
+
 @dataclass
 class Report:
     """A benchmark's figures as a two-column markdown table under a heading, then any text."""
@@ -478,6 +480,10 @@ class Report:
 
     def add(self, label: str, value: str) -> None:
         self.rows.append((label, value))
+
+    def stamp(self, conninfo: str, *extra: str) -> None:
+        self.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        self.add("machine", machine_description(conninfo, *extra))
 
     def render(self) -> str:
         width = max(len(label) for label, _ in self.rows)

@@ -1,12 +1,7 @@
 """Claim latency: ``item_claim_next`` for 50 concurrent reviewers on PostgreSQL, with 1,000 and 1,000,000 items waiting.
 
-Each reviewer is a thread with its own database connection, in ``--processes`` reviewer processes forked from this
-one after setup (as a pre-fork server forks its workers); with one process all 50 share one interpreter lock, so
-the figure includes the harness's lock (docs/performance.md). A raw-SQL reference takes turns with the service on
-the same connections.
-
-    .venv/bin/python bench/claim.py [--reviewers 50] [--processes 1] [--rounds 4] [--claims 10] [--think-ms 1000]
-"""
+Reviewers are threads with a connection each, in ``--processes`` processes forked after setup; a raw-SQL reference
+takes turns on the same connections (bench/README.md, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -30,27 +25,13 @@ from typing import Any
 
 import benchlib
 import psycopg
-from benchlib import (
-    RESULTS,
-    CpuMeter,
-    Report,
-    Usage,
-    copy_rows,
-    django_setup,
-    machine_description,
-    names,
-    percentile,
-    postgres_pids,
-    process_cpu,
-    table,
-)
 from psycopg import sql
 
-RESULT = RESULTS / "claim.md"
+RESULT = benchlib.RESULTS / "claim.md"
 SOURCE = "bench-claim"
 LEASE = timedelta(minutes=15)
 # Every NOT NULL field of an item without a database default, and the queue fields, in ``item_row``'s order.
-FIELDS = names(
+FIELDS = benchlib.names(
     "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
     "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
 )
@@ -98,7 +79,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # seconds per claim
     empty: int = 0  # claims that found nothing although items were waiting
     elapsed: float = 0.0
-    cpu: Usage = field(default_factory=Usage)
+    cpu: benchlib.Usage = field(default_factory=benchlib.Usage)
 
     def add(self, other: Run) -> None:
         self.latencies += other.latencies
@@ -109,7 +90,7 @@ class Run:
     def line(self) -> str:
         ms = [s * 1000 for s in self.latencies]
         return (
-            f"p50 {percentile(ms, 0.5):.1f} ms, p95 {percentile(ms, 0.95):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms, "
+            f"{benchlib.quantiles(ms, (0.5, 0.95, 0.99), unit=' ms')}, "
             f"max {max(ms):.1f} ms; {len(ms) / self.elapsed:,.0f} claims/s ({len(ms):,} claims in {self.elapsed:.1f} s)"
         )
 
@@ -118,16 +99,15 @@ class Run:
         return f"{self.cpu.line()}; CPU per claim, with its close and refill: {per_claim}"
 
     def p99(self) -> float:
-        return percentile(self.latencies, 0.99) * 1000
+        return benchlib.percentile(self.latencies, 0.99) * 1000
 
 
 ClaimOnce = Callable[[int, random.Random], float | None]
 
 
 def threads_run(pool: ThreadPoolExecutor, reviewers: list[int], claims: int, think: float, once: ClaimOnce) -> Run:
-    """Each of ``reviewers`` calls ``once`` ``claims`` times on a thread of its own, all starting together;
-    ``once`` returns the seconds the claim took, or None if it found nothing. With ``think``, a reviewer pauses a
-    random 0 to 2 x ``think`` seconds before each claim, so the 50 do not move in lockstep."""
+    """Each reviewer calls ``once`` (seconds, or None: found nothing) ``claims`` times on its thread, all starting
+    together; with ``think``, after a random 0 to 2 x ``think`` s pause each, so they do not move in lockstep."""
     run = Run()
     lock = threading.Lock()
     start = threading.Barrier(len(reviewers) + 1)
@@ -186,9 +166,8 @@ def service_claimer(queue: Any, people: list[Any], sqls: Statements, label: str,
 
 
 def raw_claimer(queue_id: int, people: list[Any], sqls: Statements, label: str, claimed: list[int]) -> ClaimOnce:
-    """The SKIP LOCKED select + update in one transaction, then the same close, on the reviewer's own connection
-    (Django's, so the reference takes turns with the service without 50 more connections) with psycopg's own
-    cursor: server-side parameters, statements prepared after their fifth run."""
+    """The SKIP LOCKED select + update in one transaction, then the same close, on the reviewer's own (Django's)
+    connection with psycopg's own cursor (server-side parameters, prepared after five runs)."""
     from django.db import connection
 
     now, counters = datetime.now(UTC), [0] * len(people)
@@ -239,9 +218,8 @@ class GcPauses:
 
 
 def reviewer_process(pipe: Connection, start: Any, mine: list[int], makers: dict[str, Maker]) -> None:
-    """A reviewer process: its reviewers as threads, doing what the parent sends until it says stop.
-    ("run", label, tag, claims, think, active): the reviewers below ``active`` claim; the reply is (latencies,
-    empty claims, items claimed, GC pauses) or ("error", traceback)."""
+    """A reviewer process: on ("run", label, tag, claims, think, active) its reviewers below ``active`` claim;
+    it replies (latencies, empty claims, items claimed, GC pauses) or ("error", traceback); until "stop"."""
     from django.db import connection
 
     pool = ThreadPoolExecutor(len(mine), thread_name_prefix="reviewer")
@@ -330,8 +308,7 @@ class ReviewerProcesses:
 
 
 def claim_plan(queue: Any, actor: Any) -> str:
-    """EXPLAIN ANALYZE of the service's claim statement as it sent it, captured from a claim in a savepoint;
-    everything rolled back."""
+    """EXPLAIN ANALYZE of the claim statement the service sent, captured in a savepoint; all rolled back."""
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -354,18 +331,17 @@ def duplicates(claimed: list[int]) -> int:
 
 
 def measure(args: argparse.Namespace, reviewers: ReviewerProcesses, conninfo: str, dbname: str) -> Any:
-    """Warm up, then paced rounds taking turns between the labels (so a checkpoint, an autovacuum or another
-    program's burst falls on each alike), then one flat-out run each, then one reviewer alone."""
+    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone."""
     labels = ["service-small", "service-large", "raw-large"]
     runs: dict[str, Run] = {}
     claimed: dict[str, list[int]] = {}
     pg: list[int] = []  # the database's backends, once the warm-up has opened them
 
     def run(label: str, mode: str, *, claims: int, think: float, tag: str, active: int = 0) -> Run:
-        meter = CpuMeter(
+        meter = benchlib.CpuMeter(
             {
-                "bench processes": lambda: sum(map(process_cpu, reviewers.pids)),
-                "their PostgreSQL": lambda: sum(map(process_cpu, pg)),
+                "bench processes": lambda: sum(map(benchlib.process_cpu, reviewers.pids)),
+                "their PostgreSQL": lambda: sum(map(benchlib.process_cpu, pg)),
             }
         )
         before = meter.snapshot()
@@ -379,7 +355,7 @@ def measure(args: argparse.Namespace, reviewers: ReviewerProcesses, conninfo: st
 
     for label in labels:
         run(label, "", claims=args.warmup, think=0, tag="w")
-    pg[:] = postgres_pids(conninfo, dbname)
+    pg[:] = benchlib.postgres_pids(conninfo, dbname)
     for r in range(args.rounds):
         for label in labels:
             run(label, "paced", claims=args.claims, think=args.think_ms / 1000, tag=f"p{r}")
@@ -414,21 +390,20 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--target-p99-ms", type=float, default=25.0)
     parser.add_argument("--target-ratio", type=float, default=2.0)
-    parser.add_argument("--no-gc-freeze", action="store_true", help="leave the setup's objects to the collector")
     args = parser.parse_args()
     if not 1 <= args.processes <= args.reviewers:
         raise SystemExit("--processes must be between 1 and --reviewers")
     # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
     with benchlib.scratch(args, CONN_MAX_AGE="3600", LOG_LEVEL="WARNING") as db:
         conninfo, dbname = db.conninfo, db.dbname
-        django_setup(db.env)
+        benchlib.django_setup(db.env)
         from django.db.models import Count
 
         from ops_platform.core.models import Role, Team
         from ops_platform.core.services import user_create
         from queues.models import Queue, ReviewItem
 
-        items, sqls = table(ReviewItem), Statements.of(table(ReviewItem))
+        items, sqls = benchlib.table(ReviewItem), Statements.of(benchlib.table(ReviewItem))
         team = Team.objects.create(slug="in-house", name="In-house")
         people = [
             user_create(actor="bench", username=f"reviewer{n:02d}", password=PASSWORD, roles=[Role.REVIEWER], team=team)
@@ -439,7 +414,7 @@ def main() -> int:
             rng, now, t0 = random.Random(queues[name].pk), datetime.now(UTC), time.perf_counter()
             with psycopg.connect(conninfo) as conn:
                 rows = (item_row(rng, queues[name].pk, f"{name}-{n:08d}", now) for n in range(count))
-                copy_rows(conn, ReviewItem, FIELDS, rows)
+                benchlib.copy_rows(conn, ReviewItem, FIELDS, rows)
             print(f"COPY {count:,} items into {queues[name].slug}: {time.perf_counter() - t0:.1f} s", flush=True)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             # As autovacuum would have by now; the checkpoint writes the load's WAL before, not during, the runs.
@@ -450,10 +425,8 @@ def main() -> int:
             f"service-{name}": functools.partial(service_claimer, queues[name], people, sqls) for name in queues
         }
         makers["raw-large"] = functools.partial(raw_claimer, queues["large"].pk, people, sqls)
-        if not args.no_gc_freeze:
-            # What a pre-fork server does after loading the app (docs/performance.md, claim).
-            gc.collect()
-            gc.freeze()
+        gc.collect()  # then freeze, as a pre-fork server does after loading the app (docs/performance.md, claim)
+        gc.freeze()
         reviewers = ReviewerProcesses.fork(args.processes, args.reviewers, makers)
         try:
             runs, claimed = measure(args, reviewers, conninfo, dbname)
@@ -469,9 +442,8 @@ def main() -> int:
         ratio, target = large.p99() / small.p99(), args.target_p99_ms
         met = small.p99() <= target and large.p99() <= target and ratio <= args.target_ratio
         lock = "one process, one interpreter lock" if args.processes == 1 else f"{args.processes} processes"
-        r = Report("Claim benchmark")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo))
+        r = benchlib.Report("Claim benchmark")
+        r.stamp(conninfo)
         r.add(
             "method",
             f"{args.reviewers} reviewers, threads with a connection each ({lock}, forked after setup); only the claim "
@@ -493,8 +465,7 @@ def main() -> int:
         r.add("**p99 ratio, paced: large / small**", f"{ratio:.2f}")
         vacuums, analyzes, checkpoints = (b - a for a, b in zip(*background, strict=True))
         r.add("during the runs", f"{vacuums} autovacuum(s), {analyzes} autoanalyze(s), {checkpoints} checkpoint(s)")
-        frozen = " (no gc.freeze())" if args.no_gc_freeze else " (gc.freeze() after setup)"
-        r.add("GC pauses in the reviewer processes", reviewers.pauses.line() + frozen)
+        r.add("GC pauses in the reviewer processes", reviewers.pauses.line() + " (gc.freeze() after setup)")
         r.add("items given twice", ", ".join(f"{k}: {duplicates(v)}" for k, v in claimed.items()))
         r.add("claims that found nothing", f"{sum(run.empty for run in runs.values())} (items were always waiting)")
         r.add("still waiting after the runs", ", ".join(f"{q.slug}: {waiting.get(q.pk, 0):,}" for q in queues.values()))

@@ -1,11 +1,7 @@
 """Dashboards at scale: every panel read from the rollups over millions of decided items, timed.
 
-It seeds tests/support/dashboard_world.py's world by COPY (the run's reference rate), builds every rollup once,
-then times each panel over the last 28 and 90 days. That the panels give the figures a direct computation over
-raw rows gives is tests/analytics/test_panels_against_raw.py's job.
-
-    .venv/bin/python bench/dashboard.py [--decisions 10000000] [--repeat 5] [--keep]
-"""
+Seeds tests/support/dashboard_world.py's world by COPY (the reference rate), builds the rollups once, times each
+panel over 28 and 90 days; their correctness is tests/analytics/test_panels_against_raw.py's job."""
 
 from __future__ import annotations
 
@@ -24,19 +20,11 @@ import benchlib
 import numpy as np
 import pandas as pd
 import psycopg
-from benchlib import (
-    RESULTS,
-    Report,
-    columns_of,
-    django_setup,
-    machine_description,
-    table,
-)
 from psycopg import sql
 
 from tests.support import dashboard_world as dw
 
-RESULT = RESULTS / "dashboard.md"
+RESULT = benchlib.RESULTS / "dashboard.md"
 DAYS = 90
 CHUNK = 250_000  # decided items generated and COPYed per round
 TARGET_SECONDS = 1.0
@@ -71,13 +59,12 @@ class Seeded:
 
 
 def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
-    """COPY everything in, generating the next chunk on a thread while PostgreSQL ingests the last. Secondary
-    indexes are dropped first and built again after (the schema ends as migrated), and foreign keys are not checked
-    row by row (``session_replication_role = replica``): every id is the generator's own."""
+    """COPY everything in, the next chunk generated on a thread meanwhile; secondary indexes dropped and built
+    again after, foreign keys not checked row by row (``session_replication_role = replica``)."""
     out = Seeded()
     ids = dw.Ids()
     models = dw.models()
-    tables = [table(model) for model in models]
+    tables = [benchlib.table(model) for model in models]
     # ("copy", table, COPY statement, text, rows) or ("decided", …, decisions) per chunk; None at the end.
     blocks: queue.Queue[tuple[str, str, Any, bytes, int] | None] = queue.Queue(maxsize=8)
     failure: list[BaseException] = []
@@ -94,10 +81,10 @@ def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
                 ratio = made / items
                 for model, frame in dw.framed(chunk):
                     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                        sql.Identifier(table(model)),
-                        sql.SQL(", ").join(map(sql.Identifier, columns_of(model, frame.columns))),
+                        sql.Identifier(benchlib.table(model)),
+                        sql.SQL(", ").join(map(sql.Identifier, benchlib.columns_of(model, frame.columns))),
                     )
-                    blocks.put(("copy", table(model), statement, copy_text(frame), len(frame)))
+                    blocks.put(("copy", benchlib.table(model), statement, copy_text(frame), len(frame)))
                 out.generate_seconds += time.perf_counter() - t0
                 blocks.put(("decided", "", None, b"", chunk.decisions))
         except BaseException as e:  # the consumer raises it
@@ -137,9 +124,11 @@ def seed(conninfo: str, w: dw.World, decisions: int, now: datetime) -> Seeded:
             raise failure[0]
         for model, names in models.items():
             if "id" in names:  # the generator gave the ids: move the sequence past the last
-                last = conn.execute(sql.SQL("SELECT max(id) FROM {}").format(sql.Identifier(table(model)))).fetchone()
+                last = conn.execute(
+                    sql.SQL("SELECT max(id) FROM {}").format(sql.Identifier(benchlib.table(model)))
+                ).fetchone()
                 conn.execute(
-                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table(model), max(1, last[0] or 1)]
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [benchlib.table(model), max(1, last[0] or 1)]
                 )
         out.seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -191,7 +180,7 @@ def reused() -> tuple[Seeded, datetime]:
     from analytics.models import OpsBacklogSnapshot
     from queues.models import ReviewItem
 
-    seeded = Seeded(rows={table(model): model.objects.count() for model in dw.models()})
+    seeded = Seeded(rows={benchlib.table(model): model.objects.count() for model in dw.models()})
     seeded.decisions = ReviewItem.objects.filter(state="decided", appeal_of__isnull=True).count()
     taken = OpsBacklogSnapshot.objects.order_by("-taken_at").values_list("taken_at", flat=True).first()
     assert taken is not None, "the reused database has no rollups: run without --reuse"
@@ -202,12 +191,11 @@ def main() -> int:
     parser = benchlib.parser(__doc__, "bench_dashboard")
     parser.add_argument("--decisions", type=int, default=10_000_000, help="decided items to seed")
     parser.add_argument("--repeat", type=int, default=5, help="warm runs per panel and period")
-    parser.add_argument("--panels", nargs="*", default=[], metavar="TEXT", help="time only panels named so")
     parser.add_argument("--reuse", action="store_true", help="time a database an earlier run kept: no seeding")
     args = parser.parse_args()
     with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING") as db:
         conninfo, dbname = db.conninfo, db.dbname
-        django_setup(db.env)
+        benchlib.django_setup(db.env)
         from django.db import connection
 
         from analytics.filters import MetricFilter
@@ -235,8 +223,6 @@ def main() -> int:
         print("timing the panels …", flush=True)
         timings: dict[str, dict[int, tuple[float, float]]] = {}  # panel -> days -> (cold, median warm) seconds
         for panel in dw.panels():
-            if args.panels and not any(text in panel.name for text in args.panels):
-                continue
             for days in panel.periods:
                 f = MetricFilter.last_days(days, today=now.date())
                 runs = []
@@ -249,10 +235,9 @@ def main() -> int:
                 print(f"{panel.name}, {days} d: {warm * 1000:,.1f} ms (cold {cold * 1000:,.1f})", flush=True)
 
         rows, all_rows = seeded.rows, sum(seeded.rows.values())
-        tables = {kind: table(model) for kind, model in zip(dw.KINDS, dw.models(), strict=True)}
-        r = Report("Dashboard benchmark: every panel from the rollups")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo, f"work_mem {WORK_MEM} for this bench's sessions"))
+        tables = {kind: benchlib.table(model) for kind, model in zip(dw.KINDS, dw.models(), strict=True)}
+        r = benchlib.Report("Dashboard benchmark: every panel from the rollups")
+        r.stamp(conninfo, f"work_mem {WORK_MEM} for this bench's sessions")
         r.add(
             "data",
             f"{seeded.decisions:,} decided items over {DAYS} days ({raw_decisions:,} decision rows, appeals included); "

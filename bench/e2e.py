@@ -22,27 +22,6 @@ from typing import Any
 import benchlib
 import psycopg
 import redis
-from benchlib import (
-    COUNTRIES,
-    REASONS,
-    RESULTS,
-    SURFACES,
-    WORKING_BACKENDS,
-    CpuMeter,
-    Load,
-    Report,
-    batches,
-    django_setup,
-    intake_row,
-    loadavg,
-    machine_description,
-    pids_named,
-    post_all,
-    profile_table,
-    py_spy,
-    table,
-    tree_cpu,
-)
 from intake import copy_rows
 from scoring import texts_generate
 
@@ -50,7 +29,7 @@ from tests.support import rule_world
 from tests.support.datasets import LABELLED_SET, labelled_rows
 from tests.support.processes import Gunicorn, Process, Worker, model_train, running
 
-RESULT = RESULTS / "e2e.md"
+RESULT = benchlib.RESULTS / "e2e.md"
 BROKER_URL = "redis://127.0.0.1:6379/4"
 CACHE_URL = "redis://127.0.0.1:6379/5"
 SOURCE, WARMUP_SOURCE, PACED_SOURCE = "bench-e2e", "bench-e2e-warmup", "bench-e2e-paced"
@@ -59,14 +38,13 @@ LANGUAGES = ["en"] * 14 + ["pt-BR", "es", "de", "ja"]
 
 
 def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[str, Any]]:
-    """Items as an integrating service posts them: one in ten a user report (a few reported by many), one in ten
-    with an image, metadata the rules read. No ``received_at``: intake stamps the time it accepted the item."""
+    """Items as a service posts them: one in ten a user report, one in ten with an image, metadata rules read."""
     rng = random.Random(seed)
     items = []
     for i, text in enumerate(texts):
         followers = int(rng.paretovariate(0.9) * 40)
         metadata: dict[str, Any] = {
-            "country": rng.choice(COUNTRIES),
+            "country": rng.choice(benchlib.COUNTRIES),
             "followers": followers,
             "verified": followers > 200_000 and rng.random() < 0.5,
             "account_age_days": int(rng.expovariate(1 / 400)),
@@ -78,7 +56,7 @@ def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[st
             "external_id": f"{run}-{i:09d}",
             "text": text,
             "author_ref": f"u{int(rng.paretovariate(1.2) * 1000)}",
-            "surface": rng.choice(SURFACES),
+            "surface": rng.choice(benchlib.SURFACES),
             "language": rng.choice(LANGUAGES),
             "metadata": metadata,
         }
@@ -87,7 +65,7 @@ def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[st
             item["kind"] = "user_report"
             many = rng.random() < 0.05
             count = rng.randint(5, 30) if many else rng.randint(1, 3)
-            item["report_reasons"] = [rng.choice(REASONS) for _ in range(count)]
+            item["report_reasons"] = [rng.choice(benchlib.REASONS) for _ in range(count)]
         elif roll < 0.2:
             item["media_urls"] = [f"https://cdn.example.com/m/{run}/{i}.jpg"]
         items.append(item)
@@ -105,11 +83,11 @@ class PostgresBackends:
         self.lock = threading.Lock()
 
     def sample(self, conn: psycopg.Connection[Any], *, at_start: bool = False) -> None:
-        rows = conn.execute(WORKING_BACKENDS, [self.dbname]).fetchall()
+        rows = conn.execute(benchlib.WORKING_BACKENDS, [self.dbname]).fetchall()
         with self.lock:
             for (pid,) in rows:
                 if pid not in self.exclude:
-                    cpu = tree_cpu(pid)
+                    cpu = benchlib.tree_cpu(pid)
                     self.first.setdefault(pid, cpu if at_start else 0.0)
                     self.last[pid] = max(cpu, self.last.get(pid, 0.0))
 
@@ -135,8 +113,7 @@ class World:
 
 
 def world_create() -> World:
-    """tests/support/rule_world.py's world with its 50-rule intake set, published as policy staff would (draft, submit,
-    approval by a second person, activate), an escalation set the same way, and API clients."""
+    """rule_world's world, its 50-rule intake set and an escalation set published by policy staff; API clients."""
     from django.contrib.auth.models import Group
 
     from ops_platform.core.models import Role
@@ -174,9 +151,8 @@ def world_create() -> World:
 def wait_triaged(
     conn: psycopg.Connection[Any], items: str, expected: int, procs: Sequence[Process], *, poll: float = 0.25
 ) -> float:
-    """Poll until no item of the database is left 'received' (every call was answered 201, and every earlier
-    source's items were triaged); the perf_counter when that was seen. Each poll reads one row off the
-    un-triaged partial index; the backlog is counted every 5 s, to see progress (docs/performance.md)."""
+    """Poll (one row off the un-triaged partial index) until no item is left 'received'; the perf_counter then.
+    The backlog is counted every 5 s to see progress (docs/performance.md)."""
     last, last_change, counted_at, stall = -1, time.monotonic(), 0.0, 180.0
     while True:
         now = time.perf_counter()
@@ -233,7 +209,7 @@ def latencies(items: str, expr: str, source: str, where: str = "") -> tuple[floa
     return float(row[0] or 0), float(row[1] or 0), float(row[2] or 0), int(row[3])
 
 
-def accepted_latencies(load: Load, wall_at_t0: datetime, batch: int) -> tuple[float, float, float]:
+def accepted_latencies(load: benchlib.Load, wall_at_t0: datetime, batch: int) -> tuple[float, float, float]:
     """p50, p99 and max seconds from the moment the client had the item's 201 to the item's triaged_at."""
     from queues.models import ReviewItem
 
@@ -305,10 +281,8 @@ def check_database(world: World, items: int, source: str) -> Check:
 
 
 def check_sample(check: Check, world: World, size: int, seed: int) -> None:
-    """Route a random sample again in-process from the stored items and scores with the active programs, and
-    compare with what triage stored (rule, destination, priority, tags); score its texts again in-process. Author
-    history moved during the run (auto-actions count as prior violations): an outcome that depends on it is
-    accepted if some value between none and today's gives what triage stored."""
+    """Route and score a random sample again in-process and compare with what triage stored; an outcome that
+    depends on author history (it moved during the run) passes if any value from none to today's gives it."""
     from django.db import connections
 
     from queues.models import ReviewItem
@@ -377,8 +351,7 @@ def stored_key(d: Any) -> tuple[str, str, int, tuple[str, ...]]:
 
 
 def references(world: World, texts: Sequence[str], batch: int, rows: int) -> tuple[float, float]:
-    """In-process ceilings: ``LocalClassifier.predict`` over the run's texts in batches, and the compiled intake
-    program's ``decide`` over stored items' rows; seconds each."""
+    """Seconds of in-process ``predict`` over the run's texts, and of compiled ``decide`` over stored rows."""
     from queues.models import ReviewItem
     from routing.models import RuleSet
     from routing.rules.engine import program_for
@@ -407,8 +380,6 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="HTTP connections in flight")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--celery-concurrency", type=int, default=2, help="triage worker pool processes")
-    parser.add_argument("--prefetch", type=int, default=1, help="celery --prefetch-multiplier")
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"])
     parser.add_argument("--paced-seconds", type=float, default=20, help="then a steady load this long (0: none)")
     parser.add_argument("--paced-share", type=float, default=0.5, help="its rate, as a share of the end-to-end rate")
     parser.add_argument("--paced-batch", type=int, default=100, help="items per call in the steady load")
@@ -419,8 +390,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.items < args.batch or args.batch < 1:
         raise SystemExit("--items must be at least one --batch")
-    if args.pool == "solo":
-        args.celery_concurrency = 1
     tmp = Path(tempfile.gettempdir())
     logs = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.log" for name in ("gunicorn", "worker")}
     profiles = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.txt" for name in ("gunicorn", "celery")}
@@ -428,31 +397,25 @@ def main() -> int:
     prompts = [row["prompt"] for row in labelled_rows()]
     texts = texts_generate(prompts, count=args.items, seed=args.seed)
     items = items_generate(texts, run=f"e{datetime.now(UTC):%Y%m%d%H%M%S}", seed=args.seed)
-    bodies = batches(items, args.batch)
-    load_before = loadavg()
-    settings = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": CACHE_URL}
-    settings |= {"ALLOWED_HOSTS": "127.0.0.1,localhost", "SCORING_DEFAULT_CHAIN": "local", "CONN_MAX_AGE": "600"}
-    with benchlib.scratch(args, redis=[BROKER_URL, CACHE_URL], files=list(logs.values()), **settings) as db:
+    bodies = benchlib.batches(items, args.batch)
+    load_before = benchlib.loadavg()
+    settings = {"ALLOWED_HOSTS": "127.0.0.1,localhost", "SCORING_DEFAULT_CHAIN": "local", "CONN_MAX_AGE": "600"}
+    with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), files=list(logs.values()), **settings) as db:
         conninfo, dbname, env = db.conninfo, db.dbname, db.env
         print("training the local model …", flush=True)
         label, train_seconds, _ = model_train(env, actor="bench/e2e.py")
-        django_setup(env, refuse_eager="triage would run inside gunicorn, not in the workers")
+        benchlib.django_setup(env, refuse_eager="triage would run inside gunicorn, not in the workers")
         from django.db.models import Count
 
         from queues.models import ReviewItem
         from routing.models import RoutingDecision
 
-        items_table = table(ReviewItem)
+        items_table = benchlib.table(ReviewItem)
         world = world_create()
         print(f"model {label} promoted; rule sets published ({world.rules} intake rules); starting …", flush=True)
         web = Gunicorn(env, logs["gunicorn"], workers=args.gunicorn_workers)
         worker = Worker(
-            env,
-            logs["worker"],
-            name="bench-e2e",
-            pool=args.pool,
-            concurrency=args.celery_concurrency,
-            prefetch=args.prefetch,
+            env, logs["worker"], name="bench-e2e", pool="prefork", concurrency=args.celery_concurrency, prefetch=1
         )
         with ExitStack() as stack, psycopg.connect(conninfo, autocommit=True) as conn:
             stack.enter_context(running(web, worker))
@@ -462,23 +425,27 @@ def main() -> int:
             warm_texts = texts_generate(prompts, count=160 * max(args.celery_concurrency, 1), seed=99)
             warm_items = items_generate(warm_texts, run=f"w{datetime.now(UTC):%H%M%S}", seed=99)
             warm_concurrency = max(args.concurrency, args.celery_concurrency)
-            post_all(url, world.keys[WARMUP_SOURCE], batches(warm_items, 40), concurrency=warm_concurrency).check(
-                "warm-up"
-            )
+            benchlib.post_all(
+                url, world.keys[WARMUP_SOURCE], benchlib.batches(warm_items, 40), concurrency=warm_concurrency
+            ).check("warm-up")
             wait_triaged(conn, items_table, len(warm_items), [web, worker])
             conn.execute("ANALYZE")  # as autovacuum would have in a live database
             print(f"warm in {time.perf_counter() - t0:.1f} s; posting {len(bodies):,} batches …", flush=True)
             pg = PostgresBackends(dbname, exclude={conn.info.backend_pid})
             if args.profile:
                 for pid, profile in ((web.pid, profiles["gunicorn"]), (worker.pid, profiles["celery"])):
-                    stack.enter_context(py_spy(pid or 0, profile, "--subprocesses", rate=100, required=False))
-            meter = CpuMeter(
+                    stack.enter_context(benchlib.py_spy(pid or 0, profile, "--subprocesses", rate=100, required=False))
+            meter = benchlib.CpuMeter(
                 {
-                    "gunicorn (master + workers)": lambda: tree_cpu(web.pid or 0),
-                    "celery (master + pool)": lambda: tree_cpu(worker.pid or 0),
+                    "gunicorn (master + workers)": lambda: benchlib.tree_cpu(web.pid or 0),
+                    "celery (master + pool)": lambda: benchlib.tree_cpu(worker.pid or 0),
                     "PostgreSQL (this database's backends + WAL/checkpoint writers)": pg.total,
-                    "Redis (whole server, shared)": lambda: sum(map(tree_cpu, pids_named("redis-server"))),
-                    "bench client (send + poll)": lambda: time.process_time() + tree_cpu(conn.info.backend_pid),
+                    "Redis (whole server, shared)": lambda: sum(
+                        map(benchlib.tree_cpu, benchlib.pids_named("redis-server"))
+                    ),
+                    "bench client (send + poll)": lambda: (
+                        time.process_time() + benchlib.tree_cpu(conn.info.backend_pid)
+                    ),
                 }
             )
             stop, progress = threading.Event(), Progress()
@@ -495,7 +462,7 @@ def main() -> int:
                 with progress.lock:
                     progress.accepted += sizes[i]
 
-            load = post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency, on_201=accepted)
+            load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency, on_201=accepted)
             pg.sample(conn)
             posted = meter.snapshot()
             load.check("the load")
@@ -505,7 +472,7 @@ def main() -> int:
             after = meter.snapshot()
             stop.set()
             watcher.join()
-            load_during = loadavg()
+            load_during = benchlib.loadavg()
             # Offset from the bench's clock to the wall clock the app stamps (same machine).
             wall_at_t0 += timedelta(seconds=load.started - t_ref)
             paced = None
@@ -515,9 +482,11 @@ def main() -> int:
                 print(f"paced: {count:,} items at {rate:,.0f} items/s in calls of {args.paced_batch} …", flush=True)
                 paced_texts = texts_generate(prompts, count=count, seed=args.seed + 7)
                 paced_items = items_generate(paced_texts, run=f"p{datetime.now(UTC):%H%M%S}", seed=args.seed + 7)
-                paced_bodies = batches(paced_items, args.paced_batch)
+                paced_bodies = benchlib.batches(paced_items, args.paced_batch)
                 interval = args.paced_batch / rate
-                paced_load = post_all(url, world.keys[PACED_SOURCE], paced_bodies, concurrency=4, interval=interval)
+                paced_load = benchlib.post_all(
+                    url, world.keys[PACED_SOURCE], paced_bodies, concurrency=4, interval=interval
+                )
                 paced_load.check("the paced load")
                 wait_triaged(conn, items_table, count, [web, worker], poll=0.1)
                 paced = (rate, count, paced_load.elapsed)
@@ -543,12 +512,16 @@ def main() -> int:
         tasks = len(re.findall(r"items_triage_task\[[^\]]+\] succeeded", logs["worker"].read_text(errors="replace")))
         check_sample(check, world, args.sample, args.seed)
         print("reference: COPY of the same rows …", flush=True)
-        copy_seconds = copy_rows(conninfo, items_table, [intake_row(item, SOURCE, datetime.now(UTC)) for item in items])
+        copy_seconds = copy_rows(
+            conninfo, items_table, [benchlib.intake_row(item, SOURCE, datetime.now(UTC)) for item in items]
+        )
         print("reference: in-process predict and decide …", flush=True)
         decide_rows = min(args.items, 20_000)
         predict_seconds, decide_seconds = references(world, texts, args.batch, decide_rows)
 
-        cpu, cpu_post, cpu_tail = (CpuMeter.usage(*w) for w in ((before, after), (before, posted), (posted, after)))
+        cpu, cpu_post, cpu_tail = (
+            benchlib.CpuMeter.usage(*w) for w in ((before, after), (before, posted), (posted, after))
+        )
         triaged_rate = args.items / span
         verdict = "met" if triaged_rate >= args.target else "MISSED"
         server = sum(cpu.groups[k] for k in list(cpu.groups)[:3])
@@ -558,17 +531,16 @@ def main() -> int:
         if len(destinations) > 12:
             dest += f", {len(destinations) - 12} more destinations {sum(n for _, n in destinations[12:]):,}"
         gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        r = Report("End-to-end load benchmark")
+        r = benchlib.Report("End-to-end load benchmark")
         r.intro = (
             f"{args.items:,} items posted over HTTP (batches of {args.batch}, {args.concurrency} connections) to "
             f"gunicorn ({args.gunicorn_workers} sync workers); triage (local-model scoring + a {world.rules}-rule "
             f"intake set and a {len(ESCALATION_RULES)}-rule escalation set) by `celery worker -Q triage "
-            f"--pool {args.pool} --concurrency {args.celery_concurrency} --prefetch-multiplier {args.prefetch}` on "
+            f"--pool prefork --concurrency {args.celery_concurrency} --prefetch-multiplier 1` on "
             "Redis; PostgreSQL. "
             f"Target {args.target:,.0f} items/s triaged end to end."
         )
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo, f"{gib:.0f} GiB", f"Redis {redis_version}"))
+        r.stamp(conninfo, f"{gib:.0f} GiB", f"Redis {redis_version}")
         r.add("load average (1/5/15 min) before / at the end", f"{load_before} / {load_during}")
         r.add("model", f"`{label}` trained on {LABELLED_SET.name} in {train_seconds:.0f} s, promoted")
         r.add(
@@ -644,9 +616,13 @@ def main() -> int:
             r.add("differing example", example)
         if args.profile:
             app = r"\((routing|queues|ops_platform)/"
-            r.after.append(profile_table(profiles["celery"], "Where celery's CPU goes", "trace_task (", inclusive=app))
             r.after.append(
-                profile_table(profiles["gunicorn"], "Where gunicorn's CPU goes", "handle_request (", inclusive=app)
+                benchlib.profile_table(profiles["celery"], "Where celery's CPU goes", "trace_task (", inclusive=app)
+            )
+            r.after.append(
+                benchlib.profile_table(
+                    profiles["gunicorn"], "Where gunicorn's CPU goes", "handle_request (", inclusive=app
+                )
             )
         ok = check.ok and (paced_check.ok if paced else True)
         failure = check.describe() + ("; paced: " + paced_check.describe() if paced else "")

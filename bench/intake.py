@@ -20,34 +20,12 @@ from typing import Any
 import benchlib
 import psycopg
 import redis
-from benchlib import (
-    COUNTRIES,
-    INTAKE_FIELDS,
-    LANGUAGES,
-    REASONS,
-    RESULTS,
-    SURFACES,
-    CpuMeter,
-    Report,
-    batches,
-    columns_of,
-    django_setup,
-    intake_row,
-    machine_description,
-    percentile,
-    post_all,
-    postgres_pids,
-    process_cpu,
-    profile_table,
-    py_spy,
-    table,
-)
 from psycopg import sql
 
 from tests.support.processes import Gunicorn, children, running
 
-RESULT = RESULTS / "intake.md"
-PROFILE = RESULTS / "intake-profile.txt"
+RESULT = benchlib.RESULTS / "intake.md"
+PROFILE = benchlib.RESULTS / "intake-profile.txt"
 BROKER_URL = "redis://127.0.0.1:6379/15"
 CACHE_URL = "redis://127.0.0.1:6379/14"
 SOURCE, WARMUP_SOURCE = "bench-intake", "bench-warmup"
@@ -85,15 +63,15 @@ def items_generate(*, count: int, run: str, seed: int, created_at: datetime) -> 
     rng = random.Random(seed)
     items = []
     for i in range(count):
-        language = rng.choice(LANGUAGES)
+        language = rng.choice(benchlib.LANGUAGES)
         item: dict[str, Any] = {
             "external_id": f"{run}-{i:09d}",
             "text": item_text(rng, language),
             "author_ref": f"u{int(rng.paretovariate(1.2) * 1000)}",
-            "surface": rng.choice(SURFACES),
+            "surface": rng.choice(benchlib.SURFACES),
             "language": language,
             "metadata": {
-                "country": rng.choice(COUNTRIES[:10]),
+                "country": rng.choice(benchlib.COUNTRIES[:10]),
                 "followers": rng.randint(0, 50_000),
                 "client": rng.choice(["ios", "android", "web"]),
             },
@@ -102,7 +80,7 @@ def items_generate(*, count: int, run: str, seed: int, created_at: datetime) -> 
         roll = rng.random()
         if roll < 0.1:
             item["kind"] = "user_report"
-            item["report_reasons"] = rng.sample(REASONS, rng.randint(1, 3))
+            item["report_reasons"] = rng.sample(benchlib.REASONS, rng.randint(1, 3))
         elif roll < 0.2:
             item["media_urls"] = [f"https://cdn.example.com/m/{run}/{i}.jpg"]
         items.append(item)
@@ -137,10 +115,8 @@ def scratch_table(conn: psycopg.Connection[Any], name: str, items: str) -> None:
 
 
 def insert_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]], batch: int) -> tuple[float, float]:
-    """Seconds, and this process's CPU seconds, to store ``rows`` with intake's own statement from psycopg, one
-    transaction per batch as intake commits one per request: the batch as one jsonb parameter, ``INSERT … SELECT
-    … FROM jsonb_to_recordset(%s::jsonb) … ON CONFLICT (source, external_id) DO NOTHING RETURNING id,
-    external_id``, as intake writes it on PostgreSQL."""
+    """Seconds (and client CPU seconds) to store ``rows`` with intake's own ``INSERT … SELECT … FROM
+    jsonb_to_recordset(%s::jsonb) … ON CONFLICT DO NOTHING RETURNING`` from psycopg, a transaction a batch."""
     with psycopg.connect(conninfo) as conn:
         scratch_table(conn, INSERT_TABLE, items)
         typed = conn.execute(
@@ -150,7 +126,7 @@ def insert_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]], batch: i
         ).fetchall()
         columns = [name for name, _ in typed]
         json_columns = {name for name, kind in typed if kind == "jsonb"}
-        position = {c: i for i, c in enumerate(INTAKE_FIELDS) if c in columns}
+        position = {c: i for i, c in enumerate(benchlib.INTAKE_FIELDS) if c in columns}
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
         statement = sql.SQL(
             "INSERT INTO {} ({}) SELECT {} FROM jsonb_to_recordset(%s::jsonb) AS r({}) "
@@ -185,7 +161,7 @@ def copy_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]]) -> float:
     with psycopg.connect(conninfo) as conn:
         scratch_table(conn, COPY_TABLE, items)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(COPY_TABLE), sql.SQL(", ").join(map(sql.Identifier, INTAKE_FIELDS))
+            sql.Identifier(COPY_TABLE), sql.SQL(", ").join(map(sql.Identifier, benchlib.INTAKE_FIELDS))
         )
         t0 = time.perf_counter()
         with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -200,9 +176,8 @@ def copy_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]]) -> float:
 
 
 def rows_differing(conninfo: str, items: str) -> int:
-    """Rows the API stored that differ from the rows COPY stored, or the reverse: intake kept every field as sent
-    (all but received_at, which is the server's clock)."""
-    columns = sql.SQL(", ").join(sql.Identifier(f) for f in INTAKE_FIELDS if f != "received_at")
+    """Rows the API stored that differ from COPY's, either way (every field but received_at, the server's clock)."""
+    columns = sql.SQL(", ").join(sql.Identifier(f) for f in benchlib.INTAKE_FIELDS if f != "received_at")
     one_way = "SELECT count(*) FROM (SELECT {c} FROM {a} WHERE source = %(s)s EXCEPT ALL SELECT {c} FROM {b}) d"
     total = 0
     with psycopg.connect(conninfo) as conn:
@@ -226,40 +201,43 @@ def main() -> int:
     log = Path(tempfile.gettempdir()) / f"bench-intake-gunicorn-{os.getpid()}.log"
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     items = items_generate(count=args.items, run=f"b{now:%Y%m%d%H%M%S}", seed=1, created_at=now)
-    bodies = batches(items, args.batch)
-    rows = [intake_row(item, SOURCE, now) for item in items]
-    warmup = batches(items_generate(count=20 * args.concurrency, run=f"w{now:%H%M%S}", seed=2, created_at=now), 10)
+    bodies = benchlib.batches(items, args.batch)
+    rows = [benchlib.intake_row(item, SOURCE, now) for item in items]
+    warmup = benchlib.batches(
+        items_generate(count=20 * args.concurrency, run=f"w{now:%H%M%S}", seed=2, created_at=now), 10
+    )
     print(f"{len(items):,} items in {len(bodies)} pre-encoded bodies", flush=True)
     # One connection per worker for the whole run, so the backends whose CPU is counted are the ones working.
-    settings = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": CACHE_URL}
-    settings |= {"ALLOWED_HOSTS": "127.0.0.1,localhost", "CONN_MAX_AGE": "600"}
-    with benchlib.scratch(args, redis=[BROKER_URL, CACHE_URL], files=[log], **settings) as db:
+    celery, hosts = (BROKER_URL, CACHE_URL), "127.0.0.1,localhost"
+    with benchlib.scratch(args, celery=celery, files=[log], ALLOWED_HOSTS=hosts, CONN_MAX_AGE="600") as db:
         conninfo, env = db.conninfo, db.env
-        django_setup(env)
+        benchlib.django_setup(env)
         from django.db import connections
 
         from queues.models import ReviewItem
 
-        items_table = table(ReviewItem)
-        assert columns_of(ReviewItem, INTAKE_FIELDS) == INTAKE_FIELDS, "COPY and EXCEPT name fields as columns"
+        items_table = benchlib.table(ReviewItem)
+        assert benchlib.columns_of(ReviewItem, benchlib.INTAKE_FIELDS) == benchlib.INTAKE_FIELDS, (
+            "COPY and EXCEPT name fields as columns"
+        )
         keys = benchlib.api_keys(SOURCE, WARMUP_SOURCE)
         connections.close_all()
         web = Gunicorn(env, log, workers=args.workers)
         with running(web):
             url = f"{web.base}/api/v1/items"
-            post_all(url, keys[WARMUP_SOURCE], warmup, concurrency=args.concurrency).check("warm-up")
-            workers, pg = children(web.pid or 0), postgres_pids(conninfo, db.dbname)
-            meter = CpuMeter(
+            benchlib.post_all(url, keys[WARMUP_SOURCE], warmup, concurrency=args.concurrency).check("warm-up")
+            workers, pg = children(web.pid or 0), benchlib.postgres_pids(conninfo, db.dbname)
+            meter = benchlib.CpuMeter(
                 {
-                    "gunicorn workers": lambda: sum(map(process_cpu, workers)),
-                    "PostgreSQL": lambda: sum(map(process_cpu, pg)),
+                    "gunicorn workers": lambda: sum(map(benchlib.process_cpu, workers)),
+                    "PostgreSQL": lambda: sum(map(benchlib.process_cpu, pg)),
                     "bench client": time.process_time,
                 }
             )
             print(f"posting with {args.concurrency} connections to {args.workers} gunicorn workers …", flush=True)
-            with py_spy(web.pid or 0, PROFILE, "--subprocesses") if args.profile else nullcontext():
+            with benchlib.py_spy(web.pid or 0, PROFILE, "--subprocesses") if args.profile else nullcontext():
                 before = meter.snapshot()
-                load = post_all(url, keys[SOURCE], bodies, concurrency=args.concurrency)
+                load = benchlib.post_all(url, keys[SOURCE], bodies, concurrency=args.concurrency)
                 cpu = meter.usage(before, meter.snapshot())
         created = sum(json.loads(p.body)["created"] for p in load.posted if p.status == 201)
         stored = ReviewItem.objects.filter(source=SOURCE).count()
@@ -276,9 +254,8 @@ def main() -> int:
         latencies = [p.seconds * 1000 for p in load.posted]
         server = f"gunicorn {args.workers} sync workers, no access log"
         server += " (sampled by py-spy: slower than without)" if args.profile else ""
-        r = Report("Intake benchmark")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo))
+        r = benchlib.Report("Intake benchmark")
+        r.stamp(conninfo)
         r.add("server", f"{server}; throttle cache in Redis db 14")
         r.add("triage hand-off", f"{published} tasks published to Redis db 15; no Celery worker runs (purged after)")
         r.add("items / batch / concurrency", f"{n:,} / {args.batch} / {args.concurrency} connections")
@@ -286,7 +263,10 @@ def main() -> int:
         r.add("elapsed", f"{elapsed:.2f} s")
         verdict = "met" if rate >= args.target else "MISSED"
         r.add("**items/s accepted**", f"**{rate:,.0f}** (target {args.target:,.0f}: {verdict})")
-        r.add("batch latency p50 / p99", f"{percentile(latencies, 0.5):.0f} / {percentile(latencies, 0.99):.0f} ms")
+        r.add(
+            "batch latency p50 / p99",
+            f"{benchlib.percentile(latencies, 0.5):.0f} / {benchlib.percentile(latencies, 0.99):.0f} ms",
+        )
         statuses = Counter(p.status for p in load.posted)
         r.add("responses", ", ".join(f"{status}: {k}" for status, k in sorted(statuses.items())))
         r.add("rows stored for the source", f"{stored:,} (expected {n:,})")
@@ -312,7 +292,7 @@ def main() -> int:
         if args.profile:
             per_sample = cpu.groups["gunicorn workers"] * per_k
             r.after.append(
-                profile_table(
+                benchlib.profile_table(
                     PROFILE,
                     "Where the workers' CPU goes (py-spy, CPU samples only)",
                     "SyncWorker.handle_request (",

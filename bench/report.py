@@ -1,15 +1,7 @@
 """The benchmark report: every benchmark and drill run in turn, their results assembled into one markdown file.
 
-Each script runs alone as a subprocess (the venv's python, this checkout on PYTHONPATH) and writes its own result
-(``bench/results/<name>.md``; a drill of tests/drills/ ``bench/results/drill-<name>.md``, or its markdown on
-stdout). This script records the machine, its load around each run and each exit status, and writes
-``bench/results/REPORT.md`` and, unless it is a ``--quick`` smoke run, the copy the README links to,
-``docs/benchmark-report.md``.
-
-    .venv/bin/python bench/report.py                      # everything, full sizes (over an hour)
-    .venv/bin/python bench/report.py --quick --skip dashboard
-    .venv/bin/python bench/report.py --only e2e intake
-"""
+Each runs alone as a subprocess and writes its own result; this records the machine, load and exit statuses into
+bench/results/REPORT.md and (not for --quick) docs/benchmark-report.md. Usage: bench/README.md."""
 
 from __future__ import annotations
 
@@ -21,7 +13,6 @@ import re
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -217,7 +208,7 @@ def saved_path(script: Script) -> Path:
     return LOGS / f"{'drill-' if script.drill else ''}{script.name}.json"
 
 
-def run_script(script: Script, args: list[str], timeout: float | None) -> Outcome:
+def run_script(script: Script, args: list[str]) -> Outcome:
     """Run one script, its output streamed to the console and its log; collect its markdown result."""
     outcome = Outcome(script, args)
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -237,17 +228,12 @@ def run_script(script: Script, args: list[str], timeout: float | None) -> Outcom
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
         )
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
-        if timer:
-            timer.start()
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
             stdout.append(line)
             print(f"  {script.name} | {line}", end="", flush=True)
         proc.wait()
-        if timer:
-            timer.cancel()
     outcome.returncode = proc.returncode
     outcome.seconds = time.monotonic() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -400,20 +386,12 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks or drills")
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="run everything but these")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the whole report")
-    parser.add_argument("--timeout", type=float, help="seconds after which a script is killed (default: none)")
     parser.add_argument("--list", action="store_true", help="print the scripts it would run, then stop")
-    parser.add_argument(
-        "--docs",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=f"also write {DOCS_COPY.relative_to(ROOT)} (default: yes, but not for --quick)",
-    )
-    parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="scripts not run now keep the result of their last run in the report (saved in bench/results/logs/, "
-        f"or else as {DOCS_COPY.relative_to(ROOT)} shows it)",
-    )
+    docs = DOCS_COPY.relative_to(ROOT)
+    yes_no = argparse.BooleanOptionalAction
+    parser.add_argument("--docs", action=yes_no, help=f"also write {docs} (default: yes, but not for --quick)")
+    merge = f"scripts not run now keep their last result (bench/results/logs/, or else as {docs} shows it)"
+    parser.add_argument("--merge", action="store_true", help=merge)
     args = parser.parse_args()
 
     scripts = SCRIPTS
@@ -445,7 +423,7 @@ def main() -> int:
             earlier = (Outcome.saved(s) or Outcome.from_report(s, committed)) if args.merge else None
             outcomes.append(earlier or Outcome(s, []))
             continue
-        outcome = run_script(s, list(s.quick) if args.quick else [], args.timeout)
+        outcome = run_script(s, list(s.quick) if args.quick else [])
         outcome.save()
         outcomes.append(outcome)
     text = report_render(outcomes, args=args, started=started, machine=machine, load=(load_start, loadavg()))

@@ -1,8 +1,5 @@
 """Routing rules: rows/s of a realistic 50-rule intake set (compiled, interpreted, vectorized) and the time to
-backtest it over a million stored items in PostgreSQL, against a raw COPY of the same columns.
-
-    .venv/bin/python bench/rules.py [--items 1000000] [--rows 200000] [--decisions 50000] [--profile] [--keep]
-"""
+backtest it over a million stored items in PostgreSQL, against a raw COPY of the same columns."""
 
 from __future__ import annotations
 
@@ -26,30 +23,13 @@ from typing import Any
 import benchlib
 import numpy as np
 import psycopg
-from benchlib import (
-    COUNTRIES,
-    LANGUAGES,
-    REASONS,
-    RESULTS,
-    ROOT,
-    SURFACES,
-    CpuMeter,
-    Report,
-    Usage,
-    copy_rows,
-    django_setup,
-    machine_description,
-    names,
-    process_cpu,
-    processes,
-    table,
-)
+from benchlib import names
 from psycopg import sql
 
 from tests.support.rule_world import BASELINE_RULES, World, world_create
 
-RESULT = RESULTS / "rules.md"
-PROFILE = RESULTS / "rules-profile.txt"
+RESULT = benchlib.RESULTS / "rules.md"
+PROFILE = benchlib.RESULTS / "rules-profile.txt"
 DAYS = 14
 
 # --- generated items ---------------------------------------------------------------------------------
@@ -130,8 +110,8 @@ def items_generate(count: int, *, seed: int) -> Items:
 
     items = Items([], [], [], [], [], [], report_count, [], media, [], [], offsets)
     for i in range(count):
-        surface = rng.choice(SURFACES)
-        language = rng.choice(LANGUAGES)
+        surface = rng.choice(benchlib.SURFACES)
+        language = rng.choice(benchlib.LANGUAGES)
         source = "messaging" if surface == "dm" else "marketplace" if surface == "listing" else "app"
         if surface == "story" and rng.random() < 0.4:
             source = "live"
@@ -148,7 +128,7 @@ def items_generate(count: int, *, seed: int) -> Items:
             "account_age_days": int(age[i]),
         }
         if rng.random() > 0.03:
-            metadata["country"] = rng.choice(COUNTRIES)
+            metadata["country"] = rng.choice(benchlib.COUNTRIES)
         if rng.random() < 0.005:
             metadata["newsworthy"] = True
         row = matrix[i]
@@ -162,7 +142,7 @@ def items_generate(count: int, *, seed: int) -> Items:
         items.language.append(language)
         items.text.append(" ".join(words))
         items.author.append(f"u{int(rng.paretovariate(1.2) * 1000)}")
-        items.reasons.append(rng.sample(REASONS, rng.randint(1, 3)) if reported[i] else [])
+        items.reasons.append(rng.sample(benchlib.REASONS, rng.randint(1, 3)) if reported[i] else [])
         items.metadata.append(metadata)
         items.scores.append(scores)
     return items
@@ -338,8 +318,8 @@ def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: se
         "ORDER BY i.id) TO STDOUT"
     ).format(
         sql.SQL(", ").join(select),
-        sql.Identifier(table(ReviewItem)),
-        sql.Identifier(table(ClassifierScore)),
+        sql.Identifier(benchlib.table(ReviewItem)),
+        sql.Identifier(benchlib.table(ClassifierScore)),
         sql.Literal(start),
         sql.Literal(end),
     )
@@ -357,7 +337,9 @@ def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: se
 class BacktestRun:
     total: float  # seconds
     result: dict[str, Any]
-    cpu: Usage  # this process (its threads included) and the others but PostgreSQL's, whose backends come and go
+    cpu: (
+        benchlib.Usage
+    )  # this process (its threads included) and the others but PostgreSQL's, whose backends come and go
 
     def line(self) -> str:
         own, others = self.cpu.groups["this process"], self.cpu.groups["other processes"]
@@ -373,8 +355,10 @@ def backtest_run(world: World, *, start: datetime, end: datetime, profile: cProf
     from routing.rules.engine import program_for
 
     draft, baseline = program_for(world.draft), program_for(world.baseline)
-    others = [pid for pid, name in processes().items() if name != "postgres" and pid != os.getpid()]
-    meter = CpuMeter({"this process": time.process_time, "other processes": lambda: sum(map(process_cpu, others))})
+    others = [pid for pid, name in benchlib.processes().items() if name != "postgres" and pid != os.getpid()]
+    meter = benchlib.CpuMeter(
+        {"this process": time.process_time, "other processes": lambda: sum(map(benchlib.process_cpu, others))}
+    )
     before = meter.snapshot()
     if profile is not None:
         profile.enable()
@@ -421,7 +405,7 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
             )
 
     with psycopg.connect(conninfo) as conn:
-        copy_rows(conn, ReviewItem, ITEM_FIELDS, item_rows())
+        benchlib.copy_rows(conn, ReviewItem, ITEM_FIELDS, item_rows())
         conn.commit()
         ids = list(ReviewItem.objects.order_by("pk").values_list("pk", flat=True))
         if len(ids) != len(items) or ids[-1] - ids[0] + 1 != len(ids):
@@ -430,7 +414,7 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
             (item_id, "local", "local", "7", "", dumps(items.scores[i]), "{}", at(i, 1))
             for i, item_id in enumerate(ids)
         )
-        copy_rows(conn, ClassifierScore, SCORE_FIELDS, scores)
+        benchlib.copy_rows(conn, ClassifierScore, SCORE_FIELDS, scores)
         decisions = (
             (
                 *(ids[d.index], world.reviewer.pk, queue, world.policies[d.policy].pk, world.actions[d.action].pk),
@@ -439,11 +423,11 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
             )
             for d in decided
         )
-        copy_rows(conn, Decision, DECISION_FIELDS, decisions)
+        benchlib.copy_rows(conn, Decision, DECISION_FIELDS, decisions)
         conn.commit()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for model in (ReviewItem, ClassifierScore, Decision):
-            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table(model))))
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(benchlib.table(model))))
     return ids
 
 
@@ -478,7 +462,7 @@ def main() -> int:
     # DEBUG off (app_env's): no query log, a million rows must not be kept in connection.queries.
     with benchlib.scratch(args, CELERY_BROKER_URL="", SCORING_DEFAULT_CHAIN="local") as db:
         conninfo = db.conninfo
-        django_setup(db.env)
+        benchlib.django_setup(db.env)
         from django.db import connection
 
         from routing.rules.engine import program_for
@@ -516,9 +500,8 @@ def main() -> int:
 
         result = runs[0].result
         terminal, tagging = len(draft.terminal), len(draft.tagging)
-        r = Report("Routing rules benchmark")
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo))
+        r = benchlib.Report("Routing rules benchmark")
+        r.stamp(conninfo)
         r.add(
             "rule set",
             f"{len(draft.specs)} intake rules ({terminal} deciding, {tagging} tag rules), reading "
@@ -581,7 +564,7 @@ def main() -> int:
             + ", ".join(f"{k} {v:,}" for k, v in destinations),
         )
         if args.profile:
-            print(f"profile in {PROFILE.relative_to(ROOT)}")
+            print(f"profile in {PROFILE.relative_to(benchlib.ROOT)}")
         outcome = [{k: v for k, v in run.result.items() if k != "seconds"} for run in runs]
         stable = all(o == outcome[0] for o in outcome)
         ok = rates.disagreements == 0 and result["items"] == args.items and stable

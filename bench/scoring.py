@@ -21,40 +21,17 @@ from typing import Any
 
 import benchlib
 import psycopg
-from benchlib import (
-    INTAKE_FIELDS,
-    RESULTS,
-    TICK,
-    CpuMeter,
-    Report,
-    Usage,
-    copy_rows,
-    django_setup,
-    intake_row,
-    machine_description,
-    percentile,
-    proc_stat,
-    process_cpu,
-    profile_table,
-    py_spy,
-)
 
 from tests.support.datasets import LABELLED_SET, labelled_rows
 from tests.support.processes import Worker, children, model_train, running
 
-RESULT = RESULTS / "scoring.md"
-WORKER_LOG = RESULTS / "scoring-worker.log"
+RESULT = benchlib.RESULTS / "scoring.md"
+WORKER_LOG = benchlib.RESULTS / "scoring-worker.log"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 CACHE_URL = "redis://127.0.0.1:6379/13"
 # One source per set of items, so each path is counted and checked on its own rows.
-BATCHED, SINGLE, WARMUP, NO_MODEL = (
-    "bench-scoring-batched",
-    "bench-scoring-single",
-    "bench-scoring-warmup",
-    "bench-scoring-nomodel",
-)
+BATCHED, SINGLE, WARMUP, NO_MODEL = (f"bench-scoring-{s}" for s in ("batched", "single", "warmup", "nomodel"))
 DECORATIONS = ["!", "!!", "?", "...", " 😂", " 🙏", " 🔥", " lol", " smh", ","]  # what users add around words
-SURFACES = ["post", "post", "post", "comment", "comment", "comment", "dm", "profile", "listing", "story"]
 # Cores used by other processes during a path above which the report says the machine was not quiet.
 NOISE_CORES = 0.15
 
@@ -83,9 +60,8 @@ def typo(rng: random.Random, word: str) -> str:
 
 
 def texts_generate(prompts: Sequence[str], *, count: int, seed: int) -> list[str]:
-    """Post-length texts cut from the labelled set's prompts (from a random word on, continued with another
-    prompt when short), a few words swapped, shouted, decorated or mistyped, the odd mention, hashtag or link:
-    words new to the model's per-word caches come at a realistic rate."""
+    """Post-length texts cut from the prompts, a few words swapped, shouted, decorated or mistyped, the odd
+    mention, hashtag or link: words new to the model's per-word caches come at a realistic rate."""
     rng = random.Random(seed)
     split = [p.split() for p in prompts if p.split()]
     vocabulary = [w for words in split for w in words]
@@ -131,18 +107,19 @@ def vocabulary_line(texts: Sequence[str]) -> str:
 
 
 def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> list[int]:
-    """COPY the texts in as 'received' items of ``source``; their ids, one run in the order of ``texts`` (the
-    progress poll counts scores by id range)."""
+    """COPY the texts in as 'received' items of ``source``; their ids, one run (the poll counts by id range)."""
     from queues.models import ReviewItem
 
     rng, now = random.Random(seed), datetime.now(UTC)
     items = (
-        {"external_id": f"{source}-{i:07d}", "text": text, "surface": rng.choice(SURFACES), "language": "en"}
+        {"external_id": f"{source}-{i:07d}", "text": text, "surface": rng.choice(benchlib.SURFACES), "language": "en"}
         | {"author_ref": f"u{int(rng.paretovariate(1.2) * 1000)}"}
         for i, text in enumerate(texts)
     )
     with psycopg.connect(conninfo) as conn:
-        copy_rows(conn, ReviewItem, INTAKE_FIELDS, (intake_row(item, source, now) for item in items))
+        benchlib.copy_rows(
+            conn, ReviewItem, benchlib.INTAKE_FIELDS, (benchlib.intake_row(item, source, now) for item in items)
+        )
     ids = list(ReviewItem.objects.filter(source=source).order_by("external_id").values_list("pk", flat=True))
     if len(ids) != len(texts) or ids != list(range(ids[0], ids[0] + len(ids))):
         raise SystemExit(f"COPY stored {len(ids)} items for {source} (expected {len(texts)}), or not in one id run")
@@ -175,8 +152,7 @@ SUCCEEDED = re.compile(r"Task routing\.tasks\.items_score_task\[[^\]]+\] succeed
 
 
 def task_runtimes(count: int = 0) -> list[float]:
-    """Each finished scoring task's runtime as the worker logged it, once ``count`` tasks are logged (a task
-    commits its scores before Celery logs it)."""
+    """Each finished scoring task's runtime as the worker logged it, once ``count`` tasks are logged."""
     deadline = time.monotonic() + 10
     while len(found := [float(m[1]) for m in SUCCEEDED.finditer(WORKER_LOG.read_text(errors="replace"))]) < count:
         if time.monotonic() > deadline:
@@ -189,10 +165,10 @@ def postgres_cpu(conn: psycopg.Connection[Any]) -> float:
     """CPU seconds of the whole PostgreSQL server so far but for this script's backend: the postmaster with its
     reaped children (the worker reconnects for every task) and the live processes."""
     backend = conn.info.backend_pid
-    postmaster = int(proc_stat(backend)[1])
-    stat = proc_stat(postmaster)
-    total = sum(int(v) for v in stat[11:15]) / TICK if stat else 0.0
-    return total + sum(process_cpu(child) for child in children(postmaster) if child != backend)
+    postmaster = int(benchlib.proc_stat(backend)[1])
+    stat = benchlib.proc_stat(postmaster)
+    total = sum(int(v) for v in stat[11:15]) / benchlib.TICK if stat else 0.0
+    return total + sum(benchlib.process_cpu(child) for child in children(postmaster) if child != backend)
 
 
 def wait_scored(conn: psycopg.Connection[Any], table: str, ids: Sequence[int], worker: Worker) -> float:
@@ -221,7 +197,7 @@ class PathResult:
     tasks: int
     elapsed: float
     send: float
-    cpu: Usage
+    cpu: benchlib.Usage
     runtimes: list[float] = field(default_factory=list)  # of each task, from the worker log
 
     @property
@@ -237,7 +213,13 @@ class PathResult:
 
 
 def path_run(
-    label: str, ids: Sequence[int], per_task: int, meter: CpuMeter, poll: Any, profile: Path | None, worker: Worker
+    label: str,
+    ids: Sequence[int],
+    per_task: int,
+    meter: benchlib.CpuMeter,
+    poll: Any,
+    profile: Path | None,
+    worker: Worker,
 ) -> PathResult:
     """Send ``ids`` in tasks of ``per_task``; the wall time from the first send until every item has its score."""
     from routing.tasks import items_score_task
@@ -245,7 +227,7 @@ def path_run(
     chunks = [list(ids[i : i + per_task]) for i in range(0, len(ids), per_task)]
     print(f"{label}: {len(ids):,} items in {len(chunks):,} tasks …", flush=True)
     logged = len(task_runtimes())
-    with py_spy(worker.pid or 0, profile, "--idle") if profile else nullcontext():
+    with benchlib.py_spy(worker.pid or 0, profile, "--idle") if profile else nullcontext():
         before = meter.snapshot()
         t0 = time.perf_counter()
         for chunk in chunks:
@@ -296,9 +278,8 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
 
 
 def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, float]:
-    """Where predict's time goes, in ms per 1,000 texts: each part of the vectorizer, the estimators on its
-    features, then the per-item dicts LocalModel.score builds. On a fresh copy of the model, so whatever it
-    caches per process starts cold, as in the worker."""
+    """Where predict's time goes, in ms per 1,000 texts, by vectorizer part, estimators and per-item dicts; on a
+    fresh copy of the model, so its per-process caches start cold, as in the worker."""
     model = copy.deepcopy(model)
     chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
     split: dict[str, float] = {}
@@ -358,9 +339,8 @@ def pipeline_without_model(ids: Sequence[int], scores: Sequence[dict[str, float]
 
 
 def scores_check(source: str, expected: Sequence[dict[str, float]], label: str) -> tuple[dict[str, int], int]:
-    """What should be 0 for a valid run: exactly one local score per item, of the active version, for every
-    category, each in [0, 1], equal to what the same model gives in-process for the same text; and the number
-    of model calls."""
+    """Counts that must be 0 (one local score an item, of the active version, every category, in [0, 1], equal
+    to in-process predict), and the number of model calls."""
     from routing.models import ClassifierScore
 
     rows = ClassifierScore.objects.filter(item__source=source)
@@ -406,19 +386,18 @@ def main() -> int:
         WARMUP: texts_generate(prompts, count=args.warmup_items, seed=args.seed + 2),
     }
     texts[NO_MODEL] = texts[BATCHED][:5001]  # the first one connects and warms up, untimed
-    settings = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": CACHE_URL}
-    with benchlib.scratch(args, redis=[BROKER_URL, CACHE_URL], SCORING_DEFAULT_CHAIN="local", **settings) as db:
+    with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), SCORING_DEFAULT_CHAIN="local") as db:
         conninfo, env = db.conninfo, db.env
         label, train_seconds, _ = model_train(env, args.dataset, actor="bench/scoring.py")
         print(f"model {label} trained and promoted in {train_seconds:.0f} s", flush=True)
         # Django here too: to send tasks and run the in-process references.
-        django_setup(env, refuse_eager="tasks would run in this process, not in the worker")
+        benchlib.django_setup(env, refuse_eager="tasks would run in this process, not in the worker")
         from routing.models import ClassifierCall, ClassifierScore, DeadLetter
         from routing.tasks import items_score_task
 
         ids = {source: items_copy(conninfo, source, batch, seed=n) for n, (source, batch) in enumerate(texts.items())}
         print(f"{sum(map(len, ids.values())):,} items created; starting the worker …", flush=True)
-        profiles = {path: RESULTS / f"scoring-profile-{path}.txt" for path in ("batched", "single")}
+        profiles = {path: benchlib.RESULTS / f"scoring-profile-{path}.txt" for path in ("batched", "single")}
         worker = Worker(env, WORKER_LOG, name="bench-scoring")
         with psycopg.connect(conninfo, autocommit=True) as conn, running(worker):
             scores_table = ClassifierScore._meta.db_table
@@ -439,11 +418,13 @@ def main() -> int:
             print("in-process references while the worker idles …", flush=True)
             ref = reference_run(texts, args.batch)
             no_model = pipeline_without_model(ids[NO_MODEL], ref.predictions[BATCHED][: len(ids[NO_MODEL])], args.batch)
-            meter = CpuMeter(
+            meter = benchlib.CpuMeter(
                 {
-                    "worker": lambda: process_cpu(worker.pid or 0),
+                    "worker": lambda: benchlib.process_cpu(worker.pid or 0),
                     "PostgreSQL (whole server)": lambda: postgres_cpu(conn),
-                    "bench client (send + poll)": lambda: time.process_time() + process_cpu(conn.info.backend_pid),
+                    "bench client (send + poll)": lambda: (
+                        time.process_time() + benchlib.process_cpu(conn.info.backend_pid)
+                    ),
                 }
             )
             profiled = {k: (v if args.profile else None) for k, v in profiles.items()}
@@ -485,7 +466,7 @@ def main() -> int:
                 f"\n**The machine was not quiet**: other processes used CPU during the run ({', '.join(busy)} cores), "
                 "so the worker got less; the figures are pessimistic. Rerun on a quiet machine."
             )
-        r = Report("Scoring benchmark")
+        r = benchlib.Report("Scoring benchmark")
         r.intro = (
             f"Local model `{label}` scoring through one Celery worker process (solo pool) on Redis, target "
             f"{target:,.0f} items/s on the batched path. CPU s: the worker's for the worker paths, this script's for "
@@ -495,8 +476,7 @@ def main() -> int:
         worker_ms, in_task_ms = batched.elapsed / batched.items * per_k, batched.in_tasks / batched.items * per_k
         predict_ms, db_ms = ref_batched / n_batched * per_k, no_model[0] / no_model_items * per_k
         lengths = [len(t) for t in texts[BATCHED]]
-        r.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        r.add("machine", machine_description(conninfo, platform.platform(terse=True)))
+        r.stamp(conninfo, platform.platform(terse=True))
         r.add(
             "model",
             f"`{label}`: {len(ref.categories)} categories ({', '.join(ref.categories)}); artifact "
@@ -505,7 +485,7 @@ def main() -> int:
         r.add(
             "texts",
             f"cut from the dataset's prompts and perturbed; mean {sum(lengths) / len(lengths):.0f}, "
-            + ", ".join(f"p{q:.0f} {percentile(lengths, q / 100):.0f}" for q in (10, 50, 90))
+            + benchlib.quantiles(lengths, (0.1, 0.5, 0.9), ".0f")
             + f", max {max(lengths)} characters; {vocabulary_line(texts[BATCHED])}",
         )
         profiling = " (sampled by py-spy: slower than without)" if args.profile else ""
@@ -533,11 +513,11 @@ def main() -> int:
             f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process: predict "
             f"{predict_ms:.0f} + the pipeline's database work {db_ms:.0f} = {predict_ms + db_ms:.0f}",
         )
+        p50, per_cpu = benchlib.percentile(b.runtimes, 0.5), b.items / max(b.worker_cpu(), 1 / benchlib.TICK)
         r.add(
             "batched, if only the tasks' runtime counted",
-            f"{batched.items / batched.in_tasks:,.0f} items/s; task runtime p50 {percentile(batched.runtimes, 0.5):.3f}"
-            f" s, max {max(batched.runtimes):.3f} s; {batched.items / max(batched.worker_cpu(), 1 / TICK):,.0f} items "
-            "per worker CPU-second (the rate with a core to itself, were it never waiting)",
+            f"{b.items / b.in_tasks:,.0f} items/s; task runtime p50 {p50:.3f} s, max {max(b.runtimes):.3f} s; "
+            f"{per_cpu:,.0f} items per worker CPU-second (the rate with a core to itself, were it never waiting)",
         )
         split = ", ".join(f"{part} {ms:.0f}" for part, ms in ref.split[BATCHED].items())
         r.add(f"predict split, ms per 1,000 texts, {args.batch} a call", split)
@@ -563,7 +543,7 @@ def main() -> int:
             if args.profile:
                 ms = result.in_tasks / result.items * 1e6
                 r.after.append(
-                    profile_table(
+                    benchlib.profile_table(
                         profiles[name if name == "batched" else "single"],
                         f"Where the {name} tasks' time goes (py-spy, waits included)",
                         "trace_task (",

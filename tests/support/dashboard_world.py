@@ -62,7 +62,7 @@ ITEM = fields(
 )
 DECISION = fields(
     "id item_id reviewer_id queue_id policy_id action_id is_violation rationale claimed_at decided_at handle_time "
-    "is_final appeal_outcome vendor_id"
+    "is_final appeal_outcome vendor_id is_reversal"
 )
 EVENT = fields("id item_id at actor_id actor_label event from_state to_state queue_id data")
 SCORE = fields("id item_id backend model model_version prompt_version scores detail created_at")
@@ -294,6 +294,7 @@ def chunk_generate(
             "handle_time": np.where(bulk[done], np.nan, handle[done]).round(6),
             "is_final": True,
             "appeal_outcome": "",
+            "is_reversal": False,
         }
     )
     add("decision", decision_frame)
@@ -413,6 +414,7 @@ def chunk_generate(
                 "is_final": True,
                 "appeal_outcome": np.where(overturned, "overturned", "upheld"),
                 "vendor_id": _none(k),  # in-house reviewers
+                "is_reversal": False,
             }
         ),
     )
