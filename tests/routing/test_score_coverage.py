@@ -4,8 +4,10 @@ sees "not scored", and a child-safety guard without its score is a standing inci
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import numpy as np
 import pytest
 from django.test import Client
 
@@ -60,8 +62,19 @@ def promoted(model: LocalClassifier, *, after: ModelVersion | None = None) -> Mo
 def partial_model(db: None, trained_classifier: LocalClassifier) -> ModelVersion:
     """A real artifact that learned every category of the fixture model but sexual/minors and self-harm."""
     assert set(GAPS) <= set(trained_classifier.categories)
-    kept = {c: e for c, e in trained_classifier.estimators.items() if c not in GAPS}
-    return promoted(LocalClassifier(trained_classifier.vectorizer, kept))
+    model = trained_classifier
+    keep = [i for i, c in enumerate(model.categories) if c not in GAPS]
+    # The stackers read every learned category's base score, then the lexicon scores: drop the gaps' inputs too.
+    inputs = keep + list(range(len(model.categories), model.stack_weights.shape[0]))
+    partial = dataclasses.replace(
+        model,
+        categories=[model.categories[i] for i in keep],
+        weights=model.weights[:, keep],
+        intercepts=model.intercepts[keep],
+        stack_weights=model.stack_weights[np.ix_(inputs, keep)],
+        stack_intercepts=model.stack_intercepts[keep],
+    )
+    return promoted(partial)
 
 
 def test_each_backend_declares_what_it_produces_and_only_when_configured(
