@@ -354,8 +354,11 @@ def test_a_slow_receiver_times_out_and_is_retried(
     event = emit(client_for(receiver.url), django_capture_on_commit_callbacks)
 
     [attempt] = event.deliveries.all()
+    # The receiver would have answered 200 after 0.5 s: a ReadTimeout means the 0.2 s limit cut the wait
+    # short. How long the cut-off took is the machine's business (a loaded CI runner took 518 ms), so the
+    # only bound checked is that the attempt waited for its timeout at all.
     assert (attempt.status_code, attempt.error, attempt.delivered) == (None, "ReadTimeout", False)
-    assert attempt.duration_ms < 450
+    assert attempt.duration_ms >= 190
 
 
 def test_without_a_signing_secret_nothing_is_sent(
