@@ -240,7 +240,7 @@ def items_bulk_decide(
             )
         decided = [item.pk for item in locked]
         ReviewItem.objects.filter(pk__in=decided, state=ItemState.QUEUED).update(
-            state=ItemState.DECIDED, decided_at=now, reserved_for=None
+            state=ItemState.DECIDED, decided_at=now, reserved_for=None, reserved_until=None
         )
         ItemEvent.objects.bulk_create(
             ItemEvent(

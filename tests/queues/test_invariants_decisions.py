@@ -435,6 +435,25 @@ def test_a_reserved_item_whose_reservation_ended_is_not_kept_when_its_lease_runs
     assert claimed(hate_queue, bob).pk == item.pk
 
 
+def test_a_decided_item_keeps_no_reservation_end_whichever_way_it_was_decided(
+    hate_queue: Queue, reviewer: User, qa_lead: User
+):
+    """A reservation is reserved_for *and* reserved_until: deciding an item clears both, so no stale end
+    time is left behind for a page or a sweep to read without its owner."""
+    one_by_one, in_bulk = item_queued(hate_queue), item_queued(hate_queue)
+    for item in (one_by_one, in_bulk):
+        item_escalate(item=claimed(hate_queue, reviewer), actor=reviewer, reason="threat?", to_user=qa_lead)
+        item.refresh_from_db()
+        assert item.reserved_until is not None
+
+    decision_record(item=claimed(hate_queue, qa_lead), actor=qa_lead, is_violation=False)
+    bulk_decide(queue=hate_queue, item_ids=[in_bulk.pk], actor=qa_lead, is_violation=False, rationale="wave")
+
+    for item in (one_by_one, in_bulk):
+        item.refresh_from_db()
+        assert (item.state, item.reserved_for, item.reserved_until) == (ItemState.DECIDED, None, None)
+
+
 def test_leads_see_who_holds_a_reservation_until_when_and_can_release_it_audited(
     hate_queue: Queue, reviewer: User, bob: User, qa_lead: User, sam: User, ops_manager: User
 ):
