@@ -50,12 +50,13 @@ def policies_active() -> QuerySet[Policy]:
     return Policy.objects.filter(is_active=True)
 
 
-def labels_all() -> QuerySet[DecisionLabel]:
-    return DecisionLabel.objects.select_related("policy")
+def labels_active() -> QuerySet[DecisionLabel]:
+    """The labels a rule may apply: retired ones stay on old decisions but are offered to no new rule."""
+    return DecisionLabel.objects.filter(is_active=True, policy__is_active=True).select_related("policy")
 
 
-def enforcement_actions_all() -> QuerySet[EnforcementAction]:
-    return EnforcementAction.objects.all()
+def enforcement_actions_active() -> QuerySet[EnforcementAction]:
+    return EnforcementAction.objects.filter(is_active=True)
 
 
 def rulesets_all() -> QuerySet[RuleSet]:

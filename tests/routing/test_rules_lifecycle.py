@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 
 from ops_platform.core.errors import ApplicationError, Conflict, NotPermitted
-from ops_platform.core.models import AuditLog, EnforcementAction, Policy, Severity, User
+from ops_platform.core.models import AuditLog, DecisionLabel, EnforcementAction, Policy, Severity, User
 from queues.models import Queue
 from routing.models import Rule, RuleAction, RuleSet, RuleSetEditor, RuleSetKind, RuleSetStatus
 from routing.rules.language import Problem
@@ -524,3 +525,21 @@ def test_a_draft_refuses_a_retired_default_queue_and_an_overlong_title(draft: Ru
     draft.refresh_from_db()
     assert draft.default_queue != retired
     assert not RuleSet.objects.filter(kind=RuleSetKind.APPEALS).exists()
+
+
+def test_the_rule_editor_offers_no_retired_label_or_action(
+    client: Any, draft: RuleSet, policy_staff: User, spam_policy: Policy, remove: EnforcementAction
+):
+    """The lifecycle refuses a retired label or action; the editor must not offer what saving would refuse."""
+    retired_action = EnforcementAction.objects.create(slug="shadowban", name="Shadowban (old)", is_active=False)
+    live_label = DecisionLabel.objects.create(policy=spam_policy, slug="phishing", name="Phishing")
+    retired_label = DecisionLabel.objects.create(
+        policy=spam_policy, slug="chain-letter", name="Chain letter", is_active=False
+    )
+    client.force_login(policy_staff)
+
+    page = client.get(reverse("rules-detail", args=[draft.pk])).content.decode()
+
+    assert f'<option value="{remove.pk}">' in page and f'<option value="{live_label.pk}">' in page
+    assert f'<option value="{retired_action.pk}">' not in page
+    assert f'<option value="{retired_label.pk}">' not in page
