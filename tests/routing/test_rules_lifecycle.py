@@ -540,6 +540,7 @@ def test_the_rule_editor_offers_no_retired_label_or_action(
 
     page = client.get(reverse("rules-detail", args=[draft.pk])).content.decode()
 
-    assert f'<option value="{remove.pk}">' in page and f'<option value="{live_label.pk}">' in page
+    assert f'<option value="{remove.pk}">' in page
+    assert f'<option value="{live_label.pk}">' in page
     assert f'<option value="{retired_action.pk}">' not in page
     assert f'<option value="{retired_label.pk}">' not in page
