@@ -87,7 +87,12 @@ def appeal_decide(
         appeal_outcome=outcome,
     )
     ReviewItem.objects.filter(pk=item.pk).update(
-        state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None, reserved_for=None, reserved_until=None
+        state=ItemState.DECIDED,
+        decided_at=now,
+        assignee=None,
+        lease_expires_at=None,
+        reserved_for=None,
+        reserved_until=None,
     )
     data: dict[str, object] = {"decision": decision.pk, "outcome": outcome, "appeal": item.pk}
     ItemEvent.objects.create(

@@ -92,7 +92,12 @@ def decision_record(
     }
     if final:
         ReviewItem.objects.filter(pk=item.pk).update(
-            state=ItemState.DECIDED, decided_at=now, assignee=None, lease_expires_at=None, reserved_for=None, reserved_until=None
+            state=ItemState.DECIDED,
+            decided_at=now,
+            assignee=None,
+            lease_expires_at=None,
+            reserved_for=None,
+            reserved_until=None,
         )
         ItemEvent.objects.create(
             item=item,
