@@ -322,6 +322,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.idempotency_records_purge_task",
         "schedule": timedelta(hours=1),
     },
+    "fail-stalled-backtests": {
+        "task": "routing.tasks.backtests_stalled_fail_task",
+        "schedule": timedelta(minutes=5),
+    },
     "expire-review-leases": {
         "task": "queues.tasks.leases_expire_task",
         "schedule": timedelta(seconds=60),
@@ -423,6 +427,8 @@ ROUTING_CHILD_SAFETY_QUEUE = env.str("ROUTING_CHILD_SAFETY_QUEUE", default="chil
 ROUTING_CHILD_SAFETY_PRIORITY = 100
 # Backtests over more items than this run as a Celery task with progress; smaller ones run in the request.
 ROUTING_BACKTEST_INLINE_MAX = env.int("ROUTING_BACKTEST_INLINE_MAX", default=20_000)
+# A running backtest writes progress while it loads items (every few seconds); one silent this long was killed.
+BACKTEST_STALLED_AFTER = timedelta(minutes=env.int("BACKTEST_STALLED_AFTER_MINUTES", default=15))
 # The escalation sweep looks at this many overdue items per pass.
 ROUTING_ESCALATION_BATCH = 2_000
 

@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError
 from routing.intake import services
 from routing.intake.idempotency import idempotency_records_purge
 from routing.rules.apply import items_escalate_overdue
-from routing.rules.backtest import backtest_run
+from routing.rules.backtest import backtest_run, backtests_stalled_fail
 from routing.scoring.coverage import coverage_incident_sync
 from routing.scoring.pipeline import items_score
 
@@ -64,6 +64,12 @@ def items_escalate_overdue_task() -> int:
 def backtest_run_task(backtest_id: int) -> int:
     """A large backtest, off the request; progress is written to the Backtest row as it loads."""
     return backtest_run(backtest_id=backtest_id).items
+
+
+@shared_task
+def backtests_stalled_fail_task() -> int:
+    """The stall sweep: a backtest whose process was killed ends 'failed', never 'running' for good."""
+    return backtests_stalled_fail()
 
 
 @shared_task

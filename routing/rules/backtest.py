@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, NotPermitted
@@ -312,11 +312,15 @@ def backtest_run(*, backtest_id: int) -> Backtest:
     backtest = Backtest.objects.select_related("rule_set", "baseline").get(pk=backtest_id)
     if backtest.status == BacktestStatus.DONE:
         return backtest
-    Backtest.objects.filter(pk=backtest.pk).update(status=BacktestStatus.RUNNING, progress=0.0)
+    Backtest.objects.filter(pk=backtest.pk).update(
+        status=BacktestStatus.RUNNING, progress=0.0, error="", heartbeat_at=timezone.now()
+    )
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        Backtest.objects.filter(pk=backtest.pk).update(progress=round(0.9 * done / max(total, 1), 3))
+        Backtest.objects.filter(pk=backtest.pk).update(
+            progress=round(0.9 * done / max(total, 1), 3), heartbeat_at=timezone.now()
+        )
 
     # Inside a caller's transaction a database error would poison it: a savepoint keeps the failure writable.
     # Outside one there is nothing to poison, and a savepoint would keep the loader off its second connection.
@@ -347,6 +351,25 @@ def backtest_run(*, backtest_id: int) -> Backtest:
     )
     backtest.refresh_from_db()
     return backtest
+
+
+def backtests_stalled_fail(*, now: datetime | None = None) -> int:
+    """End as 'failed' every running backtest that made no progress for BACKTEST_STALLED_AFTER.
+
+    A backtest's own code ends it 'failed' on any error, but a killed process runs no code: without this
+    sweep its page would say 'running' for good. A redelivered task (acks_late) simply starts it again.
+    """
+    now = now or timezone.now()
+    cutoff = now - settings.BACKTEST_STALLED_AFTER
+    stalled = Backtest.objects.filter(status=BacktestStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    minutes = round(settings.BACKTEST_STALLED_AFTER.total_seconds() / 60)
+    return stalled.update(
+        status=BacktestStatus.FAILED,
+        finished_at=now,
+        error=f"The process running this backtest stopped: no progress for {minutes} minutes. Start it again.",
+    )
 
 
 def _failed(backtest: Backtest, error: str) -> Backtest:

@@ -212,6 +212,9 @@ class Backtest(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
+    # Written whenever a running backtest makes progress: a worker killed mid-run (out of memory, a deploy)
+    # writes nothing more, and the stall sweep ends the backtest 'failed' instead of 'running' for good.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

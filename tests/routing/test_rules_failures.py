@@ -15,6 +15,7 @@ from django.utils import timezone
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import AuditLog, User
 from queues.models import ItemState, Queue, ReviewItem
+from routing import tasks
 from routing.models import Backtest, BacktestStatus, Rule, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
 from routing.rules import engine
 from routing.rules.apply import items_escalate_overdue, items_route
@@ -492,6 +493,46 @@ def test_a_backtest_on_a_worker_that_raises_ends_failed(
         BacktestStatus.FAILED,
         "The backtest stopped on an error: RuntimeError: columns exploded",
     )
+
+
+def test_a_backtest_whose_worker_was_killed_ends_failed_and_its_page_says_why(
+    live_v1: RuleSet,
+    approve: Callable[[list[RuleData]], RuleSet],
+    policy_staff: User,
+    intake_queue: Queue,
+    hate_queue: Queue,
+    backtest_period: tuple[Any, Any],
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+):
+    """A killed process runs no except clause: the stall sweep is what ends its backtest."""
+    settings.ROUTING_BACKTEST_INLINE_MAX = 0
+    item_received(state=ItemState.QUEUED, queue=intake_queue)
+    v2 = approve([route("hate", "score.hate >= 0.5", hate_queue)])
+    with django_capture_on_commit_callbacks():  # the worker never gets to run it
+        killed = backtest_request(actor=policy_staff, rule_set=v2, start=backtest_period[0], end=backtest_period[1])
+        alive = backtest_request(actor=policy_staff, rule_set=v2, start=backtest_period[0], end=backtest_period[1])
+    now = timezone.now()
+    last_words = now - settings.BACKTEST_STALLED_AFTER - timedelta(seconds=1)
+    Backtest.objects.filter(pk=killed.pk).update(status=BacktestStatus.RUNNING, progress=0.4, heartbeat_at=last_words)
+    Backtest.objects.filter(pk=alive.pk).update(status=BacktestStatus.RUNNING, progress=0.4, heartbeat_at=now)
+
+    assert tasks.backtests_stalled_fail_task() == 1
+    assert tasks.backtests_stalled_fail_task() == 0
+
+    killed.refresh_from_db()
+    alive.refresh_from_db()
+    assert alive.status == BacktestStatus.RUNNING
+    assert killed.status == BacktestStatus.FAILED
+    assert killed.error == "The process running this backtest stopped: no progress for 15 minutes. Start it again."
+    page = signed_in(policy_staff).get(f"/rules/backtests/{killed.pk}/").content.decode()
+    assert f"The backtest failed: {killed.error}" in page
+    assert "fail-stalled-backtests" in settings.CELERY_BEAT_SCHEDULE
+
+    tasks.backtest_run_task(killed.pk)  # a redelivered task runs it again, to the end
+
+    killed.refresh_from_db()
+    assert (killed.status, killed.error, killed.progress) == (BacktestStatus.DONE, "", 1.0)
 
 
 def test_a_backtest_over_an_integer_too_large_for_a_float_completes(
