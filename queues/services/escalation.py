@@ -12,6 +12,7 @@ from ops_platform.core.errors import ApplicationError, Conflict
 from ops_platform.core.models import User
 from queues.models import ItemState, Queue, ReviewItem
 from queues.services.claims import item_requeue, lease_check, reviewer_may_work_item
+from queues.wellness import ExposureCapReached, exposure_guard
 
 
 @transaction.atomic
@@ -40,6 +41,16 @@ def item_escalate(
         # Reserved for someone claim-next would never give it to, the item would wait for nobody.
         if (refusal := reviewer_may_work_item(item, target, to_user)) is not None:
             raise ApplicationError(refusal, field="to_user")
+        # Nor for someone the queue's daily exposure cap keeps from claiming it today.
+        if target.exposure_category_id is not None:
+            try:
+                exposure_guard(target, to_user, now=now)
+            except ExposureCapReached as capped:
+                raise ApplicationError(
+                    f"{to_user.get_username()} has reached today's cap of {capped.category.name} items; "
+                    "escalate to the queue or to another colleague.",
+                    field="to_user",
+                ) from None
     elif item.queue.escalation_target is None:
         raise ApplicationError(
             f"'{item.queue.name}' has no escalation queue; name a senior colleague.", field="to_user"

@@ -400,6 +400,34 @@ def test_the_escalate_form_refuses_the_original_decider_with_a_4xx(quinns_appeal
     assert still_held(quinns_appeal, bob)
 
 
+def test_escalation_to_a_colleague_at_the_queues_exposure_cap_is_refused(
+    hate_queue: Queue, reviewer: User, qa_lead: User, ops_manager: User
+):
+    """Reserved for someone the cap keeps from claiming it, the item would wait for nobody until the
+    reservation ran out: the service refuses, and the form answers 400 naming the field."""
+    gore = exposure_category_save(actor=ops_manager, slug="gore", name="Gore", daily_cap=1)
+    queue_exposure_set(actor=ops_manager, queue=hate_queue, category=gore)
+    item_queued(hate_queue)
+    decision_record(item=claimed(hate_queue, qa_lead), actor=qa_lead, is_violation=False)  # quinn's one for today
+    item = item_queued(hate_queue)
+    held = claimed(hate_queue, reviewer)
+
+    with pytest.raises(ApplicationError, match="quinn has reached today's cap of Gore items") as refused:
+        item_escalate(item=held, actor=reviewer, reason="threat?", to_user=qa_lead)
+    assert refused.value.field == "to_user"
+    response = signed_in(reviewer).post(
+        reverse("review-escalate", args=[held.pk]), {"reason": "threat?", "to_user": qa_lead.pk}
+    )
+    assert response.status_code == 400
+    assert "reached today&#x27;s cap of Gore items" in response.content.decode()
+    assert still_held(item, reviewer)
+
+    exposure_category_save(actor=ops_manager, slug="gore", name="Gore", daily_cap=2, reason="a lighter week")
+    item_escalate(item=held, actor=reviewer, reason="threat?", to_user=qa_lead)
+    item.refresh_from_db()
+    assert item.reserved_for == qa_lead
+
+
 def test_a_reservation_ends_and_the_lease_sweep_gives_the_item_back_to_everyone(
     hate_queue: Queue, reviewer: User, bob: User, qa_lead: User
 ):
