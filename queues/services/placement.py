@@ -193,11 +193,13 @@ def items_auto_action(
     closed = (
         ReviewItem.objects.filter(pk__any=ids)
         .exclude(kind=ItemKind.APPEAL)
+        .exclude(is_golden=True)
         .update(state=ItemState.AUTO_ACTIONED, triaged_at=now, decided_at=now, tags=sorted(set(tags)))
     )
     if closed != len(ids):
         raise ApplicationError(
-            "An appeal ends only with an appeal outcome (upheld or overturned by a person); a rule cannot close it.",
+            "A rule cannot close an appeal (it ends only with an appeal outcome a person gives) or a QA golden "
+            "copy (it exists to be reviewed by a person).",
             field="item_ids",
         )
     rows_insert(

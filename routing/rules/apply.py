@@ -67,9 +67,11 @@ class Placement:
     notify: bool = False
     scores: dict[str, float] = field(default_factory=dict)
 
-    def to_people(self, reason: str) -> None:
-        """An auto-action that does not happen (unscored, cap reached, policy now human-only): people review it."""
-        self.matched = f"{reason}:{self.matched}"
+    def to_people(self, reason: str | None) -> None:
+        """An auto-action that does not happen (unscored, cap reached, policy now human-only): people review it.
+        The reason prefixes the rule's name where the decision is recorded; ``None`` records the name alone."""
+        if reason is not None:
+            self.matched = f"{reason}:{self.matched}"
         self.auto = None
         self.action = RuleAction.ROUTE
 
@@ -262,11 +264,17 @@ def items_route(
         _escalate_all(
             placements, programs[RuleSetKind.ESCALATION], [rows[p.item_id] for p in placements], queues, failures
         )
+    golden = {item.pk for item in items if item.is_golden}
     for placement in placements:
         row = rows[placement.item_id]
         placement.scores = _scores_seen(row)
         if placement.auto is not None and not row.get("scored", False):
             placement.to_people("unscored")
+        elif placement.auto is not None and placement.item_id in golden:
+            # A QA golden copy exists to be reviewed by a person: it goes where the rule sends what it does not
+            # close. No reason is written beside the rule's name, which the reviewer sees in the item's history:
+            # a golden copy must read like any item (``is_golden`` on the item says why, for whoever may know).
+            placement.to_people(None)
 
     done: list[int] = []
     with transaction.atomic():

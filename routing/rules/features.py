@@ -22,8 +22,8 @@ ITEM_STRINGS = ("kind", "source", "surface", "language")
 # The item fields a live row reads (``item_rows`` without ``now``): triage loads only these.
 ROW_FIELDS = ("pk", *ITEM_STRINGS, "text", "report_count", "media_urls", "metadata", "author_ref")
 # What triage loads of an item (``queues.selectors.items_load``): a live row's fields, which hold what the scorers
-# read too (text, language), and the state it checks.
-TRIAGE_FIELDS = (*ROW_FIELDS, "state")
+# read too (text, language), the state it checks, and whether it is a QA golden copy (never auto-actioned).
+TRIAGE_FIELDS = (*ROW_FIELDS, "state", "is_golden")
 MANY_AUTHORS = 1_000
 
 

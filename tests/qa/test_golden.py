@@ -28,11 +28,13 @@ from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem
 from queues.selectors import author_history
 from queues.services import decision_record, item_claim_next, items_auto_action
 from routing.intake.services import items_triage
-from routing.models import ModelVersion
+from routing.models import ModelVersion, RoutingDecision, RuleAction, RuleSetKind
 from routing.rules.features import author_history as features_author_history
+from routing.rules.lifecycle import RuleData
 from tests.conftest import PASSWORD, Api, item
 from tests.qa.factories import policy_with_actions, sample_of
 from tests.queues.factories import bulk_decide
+from tests.routing.rules_setup import policy_staff_member, ruleset_live
 
 pytestmark = pytest.mark.django_db
 
@@ -256,7 +258,8 @@ def test_golden_copies_count_in_no_authors_history(
     decided_copy = _injected(golden)
     _decided_by(reviewer, intake_queue, decided_copy, policy, remove)
     auto_copy = golden_copy(golden, now=timezone.now())
-    items_auto_action(item_ids=[auto_copy.pk], actor="rules:test", policy=policy, action=remove, reason="test")
+    with pytest.raises(ApplicationError, match="or a QA golden copy"):  # and no rule may close one
+        items_auto_action(item_ids=[auto_copy.pk], actor="rules:test", policy=policy, action=remove, reason="test")
     assert decided_copy.source == auto_copy.source == api.client.source
     assert decided_copy.author_ref == auto_copy.author_ref == CONTEXT["author_ref"]
     real = _submitted(api, "real", text=TEXT, **CONTEXT)
@@ -265,6 +268,51 @@ def test_golden_copies_count_in_no_authors_history(
     # What triage and backtests count: one prior violation and one review, as before any golden copy.
     key = (api.client.source, CONTEXT["author_ref"])
     assert features_author_history([key]) == {key: (1, 1)}
+
+
+def test_a_rule_that_would_auto_action_a_golden_copy_sends_it_to_people_and_the_page_does_not_tell(
+    api: Api, intake_queue: Queue, reviewer: User, qa_lead: User, policy_staff: User, spam, local_model: ModelVersion
+):
+    """A golden copy exists to test a person: an auto-action rule it matches sends it where the rule sends what
+    it does not close, while a real item with the same text is auto-actioned; the reviewer's page names the
+    rule as for any item routed to people."""
+    policy, remove = spam
+    approver = policy_staff_member("priya")
+    rule = RuleData(
+        name="phishing-auto",
+        condition='text contains "bank login"',
+        action=RuleAction.AUTO_ACTION,
+        policy_id=policy.pk,
+        enforcement_action_id=remove.pk,
+        queue_id=intake_queue.pk,
+        daily_cap=100,
+    )
+    ruleset_live(RuleSetKind.INTAKE, [rule], author=policy_staff, approver=approver, default_queue=intake_queue)
+    golden = golden_create(
+        actor=qa_lead,
+        queue=intake_queue,
+        text=TEXT,
+        expected_is_violation=True,
+        expected_policy=policy,
+        expected_action=remove,
+    )
+
+    real = api.post("/api/v1/items", item("real", text=TEXT))
+    copy = _injected(golden)
+
+    assert real.status_code == 201
+    assert ReviewItem.objects.get(external_id="ext-real").state == ItemState.AUTO_ACTIONED
+    assert (copy.state, copy.queue) == (ItemState.QUEUED, intake_queue)
+    routed = RoutingDecision.objects.get(item=copy)
+    assert (routed.matched, routed.action, routed.destination) == ("phishing-auto", "route", "queue:general")
+    claimed = item_claim_next(queue=intake_queue, actor=reviewer)
+    assert claimed is not None
+    assert claimed.pk == copy.pk
+    http = Client()
+    assert http.login(username=reviewer.username, password=PASSWORD)
+    page = http.get(reverse("review-item", args=[copy.pk])).content.decode()
+    assert "<code>phishing-auto</code>" in page
+    assert "golden" not in page.lower()
 
 
 def test_a_golden_copy_never_reaches_the_client_whose_source_it_carries(
@@ -310,7 +358,8 @@ def test_a_golden_copy_never_reaches_the_client_whose_source_it_carries(
     assert appeal.status_code == 404
     # A rule's auto-action on a copy is told to nobody either.
     auto_copy = golden_copy(golden, now=timezone.now())
-    items_auto_action(item_ids=[auto_copy.pk], actor="rules:test", policy=policy, action=remove, reason="test")
+    with pytest.raises(ApplicationError, match="or a QA golden copy"):  # and no rule may close one
+        items_auto_action(item_ids=[auto_copy.pk], actor="rules:test", policy=policy, action=remove, reason="test")
     assert [e.payload["item_id"] for e in WebhookEvent.objects.all()] == [real.pk]
 
 

@@ -327,7 +327,7 @@ def test_a_rule_cannot_close_an_appeal(hate: Policy, remove: EnforcementAction, 
         source="s", external_id="a", received_at=timezone.now(), kind=ItemKind.APPEAL, appeal_of=original
     )
 
-    with pytest.raises(ApplicationError, match="An appeal ends only with an appeal outcome"):
+    with pytest.raises(ApplicationError, match="A rule cannot close an appeal"):
         items_auto_action(item_ids=[received.pk], actor="rules:x", policy=hate, action=remove, reason="rule")
 
     received.refresh_from_db()
