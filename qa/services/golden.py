@@ -26,6 +26,7 @@ from qa.models import GoldenInjection, GoldenItem, GoldenRate, QaSample, SampleS
 from qa.services.review import require_qa
 from qa.services.sampling import draw
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem
+from queues.services import decision_scope_validate
 from routing.intake.serializers import MAX_METADATA_BYTES
 from routing.intake.services import items_receive
 
@@ -76,6 +77,21 @@ def _metadata_checked(metadata: Any) -> dict[str, Any]:
 
 
 @transaction.atomic
+def _expected_answer_offered(queue: Queue, policy: Policy | None, action: EnforcementAction | None) -> None:
+    """A golden item expects only an answer its queue's decide form offers: else every reviewer 'fails' it."""
+    fields = {"policy": "expected_policy", "action": "expected_action"}
+    try:
+        decision_scope_validate(queue, policy=policy, action=action)
+        if policy is not None and not policy.is_active:
+            raise ApplicationError(f"Policy '{policy.slug}' is retired.", field="policy")
+        if action is not None and not action.is_active:
+            raise ApplicationError(f"Action '{action.slug}' is retired.", field="action")
+        if action is not None and policy is not None and not policy.enforcement_actions.filter(pk=action.pk).exists():
+            raise ApplicationError(f"'{action.slug}' is not an action of policy '{policy.slug}'.", field="action")
+    except ApplicationError as refused:
+        raise ApplicationError(refused.message, field=fields.get(refused.field or "", refused.field)) from None
+
+
 def golden_create(
     *,
     actor: User,
@@ -103,6 +119,8 @@ def golden_create(
         raise ApplicationError("A golden item needs content.", field="text")
     if expected_is_violation and expected_policy is None:
         raise ApplicationError("A violating golden item needs its policy.", field="expected_policy")
+    if expected_is_violation:
+        _expected_answer_offered(queue, expected_policy, expected_action)
     reasons = report_reasons or []
     kind = kind or (origin_item.kind if origin_item else "") or (ItemKind.USER_REPORT if reasons else ItemKind.CONTENT)
     if kind not in GOLDEN_KINDS:

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ops_platform.core.errors import ApplicationError, NotPermitted
-from ops_platform.core.models import User, WebhookEvent
+from ops_platform.core.models import EnforcementAction, User, WebhookEvent
 from qa.models import GoldenInjection, GoldenItem, QaSample, SampleState
 from qa.services import (
     golden_copy,
@@ -32,7 +32,7 @@ from routing.models import ModelVersion, RoutingDecision, RuleAction, RuleSetKin
 from routing.rules.features import author_history as features_author_history
 from routing.rules.lifecycle import RuleData
 from tests.conftest import PASSWORD, Api, item
-from tests.qa.factories import policy_with_actions, sample_of
+from tests.qa.factories import policy_with_action, policy_with_actions, sample_of
 from tests.queues.factories import bulk_decide
 from tests.routing.rules_setup import policy_staff_member, ruleset_live
 
@@ -268,6 +268,46 @@ def test_golden_copies_count_in_no_authors_history(
     # What triage and backtests count: one prior violation and one review, as before any golden copy.
     key = (api.client.source, CONTEXT["author_ref"])
     assert features_author_history([key]) == {key: (1, 1)}
+
+
+def test_a_golden_item_expects_only_an_answer_its_queues_decide_form_offers(intake_queue: Queue, qa_lead: User, spam):
+    """Expecting a policy the queue does not list, every reviewer would 'fail' the item: refused, by its field,
+    through the service and the form, and nothing is stored."""
+    policy, _ = spam
+    elsewhere = policy_with_action("hate", "Hate")  # a real policy, but not one of the queue's
+    warn = EnforcementAction.objects.create(slug="warn", name="Warn", strength=1)  # an action of no policy here
+    cases = [
+        (elsewhere, None, "expected_policy", "not one of the policies of queue 'general'"),
+        (policy, warn, "expected_action", "'warn' is not an action of policy 'spam'"),
+    ]
+    for expected_policy, expected_action, field, message in cases:
+        with pytest.raises(ApplicationError, match=message) as refused:
+            golden_create(
+                actor=qa_lead,
+                queue=intake_queue,
+                text=TEXT,
+                expected_is_violation=True,
+                expected_policy=expected_policy,
+                expected_action=expected_action,
+            )
+        assert refused.value.field == field
+    http = Client()
+    assert http.login(username=qa_lead.username, password=PASSWORD)
+    response = http.post(
+        reverse("qa-golden"),
+        {
+            "form": "golden",
+            "queue": intake_queue.pk,
+            "text": TEXT,
+            "expected_is_violation": "yes",
+            "expected_policy": elsewhere.pk,
+        },
+    )
+
+    assert response.status_code == 400
+    assert 'id="id_expected_policy_error"' in response.content.decode()
+    assert not GoldenItem.objects.exists()
+    golden_create(actor=qa_lead, queue=intake_queue, text=TEXT, expected_is_violation=True, expected_policy=policy)
 
 
 def test_a_rule_that_would_auto_action_a_golden_copy_sends_it_to_people_and_the_page_does_not_tell(
