@@ -1,4 +1,4 @@
-"""What the benchmarks share (scratch database, COPY, HTTP load, CPU accounting, py-spy, markdown); the scripts
+"""What the benchmarks share (scratch database, COPY, HTTP load, CPU accounting, markdown); the scripts
 run as ``python bench/<name>.py``, so the checkout's root is put on the import path for the app and tests/support."""
 
 from __future__ import annotations
@@ -9,14 +9,9 @@ import json
 import math
 import os
 import platform
-import re
-import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import PYTHON, app_env, children, manage
+from tests.support.processes import app_env, children, manage
 
 RESULTS = ROOT / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -386,60 +381,6 @@ class CpuMeter:
     def usage(before: tuple[float, dict[str, float], float, float], after: tuple[Any, ...]) -> Usage:
         groups = {k: after[1][k] - before[1][k] for k in before[1]}
         return Usage(after[0] - before[0], groups, after[2] - before[2], after[3] - before[3])
-
-
-# --- py-spy profiles -----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def py_spy(pid: int, output: Path, *options: str, rate: int = 250, required: bool = True) -> Iterator[None]:
-    """py-spy samples of a process while the block runs, into a raw file; ``required``: no file is an error."""
-    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cmd = [exe, "record", "--pid", str(pid), *options, "--nonblocking", "--rate", str(rate)]
-    proc = subprocess.Popen([*cmd, "--format", "raw", "--output", str(output)], stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        if required and not output.exists():
-            raise SystemExit(f"py-spy wrote no profile: {err.decode()[-2000:]}")
-
-
-def profile_table(
-    path: Path,
-    title: str,
-    inside: str,
-    phases: Sequence[tuple[str, tuple[str, ...]]] = (),
-    ms_per_sample: Callable[[int], float] = lambda total: 0.0,
-    inclusive: str = "",
-) -> str:
-    """A py-spy raw file's stacks through ``inside``: by phase (the first whose markers are all in the stack), by
-    function matching ``inclusive`` (a regex, inclusive) and by hottest function (self)."""
-    counts: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
-    within: Counter[str] = Counter()
-    for line in path.read_text().splitlines() if path.exists() else []:
-        stack, _, count = line.rpartition(" ")
-        if inside in stack:
-            frames, n = stack.split(";"), int(count)
-            counts[next((label for label, marks in phases if all(m in stack for m in marks)), "the rest")] += n
-            leaves[frames[-1]] += n
-            within.update(dict.fromkeys({f for f in frames if inclusive and re.search(inclusive, f)}, n))
-    total = sum(counts.values())
-    lines = [f"### {title}", "", f"{total} samples.", ""]
-    if total and phases:
-        lines += ["| phase | share | ms per 1,000 items |", "|---|---:|---:|"]
-        lines += [f"| {k} | {n / total:.1%} | {n * ms_per_sample(total):.0f} |" for k, n in counts.most_common()] + [""]
-    if total and inclusive:
-        lines += ["| app function (inclusive) | share |", "|---|---:|"]
-        lines += [f"| `{frame}` | {n / total:.1%} |" for frame, n in within.most_common(25)] + [""]
-    lines += ["| hottest functions (self) | share |", "|---|---:|"] if total else []
-    lines += [f"| `{frame}` | {n / total:.1%} |" for frame, n in leaves.most_common(15)]
-    return "\n".join(lines) + "\n"
 
 
 # --- the machine and the markdown -----------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -386,13 +385,11 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=5000, help="items re-routed and re-scored in-process to check")
     parser.add_argument("--target", type=float, default=2000, help="items/s triaged end to end to call it a pass")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", action="store_true", help="sample gunicorn and celery with py-spy (slows them)")
     args = parser.parse_args()
     if args.items < args.batch or args.batch < 1:
         raise SystemExit("--items must be at least one --batch")
     tmp = Path(tempfile.gettempdir())
     logs = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.log" for name in ("gunicorn", "worker")}
-    profiles = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.txt" for name in ("gunicorn", "celery")}
     print(f"generating {args.items:,} items …", flush=True)
     prompts = [row["prompt"] for row in labelled_rows()]
     texts = texts_generate(prompts, count=args.items, seed=args.seed)
@@ -417,8 +414,7 @@ def main() -> int:
         worker = Worker(
             env, logs["worker"], name="bench-e2e", pool="prefork", concurrency=args.celery_concurrency, prefetch=1
         )
-        with ExitStack() as stack, psycopg.connect(conninfo, autocommit=True) as conn:
-            stack.enter_context(running(web, worker))
+        with running(web, worker), psycopg.connect(conninfo, autocommit=True) as conn:
             url = f"{web.base}/api/v1/items"
             # Small batches until every gunicorn worker has answered and every pool process has loaded the model.
             t0 = time.perf_counter()
@@ -432,9 +428,6 @@ def main() -> int:
             conn.execute("ANALYZE")  # as autovacuum would have in a live database
             print(f"warm in {time.perf_counter() - t0:.1f} s; posting {len(bodies):,} batches …", flush=True)
             pg = PostgresBackends(dbname, exclude={conn.info.backend_pid})
-            if args.profile:
-                for pid, profile in ((web.pid, profiles["gunicorn"]), (worker.pid, profiles["celery"])):
-                    stack.enter_context(benchlib.py_spy(pid or 0, profile, "--subprocesses", rate=100, required=False))
             meter = benchlib.CpuMeter(
                 {
                     "gunicorn (master + workers)": lambda: benchlib.tree_cpu(web.pid or 0),
@@ -614,16 +607,6 @@ def main() -> int:
             r.add("**the machine was not quiet**", f"other processes used {cpu.others:.2f} cores; figures pessimistic")
         for example in check.examples:
             r.add("differing example", example)
-        if args.profile:
-            app = r"\((routing|queues|ops_platform)/"
-            r.after.append(
-                benchlib.profile_table(profiles["celery"], "Where celery's CPU goes", "trace_task (", inclusive=app)
-            )
-            r.after.append(
-                benchlib.profile_table(
-                    profiles["gunicorn"], "Where gunicorn's CPU goes", "handle_request (", inclusive=app
-                )
-            )
         ok = check.ok and (paced_check.ok if paced else True)
         failure = check.describe() + ("; paced: " + paced_check.describe() if paced else "")
         return r.finish(RESULT, write=not args.no_write, ok=ok, failure=failure)

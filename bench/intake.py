@@ -1,6 +1,6 @@
 """Intake throughput: batches posted over real HTTP to gunicorn on PostgreSQL, against a raw COPY of the same rows.
 
-.venv/bin/python bench/intake.py [--items 100000] [--batch 500] [--concurrency 2] [--profile] [--keep]
+.venv/bin/python bench/intake.py [--items 100000] [--batch 500] [--concurrency 2] [--keep]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from psycopg import sql
 from tests.support.processes import Gunicorn, children, running
 
 RESULT = benchlib.RESULTS / "intake.md"
-PROFILE = benchlib.RESULTS / "intake-profile.txt"
 BROKER_URL = "redis://127.0.0.1:6379/15"
 CACHE_URL = "redis://127.0.0.1:6379/14"
 SOURCE, WARMUP_SOURCE = "bench-intake", "bench-warmup"
@@ -85,26 +83,6 @@ def items_generate(*, count: int, run: str, seed: int, created_at: datetime) -> 
             item["media_urls"] = [f"https://cdn.example.com/m/{run}/{i}.jpg"]
         items.append(item)
     return items
-
-
-# Where a sampled stack of a gunicorn worker belongs (benchlib.profile_table); the order matters: the INSERT's
-# psycopg work is not "other psycopg".
-PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("triage hand-off (Celery publish to Redis)", ("triage_enqueue (",)),
-    ("auth: API key lookup", ("ApiKeyAuthentication.authenticate (",)),
-    ("throttle: per-client rate limit (Redis)", ("allow_request (",)),
-    ("read body + json.loads", ("LimitedJSONParser.parse (",)),
-    ("validation: ItemIn(many=True).is_valid()", ("ListSerializer.is_valid (",)),
-    ("INSERT: psycopg parses the SQL text (too long to cache)", ("items_insert_new (", "_query2pg_client")),
-    ("INSERT: psycopg quotes params, sends, waits", ("items_insert_new (", "(psycopg/")),
-    ("INSERT: builds SQL + get_db_prep_save per field", ("items_insert_new (",)),
-    ("SELECT id, state of the batch after the insert", ("items_ingest (", "QuerySet.")),
-    ("commit", ("items_ingest (", "Atomic.__exit__ (")),
-    ("ReviewItem(...) objects and result rows", ("items_ingest (",)),
-    ("response rows (routing.intake.api.ingest)", ("ingest (routing/intake/api.py",)),
-    ("JSON render of the response", ("JSONRenderer.render (",)),
-    ("view dispatch (DRF)", ("APIView.dispatch (",)),
-]
 
 
 def scratch_table(conn: psycopg.Connection[Any], name: str, items: str) -> None:
@@ -195,7 +173,6 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, help="connections in flight (default: one per worker)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--target", type=float, default=5000, help="items/s accepted to call it a pass")
-    parser.add_argument("--profile", action="store_true", help="sample the workers with py-spy (slows them)")
     args = parser.parse_args()
     args.concurrency = args.concurrency or args.workers
     log = Path(tempfile.gettempdir()) / f"bench-intake-gunicorn-{os.getpid()}.log"
@@ -235,10 +212,9 @@ def main() -> int:
                 }
             )
             print(f"posting with {args.concurrency} connections to {args.workers} gunicorn workers …", flush=True)
-            with benchlib.py_spy(web.pid or 0, PROFILE, "--subprocesses") if args.profile else nullcontext():
-                before = meter.snapshot()
-                load = benchlib.post_all(url, keys[SOURCE], bodies, concurrency=args.concurrency)
-                cpu = meter.usage(before, meter.snapshot())
+            before = meter.snapshot()
+            load = benchlib.post_all(url, keys[SOURCE], bodies, concurrency=args.concurrency)
+            cpu = meter.usage(before, meter.snapshot())
         created = sum(json.loads(p.body)["created"] for p in load.posted if p.status == 201)
         stored = ReviewItem.objects.filter(source=SOURCE).count()
         connections.close_all()
@@ -253,7 +229,6 @@ def main() -> int:
         rate, copy_rate = created / elapsed, n / copy_seconds
         latencies = [p.seconds * 1000 for p in load.posted]
         server = f"gunicorn {args.workers} sync workers, no access log"
-        server += " (sampled by py-spy: slower than without)" if args.profile else ""
         r = benchlib.Report("Intake benchmark")
         r.stamp(conninfo)
         r.add("server", f"{server}; throttle cache in Redis db 14")
@@ -289,17 +264,6 @@ def main() -> int:
             "INCLUDING ALL (same columns, checks and indexes; no foreign keys, all NULL here anyway)",
         )
         r.add("HTTP intake vs COPY", f"{rate / copy_rate:.1%} of the COPY rate ({copy_rate / rate:.1f}x slower)")
-        if args.profile:
-            per_sample = cpu.groups["gunicorn workers"] * per_k
-            r.after.append(
-                benchlib.profile_table(
-                    PROFILE,
-                    "Where the workers' CPU goes (py-spy, CPU samples only)",
-                    "SyncWorker.handle_request (",
-                    [*PHASES, ("gunicorn, WSGI, middleware", ())],
-                    lambda total: per_sample / total,
-                )
-            )
         for p in load.failures()[:5]:
             print(f"non-201: {p.status} {p.body[:300]!r}")
         ok = not load.failures() and stored == created == n and not differing

@@ -3,13 +3,10 @@ backtest it over a million stored items in PostgreSQL, against a raw COPY of the
 
 from __future__ import annotations
 
-import cProfile
 import gc
-import io
 import json
 import math
 import os
-import pstats
 import random
 import sys
 import time
@@ -29,7 +26,6 @@ from psycopg import sql
 from tests.support.rule_world import BASELINE_RULES, World, world_create
 
 RESULT = benchlib.RESULTS / "rules.md"
-PROFILE = benchlib.RESULTS / "rules-profile.txt"
 DAYS = 14
 
 # --- generated items ---------------------------------------------------------------------------------
@@ -350,7 +346,7 @@ class BacktestRun:
         )
 
 
-def backtest_run(world: World, *, start: datetime, end: datetime, profile: cProfile.Profile | None) -> BacktestRun:
+def backtest_run(world: World, *, start: datetime, end: datetime) -> BacktestRun:
     from routing.rules.backtest import backtest_compute
     from routing.rules.engine import program_for
 
@@ -360,11 +356,7 @@ def backtest_run(world: World, *, start: datetime, end: datetime, profile: cProf
         {"this process": time.process_time, "other processes": lambda: sum(map(benchlib.process_cpu, others))}
     )
     before = meter.snapshot()
-    if profile is not None:
-        profile.enable()
     result = backtest_compute(draft, baseline, start=start, end=end)
-    if profile is not None:
-        profile.disable()
     cpu = meter.usage(before, meter.snapshot())
     return BacktestRun(cpu.wall, result, cpu)
 
@@ -451,7 +443,6 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="backtest runs, and best of for compiled rows/s")
     parser.add_argument("--rate-target", type=float, default=100_000, help="compiled evaluations/s to pass")
     parser.add_argument("--backtest-target", type=float, default=10.0, help="backtest seconds to pass")
-    parser.add_argument("--profile", action="store_true", help=f"cProfile the first backtest into {PROFILE.name}")
     args = parser.parse_args()
     args.rows = min(args.rows, args.items)
     print(f"generating {args.items:,} items and {args.decisions:,} decisions …", flush=True)
@@ -488,15 +479,9 @@ def main() -> int:
         copy_s, copied, copy_bytes = raw_copy_seconds(conninfo, start=start, end=end, names=names_read)
         connection.close()
         runs = []
-        profile = cProfile.Profile() if args.profile else None
         for n in range(args.repeat):
             print(f"backtest {n + 1}/{args.repeat} …", flush=True)
-            runs.append(backtest_run(world, start=start, end=end, profile=profile if n == 0 else None))
-        if profile is not None:
-            out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(45)
-            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
-            PROFILE.write_text(out.getvalue())
+            runs.append(backtest_run(world, start=start, end=end))
 
         result = runs[0].result
         terminal, tagging = len(draft.terminal), len(draft.tagging)
@@ -563,8 +548,6 @@ def main() -> int:
             f"{result['changed']:,} items change destination; draft: "
             + ", ".join(f"{k} {v:,}" for k, v in destinations),
         )
-        if args.profile:
-            print(f"profile in {PROFILE.relative_to(benchlib.ROOT)}")
         outcome = [{k: v for k, v in run.result.items() if k != "seconds"} for run in runs]
         stable = all(o == outcome[0] for o in outcome)
         ok = rates.disagreements == 0 and result["items"] == args.items and stable

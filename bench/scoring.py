@@ -1,6 +1,6 @@
 """Local-model scoring throughput through a real Celery worker on Redis: batched tasks against one item per task.
 
-.venv/bin/python bench/scoring.py [--items 20000] [--batch 500] [--single-items 2000] [--profile] [--keep]
+.venv/bin/python bench/scoring.py [--items 20000] [--batch 500] [--single-items 2000] [--keep]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,28 +125,6 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
     return ids
 
 
-# Where a sampled stack inside a task belongs (benchlib.profile_table); the order matters: the version lookup
-# inside LocalModel.score is not "score dicts", a connect inside any query is the connect.
-PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("PostgreSQL connect (Celery's Django fixup closes it around every task)", ("BaseDatabaseWrapper.connect (",)),
-    ("model: TF-IDF transform (word + char n-grams)", ("FeatureUnion.transform (",)),
-    ("model: lexicon scores (profanity, HateSonar)", ("Lexicons.scores (",)),
-    ("model: 8 NB-LR base models and 8 stackers, two products", ("LocalClassifier.probabilities (",)),
-    ("model: artifact load (_Loaded.get)", ("_Loaded.get (",)),
-    ("active-version lookup (LocalModel.current_version, twice a task)", ("current_version (",)),
-    ("model: per-item score dicts (LocalModel.score)", ("LocalModel.score (",)),
-    ("_already_scored: SELECT item ids already scored", ("_already_scored (",)),
-    ("INSERT ClassifierScore rows", ("_call (", "insert_ignoring_conflicts (")),
-    ("INSERT ClassifierScore rows", ("_call (", "bulk_create (")),
-    ("INSERT ClassifierCall row", ("_call (", "create (")),
-    ("circuit breaker (Redis cache)", ("CircuitBreaker.",)),
-    ("budget check", ("budget_left (",)),
-    ("SELECT active policies", ("policy_chains (",)),
-    ("SELECT the items (id, text, language)", ("items_score (", "QuerySet.")),
-    ("TextToScore objects, other pipeline Python", ("items_score (",)),
-    ("task body outside items_score", ("items_score_task (",)),
-    ("Celery tracer around the task: signals, Django connection and cache closing, result", ()),
-]
 SUCCEEDED = re.compile(r"Task routing\.tasks\.items_score_task\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
@@ -212,29 +189,20 @@ class PathResult:
         return self.cpu.groups["worker"]
 
 
-def path_run(
-    label: str,
-    ids: Sequence[int],
-    per_task: int,
-    meter: benchlib.CpuMeter,
-    poll: Any,
-    profile: Path | None,
-    worker: Worker,
-) -> PathResult:
+def path_run(label: str, ids: Sequence[int], per_task: int, meter: benchlib.CpuMeter, poll: Any) -> PathResult:
     """Send ``ids`` in tasks of ``per_task``; the wall time from the first send until every item has its score."""
     from routing.tasks import items_score_task
 
     chunks = [list(ids[i : i + per_task]) for i in range(0, len(ids), per_task)]
     print(f"{label}: {len(ids):,} items in {len(chunks):,} tasks …", flush=True)
     logged = len(task_runtimes())
-    with benchlib.py_spy(worker.pid or 0, profile, "--idle") if profile else nullcontext():
-        before = meter.snapshot()
-        t0 = time.perf_counter()
-        for chunk in chunks:
-            items_score_task.delay(chunk)
-        sent = time.perf_counter() - t0
-        done = poll(ids)
-        cpu = meter.usage(before, meter.snapshot())
+    before = meter.snapshot()
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        items_score_task.delay(chunk)
+    sent = time.perf_counter() - t0
+    done = poll(ids)
+    cpu = meter.usage(before, meter.snapshot())
     runtimes = task_runtimes(logged + len(chunks))[logged:]
     return PathResult(label, len(ids), len(chunks), done - t0, sent, cpu, runtimes)
 
@@ -375,7 +343,6 @@ def main() -> int:
     parser.add_argument("--dataset", type=Path, default=LABELLED_SET, help="the labelled set to train on")
     parser.add_argument("--target", type=float, default=2000, help="items/s on the batched path to call it a pass")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", action="store_true", help="sample the worker with py-spy (slows it)")
     args = parser.parse_args()
     if min(args.batch, args.single_items) < 1 or min(args.items, args.warmup_items) < 2:
         raise SystemExit("--batch and --single-items must be positive, --items and --warmup-items at least 2")
@@ -397,7 +364,6 @@ def main() -> int:
 
         ids = {source: items_copy(conninfo, source, batch, seed=n) for n, (source, batch) in enumerate(texts.items())}
         print(f"{sum(map(len, ids.values())):,} items created; starting the worker …", flush=True)
-        profiles = {path: benchlib.RESULTS / f"scoring-profile-{path}.txt" for path in ("batched", "single")}
         worker = Worker(env, WORKER_LOG, name="bench-scoring")
         with psycopg.connect(conninfo, autocommit=True) as conn, running(worker):
             scores_table = ClassifierScore._meta.db_table
@@ -427,11 +393,8 @@ def main() -> int:
                     ),
                 }
             )
-            profiled = {k: (v if args.profile else None) for k, v in profiles.items()}
-            batched = path_run(
-                f"batched ({args.batch} a task)", ids[BATCHED], args.batch, meter, poll, profiled["batched"], worker
-            )
-            single = path_run("one item a task", ids[SINGLE], 1, meter, poll, profiled["single"], worker)
+            batched = path_run(f"batched ({args.batch} a task)", ids[BATCHED], args.batch, meter, poll)
+            single = path_run("one item a task", ids[SINGLE], 1, meter, poll)
         checks = {source: scores_check(source, ref.predictions[source], label) for source in (BATCHED, SINGLE)}
         failures = DeadLetter.objects.count(), ClassifierCall.objects.exclude(outcome="ok").count()
 
@@ -488,11 +451,10 @@ def main() -> int:
             + benchlib.quantiles(lengths, (0.1, 0.5, 0.9), ".0f")
             + f", max {max(lengths)} characters; {vocabulary_line(texts[BATCHED])}",
         )
-        profiling = " (sampled by py-spy: slower than without)" if args.profile else ""
         r.add(
             "worker",
             "`celery -A ops_platform worker -Q triage --pool solo --concurrency 1`, prefetch 1, log level INFO, "
-            f"broker {BROKER_URL}, cache {CACHE_URL}{profiling}",
+            f"broker {BROKER_URL}, cache {CACHE_URL}",
         )
         r.add("database statistics", f"ANALYZE once after the warm-up (autovacuum is {autovacuum} on this server)")
         r.add(
@@ -539,18 +501,6 @@ def main() -> int:
                 f"check, {name}", f"{'ok' if not any(counts.values()) else 'WRONG'}: {described}; {calls:,} model calls"
             )
         r.add("dead letters / failed calls", f"{failures[0]} / {failures[1]}")
-        for result, name in ((batched, "batched"), (single, "one-item")):
-            if args.profile:
-                ms = result.in_tasks / result.items * 1e6
-                r.after.append(
-                    benchlib.profile_table(
-                        profiles[name if name == "batched" else "single"],
-                        f"Where the {name} tasks' time goes (py-spy, waits included)",
-                        "trace_task (",
-                        PHASES,
-                        lambda total, ms=ms: ms / total,
-                    )
-                )
         ok = not any(any(counts.values()) for counts, _ in checks.values()) and failures == (0, 0)
         return r.finish(RESULT, write=not args.no_write, ok=ok, failure="a score is missing, duplicated or wrong")
 
