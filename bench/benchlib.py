@@ -235,16 +235,8 @@ def batches(items: list[dict[str, Any]], size: int) -> list[bytes]:
     return [json.dumps(items[i : i + size], ensure_ascii=False).encode() for i in range(0, len(items), size)]
 
 
-def post_all(
-    url: str,
-    key: str,
-    bodies: list[bytes],
-    *,
-    concurrency: int,
-    interval: float = 0.0,
-    on_201: Callable[[int], None] | None = None,
-) -> Load:
-    """Post every body, ``concurrency`` at a time; flat out, or body i at i x ``interval`` s; ``on_201(i)`` each 201."""
+def post_all(url: str, key: str, bodies: list[bytes], *, concurrency: int, interval: float = 0.0) -> Load:
+    """Post every body, ``concurrency`` at a time; flat out, or body i at i x ``interval`` s."""
     results: list[Posted | None] = [None] * len(bodies)
     order = itertools.count()  # next() on it is atomic under the GIL
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -261,8 +253,6 @@ def post_all(
                 try:
                     response = client.post(url, content=bodies[i])
                     results[i] = Posted(response.status_code, sent, time.perf_counter(), response.content)
-                    if on_201 is not None and response.status_code == 201:
-                        on_201(i)
                 except httpx.HTTPError as exc:
                     results[i] = Posted(0, sent, time.perf_counter(), repr(exc).encode())
 

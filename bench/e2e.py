@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,14 @@ class PostgresBackends:
         with self.lock:
             return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
+    def watch(self, conninfo: str, stop: threading.Event) -> None:
+        """Sample every 2 s, on a connection of its own, until ``stop`` is set."""
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            self.exclude.add(conn.info.backend_pid)
+            while not stop.is_set():
+                self.sample(conn)
+                stop.wait(2.0)
+
 
 ESCALATION_RULES = [
     # name, condition, action, queue slug, priority
@@ -169,31 +177,6 @@ def wait_triaged(
         time.sleep(poll)
 
 
-@dataclass
-class Progress:
-    """The poll's view during the run: (seconds since the first send, items accepted, items triaged)."""
-
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
-    accepted: int = 0  # items in calls answered 201 so far
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def progress_watch(
-    t0: float, stop: threading.Event, progress: Progress, pg: PostgresBackends, conninfo: str, items: str
-) -> None:
-    """Every 2 s: the backends at work, and how many accepted items are triaged (accepted from the client's
-    201s, waiting off the un-triaged partial index: so the count may lag by a call or two until the last 201)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        pg.exclude.add(conn.info.backend_pid)
-        while not stop.is_set():
-            pg.sample(conn)
-            row = conn.execute(f"SELECT count(*) FROM {items} WHERE state = 'received'").fetchone()
-            with progress.lock:
-                accepted = progress.accepted
-            progress.samples.append((time.perf_counter() - t0, accepted, max(0, accepted - (row[0] if row else 0))))
-            stop.wait(2.0)
-
-
 def latencies(items: str, expr: str, source: str, where: str = "") -> tuple[float, float, float, int]:
     """p50, p99 and max of ``expr`` over the source's items, and how many."""
     from django.db import connection
@@ -206,18 +189,6 @@ def latencies(items: str, expr: str, source: str, where: str = "") -> tuple[floa
         )
         row = cur.fetchone()
     return float(row[0] or 0), float(row[1] or 0), float(row[2] or 0), int(row[3])
-
-
-def accepted_latencies(load: benchlib.Load, wall_at_t0: datetime, batch: int) -> tuple[float, float, float]:
-    """p50, p99 and max seconds from the moment the client had the item's 201 to the item's triaged_at."""
-    from queues.models import ReviewItem
-
-    answered = [wall_at_t0 + timedelta(seconds=p.answered - load.started) for p in load.posted]
-    stored = ReviewItem.objects.filter(source=SOURCE, triaged_at__isnull=False).values_list("external_id", "triaged_at")
-    lags = sorted((at - answered[int(ext.rsplit("-", 1)[1]) // batch]).total_seconds() for ext, at in stored)
-    if not lags:
-        return 0.0, 0.0, 0.0
-    return lags[len(lags) // 2], lags[min(len(lags) - 1, int(0.99 * len(lags)))], lags[-1]
 
 
 @dataclass
@@ -441,21 +412,12 @@ def main() -> int:
                     ),
                 }
             )
-            stop, progress = threading.Event(), Progress()
-            wall_at_t0, t_ref = datetime.now(UTC), time.perf_counter()
-            watcher = threading.Thread(
-                target=progress_watch, args=(t_ref, stop, progress, pg, conninfo, items_table), daemon=True
-            )
+            stop = threading.Event()
+            watcher = threading.Thread(target=pg.watch, args=(conninfo, stop), daemon=True)
             pg.sample(conn, at_start=True)
             watcher.start()
             before = meter.snapshot()
-            sizes = [len(items[i : i + args.batch]) for i in range(0, len(items), args.batch)]
-
-            def accepted(i: int) -> None:
-                with progress.lock:
-                    progress.accepted += sizes[i]
-
-            load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency, on_201=accepted)
+            load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency)
             pg.sample(conn)
             posted = meter.snapshot()
             load.check("the load")
@@ -466,8 +428,6 @@ def main() -> int:
             stop.set()
             watcher.join()
             load_during = benchlib.loadavg()
-            # Offset from the bench's clock to the wall clock the app stamps (same machine).
-            wall_at_t0 += timedelta(seconds=load.started - t_ref)
             paced = None
             if args.paced_seconds > 0:
                 rate = args.paced_share * args.items / (done_at - load.started)
@@ -493,7 +453,6 @@ def main() -> int:
         lat_queued = latencies(
             items_table, "extract(epoch FROM i.queued_at - i.received_at)", SOURCE, "AND i.state = 'queued'"
         )
-        lat_accepted = accepted_latencies(load, wall_at_t0, args.batch)
         check = check_database(world, args.items, SOURCE)
         if paced:
             paced_check = check_database(world, paced[1], PACED_SOURCE)
@@ -519,7 +478,6 @@ def main() -> int:
         verdict = "met" if triaged_rate >= args.target else "MISSED"
         server = sum(cpu.groups[k] for k in list(cpu.groups)[:3])
         per_k = 1e6 / args.items
-        halfway = next((t for t, _, done in progress.samples if done >= args.items // 2), 0.0)
         dest = ", ".join(f"{d} {n:,}" for d, n in destinations[:12])
         if len(destinations) > 12:
             dest += f", {len(destinations) - 12} more destinations {sum(n for _, n in destinations[12:]):,}"
@@ -549,7 +507,7 @@ def main() -> int:
         r.add(
             "triaged items/s, client's view",
             f"{args.items / (done_at - load.started):,.0f}: first send to the poll seeing no item left 'received' "
-            f"({done_at - load.started:.1f} s); half the items triaged after {halfway:.1f} s",
+            f"({done_at - load.started:.1f} s)",
         )
         r.add(
             "**latency accepted → queued, p50 / p99 / max**",
@@ -559,9 +517,6 @@ def main() -> int:
         r.add(
             "latency for queued items only (→ queued_at = the 'queued' event's at)",
             f"{lat_queued[0]:.2f} / {lat_queued[1]:.2f} / {lat_queued[2]:.2f} s over {lat_queued[3]:,} items",
-        )
-        r.add(
-            "latency from the client holding the 201 → triaged_at", " / ".join(f"{s:.2f}" for s in lat_accepted) + " s"
         )
         if paced:
             r.add(
