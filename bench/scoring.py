@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 import platform
 import random
 import re
@@ -96,13 +95,6 @@ def texts_generate(prompts: Sequence[str], *, count: int, seed: int) -> list[str
             text = f"{text} https://example.com/p/{i:x}"
         texts.append(text)
     return texts
-
-
-def vocabulary_line(texts: Sequence[str]) -> str:
-    """How often a word (as the vectorizers split and lowercase) is new to the stream: caches per word depend on it."""
-    words = [w for text in texts for w in text.lower().split()]
-    new = len(set(words))
-    return f"{len(words):,} words, {new:,} distinct ({new / max(len(words), 1):.1%} of words are a first occurrence)"
 
 
 def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> list[int]:
@@ -221,7 +213,6 @@ class Reference:
     categories: list[str]
     seconds: dict[str, tuple[float, float]] = field(default_factory=dict)  # per source: wall, CPU seconds
     predictions: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # per source, rounded as stored
-    split: dict[str, dict[str, float]] = field(default_factory=dict)  # per source: ms per 1,000 texts by part
 
 
 def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
@@ -241,39 +232,7 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
         parts = [model.predict(texts[source][i : i + per_call]) for i in range(0, len(texts[source]), per_call)]
         ref.seconds[source] = time.perf_counter() - t0, time.process_time() - cpu0
         ref.predictions[source] = [row for part in parts for row in rounded(part, len(part[ref.categories[0]]))]
-        ref.split[source] = predict_split(model, texts[source][: 5000 if per_call > 1 else 300], per_call)
     return ref
-
-
-def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, float]:
-    """Where predict's time goes, in ms per 1,000 texts, by vectorizer part, estimators and per-item dicts; on a
-    fresh copy of the model, so its per-process caches start cold, as in the worker."""
-    model = copy.deepcopy(model)
-    chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
-    split: dict[str, float] = {}
-
-    def timed(label: str, work: Any, inputs: Sequence[Any]) -> list[Any]:
-        t0 = time.perf_counter()
-        out = [work(x) for x in inputs]
-        split[label] = (time.perf_counter() - t0) / len(texts) * 1e6
-        return out
-
-    for name, part in getattr(model.vectorizer, "transformer_list", None) or [("vectorizer", model.vectorizer)]:
-        steps = getattr(part, "steps", None)
-        timed(
-            f"{name} ({' + '.join(type(s).__name__ for _, s in steps) if steps else type(part).__name__})",
-            part.transform,
-            chunks,
-        )
-    lexical = timed("lexicon scores (profanity, HateSonar)", model.lexicons.scores, chunks)
-    features = [model.vectorizer.transform(chunk) for chunk in chunks]
-    probabilities = timed(
-        f"{len(model.categories)} NB-LR base models + stackers",
-        lambda pair: model.probabilities(*pair),
-        list(zip(features, lexical, strict=True)),
-    )
-    timed("per-item score dicts", lambda p: rounded(p, len(next(iter(p.values())))), probabilities)
-    return split
 
 
 def pipeline_without_model(ids: Sequence[int], scores: Sequence[dict[str, float]], batch: int) -> tuple[float, float]:
@@ -449,7 +408,7 @@ def main() -> int:
             "texts",
             f"cut from the dataset's prompts and perturbed; mean {sum(lengths) / len(lengths):.0f}, "
             + benchlib.quantiles(lengths, (0.1, 0.5, 0.9), ".0f")
-            + f", max {max(lengths)} characters; {vocabulary_line(texts[BATCHED])}",
+            + f", max {max(lengths)} characters",
         )
         r.add(
             "worker",
@@ -480,12 +439,6 @@ def main() -> int:
             "batched, if only the tasks' runtime counted",
             f"{b.items / b.in_tasks:,.0f} items/s; task runtime p50 {p50:.3f} s, max {max(b.runtimes):.3f} s; "
             f"{per_cpu:,.0f} items per worker CPU-second (the rate with a core to itself, were it never waiting)",
-        )
-        split = ", ".join(f"{part} {ms:.0f}" for part, ms in ref.split[BATCHED].items())
-        r.add(f"predict split, ms per 1,000 texts, {args.batch} a call", split)
-        r.add(
-            "predict split, ms per text, one a call",
-            ", ".join(f"{p} {ms / 1000:.2f}" for p, ms in ref.split[SINGLE].items()),
         )
         r.add(
             "one item a task, ms per task",
