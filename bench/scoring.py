@@ -28,7 +28,7 @@ WORKER_LOG = benchlib.RESULTS / "scoring-worker.log"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 CACHE_URL = "redis://127.0.0.1:6379/13"
 # One source per set of items, so each path is counted and checked on its own rows.
-BATCHED, SINGLE, WARMUP, NO_MODEL = (f"bench-scoring-{s}" for s in ("batched", "single", "warmup", "nomodel"))
+BATCHED, SINGLE, WARMUP = (f"bench-scoring-{s}" for s in ("batched", "single", "warmup"))
 DECORATIONS = ["!", "!!", "?", "...", " 😂", " 🙏", " 🔥", " lol", " smh", ","]  # what users add around words
 # Cores used by other processes during a path above which the report says the machine was not quiet.
 NOISE_CORES = 0.15
@@ -235,36 +235,6 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
     return ref
 
 
-def pipeline_without_model(ids: Sequence[int], scores: Sequence[dict[str, float]], batch: int) -> tuple[float, float]:
-    """Seconds (and this process's CPU seconds) for in-process ``items_score`` over ``ids[1:]`` in batches, with
-    the model's answer precomputed: everything the pipeline does around the model, without Celery."""
-    from django.db import connections
-
-    from routing.scoring import pipeline
-    from routing.scoring.base import BatchScores, ItemScores
-    from routing.scoring.registry import LocalModel
-
-    by_id = dict(zip(ids, scores, strict=True))
-
-    class Precomputed(LocalModel):
-        def score(self, texts: Any, *, policies: Any) -> BatchScores:
-            version = self.current_version()
-            items = [ItemScores(t.item_id, by_id[t.item_id]) for t in texts]
-            return BatchScores(model=version.name, model_version=version.label, items=items)
-
-    real = pipeline.BACKENDS[LocalModel.name]
-    pipeline.BACKENDS[LocalModel.name] = Precomputed()
-    try:
-        pipeline.items_score(item_ids=ids[:1])  # connection and first queries out of the timing
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        for i in range(1, len(ids), batch):
-            pipeline.items_score(item_ids=ids[i : i + batch])
-        return time.perf_counter() - t0, time.process_time() - cpu0
-    finally:
-        pipeline.BACKENDS[LocalModel.name] = real
-        connections.close_all()
-
-
 def scores_check(source: str, expected: Sequence[dict[str, float]], label: str) -> tuple[dict[str, int], int]:
     """Counts that must be 0 (one local score an item, of the active version, every category, in [0, 1], equal
     to in-process predict), and the number of model calls."""
@@ -311,7 +281,6 @@ def main() -> int:
         SINGLE: texts_generate(prompts, count=args.single_items, seed=args.seed + 1),
         WARMUP: texts_generate(prompts, count=args.warmup_items, seed=args.seed + 2),
     }
-    texts[NO_MODEL] = texts[BATCHED][:5001]  # the first one connects and warms up, untimed
     with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), SCORING_DEFAULT_CHAIN="local") as db:
         conninfo, env = db.conninfo, db.env
         label, train_seconds, _ = model_train(env, args.dataset, actor="bench/scoring.py")
@@ -342,7 +311,6 @@ def main() -> int:
             autovacuum = (conn.execute("SHOW autovacuum").fetchone() or ["?"])[0]
             print("in-process references while the worker idles …", flush=True)
             ref = reference_run(texts, args.batch)
-            no_model = pipeline_without_model(ids[NO_MODEL], ref.predictions[BATCHED][: len(ids[NO_MODEL])], args.batch)
             meter = benchlib.CpuMeter(
                 {
                     "worker": lambda: benchlib.process_cpu(worker.pid or 0),
@@ -358,7 +326,6 @@ def main() -> int:
         failures = DeadLetter.objects.count(), ClassifierCall.objects.exclude(outcome="ok").count()
 
         target, n_batched, n_single = args.target, len(texts[BATCHED]), len(texts[SINGLE])
-        no_model_items = len(ids[NO_MODEL]) - 1
         verdict = "met" if batched.rate >= target else "MISSED"
         (ref_batched, ref_batched_cpu), (ref_single, ref_single_cpu) = ref.seconds[BATCHED], ref.seconds[SINGLE]
 
@@ -367,10 +334,9 @@ def main() -> int:
             tasks = f"{tasks:,}" if isinstance(tasks, int) else tasks
             return f"| {bold}{name}{bold} | {items:,} | {tasks} | {seconds:.2f} | {rate} | {cpu:.2f} |{note}"
 
-        b, one, nm = batched, single, no_model
-        predict, precomputed = "reference: in-process `LocalClassifier.predict`,", "model answer precomputed"
+        b, one = batched, single
+        predict = "reference: in-process `LocalClassifier.predict`,"
         cb, cs = " ceiling of the batched path |", " ceiling of the one-item path |"
-        pipeline = f" the pipeline's database work alone, {args.batch} a call |"
         table = [
             "| path | items | tasks | elapsed s | items/s | CPU s | vs target |",
             "|---|---:|---:|---:|---:|---:|---|",
@@ -380,7 +346,6 @@ def main() -> int:
             + f" {b.rate / one.rate:.1f}x slower than batched |",
             row(f"{predict} {args.batch} texts a call", n_batched, "—", ref_batched, ref_batched_cpu, cb),
             row(f"{predict} one text a call", n_single, "—", ref_single, ref_single_cpu, cs),
-            row(f"reference: in-process `items_score`, {precomputed}", no_model_items, "—", *nm, pipeline),
         ]
         busy = [f"{r.label} {r.cpu.others:.2f}" for r in (batched, single) if r.cpu.others > NOISE_CORES]
         if busy:
@@ -396,7 +361,7 @@ def main() -> int:
         )
         per_k = 1e6  # seconds per item -> ms per 1,000 items
         worker_ms, in_task_ms = batched.elapsed / batched.items * per_k, batched.in_tasks / batched.items * per_k
-        predict_ms, db_ms = ref_batched / n_batched * per_k, no_model[0] / no_model_items * per_k
+        predict_ms = ref_batched / n_batched * per_k
         lengths = [len(t) for t in texts[BATCHED]]
         r.stamp(conninfo, platform.platform(terse=True))
         r.add(
@@ -431,8 +396,8 @@ def main() -> int:
         r.add(
             "batched, ms per 1,000 items",
             f"elapsed {worker_ms:.0f} = inside tasks {in_task_ms:.0f} (runtimes in the worker log) + between "
-            f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process: predict "
-            f"{predict_ms:.0f} + the pipeline's database work {db_ms:.0f} = {predict_ms + db_ms:.0f}",
+            f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process predict "
+            f"{predict_ms:.0f}",
         )
         p50, per_cpu = benchlib.percentile(b.runtimes, 0.5), b.items / max(b.worker_cpu(), 1 / benchlib.TICK)
         r.add(
