@@ -235,20 +235,17 @@ def batches(items: list[dict[str, Any]], size: int) -> list[bytes]:
     return [json.dumps(items[i : i + size], ensure_ascii=False).encode() for i in range(0, len(items), size)]
 
 
-def post_all(url: str, key: str, bodies: list[bytes], *, concurrency: int, interval: float = 0.0) -> Load:
-    """Post every body, ``concurrency`` at a time; flat out, or body i at i x ``interval`` s."""
+def post_all(url: str, key: str, bodies: list[bytes], *, concurrency: int) -> Load:
+    """Post every body, ``concurrency`` at a time, flat out."""
     results: list[Posted | None] = [None] * len(bodies)
     order = itertools.count()  # next() on it is atomic under the GIL
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     start = threading.Barrier(concurrency + 1)
-    t0 = 0.0
 
     def work() -> None:
         with httpx.Client(headers=headers, timeout=300) as client:
             start.wait()
             while (i := next(order)) < len(bodies):
-                if interval:
-                    time.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
                 sent = time.perf_counter()
                 try:
                     response = client.post(url, content=bodies[i])
@@ -259,7 +256,7 @@ def post_all(url: str, key: str, bodies: list[bytes], *, concurrency: int, inter
     threads = [threading.Thread(target=work, daemon=True) for _ in range(concurrency)]
     for t in threads:
         t.start()
-    t0 = time.perf_counter() + (0.2 if interval else 0.0)
+    t0 = time.perf_counter()
     start.wait()
     for t in threads:
         t.join()

@@ -31,7 +31,7 @@ from tests.support.processes import Gunicorn, Process, Worker, model_train, runn
 RESULT = benchlib.RESULTS / "e2e.md"
 BROKER_URL = "redis://127.0.0.1:6379/4"
 CACHE_URL = "redis://127.0.0.1:6379/5"
-SOURCE, WARMUP_SOURCE, PACED_SOURCE = "bench-e2e", "bench-e2e-warmup", "bench-e2e-paced"
+SOURCE, WARMUP_SOURCE = "bench-e2e", "bench-e2e-warmup"
 # The labelled set's prompts are English; a few items say otherwise, as a multilingual platform's would.
 LANGUAGES = ["en"] * 14 + ["pt-BR", "es", "de", "ja"]
 
@@ -151,7 +151,7 @@ def world_create() -> World:
         data = lifecycle.RuleData(name, condition, RuleAction(action), queue_id=queue_id, priority=priority)
         lifecycle.rule_save(actor=author, rule_set=escalation, data=data)
     escalation = publish(escalation, "bench escalation")
-    keys = benchlib.api_keys(SOURCE, WARMUP_SOURCE, PACED_SOURCE)
+    keys = benchlib.api_keys(SOURCE, WARMUP_SOURCE)
     return World(intake.pk, escalation.pk, intake.rules.count(), keys)
 
 
@@ -350,9 +350,6 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="HTTP connections in flight")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--celery-concurrency", type=int, default=2, help="triage worker pool processes")
-    parser.add_argument("--paced-seconds", type=float, default=20, help="then a steady load this long (0: none)")
-    parser.add_argument("--paced-share", type=float, default=0.5, help="its rate, as a share of the end-to-end rate")
-    parser.add_argument("--paced-batch", type=int, default=100, help="items per call in the steady load")
     parser.add_argument("--sample", type=int, default=5000, help="items re-routed and re-scored in-process to check")
     parser.add_argument("--target", type=float, default=2000, help="items/s triaged end to end to call it a pass")
     parser.add_argument("--seed", type=int, default=1)
@@ -428,21 +425,6 @@ def main() -> int:
             stop.set()
             watcher.join()
             load_during = benchlib.loadavg()
-            paced = None
-            if args.paced_seconds > 0:
-                rate = args.paced_share * args.items / (done_at - load.started)
-                count = max(args.paced_batch, int(rate * args.paced_seconds) // args.paced_batch * args.paced_batch)
-                print(f"paced: {count:,} items at {rate:,.0f} items/s in calls of {args.paced_batch} …", flush=True)
-                paced_texts = texts_generate(prompts, count=count, seed=args.seed + 7)
-                paced_items = items_generate(paced_texts, run=f"p{datetime.now(UTC):%H%M%S}", seed=args.seed + 7)
-                paced_bodies = benchlib.batches(paced_items, args.paced_batch)
-                interval = args.paced_batch / rate
-                paced_load = benchlib.post_all(
-                    url, world.keys[PACED_SOURCE], paced_bodies, concurrency=4, interval=interval
-                )
-                paced_load.check("the paced load")
-                wait_triaged(conn, items_table, count, [web, worker], poll=0.1)
-                paced = (rate, count, paced_load.elapsed)
             redis_version = redis.Redis.from_url(BROKER_URL).info("server").get("redis_version", "?")
         print("figures, checks, then the references …", flush=True)
         first = ReviewItem.objects.filter(source=SOURCE).order_by("received_at").values_list("received_at").first()
@@ -454,9 +436,6 @@ def main() -> int:
             items_table, "extract(epoch FROM i.queued_at - i.received_at)", SOURCE, "AND i.state = 'queued'"
         )
         check = check_database(world, args.items, SOURCE)
-        if paced:
-            paced_check = check_database(world, paced[1], PACED_SOURCE)
-            paced_lat = latencies(items_table, to_triaged, PACED_SOURCE)
         decisions = RoutingDecision.objects.filter(item__source=SOURCE)
         live = decisions.filter(shadow=False, rule_set_id=world.intake_id)
         destinations = list(live.values_list("destination").annotate(n=Count("pk")).order_by("-n"))
@@ -518,13 +497,6 @@ def main() -> int:
             "latency for queued items only (→ queued_at = the 'queued' event's at)",
             f"{lat_queued[0]:.2f} / {lat_queued[1]:.2f} / {lat_queued[2]:.2f} s over {lat_queued[3]:,} items",
         )
-        if paced:
-            r.add(
-                f"**latency at a steady {paced[0]:,.0f} items/s**, p50 / p99 / max",
-                f"**{paced_lat[0]:.2f} / {paced_lat[1]:.2f}** / {paced_lat[2]:.2f} s (received_at → triaged_at): "
-                f"{paced[1]:,} more items after the flood, in calls of {args.paced_batch} at "
-                f"{args.paced_share:.0%} of the end-to-end rate for {paced[2]:.0f} s, no backlog",
-            )
         r.add(
             "triage tasks",
             f"{tasks:,} `items_triage_task` runs (the warm-up's included), {args.batch} items each: intake sends "
@@ -556,15 +528,11 @@ def main() -> int:
             f"{decide_rows / max(decide_seconds, 1e-9):,.0f} rows/s on one core ({decide_rows:,} stored items' rows)",
         )
         r.add("check", check.describe())
-        if paced:
-            r.add("check, paced items", paced_check.describe())
         if cpu.others > 0.15:
             r.add("**the machine was not quiet**", f"other processes used {cpu.others:.2f} cores; figures pessimistic")
         for example in check.examples:
             r.add("differing example", example)
-        ok = check.ok and (paced_check.ok if paced else True)
-        failure = check.describe() + ("; paced: " + paced_check.describe() if paced else "")
-        return r.finish(RESULT, write=not args.no_write, ok=ok, failure=failure)
+        return r.finish(RESULT, write=not args.no_write, ok=check.ok, failure=check.describe())
 
 
 if __name__ == "__main__":
