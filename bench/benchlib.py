@@ -386,6 +386,13 @@ def machine_description(conninfo: str, *extra: str) -> str:
     return ", ".join([*parts, *extra, f"Python {platform.python_version()}"])
 
 
+def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``call`` took, and what it returned."""
+    t0 = time.perf_counter()
+    out = call()
+    return time.perf_counter() - t0, out
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank percentile: the smallest value with at least ``q`` of them at or below it."""
     ordered = sorted(values)

@@ -16,14 +16,13 @@ import os
 import random
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import benchlib
 import httpx
-from benchlib import RESULTS, Report, django_setup, machine_description, percentile, post_all
+from benchlib import RESULTS, Report, django_setup, machine_description, percentile, post_all, timed
 
 from tests.support.processes import Gunicorn, running
 
@@ -41,12 +40,6 @@ def labels_of(items: int, raters: int, seed: int = 22) -> list[list[bool]]:
         truth = i % 3 == 0
         out.append([truth if rng.random() < 0.8 else not truth for _ in range(raters)])
     return out
-
-
-def timed(call: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = call()
-    return time.perf_counter() - start, result
 
 
 def repeated_ms(call: Callable[[], Any]) -> tuple[float, float, float]:

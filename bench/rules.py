@@ -20,7 +20,7 @@ from typing import Any
 import benchlib
 import numpy as np
 import psycopg
-from benchlib import names
+from benchlib import names, timed
 from psycopg import sql
 
 from tests.support.rule_world import BASELINE_RULES, World, world_create
@@ -187,12 +187,6 @@ def one_core() -> Iterator[int]:
         yield cpu
     finally:
         os.sched_setaffinity(0, before)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def columns_from_rows(rows: Sequence[dict[str, Any]], names: set[str]) -> dict[str, Any]:

@@ -223,9 +223,8 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
     if version is None:
         raise SystemExit("no active local model after classifier_train --promote")
     size = len(ModelVersion.objects.values_list("artifact", flat=True).get(pk=version.pk))
-    t0 = time.perf_counter()
-    model = classifier_load(version)
-    ref = Reference(time.perf_counter() - t0, size, model.categories)
+    seconds, model = benchlib.timed(lambda: classifier_load(version))
+    ref = Reference(seconds, size, model.categories)
     model.predict(texts[WARMUP])  # as the worker's warm-up tasks: first calls out of the timing
     for source, per_call in ((BATCHED, batch), (SINGLE, 1)):
         t0, cpu0 = time.perf_counter(), time.process_time()
