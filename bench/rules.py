@@ -53,23 +53,15 @@ PHRASES = names(
 
 @dataclass
 class Items:
-    """Generated items in arrival order, as columns. ``scores`` holds each item's stored scores (JSON object)."""
+    """Generated items in arrival order: the values of their first 11 ITEM_FIELDS (JSON as text), their stored
+    scores, and their seconds from the start of the period (ascending)."""
 
-    kind: list[str]
-    source: list[str]
-    surface: list[str]
-    language: list[str]
-    text: list[str]
-    author: list[str]
-    report_count: np.ndarray
-    reasons: list[list[str]]
-    media: np.ndarray
-    metadata: list[dict[str, Any]]
+    fields: list[tuple[Any, ...]]
     scores: list[dict[str, float]]
-    offset_seconds: np.ndarray  # from the start of the period, ascending
+    offset_seconds: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.kind)
+        return len(self.fields)
 
 
 def scores_generate(rng: np.random.Generator, reported: np.ndarray) -> np.ndarray:
@@ -104,7 +96,7 @@ def items_generate(count: int, *, seed: int) -> Items:
     media = np.where(nprng.random(count) < 0.2, nprng.integers(1, 5, count), 0)
     offsets = np.sort(nprng.uniform(0, DAYS * 86400 - 1, count))
 
-    items = Items([], [], [], [], [], [], report_count, [], media, [], [], offsets)
+    items = Items([], [], offsets)
     for i in range(count):
         surface = rng.choice(benchlib.SURFACES)
         language = rng.choice(benchlib.LANGUAGES)
@@ -132,14 +124,12 @@ def items_generate(count: int, *, seed: int) -> Items:
             scores = {c: float(v) for c, v in zip(CATEGORIES[:5], row[:5], strict=True)}
         else:
             scores = {c: float(v) for c, v in zip(CATEGORIES, row, strict=True)}
-        items.kind.append("user_report" if reported[i] else "content")
-        items.source.append(source)
-        items.surface.append(surface)
-        items.language.append(language)
-        items.text.append(" ".join(words))
-        items.author.append(f"u{int(rng.paretovariate(1.2) * 1000)}")
-        items.reasons.append(rng.sample(benchlib.REASONS, rng.randint(1, 3)) if reported[i] else [])
-        items.metadata.append(metadata)
+        kind, text = "user_report" if reported[i] else "content", " ".join(words)
+        media_urls = json.dumps([f"https://cdn.example.com/m/{i}/{k}.jpg" for k in range(int(media[i]))])
+        author = f"u{int(rng.paretovariate(1.2) * 1000)}"
+        reasons = json.dumps(rng.sample(benchlib.REASONS, rng.randint(1, 3)) if reported[i] else [])
+        more = (language, json.dumps(metadata, ensure_ascii=False), reasons, int(report_count[i]))
+        items.fields.append((source, f"bench-{i:08d}", kind, text, media_urls, author, surface, *more))
         items.scores.append(scores)
     return items
 
@@ -374,21 +364,15 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
 
     queue = world.queues["general"].pk
     by_index = {d.index: d for d in decided}
-    dumps = json.dumps
 
     def at(i: int, seconds: float = 0) -> datetime:
         return start + timedelta(seconds=float(items.offset_seconds[i]) + seconds)
 
     def item_rows() -> Iterator[tuple[Any, ...]]:
-        for i in range(len(items)):
+        for i, fields in enumerate(items.fields):
             done = i in by_index
-            media = dumps([f"https://cdn.example.com/m/{i}/{k}.jpg" for k in range(int(items.media[i]))])
-            yield (
-                *(items.source[i], f"bench-{i:08d}", items.kind[i], items.text[i], media, items.author[i]),
-                *(items.surface[i], items.language[i], dumps(items.metadata[i], ensure_ascii=False)),
-                *(dumps(items.reasons[i]), int(items.report_count[i]), "decided" if done else "queued", queue, 0),
-                *("[]", 1, at(i), at(i, 2), at(i, 2), at(i, 3 * 3600) if done else None),
-            )
+            state = ("decided" if done else "queued", queue, 0, "[]", 1)
+            yield (*fields, *state, at(i), at(i, 2), at(i, 2), at(i, 3 * 3600) if done else None)
 
     with psycopg.connect(conninfo) as conn:
         benchlib.copy_rows(conn, ReviewItem, ITEM_FIELDS, item_rows())
@@ -397,7 +381,7 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
         if len(ids) != len(items) or ids[-1] - ids[0] + 1 != len(ids):
             raise SystemExit(f"COPY stored {len(ids)} items (expected {len(items)}), or not in one id run")
         scores = (
-            (item_id, "local", "local", "7", "", dumps(items.scores[i]), "{}", at(i, 1))
+            (item_id, "local", "local", "7", "", json.dumps(items.scores[i]), "{}", at(i, 1))
             for i, item_id in enumerate(ids)
         )
         benchlib.copy_rows(conn, ClassifierScore, SCORE_FIELDS, scores)
