@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sys
 import tempfile
 import threading
@@ -440,7 +439,6 @@ def main() -> int:
         live = decisions.filter(shadow=False, rule_set_id=world.intake_id)
         destinations = list(live.values_list("destination").annotate(n=Count("pk")).order_by("-n"))
         escalated = decisions.filter(rule_set_id=world.escalation_id).count()
-        tasks = len(re.findall(r"items_triage_task\[[^\]]+\] succeeded", logs["worker"].read_text(errors="replace")))
         check_sample(check, world, args.sample, args.seed)
         print("reference: COPY of the same rows …", flush=True)
         copy_seconds = copy_rows(
@@ -496,11 +494,6 @@ def main() -> int:
         r.add(
             "latency for queued items only (→ queued_at = the 'queued' event's at)",
             f"{lat_queued[0]:.2f} / {lat_queued[1]:.2f} / {lat_queued[2]:.2f} s over {lat_queued[3]:,} items",
-        )
-        r.add(
-            "triage tasks",
-            f"{tasks:,} `items_triage_task` runs (the warm-up's included), {args.batch} items each: intake sends "
-            "one per call after commit (TRIAGE_BATCH_SIZE)",
         )
         states = ", ".join(f"{s} {n:,}" for s, n in sorted(check.states.items()))
         r.add("outcome", f"{states}; {escalated:,} escalation-set decisions at triage")

@@ -54,7 +54,7 @@ BENCHMARKS = [
     Script("claim", ("bench/claim.py",), ("--large", "100000", "--rounds", "2")),
     Script("qa", ("bench/qa.py",), ("--items", "2000", "--per-call-items", "200")),
     Script("dashboard", ("bench/dashboard.py",), ("--decisions", "200000")),
-    Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000", "--paced-seconds", "10")),
+    Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000")),
 ]
 SCRIPTS = BENCHMARKS + [Script(d.name, ("-m", d.module), ("--quick",), drill=True) for d in DRILLS]
 
