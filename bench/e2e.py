@@ -71,7 +71,7 @@ def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[st
 
 
 class PostgresBackends:
-    """CPU of the PostgreSQL processes working for this run (benchlib.WORKING_BACKENDS), sampled each second
+    """CPU of the PostgreSQL processes working for this run (benchlib.WORKING_BACKENDS), sampled every 2 s
     since Celery's pool reconnects now and then; other databases' backends are not counted."""
 
     def __init__(self, dbname: str, exclude: set[int]) -> None:
