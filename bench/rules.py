@@ -336,9 +336,13 @@ def backtest_run(world: World, *, start: datetime, end: datetime) -> BacktestRun
 
     draft, baseline = program_for(world.draft), program_for(world.baseline)
     others = [pid for pid, name in benchlib.processes().items() if name != "postgres" and pid != os.getpid()]
-    meter = benchlib.CpuMeter(
-        {"this process": time.process_time, "other processes": lambda: sum(map(benchlib.process_cpu, others))}
-    )
+    seen: dict[int, float] = {}
+
+    def others_cpu() -> float:  # one that exits meanwhile keeps its last reading: 0 would count as negative CPU
+        seen.update({pid: max(seen.get(pid, 0.0), benchlib.process_cpu(pid)) for pid in others})
+        return sum(seen.values())
+
+    meter = benchlib.CpuMeter({"this process": time.process_time, "other processes": others_cpu})
     before = meter.snapshot()
     result = backtest_compute(draft, baseline, start=start, end=end)
     cpu = meter.usage(before, meter.snapshot())
