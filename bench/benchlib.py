@@ -1,4 +1,4 @@
-"""What the benchmarks share (scratch database, COPY, HTTP load, CPU accounting, py-spy, markdown); the scripts
+"""What the benchmarks share (scratch database, COPY, HTTP load, CPU accounting, markdown); the scripts
 run as ``python bench/<name>.py``, so the checkout's root is put on the import path for the app and tests/support."""
 
 from __future__ import annotations
@@ -9,14 +9,9 @@ import json
 import math
 import os
 import platform
-import re
-import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import PYTHON, app_env, children, manage
+from tests.support.processes import app_env, children, manage
 
 RESULTS = ROOT / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -240,41 +235,28 @@ def batches(items: list[dict[str, Any]], size: int) -> list[bytes]:
     return [json.dumps(items[i : i + size], ensure_ascii=False).encode() for i in range(0, len(items), size)]
 
 
-def post_all(
-    url: str,
-    key: str,
-    bodies: list[bytes],
-    *,
-    concurrency: int,
-    interval: float = 0.0,
-    on_201: Callable[[int], None] | None = None,
-) -> Load:
-    """Post every body, ``concurrency`` at a time; flat out, or body i at i x ``interval`` s; ``on_201(i)`` each 201."""
+def post_all(url: str, key: str, bodies: list[bytes], *, concurrency: int) -> Load:
+    """Post every body, ``concurrency`` at a time, flat out."""
     results: list[Posted | None] = [None] * len(bodies)
     order = itertools.count()  # next() on it is atomic under the GIL
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     start = threading.Barrier(concurrency + 1)
-    t0 = 0.0
 
     def work() -> None:
         with httpx.Client(headers=headers, timeout=300) as client:
             start.wait()
             while (i := next(order)) < len(bodies):
-                if interval:
-                    time.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
                 sent = time.perf_counter()
                 try:
                     response = client.post(url, content=bodies[i])
                     results[i] = Posted(response.status_code, sent, time.perf_counter(), response.content)
-                    if on_201 is not None and response.status_code == 201:
-                        on_201(i)
                 except httpx.HTTPError as exc:
                     results[i] = Posted(0, sent, time.perf_counter(), repr(exc).encode())
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(concurrency)]
     for t in threads:
         t.start()
-    t0 = time.perf_counter() + (0.2 if interval else 0.0)
+    t0 = time.perf_counter()
     start.wait()
     for t in threads:
         t.join()
@@ -388,60 +370,6 @@ class CpuMeter:
         return Usage(after[0] - before[0], groups, after[2] - before[2], after[3] - before[3])
 
 
-# --- py-spy profiles -----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def py_spy(pid: int, output: Path, *options: str, rate: int = 250, required: bool = True) -> Iterator[None]:
-    """py-spy samples of a process while the block runs, into a raw file; ``required``: no file is an error."""
-    exe = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cmd = [exe, "record", "--pid", str(pid), *options, "--nonblocking", "--rate", str(rate)]
-    proc = subprocess.Popen([*cmd, "--format", "raw", "--output", str(output)], stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        if required and not output.exists():
-            raise SystemExit(f"py-spy wrote no profile: {err.decode()[-2000:]}")
-
-
-def profile_table(
-    path: Path,
-    title: str,
-    inside: str,
-    phases: Sequence[tuple[str, tuple[str, ...]]] = (),
-    ms_per_sample: Callable[[int], float] = lambda total: 0.0,
-    inclusive: str = "",
-) -> str:
-    """A py-spy raw file's stacks through ``inside``: by phase (the first whose markers are all in the stack), by
-    function matching ``inclusive`` (a regex, inclusive) and by hottest function (self)."""
-    counts: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
-    within: Counter[str] = Counter()
-    for line in path.read_text().splitlines() if path.exists() else []:
-        stack, _, count = line.rpartition(" ")
-        if inside in stack:
-            frames, n = stack.split(";"), int(count)
-            counts[next((label for label, marks in phases if all(m in stack for m in marks)), "the rest")] += n
-            leaves[frames[-1]] += n
-            within.update(dict.fromkeys({f for f in frames if inclusive and re.search(inclusive, f)}, n))
-    total = sum(counts.values())
-    lines = [f"### {title}", "", f"{total} samples.", ""]
-    if total and phases:
-        lines += ["| phase | share | ms per 1,000 items |", "|---|---:|---:|"]
-        lines += [f"| {k} | {n / total:.1%} | {n * ms_per_sample(total):.0f} |" for k, n in counts.most_common()] + [""]
-    if total and inclusive:
-        lines += ["| app function (inclusive) | share |", "|---|---:|"]
-        lines += [f"| `{frame}` | {n / total:.1%} |" for frame, n in within.most_common(25)] + [""]
-    lines += ["| hottest functions (self) | share |", "|---|---:|"] if total else []
-    lines += [f"| `{frame}` | {n / total:.1%} |" for frame, n in leaves.most_common(15)]
-    return "\n".join(lines) + "\n"
-
-
 # --- the machine and the markdown -----------------------------------------------------------------------------
 
 
@@ -456,6 +384,13 @@ def machine_description(conninfo: str, *extra: str) -> str:
     version, buffers = row if row else ("?", "?")
     parts = [f"{len(os.sched_getaffinity(0))} CPUs ({cpu_model()})", f"PostgreSQL {version} (shared_buffers {buffers})"]
     return ", ".join([*parts, *extra, f"Python {platform.python_version()}"])
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``call`` took, and what it returned."""
+    t0 = time.perf_counter()
+    out = call()
+    return time.perf_counter() - t0, out
 
 
 def percentile(values: Sequence[float], q: float) -> float:

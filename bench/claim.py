@@ -1,26 +1,22 @@
 """Claim latency: ``item_claim_next`` for 50 concurrent reviewers on PostgreSQL, with 1,000 and 1,000,000 items waiting.
 
-Reviewers are threads with a connection each, in ``--processes`` processes forked after setup; a raw-SQL reference
-takes turns on the same connections (bench/README.md, docs/performance.md)."""
+Reviewers are threads with a connection each; a raw-SQL reference takes turns on the same connections
+(bench/README.md, docs/performance.md)."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import gc
-import multiprocessing
-import os
 import random
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from typing import Any
 
 import benchlib
@@ -199,7 +195,7 @@ Maker = Callable[[str, list[int]], ClaimOnce]
 
 @dataclass
 class GcPauses:
-    """Garbage-collector pauses in the reviewer processes while measuring: they stop every reviewer thread at once."""
+    """Garbage-collector pauses while the reviewers work: each stops every reviewer thread at once."""
 
     full: list[float] = field(default_factory=list)  # ms per generation-2 collection
     young: list[float] = field(default_factory=list)  # ms per generation-0/1 collection
@@ -215,96 +211,6 @@ class GcPauses:
         full = f"{len(self.full)} full collection(s)" + (f", longest {max(self.full):.0f} ms" if self.full else "")
         young = f"{len(self.young)} young ones" + (f", longest {max(self.young):.0f} ms" if self.young else "")
         return f"{full}; {young}"
-
-
-def reviewer_process(pipe: Connection, start: Any, mine: list[int], makers: dict[str, Maker]) -> None:
-    """A reviewer process: on ("run", label, tag, claims, think, active) its reviewers below ``active`` claim;
-    it replies (latencies, empty claims, items claimed, GC pauses) or ("error", traceback); until "stop"."""
-    from django.db import connection
-
-    pool = ThreadPoolExecutor(len(mine), thread_name_prefix="reviewer")
-    pauses = GcPauses()
-    gc.callbacks[:] = [pauses.record]
-    try:
-        while (command := pipe.recv())[0] != "stop":
-            _, label, tag, claims, think, active = command
-            claimed: list[int] = []
-            once = makers[label](f"{label}-{tag}", claimed)
-            start.wait(timeout=300)
-            run = threads_run(pool, [n for n in mine if n < active], claims, think, once)
-            pipe.send((run.latencies, run.empty, claimed, pauses))
-            pauses = GcPauses()
-            gc.callbacks[:] = [pauses.record]
-    except BaseException:  # whatever it is, the parent reports it and stops
-        pipe.send(("error", traceback.format_exc()))
-    finally:
-        # Each thread closes its own Django connection (they are per thread); the barrier puts one task on each.
-        everyone = threading.Barrier(len(mine))
-
-        def close() -> None:
-            everyone.wait(timeout=60)
-            connection.close()
-
-        for future in [pool.submit(close) for _ in mine]:
-            future.result()
-        pool.shutdown()
-
-
-@dataclass
-class ReviewerProcesses:
-    """The reviewers, spread round-robin over processes forked from this one, started together each run."""
-
-    pipes: list[Connection]
-    procs: list[Any]
-    start: Any
-    pauses: GcPauses = field(default_factory=GcPauses)
-
-    @classmethod
-    def fork(cls, processes: int, reviewers: int, makers: dict[str, Maker]) -> ReviewerProcesses:
-        from django.db import connections
-
-        connections.close_all()  # a child must never share its parent's database connection
-        ctx = multiprocessing.get_context("fork")
-        start = ctx.Barrier(processes + 1)
-        pipes, procs = [], []
-        for k in range(processes):
-            parent_end, child_end = ctx.Pipe()
-            args = (child_end, start, list(range(k, reviewers, processes)), makers)
-            proc = ctx.Process(target=reviewer_process, args=args, daemon=True)
-            proc.start()
-            pipes.append(parent_end)
-            procs.append(proc)
-        return cls(pipes, procs, start)
-
-    @property
-    def pids(self) -> list[int]:
-        return [os.getpid(), *(p.pid for p in self.procs)]
-
-    def run(self, label: str, tag: str, *, claims: int, think: float, active: int) -> tuple[Run, list[int]]:
-        for pipe in self.pipes:
-            pipe.send(("run", label, tag, claims, think, active))
-        self.start.wait(timeout=300)
-        t0 = time.perf_counter()
-        run, claimed = Run(), []
-        for pipe in self.pipes:
-            reply = pipe.recv()
-            if reply[0] == "error":
-                raise SystemExit(f"a reviewer process failed:\n{reply[1]}")
-            latencies, empty, items, pauses = reply
-            run.latencies += latencies
-            run.empty += empty
-            claimed += items
-            self.pauses.full += pauses.full
-            self.pauses.young += pauses.young
-        run.elapsed = time.perf_counter() - t0
-        return run, claimed
-
-    def stop(self) -> None:
-        for pipe, proc in zip(self.pipes, self.procs, strict=True):
-            if proc.is_alive():
-                pipe.send(("stop",))
-            proc.join(timeout=60)
-        self.pipes, self.procs = [], []
 
 
 def claim_plan(queue: Any, actor: Any) -> str:
@@ -330,40 +236,55 @@ def duplicates(claimed: list[int]) -> int:
     return sum(n - 1 for n in Counter(claimed).values() if n > 1)
 
 
-def measure(args: argparse.Namespace, reviewers: ReviewerProcesses, conninfo: str, dbname: str) -> Any:
-    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone."""
+def measure(args: argparse.Namespace, makers: dict[str, Maker], conninfo: str, dbname: str) -> Any:
+    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone.
+    The reviewers are threads of this process, each with its own connection, started together each run."""
+    from django.db import connection
+
     labels = ["service-small", "service-large", "raw-large"]
     runs: dict[str, Run] = {}
     claimed: dict[str, list[int]] = {}
     pg: list[int] = []  # the database's backends, once the warm-up has opened them
+    pool = ThreadPoolExecutor(args.reviewers, thread_name_prefix="reviewer")
+    meter = benchlib.CpuMeter(
+        {"bench process": time.process_time, "their PostgreSQL": lambda: sum(map(benchlib.process_cpu, pg))}
+    )
 
-    def run(label: str, mode: str, *, claims: int, think: float, tag: str, active: int = 0) -> Run:
-        meter = benchlib.CpuMeter(
-            {
-                "bench processes": lambda: sum(map(benchlib.process_cpu, reviewers.pids)),
-                "their PostgreSQL": lambda: sum(map(benchlib.process_cpu, pg)),
-            }
-        )
+    def run(label: str, mode: str, *, claims: int, think: float, tag: str, active: int = 0) -> None:
+        once = makers[label](f"{label}-{tag}", claimed.setdefault(label, []))
         before = meter.snapshot()
-        done, items = reviewers.run(label, tag, claims=claims, think=think, active=active or args.reviewers)
+        done = threads_run(pool, list(range(active or args.reviewers)), claims, think, once)
         done.cpu = meter.usage(before, meter.snapshot())
-        claimed.setdefault(label, []).extend(items)
         if mode:
             runs.setdefault(f"{label}, {mode}", Run()).add(done)
             print(f"{label}, {mode} ({tag}): {done.line()}", flush=True)
-        return done
 
-    for label in labels:
-        run(label, "", claims=args.warmup, think=0, tag="w")
-    pg[:] = benchlib.postgres_pids(conninfo, dbname)
-    for r in range(args.rounds):
+    pauses = GcPauses()
+    gc.callbacks.append(pauses.record)
+    try:
         for label in labels:
-            run(label, "paced", claims=args.claims, think=args.think_ms / 1000, tag=f"p{r}")
-    for label in labels:
-        run(label, "flat out", claims=args.claims, think=0, tag="f")
-    for label in labels:
-        run(label, "one reviewer alone", claims=args.alone, think=0, tag="a", active=1)
-    return runs, claimed
+            run(label, "", claims=args.warmup, think=0, tag="w")
+        pg[:] = benchlib.postgres_pids(conninfo, dbname)
+        for r in range(args.rounds):
+            for label in labels:
+                run(label, "paced", claims=args.claims, think=args.think_ms / 1000, tag=f"p{r}")
+        for label in labels:
+            run(label, "flat out", claims=args.claims, think=0, tag="f")
+        for label in labels:
+            run(label, "one reviewer alone", claims=args.alone, think=0, tag="a", active=1)
+    finally:
+        gc.callbacks.remove(pauses.record)
+        # Each thread closes its own Django connection (they are per thread); the barrier puts one task on each.
+        everyone = threading.Barrier(args.reviewers)
+
+        def close() -> None:
+            everyone.wait(timeout=60)
+            connection.close()
+
+        for future in [pool.submit(close) for _ in range(args.reviewers)]:
+            future.result()
+        pool.shutdown()
+    return runs, claimed, pauses
 
 
 def housekeeping(conninfo: str, items: str) -> tuple[int, int, int]:
@@ -380,7 +301,6 @@ def housekeeping(conninfo: str, items: str) -> tuple[int, int, int]:
 def main() -> int:
     parser = benchlib.parser(__doc__, "ops_bench_claim")
     parser.add_argument("--reviewers", type=int, default=50, help="threads, each its own reviewer and connection")
-    parser.add_argument("--processes", type=int, default=1, help="reviewer processes the threads are spread over")
     parser.add_argument("--claims", type=int, default=10, help="timed claims per reviewer per run")
     parser.add_argument("--alone", type=int, default=200, help="claims by one reviewer with nobody else working")
     parser.add_argument("--rounds", type=int, default=4, help="paced runs per size, the sizes taking turns")
@@ -391,8 +311,6 @@ def main() -> int:
     parser.add_argument("--target-p99-ms", type=float, default=25.0)
     parser.add_argument("--target-ratio", type=float, default=2.0)
     args = parser.parse_args()
-    if not 1 <= args.processes <= args.reviewers:
-        raise SystemExit("--processes must be between 1 and --reviewers")
     # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
     with benchlib.scratch(args, CONN_MAX_AGE="3600", LOG_LEVEL="WARNING") as db:
         conninfo, dbname = db.conninfo, db.dbname
@@ -427,11 +345,8 @@ def main() -> int:
         makers["raw-large"] = functools.partial(raw_claimer, queues["large"].pk, people, sqls)
         gc.collect()  # then freeze, as a pre-fork server does after loading the app (docs/performance.md, claim)
         gc.freeze()
-        reviewers = ReviewerProcesses.fork(args.processes, args.reviewers, makers)
-        try:
-            runs, claimed = measure(args, reviewers, conninfo, dbname)
-        finally:
-            reviewers.stop()  # their 50 connections close, so the checks below find one free on a busy server
+        # The reviewers' connections are closed after it, so the checks below find one free on a busy server.
+        runs, claimed, pauses = measure(args, makers, conninfo, dbname)
         background.append(housekeeping(conninfo, items))
         plan = claim_plan(queues["large"], people[0])
         waiting = dict(
@@ -441,13 +356,12 @@ def main() -> int:
         small, large = runs["service-small, paced"], runs["service-large, paced"]
         ratio, target = large.p99() / small.p99(), args.target_p99_ms
         met = small.p99() <= target and large.p99() <= target and ratio <= args.target_ratio
-        lock = "one process, one interpreter lock" if args.processes == 1 else f"{args.processes} processes"
         r = benchlib.Report("Claim benchmark")
         r.stamp(conninfo)
         r.add(
             "method",
-            f"{args.reviewers} reviewers, threads with a connection each ({lock}, forked after setup); only the claim "
-            "is timed, then the item is closed and a new one queued; paced: a random 0 to "
+            f"{args.reviewers} reviewers, threads with a connection each (one process, one interpreter lock); only "
+            "the claim is timed, then the item is closed and a new one queued; paced: a random 0 to "
             f"{2 * args.think_ms:,.0f} ms pause before each claim, {args.rounds} rounds x {args.claims} claims each, "
             f"the sizes and the raw reference taking turns; flat out: no pause (latency is then mostly queueing); "
             f"alone: {args.alone} claims by one reviewer; all after {args.warmup} untimed each",
@@ -465,7 +379,7 @@ def main() -> int:
         r.add("**p99 ratio, paced: large / small**", f"{ratio:.2f}")
         vacuums, analyzes, checkpoints = (b - a for a, b in zip(*background, strict=True))
         r.add("during the runs", f"{vacuums} autovacuum(s), {analyzes} autoanalyze(s), {checkpoints} checkpoint(s)")
-        r.add("GC pauses in the reviewer processes", reviewers.pauses.line() + " (gc.freeze() after setup)")
+        r.add("GC pauses in the reviewer process", pauses.line() + " (gc.freeze() after setup)")
         r.add("items given twice", ", ".join(f"{k}: {duplicates(v)}" for k, v in claimed.items()))
         r.add("claims that found nothing", f"{sum(run.empty for run in runs.values())} (items were always waiting)")
         r.add("still waiting after the runs", ", ".join(f"{q.slug}: {waiting.get(q.pk, 0):,}" for q in queues.values()))

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import benchlib
@@ -149,19 +150,15 @@ def rollups_build(now: datetime) -> dict[str, tuple[float, int]]:
     from analytics.rollups import backlog_snapshot_take, classifier_rollups_rebuild, rollups_rebuild
 
     start, end = (now - timedelta(days=DAYS + 1)).date(), now.date()
-    t0 = time.perf_counter()
-    days = rollups_rebuild(start, end)
+    seconds, days = benchlib.timed(lambda: rollups_rebuild(start, end))
     daily = (m.OpsDecisionDaily, m.OpsIntakeDaily, m.OpsQueueDaily, m.OpsReviewerDaily, m.OpsAppealDaily)
     rows = sum(model.objects.count() for model in (*daily, m.QaSampleDaily, m.GoldenDaily))
-    out = {f"operations ({days} days)": (time.perf_counter() - t0, rows)}
-    print(f"  operations rollups: {time.perf_counter() - t0:,.1f} s, {rows:,} rows", flush=True)
-    t0 = time.perf_counter()
-    weeks = classifier_rollups_rebuild(start, end)
-    out[f"classifier ({len(weeks)} weeks)"] = (time.perf_counter() - t0, m.ClassifierRollup.objects.count())
-    print(f"  classifier rollups: {time.perf_counter() - t0:,.1f} s", flush=True)
-    t0 = time.perf_counter()
-    n = backlog_snapshot_take(now=now)
-    out["backlog snapshot"] = (time.perf_counter() - t0, n)
+    out = {f"operations ({days} days)": (seconds, rows)}
+    print(f"  operations rollups: {seconds:,.1f} s, {rows:,} rows", flush=True)
+    seconds, weeks = benchlib.timed(lambda: classifier_rollups_rebuild(start, end))
+    out[f"classifier ({len(weeks)} weeks)"] = (seconds, m.ClassifierRollup.objects.count())
+    print(f"  classifier rollups: {seconds:,.1f} s", flush=True)
+    out["backlog snapshot"] = benchlib.timed(lambda: backlog_snapshot_take(now=now))
     return out | capacity_warm()
 
 
@@ -169,10 +166,9 @@ def capacity_warm() -> dict[str, tuple[float, int]]:
     """What the 30-minute task does: fit every preset period's capacity forecasts into the cache."""
     from analytics.selectors.capacity import capacity_forecasts_warm
 
-    t0 = time.perf_counter()
-    plans = capacity_forecasts_warm()
-    print(f"  capacity forecasts: {time.perf_counter() - t0:,.1f} s for {plans} queue plans", flush=True)
-    return {"capacity forecasts (the warm task)": (time.perf_counter() - t0, plans)}
+    seconds, plans = benchlib.timed(capacity_forecasts_warm)
+    print(f"  capacity forecasts: {seconds:,.1f} s for {plans} queue plans", flush=True)
+    return {"capacity forecasts (the warm task)": (seconds, plans)}
 
 
 def reused() -> tuple[Seeded, datetime]:
@@ -224,12 +220,8 @@ def main() -> int:
         timings: dict[str, dict[int, tuple[float, float]]] = {}  # panel -> days -> (cold, median warm) seconds
         for panel in dw.panels():
             for days in panel.periods:
-                f = MetricFilter.last_days(days, today=now.date())
-                runs = []
-                for _ in range(args.repeat + 1):
-                    t0 = time.perf_counter()
-                    panel.read(f)
-                    runs.append(time.perf_counter() - t0)
+                read = partial(panel.read, MetricFilter.last_days(days, today=now.date()))
+                runs = [benchlib.timed(read)[0] for _ in range(args.repeat + 1)]
                 cold, warm = runs[0], statistics.median(runs[1:]) if runs[1:] else runs[0]
                 timings.setdefault(panel.name, {})[days] = cold, warm
                 print(f"{panel.name}, {days} d: {warm * 1000:,.1f} ms (cold {cold * 1000:,.1f})", flush=True)

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from tests.support.processes import Gunicorn, Process, Worker, model_train, runn
 RESULT = benchlib.RESULTS / "e2e.md"
 BROKER_URL = "redis://127.0.0.1:6379/4"
 CACHE_URL = "redis://127.0.0.1:6379/5"
-SOURCE, WARMUP_SOURCE, PACED_SOURCE = "bench-e2e", "bench-e2e-warmup", "bench-e2e-paced"
+SOURCE, WARMUP_SOURCE = "bench-e2e", "bench-e2e-warmup"
 # The labelled set's prompts are English; a few items say otherwise, as a multilingual platform's would.
 LANGUAGES = ["en"] * 14 + ["pt-BR", "es", "de", "ja"]
 
@@ -73,7 +71,7 @@ def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[st
 
 
 class PostgresBackends:
-    """CPU of the PostgreSQL processes working for this run (benchlib.WORKING_BACKENDS), sampled each second
+    """CPU of the PostgreSQL processes working for this run (benchlib.WORKING_BACKENDS), sampled every 2 s
     since Celery's pool reconnects now and then; other databases' backends are not counted."""
 
     def __init__(self, dbname: str, exclude: set[int]) -> None:
@@ -94,6 +92,14 @@ class PostgresBackends:
     def total(self) -> float:
         with self.lock:
             return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+    def watch(self, conninfo: str, stop: threading.Event) -> None:
+        """Sample every 2 s, on a connection of its own, until ``stop`` is set."""
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            self.exclude.add(conn.info.backend_pid)
+            while not stop.is_set():
+                self.sample(conn)
+                stop.wait(2.0)
 
 
 ESCALATION_RULES = [
@@ -144,7 +150,7 @@ def world_create() -> World:
         data = lifecycle.RuleData(name, condition, RuleAction(action), queue_id=queue_id, priority=priority)
         lifecycle.rule_save(actor=author, rule_set=escalation, data=data)
     escalation = publish(escalation, "bench escalation")
-    keys = benchlib.api_keys(SOURCE, WARMUP_SOURCE, PACED_SOURCE)
+    keys = benchlib.api_keys(SOURCE, WARMUP_SOURCE)
     return World(intake.pk, escalation.pk, intake.rules.count(), keys)
 
 
@@ -170,31 +176,6 @@ def wait_triaged(
         time.sleep(poll)
 
 
-@dataclass
-class Progress:
-    """The poll's view during the run: (seconds since the first send, items accepted, items triaged)."""
-
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
-    accepted: int = 0  # items in calls answered 201 so far
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def progress_watch(
-    t0: float, stop: threading.Event, progress: Progress, pg: PostgresBackends, conninfo: str, items: str
-) -> None:
-    """Every 2 s: the backends at work, and how many accepted items are triaged (accepted from the client's
-    201s, waiting off the un-triaged partial index: so the count may lag by a call or two until the last 201)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        pg.exclude.add(conn.info.backend_pid)
-        while not stop.is_set():
-            pg.sample(conn)
-            row = conn.execute(f"SELECT count(*) FROM {items} WHERE state = 'received'").fetchone()
-            with progress.lock:
-                accepted = progress.accepted
-            progress.samples.append((time.perf_counter() - t0, accepted, max(0, accepted - (row[0] if row else 0))))
-            stop.wait(2.0)
-
-
 def latencies(items: str, expr: str, source: str, where: str = "") -> tuple[float, float, float, int]:
     """p50, p99 and max of ``expr`` over the source's items, and how many."""
     from django.db import connection
@@ -207,18 +188,6 @@ def latencies(items: str, expr: str, source: str, where: str = "") -> tuple[floa
         )
         row = cur.fetchone()
     return float(row[0] or 0), float(row[1] or 0), float(row[2] or 0), int(row[3])
-
-
-def accepted_latencies(load: benchlib.Load, wall_at_t0: datetime, batch: int) -> tuple[float, float, float]:
-    """p50, p99 and max seconds from the moment the client had the item's 201 to the item's triaged_at."""
-    from queues.models import ReviewItem
-
-    answered = [wall_at_t0 + timedelta(seconds=p.answered - load.started) for p in load.posted]
-    stored = ReviewItem.objects.filter(source=SOURCE, triaged_at__isnull=False).values_list("external_id", "triaged_at")
-    lags = sorted((at - answered[int(ext.rsplit("-", 1)[1]) // batch]).total_seconds() for ext, at in stored)
-    if not lags:
-        return 0.0, 0.0, 0.0
-    return lags[len(lags) // 2], lags[min(len(lags) - 1, int(0.99 * len(lags)))], lags[-1]
 
 
 @dataclass
@@ -380,19 +349,14 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="HTTP connections in flight")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--celery-concurrency", type=int, default=2, help="triage worker pool processes")
-    parser.add_argument("--paced-seconds", type=float, default=20, help="then a steady load this long (0: none)")
-    parser.add_argument("--paced-share", type=float, default=0.5, help="its rate, as a share of the end-to-end rate")
-    parser.add_argument("--paced-batch", type=int, default=100, help="items per call in the steady load")
     parser.add_argument("--sample", type=int, default=5000, help="items re-routed and re-scored in-process to check")
     parser.add_argument("--target", type=float, default=2000, help="items/s triaged end to end to call it a pass")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", action="store_true", help="sample gunicorn and celery with py-spy (slows them)")
     args = parser.parse_args()
     if args.items < args.batch or args.batch < 1:
         raise SystemExit("--items must be at least one --batch")
     tmp = Path(tempfile.gettempdir())
     logs = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.log" for name in ("gunicorn", "worker")}
-    profiles = {name: tmp / f"bench-e2e-{name}-{os.getpid()}.txt" for name in ("gunicorn", "celery")}
     print(f"generating {args.items:,} items …", flush=True)
     prompts = [row["prompt"] for row in labelled_rows()]
     texts = texts_generate(prompts, count=args.items, seed=args.seed)
@@ -417,8 +381,7 @@ def main() -> int:
         worker = Worker(
             env, logs["worker"], name="bench-e2e", pool="prefork", concurrency=args.celery_concurrency, prefetch=1
         )
-        with ExitStack() as stack, psycopg.connect(conninfo, autocommit=True) as conn:
-            stack.enter_context(running(web, worker))
+        with running(web, worker), psycopg.connect(conninfo, autocommit=True) as conn:
             url = f"{web.base}/api/v1/items"
             # Small batches until every gunicorn worker has answered and every pool process has loaded the model.
             t0 = time.perf_counter()
@@ -432,9 +395,6 @@ def main() -> int:
             conn.execute("ANALYZE")  # as autovacuum would have in a live database
             print(f"warm in {time.perf_counter() - t0:.1f} s; posting {len(bodies):,} batches …", flush=True)
             pg = PostgresBackends(dbname, exclude={conn.info.backend_pid})
-            if args.profile:
-                for pid, profile in ((web.pid, profiles["gunicorn"]), (worker.pid, profiles["celery"])):
-                    stack.enter_context(benchlib.py_spy(pid or 0, profile, "--subprocesses", rate=100, required=False))
             meter = benchlib.CpuMeter(
                 {
                     "gunicorn (master + workers)": lambda: benchlib.tree_cpu(web.pid or 0),
@@ -448,21 +408,12 @@ def main() -> int:
                     ),
                 }
             )
-            stop, progress = threading.Event(), Progress()
-            wall_at_t0, t_ref = datetime.now(UTC), time.perf_counter()
-            watcher = threading.Thread(
-                target=progress_watch, args=(t_ref, stop, progress, pg, conninfo, items_table), daemon=True
-            )
+            stop = threading.Event()
+            watcher = threading.Thread(target=pg.watch, args=(conninfo, stop), daemon=True)
             pg.sample(conn, at_start=True)
             watcher.start()
             before = meter.snapshot()
-            sizes = [len(items[i : i + args.batch]) for i in range(0, len(items), args.batch)]
-
-            def accepted(i: int) -> None:
-                with progress.lock:
-                    progress.accepted += sizes[i]
-
-            load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency, on_201=accepted)
+            load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency)
             pg.sample(conn)
             posted = meter.snapshot()
             load.check("the load")
@@ -473,23 +424,6 @@ def main() -> int:
             stop.set()
             watcher.join()
             load_during = benchlib.loadavg()
-            # Offset from the bench's clock to the wall clock the app stamps (same machine).
-            wall_at_t0 += timedelta(seconds=load.started - t_ref)
-            paced = None
-            if args.paced_seconds > 0:
-                rate = args.paced_share * args.items / (done_at - load.started)
-                count = max(args.paced_batch, int(rate * args.paced_seconds) // args.paced_batch * args.paced_batch)
-                print(f"paced: {count:,} items at {rate:,.0f} items/s in calls of {args.paced_batch} …", flush=True)
-                paced_texts = texts_generate(prompts, count=count, seed=args.seed + 7)
-                paced_items = items_generate(paced_texts, run=f"p{datetime.now(UTC):%H%M%S}", seed=args.seed + 7)
-                paced_bodies = benchlib.batches(paced_items, args.paced_batch)
-                interval = args.paced_batch / rate
-                paced_load = benchlib.post_all(
-                    url, world.keys[PACED_SOURCE], paced_bodies, concurrency=4, interval=interval
-                )
-                paced_load.check("the paced load")
-                wait_triaged(conn, items_table, count, [web, worker], poll=0.1)
-                paced = (rate, count, paced_load.elapsed)
             redis_version = redis.Redis.from_url(BROKER_URL).info("server").get("redis_version", "?")
         print("figures, checks, then the references …", flush=True)
         first = ReviewItem.objects.filter(source=SOURCE).order_by("received_at").values_list("received_at").first()
@@ -500,16 +434,11 @@ def main() -> int:
         lat_queued = latencies(
             items_table, "extract(epoch FROM i.queued_at - i.received_at)", SOURCE, "AND i.state = 'queued'"
         )
-        lat_accepted = accepted_latencies(load, wall_at_t0, args.batch)
         check = check_database(world, args.items, SOURCE)
-        if paced:
-            paced_check = check_database(world, paced[1], PACED_SOURCE)
-            paced_lat = latencies(items_table, to_triaged, PACED_SOURCE)
         decisions = RoutingDecision.objects.filter(item__source=SOURCE)
         live = decisions.filter(shadow=False, rule_set_id=world.intake_id)
         destinations = list(live.values_list("destination").annotate(n=Count("pk")).order_by("-n"))
         escalated = decisions.filter(rule_set_id=world.escalation_id).count()
-        tasks = len(re.findall(r"items_triage_task\[[^\]]+\] succeeded", logs["worker"].read_text(errors="replace")))
         check_sample(check, world, args.sample, args.seed)
         print("reference: COPY of the same rows …", flush=True)
         copy_seconds = copy_rows(
@@ -526,7 +455,6 @@ def main() -> int:
         verdict = "met" if triaged_rate >= args.target else "MISSED"
         server = sum(cpu.groups[k] for k in list(cpu.groups)[:3])
         per_k = 1e6 / args.items
-        halfway = next((t for t, _, done in progress.samples if done >= args.items // 2), 0.0)
         dest = ", ".join(f"{d} {n:,}" for d, n in destinations[:12])
         if len(destinations) > 12:
             dest += f", {len(destinations) - 12} more destinations {sum(n for _, n in destinations[12:]):,}"
@@ -556,7 +484,7 @@ def main() -> int:
         r.add(
             "triaged items/s, client's view",
             f"{args.items / (done_at - load.started):,.0f}: first send to the poll seeing no item left 'received' "
-            f"({done_at - load.started:.1f} s); half the items triaged after {halfway:.1f} s",
+            f"({done_at - load.started:.1f} s)",
         )
         r.add(
             "**latency accepted → queued, p50 / p99 / max**",
@@ -566,21 +494,6 @@ def main() -> int:
         r.add(
             "latency for queued items only (→ queued_at = the 'queued' event's at)",
             f"{lat_queued[0]:.2f} / {lat_queued[1]:.2f} / {lat_queued[2]:.2f} s over {lat_queued[3]:,} items",
-        )
-        r.add(
-            "latency from the client holding the 201 → triaged_at", " / ".join(f"{s:.2f}" for s in lat_accepted) + " s"
-        )
-        if paced:
-            r.add(
-                f"**latency at a steady {paced[0]:,.0f} items/s**, p50 / p99 / max",
-                f"**{paced_lat[0]:.2f} / {paced_lat[1]:.2f}** / {paced_lat[2]:.2f} s (received_at → triaged_at): "
-                f"{paced[1]:,} more items after the flood, in calls of {args.paced_batch} at "
-                f"{args.paced_share:.0%} of the end-to-end rate for {paced[2]:.0f} s, no backlog",
-            )
-        r.add(
-            "triage tasks",
-            f"{tasks:,} `items_triage_task` runs (the warm-up's included), {args.batch} items each: intake sends "
-            "one per call after commit (TRIAGE_BATCH_SIZE)",
         )
         states = ", ".join(f"{s} {n:,}" for s, n in sorted(check.states.items()))
         r.add("outcome", f"{states}; {escalated:,} escalation-set decisions at triage")
@@ -608,25 +521,11 @@ def main() -> int:
             f"{decide_rows / max(decide_seconds, 1e-9):,.0f} rows/s on one core ({decide_rows:,} stored items' rows)",
         )
         r.add("check", check.describe())
-        if paced:
-            r.add("check, paced items", paced_check.describe())
         if cpu.others > 0.15:
             r.add("**the machine was not quiet**", f"other processes used {cpu.others:.2f} cores; figures pessimistic")
         for example in check.examples:
             r.add("differing example", example)
-        if args.profile:
-            app = r"\((routing|queues|ops_platform)/"
-            r.after.append(
-                benchlib.profile_table(profiles["celery"], "Where celery's CPU goes", "trace_task (", inclusive=app)
-            )
-            r.after.append(
-                benchlib.profile_table(
-                    profiles["gunicorn"], "Where gunicorn's CPU goes", "handle_request (", inclusive=app
-                )
-            )
-        ok = check.ok and (paced_check.ok if paced else True)
-        failure = check.describe() + ("; paced: " + paced_check.describe() if paced else "")
-        return r.finish(RESULT, write=not args.no_write, ok=ok, failure=failure)
+        return r.finish(RESULT, write=not args.no_write, ok=check.ok, failure=check.describe())
 
 
 if __name__ == "__main__":

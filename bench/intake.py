@@ -1,6 +1,6 @@
 """Intake throughput: batches posted over real HTTP to gunicorn on PostgreSQL, against a raw COPY of the same rows.
 
-.venv/bin/python bench/intake.py [--items 100000] [--batch 500] [--concurrency 2] [--profile] [--keep]
+.venv/bin/python bench/intake.py [--items 100000] [--batch 500] [--concurrency 2] [--keep]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,10 @@ from psycopg import sql
 from tests.support.processes import Gunicorn, children, running
 
 RESULT = benchlib.RESULTS / "intake.md"
-PROFILE = benchlib.RESULTS / "intake-profile.txt"
 BROKER_URL = "redis://127.0.0.1:6379/15"
 CACHE_URL = "redis://127.0.0.1:6379/14"
 SOURCE, WARMUP_SOURCE = "bench-intake", "bench-warmup"
-COPY_TABLE, INSERT_TABLE = "bench_copy_reviewitem", "bench_insert_reviewitem"
+COPY_TABLE = "bench_copy_reviewitem"
 
 VOCABULARY = {
     "en": (
@@ -87,79 +85,12 @@ def items_generate(*, count: int, run: str, seed: int, created_at: datetime) -> 
     return items
 
 
-# Where a sampled stack of a gunicorn worker belongs (benchlib.profile_table); the order matters: the INSERT's
-# psycopg work is not "other psycopg".
-PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("triage hand-off (Celery publish to Redis)", ("triage_enqueue (",)),
-    ("auth: API key lookup", ("ApiKeyAuthentication.authenticate (",)),
-    ("throttle: per-client rate limit (Redis)", ("allow_request (",)),
-    ("read body + json.loads", ("LimitedJSONParser.parse (",)),
-    ("validation: ItemIn(many=True).is_valid()", ("ListSerializer.is_valid (",)),
-    ("INSERT: psycopg parses the SQL text (too long to cache)", ("items_insert_new (", "_query2pg_client")),
-    ("INSERT: psycopg quotes params, sends, waits", ("items_insert_new (", "(psycopg/")),
-    ("INSERT: builds SQL + get_db_prep_save per field", ("items_insert_new (",)),
-    ("SELECT id, state of the batch after the insert", ("items_ingest (", "QuerySet.")),
-    ("commit", ("items_ingest (", "Atomic.__exit__ (")),
-    ("ReviewItem(...) objects and result rows", ("items_ingest (",)),
-    ("response rows (routing.intake.api.ingest)", ("ingest (routing/intake/api.py",)),
-    ("JSON render of the response", ("JSONRenderer.render (",)),
-    ("view dispatch (DRF)", ("APIView.dispatch (",)),
-]
-
-
-def scratch_table(conn: psycopg.Connection[Any], name: str, items: str) -> None:
-    """A fresh, logged table shaped like the items table: same columns, defaults, checks and indexes."""
-    statement = "DROP TABLE IF EXISTS {copy}; CREATE TABLE {copy} (LIKE {items} INCLUDING ALL)"
-    conn.execute(sql.SQL(statement).format(copy=sql.Identifier(name), items=sql.Identifier(items)))
-    conn.commit()
-
-
-def insert_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]], batch: int) -> tuple[float, float]:
-    """Seconds (and client CPU seconds) to store ``rows`` with intake's own ``INSERT … SELECT … FROM
-    jsonb_to_recordset(%s::jsonb) … ON CONFLICT DO NOTHING RETURNING`` from psycopg, a transaction a batch."""
-    with psycopg.connect(conninfo) as conn:
-        scratch_table(conn, INSERT_TABLE, items)
-        typed = conn.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
-            "AND attnum > 0 AND NOT attisdropped AND attname <> 'id' ORDER BY attnum",
-            [items],
-        ).fetchall()
-        columns = [name for name, _ in typed]
-        json_columns = {name for name, kind in typed if kind == "jsonb"}
-        position = {c: i for i, c in enumerate(benchlib.INTAKE_FIELDS) if c in columns}
-        names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        statement = sql.SQL(
-            "INSERT INTO {} ({}) SELECT {} FROM jsonb_to_recordset(%s::jsonb) AS r({}) "
-            "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, external_id"
-        ).format(
-            sql.Identifier(INSERT_TABLE),
-            names,
-            names,
-            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in typed),
-        )
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            records = [{c: jsonable(row, position.get(c), c in json_columns) for c in columns} for row in chunk]
-            with conn.cursor() as cur:
-                cur.execute(statement, [json.dumps(records)])
-                if len(cur.fetchall()) != len(chunk):
-                    raise SystemExit("the direct INSERT skipped rows it should have created")
-            conn.commit()
-        return time.perf_counter() - t0, time.process_time() - cpu0
-
-
-def jsonable(row: tuple[Any, ...], position: int | None, is_json_text: bool) -> Any:
-    value = None if position is None else row[position]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return json.loads(value) if is_json_text and isinstance(value, str) else value
-
-
 def copy_rows(conninfo: str, items: str, rows: list[tuple[Any, ...]]) -> float:
-    """Seconds to COPY ``rows`` into a fresh logged copy of the items table (same indexes and checks)."""
+    """Seconds to COPY ``rows`` into a fresh logged table LIKE the items table INCLUDING ALL (indexes, checks)."""
     with psycopg.connect(conninfo) as conn:
-        scratch_table(conn, COPY_TABLE, items)
+        statement = "DROP TABLE IF EXISTS {copy}; CREATE TABLE {copy} (LIKE {items} INCLUDING ALL)"
+        conn.execute(sql.SQL(statement).format(copy=sql.Identifier(COPY_TABLE), items=sql.Identifier(items)))
+        conn.commit()  # the COPY alone is timed, into a table created before its transaction
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(COPY_TABLE), sql.SQL(", ").join(map(sql.Identifier, benchlib.INTAKE_FIELDS))
         )
@@ -195,7 +126,6 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, help="connections in flight (default: one per worker)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--target", type=float, default=5000, help="items/s accepted to call it a pass")
-    parser.add_argument("--profile", action="store_true", help="sample the workers with py-spy (slows them)")
     args = parser.parse_args()
     args.concurrency = args.concurrency or args.workers
     log = Path(tempfile.gettempdir()) / f"bench-intake-gunicorn-{os.getpid()}.log"
@@ -235,17 +165,15 @@ def main() -> int:
                 }
             )
             print(f"posting with {args.concurrency} connections to {args.workers} gunicorn workers …", flush=True)
-            with benchlib.py_spy(web.pid or 0, PROFILE, "--subprocesses") if args.profile else nullcontext():
-                before = meter.snapshot()
-                load = benchlib.post_all(url, keys[SOURCE], bodies, concurrency=args.concurrency)
-                cpu = meter.usage(before, meter.snapshot())
+            before = meter.snapshot()
+            load = benchlib.post_all(url, keys[SOURCE], bodies, concurrency=args.concurrency)
+            cpu = meter.usage(before, meter.snapshot())
         created = sum(json.loads(p.body)["created"] for p in load.posted if p.status == 201)
         stored = ReviewItem.objects.filter(source=SOURCE).count()
         connections.close_all()
         broker = redis.Redis.from_url(BROKER_URL)
         published = sum(broker.llen(k) for k in broker.scan_iter("triage*") if broker.type(k) == b"list") - len(warmup)
-        print("the same rows straight into PostgreSQL: INSERT, then COPY …", flush=True)
-        insert_seconds, insert_cpu = insert_rows(conninfo, items_table, rows, args.batch)
+        print("the same rows straight into PostgreSQL by COPY …", flush=True)
         copy_seconds = copy_rows(conninfo, items_table, rows)
         differing = rows_differing(conninfo, items_table)
 
@@ -253,7 +181,6 @@ def main() -> int:
         rate, copy_rate = created / elapsed, n / copy_seconds
         latencies = [p.seconds * 1000 for p in load.posted]
         server = f"gunicorn {args.workers} sync workers, no access log"
-        server += " (sampled by py-spy: slower than without)" if args.profile else ""
         r = benchlib.Report("Intake benchmark")
         r.stamp(conninfo)
         r.add("server", f"{server}; throttle cache in Redis db 14")
@@ -279,27 +206,11 @@ def main() -> int:
             f"{cpu.groups['PostgreSQL'] * per_k:.0f} ms in PostgreSQL",
         )
         r.add(
-            "same INSERT from psycopg directly",
-            f"{n / insert_seconds:,.0f} rows/s, batches of {args.batch}, a transaction each; "
-            f"{insert_cpu * per_k:.0f} ms client CPU per 1,000 rows",
-        )
-        r.add(
             "COPY FROM STDIN, same rows",
-            f"{copy_rate:,.0f} rows/s ({copy_seconds:.2f} s, one COPY); both into new tables LIKE {items_table} "
+            f"{copy_rate:,.0f} rows/s ({copy_seconds:.2f} s, one COPY) into a new table LIKE {items_table} "
             "INCLUDING ALL (same columns, checks and indexes; no foreign keys, all NULL here anyway)",
         )
         r.add("HTTP intake vs COPY", f"{rate / copy_rate:.1%} of the COPY rate ({copy_rate / rate:.1f}x slower)")
-        if args.profile:
-            per_sample = cpu.groups["gunicorn workers"] * per_k
-            r.after.append(
-                benchlib.profile_table(
-                    PROFILE,
-                    "Where the workers' CPU goes (py-spy, CPU samples only)",
-                    "SyncWorker.handle_request (",
-                    [*PHASES, ("gunicorn, WSGI, middleware", ())],
-                    lambda total: per_sample / total,
-                )
-            )
         for p in load.failures()[:5]:
             print(f"non-201: {p.status} {p.body[:300]!r}")
         ok = not load.failures() and stored == created == n and not differing

@@ -12,15 +12,13 @@ The reference in the same run is ``/healthz`` (the same stack, no work). Prints 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,37 +192,6 @@ def demo_database(path: Path, fresh: bool) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def model_defaults(conninfo: str, models: Iterable[Any]) -> Iterator[None]:
-    """Every column with a Django default gets it in the database while the block runs: the seeding COPYs only
-    the columns the world generator knows, and a column added since (``Decision.is_reversal``) must not be NULL."""
-    from django.db import connection
-    from django.db.models import NOT_PROVIDED, JSONField
-
-    set_, drop = [], []
-    for model in models:
-        for f in model._meta.concrete_fields:
-            if f.has_default() and not f.primary_key and f.db_default is NOT_PROVIDED:
-                if isinstance(f, JSONField):
-                    value = json.dumps(f.get_default())
-                else:
-                    value = f.get_db_prep_save(f.get_default(), connection)
-                ident = sql.SQL("ALTER TABLE {} ALTER COLUMN {} ").format(
-                    sql.Identifier(model._meta.db_table), sql.Identifier(f.column)
-                )
-                set_.append(ident + sql.SQL("SET DEFAULT {}").format(sql.Literal(value)))
-                drop.append(ident + sql.SQL("DROP DEFAULT"))
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        for statement in set_:
-            conn.execute(statement)
-    try:
-        yield
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            for statement in drop:
-                conn.execute(statement)
-
-
 def waiting_add(conninfo: str, n: int, now: datetime) -> float:
     """``n`` more waiting items, cloned from the newest queued one by one INSERT … SELECT over the queues, received
     over the last 14 days: the backlog at scale. Seconds taken."""
@@ -282,14 +249,7 @@ def main() -> int:
     if args.mode == "demo":
         env = demo_database(args.demo_db, args.fresh)
         django_setup(env)
-        from queues.models import Decision, ReviewItem
-
-        r.add(
-            "world",
-            f"the embedded demo on SQLite ({args.demo_db}): {Decision.objects.count():,} decisions, "
-            f"{ReviewItem.objects.filter(state='queued').count():,} waiting items",
-        )
-        return finish(r, args)
+        return finish(r, args, f"the embedded demo on SQLite ({args.demo_db})")
     sys.path.insert(0, str(Path(__file__).parent))
     import dashboard
 
@@ -298,34 +258,29 @@ def main() -> int:
     hosts = "127.0.0.1,localhost"  # production settings allow no host unless told
     with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING", ALLOWED_HOSTS=hosts) as db:
         django_setup(db.env)
-        from queues.models import Decision, ReviewItem
-
         if not args.reuse:
             world = dw.world_create()
             now = datetime.now(UTC).replace(second=0, microsecond=0)
             print(f"seeding {args.decisions:,} decided items by COPY …", flush=True)
-            with model_defaults(db.conninfo, dw.models()):
-                seeded = dashboard.seed(db.conninfo, world, args.decisions, now)
+            seeded = dashboard.seed(db.conninfo, world, args.decisions, now)
             extra = waiting_add(db.conninfo, args.waiting, now)
             print(f"seeded in {seeded.seconds:,.0f} s (+{extra:,.0f} s waiting items); building rollups …", flush=True)
-            t0 = time.perf_counter()
-            dashboard.rollups_build(now - timedelta(seconds=1))
+            rollups, _ = benchlib.timed(lambda: dashboard.rollups_build(now - timedelta(seconds=1)))
             r.add(
                 "seeding",
                 f"COPY {sum(seeded.rows.values()):,} rows in {seeded.seconds:,.0f} s, "
-                f"waiting items {extra:,.0f} s, rollups {time.perf_counter() - t0:,.0f} s",
+                f"waiting items {extra:,.0f} s, rollups {rollups:,.0f} s",
             )
         manage(db.env, "collectstatic", "--noinput")  # production settings: the manifest the templates need
         r.add("machine", machine_description(db.conninfo))
-        r.add(
-            "world",
-            f"PostgreSQL: {Decision.objects.count():,} decisions, "
-            f"{ReviewItem.objects.filter(state='queued').count():,} waiting items",
-        )
-        return finish(r, args)
+        return finish(r, args, "PostgreSQL")
 
 
-def finish(r: Report, args: Any) -> int:
+def finish(r: Report, args: Any, where: str) -> int:
+    from queues.models import Decision, ReviewItem
+
+    waiting = ReviewItem.objects.filter(state="queued").count()
+    r.add("world", f"{where}: {Decision.objects.count():,} decisions, {waiting:,} waiting items")
     times, statuses, reference, left = time_pages(args.repeat, args.only)
     rows = sorted(((percentile(v, 0.95), percentile(v, 0.5), len(v), page) for page, v in times.items()), reverse=True)
     r.add("reference: /healthz", f"p50 {percentile(reference, 0.5):,.1f} ms, p95 {percentile(reference, 0.95):,.1f} ms")

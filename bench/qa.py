@@ -16,14 +16,13 @@ import os
 import random
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import benchlib
 import httpx
-from benchlib import RESULTS, Report, django_setup, machine_description, percentile, post_all
+from benchlib import RESULTS, Report, django_setup, machine_description, percentile, post_all, timed
 
 from tests.support.processes import Gunicorn, running
 
@@ -41,12 +40,6 @@ def labels_of(items: int, raters: int, seed: int = 22) -> list[list[bool]]:
         truth = i % 3 == 0
         out.append([truth if rng.random() < 0.8 else not truth for _ in range(raters)])
     return out
-
-
-def timed(call: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = call()
-    return time.perf_counter() - start, result
 
 
 def repeated_ms(call: Callable[[], Any]) -> tuple[float, float, float]:
@@ -120,13 +113,12 @@ def main() -> int:
             create_s, one_by_one = timed(lambda: create("one by one"))
             imported = create("imported")
             print(f"rating session {one_by_one} one call per rating …", flush=True)
-            bodies = [
-                json.dumps(
-                    {"reviewer": names[k], "item": pk, "is_violation": v, "policy": "hate" if v else None}
-                ).encode()
-                for pk, row in zip(ids[:per_call], verdicts[:per_call], strict=True)
-                for k, v in enumerate(row)
+            rated = [(pk, k, v) for pk, row in zip(ids, verdicts, strict=True) for k, v in enumerate(row)]
+            ratings_in = [
+                {"reviewer": names[k], "item": pk, "is_violation": v, "policy": "hate" if v else None}
+                for pk, k, v in rated[: per_call * args.raters]
             ]
+            bodies = [json.dumps(body).encode() for body in ratings_in]
             load = post_all(
                 f"{web.base}/api/v1/qa/calibration-sessions/{one_by_one}/ratings",
                 key,
@@ -139,21 +131,11 @@ def main() -> int:
             rows = [
                 {"item": pk, "participant": names[k], "rater": f"crowd-{k}", "labelled_at": when, "is_violation": v}
                 | ({"policy": "hate"} if v else {})
-                for pk, row in zip(ids, verdicts, strict=True)
-                for k, v in enumerate(row)
+                for pk, k, v in rated
             ]
-            import_bodies = [
-                json.dumps(
-                    {
-                        "reviewer": "quinn",
-                        "target": "calibration",
-                        "source": "bench",
-                        "session": imported,
-                        "labels": rows[i : i + args.batch],
-                    }
-                ).encode()
-                for i in range(0, len(rows), args.batch)
-            ]
+            head = {"reviewer": "quinn", "target": "calibration", "source": "bench", "session": imported}
+            chunks = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
+            import_bodies = [json.dumps(head | {"labels": chunk}).encode() for chunk in chunks]
             # One connection: a batch locks the session while its ratings land, so parallel batches would queue.
             imports = post_all(f"{web.base}/api/v1/qa/label-imports", key, import_bodies, concurrency=1)
             imports.check("label imports")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 try:
     from benchlib import RESULTS, ROOT, cpu_model, loadavg, machine_busy
@@ -29,6 +30,7 @@ LOGS = RESULTS / "logs"
 REPORT = RESULTS / "REPORT.md"
 DOCS_COPY = ROOT / "docs" / "benchmark-report.md"
 PYTHON = sys.executable
+MARK = "<!-- outcome "  # a section's first line: the outcome as JSON, for --merge
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ BENCHMARKS = [
     Script("claim", ("bench/claim.py",), ("--large", "100000", "--rounds", "2")),
     Script("qa", ("bench/qa.py",), ("--items", "2000", "--per-call-items", "200")),
     Script("dashboard", ("bench/dashboard.py",), ("--decisions", "200000")),
-    Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000", "--paced-seconds", "10")),
+    Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000")),
 ]
 SCRIPTS = BENCHMARKS + [Script(d.name, ("-m", d.module), ("--quick",), drill=True) for d in DRILLS]
 
@@ -130,70 +132,30 @@ class Outcome:
     commit: str = ""
     earlier: bool = False  # taken from an earlier run's saved outcome (--merge)
 
-    def save(self) -> None:
-        """Kept next to the log, so a later ``--merge`` run can put this result in its report."""
+    def record(self) -> dict[str, Any]:
+        """What a later ``--merge`` run needs to put this result in its report again."""
         record = {k: v for k, v in asdict(self).items() if k not in ("script", "earlier")}
-        record["log"] = str(self.log) if self.log else None
-        saved_path(self.script).write_text(json.dumps(record, indent=1))
+        return record | {"log": shown(self.log) if self.log else None}
 
     @classmethod
-    def saved(cls, script: Script) -> Outcome | None:
-        path = saved_path(script)
-        if not path.exists():
-            return None
-        record = json.loads(path.read_text())
-        record["log"] = Path(record["log"]) if record.get("log") else None
-        record["load"] = tuple(record["load"])
+    def of(cls, script: Script, record: dict[str, Any]) -> Outcome:
+        record |= {"log": ROOT / record["log"] if record.get("log") else None, "load": tuple(record["load"])}
         return cls(script, **record, earlier=True)
 
     @classmethod
-    def from_report(cls, script: Script, report: str) -> Outcome | None:
-        """The outcome as a report written earlier shows it (its summary row and its section): what ``--merge``
-        falls back on in a fresh checkout, where no saved outcome exists but the committed report does."""
-        kind = "drill" if script.drill else "bench"
-        row = re.search(
-            rf"^\| {kind} `{re.escape(script.name)}`(?: \(earlier run\))? \| (?P<status>[^|]+) \| [^|]* \| "
-            r"(?P<cpu>[\d,.]+) s \| (?P<busy>\d+)% \| (?P<before>[^|→]*) → (?P<after>[^|]*) \|",
-            report,
-            flags=re.MULTILINE,
-        )
-        heading = f"## {'Drill' if script.drill else 'Benchmark'}: {script.name}\n"
-        if row is None or heading not in report or row["status"].strip() == "not run":
+    def saved(cls, script: Script, report: str) -> Outcome | None:
+        """The outcome kept next to the log by its last run; else as ``report`` (a report written earlier, the
+        committed one in a fresh checkout) records it, its result being the section's text."""
+        if (path := LOGS / f"{script.result.stem}.json").exists():
+            return cls.of(script, json.loads(path.read_text()))
+        heading = f"{section_heading(script)}\n\n{MARK}"
+        if heading not in report:
             return None
-        section = report.split(heading, 1)[1].split("\n## ", 1)[0].strip("\n")
-        first, _, body = section.partition("\n\n")
-        line = re.match(
-            r"`(?P<cmd>[^`]*)`: (?P<status>.+?) in (?P<seconds>\d+) s, (?P<when>.+?) on commit (?P<commit>.+?)"
-            r"(?: \(an earlier run\))?; log `(?P<log>[^`]*)`(?:; (?P<note>.*))?$",
-            first,
-        )
-        if line is None:
-            return None
-        failed = re.search(r"exit (-?\d+)", line["status"])
-        returncode = 0 if line["status"] == "pass" else -9 if line["status"] == "timed out" else None
-        if failed:
-            returncode = int(failed[1])
-        tail: list[str] = []
-        markdown = re.sub(r"^#(#{1,5}) ", r"\1 ", body, flags=re.MULTILINE) + "\n"  # demote() undone
-        if body.startswith("Last lines of its output:"):
-            tail, markdown = [ln + "\n" for ln in body.split("```")[1].strip("\n").splitlines()], ""
-        command = line["cmd"].split()  # python bench/x.py …, python -m tests.drills.x …, python bench/drills/x.py …
-        return cls(
-            script,
-            args=command[3:] if command[1:2] == ["-m"] else command[2:],
-            returncode=returncode,
-            seconds=float(line["seconds"]),
-            cpu=float(row["cpu"].replace(",", "")),
-            busy=int(row["busy"]) / 100,
-            load=(row["before"].strip(), row["after"].strip()),
-            markdown=markdown,
-            note=line["note"] or "",
-            log=None if line["log"] == "-" else ROOT / line["log"],
-            tail=tail,
-            when=line["when"],
-            commit=line["commit"],
-            earlier=True,
-        )
+        record, _, section = report.split(heading, 1)[1].partition(" -->\n")
+        body = section.split("\n## ", 1)[0].partition("\n\n")[2].strip("\n")
+        shown_tail = body.startswith("Last lines of its output:")
+        markdown = "" if shown_tail else re.sub(r"^#(#{1,5}) ", r"\1 ", body, flags=re.MULTILINE) + "\n"
+        return cls.of(script, json.loads(record) | {"markdown": markdown})
 
     @property
     def status(self) -> str:
@@ -202,10 +164,6 @@ class Outcome:
         if self.returncode == 0:
             return "pass"
         return "timed out" if self.returncode == -9 else f"**FAILED** (exit {self.returncode})"
-
-
-def saved_path(script: Script) -> Path:
-    return LOGS / f"{'drill-' if script.drill else ''}{script.name}.json"
 
 
 def run_script(script: Script, args: list[str]) -> Outcome:
@@ -252,6 +210,10 @@ def run_script(script: Script, args: list[str]) -> Outcome:
     else:
         outcome.note = f"no result written to {shown(script.result)} during this run"
     return outcome
+
+
+def section_heading(script: Script) -> str:
+    return f"## {'Drill' if script.drill else 'Benchmark'}: {script.name}"
 
 
 def shown(path: Path) -> str:
@@ -364,11 +326,12 @@ def report_render(
             f"{o.load[0]} → {o.load[1]} | {figures} |"
         )
     for o in ran:
-        kind = "Drill" if o.script.drill else "Benchmark"
+        record = json.dumps({k: v for k, v in o.record().items() if k != "markdown"}, ensure_ascii=False)
         lines += [
             "",
-            f"## {kind}: {o.script.name}",
+            section_heading(o.script),
             "",
+            MARK + record.replace(">", "\\u003e") + " -->",  # what --merge reads back
             f"`{' '.join([Path(PYTHON).name, *o.script.command, *o.args])}`: {o.status} in "
             f"{o.seconds:.0f} s, {o.when} on commit {o.commit}{' (an earlier run)' if o.earlier else ''}; "
             f"log `{shown(o.log) if o.log else '-'}`" + (f"; {o.note}" if o.note else ""),
@@ -420,11 +383,11 @@ def main() -> int:
     outcomes = []
     for s in scripts:
         if not chosen(s):
-            earlier = (Outcome.saved(s) or Outcome.from_report(s, committed)) if args.merge else None
+            earlier = Outcome.saved(s, committed) if args.merge else None
             outcomes.append(earlier or Outcome(s, []))
             continue
         outcome = run_script(s, list(s.quick) if args.quick else [])
-        outcome.save()
+        (LOGS / f"{s.result.stem}.json").write_text(json.dumps(outcome.record(), indent=1))
         outcomes.append(outcome)
     text = report_render(outcomes, args=args, started=started, machine=machine, load=(load_start, loadavg()))
     REPORT.write_text(text)

@@ -3,13 +3,10 @@ backtest it over a million stored items in PostgreSQL, against a raw COPY of the
 
 from __future__ import annotations
 
-import cProfile
 import gc
-import io
 import json
 import math
 import os
-import pstats
 import random
 import sys
 import time
@@ -23,13 +20,12 @@ from typing import Any
 import benchlib
 import numpy as np
 import psycopg
-from benchlib import names
+from benchlib import names, timed
 from psycopg import sql
 
 from tests.support.rule_world import BASELINE_RULES, World, world_create
 
 RESULT = benchlib.RESULTS / "rules.md"
-PROFILE = benchlib.RESULTS / "rules-profile.txt"
 DAYS = 14
 
 # --- generated items ---------------------------------------------------------------------------------
@@ -57,23 +53,15 @@ PHRASES = names(
 
 @dataclass
 class Items:
-    """Generated items in arrival order, as columns. ``scores`` holds each item's stored scores (JSON object)."""
+    """Generated items in arrival order: the values of their first 11 ITEM_FIELDS (JSON as text), their stored
+    scores, and their seconds from the start of the period (ascending)."""
 
-    kind: list[str]
-    source: list[str]
-    surface: list[str]
-    language: list[str]
-    text: list[str]
-    author: list[str]
-    report_count: np.ndarray
-    reasons: list[list[str]]
-    media: np.ndarray
-    metadata: list[dict[str, Any]]
+    fields: list[tuple[Any, ...]]
     scores: list[dict[str, float]]
-    offset_seconds: np.ndarray  # from the start of the period, ascending
+    offset_seconds: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.kind)
+        return len(self.fields)
 
 
 def scores_generate(rng: np.random.Generator, reported: np.ndarray) -> np.ndarray:
@@ -108,7 +96,7 @@ def items_generate(count: int, *, seed: int) -> Items:
     media = np.where(nprng.random(count) < 0.2, nprng.integers(1, 5, count), 0)
     offsets = np.sort(nprng.uniform(0, DAYS * 86400 - 1, count))
 
-    items = Items([], [], [], [], [], [], report_count, [], media, [], [], offsets)
+    items = Items([], [], offsets)
     for i in range(count):
         surface = rng.choice(benchlib.SURFACES)
         language = rng.choice(benchlib.LANGUAGES)
@@ -136,14 +124,12 @@ def items_generate(count: int, *, seed: int) -> Items:
             scores = {c: float(v) for c, v in zip(CATEGORIES[:5], row[:5], strict=True)}
         else:
             scores = {c: float(v) for c, v in zip(CATEGORIES, row, strict=True)}
-        items.kind.append("user_report" if reported[i] else "content")
-        items.source.append(source)
-        items.surface.append(surface)
-        items.language.append(language)
-        items.text.append(" ".join(words))
-        items.author.append(f"u{int(rng.paretovariate(1.2) * 1000)}")
-        items.reasons.append(rng.sample(benchlib.REASONS, rng.randint(1, 3)) if reported[i] else [])
-        items.metadata.append(metadata)
+        kind, text = "user_report" if reported[i] else "content", " ".join(words)
+        media_urls = json.dumps([f"https://cdn.example.com/m/{i}/{k}.jpg" for k in range(int(media[i]))])
+        author = f"u{int(rng.paretovariate(1.2) * 1000)}"
+        reasons = json.dumps(rng.sample(benchlib.REASONS, rng.randint(1, 3)) if reported[i] else [])
+        more = (language, json.dumps(metadata, ensure_ascii=False), reasons, int(report_count[i]))
+        items.fields.append((source, f"bench-{i:08d}", kind, text, media_urls, author, surface, *more))
         items.scores.append(scores)
     return items
 
@@ -191,12 +177,6 @@ def one_core() -> Iterator[int]:
         yield cpu
     finally:
         os.sched_setaffinity(0, before)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def columns_from_rows(rows: Sequence[dict[str, Any]], names: set[str]) -> dict[str, Any]:
@@ -350,21 +330,21 @@ class BacktestRun:
         )
 
 
-def backtest_run(world: World, *, start: datetime, end: datetime, profile: cProfile.Profile | None) -> BacktestRun:
+def backtest_run(world: World, *, start: datetime, end: datetime) -> BacktestRun:
     from routing.rules.backtest import backtest_compute
     from routing.rules.engine import program_for
 
     draft, baseline = program_for(world.draft), program_for(world.baseline)
     others = [pid for pid, name in benchlib.processes().items() if name != "postgres" and pid != os.getpid()]
-    meter = benchlib.CpuMeter(
-        {"this process": time.process_time, "other processes": lambda: sum(map(benchlib.process_cpu, others))}
-    )
+    seen: dict[int, float] = {}
+
+    def others_cpu() -> float:  # one that exits meanwhile keeps its last reading: 0 would count as negative CPU
+        seen.update({pid: max(seen.get(pid, 0.0), benchlib.process_cpu(pid)) for pid in others})
+        return sum(seen.values())
+
+    meter = benchlib.CpuMeter({"this process": time.process_time, "other processes": others_cpu})
     before = meter.snapshot()
-    if profile is not None:
-        profile.enable()
     result = backtest_compute(draft, baseline, start=start, end=end)
-    if profile is not None:
-        profile.disable()
     cpu = meter.usage(before, meter.snapshot())
     return BacktestRun(cpu.wall, result, cpu)
 
@@ -388,21 +368,15 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
 
     queue = world.queues["general"].pk
     by_index = {d.index: d for d in decided}
-    dumps = json.dumps
 
     def at(i: int, seconds: float = 0) -> datetime:
         return start + timedelta(seconds=float(items.offset_seconds[i]) + seconds)
 
     def item_rows() -> Iterator[tuple[Any, ...]]:
-        for i in range(len(items)):
+        for i, fields in enumerate(items.fields):
             done = i in by_index
-            media = dumps([f"https://cdn.example.com/m/{i}/{k}.jpg" for k in range(int(items.media[i]))])
-            yield (
-                *(items.source[i], f"bench-{i:08d}", items.kind[i], items.text[i], media, items.author[i]),
-                *(items.surface[i], items.language[i], dumps(items.metadata[i], ensure_ascii=False)),
-                *(dumps(items.reasons[i]), int(items.report_count[i]), "decided" if done else "queued", queue, 0),
-                *("[]", 1, at(i), at(i, 2), at(i, 2), at(i, 3 * 3600) if done else None),
-            )
+            state = ("decided" if done else "queued", queue, 0, "[]", 1)
+            yield (*fields, *state, at(i), at(i, 2), at(i, 2), at(i, 3 * 3600) if done else None)
 
     with psycopg.connect(conninfo) as conn:
         benchlib.copy_rows(conn, ReviewItem, ITEM_FIELDS, item_rows())
@@ -411,7 +385,7 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
         if len(ids) != len(items) or ids[-1] - ids[0] + 1 != len(ids):
             raise SystemExit(f"COPY stored {len(ids)} items (expected {len(items)}), or not in one id run")
         scores = (
-            (item_id, "local", "local", "7", "", dumps(items.scores[i]), "{}", at(i, 1))
+            (item_id, "local", "local", "7", "", json.dumps(items.scores[i]), "{}", at(i, 1))
             for i, item_id in enumerate(ids)
         )
         benchlib.copy_rows(conn, ClassifierScore, SCORE_FIELDS, scores)
@@ -451,7 +425,6 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="backtest runs, and best of for compiled rows/s")
     parser.add_argument("--rate-target", type=float, default=100_000, help="compiled evaluations/s to pass")
     parser.add_argument("--backtest-target", type=float, default=10.0, help="backtest seconds to pass")
-    parser.add_argument("--profile", action="store_true", help=f"cProfile the first backtest into {PROFILE.name}")
     args = parser.parse_args()
     args.rows = min(args.rows, args.items)
     print(f"generating {args.items:,} items and {args.decisions:,} decisions …", flush=True)
@@ -488,15 +461,9 @@ def main() -> int:
         copy_s, copied, copy_bytes = raw_copy_seconds(conninfo, start=start, end=end, names=names_read)
         connection.close()
         runs = []
-        profile = cProfile.Profile() if args.profile else None
         for n in range(args.repeat):
             print(f"backtest {n + 1}/{args.repeat} …", flush=True)
-            runs.append(backtest_run(world, start=start, end=end, profile=profile if n == 0 else None))
-        if profile is not None:
-            out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(45)
-            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
-            PROFILE.write_text(out.getvalue())
+            runs.append(backtest_run(world, start=start, end=end))
 
         result = runs[0].result
         terminal, tagging = len(draft.terminal), len(draft.tagging)
@@ -563,8 +530,6 @@ def main() -> int:
             f"{result['changed']:,} items change destination; draft: "
             + ", ".join(f"{k} {v:,}" for k, v in destinations),
         )
-        if args.profile:
-            print(f"profile in {PROFILE.relative_to(benchlib.ROOT)}")
         outcome = [{k: v for k, v in run.result.items() if k != "seconds"} for run in runs]
         stable = all(o == outcome[0] for o in outcome)
         ok = rates.disagreements == 0 and result["items"] == args.items and stable

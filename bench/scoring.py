@@ -1,11 +1,10 @@
 """Local-model scoring throughput through a real Celery worker on Redis: batched tasks against one item per task.
 
-.venv/bin/python bench/scoring.py [--items 20000] [--batch 500] [--single-items 2000] [--profile] [--keep]
+.venv/bin/python bench/scoring.py [--items 20000] [--batch 500] [--single-items 2000] [--keep]
 """
 
 from __future__ import annotations
 
-import copy
 import platform
 import random
 import re
@@ -13,7 +12,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +28,7 @@ WORKER_LOG = benchlib.RESULTS / "scoring-worker.log"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 CACHE_URL = "redis://127.0.0.1:6379/13"
 # One source per set of items, so each path is counted and checked on its own rows.
-BATCHED, SINGLE, WARMUP, NO_MODEL = (f"bench-scoring-{s}" for s in ("batched", "single", "warmup", "nomodel"))
+BATCHED, SINGLE, WARMUP = (f"bench-scoring-{s}" for s in ("batched", "single", "warmup"))
 DECORATIONS = ["!", "!!", "?", "...", " 😂", " 🙏", " 🔥", " lol", " smh", ","]  # what users add around words
 # Cores used by other processes during a path above which the report says the machine was not quiet.
 NOISE_CORES = 0.15
@@ -99,13 +97,6 @@ def texts_generate(prompts: Sequence[str], *, count: int, seed: int) -> list[str
     return texts
 
 
-def vocabulary_line(texts: Sequence[str]) -> str:
-    """How often a word (as the vectorizers split and lowercase) is new to the stream: caches per word depend on it."""
-    words = [w for text in texts for w in text.lower().split()]
-    new = len(set(words))
-    return f"{len(words):,} words, {new:,} distinct ({new / max(len(words), 1):.1%} of words are a first occurrence)"
-
-
 def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> list[int]:
     """COPY the texts in as 'received' items of ``source``; their ids, one run (the poll counts by id range)."""
     from queues.models import ReviewItem
@@ -126,28 +117,6 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
     return ids
 
 
-# Where a sampled stack inside a task belongs (benchlib.profile_table); the order matters: the version lookup
-# inside LocalModel.score is not "score dicts", a connect inside any query is the connect.
-PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("PostgreSQL connect (Celery's Django fixup closes it around every task)", ("BaseDatabaseWrapper.connect (",)),
-    ("model: TF-IDF transform (word + char n-grams)", ("FeatureUnion.transform (",)),
-    ("model: lexicon scores (profanity, HateSonar)", ("Lexicons.scores (",)),
-    ("model: 8 NB-LR base models and 8 stackers, two products", ("LocalClassifier.probabilities (",)),
-    ("model: artifact load (_Loaded.get)", ("_Loaded.get (",)),
-    ("active-version lookup (LocalModel.current_version, twice a task)", ("current_version (",)),
-    ("model: per-item score dicts (LocalModel.score)", ("LocalModel.score (",)),
-    ("_already_scored: SELECT item ids already scored", ("_already_scored (",)),
-    ("INSERT ClassifierScore rows", ("_call (", "insert_ignoring_conflicts (")),
-    ("INSERT ClassifierScore rows", ("_call (", "bulk_create (")),
-    ("INSERT ClassifierCall row", ("_call (", "create (")),
-    ("circuit breaker (Redis cache)", ("CircuitBreaker.",)),
-    ("budget check", ("budget_left (",)),
-    ("SELECT active policies", ("policy_chains (",)),
-    ("SELECT the items (id, text, language)", ("items_score (", "QuerySet.")),
-    ("TextToScore objects, other pipeline Python", ("items_score (",)),
-    ("task body outside items_score", ("items_score_task (",)),
-    ("Celery tracer around the task: signals, Django connection and cache closing, result", ()),
-]
 SUCCEEDED = re.compile(r"Task routing\.tasks\.items_score_task\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
@@ -212,29 +181,20 @@ class PathResult:
         return self.cpu.groups["worker"]
 
 
-def path_run(
-    label: str,
-    ids: Sequence[int],
-    per_task: int,
-    meter: benchlib.CpuMeter,
-    poll: Any,
-    profile: Path | None,
-    worker: Worker,
-) -> PathResult:
+def path_run(label: str, ids: Sequence[int], per_task: int, meter: benchlib.CpuMeter, poll: Any) -> PathResult:
     """Send ``ids`` in tasks of ``per_task``; the wall time from the first send until every item has its score."""
     from routing.tasks import items_score_task
 
     chunks = [list(ids[i : i + per_task]) for i in range(0, len(ids), per_task)]
     print(f"{label}: {len(ids):,} items in {len(chunks):,} tasks …", flush=True)
     logged = len(task_runtimes())
-    with benchlib.py_spy(worker.pid or 0, profile, "--idle") if profile else nullcontext():
-        before = meter.snapshot()
-        t0 = time.perf_counter()
-        for chunk in chunks:
-            items_score_task.delay(chunk)
-        sent = time.perf_counter() - t0
-        done = poll(ids)
-        cpu = meter.usage(before, meter.snapshot())
+    before = meter.snapshot()
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        items_score_task.delay(chunk)
+    sent = time.perf_counter() - t0
+    done = poll(ids)
+    cpu = meter.usage(before, meter.snapshot())
     runtimes = task_runtimes(logged + len(chunks))[logged:]
     return PathResult(label, len(ids), len(chunks), done - t0, sent, cpu, runtimes)
 
@@ -253,7 +213,6 @@ class Reference:
     categories: list[str]
     seconds: dict[str, tuple[float, float]] = field(default_factory=dict)  # per source: wall, CPU seconds
     predictions: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # per source, rounded as stored
-    split: dict[str, dict[str, float]] = field(default_factory=dict)  # per source: ms per 1,000 texts by part
 
 
 def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
@@ -264,78 +223,15 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
     if version is None:
         raise SystemExit("no active local model after classifier_train --promote")
     size = len(ModelVersion.objects.values_list("artifact", flat=True).get(pk=version.pk))
-    t0 = time.perf_counter()
-    model = classifier_load(version)
-    ref = Reference(time.perf_counter() - t0, size, model.categories)
+    seconds, model = benchlib.timed(lambda: classifier_load(version))
+    ref = Reference(seconds, size, model.categories)
     model.predict(texts[WARMUP])  # as the worker's warm-up tasks: first calls out of the timing
     for source, per_call in ((BATCHED, batch), (SINGLE, 1)):
         t0, cpu0 = time.perf_counter(), time.process_time()
         parts = [model.predict(texts[source][i : i + per_call]) for i in range(0, len(texts[source]), per_call)]
         ref.seconds[source] = time.perf_counter() - t0, time.process_time() - cpu0
         ref.predictions[source] = [row for part in parts for row in rounded(part, len(part[ref.categories[0]]))]
-        ref.split[source] = predict_split(model, texts[source][: 5000 if per_call > 1 else 300], per_call)
     return ref
-
-
-def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, float]:
-    """Where predict's time goes, in ms per 1,000 texts, by vectorizer part, estimators and per-item dicts; on a
-    fresh copy of the model, so its per-process caches start cold, as in the worker."""
-    model = copy.deepcopy(model)
-    chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
-    split: dict[str, float] = {}
-
-    def timed(label: str, work: Any, inputs: Sequence[Any]) -> list[Any]:
-        t0 = time.perf_counter()
-        out = [work(x) for x in inputs]
-        split[label] = (time.perf_counter() - t0) / len(texts) * 1e6
-        return out
-
-    for name, part in getattr(model.vectorizer, "transformer_list", None) or [("vectorizer", model.vectorizer)]:
-        steps = getattr(part, "steps", None)
-        timed(
-            f"{name} ({' + '.join(type(s).__name__ for _, s in steps) if steps else type(part).__name__})",
-            part.transform,
-            chunks,
-        )
-    lexical = timed("lexicon scores (profanity, HateSonar)", model.lexicons.scores, chunks)
-    features = [model.vectorizer.transform(chunk) for chunk in chunks]
-    probabilities = timed(
-        f"{len(model.categories)} NB-LR base models + stackers",
-        lambda pair: model.probabilities(*pair),
-        list(zip(features, lexical, strict=True)),
-    )
-    timed("per-item score dicts", lambda p: rounded(p, len(next(iter(p.values())))), probabilities)
-    return split
-
-
-def pipeline_without_model(ids: Sequence[int], scores: Sequence[dict[str, float]], batch: int) -> tuple[float, float]:
-    """Seconds (and this process's CPU seconds) for in-process ``items_score`` over ``ids[1:]`` in batches, with
-    the model's answer precomputed: everything the pipeline does around the model, without Celery."""
-    from django.db import connections
-
-    from routing.scoring import pipeline
-    from routing.scoring.base import BatchScores, ItemScores
-    from routing.scoring.registry import LocalModel
-
-    by_id = dict(zip(ids, scores, strict=True))
-
-    class Precomputed(LocalModel):
-        def score(self, texts: Any, *, policies: Any) -> BatchScores:
-            version = self.current_version()
-            items = [ItemScores(t.item_id, by_id[t.item_id]) for t in texts]
-            return BatchScores(model=version.name, model_version=version.label, items=items)
-
-    real = pipeline.BACKENDS[LocalModel.name]
-    pipeline.BACKENDS[LocalModel.name] = Precomputed()
-    try:
-        pipeline.items_score(item_ids=ids[:1])  # connection and first queries out of the timing
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        for i in range(1, len(ids), batch):
-            pipeline.items_score(item_ids=ids[i : i + batch])
-        return time.perf_counter() - t0, time.process_time() - cpu0
-    finally:
-        pipeline.BACKENDS[LocalModel.name] = real
-        connections.close_all()
 
 
 def scores_check(source: str, expected: Sequence[dict[str, float]], label: str) -> tuple[dict[str, int], int]:
@@ -375,7 +271,6 @@ def main() -> int:
     parser.add_argument("--dataset", type=Path, default=LABELLED_SET, help="the labelled set to train on")
     parser.add_argument("--target", type=float, default=2000, help="items/s on the batched path to call it a pass")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", action="store_true", help="sample the worker with py-spy (slows it)")
     args = parser.parse_args()
     if min(args.batch, args.single_items) < 1 or min(args.items, args.warmup_items) < 2:
         raise SystemExit("--batch and --single-items must be positive, --items and --warmup-items at least 2")
@@ -385,7 +280,6 @@ def main() -> int:
         SINGLE: texts_generate(prompts, count=args.single_items, seed=args.seed + 1),
         WARMUP: texts_generate(prompts, count=args.warmup_items, seed=args.seed + 2),
     }
-    texts[NO_MODEL] = texts[BATCHED][:5001]  # the first one connects and warms up, untimed
     with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), SCORING_DEFAULT_CHAIN="local") as db:
         conninfo, env = db.conninfo, db.env
         label, train_seconds, _ = model_train(env, args.dataset, actor="bench/scoring.py")
@@ -397,7 +291,6 @@ def main() -> int:
 
         ids = {source: items_copy(conninfo, source, batch, seed=n) for n, (source, batch) in enumerate(texts.items())}
         print(f"{sum(map(len, ids.values())):,} items created; starting the worker …", flush=True)
-        profiles = {path: benchlib.RESULTS / f"scoring-profile-{path}.txt" for path in ("batched", "single")}
         worker = Worker(env, WORKER_LOG, name="bench-scoring")
         with psycopg.connect(conninfo, autocommit=True) as conn, running(worker):
             scores_table = ClassifierScore._meta.db_table
@@ -417,7 +310,6 @@ def main() -> int:
             autovacuum = (conn.execute("SHOW autovacuum").fetchone() or ["?"])[0]
             print("in-process references while the worker idles …", flush=True)
             ref = reference_run(texts, args.batch)
-            no_model = pipeline_without_model(ids[NO_MODEL], ref.predictions[BATCHED][: len(ids[NO_MODEL])], args.batch)
             meter = benchlib.CpuMeter(
                 {
                     "worker": lambda: benchlib.process_cpu(worker.pid or 0),
@@ -427,16 +319,12 @@ def main() -> int:
                     ),
                 }
             )
-            profiled = {k: (v if args.profile else None) for k, v in profiles.items()}
-            batched = path_run(
-                f"batched ({args.batch} a task)", ids[BATCHED], args.batch, meter, poll, profiled["batched"], worker
-            )
-            single = path_run("one item a task", ids[SINGLE], 1, meter, poll, profiled["single"], worker)
+            batched = path_run(f"batched ({args.batch} a task)", ids[BATCHED], args.batch, meter, poll)
+            single = path_run("one item a task", ids[SINGLE], 1, meter, poll)
         checks = {source: scores_check(source, ref.predictions[source], label) for source in (BATCHED, SINGLE)}
         failures = DeadLetter.objects.count(), ClassifierCall.objects.exclude(outcome="ok").count()
 
         target, n_batched, n_single = args.target, len(texts[BATCHED]), len(texts[SINGLE])
-        no_model_items = len(ids[NO_MODEL]) - 1
         verdict = "met" if batched.rate >= target else "MISSED"
         (ref_batched, ref_batched_cpu), (ref_single, ref_single_cpu) = ref.seconds[BATCHED], ref.seconds[SINGLE]
 
@@ -445,10 +333,9 @@ def main() -> int:
             tasks = f"{tasks:,}" if isinstance(tasks, int) else tasks
             return f"| {bold}{name}{bold} | {items:,} | {tasks} | {seconds:.2f} | {rate} | {cpu:.2f} |{note}"
 
-        b, one, nm = batched, single, no_model
-        predict, precomputed = "reference: in-process `LocalClassifier.predict`,", "model answer precomputed"
+        b, one = batched, single
+        predict = "reference: in-process `LocalClassifier.predict`,"
         cb, cs = " ceiling of the batched path |", " ceiling of the one-item path |"
-        pipeline = f" the pipeline's database work alone, {args.batch} a call |"
         table = [
             "| path | items | tasks | elapsed s | items/s | CPU s | vs target |",
             "|---|---:|---:|---:|---:|---:|---|",
@@ -458,7 +345,6 @@ def main() -> int:
             + f" {b.rate / one.rate:.1f}x slower than batched |",
             row(f"{predict} {args.batch} texts a call", n_batched, "—", ref_batched, ref_batched_cpu, cb),
             row(f"{predict} one text a call", n_single, "—", ref_single, ref_single_cpu, cs),
-            row(f"reference: in-process `items_score`, {precomputed}", no_model_items, "—", *nm, pipeline),
         ]
         busy = [f"{r.label} {r.cpu.others:.2f}" for r in (batched, single) if r.cpu.others > NOISE_CORES]
         if busy:
@@ -474,7 +360,7 @@ def main() -> int:
         )
         per_k = 1e6  # seconds per item -> ms per 1,000 items
         worker_ms, in_task_ms = batched.elapsed / batched.items * per_k, batched.in_tasks / batched.items * per_k
-        predict_ms, db_ms = ref_batched / n_batched * per_k, no_model[0] / no_model_items * per_k
+        predict_ms = ref_batched / n_batched * per_k
         lengths = [len(t) for t in texts[BATCHED]]
         r.stamp(conninfo, platform.platform(terse=True))
         r.add(
@@ -486,13 +372,12 @@ def main() -> int:
             "texts",
             f"cut from the dataset's prompts and perturbed; mean {sum(lengths) / len(lengths):.0f}, "
             + benchlib.quantiles(lengths, (0.1, 0.5, 0.9), ".0f")
-            + f", max {max(lengths)} characters; {vocabulary_line(texts[BATCHED])}",
+            + f", max {max(lengths)} characters",
         )
-        profiling = " (sampled by py-spy: slower than without)" if args.profile else ""
         r.add(
             "worker",
             "`celery -A ops_platform worker -Q triage --pool solo --concurrency 1`, prefetch 1, log level INFO, "
-            f"broker {BROKER_URL}, cache {CACHE_URL}{profiling}",
+            f"broker {BROKER_URL}, cache {CACHE_URL}",
         )
         r.add("database statistics", f"ANALYZE once after the warm-up (autovacuum is {autovacuum} on this server)")
         r.add(
@@ -510,20 +395,14 @@ def main() -> int:
         r.add(
             "batched, ms per 1,000 items",
             f"elapsed {worker_ms:.0f} = inside tasks {in_task_ms:.0f} (runtimes in the worker log) + between "
-            f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process: predict "
-            f"{predict_ms:.0f} + the pipeline's database work {db_ms:.0f} = {predict_ms + db_ms:.0f}",
+            f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process predict "
+            f"{predict_ms:.0f}",
         )
         p50, per_cpu = benchlib.percentile(b.runtimes, 0.5), b.items / max(b.worker_cpu(), 1 / benchlib.TICK)
         r.add(
             "batched, if only the tasks' runtime counted",
             f"{b.items / b.in_tasks:,.0f} items/s; task runtime p50 {p50:.3f} s, max {max(b.runtimes):.3f} s; "
             f"{per_cpu:,.0f} items per worker CPU-second (the rate with a core to itself, were it never waiting)",
-        )
-        split = ", ".join(f"{part} {ms:.0f}" for part, ms in ref.split[BATCHED].items())
-        r.add(f"predict split, ms per 1,000 texts, {args.batch} a call", split)
-        r.add(
-            "predict split, ms per text, one a call",
-            ", ".join(f"{p} {ms / 1000:.2f}" for p, ms in ref.split[SINGLE].items()),
         )
         r.add(
             "one item a task, ms per task",
@@ -539,18 +418,6 @@ def main() -> int:
                 f"check, {name}", f"{'ok' if not any(counts.values()) else 'WRONG'}: {described}; {calls:,} model calls"
             )
         r.add("dead letters / failed calls", f"{failures[0]} / {failures[1]}")
-        for result, name in ((batched, "batched"), (single, "one-item")):
-            if args.profile:
-                ms = result.in_tasks / result.items * 1e6
-                r.after.append(
-                    benchlib.profile_table(
-                        profiles[name if name == "batched" else "single"],
-                        f"Where the {name} tasks' time goes (py-spy, waits included)",
-                        "trace_task (",
-                        PHASES,
-                        lambda total, ms=ms: ms / total,
-                    )
-                )
         ok = not any(any(counts.values()) for counts, _ in checks.values()) and failures == (0, 0)
         return r.finish(RESULT, write=not args.no_write, ok=ok, failure="a score is missing, duplicated or wrong")
 

@@ -1,8 +1,14 @@
-"""``bench/report.py --merge`` in a fresh checkout: results not re-run are read back from the committed report."""
+"""``bench/report.py --merge`` in a fresh checkout: results not re-run are read back from the committed report
+(nothing saved under bench/results/logs/ there)."""
 
 import argparse
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+
+from bench import report
 from bench.report import BENCHMARKS, SCRIPTS, Outcome, report_render
 
 INTAKE, CLAIM = BENCHMARKS[0], BENCHMARKS[3]
@@ -19,6 +25,11 @@ RESULT = """### Intake benchmark
 |---|---:|
 | validation | 30% |
 """
+
+
+@pytest.fixture(autouse=True)
+def fresh_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "LOGS", tmp_path)
 
 
 def rendered(*outcomes: Outcome) -> str:
@@ -55,7 +66,7 @@ def test_an_outcome_reads_back_from_the_report_it_was_written_into() -> None:
     )
     report = rendered(written, failed)
 
-    again = Outcome.from_report(INTAKE, report)
+    again = Outcome.saved(INTAKE, report)
     assert again is not None
     assert again.earlier
     assert (again.args, again.returncode, again.seconds, again.cpu, again.busy, again.load) == (
@@ -72,7 +83,7 @@ def test_an_outcome_reads_back_from_the_report_it_was_written_into() -> None:
         written.when,
         "32a463b (main)",
     )
-    lost = Outcome.from_report(CLAIM, report)
+    lost = Outcome.saved(CLAIM, report)
     assert lost is not None
     assert (lost.returncode, lost.markdown, lost.tail) == (3, "", failed.tail)
     # Rendered again as earlier runs, the sections read the same but for saying so.
@@ -84,21 +95,26 @@ def test_an_outcome_reads_back_from_the_report_it_was_written_into() -> None:
 
 def test_a_script_the_report_did_not_run_has_no_earlier_outcome() -> None:
     report = rendered(Outcome(INTAKE, []), Outcome(CLAIM, [], returncode=0, seconds=1, when="w", commit="c"))
-    assert Outcome.from_report(INTAKE, report) is None
-    assert Outcome.from_report(BENCHMARKS[1], report) is None  # not in the report at all
+    assert Outcome.saved(INTAKE, report) is None
+    assert Outcome.saved(BENCHMARKS[1], report) is None  # not in the report at all
 
 
 def test_a_drill_run_as_a_module_reads_back_with_its_arguments() -> None:
     drill = next(s for s in SCRIPTS if s.drill)
     written = Outcome(drill, ["--quick"], returncode=0, seconds=90, markdown="## Drill\n", when="w", commit="c")
 
-    again = Outcome.from_report(drill, rendered(written))
+    again = Outcome.saved(drill, rendered(written))
 
     assert again is not None
     assert (again.args, again.returncode) == (["--quick"], 0)
-    # A report written when the drills were scripts under bench/drills/ reads back the same way.
-    old = rendered(written).replace(f"-m tests.drills.{drill.name}", f"bench/drills/{drill.name}.py")
-    assert old != rendered(written)
-    earlier = Outcome.from_report(drill, old)
-    assert earlier is not None
-    assert earlier.args == ["--quick"]
+
+
+def test_a_saved_outcome_comes_before_the_report() -> None:
+    written = Outcome(INTAKE, ["--items", "5"], returncode=0, seconds=3, markdown=RESULT, when="w", commit="c")
+    (report.LOGS / "intake.json").write_text(json.dumps(written.record()))
+    committed = rendered(Outcome(INTAKE, [], returncode=1, seconds=9, when="v", commit="d"))
+
+    again = Outcome.saved(INTAKE, committed)
+
+    assert again is not None
+    assert (again.args, again.returncode, again.markdown, again.earlier) == (["--items", "5"], 0, RESULT, True)
