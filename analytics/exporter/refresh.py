@@ -140,14 +140,14 @@ def gauges_take(now: datetime) -> dict[str, Any]:
     # Counts by (queue, state) read item_queue_work_idx alone; each queue's oldest is the first entry of its
     # item_queue_fifo_idx: one GROUP BY with MIN would visit every open row's heap tuple instead.
     open_items = ReviewItem.objects.filter(state__in=[ItemState.QUEUED, ItemState.CLAIMED], queue__isnull=False)
-    for row in open_items.values("queue_id", "state").annotate(n=Count("pk")).order_by():
+    for row in open_items.values("queue_id", "state").annotate(n=Count("*")).order_by():
         queues[row["queue_id"]][row["state"]] = row["n"]
     for pk, queue in queues.items():
         if queue["queued"]:
             waiting = ReviewItem.objects.filter(queue_id=pk, state=ItemState.QUEUED)
             oldest = waiting.order_by("received_at", "id").values_list("received_at", flat=True).first()
             queue["oldest"] = oldest.timestamp() if oldest else None
-    untriaged = ReviewItem.objects.filter(state=ItemState.RECEIVED).aggregate(n=Count("pk"), oldest=Min("received_at"))
+    untriaged = ReviewItem.objects.filter(state=ItemState.RECEIVED).aggregate(n=Count("*"), oldest=Min("received_at"))
     webhooks = WebhookEvent.objects.pending().aggregate(n=Count("pk"), oldest=Min("created_at"))
     return {
         "queues": {q.pop("slug"): q for q in queues.values()},
