@@ -32,6 +32,7 @@ from routing.scoring.models import CallOutcome, ClassifierCall
 CLAIM_TO_DECISION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600)
 RECEIVED_TO_DECISION_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
 CLASSIFIER_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BUCKETS = [list(CLAIM_TO_DECISION_BUCKETS), list(RECEIVED_TO_DECISION_BUCKETS), list(CLASSIFIER_LATENCY_BUCKETS)]
 # Outcomes that are not calls: the backend was skipped before anything was sent, so they have no latency.
 SKIPPED = (CallOutcome.UNAVAILABLE, CallOutcome.CIRCUIT_OPEN, CallOutcome.BUDGET_SPENT)
 
@@ -82,7 +83,9 @@ def counts_between(start: datetime | None, end: datetime | None) -> Counts:
     for row in events.filter(event="decided").values("item__source", "queue_id").annotate(n=Count("pk")):
         key = f"{row['item__source']}|{slugs.get(row['queue_id'], '')}"
         counts["decided"][key] = counts["decided"].get(key, 0) + row["n"]
-    decisions = _window(Decision.objects.filter(is_final=True, is_reversal=False), "decided_at", start, end)
+    decisions = _window(
+        Decision.objects.filter(is_final=True, is_reversal=False, supersedes__isnull=True), "decided_at", start, end
+    )
     claimed = decisions.filter(claimed_at__isnull=False)
     for name, qs, duration, buckets in (
         ("claim_to_decision", claimed, _between("decided_at", "claimed_at"), CLAIM_TO_DECISION_BUCKETS),
@@ -173,6 +176,8 @@ def metrics_snapshot_refresh(*, now: datetime | None = None) -> dict[str, Any]:
         row = MetricsSnapshot.objects.select_for_update().get(name="counters")
         previous = DateTimeField().to_python(row.data.get("cutoff")) if row.data.get("cutoff") else None
         settled = row.data.get("settled", {})
+        if row.data.get("buckets") != BUCKETS:  # a release changed the histograms' buckets: count history again
+            previous, settled = None, {}
         if previous is None or cutoff > previous:
             settled = counts_merge(settled, counts_between(previous, cutoff))
         else:
@@ -180,7 +185,7 @@ def metrics_snapshot_refresh(*, now: datetime | None = None) -> dict[str, Any]:
         published = counts_merge(settled, counts_between(cutoff, None))
         gauges = gauges_take(now)
         gauges["refresh_seconds"] = time.perf_counter() - started
-        row.data = {"cutoff": cutoff.isoformat(), "settled": settled, "published": published}
+        row.data = {"cutoff": cutoff.isoformat(), "settled": settled, "published": published, "buckets": BUCKETS}
         row.taken_at = now
         row.save(update_fields=["data", "taken_at"])
         MetricsSnapshot.objects.update_or_create(name="gauges", defaults={"data": gauges, "taken_at": now})

@@ -141,7 +141,8 @@ def test_a_scrape_over_http_shows_what_the_database_holds(live_server: Any, sett
     for (src, queue), n in decided.items():
         assert value(found, "ops_items_decided_total", source=src, queue=queue) == n
 
-    decisions = list(Decision.objects.filter(is_final=True).select_related("item", "queue"))
+    decisions = list(Decision.objects.filter(is_final=True, supersedes__isnull=True).select_related("item", "queue"))
+    assert {d.queue.slug for d in decisions} == {"fast"}
     for slug in ("fast",):
         mine = [d for d in decisions if d.queue.slug == slug]
         claim = [(d.decided_at - d.claimed_at).total_seconds() for d in mine]
@@ -241,3 +242,19 @@ def test_celery_queue_lengths_come_from_the_redis_broker(settings: Any, shared_r
     assert value(found, "ops_celery_queue_length", queue="analytics") == broker.llen("analytics") == 3
     assert value(found, "ops_celery_queue_length", queue="triage") == 0
     assert ("ops_metrics_snapshot_age_seconds", ()) not in found  # the job never ran: no figure, not a zero
+
+
+@pytest.mark.django_db
+def test_new_histogram_buckets_count_the_history_again() -> None:
+    """Settled histograms of other buckets cannot be added to: a release that changes them recounts from scratch."""
+    now = timezone.now()
+    for n in range(4):
+        _item(n, "s1", now - timedelta(hours=n + 1))
+    metrics_snapshot_refresh(now=now)
+    row = MetricsSnapshot.objects.get(name="counters")
+    row.data["buckets"] = [[1, 2], [3], [4]]
+    row.data["settled"]["received"]["s1"] = 1000  # what an earlier layout had settled is dropped, not added to
+    row.save()
+    published = metrics_snapshot_refresh(now=now + timedelta(minutes=1))
+    assert published["received"]["s1"] == 4
+    assert MetricsSnapshot.objects.get(name="counters").data["buckets"] == refresh.BUCKETS
