@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from analytics import alerts, rollups
+from analytics.exporter.refresh import metrics_snapshot_refresh
 from analytics.panels import charts_warm
 from analytics.selectors.capacity import capacity_forecasts_warm
 
@@ -20,6 +21,12 @@ def rollups_refresh_task() -> int:
     days = len(rollups.rollups_refresh())
     charts_warm()
     return days
+
+
+@shared_task
+def metrics_refresh_task() -> int:
+    """Every METRICS_REFRESH_EVERY (15 s): the figures /metrics serves; returns how many counter series it keeps."""
+    return sum(len(series) for series in metrics_snapshot_refresh().values())
 
 
 @shared_task

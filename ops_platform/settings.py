@@ -190,7 +190,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 # Behind a TLS proxy, plain http is redirected to https; the proxy's health checks on /healthz are not.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=BEHIND_TLS_PROXY and not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 # Content-Security-Policy (django-csp): only this origin's own files; no inline script, no inline style, no
 # eval. Templates use classes and one static JS file per page; htmx is told not to inject its indicator
@@ -310,6 +310,14 @@ ANALYTICS_REFRESH_EVERY = timedelta(seconds=env.int("ANALYTICS_REFRESH_EVERY_SEC
 CLASSIFIER_ROLLUPS_EVERY = timedelta(
     seconds=env.int("CLASSIFIER_ROLLUPS_EVERY_SECONDS", default=60 if CELERY_TASK_ALWAYS_EAGER else 900)
 )
+# /metrics (analytics/exporter, docs/metrics.md): the periodic job that keeps its figures runs this often; rows
+# stamped less than METRICS_SETTLE_SECONDS ago are recounted on every run, older ones are added once.
+METRICS_REFRESH_EVERY = timedelta(seconds=env.int("METRICS_REFRESH_EVERY_SECONDS", default=15))
+METRICS_SETTLE_SECONDS = env.int("METRICS_SETTLE_SECONDS", default=120)
+# Who may scrape it: a request carrying "Authorization: Bearer <METRICS_TOKEN>", or one from an address in
+# METRICS_ALLOWED_ADDRESSES (comma-separated addresses or networks, e.g. 10.0.0.0/8). Neither set: refused.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_ADDRESSES = env.list("METRICS_ALLOWED_ADDRESSES", default=[])
 # How often the sweepers look for un-triaged items and overdue webhook events (the fault drills shorten it).
 TRIAGE_SWEEP_EVERY = timedelta(seconds=env.int("TRIAGE_SWEEP_EVERY_SECONDS", default=60))
 WEBHOOK_SWEEP_EVERY = timedelta(seconds=env.int("WEBHOOK_SWEEP_EVERY_SECONDS", default=60))
@@ -369,6 +377,10 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-evaluate-alerts": {
         "task": "analytics.tasks.alerts_evaluate_task",
         "schedule": ANALYTICS_REFRESH_EVERY,
+    },
+    "analytics-metrics-refresh": {
+        "task": "analytics.tasks.metrics_refresh_task",
+        "schedule": METRICS_REFRESH_EVERY,
     },
     "analytics-backlog-snapshot": {
         "task": "analytics.tasks.backlog_snapshot_task",

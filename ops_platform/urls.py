@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from analytics.exporter import views as exporter_views
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from ops_platform.core import views as core_views
 from qa.urls import api_urlpatterns as review_api_urlpatterns
@@ -29,6 +30,7 @@ redoc_images = csp_replace({"img-src": [SELF, "data:"]})  # should anything else
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
+    path("metrics", exporter_views.metrics, name="prometheus-metrics"),
     # Browsers ask for /favicon.ico where a page names no icon (the API reference pages): the same icon.
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -2,5 +2,6 @@
 
 from analytics.models.alerts import *  # noqa: F403
 from analytics.models.classifiers import *  # noqa: F403
+from analytics.models.metrics import *  # noqa: F403
 from analytics.models.operations import *  # noqa: F403
 from analytics.models.quality import *  # noqa: F403

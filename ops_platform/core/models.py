@@ -421,6 +421,8 @@ class WebhookDelivery(models.Model):
     class Meta:
         verbose_name_plural = "webhook deliveries"
         ordering = ["event", "at", "id"]
+        # /metrics counts the attempts of the last minutes (analytics/exporter/refresh.py).
+        indexes = [models.Index(fields=["at"], name="webhook_delivery_at_idx")]
 
     def __str__(self) -> str:
         outcome = self.status_code or self.error
