@@ -851,7 +851,20 @@ class CalibrationReportApi(ReviewApiView):
 
 
 class ExternalLabelIn(serializers.Serializer):
-    item = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The review item's id.")
+    item = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="The review item's id; or leave it out and name the item by `item_source` and `external_id`.",
+    )
+    item_source = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="The integrating service the item came from (the `source` it was sent to intake with).",
+    )
+    external_id = serializers.CharField(
+        required=False, max_length=200, help_text="The item's id in that service (as sent to intake)."
+    )
     is_violation = serializers.BooleanField()
     policy = serializers.SlugField(
         required=False, allow_null=True, max_length=50, help_text="Policy slug; required for a violation."
@@ -916,7 +929,9 @@ def _label_rows(request: Request, rows: list[dict[str, Any]]) -> list[qa_service
             )
         out.append(
             qa_services.ExternalLabel(
-                item_id=row["item"],
+                item_id=row.get("item"),
+                item_source=row.get("item_source", ""),
+                external_id=row.get("external_id", ""),
                 rater=row["rater"],
                 labelled_at=row["labelled_at"],
                 is_violation=row["is_violation"],
@@ -936,7 +951,9 @@ class LabelImportsApi(ReviewApiView):
         summary="Import labels made elsewhere, as ground truth or as calibration ratings",
         description=(
             "A batch of labels from a vendor's tool, a crowd platform or a policy team's golden set, each with its "
-            "provenance (`rater`, `labelled_at`, and the batch's `source`). `ground_truth`: each label becomes the "
+            "provenance (`rater`, `labelled_at`, and the batch's `source`). Each row names its item by `item` (the "
+            "platform's id) or by `item_source` and `external_id` (as the integrating service sent it to intake); "
+            "an unknown one is refused by its row (`labels[3].external_id`). `ground_truth`: each label becomes the "
             "item's latest verified label (origin `imported`), which classifier training and the ground-truth "
             "export read. `calibration`: each label is the rating of `participant` in the open `session`, through "
             "the same service as the rating page (one final rating per participant and item). All or nothing: the "

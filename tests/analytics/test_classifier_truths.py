@@ -15,15 +15,17 @@ from analytics.adapters import classifier_drift_table, classifier_pr_table, clas
 from analytics.filters import TRUTHS, VIEWS, MetricFilter
 from analytics.models import ClassifierView, TruthSource
 from analytics.rollups import classifier_rollups_rebuild, classifier_rollups_refresh
-from analytics.selectors.classifiers import classifier_items, classifier_metrics_at, classifier_summary
+from analytics.selectors.classifiers import classifier_items, classifier_metrics_at
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import User
 from qa.models import LabelTarget
 from qa.services import ExternalLabel, labels_import
 from queues.models import Decision
-from tests.analytics.test_classifiers import HATE, MONDAY, PERIOD, World, at, generate, world  # noqa: F401
+from tests.analytics import test_classifiers as generated
+from tests.analytics.test_classifiers import HATE, MONDAY, PERIOD, World, at, generate
 
 pytestmark = pytest.mark.django_db
+world = generated.world  # the generated world's fixture
 ANY_V1 = {"category": "any", "backend": "local", "model_version": "v1"}
 CELLS = ("tp", "fp", "fn", "tn")
 
@@ -39,8 +41,8 @@ def _login(user: User) -> Client:
 
 
 def test_the_filters_choices_are_the_models_and_bad_ones_are_refused_by_field() -> None:
-    assert TRUTHS == tuple(TruthSource.values)
-    assert VIEWS == tuple(ClassifierView.values)
+    assert tuple(TruthSource.values) == TRUTHS
+    assert tuple(ClassifierView.values) == VIEWS
     for field, value in (("truth", "gut"), ("view", "pie")):
         with pytest.raises(ApplicationError) as refused:
             MetricFilter(start=MONDAY, end=MONDAY, **{field: value})
@@ -133,7 +135,8 @@ def test_the_panels_figures_are_the_items_their_drill_downs_list(
 
     table = classifier_summary_table(f)
 
-    assert table.rows and table.drill is not None
+    assert table.rows
+    assert table.drill is not None
     assert TruthSource(truth).label in table.title
     for row in table.rows:
         assert (row["category"] == "any") == (view == "any")
@@ -145,7 +148,12 @@ def test_the_panels_figures_are_the_items_their_drill_downs_list(
             assert row["precision"] == pytest.approx(len(tp) / (len(tp) + len(fp)))
             assert row["precision_low"] <= row["precision"] <= row["precision_high"]
         expected = classifier_items(
-            f, category=row["category"], backend=row["backend"], model_version=row["model_version"], truth=truth, cell="tp"
+            f,
+            category=row["category"],
+            backend=row["backend"],
+            model_version=row["model_version"],
+            truth=truth,
+            cell="tp",
         )
         assert tp == set(expected.values_list("pk", flat=True))
     # The drift panel's weekly figures carry their intervals (or "too few"), like the summary's.
@@ -166,7 +174,8 @@ def test_the_truth_and_view_are_chosen_on_the_page_and_in_the_api(
     page = http.get("/analytics/classifiers/", {**period, "truth": "imported", "view": "any"})
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'name="truth"' in html and 'name="view"' in html
+    assert 'name="truth"' in html
+    assert 'name="view"' in html
     assert "Imported labels (golden sets, crowd, vendor tools); any violation vs any category flagged" in html
     # Other areas carry the choices hidden.
     ops = http.get("/analytics/operations/", period).content.decode()
@@ -175,7 +184,8 @@ def test_the_truth_and_view_are_chosen_on_the_page_and_in_the_api(
     api = http.get("/api/v1/metrics/classifier_summary", {**period, "truth": "imported", "view": "any"})
     assert api.status_code == 200, api.content
     body = api.json()
-    assert body["filter"]["truth"] == "imported" and body["filter"]["view"] == "any"
+    assert body["filter"]["truth"] == "imported"
+    assert body["filter"]["view"] == "any"
     categories = {row["category"] for row in body["rows"]}
     assert categories == {"any"}
     default = http.get("/api/v1/metrics/classifier_summary", period).json()
