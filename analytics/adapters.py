@@ -18,7 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
-from analytics.models import ANY_VIOLATION, ClassifierView, TruthSource
+from analytics.models import ClassifierView, TruthSource
 from analytics.models.operations import BacklogAge
 from analytics.selectors import classifiers as clf
 from analytics.selectors.alerts import alert_reading
@@ -248,8 +248,7 @@ def _table(
 
 def _summary(f: MetricFilter) -> list[clf.ClassifierSummaryRow]:
     """The summary rows of the filter's truth source and view: per category, or the binary ``any`` rows."""
-    rows = clf.classifier_summary(f, truth=f.truth)
-    return [r for r in rows if (r.category == ANY_VIOLATION) == (f.view == ClassifierView.ANY)]
+    return clf.classifier_summary(f, truth=f.truth, view=f.view)
 
 
 def _main_model(f: MetricFilter) -> tuple[str, str, str] | None:

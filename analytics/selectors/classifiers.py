@@ -39,7 +39,7 @@ from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum, V
 from django.db.models.functions import Coalesce, Greatest
 
 from analytics.filters import MetricFilter
-from analytics.models import ANY_VIOLATION, BUCKETS, ClassifierRollup, TruthSource
+from analytics.models import ANY_VIOLATION, BUCKETS, ClassifierRollup, ClassifierView, TruthSource
 from analytics.rollups import (
     BUCKET_EPSILON,
     CATEGORIES,
@@ -492,12 +492,22 @@ def classifier_drift(
 
 
 def classifier_summary(
-    f: MetricFilter, *, truth: str = "decision", backend: str | None = None, model_version: str | None = None
+    f: MetricFilter,
+    *,
+    truth: str = "decision",
+    backend: str | None = None,
+    model_version: str | None = None,
+    view: str = "category",
 ) -> list[ClassifierSummaryRow]:
-    """One row per (backend, model version, category) with data: the figures at each category's active threshold."""
+    """One row per (backend, model version, category) with data: the figures at each category's active threshold;
+    in the ``any`` view, one ``any`` row per (backend, model version)."""
     if truth not in TruthSource.values:
         raise ApplicationError(f"Unknown truth source '{truth}'.", field="truth")
+    if view not in ClassifierView.values:
+        raise ApplicationError(f"Unknown view '{view}'.", field="view")
     rows = _rollups(f, truth=truth, backend=backend, model_version=model_version)
+    any_rows = Q(category=ANY_VIOLATION)
+    rows = rows.filter(any_rows) if view == ClassifierView.ANY else rows.exclude(any_rows)
     groups: dict[tuple[str, str, str], BucketCounts] = {}
     for row in rows.values("backend", "model_version", "category", "bucket").annotate(**_SUMS).order_by():
         key = (row["backend"], row["model_version"], row["category"])
