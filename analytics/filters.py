@@ -66,7 +66,7 @@ class MetricFilter:
             raise ApplicationError(f"A period is at most {MAX_DAYS} days.", field="start")
 
     @classmethod
-    def last_days(cls, days: int, *, today: date | None = None, **slices: int | None) -> MetricFilter:
+    def last_days(cls, days: int, *, today: date | None = None, **slices: Any) -> MetricFilter:
         today = today or timezone.localdate()
         return cls(start=today - timedelta(days=days - 1), end=today, **slices)
 

@@ -48,7 +48,7 @@ class MetricFilterForm(forms.Form):
         data = super().clean() or {}
         if self.errors:
             return data
-        slices = {
+        slices: dict[str, Any] = {
             "queue_id": data["queue"].pk if data.get("queue") else None,
             "vendor_id": data["vendor"].pk if data.get("vendor") else None,
             "policy_id": data["policy"].pk if data.get("policy") else None,

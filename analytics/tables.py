@@ -203,9 +203,9 @@ def filter_params(f: MetricFilter) -> dict[str, str]:
         if value is not None:
             params[key] = str(value)
     # The classifier choices only when not the default: every other panel's links stay as they were.
-    for key, value, default in (("truth", f.truth, TRUTHS[0]), ("view", f.view, VIEWS[0])):
-        if value != default:
-            params[key] = value
+    for key, choice, default in (("truth", f.truth, TRUTHS[0]), ("view", f.view, VIEWS[0])):
+        if choice != default:
+            params[key] = choice
     return params
 
 
