@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from analytics.alerts import alerts_recent
 from analytics.filters import MetricFilter
+from analytics.models import ClassifierView, TruthSource
 from analytics.models.operations import BacklogAge
 from analytics.selectors import classifiers as clf
 from analytics.selectors.alerts import alert_reading
@@ -25,7 +26,7 @@ from analytics.selectors.operations import Table as OpsTable
 from analytics.tables import Column, Kind, Table
 from analytics.tables import items_url as _items_url
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.figures import MIN_ITEMS, MIN_POSITIVES
+from ops_platform.core.figures import MIN_ITEMS, MIN_POSITIVES, wilson_interval
 from ops_platform.core.models import Policy
 from ops_platform.core.params import MAX_INT, id_parse, param_int
 from ops_platform.core.templatetags.units import slice_words
@@ -245,26 +246,40 @@ def _table(
     )
 
 
+def _summary(f: MetricFilter) -> list[clf.ClassifierSummaryRow]:
+    """The summary rows of the filter's truth source and view: per category, or the binary ``any`` rows."""
+    return clf.classifier_summary(f, truth=f.truth, view=f.view)
+
+
 def _main_model(f: MetricFilter) -> tuple[str, str, str] | None:
     """The (backend, model version, category) the curve panels show: the summary row with the most items."""
-    rows = clf.classifier_summary(f)
+    rows = _summary(f)
     if not rows:
         return None
-    top = max(rows, key=lambda r: r.as_row().get("n") or 0)
-    row = top.as_row()
-    return str(row["backend"]), str(row["model_version"]), str(row["category"])
+    top = max(rows, key=lambda r: r.n)
+    return top.backend, top.model_version, top.category
+
+
+def _truth_words(f: MetricFilter) -> str:
+    words = TruthSource(f.truth).label
+    return words if f.view != ClassifierView.ANY else f"{words}; any violation vs any category flagged"
 
 
 def classifier_summary_table(f: MetricFilter) -> Table:
-    rows = _rows(clf.classifier_summary(f))
+    rows = _rows(_summary(f))
 
     def drill(row: dict[str, Any]) -> str | None:
         return _items_url(
-            f, clf_category=row["category"], clf_backend=row["backend"], clf_model=row["model_version"], clf_cell="fp"
+            f,
+            clf_category=row["category"],
+            clf_backend=row["backend"],
+            clf_model=row["model_version"],
+            clf_cell="fp",
+            clf_truth=f.truth,
         )
 
     table = _table(
-        "Precision, recall, FPR and F1 at the active thresholds (human final decisions)",
+        f"Precision, recall, FPR and F1 at the active thresholds ({_truth_words(f)})",
         rows,
         drill=drill,
         notes=[
@@ -280,59 +295,87 @@ def _judged(column: Column) -> Column:
     """Precision, recall and AUPRC shown with their intervals and the small-number rule; the bounds ride along."""
     if column.key in ("precision", "recall", "auprc"):
         return replace(column, interval=(f"{column.key}_low", f"{column.key}_high"), positives="positives", items="n")
+    if column.key == "observed_rate":
+        return replace(column, interval=("observed_low", "observed_high"), items="n")
     if column.key.endswith(("_low", "_high")):
         return replace(column, hidden=True)
     return column
 
 
-def _curve_table(f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]]) -> Table:
+def _curve_table(
+    f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]], *, judged: bool = False
+) -> Table:
     model = _main_model(f)
     if model is None:
         return _table(title, [])
     backend, version, category = model
     rows = build(backend, version, category)
-    return _table(f"{title}: {category}, {backend} {version}", rows)
+    table = _table(f"{title}: {category}, {backend} {version} ({_truth_words(f)})", rows)
+    if judged:
+        table.columns = [_judged(c) for c in table.columns]
+    return table
 
 
 def classifier_pr_table(f: MetricFilter) -> Table:
     """The precision-recall curve of every category the main model scores (one line each: the chart's legend picks
-    them apart), or of the filter's policy's categories when a policy is chosen: the curve's category picker."""
+    them apart), or of the filter's policy's categories when a policy is chosen: the curve's category picker. In
+    the binary view, the one ``any`` curve."""
     model = _main_model(f)
     if model is None:
         return _table("Precision-recall curve", [])
     backend, version, _ = model
-    categories = sorted(
-        {str(r.as_row()["category"]) for r in clf.classifier_summary(f) if str(r.as_row()["backend"]) == backend}
-    )
-    if f.policy_id is not None:
+    categories = sorted({r.category for r in _summary(f) if r.backend == backend})
+    if f.policy_id is not None and f.view != ClassifierView.ANY:
         wanted = set(
             Policy.objects.filter(pk=f.policy_id).values_list("classifier_categories", flat=True).first() or []
         )
         categories = [c for c in categories if c in wanted] or categories
+    summary = {r.category: r for r in _summary(f) if (r.backend, r.model_version) == (backend, version)}
     rows = []
     for category in categories:
-        curve = clf.classifier_pr_curve(f, category=category, backend=backend, model_version=version)
-        rows += [{"category": category, **p.as_row(), "auprc": curve.auprc} for p in curve.points]
-    return _table(
-        f"Precision-recall curve: {backend} {version}",
+        curve = clf.classifier_pr_curve(f, category=category, backend=backend, model_version=version, truth=f.truth)
+        whole = summary.get(category)
+        positives = whole.positives if whole else 0.0
+        for p in curve.points:
+            precision_ci, recall_ci = wilson_interval(p.tp, p.tp + p.fp), wilson_interval(p.tp, positives)
+            rows.append(
+                {
+                    "category": category,
+                    **p.as_row(),
+                    "auprc": curve.auprc,
+                    "n": whole.n if whole else 0,
+                    "positives": positives,
+                    "precision_low": precision_ci[0],
+                    "precision_high": precision_ci[1],
+                    "recall_low": recall_ci[0],
+                    "recall_high": recall_ci[1],
+                    "auprc_low": whole.auprc_low if whole else None,
+                    "auprc_high": whole.auprc_high if whole else None,
+                }
+            )
+    table = _table(
+        f"Precision-recall curve: {backend} {version} ({_truth_words(f)})",
         rows,
         notes=["One curve per category; choose a policy in the filter to see only its categories."],
     )
+    table.columns = [_judged(c) for c in table.columns]
+    return table
 
 
 def classifier_calibration_table(f: MetricFilter) -> Table:
     def build(backend: str, version: str, category: str) -> list[dict[str, Any]]:
-        return _rows(clf.classifier_calibration(f, category=category, backend=backend, model_version=version))
+        bins = clf.classifier_calibration(f, category=category, backend=backend, model_version=version, truth=f.truth)
+        return _rows(bins)
 
-    return _curve_table(f, "Calibration", build)
+    return _curve_table(f, "Calibration", build, judged=True)
 
 
 def classifier_drift_table(f: MetricFilter) -> Table:
     def build(backend: str, version: str, category: str) -> list[dict[str, Any]]:
-        weeks = _rows(clf.classifier_drift(f, category=category, backend=backend, model_version=version))
+        weeks = _rows(clf.classifier_drift(f, category=category, backend=backend, model_version=version, truth=f.truth))
         return [{"week_start": date.fromisoformat(str(w.pop("week"))), **w} for w in weeks]
 
-    return _curve_table(f, "Weekly drift", build)
+    return _curve_table(f, "Weekly drift", build, judged=True)
 
 
 # The query parameter that carries each argument of ``classifier_items``: a refusal names the parameter.
@@ -345,7 +388,8 @@ CLASSIFIER_PARAMS = {
 }
 
 
-def classifier_cell(params: Any) -> dict[str, Any] | None:
+def classifier_cell(params: Any, f: MetricFilter | None = None) -> dict[str, Any] | None:
+    """The drill-down's cell; its truth source is ``clf_truth``, else the filter's."""
     if not params.get("clf_cell"):
         return None
     return {
@@ -353,7 +397,7 @@ def classifier_cell(params: Any) -> dict[str, Any] | None:
         "backend": params.get("clf_backend", ""),
         "model_version": params.get("clf_model") or None,
         "cell": params.get("clf_cell"),
-        "truth": params.get("clf_truth") or "decision",
+        "truth": params.get("clf_truth") or (f.truth if f is not None else TruthSource.DECISION.value),
     }
 
 

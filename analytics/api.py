@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import panels
+from analytics.filters import TRUTHS, VIEWS
 from analytics.forms import metric_filter_from
 from analytics.tables import filter_params, json_value
 from ops_platform.core.api_auth import ApiKeyAuthentication
@@ -56,6 +57,23 @@ FILTER_PARAMETERS = [
     OpenApiParameter("queue", int, extensions=BLANK_MEANS_UNSET, description="A queue's id."),
     OpenApiParameter("vendor", int, extensions=BLANK_MEANS_UNSET, description="A vendor's id."),
     OpenApiParameter("policy", int, extensions=BLANK_MEANS_UNSET, description="A policy's id."),
+    OpenApiParameter(
+        "truth",
+        str,
+        enum=list(TRUTHS),
+        extensions=BLANK_MEANS_UNSET,
+        description="Classifier metrics: the human label scores are judged against. `decision` (default): the item's "
+        "final human decision; `qa`: QA ground truth of sampled items, weighted by 1/inclusion probability; "
+        "`imported`: labels QA imported from elsewhere (golden sets, crowd, vendor tools). Other metrics ignore it.",
+    ),
+    OpenApiParameter(
+        "view",
+        str,
+        enum=list(VIEWS),
+        extensions=BLANK_MEANS_UNSET,
+        description="Classifier metrics: `category` (default), each category against violations of its policies; "
+        "`any`, the binary view: the highest category score (any category flagged) against any violation.",
+    ),
 ]
 
 

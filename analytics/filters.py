@@ -36,24 +36,37 @@ def local_dates(qs: QuerySet[Any], field: str) -> set[date]:
     return set(qs.order_by().annotate(_d=TruncDate(field)).values_list("_d", flat=True).distinct())
 
 
+# The classifier panels' choices (``analytics.models.TruthSource`` and ``ClassifierView``; spelled here, as the
+# filter module reads no models): which human label counts as the truth, and the per-category or binary view.
+TRUTHS = ("decision", "qa", "imported")
+VIEWS = ("category", "any")
+
+
 @dataclass(frozen=True)
 class MetricFilter:
-    """Days ``start`` to ``end`` inclusive (local dates), and optionally one queue, vendor and policy."""
+    """Days ``start`` to ``end`` inclusive (local dates), and optionally one queue, vendor and policy; for the
+    classifier panels, the truth source and the view (other panels ignore them)."""
 
     start: date
     end: date
     queue_id: int | None = None
     vendor_id: int | None = None
     policy_id: int | None = None
+    truth: str = TRUTHS[0]
+    view: str = VIEWS[0]
 
     def __post_init__(self) -> None:
+        if self.truth not in TRUTHS:
+            raise ApplicationError(f"The truth source is one of {', '.join(TRUTHS)}.", field="truth")
+        if self.view not in VIEWS:
+            raise ApplicationError(f"The view is one of {', '.join(VIEWS)}.", field="view")
         if self.end < self.start:
             raise ApplicationError("The period ends before it starts.", field="end")
         if (self.end - self.start).days >= MAX_DAYS:
             raise ApplicationError(f"A period is at most {MAX_DAYS} days.", field="start")
 
     @classmethod
-    def last_days(cls, days: int, *, today: date | None = None, **slices: int | None) -> MetricFilter:
+    def last_days(cls, days: int, *, today: date | None = None, **slices: Any) -> MetricFilter:
         today = today or timezone.localdate()
         return cls(start=today - timedelta(days=days - 1), end=today, **slices)
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from analytics.alerts.services import MAX_RULE_SPAN
 from analytics.filters import PRESET_DAYS, MetricFilter
-from analytics.models import AlertMetric, AlertRule
+from analytics.models import AlertMetric, AlertRule, ClassifierView, TruthSource
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, Vendor
 from ops_platform.core.params import MAX_INT
@@ -30,21 +30,30 @@ class MetricFilterForm(forms.Form):
     queue = forms.ModelChoiceField(Queue.objects.order_by("name"), required=False, empty_label="All queues")
     vendor = forms.ModelChoiceField(Vendor.objects.order_by("name"), required=False, empty_label="All vendors")
     policy = forms.ModelChoiceField(Policy.objects.order_by("name"), required=False, empty_label="All policies")
+    # The classifier panels' choices; blank is the default (final decisions, per category).
+    truth = forms.ChoiceField(choices=[("", "Truth: final decisions"), *TruthSource.choices[1:]], required=False)
+    view = forms.ChoiceField(choices=[("", "Per category"), *ClassifierView.choices[1:]], required=False)
 
-    def __init__(self, data: QueryDict | dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, data: QueryDict | dict[str, Any], *, classifiers: bool = True, **kwargs: Any) -> None:
+        """``classifiers=False``: the classifier choices ride along hidden (pages of other panels)."""
         data = data.copy()
         if not any(data.get(k) for k in ("period", "start", "end")):
             data["period"] = str(DEFAULT_DAYS)
         super().__init__(data, **kwargs)
+        for name in ("truth", "view"):
+            if not classifiers:
+                self.fields[name].widget = forms.HiddenInput()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if self.errors:
             return data
-        slices = {
+        slices: dict[str, Any] = {
             "queue_id": data["queue"].pk if data.get("queue") else None,
             "vendor_id": data["vendor"].pk if data.get("vendor") else None,
             "policy_id": data["policy"].pk if data.get("policy") else None,
+            "truth": data.get("truth") or TruthSource.DECISION.value,
+            "view": data.get("view") or ClassifierView.CATEGORY.value,
         }
         start, end = data.get("start"), data.get("end")
         try:
@@ -67,8 +76,8 @@ class MetricFilterForm(forms.Form):
         ]
 
 
-def metric_filter_from(params: QueryDict) -> tuple[MetricFilterForm, MetricFilter | None]:
-    form = MetricFilterForm(params)
+def metric_filter_from(params: QueryDict, *, classifiers: bool = True) -> tuple[MetricFilterForm, MetricFilter | None]:
+    form = MetricFilterForm(params, classifiers=classifiers)
     return form, (form.metric_filter if form.is_valid() else None)
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.filters import MetricFilter
+from analytics.filters import TRUTHS, VIEWS, MetricFilter
 from ops_platform.core.figures import figure_text
 
 
@@ -202,6 +202,10 @@ def filter_params(f: MetricFilter) -> dict[str, str]:
     for key, value in (("queue", f.queue_id), ("vendor", f.vendor_id), ("policy", f.policy_id)):
         if value is not None:
             params[key] = str(value)
+    # The classifier choices only when not the default: every other panel's links stay as they were.
+    for key, choice, default in (("truth", f.truth, TRUTHS[0]), ("view", f.view, VIEWS[0])):
+        if choice != default:
+            params[key] = choice
     return params
 
 

@@ -121,7 +121,7 @@ def area(request: HttpRequest, area: str) -> HttpResponse:
     if not members:
         raise Http404("No such dashboard.")
     context = {"area": area, "area_title": panels.AREAS[area]}
-    form, f = metric_filter_from(request.GET)
+    form, f = metric_filter_from(request.GET, classifiers=area == panels.CLF)
     if f is None:
         return _bad_filter(request, form, "analytics/area.html", **context)
     rendered = [_rendered(p, f) for p in members]
@@ -134,7 +134,7 @@ def panel(request: HttpRequest, area: str, name: str) -> HttpResponseBase:
     if p is None or p.area != area:
         raise Http404("No such panel.")
     context = {"area": area, "area_title": panels.AREAS[area], "single": p}
-    form, f = metric_filter_from(request.GET)
+    form, f = metric_filter_from(request.GET, classifiers=area == panels.CLF)
     if f is None:
         return _bad_filter(request, form, "analytics/area.html", **context)
     if request.GET.get("format") == "csv":
@@ -149,7 +149,7 @@ def panel(request: HttpRequest, area: str, name: str) -> HttpResponseBase:
 
 @_guard
 def items(request: HttpRequest) -> HttpResponse:
-    form, f = metric_filter_from(request.GET)
+    form, f = metric_filter_from(request.GET, classifiers=bool(request.GET.get("clf_cell")))
     if f is None:
         return _bad_filter(request, form, "analytics/items.html")
     try:
@@ -191,7 +191,7 @@ def _drilled(request: HttpRequest, f: MetricFilter) -> QuerySet[ReviewItem] | No
     if ops_cell is not None:
         metric, cell = ops_cell
         return items_behind_listed(metric, f, cell)
-    clf_cell = adapters.classifier_cell(request.GET)
+    clf_cell = adapters.classifier_cell(request.GET, f)
     if clf_cell is not None:
         try:
             return classifier_items_listed(f, clf_cell)

@@ -49,6 +49,49 @@ def repeated_ms(call: Callable[[], Any]) -> tuple[float, float, float]:
     return statistics.median(times), min(times), max(times)
 
 
+def claim_curve(r: Report, top: int, waiting: int = 300) -> bool:
+    """Median ms of claim-next (put back) as one reviewer's decisions on closed items grow to ``top`` (and on half of
+    what waits: claims pass over those), and a fresh reviewer's; False if the busy one got an item they decided."""
+    from django.utils import timezone
+
+    from ops_platform.core.db_statistics import database_statistics_gather
+    from ops_platform.core.models import Role, Team
+    from ops_platform.core.services import user_create
+    from queues.models import Decision, ItemState, Queue, ReviewItem
+    from queues.services import item_claim_next
+
+    team, now, made = Team.objects.create(slug="claims", name="Claims"), timezone.now(), iter(range(10**9))
+    busy, fresh = (
+        user_create(actor="b", username=n, password="x" * 20, roles=[Role.REVIEWER], team=team) for n in "bf"
+    )
+    queue = Queue.objects.create(slug="n-review", name="Three reviews", max_required_reviews=3)
+    fields = {"text": "x", "received_at": now, "queue": queue, "required_reviews": 3, "queued_at": now, "due_at": now}
+
+    def new(n: int, state: str) -> list[Any]:
+        return [ReviewItem(source="c", external_id=f"n{next(made)}", state=state, **fields) for _ in range(n)]
+
+    mine = ReviewItem.objects.bulk_create(new(waiting, "queued"))[: waiting // 2]  # claims must pass over these
+    ok, done = True, 0
+
+    def claim(who: Any) -> None:
+        nonlocal ok
+        got = item_claim_next(queue=queue, actor=who)
+        ok = ok and got is not None and not (who == busy and got in mine)
+        ReviewItem.objects.filter(pk=got.pk if got else 0).update(state=ItemState.QUEUED, assignee=None)
+
+    for step in sorted({s for s in (0, 1000, 2000, 5000, top) if s <= top}):
+        rows = ([] if step else mine) + ReviewItem.objects.bulk_create(new(step - done, "decided"))
+        Decision.objects.bulk_create(Decision(item=i, reviewer=busy, is_violation=False, decided_at=now) for i in rows)
+        done = step
+        database_statistics_gather()  # as the daily beat task does on SQLite (PostgreSQL: autovacuum's own)
+        (b, *_), (f, *_) = repeated_ms(lambda: claim(busy)), repeated_ms(lambda: claim(fresh))
+        r.add(
+            f"claim-next, 3-review queue, {len(mine)} + {done:,} own decisions",
+            f"median {b:.1f} ms (reviewer with none: {f:.1f} ms)",
+        )
+    return ok
+
+
 def main() -> int:
     parser = benchlib.parser(__doc__, "ops_bench_qa")
     parser.add_argument("--items", type=int, default=10_000)
@@ -57,7 +100,17 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, help="connections in flight (default: one per worker)")
     parser.add_argument("--batch", type=int, default=1000, help="labels per import call")
     parser.add_argument("--per-call-items", type=int, help="items rated one call per rating (default: all)")
+    parser.add_argument("--claim-decisions", type=int, default=10_000, help="own decisions claims are timed up to")
+    parser.add_argument("--claims-only", metavar="DATABASE_URL", help="time only claims, on this database (recreated)")
     args = parser.parse_args()
+    if args.claims_only:
+        if args.claims_only.startswith("sqlite:///"):
+            Path(args.claims_only.removeprefix("sqlite:///")).unlink(missing_ok=True)
+        benchlib.manage(env := benchlib.app_env(args.claims_only), "migrate", "--noinput")
+        django_setup(env)
+        r = Report(f"Claim-next as a reviewer's own decisions grow ({args.claims_only.split(':')[0]})")
+        ok = claim_curve(r, args.claim_decisions)
+        return r.finish(RESULTS / "qa-claims.md", write=not args.no_write, ok=ok, failure="a claim gave their own item")
     per_call = min(args.per_call_items or args.items, args.items)
     args.concurrency = args.concurrency or args.workers
     log = Path(tempfile.gettempdir()) / f"bench-qa-gunicorn-{os.getpid()}.log"
@@ -177,11 +230,13 @@ def main() -> int:
         with override_settings(STORAGES=plain):
             html_ms = repeated_ms(lambda: browser.get(f"/qa/calibration/{imported}/?page={last_page}"))
 
+        claims = Report("claims")
+        claims_ok = claim_curve(claims, args.claim_decisions)
         ratings, per_call_ratings = args.items * args.raters, per_call * args.raters
         sessions = [one_by_one, imported, reference.pk]
         stored = CalibrationRating.objects.filter(session_item__session_id__in=sessions).count()
         expected = ratings + 2 * per_call_ratings
-        ok = closed.status_code == 200 and count == args.items and stored == expected
+        ok = closed.status_code == 200 and count == args.items and stored == expected and claims_ok
         r.add("machine", machine_description(db.conninfo, f"gunicorn {args.workers} sync workers"))
         r.add("session created by API (all item ids in one call)", f"{create_s:.2f} s")
         r.add(
@@ -210,6 +265,7 @@ def main() -> int:
         ]:
             r.add(label, f"median {median:.1f} ms (min {low:.1f}, max {high:.1f}; {REPEATS} runs)")
         r.add(f"report target ≤ {REPORT_TARGET_MS:.0f} ms", verdict)
+        r.rows += claims.rows
         r.add("check", f"{stored:,} ratings stored (expected {expected:,}); report counts {count:,} items")
         busy = os.getloadavg()[0]
         r.add(

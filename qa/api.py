@@ -615,6 +615,31 @@ class RatingOut(serializers.Serializer):
     item = serializers.IntegerField()
 
 
+class BatchRatingIn(serializers.Serializer):
+    item = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The review item's id.")
+    is_violation = serializers.BooleanField()
+    policy = serializers.SlugField(required=False, allow_null=True, max_length=50, help_text="Policy slug.")
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+
+class RatingBatchIn(ActorIn):
+    # DRF checks a list's max_length before validating its rows (the stubs do not know the argument).
+    ratings = BatchRatingIn(  # type: ignore[call-arg]
+        many=True, max_length=qa_services.MAX_RATINGS, help_text=f"1 to {qa_services.MAX_RATINGS} ratings."
+    )
+
+
+class BatchRatingOut(serializers.Serializer):
+    rating = serializers.IntegerField()
+    item = serializers.IntegerField()
+
+
+class RatingBatchOut(serializers.Serializer):
+    session = serializers.IntegerField()
+    rated = serializers.IntegerField()
+    ratings = BatchRatingOut(many=True, help_text="In the order sent.")
+
+
 class ReportQuery(serializers.Serializer):
     reviewer = _reviewer_field()
     page = serializers.IntegerField(min_value=1, max_value=MAX_SESSION_ITEMS, default=1)
@@ -769,6 +794,52 @@ class CalibrationRatingsApi(ReviewApiView):
         return _idempotent(request, run)
 
 
+def _rating_rows(rows: list[dict[str, Any]]) -> list[qa_services.RatingRow]:
+    """Slugs to policies; an unknown one is refused by its row."""
+    policies = {p.slug: p for p in Policy.objects.filter(slug__in={r["policy"] for r in rows if r.get("policy")})}
+    out = []
+    for i, row in enumerate(rows):
+        policy = policies.get(row["policy"]) if row.get("policy") else None
+        if row.get("policy") and policy is None:
+            raise ApplicationError(f"Rating {i}: no policy '{row['policy']}'.", field=f"ratings[{i}].policy")
+        out.append(qa_services.RatingRow(row["item"], row["is_violation"], policy, row["rationale"]))
+    return out
+
+
+class CalibrationRatingBatchApi(ReviewApiView):
+    required_scopes = {"POST": ApiScope.QA_WRITE}
+
+    @extend_schema(
+        operation_id="calibration_ratings_batch",
+        summary="Rate many items of a calibration session in one call",
+        description=(
+            "A participant's ratings of up to 5,000 of the session's items, checked as a whole before any is kept "
+            "(all or nothing): the first bad row is refused by its index, e.g. `ratings[7].item` (400: not in the "
+            "session, an unknown policy, a violation without one; 409: an item already rated, or twice in the "
+            "batch). The same checks as one rating; retries replay by `Idempotency-Key`."
+        ),
+        request=RatingBatchIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: RatingBatchOut, **error_responses(400, 403, 404, 409, 413, 422, **ROW_REFUSALS)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = RatingBatchIn(data=_body(request))
+        if not serializer.is_valid():
+            return _invalid(serializer)
+        data = serializer.validated_data
+        actor = acting_user(request, data.get("reviewer"))
+        session = _calibration_session(pk, actor)
+        rows = _rating_rows(data["ratings"])
+
+        def run() -> StoredResponse:
+            ratings = qa_services.ratings_submit(session=session, actor=actor, ratings=rows)
+            out = [{"rating": r.pk, "item": row.item_id} for r, row in zip(ratings, rows, strict=True)]
+            body = {"session": session.pk, "rated": len(out), "ratings": out}
+            return StoredResponse(201, _serialized(RatingBatchOut, body))
+
+        return _idempotent(request, run)
+
+
 class CalibrationCloseApi(ReviewApiView):
     required_scopes = {"POST": ApiScope.QA_WRITE}
 
@@ -851,7 +922,20 @@ class CalibrationReportApi(ReviewApiView):
 
 
 class ExternalLabelIn(serializers.Serializer):
-    item = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The review item's id.")
+    item = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="The review item's id; or leave it out and name the item by `item_source` and `external_id`.",
+    )
+    item_source = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="The integrating service the item came from (the `source` it was sent to intake with).",
+    )
+    external_id = serializers.CharField(
+        required=False, max_length=200, help_text="The item's id in that service (as sent to intake)."
+    )
     is_violation = serializers.BooleanField()
     policy = serializers.SlugField(
         required=False, allow_null=True, max_length=50, help_text="Policy slug; required for a violation."
@@ -916,7 +1000,9 @@ def _label_rows(request: Request, rows: list[dict[str, Any]]) -> list[qa_service
             )
         out.append(
             qa_services.ExternalLabel(
-                item_id=row["item"],
+                item_id=row.get("item"),
+                item_source=row.get("item_source", ""),
+                external_id=row.get("external_id", ""),
                 rater=row["rater"],
                 labelled_at=row["labelled_at"],
                 is_violation=row["is_violation"],
@@ -936,7 +1022,9 @@ class LabelImportsApi(ReviewApiView):
         summary="Import labels made elsewhere, as ground truth or as calibration ratings",
         description=(
             "A batch of labels from a vendor's tool, a crowd platform or a policy team's golden set, each with its "
-            "provenance (`rater`, `labelled_at`, and the batch's `source`). `ground_truth`: each label becomes the "
+            "provenance (`rater`, `labelled_at`, and the batch's `source`). Each row names its item by `item` (the "
+            "platform's id) or by `item_source` and `external_id` (as the integrating service sent it to intake); "
+            "an unknown one is refused by its row (`labels[3].external_id`). `ground_truth`: each label becomes the "
             "item's latest verified label (origin `imported`), which classifier training and the ground-truth "
             "export read. `calibration`: each label is the rating of `participant` in the open `session`, through "
             "the same service as the rating page (one final rating per participant and item). All or nothing: the "

@@ -618,10 +618,21 @@ def _item_rows(session_items: QuerySet[CalibrationItem]) -> list[ItemRow]:
     return rows
 
 
+def _figures_of(session: CalibrationSession) -> dict[str, Any]:
+    """The session's figures: computed from its ratings while it is open; once closed, the figures stored when it
+    closed (its ratings are final). A session closed before figures were stored gets them stored on its first view
+    (the one write a read makes, so no view recomputes them again)."""
+    if session.closed_at is None:
+        return session_figures(session)
+    if session.figures is None:
+        session.figures = session_figures(session)
+        CalibrationSession.objects.filter(pk=session.pk, figures__isnull=True).update(figures=session.figures)
+    return session.figures
+
+
 def session_report_page(session: CalibrationSession, *, page: int = 1, page_size: int = 100) -> SessionReportPage:
-    """A closed session's figures (stored at close; computed here for a session closed before they were stored)
-    and the item rows of one page, by position."""
-    figures = session.figures or session_figures(session)
+    """A session's figures (``_figures_of``) and the item rows of one page, by position."""
+    figures = _figures_of(session)
     users = {u.pk: u for u in session.participants.all()}
     people = [PersonRow(users[pk], rated, hits) for pk, rated, hits in figures["people"] if pk in users]
     count = session.session_items.count()
@@ -639,9 +650,8 @@ def session_report_page(session: CalibrationSession, *, page: int = 1, page_size
 
 
 def session_report(session: CalibrationSession) -> SessionReport:
-    """Every item's row and the figures, computed now from the ratings (the report pages read
-    ``session_report_page`` instead)."""
-    figures = session_figures(session)
+    """Every item's row and the figures (``_figures_of``); the report pages read ``session_report_page`` instead."""
+    figures = _figures_of(session)
     users = {u.pk: u for u in session.participants.all()}
     people = [PersonRow(users[pk], rated, hits) for pk, rated, hits in figures["people"]]
     rows = _item_rows(session.session_items.select_related("item").order_by("position"))

@@ -41,6 +41,11 @@ api_urlpatterns = [
 api_urlpatterns += [
     path("qa/calibration-sessions", api.CalibrationSessionsApi.as_view(), name="api-calibration-sessions"),
     path("qa/calibration-sessions/<int:pk>/ratings", api.CalibrationRatingsApi.as_view(), name="api-calibration-rate"),
+    path(
+        "qa/calibration-sessions/<int:pk>/rating-batches",
+        api.CalibrationRatingBatchApi.as_view(),
+        name="api-calibration-rate-batch",
+    ),
     path("qa/calibration-sessions/<int:pk>/close", api.CalibrationCloseApi.as_view(), name="api-calibration-close"),
     path("qa/calibration-sessions/<int:pk>/report", api.CalibrationReportApi.as_view(), name="api-calibration-report"),
     path("qa/label-imports", api.LabelImportsApi.as_view(), name="api-qa-label-imports"),

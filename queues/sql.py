@@ -114,6 +114,11 @@ _CLAIM_SQL_BY_ORDERING = {
 CLAIM_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));\n"
 
 
+def claim_statement(queue: Queue) -> str:
+    """``CLAIM_SQL`` in ``queue``'s claim order."""
+    return _CLAIM_SQL_BY_ORDERING[QueueOrdering(queue.ordering)]
+
+
 def claim_order(queue: Queue) -> list[str]:
     """The ORM ``order_by`` of ``queue``'s claims, as ``CLAIM_SQL`` orders them on PostgreSQL."""
     if queue.ordering == QueueOrdering.DUE_FIRST:
@@ -151,7 +156,7 @@ def claim_next_skip_locked(queue: Queue, actor: User, *, now: datetime, expires:
     }
     # Two statements in one execute: Django's cursors bind client-side, so psycopg sends them as one message.
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_LOCK_SQL + _CLAIM_SQL_BY_ORDERING[QueueOrdering(queue.ordering)], params)
+        cursor.execute(CLAIM_LOCK_SQL + claim_statement(queue), params)
         cursor.nextset()
         items = items_from_cursor(cursor)
     return items[0] if items else None

@@ -12,11 +12,13 @@ Callers import from this package; the modules above are its parts. The tables ar
 
 from analytics.rollups.classifiers import (
     BUCKET_EPSILON,
+    CATEGORIES,
     category_policies,
     classifier_rollups_rebuild,
     classifier_rollups_refresh,
     classifier_rollups_refresh_job,
     current_final_decisions,
+    latest_imported_labels,
     latest_qa_samples,
     score_buckets,
     score_value,
@@ -48,6 +50,7 @@ from analytics.rollups.quality import quality_rollups_rebuild
 __all__ = [
     "BACKLOG_AGES",
     "BUCKET_EPSILON",
+    "CATEGORIES",
     "CURSOR_NAME",
     "ENTERING_EVENTS",
     "PERCENTILE_TOLERANCE",
@@ -70,6 +73,7 @@ __all__ = [
     "hist_percentile",
     "intake_items",
     "latency_rollups_rebuild",
+    "latest_imported_labels",
     "latest_qa_samples",
     "policy_in_force",
     "quality_rollups_rebuild",

@@ -14,6 +14,12 @@ Which items count, and as what (the exact rules the selectors and their drill-do
   to the ground truth's verdict and policy. Weight 1/inclusion probability of the item's latest sample, week
   of the sampled decision (``original_decided_at``), queue and vendor of the sampled decision. Auto-actioned
   items QA sampled count here: QA is the unbiased view of what rules close. Golden and appeal items are left out.
+- ``imported`` truth: items with a label QA imported from elsewhere (``GroundTruth`` of origin ``imported``, the
+  latest such per item by ``recorded_at``, id). Same positive rule. Weight 1; week of the item's arrival
+  (``received_at``: a golden set is labelled long after, and judges the model that scored it then); the item's
+  queue, no vendor. Golden and appeal items are left out.
+- ``any`` (the binary view, a pseudo-category): the item's highest score over the categories above (so flagged
+  at t when any category reaches t), positive when the label is a violation under any policy.
 - Scores: each item's ``ClassifierScore`` rows except the ``unscored`` backend, the latest row per
   (backend, model version) when several prompt versions scored it; one rollup entry per category key
   present in the scores (per-policy ``policy:<slug>`` keys of the LLM are not categories and are skipped).
@@ -39,11 +45,11 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from analytics.models import BUCKETS, ClassifierRollup, ClassifierRollupCursor, TruthSource
+from analytics.models import ANY_VIOLATION, BUCKETS, ClassifierRollup, ClassifierRollupCursor, TruthSource
 from ops_platform.core.localday import day_start
 from ops_platform.core.models import ClassifierCategory, Policy
 from qa.models import QaSample
-from queues.models import Decision, GroundTruth, ItemKind, ItemState, ReviewItem
+from queues.models import Decision, GroundTruth, GroundTruthOrigin, ItemKind, ItemState, ReviewItem
 from routing.models import Backend, ClassifierScore
 
 logger = logging.getLogger(__name__)
@@ -111,6 +117,18 @@ def latest_qa_samples() -> QuerySet[QaSample]:
     return QaSample.objects.filter(item__is_golden=False).exclude(item__kind=ItemKind.APPEAL).exclude(Exists(later))
 
 
+def latest_imported_labels() -> QuerySet[GroundTruth]:
+    """Every item's latest imported label, for the items the ``imported`` truth counts."""
+    later = GroundTruth.objects.filter(item_id=OuterRef("item_id"), origin=GroundTruthOrigin.IMPORTED).filter(
+        Q(recorded_at__gt=OuterRef("recorded_at")) | Q(recorded_at=OuterRef("recorded_at"), pk__gt=OuterRef("pk"))
+    )
+    return (
+        GroundTruth.objects.filter(origin=GroundTruthOrigin.IMPORTED, item__is_golden=False)
+        .exclude(item__kind=ItemKind.APPEAL)
+        .exclude(Exists(later))
+    )
+
+
 def score_value(category: str) -> Cast:
     """The score of one category out of a ``ClassifierScore.scores`` document, as a float (null if absent)."""
     return Cast(KeyTextTransform(category, "scores"), FloatField())
@@ -156,6 +174,15 @@ def _qa_labels(start: datetime, end: datetime) -> pd.DataFrame:
     return frame[_LABEL_COLUMNS]
 
 
+def _imported_labels(start: datetime, end: datetime) -> pd.DataFrame:
+    labels = latest_imported_labels().filter(item__received_at__gte=start, item__received_at__lt=end)
+    rows = labels.values_list("item_id", "is_violation", "policy_id", "item__queue_id").iterator(chunk_size=_CHUNK)
+    frame = _frame(rows, _LABEL_COLUMNS[:4])
+    frame["vendor_id"] = None
+    frame["weight"] = 1.0
+    return frame
+
+
 def _scores(item_ids: np.ndarray) -> pd.DataFrame:
     """Latest score row per (item, backend, model version), one float column per category (NaN if absent).
 
@@ -193,13 +220,19 @@ def _rollup_rows(
     models = joined.groupby(["backend", "model_version"], sort=True)
     codes = models.ngroup().to_numpy()
     parts = []
-    for n, category in enumerate(CATEGORIES):
-        score = joined[f"c{n}"].to_numpy(dtype=float)
-        present = ~np.isnan(score)
+    every = joined[[f"c{n}" for n in range(len(CATEGORIES))]].to_numpy(dtype=float)
+    for n, category in enumerate((*CATEGORIES, ANY_VIOLATION)):
+        if category == ANY_VIOLATION:
+            present = ~np.isnan(every).all(axis=1)
+            score = np.where(present, np.nanmax(np.where(np.isnan(every), -1.0, every), axis=1), np.nan)
+            positive = violation
+        else:
+            score = joined[f"c{n}"].to_numpy(dtype=float)
+            present = ~np.isnan(score)
+            mapped = np.array(sorted(policies.get(category, ())), dtype=float)
+            positive = violation & np.isin(policy, mapped)
         if not present.any():
             continue
-        mapped = np.array(sorted(policies.get(category, ())), dtype=float)
-        positive = violation & np.isin(policy, mapped)
         w = weight[present]
         pos = positive[present]
         parts.append(
@@ -226,7 +259,7 @@ def _rollup_rows(
             week=week,
             backend=keys[m][0],
             model_version=keys[m][1],
-            category=CATEGORIES[c],
+            category=(*CATEGORIES, ANY_VIOLATION)[c],
             truth=truth,
             queue_id=None if q < 0 else int(q),
             vendor_id=None if v < 0 else int(v),
@@ -255,6 +288,10 @@ def week_rollups(week: date, *, policies: dict[str, set[int]] | None = None) -> 
     if not qa_labels.empty:
         scores = _scores(qa_labels["item_id"].to_numpy())
         rows += _rollup_rows(week, TruthSource.QA, qa_labels, scores, policies)
+    imported = _imported_labels(start, end)
+    if not imported.empty:
+        scores = _scores(imported["item_id"].to_numpy())
+        rows += _rollup_rows(week, TruthSource.IMPORTED, imported, scores, policies)
     return rows
 
 
@@ -296,7 +333,7 @@ def touched_weeks(
     """Weeks holding any rollup entry of an item with a decision, ground truth, score or sample in the id ranges.
 
     An item's weeks are those of all its final decisions (a superseding decision moves it out of the
-    superseded one's week, so both change) and of its QA samples.
+    superseded one's week, so both change), of its QA samples and, with an imported label, of its arrival.
     """
     items = (
         Q(pk__in=Decision.objects.filter(pk__gt=decisions[0], pk__lte=decisions[1]).values("item_id"))
@@ -307,6 +344,8 @@ def touched_weeks(
     touched = ReviewItem.objects.filter(items).values("pk")
     weeks = set(Decision.objects.filter(is_final=True, item_id__in=touched).dates("decided_at", "week"))
     weeks |= set(QaSample.objects.filter(item_id__in=touched).dates("original_decided_at", "week"))
+    imported = GroundTruth.objects.filter(origin=GroundTruthOrigin.IMPORTED, item_id__in=touched)
+    weeks |= set(ReviewItem.objects.filter(pk__in=imported.values("item_id")).dates("received_at", "week"))
     return sorted(weeks)
 
 

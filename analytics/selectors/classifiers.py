@@ -1,6 +1,7 @@
 """Classifier performance against human labels, read only from ``ClassifierRollup`` (plus the drill-down).
 
-Definitions (weighted counts: 1 per item for ``decision`` truth, 1/inclusion probability for ``qa``):
+Definitions (weighted counts: 1 per item for ``decision`` and ``imported`` truth, 1/inclusion probability for
+``qa``; the truth sources and the ``any`` pseudo-category are defined in ``analytics.rollups.classifiers``):
 
 - flagged at threshold t: score >= t, applied at bucket edge k = ceil(100 t) (the hundredth at or above
   t); TP/FP = positive/negative weight in buckets >= k, FN/TN = in buckets < k.
@@ -19,8 +20,9 @@ Definitions (weighted counts: 1 per item for ``decision`` truth, 1/inclusion pro
 
 The period is whole weeks: a ``MetricFilter`` covers every week it touches. ``queue_id`` and
 ``vendor_id`` select the human decision's queue and the deciding reviewer's vendor (for QA: the
-sampled decision's). ``policy_id`` keeps only the categories that policy maps to; for any other
-category every figure is empty. ``model_version=None`` sums every version of the backend.
+sampled decision's; for ``imported``: the item's queue, and no vendor). ``policy_id`` keeps only the categories
+that policy maps to (and ``any``, which is not per policy); for any other category every figure is empty.
+``model_version=None`` sums every version of the backend.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 
 from analytics.filters import MetricFilter
-from analytics.models import BUCKETS, ClassifierRollup, TruthSource
+from analytics.models import ANY_VIOLATION, BUCKETS, ClassifierRollup, ClassifierView, TruthSource
 from analytics.rollups import (
     BUCKET_EPSILON,
+    CATEGORIES,
     category_policies,
     current_final_decisions,
+    latest_imported_labels,
     latest_qa_samples,
     score_value,
     week_bounds,
@@ -202,6 +207,8 @@ class BucketCounts:
                     observed_rate=_ratio(pos, pos + neg),
                     weight=pos + neg,
                     n=int(self.n[part].sum()),
+                    observed_low=wilson_interval(pos, pos + neg)[0],
+                    observed_high=wilson_interval(pos, pos + neg)[1],
                 )
             )
         return out
@@ -254,6 +261,9 @@ class CalibrationBin(Row):
     observed_rate: float | None
     weight: float
     n: int
+    # The observed rate's 95% Wilson interval (weighted counts).
+    observed_low: float | None = None
+    observed_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +275,16 @@ class DriftWeek(Row):
     prevalence: float | None
     mean_score: float | None
     n: int
+    # What precision and recall are made of, and their 95% intervals (Wilson; a bootstrap for AUPRC).
+    tp: float = 0.0
+    fp: float = 0.0
+    positives: float = 0.0
+    precision_low: float | None = None
+    precision_high: float | None = None
+    recall_low: float | None = None
+    recall_high: float | None = None
+    auprc_low: float | None = None
+    auprc_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +318,7 @@ class ClassifierSummaryRow(Row):
 
 
 def _check(category: str, truth: str) -> None:
-    if category not in ClassifierCategory.values:
+    if category not in ClassifierCategory.values and category != ANY_VIOLATION:
         raise ApplicationError(f"Unknown classifier category '{category}'.", field="category")
     if truth not in TruthSource.values:
         raise ApplicationError(f"Unknown truth source '{truth}'.", field="truth")
@@ -308,7 +328,7 @@ def _policy_categories(f: MetricFilter) -> set[str] | None:
     if f.policy_id is None:
         return None
     categories = Policy.objects.filter(pk=f.policy_id).values_list("classifier_categories", flat=True).first()
-    return set(categories or [])
+    return {*(categories or []), ANY_VIOLATION}
 
 
 def _rollups(
@@ -445,6 +465,8 @@ def classifier_drift(
     while week <= f.end:
         counts = by_week.get(week, BucketCounts())
         at = counts.at(threshold)
+        precision_ci, recall_ci = wilson_interval(at.tp, at.tp + at.fp), wilson_interval(at.tp, at.tp + at.fn)
+        auprc_ci = counts.average_precision_interval()
         weeks.append(
             DriftWeek(
                 week=week,
@@ -454,6 +476,15 @@ def classifier_drift(
                 prevalence=at.prevalence,
                 mean_score=counts.mean_score(),
                 n=at.n,
+                tp=at.tp,
+                fp=at.fp,
+                positives=at.tp + at.fn,
+                precision_low=precision_ci[0],
+                precision_high=precision_ci[1],
+                recall_low=recall_ci[0],
+                recall_high=recall_ci[1],
+                auprc_low=auprc_ci[0],
+                auprc_high=auprc_ci[1],
             )
         )
         week += timedelta(days=7)
@@ -461,12 +492,22 @@ def classifier_drift(
 
 
 def classifier_summary(
-    f: MetricFilter, *, truth: str = "decision", backend: str | None = None, model_version: str | None = None
+    f: MetricFilter,
+    *,
+    truth: str = "decision",
+    backend: str | None = None,
+    model_version: str | None = None,
+    view: str = "category",
 ) -> list[ClassifierSummaryRow]:
-    """One row per (backend, model version, category) with data: the figures at each category's active threshold."""
+    """One row per (backend, model version, category) with data: the figures at each category's active threshold;
+    in the ``any`` view, one ``any`` row per (backend, model version)."""
     if truth not in TruthSource.values:
         raise ApplicationError(f"Unknown truth source '{truth}'.", field="truth")
+    if view not in ClassifierView.values:
+        raise ApplicationError(f"Unknown view '{view}'.", field="view")
     rows = _rollups(f, truth=truth, backend=backend, model_version=model_version)
+    any_rows = Q(category=ANY_VIOLATION)
+    rows = rows.filter(any_rows) if view == ClassifierView.ANY else rows.exclude(any_rows)
     groups: dict[tuple[str, str, str], BucketCounts] = {}
     for row in rows.values("backend", "model_version", "category", "bucket").annotate(**_SUMS).order_by():
         key = (row["backend"], row["model_version"], row["category"])
@@ -546,6 +587,8 @@ def classifier_items(
     )
     policies = sorted(category_policies().get(category, set()))
 
+    # A violation under a policy of the category; for ``any``, a violation under any policy.
+    mapped = Q() if category == ANY_VIOLATION else Q(policy_id__in=policies)
     if truth == TruthSource.DECISION:
         decisions = current_final_decisions().filter(decided_at__gte=start, decided_at__lt=end)
         if f.queue_id is not None:
@@ -553,7 +596,15 @@ def classifier_items(
         if f.vendor_id is not None:
             decisions = decisions.filter(vendor_id=f.vendor_id)
         items = ReviewItem.objects.filter(pk__in=decisions.values("item_id"))
-        positive = Q(pk__in=decisions.filter(is_violation=True, policy_id__in=policies).values("item_id"))
+        positive = Q(pk__in=decisions.filter(mapped, is_violation=True).values("item_id"))
+    elif truth == TruthSource.IMPORTED:
+        labels = latest_imported_labels().filter(item__received_at__gte=start, item__received_at__lt=end)
+        if f.queue_id is not None:
+            labels = labels.filter(item__queue_id=f.queue_id)
+        if f.vendor_id is not None:
+            labels = labels.none()  # imported labels have no vendor
+        items = ReviewItem.objects.filter(pk__in=labels.values("item_id"))
+        positive = Q(pk__in=labels.filter(mapped, is_violation=True).values("item_id"))
     else:
         samples = latest_qa_samples().filter(
             original_decided_at__gte=start, original_decided_at__lt=end, inclusion_probability__gt=0
@@ -564,15 +615,17 @@ def classifier_items(
             samples = samples.filter(original_vendor_id=f.vendor_id)
         truths = ground_truth_latest()
         items = ReviewItem.objects.filter(pk__in=samples.values("item_id")).filter(pk__in=truths.values("item_id"))
-        positive = Q(pk__in=truths.filter(is_violation=True, policy_id__in=policies).values("item_id"))
+        positive = Q(pk__in=truths.filter(mapped, is_violation=True).values("item_id"))
 
     scores = ClassifierScore.objects.filter(item_id=OuterRef("pk"), backend=backend)
     if model_version is not None:
         scores = scores.filter(model_version=model_version)
-    score = Subquery(
-        scores.order_by("-pk").annotate(value=score_value(category)).values("value")[:1], output_field=FloatField()
-    )
-    items = items.annotate(clf_score=score).filter(clf_score__isnull=False)
+    value: Any = score_value(category)
+    if category == ANY_VIOLATION:
+        # The highest category score, as the rollups take it; -1 (below any score) for a category not scored.
+        value = Greatest(*(Coalesce(score_value(c), Value(-1.0)) for c in CATEGORIES))
+    score = Subquery(scores.order_by("-pk").annotate(value=value).values("value")[:1], output_field=FloatField())
+    items = items.annotate(clf_score=score).filter(clf_score__isnull=False, clf_score__gte=0)
     edge = threshold_edge(active_threshold(category) if threshold is None else threshold)
     # Same rule as the buckets: bucket >= edge  <=>  score >= (edge - epsilon) / 100; edge 100 flags nothing.
     flagged = Q(clf_score__gte=(edge - BUCKET_EPSILON) / BUCKETS) if edge < BUCKETS else Q(pk__in=[])

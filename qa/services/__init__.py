@@ -10,7 +10,7 @@ Callers import from this package; the modules above are its parts. Reads (statis
 calibration report) are in ``qa.selectors``.
 """
 
-from qa.services.calibration import rating_submit, session_close, session_create
+from qa.services.calibration import MAX_RATINGS, RatingRow, rating_submit, ratings_submit, session_close, session_create
 from qa.services.golden import (
     GoldenContext,
     golden_answer_matches,
@@ -48,10 +48,12 @@ from qa.services.sampling import (
 )
 
 __all__ = [
+    "MAX_RATINGS",
     "RATE_FIELDS",
     "Candidate",
     "ExternalLabel",
     "GoldenContext",
+    "RatingRow",
     "Verdict",
     "adjudicate",
     "decisions_sample",
@@ -75,6 +77,7 @@ __all__ = [
     "plan_save",
     "qa_review_submit",
     "rating_submit",
+    "ratings_submit",
     "require_qa",
     "sample_claim_next",
     "sample_skip",

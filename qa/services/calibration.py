@@ -5,6 +5,7 @@ answers before the session closes; closing computes the report's figures once, s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -76,6 +77,78 @@ def rating_submit(
             )
     except IntegrityError:
         raise Conflict("You already rated this item; ratings are final.", field="item") from None
+
+
+MAX_RATINGS = 5_000
+
+
+@dataclass(frozen=True)
+class RatingRow:
+    """One rating of a batch: the session's item (by the review item's id) and the participant's answer."""
+
+    item_id: int
+    is_violation: bool
+    policy: Policy | None
+    rationale: str = ""
+
+
+@transaction.atomic
+def ratings_submit(
+    *, session: CalibrationSession, actor: User, ratings: Sequence[RatingRow], at: datetime | None = None
+) -> list[CalibrationRating]:
+    """A participant's ratings of many items at once, with every check ``rating_submit`` makes, all or nothing: the
+    whole batch is checked before anything is written and the first bad row is refused by its index
+    (``ratings[7].item``): an item outside the session (400), a violation without a policy (400), an item this
+    participant rated before or earlier in the batch (409)."""
+    closed_at = CalibrationSession.objects.select_for_update().values_list("closed_at", flat=True).get(pk=session.pk)
+    if closed_at is not None:
+        raise Conflict("This session is closed.", field="session")
+    if not session.participants.filter(pk=actor.pk).exists():
+        raise NotPermitted("You are not a participant of this session.")
+    if not ratings:
+        raise ApplicationError("Send at least one rating.", field="ratings")
+    if len(ratings) > MAX_RATINGS:
+        raise ApplicationError(f"At most {MAX_RATINGS} ratings per call.", field="ratings")
+    wanted = {r.item_id for r in ratings}
+    session_items = dict(
+        CalibrationItem.objects.filter(session=session, item_id__in=wanted).values_list("item_id", "pk")
+    )
+    rated = set(
+        CalibrationRating.objects.filter(session_item_id__in=session_items.values(), participant=actor).values_list(
+            "session_item_id", flat=True
+        )
+    )
+    for i, row in enumerate(ratings):
+        session_item = session_items.get(row.item_id)
+        if session_item is None:
+            raise ApplicationError(
+                f"Rating {i}: item {row.item_id} is not in this session.", field=f"ratings[{i}].item"
+            )
+        if row.is_violation and row.policy is None:
+            raise ApplicationError(
+                f"Rating {i}: a violation needs the policy it violates.", field=f"ratings[{i}].policy"
+            )
+        if session_item in rated:
+            raise Conflict(
+                f"Rating {i}: you already rated item {row.item_id}; ratings are final.", field=f"ratings[{i}].item"
+            )
+        rated.add(session_item)
+    now = at or timezone.now()
+    try:
+        with transaction.atomic():
+            return CalibrationRating.objects.bulk_create(
+                CalibrationRating(
+                    session_item_id=session_items[row.item_id],
+                    participant=actor,
+                    is_violation=row.is_violation,
+                    policy=row.policy if row.is_violation else None,
+                    rationale=row.rationale[:5000],
+                    rated_at=now,
+                )
+                for row in ratings
+            )
+    except IntegrityError:  # a single rating of one of these items landed meanwhile
+        raise Conflict("One of these items was rated meanwhile; ratings are final.", field="ratings") from None
 
 
 @transaction.atomic

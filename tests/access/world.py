@@ -143,6 +143,7 @@ class World:
             "api-qa-sample-skip": {"pk": self.sample_held.pk},
             "api-qa-sample-adjudicate": {"pk": self.sample_disputed.pk},
             "api-calibration-rate": {"pk": self.session.pk},
+            "api-calibration-rate-batch": {"pk": self.session.pk},
             "api-calibration-close": {"pk": self.session.pk},
             "api-calibration-report": {"pk": self.session.pk},
             "media-copy": {"token": self.media_token},

@@ -223,3 +223,25 @@ def test_an_ops_manager_reads_an_alert_acknowledges_and_resolves_it(page: Page, 
     assert rule.relative_threshold == 0.8
     assert errors == []
     assert outside == []
+
+
+def test_an_ops_manager_picks_the_truth_and_the_any_violation_view_and_drills_into_it(
+    page: Page, live_server, ops_manager, history
+):
+    errors = _watch_errors(page)
+    sign_in(page, live_server.url, "olga")
+    page.goto(f"{live_server.url}/analytics/classifiers/?period=28")
+    assert page.locator('select[name="truth"]').input_value() == ""  # the default: final decisions
+
+    page.select_option('select[name="view"]', "any")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**view=any**")
+
+    summary = page.locator('[data-panel="classifier_summary"]')
+    assert "any violation vs any category flagged" in summary.inner_text()
+    assert summary.get_by_role("cell", name="any", exact=True).count() == 1
+    summary.locator("td a").first.click()
+    page.wait_for_url("**/analytics/items?**clf_category=any**")
+    page.goto(page.url.replace("clf_cell=fp", "clf_cell=tp"))
+    assert page.locator("[data-item]").count() > 0
+    assert errors == []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from ops_platform.core.errors import NotPermitted
+from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import ApiScope, Policy, User
 from qa.models import CalibrationRating, ImportedLabel, LabelImport, LabelTarget
 from qa.services import ExternalLabel, labels_import, session_create
@@ -203,3 +203,67 @@ def test_a_signed_in_qa_lead_imports_and_a_vendor_participant_is_not_nameable_by
     assert signed_in.post(URL, body).status_code == 201
     assert CalibrationRating.objects.get().participant == vendor_reviewer
     assert LabelImport.objects.get().client is None
+
+
+def _by_ref(item: ReviewItem, **row: Any) -> dict[str, Any]:
+    return {"item_source": item.source, "external_id": item.external_id, **row}
+
+
+def test_items_are_named_by_the_integrating_services_external_id(
+    qa_tool, qa_lead, reviewer, in_house_team, items, hate
+):
+    body = _truth_body(items)
+    body["labels"][1] = _by_ref(items[1], **{k: v for k, v in body["labels"][1].items() if k != "item"})
+    done = qa_tool.post(URL, body)
+    assert done.status_code == 201, done.json()
+    assert set(GroundTruth.objects.values_list("item_id", flat=True)) == {items[0].pk, items[1].pk}
+    assert ImportedLabel.objects.get(item=items[1]).rater == "ana@policy"
+
+    # Calibration ratings too, through the same resolution.
+    rita = qa_person("rita", in_house_team)
+    session = session_create(
+        actor=qa_lead, name="Ext", item_ids=[i.pk for i in items[:2]], participants=[reviewer, rita]
+    )
+    rating = {"is_violation": False, "participant": "rita", "rater": "w", "labelled_at": _when()}
+    calibration = {**body, "target": "calibration", "session": session.pk, "labels": [_by_ref(items[0], **rating)]}
+    assert qa_tool.post(URL, calibration).status_code == 201
+    assert CalibrationRating.objects.get().session_item.item_id == items[0].pk
+    outside = {**calibration, "labels": [_by_ref(items[3], **rating)]}
+    assert_error(qa_tool.post(URL, outside), 400, field="labels[0].external_id")
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"item_source": "claims", "external_id": "never-sent"}, "labels[1].external_id"),
+        ({"item_source": "elsewhere"}, "labels[1].external_id"),  # the item's external id, from another service
+        ({"item_source": None}, "labels[1].item_source"),
+        ({"external_id": None}, "labels[1].external_id"),
+        ({"item": 1}, "labels[1].item"),  # both an id and a reference
+    ],
+)
+def test_an_unknown_or_ambiguous_external_reference_is_refused_by_its_row_and_nothing_is_stored(
+    qa_tool, qa_lead, items, hate, row, field
+):
+    body = _truth_body(items)
+    reference = _by_ref(items[1], **{k: v for k, v in body["labels"][1].items() if k != "item"})
+    body["labels"][1] = {k: v for k, v in {**reference, **row}.items() if v is not None}
+
+    assert_error(qa_tool.post(URL, body), 400, field=field)
+    assert (GroundTruth.objects.count(), ImportedLabel.objects.count(), LabelImport.objects.count()) == (0, 0, 0)
+
+    # The service refuses the same rows itself, whoever calls it.
+    good = ExternalLabel(items[0].pk, "r", timezone.now(), False, None)
+    bad = ExternalLabel(
+        row.get("item"),
+        "r",
+        timezone.now(),
+        False,
+        None,
+        item_source=row.get("item_source", items[1].source) or "",
+        external_id=row.get("external_id", items[1].external_id) or "",
+    )
+    with pytest.raises(ApplicationError) as refused:
+        labels_import(actor=qa_lead, target=LabelTarget.GROUND_TRUTH, source="s", labels=[good, bad])
+    assert refused.value.field == field
+    assert not GroundTruth.objects.exists()
