@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0004_backlog_overdue'),
+        ('analytics', '0005_metrics_snapshot'),
     ]
 
     operations = [
