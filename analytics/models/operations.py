@@ -23,6 +23,7 @@ __all__ = [
     "OpsIntakeDaily",
     "OpsLatencyDaily",
     "OpsQueueDaily",
+    "OpsReceivedSlaDaily",
     "OpsReviewerDaily",
     "RollupCursor",
 ]
@@ -92,6 +93,19 @@ class OpsIntakeDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.source}/{self.surface}/{self.kind} policy {self.policy_id}"
+
+
+class OpsReceivedSlaDaily(models.Model):
+    """Items received each day (golden left out) that have been decided with a due time, and how many of them were
+    decided by it: the home's "SLA attainment, 7 days" tile, which counts by the day an item was received (the
+    refresh recomputes an item's received day when a decision or an event touches it)."""
+
+    day = models.DateField(unique=True)
+    decided = models.PositiveIntegerField(default=0)
+    within_sla = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.within_sla} of {self.decided} received and decided within the SLA"
 
 
 class OpsQueueDaily(models.Model):

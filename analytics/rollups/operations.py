@@ -54,6 +54,7 @@ from django.db import transaction
 from django.db.models import (
     Count,
     Exists,
+    F,
     Max,
     OuterRef,
     Q,
@@ -72,6 +73,7 @@ from analytics.models import (
     OpsIntakeDaily,
     OpsLatencyDaily,
     OpsQueueDaily,
+    OpsReceivedSlaDaily,
     OpsReviewerDaily,
     QaSampleDaily,
     RollupCursor,
@@ -274,6 +276,23 @@ def _intake_rows(day: date) -> list[OpsIntakeDaily]:
     ]
 
 
+def received_sla_items() -> QuerySet[ReviewItem]:
+    """Items decided with a due time (golden left out): what the received-day SLA figure counts."""
+    return intake_items().filter(decided_at__isnull=False, due_at__isnull=False)
+
+
+def _received_sla_rows(day: date) -> list[OpsReceivedSlaDaily]:
+    start, end = day_bounds(day)
+    counts = (
+        received_sla_items()
+        .filter(received_at__gte=start, received_at__lt=end)
+        .aggregate(decided=Count("pk"), within=Count("pk", filter=Q(decided_at__lte=F("due_at"))))
+    )
+    if not counts["decided"]:
+        return []
+    return [OpsReceivedSlaDaily(day=day, decided=counts["decided"], within_sla=counts["within"])]
+
+
 def _queue_rows(day: date) -> list[OpsQueueDaily]:
     start, end = day_bounds(day)
     groups = (
@@ -439,6 +458,7 @@ ROLLUP_TABLES = (
     OpsDecisionDaily,
     OpsLatencyDaily,
     OpsIntakeDaily,
+    OpsReceivedSlaDaily,
     OpsQueueDaily,
     OpsReviewerDaily,
     OpsAppealDaily,
@@ -455,6 +475,7 @@ def day_recompute(day: date) -> None:
         decisions,
         latency_rows(day, decisions),
         _intake_rows(day),
+        _received_sla_rows(day),
         _queue_rows(day),
         _reviewer_rows(day),
         _appeal_rows(day),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from analytics.charts import Chart, line, stacked_bar, svgs_cached
 from analytics.filters import MetricFilter
-from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily
+from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily, OpsReceivedSlaDaily
 from analytics.rollups import BACKLOG_AGES
 from analytics.tables import Column, Kind, Row, Table, items_url
 from queues.models import ItemState, ReviewItem
@@ -30,8 +30,15 @@ def intake_today() -> str:
 
 
 def backlog() -> str:
-    n = ReviewItem.objects.filter(_OPERATIONAL, state__in=[ItemState.QUEUED, ItemState.CLAIMED]).count()
-    return f"{n:,}"
+    """Open items (queued or claimed, golden left out) at the latest backlog snapshot: counting them live reads
+    every waiting item; the snapshot the periodic job takes every 15 minutes counts them the same way, and the
+    overdue and due-soon tiles beside it read the same snapshot."""
+    due = backlog_due()
+    return "—" if due["waiting"] is None else f"{int(due['waiting'] or 0):,}"
+
+
+def backlog_as_of() -> datetime | None:
+    return OpsBacklogSnapshot.objects.aggregate(m=Max("taken_at"))["m"]
 
 
 def backlog_url() -> str:
@@ -39,15 +46,12 @@ def backlog_url() -> str:
 
 
 def sla_attainment_7d() -> str:
-    """Items received in the last 7 days and decided: share decided by their due time."""
+    """Items received in the last 7 days and decided: share decided by their due time (``OpsReceivedSlaDaily``,
+    kept by the rollup refresh: the same count as ``received_sla_items`` over those days)."""
     f = MetricFilter.last_days(7)
-    counts = ReviewItem.objects.filter(
-        _OPERATIONAL,
-        received_at__gte=f.start_at,
-        received_at__lt=f.end_at,
-        decided_at__isnull=False,
-        due_at__isnull=False,
-    ).aggregate(decided=Count("id"), met=Count("id", filter=Q(decided_at__lte=F("due_at"))))
+    counts = OpsReceivedSlaDaily.objects.filter(day__gte=f.start, day__lte=f.end).aggregate(
+        decided=Sum("decided"), met=Sum("within_sla")
+    )
     if not counts["decided"]:
         return "—"
     return f"{counts['met'] / counts['decided'] * 100:.1f}%"
