@@ -285,13 +285,40 @@ def _judged(column: Column) -> Column:
     return column
 
 
+def _judged_curve(column: Column) -> Column:
+    """A PR curve's and a calibration's ratios with their intervals and what they rest on (the small-number rule):
+    precision on the flagged items, recall and AUPRC on the positives, an observed rate on the bin's items."""
+    rests_on = {
+        "precision": {"items": "flagged"},
+        "recall": {"positives": "positives"},
+        "observed_rate": {"items": "n"},
+    }
+    if column.key in rests_on:
+        return replace(column, interval=(f"{column.key}_low", f"{column.key}_high"), **rests_on[column.key])
+    if column.key == "auprc":
+        return replace(column, interval=("auprc_low", "auprc_high"), positives="positives")
+    if column.key.endswith(("_low", "_high")):
+        return replace(column, hidden=True)
+    return column
+
+
+CURVE_NOTE = (
+    f"Ratios carry their 95% interval (Wilson; AUPRC a bootstrap); from fewer than {MIN_POSITIVES} positives or "
+    f"{MIN_ITEMS} items they are too few to judge."
+)
+
+
 def _curve_table(f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]]) -> Table:
     model = _main_model(f)
     if model is None:
         return _table(title, [])
     backend, version, category = model
     rows = build(backend, version, category)
-    return _table(f"{title}: {category}, {backend} {version}", rows)
+    table = _table(f"{title}: {category}, {backend} {version}", rows)
+    if any(c.key == "observed_rate" for c in table.columns):
+        table.columns = [_judged_curve(c) for c in table.columns]
+        table.notes.append(CURVE_NOTE)
+    return table
 
 
 def classifier_pr_table(f: MetricFilter) -> Table:
@@ -312,12 +339,23 @@ def classifier_pr_table(f: MetricFilter) -> Table:
     rows = []
     for category in categories:
         curve = clf.classifier_pr_curve(f, category=category, backend=backend, model_version=version)
-        rows += [{"category": category, **p.as_row(), "auprc": curve.auprc} for p in curve.points]
-    return _table(
+        rows += [
+            {
+                "category": category,
+                **p.as_row(),
+                "auprc": curve.auprc,
+                "auprc_low": curve.auprc_low,
+                "auprc_high": curve.auprc_high,
+            }
+            for p in curve.points
+        ]
+    table = _table(
         f"Precision-recall curve: {backend} {version}",
         rows,
-        notes=["One curve per category; choose a policy in the filter to see only its categories."],
+        notes=["One curve per category; choose a policy in the filter to see only its categories.", CURVE_NOTE],
     )
+    table.columns = [_judged_curve(c) for c in table.columns]
+    return table
 
 
 def classifier_calibration_table(f: MetricFilter) -> Table:

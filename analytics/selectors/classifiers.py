@@ -140,8 +140,21 @@ class BucketCounts:
             if self.positive[k] + self.negative[k] <= 0:
                 continue
             tp, fp = float(tps[k]), float(fps[k])
+            precision_ci, recall_ci = wilson_interval(tp, tp + fp), wilson_interval(tp, positives)
             points.append(
-                PrPoint(threshold=k / BUCKETS, precision=tp / (tp + fp), recall=_ratio(tp, positives), tp=tp, fp=fp)
+                PrPoint(
+                    threshold=k / BUCKETS,
+                    precision=tp / (tp + fp),
+                    recall=_ratio(tp, positives),
+                    tp=tp,
+                    fp=fp,
+                    flagged=tp + fp,
+                    positives=positives,
+                    precision_low=precision_ci[0],
+                    precision_high=precision_ci[1],
+                    recall_low=recall_ci[0],
+                    recall_high=recall_ci[1],
+                )
             )
         return points
 
@@ -194,6 +207,7 @@ class BucketCounts:
         for b in range(bins):
             part = slice(b * width, (b + 1) * width)
             pos, neg = float(self.positive[part].sum()), float(self.negative[part].sum())
+            observed_ci = wilson_interval(pos, pos + neg)
             out.append(
                 CalibrationBin(
                     lower=b * width / BUCKETS,
@@ -202,6 +216,8 @@ class BucketCounts:
                     observed_rate=_ratio(pos, pos + neg),
                     weight=pos + neg,
                     n=int(self.n[part].sum()),
+                    observed_rate_low=observed_ci[0],
+                    observed_rate_high=observed_ci[1],
                 )
             )
         return out
@@ -237,6 +253,14 @@ class PrPoint(Row):
     recall: float | None
     tp: float
     fp: float
+    # What each ratio rests on and its 95% Wilson interval: precision on the flagged items (tp + fp), recall on
+    # the positives; from too few of them the page says so instead of the figure (``figure_text``).
+    flagged: float = 0.0
+    positives: float = 0.0
+    precision_low: float | None = None
+    precision_high: float | None = None
+    recall_low: float | None = None
+    recall_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +268,8 @@ class PrCurve(Row):
     points: list[PrPoint]
     auprc: float | None
     prevalence: float | None
+    auprc_low: float | None = None  # a seeded bootstrap's 95% interval (``average_precision_interval``)
+    auprc_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +280,9 @@ class CalibrationBin(Row):
     observed_rate: float | None
     weight: float
     n: int
+    # The observed rate's 95% Wilson interval (over the bin's weight); from under MIN_ITEMS items, too few.
+    observed_rate_low: float | None = None
+    observed_rate_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -377,7 +406,14 @@ def classifier_pr_curve(
     """PR points per bucket edge (highest threshold first) and the AUPRC."""
     counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
     prevalence = _ratio(float(counts.positive.sum()), counts.total)
-    return PrCurve(points=counts.pr_points(), auprc=counts.average_precision(), prevalence=prevalence)
+    low, high = counts.average_precision_interval()
+    return PrCurve(
+        points=counts.pr_points(),
+        auprc=counts.average_precision(),
+        prevalence=prevalence,
+        auprc_low=low,
+        auprc_high=high,
+    )
 
 
 def classifier_threshold_for_precision(

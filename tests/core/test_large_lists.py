@@ -101,7 +101,8 @@ def test_item_and_decision_changelists_show_with_their_filters(admin_user, intak
     page = client.get("/admin/queues/reviewitem/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "?source=api" in html and "?source=web" in html  # the source filter's choices
+    assert "?source=api" in html  # the source filter's choices
+    assert "?source=web" in html
     assert client.get("/admin/queues/reviewitem/?source=web").context["cl"].result_count == 2
     decisions = client.get("/admin/queues/decision/")
     assert decisions.status_code == 200
