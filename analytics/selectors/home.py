@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from analytics.charts import Chart, line, stacked_bar, svgs_cached
 from analytics.filters import MetricFilter
-from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily, OpsReceivedSlaDaily
+from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily, OpsReceivedDaily
 from analytics.rollups import BACKLOG_AGES
 from analytics.tables import Column, Kind, Row, Table, items_url
-from queues.models import ItemState, ReviewItem
+from queues.models import ReviewItem
 
 # Golden items are QA's probes, not platform traffic: left out of every operational figure.
 _OPERATIONAL = Q(is_golden=False)
@@ -46,11 +46,11 @@ def backlog_url() -> str:
 
 
 def sla_attainment_7d() -> str:
-    """Items received in the last 7 days and decided: share decided by their due time (``OpsReceivedSlaDaily``,
-    kept by the rollup refresh: the same count as ``received_sla_items`` over those days)."""
+    """Items received in the last 7 days and decided: share decided by their due time (``OpsReceivedDaily``, kept by
+    the rollup refresh: ``received_counts`` of those days' items)."""
     f = MetricFilter.last_days(7)
-    counts = OpsReceivedSlaDaily.objects.filter(day__gte=f.start, day__lte=f.end).aggregate(
-        decided=Sum("decided"), met=Sum("within_sla")
+    counts = OpsReceivedDaily.objects.filter(day__gte=f.start, day__lte=f.end).aggregate(
+        decided=Sum("sla_decided"), met=Sum("within_sla")
     )
     if not counts["decided"]:
         return "—"
@@ -58,11 +58,9 @@ def sla_attainment_7d() -> str:
 
 
 def automation_today() -> str:
-    """Share of today's closed items closed by a rule rather than a reviewer."""
-    f = _today()
-    counts = ReviewItem.objects.filter(_OPERATIONAL, received_at__gte=f.start_at, received_at__lt=f.end_at).aggregate(
-        closed=Count("id", filter=Q(state__in=[ItemState.AUTO_ACTIONED, ItemState.DECIDED])),
-        auto=Count("id", filter=Q(state=ItemState.AUTO_ACTIONED)),
+    """Share of today's closed items closed by a rule rather than a reviewer (``OpsReceivedDaily``)."""
+    counts = OpsReceivedDaily.objects.filter(day=_today().start).aggregate(
+        closed=Sum("closed"), auto=Sum("closed_by_rule")
     )
     if not counts["closed"]:
         return "—"
