@@ -529,3 +529,25 @@ def test_capacity_forecasts_are_fitted_ahead_by_the_warm_task_and_read_from_the_
     rollups_refresh()
     with pytest.raises(AssertionError, match="warm task"):
         signed_in(ops_manager).get("/api/v1/metrics/capacity_plan?period=7")
+
+
+@pytest.mark.parametrize("color", [None, "backend"])
+def test_bars_of_too_few_to_judge_are_drawn_apart_with_a_legend(color):
+    """A bar whose rate rests on too few items is faded, grey or dashed and named in the legend; judged bars are
+    drawn plainly, and a chart without any too-few bar is the plain bar chart."""
+    precision = Column("precision", "Precision", Kind.PERCENT, interval=("lo", "hi"), items="n")
+    rows = [
+        {"category": "hate", "precision": 0.9, "n": 400, "backend": "local"},
+        {"category": "spam", "precision": 1.0, "n": 3, "backend": "local"},
+    ]
+    table = Table("by category", [Column("category", "Category"), precision, Column("backend", "Backend")], rows)
+    chart = charts.bar(table, x="category", y="precision", color=color)
+    values = chart.spec["data"]["values"]
+    assert [v["_figure"] for v in values] == ["judged", "too few to judge"]
+    assert chart.spec["encoding"]["opacity"]["scale"]["range"] == [1.0, 0.3]
+    assert "too few to judge (faded, dashed)" in chart.svg()
+
+    rows[1]["n"] = 300
+    plain = charts.bar(table, x="category", y="precision", color=color)
+    assert "opacity" not in plain.spec["encoding"]
+    assert "too few" not in plain.svg()
