@@ -215,4 +215,9 @@ def item(request: HttpRequest, pk: int) -> HttpResponse:
     if opened is None:
         raise Http404("No such item.")
     it, decisions, events = opened
-    return render(request, "analytics/item.html", _context(request, item=it, decisions=decisions, events=events))
+    # Media as the reviewer's page shows them: only the platform's stored copies, blurred until revealed here
+    # (whatever the viewer's preference: this page is read by people who did not choose to review content).
+    profile = getattr(request.user, "reviewer_profile", None)
+    greyscale = profile.greyscale_media if profile else True
+    context = _context(request, item=it, decisions=decisions, events=events, blur=True, greyscale=greyscale)
+    return render(request, "analytics/item.html", context)
