@@ -288,13 +288,11 @@ def _judged(column: Column) -> Column:
 def _judged_curve(column: Column) -> Column:
     """A PR curve's and a calibration's ratios with their intervals and what they rest on (the small-number rule):
     precision on the flagged items, recall and AUPRC on the positives, an observed rate on the bin's items."""
-    rests_on = {
-        "precision": {"items": "flagged"},
-        "recall": {"positives": "positives"},
-        "observed_rate": {"items": "n"},
-    }
-    if column.key in rests_on:
-        return replace(column, interval=(f"{column.key}_low", f"{column.key}_high"), **rests_on[column.key])
+    interval = (f"{column.key}_low", f"{column.key}_high")
+    if column.key in ("precision", "observed_rate"):
+        return replace(column, interval=interval, items="flagged" if column.key == "precision" else "n")
+    if column.key == "recall":
+        return replace(column, interval=interval, positives="positives")
     if column.key == "auprc":
         return replace(column, interval=("auprc_low", "auprc_high"), positives="positives")
     if column.key.endswith(("_low", "_high")):

@@ -195,18 +195,19 @@ def bar(table: Table, *, x: str, y: str, color: str | None = None, title: str | 
         "title": "Figure",
         "labelExpr": f"datum.label == '{UNJUDGED}' ? 'too few to judge (faded, dashed)' : datum.label",
     }
-    judged = {"field": JUDGEMENT, "type": "nominal", "scale": {"domain": [JUDGED, UNJUDGED]}}
+    domain: dict[str, Any] = {"domain": [JUDGED, UNJUDGED]}
+    judged: dict[str, Any] = {"field": JUDGEMENT, "type": "nominal", "scale": domain}
     encoding: dict[str, Any] = {
         "x": _field(table, x),
         "y": _field(table, y),
         # One legend for the judgement (Vega-Lite merges channels of one field only when every one has it).
-        "opacity": {**judged, "scale": {**judged["scale"], "range": [1.0, 0.3]}, "legend": legend},
-        "strokeDash": {**judged, "scale": {**judged["scale"], "range": [[1, 0], [4, 3]]}, "legend": legend},
+        "opacity": {**judged, "scale": {**domain, "range": [1.0, 0.3]}, "legend": legend},
+        "strokeDash": {**judged, "scale": {**domain, "range": [[1, 0], [4, 3]]}, "legend": legend},
     }
     if color:
         encoding["color"] = _field(table, color)
     else:
-        encoding["color"] = {**judged, "scale": {**judged["scale"], "range": ["#4c78a8", "#9e9e9e"]}, "legend": legend}
+        encoding["color"] = {**judged, "scale": {**domain, "range": ["#4c78a8", "#9e9e9e"]}, "legend": legend}
     chart = (
         alt.Chart(alt.Data(values=values), title=title or table.title)
         .properties(width=WIDTH, height=HEIGHT)

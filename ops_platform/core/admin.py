@@ -297,7 +297,10 @@ def distinct_values(model: type[Model], field: str) -> list[Any]:
     index probe per value, a recursive CTE) instead of SELECT DISTINCT over every row; elsewhere SELECT DISTINCT."""
     if connection.vendor != "postgresql":
         return list(model._default_manager.order_by(field).values_list(field, flat=True).distinct())
-    column = connection.ops.quote_name(model._meta.get_field(field).column)
+    concrete = model._meta.get_field(field)
+    if not isinstance(concrete, Field) or not concrete.column:
+        raise TypeError(f"{field} is not a column")
+    column = connection.ops.quote_name(concrete.column)
     table = connection.ops.quote_name(model._meta.db_table)
     # Identifiers from the model's metadata, quoted; no value from the request.
     first = f"SELECT min({column}) FROM {table}"  # noqa: S608 - names from _meta
