@@ -47,7 +47,7 @@ from analytics.rollups import (
     week_start,
 )
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.figures import wilson_interval
+from ops_platform.core.figures import wilson_interval, wilson_intervals
 from ops_platform.core.models import ClassifierCategory, Policy
 from queues.models import ReviewItem
 from queues.selectors import ground_truth_latest
@@ -136,11 +136,13 @@ class BucketCounts:
         tps, fps = self._from_top()
         positives = float(self.positive.sum())
         points = []
-        for k in range(BUCKETS - 1, -1, -1):
-            if self.positive[k] + self.negative[k] <= 0:
-                continue
+        edges = [k for k in range(BUCKETS - 1, -1, -1) if self.positive[k] + self.negative[k] > 0]
+        flagged = [float(tps[k] + fps[k]) for k in edges]
+        hits = [float(tps[k]) for k in edges]
+        precision_cis = wilson_intervals(hits, flagged)
+        recall_cis = wilson_intervals(hits, [positives] * len(edges))
+        for k, precision_ci, recall_ci in zip(edges, precision_cis, recall_cis, strict=True):
             tp, fp = float(tps[k]), float(fps[k])
-            precision_ci, recall_ci = wilson_interval(tp, tp + fp), wilson_interval(tp, positives)
             points.append(
                 PrPoint(
                     threshold=k / BUCKETS,
@@ -204,10 +206,15 @@ class BucketCounts:
     def calibration(self, bins: int = CALIBRATION_BINS) -> list[CalibrationBin]:
         width = BUCKETS // bins
         out = []
+        parts = [slice(b * width, (b + 1) * width) for b in range(bins)]
+        observed_cis = wilson_intervals(
+            [float(self.positive[p].sum()) for p in parts],
+            [float(self.positive[p].sum() + self.negative[p].sum()) for p in parts],
+        )
         for b in range(bins):
-            part = slice(b * width, (b + 1) * width)
+            part = parts[b]
             pos, neg = float(self.positive[part].sum()), float(self.negative[part].sum())
-            observed_ci = wilson_interval(pos, pos + neg)
+            observed_ci = observed_cis[b]
             out.append(
                 CalibrationBin(
                     lower=b * width / BUCKETS,
