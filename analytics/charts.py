@@ -24,6 +24,7 @@ import vl_convert as vlc
 from django.core.cache import cache
 
 from analytics.tables import Kind, Table, json_value
+from ops_platform.core.figures import TOO_FEW, too_few
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +164,56 @@ def _color(table: Table, color: str | None) -> dict[str, Any]:
     return {"color": _field(table, color)} if color else {}
 
 
+# A bar whose figure rests on too few observations (``ops_platform.core.figures``) is drawn apart: grey, dashed
+# outline, faded, with a legend that says why, never as a plain bar of the same weight as a judged one.
+JUDGED, UNJUDGED = "judged", TOO_FEW
+JUDGEMENT = "_figure"
+
+
+def _too_few_rows(table: Table, y: str) -> list[bool] | None:
+    """Per row, whether its ``y`` rests on too few observations; None when ``y`` is not a judged rate."""
+    column = table.column(y)
+    if column.items is None and column.positives is None:
+        return None
+
+    def count(row: dict[str, Any], key: str | None) -> float | None:
+        value = json_value(row.get(key)) if key else None
+        return None if value is None else float(value)
+
+    return [too_few(items=count(r, column.items), positives=count(r, column.positives)) for r in table.rows]
+
+
 def bar(table: Table, *, x: str, y: str, color: str | None = None, title: str | None = None) -> Chart:
     keys = [k for k in (x, y, color) if k]
-    chart = _base(table, keys, title).mark_bar().encode(x=_field(table, x), y=_field(table, y), **_color(table, color))
+    few = _too_few_rows(table, y)
+    if few is None or not any(few):
+        chart = _base(table, keys, title).mark_bar()
+        chart = chart.encode(x=_field(table, x), y=_field(table, y), **_color(table, color))
+        return Chart(title or table.title, _spec(chart))
+    values = [{**v, JUDGEMENT: UNJUDGED if f else JUDGED} for v, f in zip(_values(table, keys), few, strict=True)]
+    legend = {
+        "title": "Figure",
+        "labelExpr": f"datum.label == '{UNJUDGED}' ? 'too few to judge (faded, dashed)' : datum.label",
+    }
+    domain: dict[str, Any] = {"domain": [JUDGED, UNJUDGED]}
+    judged: dict[str, Any] = {"field": JUDGEMENT, "type": "nominal", "scale": domain}
+    encoding: dict[str, Any] = {
+        "x": _field(table, x),
+        "y": _field(table, y),
+        # One legend for the judgement (Vega-Lite merges channels of one field only when every one has it).
+        "opacity": {**judged, "scale": {**domain, "range": [1.0, 0.3]}, "legend": legend},
+        "strokeDash": {**judged, "scale": {**domain, "range": [[1, 0], [4, 3]]}, "legend": legend},
+    }
+    if color:
+        encoding["color"] = _field(table, color)
+    else:
+        encoding["color"] = {**judged, "scale": {**domain, "range": ["#4c78a8", "#9e9e9e"]}, "legend": legend}
+    chart = (
+        alt.Chart(alt.Data(values=values), title=title or table.title)
+        .properties(width=WIDTH, height=HEIGHT)
+        .mark_bar(stroke="#555", strokeWidth=1)
+        .encode(**encoding)
+    )
     return Chart(title or table.title, _spec(chart))
 
 

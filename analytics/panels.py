@@ -118,15 +118,44 @@ def tiles_all() -> list[Tile]:
 # --- the registrations -------------------------------------------------------------------------------
 
 register_tile(Tile("intake_today", "Intake today", home.intake_today, hint="items received since midnight"))
-register_tile(Tile("backlog", "Backlog", home.backlog, url=home.backlog_url, hint="queued or claimed now"))
+register_tile(
+    Tile(
+        "backlog",
+        "Backlog",
+        home.backlog,
+        url=home.backlog_url,
+        hint="queued or claimed (latest backlog snapshot)",
+        as_of=home.backlog_as_of,
+    )
+)
 # SLA attainment counts decided items only; beside it, what is waiting past or near its due time (issue 19).
 register_tile(
-    Tile("overdue", "Overdue now", home.overdue_now, hint="waiting past the SLA due time (latest backlog snapshot)")
+    Tile(
+        "overdue",
+        "Overdue now",
+        home.overdue_now,
+        hint="waiting past the SLA due time (latest backlog snapshot)",
+        as_of=home.backlog_as_of,
+    )
 )
 register_tile(
-    Tile("due_soon", "Due within the hour", home.due_within_hour, hint="not yet overdue (latest backlog snapshot)")
+    Tile(
+        "due_soon",
+        "Due within the hour",
+        home.due_within_hour,
+        hint="not yet overdue (latest backlog snapshot)",
+        as_of=home.backlog_as_of,
+    )
 )
-register_tile(Tile("sla_7d", "SLA attainment, 7 days", home.sla_attainment_7d, hint="of items decided: within the SLA"))
+register_tile(
+    Tile(
+        "sla_7d",
+        "SLA attainment, 7 days",
+        home.sla_attainment_7d,
+        hint="items received in the last 7 days and decided: within the SLA",
+        as_of=freshness.operations_as_of,
+    )
+)
 register_tile(
     Tile("automation_today", "Automation rate today", home.automation_today, hint="closed by a rule, not a person")
 )

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
@@ -34,6 +33,7 @@ from analytics.selectors.items import (
 from analytics.tables import as_of_text, filter_params
 from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
+from ops_platform.core.keyset import keyset_page
 from ops_platform.core.permissions import permitted
 from queues.models import ReviewItem
 
@@ -160,13 +160,17 @@ def items(request: HttpRequest) -> HttpResponse:
     except ApplicationError as e:
         context = _context(request, form=form, problem=e.message, problem_field=e.field)
         return render(request, "analytics/items.html", context, status=e.status_code)
-    page = Paginator(queryset, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    try:
+        page = keyset_page(queryset, request.GET.get("after"), ITEMS_PER_PAGE)
+    except ApplicationError as e:
+        context = _context(request, form=form, problem=e.message, problem_field=e.field)
+        return render(request, "analytics/items.html", context, status=e.status_code)
     rows = [
         {
             "item": item,
             "excerpt": item.text[:EXCERPT_CHARS] + ("…" if len(item.text) > EXCERPT_CHARS else ""),
         }
-        for item in page.object_list
+        for item in page.rows
     ]
     drill_params = {k: v for k, v in request.GET.items() if k == "metric" or k.startswith(("cell_", "clf_"))}
     query = urlencode({**filter_params(f), **slice_.params(), **drill_params})
@@ -178,6 +182,8 @@ def items(request: HttpRequest) -> HttpResponse:
             form=form,
             slice=slice_,
             page=page,
+            listed=queryset,
+            count=queryset.count(),
             rows=rows,
             query=query,
             extra_params=[*slice_.params().items(), *drill_params.items()],
@@ -209,4 +215,9 @@ def item(request: HttpRequest, pk: int) -> HttpResponse:
     if opened is None:
         raise Http404("No such item.")
     it, decisions, events = opened
-    return render(request, "analytics/item.html", _context(request, item=it, decisions=decisions, events=events))
+    # Media as the reviewer's page shows them: only the platform's stored copies, blurred until revealed here
+    # (whatever the viewer's preference: this page is read by people who did not choose to review content).
+    profile = getattr(request.user, "reviewer_profile", None)
+    greyscale = profile.greyscale_media if profile else True
+    context = _context(request, item=it, decisions=decisions, events=events, blur=True, greyscale=greyscale)
+    return render(request, "analytics/item.html", context)

@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ops_platform.core.admin import AuditedAdmin, ReadOnlyAdmin
+from ops_platform.core.admin import AuditedAdmin, IndexedValuesFilter, LargeTableAdmin, ReadOnlyAdmin
 from queues.models import Decision, ExposureCategory, ItemEvent, Queue, ReviewItem
 
 
@@ -40,7 +40,7 @@ class ItemEventInline(admin.TabularInline):
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(admin.ModelAdmin):
+class ReviewItemAdmin(LargeTableAdmin):
     """Read-only: items change through the review workflow, never by hand."""
 
     list_display = [
@@ -54,10 +54,10 @@ class ReviewItemAdmin(admin.ModelAdmin):
         "received_at",
         "due_at",
     ]
-    list_filter = ["state", "kind", "queue", "source"]
+    list_filter = ["state", "kind", "queue", ("source", IndexedValuesFilter)]  # source leads (source, external_id)
+    list_select_related = ["queue"]
     search_fields = ["external_id", "author_ref"]
     inlines = [ItemEventInline]
-    show_full_result_count = False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in ReviewItem._meta.fields]
@@ -70,6 +70,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(ReadOnlyAdmin):
+class DecisionAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["id", "item", "reviewer", "policy", "action", "is_violation", "decided_at"]
+    list_select_related = ["item", "reviewer", "policy", "action"]
     list_filter = ["is_violation", "policy", "queue"]

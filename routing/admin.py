@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ops_platform.core.admin import ReadOnlyAdmin
+from ops_platform.core.admin import IndexedValuesFilter, LargeTableAdmin, ReadOnlyAdmin
 from routing.intake.models import DeadLetter
 from routing.rules.models import RoutingDecision, Rule, RuleSet
 from routing.scoring.media.models import BankHash, HashBank, MediaAsset, MediaMatch
@@ -14,9 +14,10 @@ from routing.scoring.models import ClassifierCall, ClassifierScore, LabeledExamp
 
 
 @admin.register(ClassifierScore)
-class ClassifierScoreAdmin(ReadOnlyAdmin):
+class ClassifierScoreAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["item", "backend", "model_version", "prompt_version", "created_at"]
-    list_filter = ["backend"]
+    list_filter = [("backend", IndexedValuesFilter)]  # backend leads (backend, created_at)
+    list_select_related = ["item"]
     raw_id_fields = ["item", "call"]
 
 
@@ -69,8 +70,9 @@ class RuleSetAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RoutingDecision)
-class RoutingDecisionAdmin(ReadOnlyAdmin):
+class RoutingDecisionAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["at", "item", "rule_set", "matched", "destination", "shadow"]
+    list_select_related = ["item", "rule_set"]
     list_filter = ["shadow", "action"]
     raw_id_fields = ["item", "rule_set", "rule", "queue"]
 
@@ -88,14 +90,16 @@ class BankHashAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MediaAsset)
-class MediaAssetAdmin(ReadOnlyAdmin):
+class MediaAssetAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["item", "position", "status", "refusal", "host", "content_type", "pdq_quality", "created_at"]
+    list_select_related = ["item"]
     list_filter = ["status", "refusal"]
     raw_id_fields = ["item"]
 
 
 @admin.register(MediaMatch)
-class MediaMatchAdmin(ReadOnlyAdmin):
+class MediaMatchAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["item", "bank", "kind", "distance", "label", "created_at"]
+    list_select_related = ["item", "bank"]
     list_filter = ["bank", "kind"]
     raw_id_fields = ["item", "asset"]

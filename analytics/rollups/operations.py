@@ -54,6 +54,7 @@ from django.db import transaction
 from django.db.models import (
     Count,
     Exists,
+    F,
     Max,
     OuterRef,
     Q,
@@ -72,6 +73,7 @@ from analytics.models import (
     OpsIntakeDaily,
     OpsLatencyDaily,
     OpsQueueDaily,
+    OpsReceivedDaily,
     OpsReviewerDaily,
     QaSampleDaily,
     RollupCursor,
@@ -274,6 +276,25 @@ def _intake_rows(day: date) -> list[OpsIntakeDaily]:
     ]
 
 
+def received_counts(items: QuerySet[ReviewItem]) -> dict[str, int]:
+    """What ``OpsReceivedDaily`` counts of ``items`` (golden already left out): decided with a due time and, of
+    them, by it; closed (auto-actioned or decided) and, of them, by a rule."""
+    sla = Q(decided_at__isnull=False, due_at__isnull=False)
+    counts = items.aggregate(
+        sla_decided=Count("pk", filter=sla),
+        within_sla=Count("pk", filter=sla & Q(decided_at__lte=F("due_at"))),
+        closed=Count("pk", filter=Q(state__in=[ItemState.AUTO_ACTIONED, ItemState.DECIDED])),
+        closed_by_rule=Count("pk", filter=Q(state=ItemState.AUTO_ACTIONED)),
+    )
+    return {k: int(v or 0) for k, v in counts.items()}
+
+
+def _received_rows(day: date) -> list[OpsReceivedDaily]:
+    start, end = day_bounds(day)
+    counts = received_counts(intake_items().filter(received_at__gte=start, received_at__lt=end))
+    return [OpsReceivedDaily(day=day, **counts)] if any(counts.values()) else []
+
+
 def _queue_rows(day: date) -> list[OpsQueueDaily]:
     start, end = day_bounds(day)
     groups = (
@@ -439,6 +460,7 @@ ROLLUP_TABLES = (
     OpsDecisionDaily,
     OpsLatencyDaily,
     OpsIntakeDaily,
+    OpsReceivedDaily,
     OpsQueueDaily,
     OpsReviewerDaily,
     OpsAppealDaily,
@@ -455,6 +477,7 @@ def day_recompute(day: date) -> None:
         decisions,
         latency_rows(day, decisions),
         _intake_rows(day),
+        _received_rows(day),
         _queue_rows(day),
         _reviewer_rows(day),
         _appeal_rows(day),
@@ -533,23 +556,24 @@ def rollups_rebuild(start: date, end: date) -> int:
 def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[int, str, int, int, int]]:
     """Open items per (queue, age bucket) at ``now``, with how many are due within the hour and how many are already
     overdue: (queue id, bucket, items, due, overdue). The backlog panel and the snapshot both count this way;
-    ``backlog_items`` + ``age_bucket_range`` at the same ``now`` list the items."""
-    out = []
+    ``backlog_items`` + ``age_bucket_range`` at the same ``now`` list the items. One pass over item_backlog_idx
+    (index only), every bucket a filtered count."""
     soon = now + timedelta(hours=1)
     items = backlog_items() if queue_id is None else backlog_items().filter(queue_id=queue_id)
-    for bucket, _ in BACKLOG_AGES:
-        groups = (
-            items.filter(age_bucket_range(bucket, now))
-            .values("queue_id")
-            .annotate(
-                n=Count("pk"),
-                due=Count("pk", filter=Q(due_at__gt=now, due_at__lte=soon)),
-                overdue=Count("pk", filter=Q(due_at__lte=now)),
-            )
-            .order_by()
-        )
-        out += [(g["queue_id"], str(bucket), g["n"], g["due"], g["overdue"]) for g in groups]
-    return out
+    counts: dict[str, Count] = {}
+    for i, (bucket, _) in enumerate(BACKLOG_AGES):
+        within = age_bucket_range(bucket, now)
+        # queue_id, never null in the backlog, is in the index: COUNT(id) would read every item's row.
+        counts[f"n{i}"] = Count("queue_id", filter=within)
+        counts[f"due{i}"] = Count("queue_id", filter=within & Q(due_at__gt=now, due_at__lte=soon))
+        counts[f"overdue{i}"] = Count("queue_id", filter=within & Q(due_at__lte=now))
+    groups = list(items.values("queue_id").annotate(**counts).order_by())
+    return [
+        (g["queue_id"], str(bucket), g[f"n{i}"], g[f"due{i}"], g[f"overdue{i}"])
+        for i, (bucket, _) in enumerate(BACKLOG_AGES)
+        for g in groups
+        if g[f"n{i}"]
+    ]
 
 
 def backlog_snapshot_take(*, now: datetime | None = None) -> int:

@@ -52,7 +52,7 @@ from analytics.rollups import (
     week_start,
 )
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.figures import wilson_interval
+from ops_platform.core.figures import wilson_interval, wilson_intervals
 from ops_platform.core.models import ClassifierCategory, Policy
 from queues.models import ReviewItem
 from queues.selectors import ground_truth_latest
@@ -141,12 +141,27 @@ class BucketCounts:
         tps, fps = self._from_top()
         positives = float(self.positive.sum())
         points = []
-        for k in range(BUCKETS - 1, -1, -1):
-            if self.positive[k] + self.negative[k] <= 0:
-                continue
+        edges = [k for k in range(BUCKETS - 1, -1, -1) if self.positive[k] + self.negative[k] > 0]
+        flagged = [float(tps[k] + fps[k]) for k in edges]
+        hits = [float(tps[k]) for k in edges]
+        precision_cis = wilson_intervals(hits, flagged)
+        recall_cis = wilson_intervals(hits, [positives] * len(edges))
+        for k, precision_ci, recall_ci in zip(edges, precision_cis, recall_cis, strict=True):
             tp, fp = float(tps[k]), float(fps[k])
             points.append(
-                PrPoint(threshold=k / BUCKETS, precision=tp / (tp + fp), recall=_ratio(tp, positives), tp=tp, fp=fp)
+                PrPoint(
+                    threshold=k / BUCKETS,
+                    precision=tp / (tp + fp),
+                    recall=_ratio(tp, positives),
+                    tp=tp,
+                    fp=fp,
+                    flagged=tp + fp,
+                    positives=positives,
+                    precision_low=precision_ci[0],
+                    precision_high=precision_ci[1],
+                    recall_low=recall_ci[0],
+                    recall_high=recall_ci[1],
+                )
             )
         return points
 
@@ -196,9 +211,15 @@ class BucketCounts:
     def calibration(self, bins: int = CALIBRATION_BINS) -> list[CalibrationBin]:
         width = BUCKETS // bins
         out = []
+        parts = [slice(b * width, (b + 1) * width) for b in range(bins)]
+        observed_cis = wilson_intervals(
+            [float(self.positive[p].sum()) for p in parts],
+            [float(self.positive[p].sum() + self.negative[p].sum()) for p in parts],
+        )
         for b in range(bins):
-            part = slice(b * width, (b + 1) * width)
+            part = parts[b]
             pos, neg = float(self.positive[part].sum()), float(self.negative[part].sum())
+            observed_ci = observed_cis[b]
             out.append(
                 CalibrationBin(
                     lower=b * width / BUCKETS,
@@ -207,8 +228,8 @@ class BucketCounts:
                     observed_rate=_ratio(pos, pos + neg),
                     weight=pos + neg,
                     n=int(self.n[part].sum()),
-                    observed_low=wilson_interval(pos, pos + neg)[0],
-                    observed_high=wilson_interval(pos, pos + neg)[1],
+                    observed_low=observed_ci[0],
+                    observed_high=observed_ci[1],
                 )
             )
         return out
@@ -244,6 +265,14 @@ class PrPoint(Row):
     recall: float | None
     tp: float
     fp: float
+    # What each ratio rests on and its 95% Wilson interval: precision on the flagged items (tp + fp), recall on
+    # the positives; from too few of them the page says so instead of the figure (``figure_text``).
+    flagged: float = 0.0
+    positives: float = 0.0
+    precision_low: float | None = None
+    precision_high: float | None = None
+    recall_low: float | None = None
+    recall_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +280,8 @@ class PrCurve(Row):
     points: list[PrPoint]
     auprc: float | None
     prevalence: float | None
+    auprc_low: float | None = None  # a seeded bootstrap's 95% interval (``average_precision_interval``)
+    auprc_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -397,7 +428,14 @@ def classifier_pr_curve(
     """PR points per bucket edge (highest threshold first) and the AUPRC."""
     counts = classifier_bucket_counts(f, category=category, backend=backend, model_version=model_version, truth=truth)
     prevalence = _ratio(float(counts.positive.sum()), counts.total)
-    return PrCurve(points=counts.pr_points(), auprc=counts.average_precision(), prevalence=prevalence)
+    low, high = counts.average_precision_interval()
+    return PrCurve(
+        points=counts.pr_points(),
+        auprc=counts.average_precision(),
+        prevalence=prevalence,
+        auprc_low=low,
+        auprc_high=high,
+    )
 
 
 def classifier_threshold_for_precision(

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from analytics.charts import Chart, line, stacked_bar, svgs_cached
 from analytics.filters import MetricFilter
-from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily
+from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily, OpsReceivedDaily
 from analytics.rollups import BACKLOG_AGES
 from analytics.tables import Column, Kind, Row, Table, items_url
-from queues.models import ItemState, ReviewItem
+from queues.models import ReviewItem
 
 # Golden items are QA's probes, not platform traffic: left out of every operational figure.
 _OPERATIONAL = Q(is_golden=False)
@@ -30,8 +30,15 @@ def intake_today() -> str:
 
 
 def backlog() -> str:
-    n = ReviewItem.objects.filter(_OPERATIONAL, state__in=[ItemState.QUEUED, ItemState.CLAIMED]).count()
-    return f"{n:,}"
+    """Open items (queued or claimed, golden left out) at the latest backlog snapshot: counting them live reads
+    every waiting item; the snapshot the periodic job takes every 15 minutes counts them the same way, and the
+    overdue and due-soon tiles beside it read the same snapshot."""
+    due = backlog_due()
+    return "—" if due["waiting"] is None else f"{int(due['waiting'] or 0):,}"
+
+
+def backlog_as_of() -> datetime | None:
+    return OpsBacklogSnapshot.objects.aggregate(m=Max("taken_at"))["m"]
 
 
 def backlog_url() -> str:
@@ -39,26 +46,21 @@ def backlog_url() -> str:
 
 
 def sla_attainment_7d() -> str:
-    """Items received in the last 7 days and decided: share decided by their due time."""
+    """Items received in the last 7 days and decided: share decided by their due time (``OpsReceivedDaily``, kept by
+    the rollup refresh: ``received_counts`` of those days' items)."""
     f = MetricFilter.last_days(7)
-    counts = ReviewItem.objects.filter(
-        _OPERATIONAL,
-        received_at__gte=f.start_at,
-        received_at__lt=f.end_at,
-        decided_at__isnull=False,
-        due_at__isnull=False,
-    ).aggregate(decided=Count("id"), met=Count("id", filter=Q(decided_at__lte=F("due_at"))))
+    counts = OpsReceivedDaily.objects.filter(day__gte=f.start, day__lte=f.end).aggregate(
+        decided=Sum("sla_decided"), met=Sum("within_sla")
+    )
     if not counts["decided"]:
         return "—"
     return f"{counts['met'] / counts['decided'] * 100:.1f}%"
 
 
 def automation_today() -> str:
-    """Share of today's closed items closed by a rule rather than a reviewer."""
-    f = _today()
-    counts = ReviewItem.objects.filter(_OPERATIONAL, received_at__gte=f.start_at, received_at__lt=f.end_at).aggregate(
-        closed=Count("id", filter=Q(state__in=[ItemState.AUTO_ACTIONED, ItemState.DECIDED])),
-        auto=Count("id", filter=Q(state=ItemState.AUTO_ACTIONED)),
+    """Share of today's closed items closed by a rule rather than a reviewer (``OpsReceivedDaily``)."""
+    counts = OpsReceivedDaily.objects.filter(day=_today().start).aggregate(
+        closed=Sum("closed"), auto=Sum("closed_by_rule")
     )
     if not counts["closed"]:
         return "—"

@@ -97,8 +97,10 @@ def items_drill(f: MetricFilter, s: ItemsSlice) -> QuerySet[ReviewItem]:
     texts = {k: getattr(s, k) for k in TEXT_SLICES if getattr(s, k) is not None}
     if texts:
         items = items.filter(Q(**texts))
+    # Never null here (received_at always; decided_at and queued_at in the period by the filter above): a plain
+    # descending order, which item_received_idx serves for keyset pages (NULLS LAST would sort the whole period).
     order = "received_at" if s.on == "queued" else f"{s.on}_at"
-    return items.order_by(F(order).desc(nulls_last=True), "-id")
+    return items.order_by(f"-{order}", "-id")
 
 
 def items_behind_listed(metric: str, f: MetricFilter, cell: dict[str, Any]) -> QuerySet[ReviewItem]:

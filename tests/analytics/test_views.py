@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime, time, timedelta
+from html import unescape as html_unescape
 
 import pytest
 from django.test import Client
@@ -14,7 +16,8 @@ from analytics import capacity, charts, panels
 from analytics.charts import UnsafeSvg, check_svg
 from analytics.filters import PRESET_DAYS, MetricFilter
 from analytics.panels import Panel
-from analytics.rollups import rollups_refresh
+from analytics.rollups import backlog_snapshot_take, rollups_refresh
+from analytics.selectors import home as home_selectors
 from analytics.tables import Column, Kind, Table, items_url
 from analytics.tasks import capacity_forecasts_warm_task
 from ops_platform.core.csv_export import csv_cell
@@ -242,14 +245,27 @@ def test_drill_down_lists_the_items_behind_the_number_escaped(ops_manager, intak
     assert html.count("data-item=") == 2  # the hostile item and the golden one
 
 
-def test_drill_down_pages(ops_manager, intake_queue):
-    for n in range(55):
-        _item(intake_queue, n)
+def test_drill_down_pages_by_keyset_cover_every_item_once(ops_manager, intake_queue):
+    now = timezone.now()
+    # Ties on received_at across the page boundary: the id breaks them, so no row is shown twice or skipped.
+    made = [_item(intake_queue, n, received_at=now - timedelta(minutes=n // 4)) for n in range(55)]
     client = signed_in(ops_manager)
     first = client.get("/analytics/items?period=7").content.decode()
     assert first.count("data-item=") == 50
-    assert "page=2" in first
-    assert client.get("/analytics/items?period=7&page=2").content.decode().count("data-item=") == 5
+    assert "55 items" in first
+    older = re.search(r'href="\?([^"]*after=[^"]*)" rel="next"', first)
+    assert older is not None
+    second = client.get("/analytics/items?" + html_unescape(older.group(1))).content.decode()
+    assert second.count("data-item=") == 5
+    assert 'rel="next"' not in second
+    shown = {int(pk) for pk in re.findall(r'data-item="(\d+)"', first + second)}
+    assert shown == {item.pk for item in made}
+
+
+def test_drill_down_refuses_a_cursor_that_is_not_a_position(ops_manager, intake_queue):
+    response = signed_in(ops_manager).get("/analytics/items?period=7&after=%5B%22yesterday%22%2C1%5D")
+    assert response.status_code == 400
+    assert 'data-field="after"' in response.content.decode()
 
 
 # --- charts -------------------------------------------------------------------------------------------
@@ -437,12 +453,55 @@ def test_home_shows_the_headline_tiles_and_links_every_area(ops_manager, intake_
         decided_at=now,
         due_at=now + timedelta(hours=1),
     )
+    _item(
+        intake_queue,
+        4,
+        received_at=now - timedelta(days=3),
+        state=ItemState.DECIDED,
+        decided_at=now,
+        due_at=now - timedelta(hours=1),
+    )
+    decided = {"state": ItemState.DECIDED, "decided_at": now, "due_at": now}
+    _item(intake_queue, 5, received_at=now - timedelta(days=10), **decided)  # before the 7 days
+    _item(intake_queue, 6, received_at=now - timedelta(days=1), is_golden=True, **decided)
+    # The periodic jobs: the rollup refresh (the SLA tile) and the backlog snapshot (the backlog tiles).
+    rollups_refresh()
+    backlog_snapshot_take()
     html = signed_in(ops_manager).get("/analytics/").content.decode()
     for name in ("intake_today", "backlog", "sla_7d", "automation_today"):
         assert f'data-tile="{name}"' in html
     for slug, _ in panels.areas_with_panels():
         assert f'href="/analytics/{slug}/"' in html
-    assert "100.0%" in html  # SLA 7d: one decided, on time
+    tiles = dict(re.findall(r'data-tile="(\w+)">\s*<div class="value">(?:<a href="[^"]*">)?([^<]*)<', html))
+    assert tiles["sla_7d"] == "50.0%"  # items 3 (on time) and 4 (late); 5 received too long ago, 6 golden
+    assert tiles["backlog"] == "1"  # item 1
+    assert tiles["intake_today"] == "2"
+    assert tiles["automation_today"] == "100.0%"
+
+
+def test_home_tiles_read_from_rollups_equal_the_raw_rows(ops_manager, intake_queue):
+    """The SLA and backlog tiles read the rollup and the snapshot: the same numbers as the raw rows they stand for."""
+    now = timezone.now()
+    for n in range(12):
+        decided = n % 3 != 0
+        _item(
+            intake_queue,
+            n,
+            received_at=now - timedelta(days=n % 9, minutes=n),
+            state=ItemState.DECIDED if decided else ItemState.QUEUED,
+            decided_at=now if decided else None,
+            due_at=now + timedelta(hours=1) if n % 2 else now - timedelta(hours=1),
+        )
+    rollups_refresh()
+    backlog_snapshot_take()
+    f = MetricFilter.last_days(7)
+    raw = ReviewItem.objects.filter(
+        is_golden=False, received_at__gte=f.start_at, received_at__lt=f.end_at, decided_at__isnull=False
+    )
+    met = sum(1 for i in raw if i.decided_at <= i.due_at)
+    assert home_selectors.sla_attainment_7d() == f"{met / raw.count() * 100:.1f}%"
+    waiting = ReviewItem.objects.filter(is_golden=False, state__in=[ItemState.QUEUED, ItemState.CLAIMED]).count()
+    assert home_selectors.backlog() == f"{waiting:,}"
 
 
 def test_capacity_forecasts_are_fitted_ahead_by_the_warm_task_and_read_from_the_cache(
@@ -470,3 +529,25 @@ def test_capacity_forecasts_are_fitted_ahead_by_the_warm_task_and_read_from_the_
     rollups_refresh()
     with pytest.raises(AssertionError, match="warm task"):
         signed_in(ops_manager).get("/api/v1/metrics/capacity_plan?period=7")
+
+
+@pytest.mark.parametrize("color", [None, "backend"])
+def test_bars_of_too_few_to_judge_are_drawn_apart_with_a_legend(color):
+    """A bar whose rate rests on too few items is faded, grey or dashed and named in the legend; judged bars are
+    drawn plainly, and a chart without any too-few bar is the plain bar chart."""
+    precision = Column("precision", "Precision", Kind.PERCENT, interval=("lo", "hi"), items="n")
+    rows = [
+        {"category": "hate", "precision": 0.9, "n": 400, "backend": "local"},
+        {"category": "spam", "precision": 1.0, "n": 3, "backend": "local"},
+    ]
+    table = Table("by category", [Column("category", "Category"), precision, Column("backend", "Backend")], rows)
+    chart = charts.bar(table, x="category", y="precision", color=color)
+    values = chart.spec["data"]["values"]
+    assert [v["_figure"] for v in values] == ["judged", "too few to judge"]
+    assert chart.spec["encoding"]["opacity"]["scale"]["range"] == [1.0, 0.3]
+    assert "too few to judge (faded, dashed)" in chart.svg()
+
+    rows[1]["n"] = 300
+    plain = charts.bar(table, x="category", y="precision", color=color)
+    assert "opacity" not in plain.spec["encoding"]
+    assert "too few" not in plain.svg()

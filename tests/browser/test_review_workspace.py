@@ -147,3 +147,36 @@ def test_escalation_moves_the_item_up_and_opens_the_next(page: Page, live_server
     hard.refresh_from_db()
     assert (hard.state, hard.queue, hard.assignee) == (ItemState.QUEUED, tier_2, None)
     assert hard.events.get(event="escalated").data["reason"] == "Could be a drill lyric; needs a specialist"
+
+
+def test_the_read_only_item_page_shows_the_stored_copy_blurred_never_the_third_party_url(
+    page: Page, live_server, ops_manager, intake_queue
+):
+    """An ops manager opening an item behind a number sees its media as reviewers do: the platform's blurred stored
+    copy, the full copy only on request, never a request to the host the attachment came from."""
+    third_party = "http://images.example.invalid/attachment.png?sig=private"
+    item = queued(intake_queue, "look at this", priority=1, media_urls=[third_party, "javascript:alert(5)"])
+    image_record(item=item, position=0, host="images.example.invalid", data=picture(3), content_type="image/png")
+    MediaAsset.objects.create(item=item, position=1, status=MediaStatus.REFUSED, refusal="bad_scheme")
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+
+    sign_in(page, live_server.url, ops_manager.username)
+    page.goto(f"{live_server.url}/analytics/item/{item.pk}/")
+    media = page.get_by_test_id("media")
+    expect(media).to_have_count(1)
+    expect(page.get_by_test_id("media-refused")).to_contain_text("bad_scheme")
+    image = media.first.locator("img")
+    preview, copy = image.get_attribute("src"), image.get_attribute("data-src")
+    assert preview.startswith("/media/copy/")
+    assert copy.startswith("/media/copy/")
+    assert preview != copy
+    assert "blur" in image.evaluate("el => getComputedStyle(el).filter")
+
+    media.first.get_by_role("button", name="Reveal").click()
+    expect(media.first).to_have_class("media greyscale revealed")
+    assert image.get_attribute("src") == copy
+    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=image.element_handle())
+    assert not [url for url in requested if "images.example.invalid" in url]
+    assert "images.example.invalid/attachment" not in page.content()
+    page.screenshot(path=str(SCREENSHOTS / "analytics-item-media.png"), full_page=True)
