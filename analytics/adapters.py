@@ -302,6 +302,16 @@ def _judged(column: Column) -> Column:
     return column
 
 
+def _judged_point(column: Column) -> Column:
+    """A PR curve point's ratios: precision rests on the items flagged at its threshold, recall and AUPRC on the
+    positives (the small-number rule per point, not per category)."""
+    if column.key == "precision":
+        return replace(column, interval=("precision_low", "precision_high"), items="flagged")
+    if column.key in ("recall", "auprc"):
+        return replace(column, interval=(f"{column.key}_low", f"{column.key}_high"), positives="positives")
+    return _judged(column)
+
+
 def _curve_table(
     f: MetricFilter, title: str, build: Callable[[str, str, str], list[dict[str, Any]]], *, judged: bool = False
 ) -> Table:
@@ -358,7 +368,7 @@ def classifier_pr_table(f: MetricFilter) -> Table:
         rows,
         notes=["One curve per category; choose a policy in the filter to see only its categories."],
     )
-    table.columns = [_judged(c) for c in table.columns]
+    table.columns = [_judged_point(c) for c in table.columns]
     return table
 
 

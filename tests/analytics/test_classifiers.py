@@ -677,5 +677,5 @@ def test_pr_curve_and_calibration_show_intervals_or_too_few(world: World) -> Non
         elif row["n"] < 30:
             assert text.startswith("too few to judge")
         else:
-            assert row["observed_rate_low"] - 1e-9 <= row["observed_rate"] <= row["observed_rate_high"] + 1e-9
-            assert text.endswith(f"[{row['observed_rate_low']:.1%}, {row['observed_rate_high']:.1%}]")
+            assert row["observed_low"] - 1e-9 <= row["observed_rate"] <= row["observed_high"] + 1e-9
+            assert text.endswith(f"[{row['observed_low']:.1%}, {row['observed_high']:.1%}]")
