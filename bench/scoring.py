@@ -132,7 +132,8 @@ PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("PostgreSQL connect (Celery's Django fixup closes it around every task)", ("BaseDatabaseWrapper.connect (",)),
     ("model: TF-IDF transform (word + char n-grams)", ("FeatureUnion.transform (",)),
     ("model: lexicon scores (profanity, HateSonar)", ("Lexicons.scores (",)),
-    ("model: 8 NB-LR base models and 8 stackers, two products", ("LocalClassifier.probabilities (",)),
+    ("model: category word lists", ("WordLists.features (",)),
+    ("model: 9 base regressions and 8 stackers, two products", ("LocalClassifier.probabilities (",)),
     ("model: artifact load (_Loaded.get)", ("_Loaded.get (",)),
     ("active-version lookup (LocalModel.current_version, twice a task)", ("current_version (",)),
     ("model: per-item score dicts (LocalModel.score)", ("LocalModel.score (",)),
@@ -297,10 +298,12 @@ def predict_split(model: Any, texts: Sequence[str], batch: int) -> dict[str, flo
             part.transform,
             chunks,
         )
-    lexical = timed("lexicon scores (profanity, HateSonar)", model.lexicons.scores, chunks)
+    timed("lexicon scores (profanity, HateSonar)", model.lexicons.scores, chunks)
+    timed("category word lists", model.wordlists.features, chunks)
+    lexical = [model.lexical(chunk) for chunk in chunks]
     features = [model.vectorizer.transform(chunk) for chunk in chunks]
     probabilities = timed(
-        f"{len(model.categories)} NB-LR base models + stackers",
+        f"{len(model.categories) + 1} base regressions + {len(model.categories)} stackers",
         lambda pair: model.probabilities(*pair),
         list(zip(features, lexical, strict=True)),
     )

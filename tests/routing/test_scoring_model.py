@@ -217,8 +217,9 @@ def test_evaluate_train_test_refuses_a_test_file_wholly_inside_training(tmp_path
 
 @pytest.mark.django_db
 def test_an_active_version_of_the_older_format_is_unavailable_not_a_crash(trained_classifier: Any) -> None:
-    """A version trained before this model format (no lexicons, no stackers) cannot score: the local backend
-    says so and the chain moves on, until someone trains and promotes a new version."""
+    """A version trained before this model format (no lexicons and stackers, or NB-LR without word lists)
+    cannot score: the local backend says so and the chain moves on, until someone trains and promotes a new
+    version."""
     import copy
 
     from routing.models import ClassifierScore
@@ -226,7 +227,7 @@ def test_an_active_version_of_the_older_format_is_unavailable_not_a_crash(traine
     from routing.scoring.registry import model_promote, model_register
 
     old = copy.copy(trained_classifier)
-    del old.__dict__["lexicons"], old.__dict__["stack_weights"]
+    del old.__dict__["wordlists"]
     version = model_register(model=old, training_data={}, metrics={}, thresholds={}, known_limits="", trained_by="test")
     model_promote(candidate=version, actor="test")
     [item] = items_make("some text")
