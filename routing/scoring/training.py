@@ -265,9 +265,11 @@ def overall_figures(data: Labeled, scores: dict[str, np.ndarray]) -> IntervalFig
 
 def known_limits(counts: dict[str, dict[str, int]], learned: Sequence[str], sources: Counter[str]) -> str:
     lines = [
-        "Learns surface wording (word and character n-grams, and the word lists of two lexicon models): "
-        "paraphrase, sarcasm, quotes and counter-speech are its weak points, and it knows only languages "
-        "present in its training data (the seed set and the lexicons are English).",
+        "Learns surface wording (word and character n-grams, the word lists of two lexicon models and its own "
+        "category word lists): paraphrase, sarcasm, quotes and counter-speech are its weak points, and it knows "
+        "only languages present in its training data (the seed set and the lexicons are English).",
+        "One lexicon input (HateSonar) was trained on tweets whose models flag African-American English as "
+        "offensive more often (Davidson et al. 2019): check its scores on dialect before trusting them.",
     ]
     missing = [c for c in CATEGORIES if c not in learned]
     if missing:

@@ -202,33 +202,66 @@ def test_cached_char_ngrams_equal_sklearns_char_wb_features() -> None:
     assert (counts.transform(test) != CharNgramCounts(ngram_range=(2, 5), min_df=2).fit(train).transform(test)).nnz == 0
 
 
-def test_folded_nblr_weights_score_as_the_regression_on_scaled_features() -> None:
-    """NB-LR scales features by naive-Bayes ratios before its regression; the model folds the ratios into the
-    weights so scoring multiplies the raw features once. Both must give the same decision values."""
-    from scipy import sparse
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def test_word_lists_count_words_stems_phrases_and_the_pairs_that_make_a_policy() -> None:
+    from routing.scoring.wordlists import NAMES, PAIRS, WordLists
 
-    from routing.scoring import local_model
+    texts = [
+        "I will kill you, you IDIOT!!",
+        "Strangled and beheaded: the butchers.",
+        "nothing to see here",
+        "she wants to end my life... I mean her own",
+    ]
+    features = WordLists().features(texts)
+    assert features.shape == (len(texts), len(NAMES) + len(PAIRS))
+    counts = dict(zip(NAMES, np.expm1(features[0, : len(NAMES)]).round(6), strict=True))
+    assert counts["violence"] == 1
+    assert counts["threat"] == 1
+    assert counts["insult"] == 1
+    assert counts["second_person"] == 2
+    assert counts["sexual"] == 0
+    pairs = dict(zip(PAIRS, features[0, len(NAMES) :], strict=True))
+    assert pairs[("second_person", "insult")] == 1
+    assert pairs[("second_person", "violence")] == 1
+    assert pairs[("minor", "sexual")] == 0
+    violence = NAMES.index("violence")
+    assert np.expm1(features[1, violence]).round(6) == 3  # stems: strangl, behead, butcher
+    assert not features[2].any()
+    assert np.expm1(features[3, NAMES.index("self_harm_phrase")]).round(6) == 1
 
-    rows = dataset_rows(300)
-    features = TfidfVectorizer().fit_transform([r["prompt"] for r in rows]).tocsr()
-    y = [int(r.get("S") == 1) for r in rows]
-    coef, intercept = local_model._nblr(features, np.array(y), seed=0)
-    positive = np.asarray(features[np.array(y) == 1].sum(axis=0)).ravel() + local_model.NB_ALPHA
-    negative = np.asarray(features[np.array(y) == 0].sum(axis=0)).ravel() + local_model.NB_ALPHA
-    ratio = np.log((positive / positive.sum()) / (negative / negative.sum()))
-    scaled = features @ sparse.diags(ratio)
-    reference = LogisticRegression(
-        C=local_model.NB_C,
-        dual=True,
-        solver="liblinear",
-        max_iter=1000,
-        random_state=0,
-        class_weight=local_model.NB_CLASS_WEIGHT,
-    )
-    reference.fit(scaled, y)
-    assert abs(features @ coef + intercept - reference.decision_function(scaled)).max() < 1e-9
+
+def test_word_lists_give_the_same_features_from_their_cache_and_after_pickling() -> None:
+    import pickle
+
+    from routing.scoring.wordlists import WordLists
+
+    texts = [r["prompt"] for r in dataset_rows(200)]
+    lists = WordLists()
+    first = lists.features(texts)
+    assert np.array_equal(lists.features(texts), first)  # the second pass reads the word cache
+    restored = pickle.loads(pickle.dumps(lists))  # noqa: S301 (our own object, as the model registry stores it)
+    assert restored._cache == {}  # the cache is not stored in the artifact
+    assert np.array_equal(restored.features(texts), first)
+
+
+def test_the_stackers_read_every_base_the_lexicons_and_the_word_lists(trained_classifier: Any) -> None:
+    """Stack inputs: each category's base log-odds, any violation's, three lexicon log-odds, the word lists;
+    scoring through those pieces by hand gives what ``predict`` gives."""
+    from scipy.special import expit
+
+    from routing.scoring.local_model import stack_inputs
+    from routing.scoring.wordlists import WIDTH
+
+    model = trained_classifier
+    assert model.stack_weights.shape == (len(model.categories) + 1 + 3 + WIDTH, len(model.categories))
+    assert model.any_weights.shape == (model.weights.shape[0],)
+    assert model.any_weights.any()
+    texts = ["I will kill you, you idiot", "a recipe for lemon cake", "the kids were naked in the photos"]
+    features = model.vectorizer.transform(texts)
+    inputs = stack_inputs(model.base(features), model.lexical(texts))
+    by_hand = expit(inputs @ model.stack_weights + model.stack_intercepts)
+    predicted = model.predict(texts)
+    for j, category in enumerate(model.categories):
+        assert np.allclose(predicted[category], by_hand[:, j])
 
 
 def test_lexicon_scores_equal_the_packages_outputs() -> None:
