@@ -193,26 +193,6 @@ def raw_claimer(queue_id: int, people: list[Any], sqls: Statements, label: str, 
 Maker = Callable[[str, list[int]], ClaimOnce]
 
 
-@dataclass
-class GcPauses:
-    """Garbage-collector pauses while the reviewers work: each stops every reviewer thread at once."""
-
-    full: list[float] = field(default_factory=list)  # ms per generation-2 collection
-    young: list[float] = field(default_factory=list)  # ms per generation-0/1 collection
-    _started: float = 0.0
-
-    def record(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            (self.full if info["generation"] == 2 else self.young).append((time.perf_counter() - self._started) * 1000)
-
-    def line(self) -> str:
-        full = f"{len(self.full)} full collection(s)" + (f", longest {max(self.full):.0f} ms" if self.full else "")
-        young = f"{len(self.young)} young ones" + (f", longest {max(self.young):.0f} ms" if self.young else "")
-        return f"{full}; {young}"
-
-
 def claim_plan(queue: Any, actor: Any) -> str:
     """EXPLAIN ANALYZE of the claim statement the service sent, captured in a savepoint; all rolled back."""
     from django.db import connection, transaction
@@ -259,8 +239,6 @@ def measure(args: argparse.Namespace, makers: dict[str, Maker], conninfo: str, d
             runs.setdefault(f"{label}, {mode}", Run()).add(done)
             print(f"{label}, {mode} ({tag}): {done.line()}", flush=True)
 
-    pauses = GcPauses()
-    gc.callbacks.append(pauses.record)
     try:
         for label in labels:
             run(label, "", claims=args.warmup, think=0, tag="w")
@@ -273,7 +251,6 @@ def measure(args: argparse.Namespace, makers: dict[str, Maker], conninfo: str, d
         for label in labels:
             run(label, "one reviewer alone", claims=args.alone, think=0, tag="a", active=1)
     finally:
-        gc.callbacks.remove(pauses.record)
         # Each thread closes its own Django connection (they are per thread); the barrier puts one task on each.
         everyone = threading.Barrier(args.reviewers)
 
@@ -284,18 +261,7 @@ def measure(args: argparse.Namespace, makers: dict[str, Maker], conninfo: str, d
         for future in [pool.submit(close) for _ in range(args.reviewers)]:
             future.result()
         pool.shutdown()
-    return runs, claimed, pauses
-
-
-def housekeeping(conninfo: str, items: str) -> tuple[int, int, int]:
-    """(autovacuums, autoanalyzes) of the items table so far, and the server's checkpoints."""
-    with psycopg.connect(conninfo) as conn:
-        row = conn.execute(
-            "SELECT autovacuum_count, autoanalyze_count, (SELECT checkpoints_timed + checkpoints_req FROM "
-            "pg_stat_bgwriter) FROM pg_stat_user_tables WHERE relname = %s",
-            [items],
-        ).fetchone()
-    return (row[0], row[1], row[2]) if row else (0, 0, 0)
+    return runs, claimed
 
 
 def main() -> int:
@@ -338,7 +304,6 @@ def main() -> int:
             # As autovacuum would have by now; the checkpoint writes the load's WAL before, not during, the runs.
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(items)))
             conn.execute("CHECKPOINT")
-        background = [housekeeping(conninfo, items)]
         makers: dict[str, Maker] = {
             f"service-{name}": functools.partial(service_claimer, queues[name], people, sqls) for name in queues
         }
@@ -346,8 +311,7 @@ def main() -> int:
         gc.collect()  # then freeze, as a pre-fork server does after loading the app (docs/performance.md, claim)
         gc.freeze()
         # The reviewers' connections are closed after it, so the checks below find one free on a busy server.
-        runs, claimed, pauses = measure(args, makers, conninfo, dbname)
-        background.append(housekeeping(conninfo, items))
+        runs, claimed = measure(args, makers, conninfo, dbname)
         plan = claim_plan(queues["large"], people[0])
         waiting = dict(
             ReviewItem.objects.filter(state="queued").values_list("queue_id").annotate(n=Count("pk")).order_by()
@@ -377,9 +341,6 @@ def main() -> int:
             r.add(name.replace("raw-large", f"raw SKIP LOCKED SELECT + UPDATE, {args.large:,} waiting"), run.line())
             r.add("  cores used", run.cpu_line())
         r.add("**p99 ratio, paced: large / small**", f"{ratio:.2f}")
-        vacuums, analyzes, checkpoints = (b - a for a, b in zip(*background, strict=True))
-        r.add("during the runs", f"{vacuums} autovacuum(s), {analyzes} autoanalyze(s), {checkpoints} checkpoint(s)")
-        r.add("GC pauses in the reviewer process", pauses.line() + " (gc.freeze() after setup)")
         r.add("items given twice", ", ".join(f"{k}: {duplicates(v)}" for k, v in claimed.items()))
         r.add("claims that found nothing", f"{sum(run.empty for run in runs.values())} (items were always waiting)")
         r.add("still waiting after the runs", ", ".join(f"{q.slug}: {waiting.get(q.pk, 0):,}" for q in queues.values()))

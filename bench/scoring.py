@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import platform
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -117,19 +116,6 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
     return ids
 
 
-SUCCEEDED = re.compile(r"Task routing\.tasks\.items_score_task\[[^\]]+\] succeeded in ([0-9.]+)s")
-
-
-def task_runtimes(count: int = 0) -> list[float]:
-    """Each finished scoring task's runtime as the worker logged it, once ``count`` tasks are logged."""
-    deadline = time.monotonic() + 10
-    while len(found := [float(m[1]) for m in SUCCEEDED.finditer(WORKER_LOG.read_text(errors="replace"))]) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the worker log shows {len(found)} finished tasks, expected {count}")
-        time.sleep(0.05)
-    return found
-
-
 def postgres_cpu(conn: psycopg.Connection[Any]) -> float:
     """CPU seconds of the whole PostgreSQL server so far but for this script's backend: the postmaster with its
     reaped children (the worker reconnects for every task) and the live processes."""
@@ -165,17 +151,11 @@ class PathResult:
     items: int
     tasks: int
     elapsed: float
-    send: float
     cpu: benchlib.Usage
-    runtimes: list[float] = field(default_factory=list)  # of each task, from the worker log
 
     @property
     def rate(self) -> float:
         return self.items / self.elapsed
-
-    @property
-    def in_tasks(self) -> float:
-        return sum(self.runtimes)
 
     def worker_cpu(self) -> float:
         return self.cpu.groups["worker"]
@@ -187,16 +167,13 @@ def path_run(label: str, ids: Sequence[int], per_task: int, meter: benchlib.CpuM
 
     chunks = [list(ids[i : i + per_task]) for i in range(0, len(ids), per_task)]
     print(f"{label}: {len(ids):,} items in {len(chunks):,} tasks …", flush=True)
-    logged = len(task_runtimes())
     before = meter.snapshot()
     t0 = time.perf_counter()
     for chunk in chunks:
         items_score_task.delay(chunk)
-    sent = time.perf_counter() - t0
     done = poll(ids)
     cpu = meter.usage(before, meter.snapshot())
-    runtimes = task_runtimes(logged + len(chunks))[logged:]
-    return PathResult(label, len(ids), len(chunks), done - t0, sent, cpu, runtimes)
+    return PathResult(label, len(ids), len(chunks), done - t0, cpu)
 
 
 def rounded(probabilities: dict[str, Any], n: int) -> list[dict[str, float]]:
@@ -208,7 +185,6 @@ def rounded(probabilities: dict[str, Any], n: int) -> list[dict[str, float]]:
 class Reference:
     """In-process ``LocalClassifier.predict`` on the same texts: no database, no broker, no Celery."""
 
-    load: float  # seconds: classifier_load of the active version (fetch the artifact, check, unpickle)
     artifact_bytes: int
     categories: list[str]
     seconds: dict[str, tuple[float, float]] = field(default_factory=dict)  # per source: wall, CPU seconds
@@ -223,8 +199,8 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
     if version is None:
         raise SystemExit("no active local model after classifier_train --promote")
     size = len(ModelVersion.objects.values_list("artifact", flat=True).get(pk=version.pk))
-    seconds, model = benchlib.timed(lambda: classifier_load(version))
-    ref = Reference(seconds, size, model.categories)
+    model = classifier_load(version)
+    ref = Reference(size, model.categories)
     model.predict(texts[WARMUP])  # as the worker's warm-up tasks: first calls out of the timing
     for source, per_call in ((BATCHED, batch), (SINGLE, 1)):
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -358,9 +334,6 @@ def main() -> int:
             f"{target:,.0f} items/s on the batched path. CPU s: the worker's for the worker paths, this script's for "
             "the in-process references (PostgreSQL's not included).\n\n" + "\n".join(table)
         )
-        per_k = 1e6  # seconds per item -> ms per 1,000 items
-        worker_ms, in_task_ms = batched.elapsed / batched.items * per_k, batched.in_tasks / batched.items * per_k
-        predict_ms = ref_batched / n_batched * per_k
         lengths = [len(t) for t in texts[BATCHED]]
         r.stamp(conninfo, platform.platform(terse=True))
         r.add(
@@ -380,37 +353,8 @@ def main() -> int:
             f"broker {BROKER_URL}, cache {CACHE_URL}",
         )
         r.add("database statistics", f"ANALYZE once after the warm-up (autovacuum is {autovacuum} on this server)")
-        r.add(
-            "model load (one-off, not counted)",
-            f"in-process `classifier_load` {ref.load:.2f} s; first task on the fresh worker {warm[0]:.2f} s for "
-            f"{half} items, the next {warm[1]:.2f} s: {warm[0] - warm[1]:.2f} s of load",
-        )
-        r.add(
-            "sending",
-            f"batched {batched.send:.2f} s for {batched.tasks} tasks, one-item {single.send:.2f} s for "
-            f"{single.tasks:,} (the worker scores meanwhile)",
-        )
         r.add("CPU in cores, batched", batched.cpu.line())
         r.add("CPU in cores, one item a task", single.cpu.line())
-        r.add(
-            "batched, ms per 1,000 items",
-            f"elapsed {worker_ms:.0f} = inside tasks {in_task_ms:.0f} (runtimes in the worker log) + between "
-            f"tasks {worker_ms - in_task_ms:.0f} (fetch, ack, log, and the poll's 20 ms); in-process predict "
-            f"{predict_ms:.0f}",
-        )
-        p50, per_cpu = benchlib.percentile(b.runtimes, 0.5), b.items / max(b.worker_cpu(), 1 / benchlib.TICK)
-        r.add(
-            "batched, if only the tasks' runtime counted",
-            f"{b.items / b.in_tasks:,.0f} items/s; task runtime p50 {p50:.3f} s, max {max(b.runtimes):.3f} s; "
-            f"{per_cpu:,.0f} items per worker CPU-second (the rate with a core to itself, were it never waiting)",
-        )
-        r.add(
-            "one item a task, ms per task",
-            f"elapsed {single.elapsed / single.tasks * 1000:.1f} = inside the task "
-            f"{single.in_tasks / single.tasks * 1000:.1f} + between tasks "
-            f"{(single.elapsed - single.in_tasks) / single.tasks * 1000:.1f}; in-process predict of one text "
-            f"{ref_single / n_single * 1000:.1f}",
-        )
         for source, name in ((BATCHED, "batched"), (SINGLE, "one item a task")):
             counts, calls = checks[source]
             described = ", ".join(f"{n} {what}" for what, n in counts.items())
