@@ -453,6 +453,8 @@ MEDIA_LINK_MAX_AGE = env.int("MEDIA_LINK_MAX_AGE", default=600)
 # PDQ quality reaches the minimum (flat images hash unreliably).
 MEDIA_PDQ_MAX_DISTANCE = env.int("MEDIA_PDQ_MAX_DISTANCE", default=31)
 MEDIA_PDQ_MIN_QUALITY = env.int("MEDIA_PDQ_MIN_QUALITY", default=50)
+# Also match the image's seven rotations and flips (PDQ's dihedral hashes, from the same DCT): eight lookups.
+MEDIA_PDQ_DIHEDRAL = env.bool("MEDIA_PDQ_DIHEDRAL", default=True)
 SCORING_DEFAULT_CHAIN = env.list(
     "SCORING_DEFAULT_CHAIN", default=["openai_moderation", "local"] if OPENAI_API_KEY else ["local"]
 )

@@ -159,6 +159,23 @@ def test_a_bank_added_later_is_seen_by_the_next_item_without_a_restart(server: I
     assert MediaMatch.objects.filter(item=second).exists()
 
 
+@pytest.mark.parametrize("dihedral", [True, False])
+def test_a_rotated_or_mirrored_copy_matches_through_the_dihedral_hashes(
+    server: ImageServer, settings: Any, dihedral: bool
+) -> None:
+    settings.MEDIA_PDQ_DIHEDRAL = dihedral
+    bank_of(ORIGINAL)
+    for name, transpose in [("turned", Image.Transpose.ROTATE_90), ("mirrored", Image.Transpose.FLIP_LEFT_RIGHT)]:
+        out = io.BytesIO()
+        Image.open(io.BytesIO(ORIGINAL)).convert("RGB").transpose(transpose).save(out, format="PNG")
+        server.body(f"/{name}.png", out.getvalue())
+    item = media_item(server.url("/turned.png"), server.url("/mirrored.png"))
+    items_media_process([item])
+    matches = MediaMatch.objects.filter(item=item)
+    assert matches.count() == (2 if dihedral else 0)
+    assert all(m.distance <= 31 for m in matches)
+
+
 def test_a_switched_off_bank_no_longer_matches(server: ImageServer) -> None:
     bank_of(ORIGINAL)
     HashBank.objects.update(is_active=False, updated_at=timezone.now())

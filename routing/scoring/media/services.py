@@ -152,23 +152,31 @@ class Hashed:
     md5: str
     pdq: str
     quality: int
+    # The PDQ hashes of the image's rotations and flips (pdq.DIHEDRAL, the original first); empty when unknown.
+    dihedral: tuple[str, ...] = ()
 
 
 def image_hash(data: bytes, decoded: Decoded) -> Hashed:
-    value, quality = pdq.pdq_hash(decoded.image)
-    return Hashed(md5=hashlib.md5(data, usedforsecurity=False).hexdigest(), pdq=value, quality=quality)
+    hashes, quality = pdq.pdq_dihedral(decoded.image)
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return Hashed(md5=md5, pdq=hashes[0], quality=quality, dihedral=tuple(hashes))
 
 
 def media_matches_find(hashed: Hashed, matcher: Matcher) -> list[tuple[int, str, int, str]]:
-    """(bank id, kind, distance, label): every bank's closest entry, by MD5 and by PDQ."""
+    """(bank id, kind, distance, label): every bank's closest entry, by MD5 and by PDQ. With
+    ``MEDIA_PDQ_DIHEDRAL`` a PDQ entry matches the image or any rotation or flip of it (the closest counts)."""
     found: dict[tuple[int, str], tuple[int, str]] = {}
     for bank_id, _slug, label in matcher.md5.get(hashed.md5, []):
         found.setdefault((bank_id, HashKind.MD5), (0, label))
     if hashed.pdq and hashed.quality >= settings.MEDIA_PDQ_MIN_QUALITY:
-        rows, dists = matcher.index.search(pdq.hex_to_words([hashed.pdq])[0], settings.MEDIA_PDQ_MAX_DISTANCE)
-        for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
-            bank_id, _slug, label = matcher.pdq_entries[row]
-            found.setdefault((bank_id, HashKind.PDQ), (dist, label))  # nearest first
+        queries = hashed.dihedral if settings.MEDIA_PDQ_DIHEDRAL and hashed.dihedral else (hashed.pdq,)
+        for words in pdq.hex_to_words(list(dict.fromkeys(queries))):
+            rows, dists = matcher.index.search(words, settings.MEDIA_PDQ_MAX_DISTANCE)
+            for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
+                bank_id, _slug, label = matcher.pdq_entries[row]
+                known = found.get((bank_id, HashKind.PDQ))
+                if known is None or dist < known[0]:
+                    found[(bank_id, HashKind.PDQ)] = (dist, label)
     return [(bank, kind, dist, label) for (bank, kind), (dist, label) in found.items()]
 
 
