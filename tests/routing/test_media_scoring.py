@@ -7,6 +7,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,6 +175,48 @@ def test_a_rotated_or_mirrored_copy_matches_through_the_dihedral_hashes(
     matches = MediaMatch.objects.filter(item=item)
     assert matches.count() == (2 if dihedral else 0)
     assert all(m.distance <= 31 for m in matches)
+
+
+def test_an_items_addresses_are_fetched_at_once(server: ImageServer, settings: Any) -> None:
+    # The server answers only when three requests wait together: a fetcher going one by one gets 503s.
+    settings.MEDIA_FETCH_CONCURRENCY = 3
+    gate = threading.Barrier(3)
+    for n in range(3):
+        server.gated(f"/gate-{n}.png", picture(20 + n), gate)
+    item = media_item(*(server.url(f"/gate-{n}.png") for n in range(3)))
+
+    assert items_media_process([item]) == 3
+    assert set(MediaAsset.objects.filter(item=item).values_list("status", flat=True)) == {MediaStatus.STORED}
+    assert server.most_in_flight == 3
+
+
+def test_the_pool_bounds_the_fetches_in_flight(server: ImageServer, settings: Any) -> None:
+    settings.MEDIA_FETCH_CONCURRENCY = 2
+    gate = threading.Barrier(2)
+    for n in range(4):
+        server.gated(f"/gate-{n}.png", picture(30 + n), gate)
+    first = media_item(server.url("/gate-0.png"), server.url("/gate-1.png"))
+    second = media_item(server.url("/gate-2.png"), server.url("/gate-3.png"))
+
+    assert items_media_process([first, second]) == 4
+    assert MediaAsset.objects.filter(status=MediaStatus.STORED).count() == 4
+    assert server.most_in_flight == 2
+
+
+def test_an_items_fetches_share_one_total_time_cap(server: ImageServer, settings: Any) -> None:
+    # Each address alone may take 30 s; the item's addresses together 0.5 s. One fetch at a time, in order.
+    settings.MEDIA_FETCH_CONCURRENCY = 1
+    settings.MEDIA_FETCH_SECONDS = 30.0
+    settings.MEDIA_ITEM_FETCH_SECONDS = 0.5
+    server.drip("/drip.png")
+    slow = media_item(server.url("/drip.png"), server.url("/known.jpg"))
+    other = media_item(server.url("/other.png"))
+
+    assert items_media_process([slow, other]) == 3
+    refusals = list(MediaAsset.objects.filter(item=slow).order_by("position").values_list("refusal", flat=True))
+    assert refusals == ["too_slow", "item_too_slow"]
+    assert "/known.jpg" not in {path for path, _host in server.requests}  # never asked for: no time was left
+    assert MediaAsset.objects.get(item=other).status == MediaStatus.STORED  # its own clock
 
 
 def test_a_switched_off_bank_no_longer_matches(server: ImageServer) -> None:

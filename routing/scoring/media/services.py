@@ -8,8 +8,10 @@ import hashlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -23,7 +25,14 @@ from ops_platform.core.models import User
 from ops_platform.core.services import audit_record
 from queues.models import ReviewItem
 from routing.scoring.media import pdq
-from routing.scoring.media.fetcher import AddressPolicy, FetchLimits, MediaRefused, media_fetch, media_log_refusal
+from routing.scoring.media.fetcher import (
+    AddressPolicy,
+    Fetched,
+    FetchLimits,
+    MediaRefused,
+    media_fetch,
+    media_log_refusal,
+)
 from routing.scoring.media.index import PdqIndex
 from routing.scoring.media.models import BankHash, HashBank, HashKind, MediaAsset, MediaMatch, MediaStatus
 from routing.scoring.media.store import Decoded, image_decode, image_store
@@ -227,13 +236,37 @@ def address_policy() -> AddressPolicy:
     return AddressPolicy()
 
 
+@dataclass
+class _ItemClock:
+    """The total time an item's fetches may take, from the start of its first fetch."""
+
+    seconds: float
+    deadline: dict[int, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def remaining(self, item_id: int) -> float:
+        now = time.monotonic()
+        with self.lock:
+            return self.deadline.setdefault(item_id, now + self.seconds) - now
+
+
+def _fetch_one(url: str, item_id: int, limits: FetchLimits, policy: AddressPolicy, clock: _ItemClock) -> Fetched:
+    """One address, within its own caps and whatever is left of its item's total time."""
+    left = clock.remaining(item_id)
+    if left <= 0:
+        raise MediaRefused("item_too_slow", f"the item's fetches took over {clock.seconds:g}s")
+    return media_fetch(url, limits=replace(limits, max_seconds=min(limits.max_seconds, left)), policy=policy)
+
+
 def items_media_process(
     items: Sequence[ReviewItem], *, policy: AddressPolicy | None = None, limits: FetchLimits | None = None
 ) -> int:
     """Fetch and hash the media of items not processed yet; returns how many addresses were tried.
 
-    Runs in the scoring worker, before the classifiers, so rules see the matches. An address already tried
-    (stored or refused) is not fetched again: running this twice has one effect.
+    Runs in the scoring worker, before the classifiers, so rules see the matches. Addresses are fetched by a
+    pool of ``MEDIA_FETCH_CONCURRENCY`` threads, each within the per-address caps, and all of one item's
+    within ``MEDIA_ITEM_FETCH_SECONDS`` in total; decoding, hashing and the database stay on this thread. An
+    address already tried (stored or refused) is not fetched again: running this twice has one effect.
     """
     wanted = [item for item in items if item.media_urls]
     if not wanted or not settings.MEDIA_FETCH_ENABLED:
@@ -245,14 +278,22 @@ def items_media_process(
         max_seconds=settings.MEDIA_FETCH_SECONDS,
         max_redirects=settings.MEDIA_MAX_REDIRECTS,
     )
-    tried = 0
-    for item in wanted:
-        for position, url in enumerate(item.media_urls[: settings.MEDIA_MAX_PER_ITEM]):
-            if (item.pk, position) in done or not isinstance(url, str):
-                continue
-            tried += 1
+    policy = policy or address_policy()
+    clock = _ItemClock(settings.MEDIA_ITEM_FETCH_SECONDS)
+    jobs = [
+        (item, position, url)
+        for item in wanted
+        for position, url in enumerate(item.media_urls[: settings.MEDIA_MAX_PER_ITEM])
+        if (item.pk, position) not in done and isinstance(url, str)
+    ]
+    if not jobs:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, settings.MEDIA_FETCH_CONCURRENCY), thread_name_prefix="media") as pool:
+        futures = {pool.submit(_fetch_one, job[2], job[0].pk, limits, policy, clock): job for job in jobs}
+        for future in as_completed(futures):
+            item, position, url = futures[future]
             try:
-                fetched = media_fetch(url, limits=limits, policy=policy or address_policy())
+                fetched = future.result()
             except MediaRefused as refusal:
                 media_log_refusal(url, refusal)
                 _refused(item, position, _host(url), refusal)
@@ -265,7 +306,7 @@ def items_media_process(
                 content_type=fetched.content_type,
                 matcher=matcher,
             )
-    return tried
+    return len(jobs)
 
 
 def _host(url: str) -> str:
