@@ -3,6 +3,7 @@ omni-moderation seeing the stored copy, and reviewers seeing only signed links t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import ipaddress
@@ -26,6 +27,7 @@ from routing.rules.columns import media_columns
 from routing.rules.engine import vocabulary_for
 from routing.rules.features import item_rows
 from routing.rules.language import evaluate_columns, interpret, parse
+from routing.scoring import openai_backends
 from routing.scoring.media import pdq, services
 from routing.scoring.media.fetcher import AddressPolicy
 from routing.scoring.media.models import BankHash, HashBank, MediaAsset, MediaMatch, MediaStatus
@@ -297,6 +299,38 @@ def test_omni_moderation_gets_the_stored_copy_as_a_data_url_never_the_address(
     assert "secret" not in json.dumps(bodies)
     score = with_image.scores.get(backend="openai_moderation")
     assert "sexual" in score.detail["image_categories"]
+
+
+def reddish(url: str) -> dict[str, float]:
+    """Scores a data: URL's image: mostly red is violent."""
+    data = base64.b64decode(url.split(",", 1)[1])
+    r, g, b = Image.open(io.BytesIO(data)).convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    return {"violence": 0.9} if r > 2 * max(g, b) else {"violence": 0.05}
+
+
+def test_omni_moderation_scores_every_image_and_keeps_the_highest(server: ImageServer, settings: Any) -> None:
+    # The violent picture is the item's second: scoring the first alone would miss it.
+    settings.SCORING_DEFAULT_CHAIN = ["openai_moderation"]
+    red = io.BytesIO()
+    Image.new("RGB", (160, 120), (200, 20, 30)).save(red, format="PNG")
+    server.body("/red.png", red.getvalue())
+    item = media_item(server.url("/other.png"), server.url("/red.png"), server.url("/known.jpg"), text="caption")
+    with FakeOpenAI(image_scorer=reddish) as fake:
+        settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = "sk-test", fake.base_url
+        openai_backends._client.cache_clear()
+        items_score(item_ids=[item.pk])
+        bodies = [r.body["input"] for r in fake.requests if r.path.endswith("/moderations")]
+    openai_backends._client.cache_clear()
+
+    assert len(bodies) == 3  # one request per image: the endpoint takes one image each
+    for body in bodies:
+        assert [part["type"] for part in body] == ["text", "image_url"]
+        assert body[0]["text"] == "caption"
+    assert len({body[1]["image_url"]["url"] for body in bodies}) == 3
+    score = item.scores.get(backend="openai_moderation")
+    assert score.scores["violence"] == pytest.approx(0.9)
+    assert score.detail["images"] == 3
+    assert score.detail["flagged"] is True
 
 
 # --- what reviewers see -----------------------------------------------------------------------------

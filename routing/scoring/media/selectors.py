@@ -6,6 +6,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Count
 from django.urls import reverse
 
@@ -82,21 +83,22 @@ def banks_summary() -> list[tuple[HashBank, int, int]]:
     return [(b, b.entries, b.matched) for b in banks]
 
 
-def items_image_data_urls(item_ids: Sequence[int]) -> dict[int, str]:
-    """item id -> its first stored copy as a data: URL (the re-encoded JPEG, never the third-party address)."""
+def items_image_data_urls(item_ids: Sequence[int]) -> dict[int, list[str]]:
+    """item id -> its stored copies as data: URLs in position order (the re-encoded JPEGs, never the
+    third-party addresses); at most ``MEDIA_MAX_PER_ITEM`` each."""
     rows = (
         MediaAsset.objects.filter(item_id__in=list(item_ids), status=MediaStatus.STORED)
         .order_by("item_id", "position")
         .values_list("item_id", "copy_name")
     )
-    first: dict[int, str] = {}
-    for item_id, name in rows:
-        first.setdefault(item_id, name)
     storage = media_storage()
-    urls = {}
-    for item_id, name in first.items():
+    urls: dict[int, list[str]] = {}
+    for item_id, name in rows:
+        mine = urls.setdefault(item_id, [])
+        if len(mine) >= settings.MEDIA_MAX_PER_ITEM:
+            continue
         with storage.open(name, "rb") as handle:
-            urls[item_id] = "data:image/jpeg;base64," + base64.b64encode(handle.read()).decode("ascii")
+            mine.append("data:image/jpeg;base64," + base64.b64encode(handle.read()).decode("ascii"))
     return urls
 
 
