@@ -224,6 +224,47 @@ def image_record(
     return asset
 
 
+def media_copy(*, source: ReviewItem, targets: Sequence[ReviewItem]) -> int:
+    """Give each target item the source item's media as they were stored: the same stored copies (shared
+    storage names), hashes and refusals, so the targets show and score the same images and never fetch their
+    addresses. Matches are the source's, plus any the stored hashes make against the banks as they are now (a
+    bank added since). Returns how many media rows were copied; call it before the targets are committed."""
+    assets = list(MediaAsset.objects.filter(item=source).order_by("position"))
+    if not assets or not targets:
+        return 0
+    matcher = matcher_current()
+    found: dict[int, dict[tuple[int, str], tuple[int, str]]] = {}
+    for asset in assets:
+        mine = found.setdefault(asset.pk, {})
+        for match in MediaMatch.objects.filter(asset=asset):
+            mine[(match.bank_id, match.kind)] = (match.distance, match.label)
+        if asset.status == MediaStatus.STORED:
+            hashed = Hashed(md5=asset.md5, pdq=asset.pdq, quality=asset.pdq_quality or 0)
+            for bank, kind, dist, label in media_matches_find(hashed, matcher):
+                if (bank, kind) not in mine or dist < mine[(bank, kind)][0]:
+                    mine[(bank, kind)] = (dist, label)
+    copied = 0
+    for target in targets:
+        for asset in assets:
+            twin = MediaAsset.objects.create(
+                item=target,
+                **{
+                    f.attname: getattr(asset, f.attname)
+                    for f in MediaAsset._meta.concrete_fields
+                    if f.attname not in ("id", "item_id", "created_at")
+                },
+            )
+            MediaMatch.objects.bulk_create(
+                [
+                    MediaMatch(asset=twin, item=target, bank_id=bank, kind=kind, distance=dist, label=label)
+                    for (bank, kind), (dist, label) in found[asset.pk].items()
+                ],
+                ignore_conflicts=True,
+            )
+            copied += 1
+    return copied
+
+
 def _refused(item: ReviewItem, position: int, host: str, refusal: MediaRefused) -> MediaAsset:
     return MediaAsset.objects.create(
         item=item, position=position, host=host[:255], status=MediaStatus.REFUSED, refusal=refusal.reason
