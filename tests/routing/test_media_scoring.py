@@ -31,7 +31,8 @@ from routing.scoring import openai_backends
 from routing.scoring.media import pdq, services
 from routing.scoring.media.fetcher import AddressPolicy
 from routing.scoring.media.models import BankHash, HashBank, MediaAsset, MediaMatch, MediaStatus
-from routing.scoring.media.services import banks_import, items_media_process
+from routing.scoring.media.selectors import item_media, items_media_matches
+from routing.scoring.media.services import bank_active_set, bank_delete, banks_import, items_media_process
 from routing.scoring.media.store import media_storage, media_token
 from routing.scoring.pipeline import items_score
 from tests.conftest import PASSWORD
@@ -229,6 +230,60 @@ def test_a_switched_off_bank_no_longer_matches(server: ImageServer) -> None:
     assert not MediaMatch.objects.exists()
 
 
+def test_switching_a_bank_off_stops_its_matches_for_rules_and_new_images_until_switched_on(
+    server: ImageServer,
+) -> None:
+    bank_of(ORIGINAL, slug="first")
+    bank_of(ORIGINAL, slug="second")
+    before = media_item(server.url("/known.jpg"))
+    items_media_process([before])
+    first = HashBank.objects.get(slug="first")
+
+    bank_active_set(bank=first, active=False, actor="policy-team")
+    after = media_item(server.url("/known.jpg"))
+    items_media_process([after])
+
+    assert set(MediaMatch.objects.filter(item=after).values_list("bank__slug", flat=True)) == {"second"}
+    assert items_media_matches([before.pk])[before.pk].bank == "second"  # "first" is closest but off
+    assert {m.bank for view in item_media(before.pk) for m in view.matches} == {"second"}
+    bank_active_set(bank=HashBank.objects.get(slug="second"), active=False, actor="policy-team")
+    assert items_media_matches([before.pk, after.pk]) == {}
+
+    bank_active_set(bank=first, active=True, actor="policy-team")
+    again = media_item(server.url("/known.jpg"))
+    items_media_process([again])
+    assert set(MediaMatch.objects.filter(item=again).values_list("bank__slug", flat=True)) == {"first"}
+    assert items_media_matches([before.pk])[before.pk].bank == "first"
+    actions = list(
+        AuditLog.objects.filter(action__startswith="hash_bank.").order_by("pk").values_list("action", flat=True)
+    )
+    assert actions[-3:] == ["hash_bank.disable", "hash_bank.disable", "hash_bank.enable"]
+
+
+def test_deleting_a_bank_takes_its_slug_and_removes_its_hashes_and_matches(server: ImageServer) -> None:
+    bank_of(ORIGINAL, slug="doomed")
+    bank_of(ORIGINAL, slug="kept")
+    item = media_item(server.url("/known.jpg"))
+    items_media_process([item])
+    doomed = HashBank.objects.get(slug="doomed")
+
+    with pytest.raises(ApplicationError) as refused:
+        bank_delete(bank=doomed, actor="policy-team", confirm="kept")
+    assert refused.value.field == "confirm"
+    assert HashBank.objects.filter(slug="doomed").exists()
+
+    assert bank_delete(bank=doomed, actor="policy-team", confirm="doomed") == 1
+    assert list(HashBank.objects.values_list("slug", flat=True)) == ["kept"]
+    assert set(BankHash.objects.values_list("bank__slug", flat=True)) == {"kept"}
+    assert set(MediaMatch.objects.values_list("bank__slug", flat=True)) == {"kept"}
+    entry = AuditLog.objects.get(action="hash_bank.delete")
+    assert entry.before["slug"] == "doomed"
+    assert entry.after == {"entries_deleted": 1, "items_matched": 1}
+    later = media_item(server.url("/known.jpg"))
+    items_media_process([later])
+    assert set(MediaMatch.objects.filter(item=later).values_list("bank__slug", flat=True)) == {"kept"}
+
+
 def test_a_private_address_is_recorded_as_refused_and_scoring_goes_on(settings: Any, fake_openai: FakeOpenAI) -> None:
     settings.MEDIA_FETCH_ENABLED = True
     settings.SCORING_DEFAULT_CHAIN = ["openai_moderation"]
@@ -401,3 +456,35 @@ def test_policy_staff_import_a_bank_on_its_page_and_reviewers_cannot(policy_staf
     assert "line 1: not a PDQ" in refused.content.decode()
     assert "<script>alert(1)" not in refused.content.decode()
     assert list(HashBank.objects.values_list("slug", flat=True)) == ["partner-bank"]
+
+
+def test_policy_staff_switch_off_and_delete_a_bank_on_its_page_and_reviewers_cannot(
+    policy_staff: User, reviewer: User
+) -> None:
+    banks_import(text=f"{'e' * 64},partner-bank,x\n", actor="test")
+    http = Client()
+    http.login(username=reviewer.username, password=PASSWORD)
+    assert http.post(reverse("media-bank-active", args=["partner-bank"]), {"active": "off"}).status_code == 403
+    assert (
+        http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner-bank"}).status_code == 403
+    )
+    assert HashBank.objects.get().is_active
+
+    http.login(username=policy_staff.username, password=PASSWORD)
+    page = http.get(reverse("media-banks")).content.decode()
+    assert 'data-testid="disable-partner-bank"' in page
+    off = http.post(reverse("media-bank-active", args=["partner-bank"]), {"active": "off"}, follow=True)
+    assert "partner-bank is now off." in off.content.decode()
+    assert 'data-testid="enable-partner-bank"' in off.content.decode()
+    assert not HashBank.objects.get().is_active
+    wrong = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner"}, follow=True)
+    assert "Type the bank&#x27;s slug (partner-bank) to delete it." in wrong.content.decode()
+    assert HashBank.objects.exists()
+    gone = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner-bank"}, follow=True)
+    assert "Deleted partner-bank and its 1 hashes." in gone.content.decode()
+    assert not HashBank.objects.exists()
+    assert http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "x"}).status_code == 404
+    assert set(AuditLog.objects.filter(actor=policy_staff).values_list("action", flat=True)) == {
+        "hash_bank.disable",
+        "hash_bank.delete",
+    }

@@ -25,10 +25,11 @@ class BestMatch:
 
 
 def items_media_matches(item_ids: Sequence[int]) -> dict[int, BestMatch]:
-    """item id -> its closest match (an exact MD5 match counts as distance 0), for items that matched."""
+    """item id -> its closest match (an exact MD5 match counts as distance 0), for items that matched a bank
+    that is switched on."""
     best: dict[int, BestMatch] = {}
     rows = (
-        MediaMatch.objects.filter(item_id__in=list(item_ids))
+        MediaMatch.objects.filter(item_id__in=list(item_ids), bank__is_active=True)
         .order_by("item_id", "distance", "bank__slug")
         .values_list("item_id", "bank__slug", "kind", "distance", "label")
     )
@@ -54,7 +55,8 @@ def item_media(item_id: int) -> list[MediaView]:
     """An item's media as a reviewer sees them: signed links to the stored copies, and what each matched."""
     assets = list(MediaAsset.objects.filter(item_id=item_id).order_by("position"))
     matches: dict[int, list[BestMatch]] = {}
-    for m in MediaMatch.objects.filter(asset__in=assets).select_related("bank").order_by("distance"):
+    active = MediaMatch.objects.filter(asset__in=assets, bank__is_active=True)
+    for m in active.select_related("bank").order_by("distance"):
         matches.setdefault(m.asset_id, []).append(BestMatch(m.bank.slug, m.kind, m.distance, m.label))
     views = []
     for asset in assets:

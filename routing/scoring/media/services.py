@@ -107,6 +107,44 @@ def banks_import(*, text: str, actor: User | str) -> ImportReport:
     return report
 
 
+def bank_active_set(*, bank: HashBank, active: bool, actor: User | str) -> HashBank:
+    """Switch a bank on or off. An inactive bank matches no new image, and rules no longer see the matches it
+    made (they stay stored, and count again if it is switched back on). Audited."""
+    with transaction.atomic():
+        bank = HashBank.objects.select_for_update().get(pk=bank.pk)
+        if bank.is_active == active:
+            return bank
+        before = {"is_active": bank.is_active}
+        bank.is_active = active
+        bank.updated_at = timezone.now()
+        bank.save(update_fields=["is_active", "updated_at"])
+        action = "hash_bank.enable" if active else "hash_bank.disable"
+        audit_record(actor=actor, action=action, target=bank, before=before, after={"is_active": active})
+    return bank
+
+
+def bank_delete(*, bank: HashBank, actor: User | str, confirm: str) -> int:
+    """Delete a bank, its entries and the matches it made; ``confirm`` must repeat its slug. Returns how many
+    entries went. Audited with what was deleted (the entries themselves are not kept)."""
+    if confirm.strip() != bank.slug:
+        raise ApplicationError(f"Type the bank's slug ({bank.slug}) to delete it.", field="confirm")
+    with transaction.atomic():
+        bank = HashBank.objects.select_for_update().get(pk=bank.pk)
+        entries = BankHash.objects.filter(bank=bank).count()
+        matched = MediaMatch.objects.filter(bank=bank).values("item_id").distinct().count()
+        audit_record(
+            actor=actor,
+            action="hash_bank.delete",
+            target=bank,
+            before={"slug": bank.slug, "name": bank.name, "is_active": bank.is_active},
+            after={"entries_deleted": entries, "items_matched": matched},
+        )
+        MediaMatch.objects.filter(bank=bank).delete()
+        BankHash.objects.filter(bank=bank).delete()
+        bank.delete()
+    return entries
+
+
 # --- the per-worker matcher ------------------------------------------------------------------------------
 
 
