@@ -477,8 +477,13 @@ def test_policy_staff_switch_off_and_delete_a_bank_on_its_page_and_reviewers_can
     assert "partner-bank is now off." in off.content.decode()
     assert 'data-testid="enable-partner-bank"' in off.content.decode()
     assert not HashBank.objects.get().is_active
-    wrong = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner"}, follow=True)
+    wrong = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner"})
+    assert wrong.status_code == 400
+    assert 'data-field="confirm"' in wrong.content.decode()
     assert "Type the bank&#x27;s slug (partner-bank) to delete it." in wrong.content.decode()
+    junk = http.post(reverse("media-bank-active", args=["partner-bank"]), {"active": "<b>maybe</b>"})
+    assert junk.status_code == 400
+    assert 'data-field="active"' in junk.content.decode()
     assert HashBank.objects.exists()
     gone = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner-bank"}, follow=True)
     assert "Deleted partner-bank and its 1 hashes." in gone.content.decode()
