@@ -462,6 +462,9 @@ MEDIA_FETCH_ENABLED = env.bool("MEDIA_FETCH_ENABLED", default=True)
 MEDIA_MAX_PER_ITEM = env.int("MEDIA_MAX_PER_ITEM", default=4)
 MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=10 * 1024 * 1024)
 MEDIA_FETCH_SECONDS = env.float("MEDIA_FETCH_SECONDS", default=10.0)
+# Addresses fetched at once by a scoring worker, and the total time all of one item's fetches may take.
+MEDIA_FETCH_CONCURRENCY = env.int("MEDIA_FETCH_CONCURRENCY", default=4)
+MEDIA_ITEM_FETCH_SECONDS = env.float("MEDIA_ITEM_FETCH_SECONDS", default=20.0)
 MEDIA_MAX_REDIRECTS = env.int("MEDIA_MAX_REDIRECTS", default=3)
 MEDIA_MAX_PIXELS = env.int("MEDIA_MAX_PIXELS", default=40_000_000)
 MEDIA_COPY_MAX_SIDE = env.int("MEDIA_COPY_MAX_SIDE", default=1600)
@@ -471,6 +474,8 @@ MEDIA_LINK_MAX_AGE = env.int("MEDIA_LINK_MAX_AGE", default=600)
 # PDQ quality reaches the minimum (flat images hash unreliably).
 MEDIA_PDQ_MAX_DISTANCE = env.int("MEDIA_PDQ_MAX_DISTANCE", default=31)
 MEDIA_PDQ_MIN_QUALITY = env.int("MEDIA_PDQ_MIN_QUALITY", default=50)
+# Also match the image's seven rotations and flips (PDQ's dihedral hashes, from the same DCT): eight lookups.
+MEDIA_PDQ_DIHEDRAL = env.bool("MEDIA_PDQ_DIHEDRAL", default=True)
 SCORING_DEFAULT_CHAIN = env.list(
     "SCORING_DEFAULT_CHAIN", default=["openai_moderation", "local"] if OPENAI_API_KEY else ["local"]
 )

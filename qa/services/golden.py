@@ -29,6 +29,8 @@ from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, Revie
 from queues.services import decision_scope_validate
 from routing.intake.serializers import MAX_METADATA_BYTES
 from routing.intake.services import items_receive
+from routing.scoring.media.models import MediaAsset
+from routing.scoring.media.services import media_copy
 
 # Only for a copy made while no real item ever entered its queue (there is nothing it could be told from then).
 GOLDEN_SOURCE = "qa-golden"
@@ -222,12 +224,37 @@ def golden_copy(golden: GoldenItem, *, now: datetime) -> ReviewItem:
     return copy
 
 
+@transaction.atomic
 def _golden_copies_enter(goldens: list[GoldenItem], *, now: datetime) -> list[ReviewItem]:
-    """Copies of ``goldens`` entered through intake's own path (``items_receive``): one hand-off to triage for all."""
+    """Copies of ``goldens`` entered through intake's own path (``items_receive``): one hand-off to triage for all,
+    once committed, by which time each copy holds its golden's stored media (so triage fetches nothing)."""
     copies = [_golden_item(golden, now=now) for golden in goldens]
     created = items_receive(rows=copies)
     stored = ReviewItem.objects.in_bulk([created[copy.external_id] for copy in copies])
-    return [stored[created[copy.external_id]] for copy in copies]
+    entered = [stored[created[copy.external_id]] for copy in copies]
+    by_golden: dict[int, list[ReviewItem]] = {}
+    for golden, item in zip(goldens, entered, strict=True):
+        if golden.media_urls:
+            by_golden.setdefault(golden.pk, []).append(item)
+    for golden in {g.pk: g for g in goldens if g.pk in by_golden}.values():
+        source = _golden_media_source(golden)
+        if source is not None:
+            media_copy(source=source, targets=by_golden[golden.pk])
+    return entered
+
+
+def _golden_media_source(golden: GoldenItem) -> ReviewItem | None:
+    """The item whose stored media a golden's copies show: the item it was made from, else its first copy whose
+    media were fetched (a golden written by hand). None when neither has any: the copy fetches them itself."""
+    if golden.origin_item_id and MediaAsset.objects.filter(item_id=golden.origin_item_id).exists():
+        return golden.origin_item
+    first = (
+        GoldenInjection.objects.filter(golden=golden, item__media_assets__isnull=False)
+        .order_by("injected_at", "pk")
+        .select_related("item")
+        .first()
+    )
+    return first.item if first is not None else None
 
 
 def _golden_item(golden: GoldenItem, *, now: datetime) -> ReviewItem:

@@ -18,8 +18,8 @@ class TextToScore:
     item_id: int
     text: str
     language: str = ""
-    # The item's first stored image as a data: URL, for backends that see images (``sees_images``).
-    image: str = ""
+    # The item's stored images as data: URLs, in position order, for backends that see images (``sees_images``).
+    images: tuple[str, ...] = ()
 
 
 @dataclass

@@ -109,17 +109,19 @@ class OpenAIModeration:
         return frozenset(mapping.get(category, f"openai:{category}") for category in MODERATION_CATEGORIES)
 
     def score(self, texts: Sequence[TextToScore], *, policies: Sequence[Policy]) -> BatchScores:
-        """Texts alone go in one request; an item with an image is one multi-modal input (its text and the
-        stored copy as a data: URL) in a request of its own, as the endpoint answers one result per input."""
+        """Texts alone go in one request. The endpoint takes at most one image per request (it answers
+        ``too_many_images`` past that) and one result per input, so an item with images is one request per image,
+        each a multi-modal input of the item's text and that stored copy (a data: URL); the item's score in each
+        category is the highest any of them got, and it is flagged if any was."""
         client = openai_client()
-        plain = [t for t in texts if not t.image]
+        plain = [t for t in texts if not t.images]
         requests: list[tuple[list[TextToScore], Any]] = []
         if plain:
             requests.append((plain, [t.text for t in plain]))
         for t in texts:
-            if t.image:
+            for image in t.images[: settings.MEDIA_MAX_PER_ITEM]:
                 parts: list[dict[str, Any]] = [{"type": "text", "text": t.text}] if t.text else []
-                parts.append({"type": "image_url", "image_url": {"url": t.image}})
+                parts.append({"type": "image_url", "image_url": {"url": image}})
                 requests.append(([t], parts))
         mapping: dict[str, str] = settings.OPENAI_MODERATION_CATEGORY_MAP
         scored: dict[int, ItemScores] = {}
@@ -133,14 +135,32 @@ class OpenAIModeration:
                 for text, result in zip(batch, response.results, strict=True):
                     raw = result.category_scores.model_dump(by_alias=True)
                     scores = {mapping.get(cat, f"openai:{cat}"): _probability(value) for cat, value in raw.items()}
-                    detail: dict[str, Any] = {"flagged": bool(result.flagged)}
                     applied = getattr(result, "category_applied_input_types", None)
-                    if text.image and applied is not None:
+                    image_categories: set[str] = set()
+                    if text.images and applied is not None:
                         kinds_by_category = applied.model_dump(by_alias=True)
-                        detail["image_categories"] = sorted(c for c, k in kinds_by_category.items() if "image" in k)
-                    scored[text.item_id] = ItemScores(text.item_id, scores, detail)
+                        image_categories = {c for c, k in kinds_by_category.items() if "image" in k}
+                    _combine(scored, text, scores, bool(result.flagged), image_categories)
         items = [scored[t.item_id] for t in texts]
         return BatchScores(model=settings.OPENAI_MODERATION_MODEL, model_version=model_version, items=items)
+
+
+def _combine(
+    scored: dict[int, ItemScores], text: TextToScore, scores: dict[str, float], flagged: bool, image: set[str]
+) -> None:
+    """Fold one result into the item's score: the highest per category, flagged if any result was."""
+    known = scored.get(text.item_id)
+    if known is None:
+        detail: dict[str, Any] = {"flagged": flagged}
+        if text.images:
+            detail |= {"image_categories": sorted(image), "images": 1}
+        scored[text.item_id] = ItemScores(text.item_id, scores, detail)
+        return
+    for category, value in scores.items():
+        known.scores[category] = max(known.scores.get(category, 0.0), value)
+    known.detail["flagged"] = known.detail["flagged"] or flagged
+    known.detail["image_categories"] = sorted(set(known.detail["image_categories"]) | image)
+    known.detail["images"] += 1
 
 
 # --- the policy classifier ---------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def _call(
             text = redacted.text
             for kind, count in redacted.counts.items():
                 redactions[kind] += count
-        texts.append(TextToScore(item.pk, text, item.language, images.get(item.pk, "")))
+        texts.append(TextToScore(item.pk, text, item.language, tuple(images.get(item.pk, ()))))
     started = time.perf_counter()
     try:
         result = backend.score(texts, policies=policies)

@@ -147,6 +147,8 @@ class World:
             "api-calibration-close": {"pk": self.session.pk},
             "api-calibration-report": {"pk": self.session.pk},
             "media-copy": {"token": self.media_token},
+            "media-bank-active": {"slug": "partner-bank"},
+            "media-bank-delete": {"slug": "partner-bank"},
         }
 
 

@@ -4,6 +4,8 @@ resizing, and index answers equal to a brute-force scan."""
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +63,58 @@ def reencoded(data: bytes, fmt: str, **options: object) -> bytes:
     out = io.BytesIO()
     image(data).convert("RGB").save(out, format=fmt, **options)
     return out.getvalue()
+
+
+PDQ_DATA = Path(__file__).parent / "data" / "pdq"
+REFERENCE: dict[str, dict] = json.loads((PDQ_DATA / "reference.json").read_text())["images"]
+# A PIL transpose giving each dihedral variant after the original, in the reference's order.
+TRANSPOSES = (
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
+
+
+# A flat image's DCT is rounding noise (float32 in the reference, float64 here), so its bits are arbitrary in
+# both; its quality of 0 keeps it out of matching, and only the quality is compared.
+HASHED = sorted(name for name in REFERENCE if not name.startswith("flat-"))
+
+
+@pytest.mark.parametrize("name", HASHED)
+def test_the_hash_and_quality_are_the_reference_implementations(name: str) -> None:
+    with Image.open(PDQ_DATA / name) as picture_file:
+        assert pdq.pdq_hash(picture_file) == (REFERENCE[name]["pdq"], REFERENCE[name]["quality"])
+
+
+@pytest.mark.parametrize("name", HASHED)
+def test_the_eight_dihedral_hashes_are_the_reference_implementations(name: str) -> None:
+    with Image.open(PDQ_DATA / name) as picture_file:
+        hashes, quality = pdq.pdq_dihedral(picture_file)
+    assert hashes == REFERENCE[name]["dihedral"]
+    assert quality == REFERENCE[name]["quality"]
+
+
+def test_the_reference_set_covers_the_edge_cases() -> None:
+    assert REFERENCE["tiny-9x4.png"] == {"pdq": "0" * 64, "quality": 0, "dihedral": ["0" * 64] * 8}
+    assert REFERENCE["flat-300x200.png"]["quality"] == 0
+    with Image.open(PDQ_DATA / "flat-300x200.png") as flat:
+        assert pdq.pdq_hash(flat)[1] == 0
+    assert sum(entry["quality"] == 100 for entry in REFERENCE.values()) >= 4
+
+
+@pytest.mark.parametrize("name", ["field-480x360.png", "field-333x517.png", "shapes-400x300.png"])
+def test_a_rotated_or_flipped_image_hashes_near_the_matching_dihedral_hash(name: str) -> None:
+    with Image.open(PDQ_DATA / name) as picture_file:
+        original = picture_file.convert("RGB")
+    variants = REFERENCE[name]["dihedral"]
+    for k, transpose in enumerate(TRANSPOSES, start=1):
+        turned = pdq.pdq_hash(original.transpose(transpose))[0]
+        assert pdq.distance(turned, variants[k]) <= 31, pdq.DIHEDRAL[k]  # PDQ's match threshold
+        assert pdq.distance(turned, variants[0]) > 31, pdq.DIHEDRAL[k]  # the plain hash misses it
 
 
 def test_a_hash_is_256_bits_half_of_them_set() -> None:

@@ -3,10 +3,12 @@ omni-moderation seeing the stored copy, and reviewers seeing only signed links t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import ipaddress
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,10 +27,12 @@ from routing.rules.columns import media_columns
 from routing.rules.engine import vocabulary_for
 from routing.rules.features import item_rows
 from routing.rules.language import evaluate_columns, interpret, parse
+from routing.scoring import openai_backends
 from routing.scoring.media import pdq, services
 from routing.scoring.media.fetcher import AddressPolicy
 from routing.scoring.media.models import BankHash, HashBank, MediaAsset, MediaMatch, MediaStatus
-from routing.scoring.media.services import banks_import, items_media_process
+from routing.scoring.media.selectors import item_media, items_media_matches
+from routing.scoring.media.services import bank_active_set, bank_delete, banks_import, items_media_process
 from routing.scoring.media.store import media_storage, media_token
 from routing.scoring.pipeline import items_score
 from tests.conftest import PASSWORD
@@ -159,12 +163,125 @@ def test_a_bank_added_later_is_seen_by_the_next_item_without_a_restart(server: I
     assert MediaMatch.objects.filter(item=second).exists()
 
 
+@pytest.mark.parametrize("dihedral", [True, False])
+def test_a_rotated_or_mirrored_copy_matches_through_the_dihedral_hashes(
+    server: ImageServer, settings: Any, dihedral: bool
+) -> None:
+    settings.MEDIA_PDQ_DIHEDRAL = dihedral
+    bank_of(ORIGINAL)
+    for name, transpose in [("turned", Image.Transpose.ROTATE_90), ("mirrored", Image.Transpose.FLIP_LEFT_RIGHT)]:
+        out = io.BytesIO()
+        Image.open(io.BytesIO(ORIGINAL)).convert("RGB").transpose(transpose).save(out, format="PNG")
+        server.body(f"/{name}.png", out.getvalue())
+    item = media_item(server.url("/turned.png"), server.url("/mirrored.png"))
+    items_media_process([item])
+    matches = MediaMatch.objects.filter(item=item)
+    assert matches.count() == (2 if dihedral else 0)
+    assert all(m.distance <= 31 for m in matches)
+
+
+def test_an_items_addresses_are_fetched_at_once(server: ImageServer, settings: Any) -> None:
+    # The server answers only when three requests wait together: a fetcher going one by one gets 503s.
+    settings.MEDIA_FETCH_CONCURRENCY = 3
+    gate = threading.Barrier(3)
+    for n in range(3):
+        server.gated(f"/gate-{n}.png", picture(20 + n), gate)
+    item = media_item(*(server.url(f"/gate-{n}.png") for n in range(3)))
+
+    assert items_media_process([item]) == 3
+    assert set(MediaAsset.objects.filter(item=item).values_list("status", flat=True)) == {MediaStatus.STORED}
+    assert server.most_in_flight == 3
+
+
+def test_the_pool_bounds_the_fetches_in_flight(server: ImageServer, settings: Any) -> None:
+    settings.MEDIA_FETCH_CONCURRENCY = 2
+    gate = threading.Barrier(2)
+    for n in range(4):
+        server.gated(f"/gate-{n}.png", picture(30 + n), gate)
+    first = media_item(server.url("/gate-0.png"), server.url("/gate-1.png"))
+    second = media_item(server.url("/gate-2.png"), server.url("/gate-3.png"))
+
+    assert items_media_process([first, second]) == 4
+    assert MediaAsset.objects.filter(status=MediaStatus.STORED).count() == 4
+    assert server.most_in_flight == 2
+
+
+def test_an_items_fetches_share_one_total_time_cap(server: ImageServer, settings: Any) -> None:
+    # Each address alone may take 30 s; the item's addresses together 0.5 s. One fetch at a time, in order.
+    settings.MEDIA_FETCH_CONCURRENCY = 1
+    settings.MEDIA_FETCH_SECONDS = 30.0
+    settings.MEDIA_ITEM_FETCH_SECONDS = 0.5
+    server.drip("/drip.png")
+    slow = media_item(server.url("/drip.png"), server.url("/known.jpg"))
+    other = media_item(server.url("/other.png"))
+
+    assert items_media_process([slow, other]) == 3
+    refusals = list(MediaAsset.objects.filter(item=slow).order_by("position").values_list("refusal", flat=True))
+    assert refusals == ["too_slow", "item_too_slow"]
+    assert "/known.jpg" not in {path for path, _host in server.requests}  # never asked for: no time was left
+    assert MediaAsset.objects.get(item=other).status == MediaStatus.STORED  # its own clock
+
+
 def test_a_switched_off_bank_no_longer_matches(server: ImageServer) -> None:
     bank_of(ORIGINAL)
     HashBank.objects.update(is_active=False, updated_at=timezone.now())
     item = media_item(server.url("/known.jpg"))
     items_media_process([item])
     assert not MediaMatch.objects.exists()
+
+
+def test_switching_a_bank_off_stops_its_matches_for_rules_and_new_images_until_switched_on(
+    server: ImageServer,
+) -> None:
+    bank_of(ORIGINAL, slug="first")
+    bank_of(ORIGINAL, slug="second")
+    before = media_item(server.url("/known.jpg"))
+    items_media_process([before])
+    first = HashBank.objects.get(slug="first")
+
+    bank_active_set(bank=first, active=False, actor="policy-team")
+    after = media_item(server.url("/known.jpg"))
+    items_media_process([after])
+
+    assert set(MediaMatch.objects.filter(item=after).values_list("bank__slug", flat=True)) == {"second"}
+    assert items_media_matches([before.pk])[before.pk].bank == "second"  # "first" is closest but off
+    assert {m.bank for view in item_media(before.pk) for m in view.matches} == {"second"}
+    bank_active_set(bank=HashBank.objects.get(slug="second"), active=False, actor="policy-team")
+    assert items_media_matches([before.pk, after.pk]) == {}
+
+    bank_active_set(bank=first, active=True, actor="policy-team")
+    again = media_item(server.url("/known.jpg"))
+    items_media_process([again])
+    assert set(MediaMatch.objects.filter(item=again).values_list("bank__slug", flat=True)) == {"first"}
+    assert items_media_matches([before.pk])[before.pk].bank == "first"
+    actions = list(
+        AuditLog.objects.filter(action__startswith="hash_bank.").order_by("pk").values_list("action", flat=True)
+    )
+    assert actions[-3:] == ["hash_bank.disable", "hash_bank.disable", "hash_bank.enable"]
+
+
+def test_deleting_a_bank_takes_its_slug_and_removes_its_hashes_and_matches(server: ImageServer) -> None:
+    bank_of(ORIGINAL, slug="doomed")
+    bank_of(ORIGINAL, slug="kept")
+    item = media_item(server.url("/known.jpg"))
+    items_media_process([item])
+    doomed = HashBank.objects.get(slug="doomed")
+
+    with pytest.raises(ApplicationError) as refused:
+        bank_delete(bank=doomed, actor="policy-team", confirm="kept")
+    assert refused.value.field == "confirm"
+    assert HashBank.objects.filter(slug="doomed").exists()
+
+    assert bank_delete(bank=doomed, actor="policy-team", confirm="doomed") == 1
+    assert list(HashBank.objects.values_list("slug", flat=True)) == ["kept"]
+    assert set(BankHash.objects.values_list("bank__slug", flat=True)) == {"kept"}
+    assert set(MediaMatch.objects.values_list("bank__slug", flat=True)) == {"kept"}
+    entry = AuditLog.objects.get(action="hash_bank.delete")
+    assert entry.before["slug"] == "doomed"
+    assert entry.after == {"entries_deleted": 1, "items_matched": 1}
+    later = media_item(server.url("/known.jpg"))
+    items_media_process([later])
+    assert set(MediaMatch.objects.filter(item=later).values_list("bank__slug", flat=True)) == {"kept"}
 
 
 def test_a_private_address_is_recorded_as_refused_and_scoring_goes_on(settings: Any, fake_openai: FakeOpenAI) -> None:
@@ -239,6 +356,38 @@ def test_omni_moderation_gets_the_stored_copy_as_a_data_url_never_the_address(
     assert "sexual" in score.detail["image_categories"]
 
 
+def reddish(url: str) -> dict[str, float]:
+    """Scores a data: URL's image: mostly red is violent."""
+    data = base64.b64decode(url.split(",", 1)[1])
+    r, g, b = Image.open(io.BytesIO(data)).convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    return {"violence": 0.9} if r > 2 * max(g, b) else {"violence": 0.05}
+
+
+def test_omni_moderation_scores_every_image_and_keeps_the_highest(server: ImageServer, settings: Any) -> None:
+    # The violent picture is the item's second: scoring the first alone would miss it.
+    settings.SCORING_DEFAULT_CHAIN = ["openai_moderation"]
+    red = io.BytesIO()
+    Image.new("RGB", (160, 120), (200, 20, 30)).save(red, format="PNG")
+    server.body("/red.png", red.getvalue())
+    item = media_item(server.url("/other.png"), server.url("/red.png"), server.url("/known.jpg"), text="caption")
+    with FakeOpenAI(image_scorer=reddish) as fake:
+        settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = "sk-test", fake.base_url
+        openai_backends._client.cache_clear()
+        items_score(item_ids=[item.pk])
+        bodies = [r.body["input"] for r in fake.requests if r.path.endswith("/moderations")]
+    openai_backends._client.cache_clear()
+
+    assert len(bodies) == 3  # one request per image: the endpoint takes one image each
+    for body in bodies:
+        assert [part["type"] for part in body] == ["text", "image_url"]
+        assert body[0]["text"] == "caption"
+    assert len({body[1]["image_url"]["url"] for body in bodies}) == 3
+    score = item.scores.get(backend="openai_moderation")
+    assert score.scores["violence"] == pytest.approx(0.9)
+    assert score.detail["images"] == 3
+    assert score.detail["flagged"] is True
+
+
 # --- what reviewers see -----------------------------------------------------------------------------
 
 
@@ -307,3 +456,40 @@ def test_policy_staff_import_a_bank_on_its_page_and_reviewers_cannot(policy_staf
     assert "line 1: not a PDQ" in refused.content.decode()
     assert "<script>alert(1)" not in refused.content.decode()
     assert list(HashBank.objects.values_list("slug", flat=True)) == ["partner-bank"]
+
+
+def test_policy_staff_switch_off_and_delete_a_bank_on_its_page_and_reviewers_cannot(
+    policy_staff: User, reviewer: User
+) -> None:
+    banks_import(text=f"{'e' * 64},partner-bank,x\n", actor="test")
+    http = Client()
+    http.login(username=reviewer.username, password=PASSWORD)
+    assert http.post(reverse("media-bank-active", args=["partner-bank"]), {"active": "off"}).status_code == 403
+    assert (
+        http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner-bank"}).status_code == 403
+    )
+    assert HashBank.objects.get().is_active
+
+    http.login(username=policy_staff.username, password=PASSWORD)
+    page = http.get(reverse("media-banks")).content.decode()
+    assert 'data-testid="disable-partner-bank"' in page
+    off = http.post(reverse("media-bank-active", args=["partner-bank"]), {"active": "off"}, follow=True)
+    assert "partner-bank is now off." in off.content.decode()
+    assert 'data-testid="enable-partner-bank"' in off.content.decode()
+    assert not HashBank.objects.get().is_active
+    wrong = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner"})
+    assert wrong.status_code == 400
+    assert 'data-field="confirm"' in wrong.content.decode()
+    assert "Type the bank&#x27;s slug (partner-bank) to delete it." in wrong.content.decode()
+    junk = http.post(reverse("media-bank-active", args=["partner-bank"]), {"active": "<b>maybe</b>"})
+    assert junk.status_code == 400
+    assert 'data-field="active"' in junk.content.decode()
+    assert HashBank.objects.exists()
+    gone = http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "partner-bank"}, follow=True)
+    assert "Deleted partner-bank and its 1 hashes." in gone.content.decode()
+    assert not HashBank.objects.exists()
+    assert http.post(reverse("media-bank-delete", args=["partner-bank"]), {"confirm": "x"}).status_code == 404
+    assert set(AuditLog.objects.filter(actor=policy_staff).values_list("action", flat=True)) == {
+        "hash_bank.disable",
+        "hash_bank.delete",
+    }

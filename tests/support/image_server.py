@@ -53,6 +53,9 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 class ImageServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []  # (path, Host header)
+        self.in_flight = 0  # requests being answered now, and the most there ever were at once
+        self.most_in_flight = 0
+        self._count = threading.Lock()
         self.routes: dict[str, Route] = {}
         server = self
 
@@ -67,8 +70,15 @@ class ImageServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    route(self)
+                with server._count:
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        route(self)
+                finally:
+                    with server._count:
+                        server.in_flight -= 1
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -132,6 +142,26 @@ class ImageServer:
             block = b"\x00" * 65536
             for _ in range(10_000):
                 h.wfile.write(block)
+
+        self.routes[path] = route
+
+    def gated(self, path: str, data: bytes, gate: threading.Barrier) -> None:
+        """Answers ``data`` once ``gate.parties`` requests are waiting at the gate together; a 503 if they are
+        not all there within 10 s. Only a client fetching that many at once gets the images."""
+
+        def route(h: BaseHTTPRequestHandler) -> None:
+            try:
+                gate.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                h.send_response(503)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+            h.send_response(200)
+            h.send_header("Content-Type", "image/png")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
 
         self.routes[path] = route
 

@@ -6,6 +6,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Count
 from django.urls import reverse
 
@@ -24,10 +25,11 @@ class BestMatch:
 
 
 def items_media_matches(item_ids: Sequence[int]) -> dict[int, BestMatch]:
-    """item id -> its closest match (an exact MD5 match counts as distance 0), for items that matched."""
+    """item id -> its closest match (an exact MD5 match counts as distance 0), for items that matched a bank
+    that is switched on."""
     best: dict[int, BestMatch] = {}
     rows = (
-        MediaMatch.objects.filter(item_id__in=list(item_ids))
+        MediaMatch.objects.filter(item_id__in=list(item_ids), bank__is_active=True)
         .order_by("item_id", "distance", "bank__slug")
         .values_list("item_id", "bank__slug", "kind", "distance", "label")
     )
@@ -53,7 +55,8 @@ def item_media(item_id: int) -> list[MediaView]:
     """An item's media as a reviewer sees them: signed links to the stored copies, and what each matched."""
     assets = list(MediaAsset.objects.filter(item_id=item_id).order_by("position"))
     matches: dict[int, list[BestMatch]] = {}
-    for m in MediaMatch.objects.filter(asset__in=assets).select_related("bank").order_by("distance"):
+    active = MediaMatch.objects.filter(asset__in=assets, bank__is_active=True)
+    for m in active.select_related("bank").order_by("distance"):
         matches.setdefault(m.asset_id, []).append(BestMatch(m.bank.slug, m.kind, m.distance, m.label))
     views = []
     for asset in assets:
@@ -82,21 +85,22 @@ def banks_summary() -> list[tuple[HashBank, int, int]]:
     return [(b, b.entries, b.matched) for b in banks]
 
 
-def items_image_data_urls(item_ids: Sequence[int]) -> dict[int, str]:
-    """item id -> its first stored copy as a data: URL (the re-encoded JPEG, never the third-party address)."""
+def items_image_data_urls(item_ids: Sequence[int]) -> dict[int, list[str]]:
+    """item id -> its stored copies as data: URLs in position order (the re-encoded JPEGs, never the
+    third-party addresses); at most ``MEDIA_MAX_PER_ITEM`` each."""
     rows = (
         MediaAsset.objects.filter(item_id__in=list(item_ids), status=MediaStatus.STORED)
         .order_by("item_id", "position")
         .values_list("item_id", "copy_name")
     )
-    first: dict[int, str] = {}
-    for item_id, name in rows:
-        first.setdefault(item_id, name)
     storage = media_storage()
-    urls = {}
-    for item_id, name in first.items():
+    urls: dict[int, list[str]] = {}
+    for item_id, name in rows:
+        mine = urls.setdefault(item_id, [])
+        if len(mine) >= settings.MEDIA_MAX_PER_ITEM:
+            continue
         with storage.open(name, "rb") as handle:
-            urls[item_id] = "data:image/jpeg;base64," + base64.b64encode(handle.read()).decode("ascii")
+            mine.append("data:image/jpeg;base64," + base64.b64encode(handle.read()).decode("ascii"))
     return urls
 
 

@@ -8,8 +8,10 @@ import hashlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -23,7 +25,14 @@ from ops_platform.core.models import User
 from ops_platform.core.services import audit_record
 from queues.models import ReviewItem
 from routing.scoring.media import pdq
-from routing.scoring.media.fetcher import AddressPolicy, FetchLimits, MediaRefused, media_fetch, media_log_refusal
+from routing.scoring.media.fetcher import (
+    AddressPolicy,
+    Fetched,
+    FetchLimits,
+    MediaRefused,
+    media_fetch,
+    media_log_refusal,
+)
 from routing.scoring.media.index import PdqIndex
 from routing.scoring.media.models import BankHash, HashBank, HashKind, MediaAsset, MediaMatch, MediaStatus
 from routing.scoring.media.store import Decoded, image_decode, image_store
@@ -98,6 +107,44 @@ def banks_import(*, text: str, actor: User | str) -> ImportReport:
     return report
 
 
+def bank_active_set(*, bank: HashBank, active: bool, actor: User | str) -> HashBank:
+    """Switch a bank on or off. An inactive bank matches no new image, and rules no longer see the matches it
+    made (they stay stored, and count again if it is switched back on). Audited."""
+    with transaction.atomic():
+        bank = HashBank.objects.select_for_update().get(pk=bank.pk)
+        if bank.is_active == active:
+            return bank
+        before = {"is_active": bank.is_active}
+        bank.is_active = active
+        bank.updated_at = timezone.now()
+        bank.save(update_fields=["is_active", "updated_at"])
+        action = "hash_bank.enable" if active else "hash_bank.disable"
+        audit_record(actor=actor, action=action, target=bank, before=before, after={"is_active": active})
+    return bank
+
+
+def bank_delete(*, bank: HashBank, actor: User | str, confirm: str) -> int:
+    """Delete a bank, its entries and the matches it made; ``confirm`` must repeat its slug. Returns how many
+    entries went. Audited with what was deleted (the entries themselves are not kept)."""
+    if confirm.strip() != bank.slug:
+        raise ApplicationError(f"Type the bank's slug ({bank.slug}) to delete it.", field="confirm")
+    with transaction.atomic():
+        bank = HashBank.objects.select_for_update().get(pk=bank.pk)
+        entries = BankHash.objects.filter(bank=bank).count()
+        matched = MediaMatch.objects.filter(bank=bank).values("item_id").distinct().count()
+        audit_record(
+            actor=actor,
+            action="hash_bank.delete",
+            target=bank,
+            before={"slug": bank.slug, "name": bank.name, "is_active": bank.is_active},
+            after={"entries_deleted": entries, "items_matched": matched},
+        )
+        MediaMatch.objects.filter(bank=bank).delete()
+        BankHash.objects.filter(bank=bank).delete()
+        bank.delete()
+    return entries
+
+
 # --- the per-worker matcher ------------------------------------------------------------------------------
 
 
@@ -152,23 +199,31 @@ class Hashed:
     md5: str
     pdq: str
     quality: int
+    # The PDQ hashes of the image's rotations and flips (pdq.DIHEDRAL, the original first); empty when unknown.
+    dihedral: tuple[str, ...] = ()
 
 
 def image_hash(data: bytes, decoded: Decoded) -> Hashed:
-    value, quality = pdq.pdq_hash(decoded.image)
-    return Hashed(md5=hashlib.md5(data, usedforsecurity=False).hexdigest(), pdq=value, quality=quality)
+    hashes, quality = pdq.pdq_dihedral(decoded.image)
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return Hashed(md5=md5, pdq=hashes[0], quality=quality, dihedral=tuple(hashes))
 
 
 def media_matches_find(hashed: Hashed, matcher: Matcher) -> list[tuple[int, str, int, str]]:
-    """(bank id, kind, distance, label): every bank's closest entry, by MD5 and by PDQ."""
+    """(bank id, kind, distance, label): every bank's closest entry, by MD5 and by PDQ. With
+    ``MEDIA_PDQ_DIHEDRAL`` a PDQ entry matches the image or any rotation or flip of it (the closest counts)."""
     found: dict[tuple[int, str], tuple[int, str]] = {}
     for bank_id, _slug, label in matcher.md5.get(hashed.md5, []):
         found.setdefault((bank_id, HashKind.MD5), (0, label))
     if hashed.pdq and hashed.quality >= settings.MEDIA_PDQ_MIN_QUALITY:
-        rows, dists = matcher.index.search(pdq.hex_to_words([hashed.pdq])[0], settings.MEDIA_PDQ_MAX_DISTANCE)
-        for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
-            bank_id, _slug, label = matcher.pdq_entries[row]
-            found.setdefault((bank_id, HashKind.PDQ), (dist, label))  # nearest first
+        queries = hashed.dihedral if settings.MEDIA_PDQ_DIHEDRAL and hashed.dihedral else (hashed.pdq,)
+        for words in pdq.hex_to_words(list(dict.fromkeys(queries))):
+            rows, dists = matcher.index.search(words, settings.MEDIA_PDQ_MAX_DISTANCE)
+            for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
+                bank_id, _slug, label = matcher.pdq_entries[row]
+                known = found.get((bank_id, HashKind.PDQ))
+                if known is None or dist < known[0]:
+                    found[(bank_id, HashKind.PDQ)] = (dist, label)
     return [(bank, kind, dist, label) for (bank, kind), (dist, label) in found.items()]
 
 
@@ -207,6 +262,47 @@ def image_record(
     return asset
 
 
+def media_copy(*, source: ReviewItem, targets: Sequence[ReviewItem]) -> int:
+    """Give each target item the source item's media as they were stored: the same stored copies (shared
+    storage names), hashes and refusals, so the targets show and score the same images and never fetch their
+    addresses. Matches are the source's, plus any the stored hashes make against the banks as they are now (a
+    bank added since). Returns how many media rows were copied; call it before the targets are committed."""
+    assets = list(MediaAsset.objects.filter(item=source).order_by("position"))
+    if not assets or not targets:
+        return 0
+    matcher = matcher_current()
+    found: dict[int, dict[tuple[int, str], tuple[int, str]]] = {}
+    for asset in assets:
+        mine = found.setdefault(asset.pk, {})
+        for match in MediaMatch.objects.filter(asset=asset):
+            mine[(match.bank_id, match.kind)] = (match.distance, match.label)
+        if asset.status == MediaStatus.STORED:
+            hashed = Hashed(md5=asset.md5, pdq=asset.pdq, quality=asset.pdq_quality or 0)
+            for bank, kind, dist, label in media_matches_find(hashed, matcher):
+                if (bank, kind) not in mine or dist < mine[(bank, kind)][0]:
+                    mine[(bank, kind)] = (dist, label)
+    copied = 0
+    for target in targets:
+        for asset in assets:
+            twin = MediaAsset.objects.create(
+                item=target,
+                **{
+                    f.attname: getattr(asset, f.attname)
+                    for f in MediaAsset._meta.concrete_fields
+                    if f.attname not in ("id", "item_id", "created_at")
+                },
+            )
+            MediaMatch.objects.bulk_create(
+                [
+                    MediaMatch(asset=twin, item=target, bank_id=bank, kind=kind, distance=dist, label=label)
+                    for (bank, kind), (dist, label) in found[asset.pk].items()
+                ],
+                ignore_conflicts=True,
+            )
+            copied += 1
+    return copied
+
+
 def _refused(item: ReviewItem, position: int, host: str, refusal: MediaRefused) -> MediaAsset:
     return MediaAsset.objects.create(
         item=item, position=position, host=host[:255], status=MediaStatus.REFUSED, refusal=refusal.reason
@@ -219,13 +315,37 @@ def address_policy() -> AddressPolicy:
     return AddressPolicy()
 
 
+@dataclass
+class _ItemClock:
+    """The total time an item's fetches may take, from the start of its first fetch."""
+
+    seconds: float
+    deadline: dict[int, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def remaining(self, item_id: int) -> float:
+        now = time.monotonic()
+        with self.lock:
+            return self.deadline.setdefault(item_id, now + self.seconds) - now
+
+
+def _fetch_one(url: str, item_id: int, limits: FetchLimits, policy: AddressPolicy, clock: _ItemClock) -> Fetched:
+    """One address, within its own caps and whatever is left of its item's total time."""
+    left = clock.remaining(item_id)
+    if left <= 0:
+        raise MediaRefused("item_too_slow", f"the item's fetches took over {clock.seconds:g}s")
+    return media_fetch(url, limits=replace(limits, max_seconds=min(limits.max_seconds, left)), policy=policy)
+
+
 def items_media_process(
     items: Sequence[ReviewItem], *, policy: AddressPolicy | None = None, limits: FetchLimits | None = None
 ) -> int:
     """Fetch and hash the media of items not processed yet; returns how many addresses were tried.
 
-    Runs in the scoring worker, before the classifiers, so rules see the matches. An address already tried
-    (stored or refused) is not fetched again: running this twice has one effect.
+    Runs in the scoring worker, before the classifiers, so rules see the matches. Addresses are fetched by a
+    pool of ``MEDIA_FETCH_CONCURRENCY`` threads, each within the per-address caps, and all of one item's
+    within ``MEDIA_ITEM_FETCH_SECONDS`` in total; decoding, hashing and the database stay on this thread. An
+    address already tried (stored or refused) is not fetched again: running this twice has one effect.
     """
     wanted = [item for item in items if item.media_urls]
     if not wanted or not settings.MEDIA_FETCH_ENABLED:
@@ -237,14 +357,22 @@ def items_media_process(
         max_seconds=settings.MEDIA_FETCH_SECONDS,
         max_redirects=settings.MEDIA_MAX_REDIRECTS,
     )
-    tried = 0
-    for item in wanted:
-        for position, url in enumerate(item.media_urls[: settings.MEDIA_MAX_PER_ITEM]):
-            if (item.pk, position) in done or not isinstance(url, str):
-                continue
-            tried += 1
+    policy = policy or address_policy()
+    clock = _ItemClock(settings.MEDIA_ITEM_FETCH_SECONDS)
+    jobs = [
+        (item, position, url)
+        for item in wanted
+        for position, url in enumerate(item.media_urls[: settings.MEDIA_MAX_PER_ITEM])
+        if (item.pk, position) not in done and isinstance(url, str)
+    ]
+    if not jobs:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, settings.MEDIA_FETCH_CONCURRENCY), thread_name_prefix="media") as pool:
+        futures = {pool.submit(_fetch_one, job[2], job[0].pk, limits, policy, clock): job for job in jobs}
+        for future in as_completed(futures):
+            item, position, url = futures[future]
             try:
-                fetched = media_fetch(url, limits=limits, policy=policy or address_policy())
+                fetched = future.result()
             except MediaRefused as refusal:
                 media_log_refusal(url, refusal)
                 _refused(item, position, _host(url), refusal)
@@ -257,7 +385,7 @@ def items_media_process(
                 content_type=fetched.content_type,
                 matcher=matcher,
             )
-    return tried
+    return len(jobs)
 
 
 def _host(url: str) -> str:

@@ -6,14 +6,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.permissions import permitted
-from routing.scoring.media.models import MediaAsset, MediaStatus
+from ops_platform.core.refusals import refused
+from routing.scoring.media.models import HashBank, MediaAsset, MediaStatus
 from routing.scoring.media.selectors import banks_summary
-from routing.scoring.media.services import banks_import
+from routing.scoring.media.services import bank_active_set, bank_delete, banks_import
 from routing.scoring.media.store import media_storage, media_token_read
 
 BANK_EDITORS = ("core.edit_policies", "core.manage_platform")
@@ -63,3 +65,31 @@ def hash_banks(request: HttpRequest) -> HttpResponse:
                 )
         return redirect("media-banks")
     return render(request, "routing/hash_banks.html", {"banks": banks_summary()})
+
+
+@login_required
+@require_POST
+def hash_bank_active(request: HttpRequest, slug: str) -> HttpResponse:
+    """Switch a bank on (``active=on``) or off (``active=off``)."""
+    user = permitted(request, *BANK_EDITORS)
+    bank = get_object_or_404(HashBank, slug=slug)
+    value = request.POST.get("active")
+    if value not in ("on", "off"):
+        return refused(request, ApplicationError("Say on or off.", field="active"), back=reverse("media-banks"))
+    bank_active_set(bank=bank, active=value == "on", actor=user)
+    messages.success(request, f"{bank.slug} is now {value}.")
+    return redirect("media-banks")
+
+
+@login_required
+@require_POST
+def hash_bank_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    """Delete a bank once its slug is typed again in ``confirm``."""
+    user = permitted(request, *BANK_EDITORS)
+    bank = get_object_or_404(HashBank, slug=slug)
+    try:
+        entries = bank_delete(bank=bank, actor=user, confirm=request.POST.get("confirm", ""))
+    except ApplicationError as exc:
+        return refused(request, exc, back=reverse("media-banks"))
+    messages.success(request, f"Deleted {slug} and its {entries} hashes.")
+    return redirect("media-banks")
