@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -33,10 +34,17 @@ def _account(request: HttpRequest, pk: int) -> tuple[User, Account]:
     return user, account
 
 
-@login_required
-@require_GET
-def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def _acting(request: HttpRequest, pk: int) -> tuple[User, Account]:
+    """The door of the forms that change an account: one the person may see (else 404), and the role (else 403)."""
     user, account = _account(request, pk)
+    if not user.has_perm("core.act_on_accounts"):
+        raise PermissionDenied
+    return user, account
+
+
+def _render(
+    request: HttpRequest, user: User, account: Account, *, status: int = 200, refusal: ApplicationError | None = None
+) -> HttpResponse:
     return render(
         request,
         "accounts/detail.html",
@@ -48,8 +56,22 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "policies": Policy.objects.filter(is_active=True).order_by("slug"),
             "kinds": ActionKind.choices,
             "now": timezone.now(),
+            "refusal": refusal,
         },
+        status=status,
     )
+
+
+def _refused(request: HttpRequest, user: User, account: Account, exc: ApplicationError) -> HttpResponse:
+    """A refused change: the account page again, with why and the field, under the refusal's 4xx."""
+    return _render(request, user, account, status=exc.status_code, refusal=exc)
+
+
+@login_required
+@require_GET
+def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    user, account = _account(request, pk)
+    return _render(request, user, account)
 
 
 def _back(request: HttpRequest, account: Account) -> HttpResponse:
@@ -68,7 +90,7 @@ def _policy(request: HttpRequest) -> Policy | None:
 @require_POST
 def account_act(request: HttpRequest, pk: int) -> HttpResponse:
     """Act on the account (from its page or from an item page): warn, restrict, suspend or a custom action."""
-    user, account = _account(request, pk)
+    user, account = _acting(request, pk)
     item_raw = request.POST.get("item", "")
     decision_ids: list[int] = []
     if item_raw.isdigit():
@@ -86,8 +108,7 @@ def account_act(request: HttpRequest, pk: int) -> HttpResponse:
             decision_ids=decision_ids,
         )
     except ApplicationError as exc:
-        messages.error(request, f"{exc.field or 'request'}: {exc.message}")
-        return _back(request, account)
+        return _refused(request, user, account, exc)
     if action.state == "pending_approval":
         messages.info(request, "The suspension waits for a second person's approval.")
     else:
@@ -99,7 +120,7 @@ def account_act(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def action_decide(request: HttpRequest, pk: int, action_pk: int) -> HttpResponse:
     """Approve, reject or reverse one of the account's actions."""
-    user, account = _account(request, pk)
+    user, account = _acting(request, pk)
     action = get_object_or_404(AccountAction, pk=action_pk, account=account)
     verb = request.POST.get("do", "")
     reason = request.POST.get("reason", "")
@@ -113,16 +134,15 @@ def action_decide(request: HttpRequest, pk: int, action_pk: int) -> HttpResponse
         else:
             raise ApplicationError("Choose approve, reject or reverse.", field="do")
     except ApplicationError as exc:
-        messages.error(request, f"{exc.field or 'request'}: {exc.message}")
-    else:
-        messages.success(request, f"Action {action.pk}: {verb} done.")
+        return _refused(request, user, account, exc)
+    messages.success(request, f"Action {action.pk}: {verb} done.")
     return _back(request, account)
 
 
 @login_required
 @require_POST
 def label_change(request: HttpRequest, pk: int) -> HttpResponse:
-    user, account = _account(request, pk)
+    user, account = _acting(request, pk)
     label = request.POST.get("label", "")
     try:
         if request.POST.get("do") == "remove":
@@ -138,19 +158,19 @@ def label_change(request: HttpRequest, pk: int) -> HttpResponse:
                 account=account, label=label, actor=user, reason=request.POST.get("reason", ""), expires_at=expires_at
             )
     except ApplicationError as exc:
-        messages.error(request, f"{exc.field or 'request'}: {exc.message}")
+        return _refused(request, user, account, exc)
     return _back(request, account)
 
 
 @login_required
 @require_POST
 def strike_remove(request: HttpRequest, pk: int, strike_pk: int) -> HttpResponse:
-    user, account = _account(request, pk)
+    user, account = _acting(request, pk)
     strike = get_object_or_404(Strike, pk=strike_pk, account=account)
     try:
         strikes.strike_remove(strike=strike, actor=user, reason=request.POST.get("reason", ""))
     except ApplicationError as exc:
-        messages.error(request, f"{exc.field or 'request'}: {exc.message}")
+        return _refused(request, user, account, exc)
     return _back(request, account)
 
 
