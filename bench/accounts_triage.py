@@ -109,10 +109,9 @@ def run(args: Any) -> None:
     features.account_features = real
     with_ms, without_ms = statistics.median(cpu["with"]), statistics.median(cpu["without"])
     print(f"accounts {args.accounts}, struck {len(struck)}, rounds {args.rounds} of {BATCH} items each")
-    print(
-        f"triage (routing) CPU per 1,000 items, without account features: {without_ms:.0f} ms (median; {cpu['without']})"
-    )
-    print(f"triage (routing) CPU per 1,000 items, with account features:    {with_ms:.0f} ms (median; {cpu['with']})")
+    print(f"triage (routing) CPU per 1,000 items, without account features: {without_ms:.0f} ms (median)")
+    print(f"triage (routing) CPU per 1,000 items, with account features:    {with_ms:.0f} ms (median)")
+    print(f"rounds (ms): without {[round(v) for v in cpu['without']]}, with {[round(v) for v in cpu['with']]}")
     print(f"added by account features: {with_ms - without_ms:.0f} ms ({(with_ms / without_ms - 1) * 100:+.1f}%)")
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from ops_platform.core.models import ReviewerProfile, User
@@ -182,22 +182,18 @@ def account_features(
     if not pairs:
         return {}
     refs, sources = {r for _, r in pairs}, {s for s, _ in pairs}
+    active = Strike.objects.filter(account=OuterRef("pk"), removed_at__isnull=True, expires_at__gt=now)
+    total = active.order_by().values("account").annotate(n=Sum("weight")).values("n")
     accounts = {
-        (source, ref): (pk, created)
-        for pk, source, ref, created in Account.objects.filter(source__in=sources, ref__in=refs).values_list(
-            "pk", "source", "ref", "external_created_at"
-        )
+        (source, ref): (pk, created, strikes)
+        for pk, source, ref, created, strikes in Account.objects.filter(source__in=sources, ref__in=refs)
+        .annotate(strike_total=Subquery(total))
+        .values_list("pk", "source", "ref", "external_created_at", "strike_total")
         if (source, ref) in pairs
     }
     if not accounts:
         return {}
-    ids = [pk for pk, _ in accounts.values()]
-    strikes = dict(
-        Strike.objects.filter(account_id__in=ids, removed_at__isnull=True, expires_at__gt=now)
-        .values("account_id")
-        .annotate(n=Sum("weight"))
-        .values_list("account_id", "n")
-    )
+    ids = [pk for pk, _, _ in accounts.values()]
     labels: dict[int, list[str]] = defaultdict(list)
     for account_id, label in (
         AccountLabel.objects.filter(account_id__in=ids, removed_at__isnull=True)
@@ -207,10 +203,10 @@ def account_features(
     ):
         labels[account_id].append(label)
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for key, (pk, created) in accounts.items():
+    for key, (pk, created, strikes) in accounts.items():
         age = (now - created).total_seconds() / 86400 if created else math.nan
         out[key] = {
-            "author.strikes": float(strikes.get(pk) or 0),
+            "author.strikes": float(strikes or 0),
             "author.labels": ",".join(labels.get(pk, [])),
             "author.account_age_days": age,
         }

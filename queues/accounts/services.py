@@ -192,3 +192,55 @@ def account_label_remove(
     current.save(update_fields=["removed_at", "removed_by"])
     audit_record(actor=actor, action="account.label_removed", target=account, before={"label": label}, reason=reason)
     event_record(account, event="label_removed", actor=actor, at=now, data={"label": label})
+
+
+RULE_LABEL_PREFIX = "account:"
+
+
+def rule_label_parse(tag: str) -> tuple[str, int | None] | None:
+    """A rule's tag that labels the author's account: ``account:<label>`` or ``account:<label>:<days>d`` (the label
+    then expires after that many days). None for any other tag, or one whose label or days are malformed."""
+    if not tag.startswith(RULE_LABEL_PREFIX):
+        return None
+    label, _, days = tag[len(RULE_LABEL_PREFIX) :].partition(":")
+    try:
+        label = _label_check(label)
+    except ApplicationError:
+        return None
+    if not days:
+        return label, None
+    if not days.endswith("d") or not days[:-1].isdigit() or not 1 <= int(days[:-1]) <= 3650:
+        return None
+    return label, int(days[:-1])
+
+
+def account_labels_from_rules(*, labels: Sequence[tuple[str, str, str, str]], at: datetime | None = None) -> int:
+    """Labels routing rules put on authors' accounts: ``(source, author_ref, tag, rule name)`` each. A label the
+    account already carries (current) is left as it is; a new one is set as the rule (audited). Returns how many
+    labels were set."""
+    from datetime import timedelta
+
+    now = at or timezone.now()
+    wanted = [(s, r, parsed, rule) for s, r, tag, rule in labels if r and (parsed := rule_label_parse(tag))]
+    if not wanted:
+        return 0
+    accounts_ensure(rows=[{"source": s, "author_ref": r} for s, r, _, _ in wanted], at=now)
+    ids = {
+        (a.source, a.ref): a
+        for a in Account.objects.filter(source__in={s for s, *_ in wanted}, ref__in={r for _, r, *_ in wanted})
+    }
+    current = set(
+        AccountLabel.objects.filter(account__in=list(ids.values()), removed_at__isnull=True)
+        .exclude(expires_at__lte=now)
+        .values_list("account_id", "label")
+    )
+    done = 0
+    for source, ref, (label, days), rule in wanted:
+        account = ids[(source, ref)]
+        if (account.pk, label) in current:
+            continue
+        expires_at = now + timedelta(days=days) if days else None
+        account_label_set(account=account, label=label, actor=f"rules:{rule}", expires_at=expires_at, at=now)
+        current.add((account.pk, label))
+        done += 1
+    return done

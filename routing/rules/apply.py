@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from ops_platform.core.bulk import rows_insert
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
+from queues.accounts.services import RULE_LABEL_PREFIX, account_labels_from_rules
 from queues.models import ItemState, Queue, ReviewItem
 from queues.selectors import items_load
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
@@ -396,7 +397,25 @@ def _apply(placements: list[Placement], now: datetime) -> list[int]:
             )
         )
     done += items_enqueue_many(groups=groups, at=now)
+    _account_labels_apply(placements, now)
     return done
+
+
+def _account_labels_apply(placements: list[Placement], now: datetime) -> None:
+    """Tags ``account:<label>[:<days>d]`` label the item's author's account (docs/accounts.md)."""
+    tagged = {p.item_id: p for p in placements if any(t.startswith(RULE_LABEL_PREFIX) for t in p.tags)}
+    if not tagged:
+        return
+    authors = ReviewItem.objects.filter(pk__in=list(tagged), is_golden=False).values_list("pk", "source", "author_ref")
+    account_labels_from_rules(
+        labels=[
+            (source, ref, tag, tagged[pk].matched)
+            for pk, source, ref in authors
+            for tag in sorted(set(tagged[pk].tags))
+            if tag.startswith(RULE_LABEL_PREFIX)
+        ],
+        at=now,
+    )
 
 
 def _record_shadow(

@@ -30,6 +30,7 @@ from queues.accounts.actions import (
 from queues.accounts.models import (
     Account,
     AccountAction,
+    AccountLabel,
     AccountReport,
     ActionState,
     LabelStrikes,
@@ -42,10 +43,14 @@ from queues.accounts.services import account_label_set, accounts_ensure
 from queues.accounts.strikes import family_total
 from queues.models import ItemKind, ItemState, Queue, ReviewItem
 from queues.services import appeal_decide, decision_record, item_claim
+from routing.rules.apply import items_route
 from routing.rules.features import item_rows
+from routing.rules.lifecycle import RuleData
+from routing.rules.models import RuleAction, RuleSetKind
 from tests.conftest import PASSWORD
 from tests.core.test_webhooks import SECRET, Receiver, client_for, eager_retries  # noqa: F401 - a fixture
 from tests.queues.factories import item_queued
+from tests.routing.rules_setup import ruleset_live
 
 pytestmark = pytest.mark.django_db
 
@@ -377,3 +382,33 @@ def test_the_account_action_webhook_is_signed_and_retried(
     assert "something someone posted" not in hooked[-1].body.decode()
     event.refresh_from_db()
     assert (event.state, event.attempts) == ("delivered", 3)
+
+
+def test_a_rule_tag_labels_the_authors_account_with_an_expiry(intake_queue, policy_staff, admin_user) -> None:
+    rule = RuleData(
+        name="raid-watch",
+        condition='text contains "raid"',
+        action=RuleAction.TAG,
+        tags=["account:under-investigation:7d", "watch"],
+    )
+    ruleset_live(RuleSetKind.INTAKE, [rule], author=policy_staff, approver=admin_user, default_queue=intake_queue)
+    raid = [
+        ReviewItem.objects.create(
+            source=SOURCE,
+            external_id=f"raid-{n}",
+            text="join the raid",
+            author_ref="raider",
+            received_at=timezone.now(),
+        )
+        for n in range(2)
+    ]
+    calm = ReviewItem.objects.create(
+        source=SOURCE, external_id="calm", text="hello", author_ref="calm", received_at=timezone.now()
+    )
+    items_route(item_ids=[*(i.pk for i in raid), calm.pk])
+    [label] = AccountLabel.objects.filter(account__ref="raider")
+    assert label.label == "under-investigation"
+    assert label.set_by_label.startswith("rules:")  # the rules, as the item's placement names them
+    assert label.expires_at is not None
+    assert timedelta(days=6) < label.expires_at - timezone.now() <= timedelta(days=7)
+    assert not AccountLabel.objects.filter(account__ref="calm").exists()
