@@ -186,7 +186,7 @@ def account_features(
     total = active.order_by().values("account").annotate(n=Sum("weight")).values("n")
     accounts = {
         (source, ref): (pk, created, strikes)
-        for pk, source, ref, created, strikes in Account.objects.filter(source__in=sources, ref__in=refs)
+        for pk, source, ref, created, strikes in Account.objects.filter(source__any=sources, ref__any=refs)
         .annotate(strike_total=Subquery(total))
         .values_list("pk", "source", "ref", "external_created_at", "strike_total")
         if (source, ref) in pairs
@@ -196,7 +196,7 @@ def account_features(
     ids = [pk for pk, _, _ in accounts.values()]
     labels: dict[int, list[str]] = defaultdict(list)
     for account_id, label in (
-        AccountLabel.objects.filter(account_id__in=ids, removed_at__isnull=True)
+        AccountLabel.objects.filter(account_id__any=ids, removed_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .order_by("label")
         .values_list("account_id", "label")

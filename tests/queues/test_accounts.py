@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test import Client
@@ -44,6 +45,7 @@ from queues.accounts.strikes import family_total
 from queues.models import ItemKind, ItemState, Queue, ReviewItem
 from queues.services import appeal_decide, decision_record, item_claim
 from routing.rules.apply import items_route
+from routing.rules.columns import account_columns
 from routing.rules.features import item_rows
 from routing.rules.lifecycle import RuleData
 from routing.rules.models import RuleAction, RuleSetKind
@@ -412,3 +414,16 @@ def test_a_rule_tag_labels_the_authors_account_with_an_expiry(intake_queue, poli
     assert label.expires_at is not None
     assert timedelta(days=6) < label.expires_at - timezone.now() <= timedelta(days=7)
     assert not AccountLabel.objects.filter(account__ref="calm").exists()
+
+
+def test_a_backtest_reads_the_account_columns_in_item_order(intake_queue, reviewer, qa_lead, hate) -> None:
+    decide(intake_queue, reviewer, hate, author="struck")
+    account_label_set(account=account("struck"), label="trusted-flagger", actor=qa_lead)
+    later = item_queued(intake_queue, source=SOURCE, author_ref="struck")
+    stranger = item_queued(intake_queue, source=SOURCE, author_ref="stranger")
+    anonymous = item_queued(intake_queue, source=SOURCE)
+    ids = np.array(sorted([later.pk, stranger.pk, anonymous.pk]), dtype=np.int64)
+    columns = account_columns(ReviewItem.objects.filter(pk__in=ids.tolist()), ids)
+    assert columns["author.strikes"].tolist() == [1.0, 0.0, 0.0]
+    labels = columns["author.labels"]
+    assert [labels.values[c] for c in labels.codes.tolist()] == ["trusted-flagger", "", ""]
