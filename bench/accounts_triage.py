@@ -1,6 +1,7 @@
 """Triage CPU per 1,000 items with and without the account features rules read (author.strikes, author.labels,
 author.account_age_days), in the same run: routing (``items_route``) of fresh received items whose authors have
-accounts, strikes and labels, alternating the two modes. CPU is this process's plus its PostgreSQL backend's.
+accounts, strikes and labels, by a live rule set that reads them, alternating with the features switched off (as
+routing does when no rule reads them). CPU is this process's plus its PostgreSQL backend's.
 
     PYTHONPATH=$PWD .venv/bin/python bench/accounts_triage.py [--accounts 20000] [--rounds 6]
 
@@ -42,12 +43,28 @@ def run(args: Any) -> None:
     from queues.selectors import items_load
     from routing.rules.apply import items_route
     from routing.rules.features import TRIAGE_FIELDS
+    from routing.rules.lifecycle import RuleData
+    from routing.rules.models import RuleAction, RuleSetKind
+    from tests.routing.rules_setup import policy_staff_member, ruleset_live
 
     rng = random.Random(7)
     now = timezone.now()
-    Queue.objects.create(slug="general", name="General", is_default_intake=True)
+    general = Queue.objects.create(slug="general", name="General", is_default_intake=True)
+    watch = Queue.objects.create(slug="repeat-offenders", name="Repeat offenders")
     policy = Policy.objects.create(slug="spam", name="Spam", guidelines="-")
     person = User.objects.create(username="bench")
+    # A live intake rule set that reads the account features, so routing computes them.
+    rules = [
+        RuleData(name="struck", condition="author.strikes >= 1", action=RuleAction.ROUTE, queue_id=watch.pk),
+        RuleData(name="flagger", condition='author.labels contains "trusted"', action=RuleAction.TAG, tags=["tf"]),
+    ]
+    ruleset_live(
+        RuleSetKind.INTAKE,
+        rules,
+        author=policy_staff_member("pat"),
+        approver=policy_staff_member("priya"),
+        default_queue=general,
+    )
     refs = [f"user-{n}" for n in range(args.accounts)]
     accounts_ensure(rows=[{"source": "bench", "author_ref": r} for r in refs], at=now)
     struck = rng.sample(refs, args.accounts * 3 // 10)

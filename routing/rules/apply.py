@@ -39,6 +39,7 @@ from queues.selectors import items_load
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
 from queues.tasks import escalation_notice_task
 from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleFailures, RuleProgram, RuleSpec, program_for
+from routing.rules.column_types import ACCOUNT_FIELDS
 from routing.rules.features import TRIAGE_FIELDS, item_rows
 from routing.rules.incidents import rule_incidents_record
 from routing.rules.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
@@ -244,9 +245,11 @@ def items_route(
     items = [item for item in loaded if item.state == ItemState.RECEIVED]
     if not items:
         return []
-    rows = item_rows(items)
     programs = active_programs()
     shadows = shadow_programs()
+    # Account features cost a query per batch: read only when some rule set reads them (docs/accounts.md).
+    reads = frozenset().union(*(p.names for p in [*programs.values(), *shadows]))
+    rows = item_rows(items, accounts=bool(reads & set(ACCOUNT_FIELDS)))
     queues = _Queues()
     # A rule that raises is skipped where it raises (the item goes by the other rules or the default queue) and
     # becomes an incident: an item never stays 'received' because of a rule.

@@ -6,6 +6,7 @@ webhook."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -427,3 +428,24 @@ def test_a_backtest_reads_the_account_columns_in_item_order(intake_queue, review
     assert columns["author.strikes"].tolist() == [1.0, 0.0, 0.0]
     labels = columns["author.labels"]
     assert [labels.values[c] for c in labels.codes.tolist()] == ["trusted-flagger", "", ""]
+
+
+def test_the_bulk_page_previews_then_acts_once_the_count_is_typed(qa_lead, reviewer, hate) -> None:
+    accounts_ensure(rows=[{"source": SOURCE, "author_ref": f"b{n}"} for n in range(2)])
+    ids = ",".join(str(pk) for pk in Account.objects.values_list("pk", flat=True))
+    form = {"accounts": ids, "kind": "restrict", "policy": str(hate.pk), "reason": "spam ring"}
+    browser = Client()
+    browser.login(username=reviewer.username, password=PASSWORD)
+    assert browser.post(reverse("accounts:bulk"), form).status_code == 403
+    browser.login(username=qa_lead.username, password=PASSWORD)
+    preview = browser.post(reverse("accounts:bulk"), form)
+    assert preview.status_code == 200
+    assert {"social-app/b0", "social-app/b1"} <= set(re.findall(r"social-app/b\d", preview.content.decode()))
+    assert not AccountAction.objects.exists()
+    wrong = browser.post(reverse("accounts:bulk"), {**form, "confirm": "yes", "confirmed_count": "3"})
+    assert wrong.status_code == 400
+    assert "confirmed_count" in wrong.content.decode()
+    done = browser.post(reverse("accounts:bulk"), {**form, "confirm": "yes", "confirmed_count": "2"})
+    assert done.status_code == 302
+    assert AccountAction.objects.filter(kind="restrict", origin="bulk").count() == 2
+    assert set(Account.objects.values_list("status", flat=True)) == {"restricted"}
