@@ -38,8 +38,8 @@ from queues.models import ItemState, Queue, ReviewItem
 from queues.selectors import items_load
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
 from queues.tasks import escalation_notice_task
-from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleFailures, RuleProgram, RuleSpec, program_for
 from routing.rules.column_types import ACCOUNT_FIELDS
+from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleFailures, RuleProgram, RuleSpec, program_for
 from routing.rules.features import TRIAGE_FIELDS, item_rows
 from routing.rules.incidents import rule_incidents_record
 from routing.rules.models import AutoActionTally, RoutingDecision, RuleAction, RuleSet, RuleSetKind, RuleSetStatus
