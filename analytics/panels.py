@@ -22,7 +22,7 @@ from analytics import adapters, charts
 from analytics.alerts import alerts_open
 from analytics.charts import Chart
 from analytics.filters import MetricFilter
-from analytics.selectors import capacity, freshness, home
+from analytics.selectors import accounts, capacity, freshness, home
 from analytics.selectors import operations as ops
 from analytics.selectors.vendors import vendor_scorecard_table
 from analytics.tables import Table
@@ -34,6 +34,7 @@ AREAS: dict[str, str] = {
     "vendors": "Vendor scorecards",
     "capacity": "Capacity forecast",
     "alerts": "Alerts",
+    "accounts": "Accounts and strikes",
 }
 
 ChartBuilder = Callable[[Table], "Chart | Sequence[Chart] | None"]
@@ -341,3 +342,36 @@ def charts_warm(days: int | None = None) -> int:
             continue
         drawn += len(svgs_cached([panel.name, table.as_json()], partial(panel.charts, table)))
     return drawn + len(home.day_charts_drawn())
+
+
+# Accounts (docs/accounts.md): read live from the account tables.
+register(
+    Panel(
+        "repeat_offenders",
+        "Repeat-offender rate",
+        "accounts",
+        accounts.repeat_offenders,
+        chart=_bar("family", "repeat_rate"),
+        as_of=freshness.live_as_of,
+    )
+)
+register(
+    Panel(
+        "strikes_by_day",
+        "Strikes issued, expired and removed",
+        "accounts",
+        accounts.strikes_by_day,
+        chart=_line("day", "issued"),
+        as_of=freshness.live_as_of,
+    )
+)
+register(
+    Panel(
+        "account_actions_by_policy",
+        "Account actions by policy and their appeal overturn rate",
+        "accounts",
+        accounts.account_actions_by_policy,
+        chart=_bar("policy", "actions"),
+        as_of=freshness.live_as_of,
+    )
+)

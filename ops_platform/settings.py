@@ -408,6 +408,9 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+
+# Accounts (docs/accounts.md): how long a strike counts when its policy does not say.
+ACCOUNT_STRIKE_EXPIRY_DAYS = env.int("ACCOUNT_STRIKE_EXPIRY_DAYS", default=90)
 # An event whose next attempt is this overdue (broker down at emit, a lost retry) is re-sent by the sweeper.
 WEBHOOK_SWEEP_AFTER = timedelta(seconds=env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=600))
 

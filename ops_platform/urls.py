@@ -35,6 +35,7 @@ urlpatterns = [
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("queues.accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/metrics/", include(metrics_api_urlpatterns)),
     path("api/v1/", include("routing.intake.urls")),

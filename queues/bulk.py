@@ -36,6 +36,7 @@ from ops_platform.core.models import (
 from ops_platform.core.params import MAX_ID
 from ops_platform.core.services import actor_label, audit_record
 from ops_platform.core.webhooks import webhooks_emit_many
+from queues.accounts.strikes import strikes_sync_item
 from queues.models import Decision, ItemEvent, ItemState, Queue, ReviewItem, check_transition
 from queues.selectors import BulkFilter, bulk_candidates
 from queues.services.claims import reviewer_may_work
@@ -275,6 +276,9 @@ def items_bulk_decide(
             },
             reason=rationale[:5000],
         )
+        if is_violation:
+            for item in locked:
+                strikes_sync_item(item=item, actor=actor, at=now)
         _webhooks_emit(locked, decisions, policy=policy, labels=labels, action=action, batch_id=batch_id, at=now)
     return BulkResult(batch_id, decided, skipped)
 
@@ -438,6 +442,8 @@ def decision_batch_revert(
             after={"batch_id": str(batch), "reverted": reopened, "kept": kept},
             reason=reason[:5000],
         )
+        for pk in reopened:
+            strikes_sync_item(item=items[pk], actor=actor, at=now, reason=f"Bulk decision {batch} reverted.")
         _reverted_webhooks_emit([items[pk] for pk in reopened], revert, batch_id=batch, at=now)
     return RevertResult(batch, reopened, kept)
 

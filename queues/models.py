@@ -477,3 +477,17 @@ class GroundTruth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.origin} on item {self.item_id}"
+
+
+# The account side (docs/accounts.md), gathered here for Django: its models name the ones above by string.
+from queues.accounts.models import (  # noqa: E402, F401
+    Account,
+    AccountAction,
+    AccountEvent,
+    AccountLabel,
+    AccountReport,
+    LabelStrikes,
+    PolicyStrikes,
+    Strike,
+    StrikeThreshold,
+)

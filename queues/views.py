@@ -26,6 +26,8 @@ from ops_platform.core.params import MAX_INT, object_parse, param_ids, param_int
 from ops_platform.core.permissions import permitted
 from ops_platform.core.refusals import refused
 from queues import bulk, selectors, wellness
+from queues.accounts.models import ActionKind
+from queues.accounts.selectors import account_of_item, account_summary
 from queues.models import Queue, ReviewItem
 from queues.panels import panels_for
 from queues.services import appeals, claims, decisions, escalation
@@ -96,6 +98,7 @@ def _item_render(
     profile = getattr(user, "reviewer_profile", None)
     policies = selectors.queue_policies(item.queue)
     panels = panels_for(item)
+    account = account_of_item(item)
     return render(
         request,
         "queues/item.html",
@@ -116,6 +119,10 @@ def _item_render(
             "stretch": wellness.review_stretch(user),
             "exposure": _exposure_line(user, item.queue),
             "refusal": refusal,
+            "account_summary": account_summary(account) if account else None,
+            "account": account,
+            "may_act_on_account": user.has_perm("core.act_on_accounts"),
+            "kinds": ActionKind.choices,
         },
         status=status,
     )

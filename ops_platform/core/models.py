@@ -38,6 +38,7 @@ class User(AbstractUser):
             ("view_analytics", "Can see operations dashboards"),
             ("manage_wellness", "Can set exposure caps and wellness settings"),
             ("manage_platform", "Can manage users, vendors, API clients and retention"),
+            ("act_on_accounts", "Can act on accounts: actions, approvals, reversals, labels, strikes"),
         ]
 
     def has_role(self, role: Role | str) -> bool:
@@ -354,6 +355,7 @@ class WebhookEventType(models.TextChoices):
     APPEAL_OUTCOME = "appeal.outcome", "Outcome of an appeal"
     DECISION_REVERTED = "decision.reverted", "A final decision taken back (a bulk decision reverted)"
     ALERT_OPENED = "alert.opened", "An ops alert opened"
+    ACCOUNT_ACTION = "account.action", "An action on an account took effect or was reversed"
 
 
 class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):

@@ -8,8 +8,8 @@ from ops_platform.core.models import Role
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.REVIEWER: ["core.review_items"],
-    Role.SENIOR_REVIEWER: ["core.review_items", "core.bulk_decide", "core.perform_qa"],
-    Role.POLICY_STAFF: ["core.edit_rules", "core.approve_rules", "core.edit_policies"],
+    Role.SENIOR_REVIEWER: ["core.review_items", "core.bulk_decide", "core.perform_qa", "core.act_on_accounts"],
+    Role.POLICY_STAFF: ["core.edit_rules", "core.approve_rules", "core.edit_policies", "core.act_on_accounts"],
     Role.OPS_MANAGER: ["core.view_analytics", "core.manage_wellness"],
     Role.ADMIN: [
         "core.manage_platform",
@@ -18,6 +18,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "core.approve_rules",
         "core.edit_policies",
         "core.manage_wellness",
+        "core.act_on_accounts",
     ],
 }
 

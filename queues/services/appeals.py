@@ -12,6 +12,7 @@ from ops_platform.core.errors import ApplicationError, NotPermitted
 from ops_platform.core.models import ApiClient, User, WebhookEventType
 from ops_platform.core.services import actor_label
 from ops_platform.core.webhooks import webhook_emit
+from queues.accounts.strikes import strikes_sync_item
 from queues.models import AppealOutcome, Decision, ItemEvent, ItemKind, ItemState, ReviewItem
 from queues.services.claims import lease_check
 
@@ -118,6 +119,7 @@ def appeal_decide(
             supersedes=contested,
         )
         data["correction"] = correction.pk
+        strikes_sync_item(item=original, actor=actor, at=now, reason=f"Appeal {item.pk} overturned the decision.")
     ItemEvent.objects.create(
         item=original,
         at=now,

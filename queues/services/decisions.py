@@ -16,6 +16,7 @@ from ops_platform.core.errors import ApplicationError, Conflict
 from ops_platform.core.models import ApiClient, DecisionLabel, EnforcementAction, Policy, User, WebhookEventType
 from ops_platform.core.services import actor_label
 from ops_platform.core.webhooks import webhook_emit
+from queues.accounts.strikes import strikes_sync_item
 from queues.models import Decision, ItemEvent, ItemKind, ItemState, Queue, ReviewItem, check_transition
 from queues.services.appeals import AppealOutcomeRequired, appeal_outcome_required
 from queues.services.claims import item_requeue, lease_check
@@ -110,6 +111,7 @@ def decision_record(
             queue_id=item.queue_id,
             data=data,
         )
+        strikes_sync_item(item=item, actor=actor, at=now)
         _decision_webhook_emit(item, decision, labels)
         return DecisionResult(decision, closed=True)
     if needs_more:
@@ -290,5 +292,6 @@ def decision_correct(
         queue_id=item.queue_id,
         data={"decision": correction.pk, "supersedes": current.pk if current else None},
     )
+    strikes_sync_item(item=item, actor=actor, at=now, reason=f"Decision corrected by decision {correction.pk}.")
     _decision_webhook_emit(item, correction, ())
     return correction

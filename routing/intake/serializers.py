@@ -124,7 +124,21 @@ class ItemIn(serializers.Serializer):
         default=list,
         help_text="http(s) URLs of images or video; shown blurred until a reviewer reveals them.",
     )
-    author_ref = Text(max_length=200, allow_blank=True, default="", help_text="Your id of the author.")
+    author_ref = Text(
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="Your id of the author; for a report whose subject is 'account', the account reported.",
+    )
+    subject = serializers.ChoiceField(
+        choices=["content", "account"],
+        default="content",
+        help_text="What a user report is about: 'content' (the text and media sent) or 'account' (the account "
+        "author_ref names; text and media may then be empty).",
+    )
+    reporter_ref = Text(
+        max_length=200, allow_blank=True, default="", help_text="For a user report: your id of the account reporting."
+    )
     surface = Text(max_length=100, allow_blank=True, default="", help_text="Where it appeared: post, comment, dm …")
     language = language_field(help_text="BCP 47 tag, e.g. 'en' or 'pt-BR'.")
     metadata = serializers.DictField(default=dict, help_text="Free JSON object, at most 16 KiB.")
@@ -157,7 +171,14 @@ class ItemIn(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs.get("text") and not attrs.get("media_urls"):
+        about_account = attrs.get("subject") == "account"
+        if about_account and attrs.get("kind") != ItemKind.USER_REPORT:
+            raise serializers.ValidationError({"subject": ["Only a user report can be about an account."]})
+        if about_account and not attrs.get("author_ref"):
+            raise serializers.ValidationError({"author_ref": ["A report about an account names it in author_ref."]})
+        if attrs.get("reporter_ref") and attrs.get("kind") != ItemKind.USER_REPORT:
+            raise serializers.ValidationError({"reporter_ref": ["Only a user report has a reporter."]})
+        if not about_account and not attrs.get("text") and not attrs.get("media_urls"):
             raise serializers.ValidationError({"text": ["An item needs text or media_urls."]})
         if attrs.get("kind") == ItemKind.USER_REPORT and not attrs.get("report_reasons"):
             raise serializers.ValidationError({"report_reasons": ["A user report needs at least one reason."]})

@@ -20,6 +20,7 @@ from kombu.exceptions import KombuError
 from ops_platform.core.errors import ApplicationError, Conflict, NotFound
 from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
+from queues.accounts.services import account_reports_record, accounts_ensure
 from queues.models import ItemKind, ItemState, ReviewItem
 from queues.selectors import items_load
 from routing.intake.models import DeadLetter
@@ -101,8 +102,28 @@ def items_ingest(
                 "created_at": created_at,
             }
         )
+    reports = {
+        data["external_id"]: data
+        for data in items
+        if data.get("kind") == ItemKind.USER_REPORT and (data.get("subject") == "account" or data.get("reporter_ref"))
+    }
     with transaction.atomic():
         created = items_receive(rows=rows)
+        if reports:
+            account_reports_record(
+                reports=[
+                    {
+                        "item_id": created[external_id],
+                        "source": client.source,
+                        "subject_ref": data.get("author_ref", ""),
+                        "reporter_ref": data.get("reporter_ref", ""),
+                        "about_account": data.get("subject") == "account",
+                    }
+                    for external_id, data in reports.items()
+                    if external_id in created
+                ],
+                at=now,
+            )
         # Rows this call created are 'received' (triage starts after commit); look up only the rest.
         known: dict[str, tuple[int, str]] = {ext_id: (pk, ItemState.RECEIVED) for ext_id, pk in created.items()}
         already_held = {r["external_id"] for r in rows} - created.keys()
@@ -182,6 +203,8 @@ def items_receive(*, rows: Sequence[ReviewItem] | Sequence[Mapping[str, Any]]) -
     """
     created = items_insert_new(rows)
     if created:
+        # Each new item's author has an account (docs/accounts.md): one INSERT … ON CONFLICT DO NOTHING.
+        accounts_ensure(rows=rows)
         ids = sorted(created.values())
         transaction.on_commit(lambda: triage_enqueue(ids))
     return created

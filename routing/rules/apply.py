@@ -33,10 +33,12 @@ from django.utils import timezone
 
 from ops_platform.core.bulk import rows_insert
 from ops_platform.core.models import DecisionLabel, EnforcementAction, Policy
+from queues.accounts.services import RULE_LABEL_PREFIX, account_labels_from_rules
 from queues.models import ItemState, Queue, ReviewItem
 from queues.selectors import items_load
 from queues.services import Enqueue, item_move, items_auto_action, items_enqueue_many, queue_default_intake
 from queues.tasks import escalation_notice_task
+from routing.rules.column_types import ACCOUNT_FIELDS
 from routing.rules.engine import BUILTIN_CHILD_SAFETY, Outcome, RuleFailures, RuleProgram, RuleSpec, program_for
 from routing.rules.features import TRIAGE_FIELDS, item_rows
 from routing.rules.incidents import rule_incidents_record
@@ -245,9 +247,11 @@ def items_route(
     items = [item for item in loaded if item.state == ItemState.RECEIVED]
     if not items:
         return []
-    rows = item_rows(items)
     programs = active_programs()
     shadows = shadow_programs()
+    # Account features cost a query per batch: read only when some rule set reads them (docs/accounts.md).
+    reads = frozenset().union(*(p.names for p in [*programs.values(), *shadows]))
+    rows = item_rows(items, accounts=bool(reads & set(ACCOUNT_FIELDS)))
     queues = _Queues()
     # A rule that raises is skipped where it raises (the item goes by the other rules or the default queue) and
     # becomes an incident: an item never stays 'received' because of a rule.
@@ -404,7 +408,25 @@ def _apply(placements: list[Placement], now: datetime) -> list[int]:
             )
         )
     done += items_enqueue_many(groups=groups, at=now)
+    _account_labels_apply(placements, now)
     return done
+
+
+def _account_labels_apply(placements: list[Placement], now: datetime) -> None:
+    """Tags ``account:<label>[:<days>d]`` label the item's author's account (docs/accounts.md)."""
+    tagged = {p.item_id: p for p in placements if any(t.startswith(RULE_LABEL_PREFIX) for t in p.tags)}
+    if not tagged:
+        return
+    authors = ReviewItem.objects.filter(pk__in=list(tagged), is_golden=False).values_list("pk", "source", "author_ref")
+    account_labels_from_rules(
+        labels=[
+            (source, ref, tag, tagged[pk].matched)
+            for pk, source, ref in authors
+            for tag in sorted(set(tagged[pk].tags))
+            if tag.startswith(RULE_LABEL_PREFIX)
+        ],
+        at=now,
+    )
 
 
 def _record_shadow(

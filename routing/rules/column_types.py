@@ -13,6 +13,7 @@ from routing.rules.features import raw_score_keys
 from routing.rules.language import Categorical, Column, Mixed
 
 HISTORY = ("author.prior_violations", "author.prior_reviews")
+ACCOUNT_FIELDS = ("author.strikes", "author.labels", "author.account_age_days")
 
 
 class ItemColumns:
@@ -38,6 +39,7 @@ class Wanted:
     history: bool
     scored: bool
     media_match: bool = False
+    account: bool = False
 
     @classmethod
     def of(cls, names: Iterable[str]) -> Wanted:
@@ -51,6 +53,7 @@ class Wanted:
             history=bool(names & set(HISTORY)),
             scored="scored" in names,
             media_match=any(n.startswith("media.") for n in names),
+            account=bool(names & set(ACCOUNT_FIELDS)),
         )
 
 

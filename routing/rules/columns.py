@@ -15,6 +15,7 @@ from django.db.models import F, FloatField, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, TruncDate
 
+from queues.accounts.selectors import account_features
 from queues.models import Decision, ItemKind, ItemState, ReviewItem
 from routing.rules import sql
 from routing.rules.column_types import HISTORY, ItemColumns, Loaded, ScoreRows, Wanted
@@ -63,7 +64,40 @@ def item_columns(
         columns.update(zip(wanted.scores, scores, strict=True))
     if wanted.media_match:
         columns.update(media_columns(loaded.ids))
+    if wanted.account:
+        columns.update(account_columns(items, loaded.ids))
     return ItemColumns(loaded.ids, loaded.day, columns)
+
+
+def account_columns(items: QuerySet[ReviewItem], ids: np.ndarray, *, chunk: int = 5_000) -> dict[str, Column]:
+    """author.strikes, author.labels and author.account_age_days over items in id order, as the accounts are now
+    (a backtest replays today's account state over past items: strikes have no history of their own)."""
+    n = len(ids)
+    pairs: dict[int, tuple[str, str]] = {
+        pk: (source, ref)
+        for pk, source, ref in items.exclude(author_ref="")
+        .order_by("pk")
+        .values_list("pk", "source", "author_ref")
+        .iterator(chunk_size=50_000)
+    }
+    distinct = sorted(set(pairs.values()))
+    features: dict[tuple[str, str], dict[str, Any]] = {}
+    for start in range(0, len(distinct), chunk):
+        features.update(account_features(distinct[start : start + chunk]))
+    strikes, ages, labels = np.zeros(n), np.full(n, np.nan), [""] * n
+    for at, pk in enumerate(ids.tolist()):
+        found = features.get(pairs.get(pk, ("", "")))
+        if found:
+            strikes[at], ages[at], labels[at] = (
+                found["author.strikes"],
+                found["author.account_age_days"],
+                found["author.labels"],
+            )
+    return {
+        "author.strikes": strikes,
+        "author.account_age_days": ages,
+        "author.labels": Categorical.from_values(labels),
+    }
 
 
 def media_columns(ids: np.ndarray) -> dict[str, Column]:

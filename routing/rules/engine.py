@@ -43,6 +43,15 @@ ITEM_FIELDS: dict[str, tuple[Type, str]] = {
     "scored": (Type.BOOL, "false when every classifier failed and the item fell back to people"),
     "author.prior_violations": (Type.NUMBER, "the author's earlier items decided or auto-actioned as violations"),
     "author.prior_reviews": (Type.NUMBER, "the author's earlier items that people decided"),
+    "author.strikes": (Type.NUMBER, "the author account's active strikes, every policy family (0 when none)"),
+    "author.labels": (
+        Type.STRING,
+        "the author account's current labels, comma-joined ('' when none): author.labels contains \"trusted-flagger\"",
+    ),
+    "author.account_age_days": (
+        Type.NUMBER,
+        "days since the account was created, when the service sent metadata author_created_at; missing otherwise",
+    ),
 }
 ESCALATION_FIELDS: dict[str, tuple[Type, str]] = {
     "queue": (Type.STRING, "slug of the queue the item is in (or routed to)"),

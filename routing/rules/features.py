@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models import Count, Q
 
 from ops_platform.core.models import ClassifierCategory, Policy
+from queues.accounts.selectors import ACCOUNT_FEATURE_DEFAULTS, account_features
 from queues.models import Decision, ItemState, ReviewItem
 from routing.rules.language import score_key
 from routing.scoring.media.selectors import BestMatch, items_media_matches
@@ -70,10 +71,14 @@ def media_fields(match: BestMatch | None) -> dict[str, Any]:
     return {"media.hash_match": True, "media.bank": match.bank, "media.distance": float(match.distance)}
 
 
-def item_rows(items: Sequence[ReviewItem], *, now: datetime | None = None) -> dict[int, dict[str, Any]]:
-    """One row per item, keyed the way rules name things. Scores missing for an item are NaN."""
+def item_rows(
+    items: Sequence[ReviewItem], *, now: datetime | None = None, accounts: bool = True
+) -> dict[int, dict[str, Any]]:
+    """One row per item, keyed the way rules name things. Scores missing for an item are NaN. ``accounts``: read
+    the authors' accounts (False: no rule reads them; the row carries the no-account values)."""
     scores, scored = items_scores([i.pk for i in items])
     history = author_history((i.source, i.author_ref) for i in items)
+    known = account_features((i.source, i.author_ref) for i in items) if accounts else {}
     matches = items_media_matches([i.pk for i in items if i.media_urls])
     names = raw_score_keys()
     rows: dict[int, dict[str, Any]] = {}
@@ -91,6 +96,7 @@ def item_rows(items: Sequence[ReviewItem], *, now: datetime | None = None) -> di
             "scored": item.pk in scored,
             "author.prior_violations": float(violations),
             "author.prior_reviews": float(reviews),
+            **known.get((item.source, item.author_ref), ACCOUNT_FEATURE_DEFAULTS),
             **media_fields(matches.get(item.pk)),
         }
         for name, raw in names.items():

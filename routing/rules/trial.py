@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from ops_platform.core.models import ClassifierCategory, Policy
+from queues.accounts.selectors import ACCOUNT_FEATURE_DEFAULTS
 from routing.rules.engine import RuleFailures, error_text, program_for, vocabulary_for
 from routing.rules.features import media_fields, raw_score_keys
 from routing.rules.language import RuleLanguageError, interpret, parse
@@ -60,6 +61,7 @@ def condition_try(*, kind: str, condition: str, text: str, fields: dict[str, Any
         "scored": bool(trial.scores),
         "author.prior_violations": float(fields.get("prior_violations", 0)),
         "author.prior_reviews": 0.0,
+        **ACCOUNT_FEATURE_DEFAULTS,
     }
     for name, raw in raw_score_keys().items():
         value = trial.scores.get(raw)

@@ -33,7 +33,9 @@ from ops_platform.core.models import (
 from ops_platform.core.services import api_client_create, user_create
 from qa.models import CalibrationItem, CalibrationSession, QaSample, SamplingPlan
 from qa.services import plan_save, qa_review_submit, sample_claim_next, session_create
-from queues.models import ExposureCategory, Queue, ReviewItem
+from queues.accounts.models import AccountAction, Strike
+from queues.accounts.services import account_for
+from queues.models import Account, ExposureCategory, ItemState, Queue, ReviewItem
 from queues.services import item_claim_next
 from routing.models import (
     Backend,
@@ -89,6 +91,9 @@ class World:
     panel_area: str
     panel_name: str
     media_token: str  # a signed link to the held item's stored image
+    account: Account
+    account_action: AccountAction
+    strike: Strike
 
     def kwargs(self) -> dict[str, dict[str, Any]]:
         """URL name -> the arguments that point at a real object of this world."""
@@ -126,6 +131,11 @@ class World:
             "review-lease": {"pk": self.held.pk},
             "review-reservation-release": {"pk": self.held.pk},
             "review-bulk": {"slug": self.general.slug},
+            "accounts:detail": {"pk": self.account.pk},
+            "accounts:act": {"pk": self.account.pk},
+            "accounts:label": {"pk": self.account.pk},
+            "accounts:action": {"pk": self.account.pk, "action_pk": self.account_action.pk},
+            "accounts:strike-remove": {"pk": self.account.pk, "strike_pk": self.strike.pk},
             "qa-review": {"pk": self.sample_held.pk},
             "qa-review-skip": {"pk": self.sample_held.pk},
             "qa-compare": {"pk": self.sample_disputed.pk},
@@ -286,6 +296,29 @@ def world_create(
     _admin_objects(client=client, item=held, rule_set=rule_set, general=general, now=now)
     media_token = _media_objects(held)
     panel = panels_all()[0]
+    # An account with a decided item in the in-house queue (so vendor reviewers may not see it), a strike and a
+    # suspension waiting for approval.
+    item_queued(general, text="decided post of acct-world", author_ref="acct-world", state=ItemState.DECIDED)
+    account = account_for(source="claims", ref="acct-world")
+    strike = Strike.objects.create(
+        account=account,
+        decision=first,
+        policy=policy,
+        family="hate",
+        weight=1,
+        issued_at=now,
+        expires_at=now + timedelta(days=30),
+    )
+    account_action = AccountAction.objects.create(
+        account=account,
+        kind="suspend",
+        policy=policy,
+        origin="reviewer",
+        reason="spree",
+        state="pending_approval",
+        requested_by=qa_lead,
+        requested_at=now,
+    )
     return World(
         people={
             "anonymous": None,
@@ -319,4 +352,7 @@ def world_create(
         panel_area=panel.area,
         panel_name=panel.name,
         media_token=media_token,
+        account=account,
+        account_action=account_action,
+        strike=strike,
     )

@@ -1,0 +1,1 @@
+"""Accounts: strikes, thresholds and account actions, entity labels, reports about accounts (docs/accounts.md)."""

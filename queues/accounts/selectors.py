@@ -1,0 +1,220 @@
+"""Account reads: who may see which account, an account's summary, page and timeline, and what rules read."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from ops_platform.core.models import ReviewerProfile, User
+from queues.accounts.models import (
+    Account,
+    AccountAction,
+    AccountEvent,
+    AccountLabel,
+    AccountReport,
+    ActionState,
+    Strike,
+)
+from queues.models import Decision, ItemKind, Queue, ReviewItem
+
+
+def _vendor_queues(user: User) -> QuerySet[Queue] | None:
+    """The queues a vendor's reviewer may work; None for anyone not on a vendor's team (in-house staff)."""
+    profile = ReviewerProfile.objects.filter(user=user).select_related("team").first()
+    if profile is None or profile.team is None or profile.team.vendor_id is None:
+        return None
+    return Queue.objects.filter(Q(allowed_vendors=profile.team.vendor_id) | Q(allowed_teams=profile.team_id))
+
+
+def accounts_visible_to(user: User) -> QuerySet[Account]:
+    """Every account for in-house staff; for a vendor's reviewer, only accounts with an item in a queue their
+    vendor (or team) may work."""
+    accounts = Account.objects.all()
+    queues = _vendor_queues(user)
+    if queues is None:
+        return accounts
+    in_scope = ReviewItem.objects.filter(
+        source=OuterRef("source"), author_ref=OuterRef("ref"), queue__in=queues.values("pk"), is_golden=False
+    )
+    return accounts.filter(Exists(in_scope))
+
+
+def items_visible_to(user: User, items: QuerySet[ReviewItem]) -> QuerySet[ReviewItem]:
+    """``items`` narrowed to those a vendor's reviewer may see (their queues); all of them for in-house staff."""
+    queues = _vendor_queues(user)
+    return items if queues is None else items.filter(queue__in=queues.values("pk"))
+
+
+def account_of_item(item: ReviewItem) -> Account | None:
+    if not item.author_ref:
+        return None
+    return Account.objects.filter(source=item.source, ref=item.author_ref).first()
+
+
+def labels_current(account_ids: Iterable[int], *, at: datetime | None = None) -> dict[int, list[AccountLabel]]:
+    now = at or timezone.now()
+    found: dict[int, list[AccountLabel]] = defaultdict(list)
+    rows = AccountLabel.objects.filter(account_id__in=list(account_ids), removed_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    for row in rows.order_by("label"):
+        found[row.account_id].append(row)
+    return found
+
+
+def strike_totals(account_ids: Iterable[int], *, at: datetime | None = None) -> dict[int, dict[str, int]]:
+    """account id -> {family: active strikes}."""
+    now = at or timezone.now()
+    totals: dict[int, dict[str, int]] = defaultdict(dict)
+    rows = (
+        Strike.objects.filter(account_id__in=list(account_ids), removed_at__isnull=True, expires_at__gt=now)
+        .values("account_id", "family")
+        .annotate(n=Sum("weight"))
+    )
+    for row in rows:
+        totals[row["account_id"]][row["family"]] = int(row["n"])
+    return totals
+
+
+@dataclass
+class AccountSummary:
+    account: Account
+    strikes: dict[str, int]
+    labels: list[AccountLabel]
+    actions_in_force: list[AccountAction]
+    pending: list[AccountAction] = field(default_factory=list)
+
+    @property
+    def strike_total(self) -> int:
+        return sum(self.strikes.values())
+
+
+def account_summary(account: Account, *, at: datetime | None = None) -> AccountSummary:
+    now = at or timezone.now()
+    actions = list(
+        account.actions.filter(state__in=[ActionState.IN_FORCE, ActionState.PENDING])
+        .select_related("policy")
+        .order_by("-requested_at")
+    )
+    return AccountSummary(
+        account=account,
+        strikes=strike_totals([account.pk], at=now).get(account.pk, {}),
+        labels=labels_current([account.pk], at=now).get(account.pk, []),
+        actions_in_force=[a for a in actions if a.state == ActionState.IN_FORCE],
+        pending=[a for a in actions if a.state == ActionState.PENDING],
+    )
+
+
+@dataclass
+class AccountPage:
+    summary: AccountSummary
+    items: list[ReviewItem]
+    decisions: list[Decision]
+    appeals: list[ReviewItem]
+    strikes: list[Strike]
+    actions: list[AccountAction]
+    labels_history: list[AccountLabel]
+    events: list[AccountEvent]
+    reported: list[tuple[Account, int]]  # accounts this one reported, with how many reports
+    reporters: list[tuple[Account, int]]  # accounts that reported this one
+
+
+def account_page(account: Account, *, viewer: User, limit: int = 100) -> AccountPage:
+    """What the account page shows ``viewer``: items only from queues they may see (a vendor's reviewer), the
+    newest first, bounded."""
+    items_qs = items_visible_to(
+        viewer, ReviewItem.objects.filter(source=account.source, author_ref=account.ref, is_golden=False)
+    )
+    items = list(items_qs.select_related("queue").order_by("-received_at", "-pk")[:limit])
+    decisions = list(
+        Decision.objects.filter(item__in=items_qs.values("pk"), is_final=True)
+        .select_related("policy", "action", "item")
+        .order_by("-decided_at", "-pk")[:limit]
+    )
+    appeals = [i for i in items if i.kind == ItemKind.APPEAL]
+    reports_by = AccountReport.objects.filter(reporter=account, subject__isnull=False)
+    reports_of = AccountReport.objects.filter(subject=account, reporter__isnull=False)
+    reported = _count_accounts(reports_by.values_list("subject_id", flat=True))
+    reporters = _count_accounts(reports_of.values_list("reporter_id", flat=True))
+    return AccountPage(
+        summary=account_summary(account),
+        items=items,
+        decisions=decisions,
+        appeals=appeals,
+        strikes=list(account.strikes.select_related("policy", "decision").order_by("-issued_at")[:limit]),
+        actions=list(
+            account.actions.select_related("policy", "requested_by", "approved_by", "reversed_by").order_by(
+                "-requested_at"
+            )[:limit]
+        ),
+        labels_history=list(account.labels.order_by("-set_at")[:limit]),
+        events=list(account.events.order_by("-at", "-pk")[:limit]),
+        reported=reported,
+        reporters=reporters,
+    )
+
+
+def _count_accounts(ids: Iterable[int | None]) -> list[tuple[Account, int]]:
+    counts: dict[int, int] = defaultdict(int)
+    for pk in ids:
+        if pk is not None:
+            counts[pk] += 1
+    accounts = Account.objects.in_bulk(list(counts))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+    return [(accounts[pk], n) for pk, n in ranked if pk in accounts]
+
+
+def account_features(
+    pairs: Iterable[tuple[str, str]], *, at: datetime | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(source, author_ref) -> what rules read of the author's account: ``author.strikes`` (active strikes, every
+    family), ``author.labels`` (current labels, comma-joined, '' for none) and ``author.account_age_days`` (NaN
+    when the service never sent the account's creation time). Authors with no account are left out."""
+    now = at or timezone.now()
+    pairs = {p for p in pairs if p[1]}
+    if not pairs:
+        return {}
+    refs, sources = {r for _, r in pairs}, {s for s, _ in pairs}
+    active = Strike.objects.filter(account=OuterRef("pk"), removed_at__isnull=True, expires_at__gt=now)
+    total = active.order_by().values("account").annotate(n=Sum("weight")).values("n")
+    accounts = {
+        (source, ref): (pk, created, strikes)
+        for pk, source, ref, created, strikes in Account.objects.filter(source__any=sources, ref__any=refs)
+        .annotate(strike_total=Subquery(total))
+        .values_list("pk", "source", "ref", "external_created_at", "strike_total")
+        if (source, ref) in pairs
+    }
+    if not accounts:
+        return {}
+    ids = [pk for pk, _, _ in accounts.values()]
+    labels: dict[int, list[str]] = defaultdict(list)
+    for account_id, label in (
+        AccountLabel.objects.filter(account_id__any=ids, removed_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by("label")
+        .values_list("account_id", "label")
+    ):
+        labels[account_id].append(label)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, (pk, created, strikes) in accounts.items():
+        age = (now - created).total_seconds() / 86400 if created else math.nan
+        out[key] = {
+            "author.strikes": float(strikes or 0),
+            "author.labels": ",".join(labels.get(pk, [])),
+            "author.account_age_days": age,
+        }
+    return out
+
+
+ACCOUNT_FEATURE_DEFAULTS: dict[str, Any] = {
+    "author.strikes": 0.0,
+    "author.labels": "",
+    "author.account_age_days": math.nan,
+}
