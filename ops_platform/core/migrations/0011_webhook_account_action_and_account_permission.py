@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('core', '0009_periodic_job_runs'),
+        ('core', '0010_webhook_delivery_at_index_concurrently'),
     ]
 
     operations = [

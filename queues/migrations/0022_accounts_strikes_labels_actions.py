@@ -9,8 +9,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('core', '0010_webhook_account_action_and_account_permission'),
-        ('queues', '0019_ground_truth_origin_imported'),
+        ('core', '0011_webhook_account_action_and_account_permission'),
+        ('queues', '0021_item_received_op_and_multi_review_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
