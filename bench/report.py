@@ -51,6 +51,7 @@ BENCHMARKS = [
     Script("rules", ("bench/rules.py",), ("--items", "100000", "--rows", "20000")),
     Script("claim", ("bench/claim.py",), ("--large", "100000", "--rounds", "2")),
     Script("qa", ("bench/qa.py",), ("--items", "2000", "--per-call-items", "200")),
+    Script("search", ("bench/search.py",), ("--items", "20000", "--repeat", "3")),
     Script("dashboard", ("bench/dashboard.py",), ("--decisions", "200000")),
     Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000", "--paced-seconds", "10")),
 ]
