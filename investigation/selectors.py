@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.selectors.items import item_opened
-from investigation.sql import text_matching
+from investigation.sql import newest_first, text_matching
 from ops_platform.core.models import User
 from ops_platform.core.permissions import has_any
 from queues.models import Decision, ReviewItem
@@ -205,7 +205,7 @@ def items_found(f: SearchFilter, scope: SearchScope) -> SearchResults:
         items = items.filter(pk__lt=f.before)
     if not scope.content:
         items = items.only(*FIELDS_WITHOUT_CONTENT, "queue__name", "queue__slug")
-    page = list(items.order_by("-pk")[: f.limit + 1])
+    page = list(newest_first(items, f.text)[: f.limit + 1])
     more = len(page) > f.limit
     page = page[: f.limit]
     decisions: dict[int, Decision] = {}

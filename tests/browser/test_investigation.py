@@ -50,7 +50,8 @@ def test_a_qa_lead_searches_opens_a_result_and_follows_its_author(
     expect(rows).to_have_count(2)
     expect(page.locator(f'tr[data-item="{other.pk}"]')).to_be_visible()
 
-    assert dialogs == [] and outside == []
+    assert dialogs == []
+    assert outside == []
     searches = AuditLog.objects.filter(action="investigation.search", actor=qa_lead).order_by("id")
-    assert [s.after["filter"] for s in searches][0] == {"q": "walrus giveaway", "decision": "violation"}
+    assert next(s.after["filter"] for s in searches) == {"q": "walrus giveaway", "decision": "violation"}
     assert AuditLog.objects.filter(action="investigation.item_open", target_id=str(found.pk)).exists()

@@ -92,7 +92,8 @@ def test_a_vendor_senior_finds_nothing_outside_scope_on_the_page_or_its_items(wo
     assert page.status_code == 200
     body = page.content.decode()
     assert "for vendor A" in body
-    assert "for vendor B" not in body and "in-house" not in body
+    assert "for vendor B" not in body
+    assert "in-house" not in body
     assert client.get(f"/investigation/items/{world.of_a.pk}/").status_code == 200
     for foreign in (world.of_b, world.in_house):
         refused = client.get(f"/investigation/items/{foreign.pk}/")
@@ -138,15 +139,18 @@ def test_policy_staff_find_items_without_their_content(world: World, policy_staf
     assert "scam" not in page
     api = client.get("/api/v1/search/items", {"q": "lighthouse"}).json()
     assert api["content_shown"] is False
-    assert "scam" not in json.dumps(api) and all("excerpt" not in row for row in api["items"])
+    assert "scam" not in json.dumps(api)
+    assert all("excerpt" not in row for row in api["items"])
     opened = client.get(f"/investigation/items/{world.of_b.pk}/").content.decode()
-    assert "scam" not in opened and 'data-testid="no-content"' in opened
+    assert "scam" not in opened
+    assert 'data-testid="no-content"' in opened
 
 
 def test_qa_and_ops_see_the_content(world: World, qa_lead: User, ops_manager: User):
     for person in (qa_lead, ops_manager):
         client = _as(person)
-        assert "crimson lighthouse scam for vendor B" in client.get("/investigation/", {"q": "lighthouse"}).content.decode()
+        page = client.get("/investigation/", {"q": "lighthouse"}).content.decode()
+        assert "crimson lighthouse scam for vendor B" in page
         excerpts = [row["excerpt"] for row in client.get("/api/v1/search/items", {"q": "crimson"}).json()["items"]]
         assert "crimson lighthouse scam for vendor A" in excerpts
 
@@ -189,7 +193,8 @@ def test_filters_by_decision_policy_dates_scores_and_author(world: World, qa_lea
 
     assert _ids(qa_lead, decision="violation") == [violation.pk]
     assert _ids(qa_lead, decision="no_violation") == [fine.pk]
-    assert violation.pk not in _ids(qa_lead, decision="none") and world.in_house.pk in _ids(qa_lead, decision="none")
+    assert violation.pk not in _ids(qa_lead, decision="none")
+    assert world.in_house.pk in _ids(qa_lead, decision="none")
     assert _ids(qa_lead, policy_id=policy.pk) == [violation.pk]
     today = timezone.localdate()
     assert old.pk not in _ids(qa_lead, received_from=today - timedelta(days=1))
@@ -204,7 +209,8 @@ def test_pages_are_bounded_and_continue_by_keyset(world: World, qa_lead: User):
     assert [r.item.pk for r in results.rows] == [world.of_b.pk, world.of_a.pk]
     assert results.next_before == world.of_a.pk
     rest = items_search(actor=qa_lead, search=SearchFilter(text="lighthouse", limit=2, before=results.next_before))
-    assert [r.item.pk for r in rest.rows] == [world.in_house.pk] and rest.next_before is None
+    assert [r.item.pk for r in rest.rows] == [world.in_house.pk]
+    assert rest.next_before is None
 
 
 def test_results_link_the_author_to_their_account(world: World, qa_lead: User):
