@@ -275,3 +275,31 @@ def test_bad_filters_are_refused_naming_the_field(world: World, qa_lead: User, p
     assert api.status_code == 400
     assert field in [e["field"] for e in api.json()["errors"]]
     assert not AuditLog.objects.filter(action=SEARCH_ACTION).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the GIN index and the planner's estimates")
+def test_common_words_walk_the_id_index_and_rare_ones_use_gin_with_the_same_answer(world: World, qa_lead: User):
+    from investigation.sql import walk_newest_first
+
+    now = timezone.now()
+    ReviewItem.objects.bulk_create(
+        ReviewItem(
+            source="bulk",
+            external_id=f"b{n}",
+            text=f"everywhere filler {'needle' if n % 500 == 0 else 'hay'}",
+            received_at=now,
+            queue=world.general,
+        )
+        for n in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE queues_reviewitem")
+    assert walk_newest_first("everywhere")
+    assert not walk_newest_first("needle")
+    newest = list(ReviewItem.objects.filter(text__contains="needle").order_by("-pk").values_list("pk", flat=True))
+    assert _ids(qa_lead, text="needle") == newest
+    assert len(newest) == 6
+    everywhere = list(
+        ReviewItem.objects.filter(text__contains="everywhere").order_by("-pk").values_list("pk", flat=True)
+    )
+    assert _ids(qa_lead, text="everywhere") == everywhere[:50]
