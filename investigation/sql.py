@@ -46,10 +46,10 @@ def walk_newest_first(text: str) -> bool:
     """Whether the newest matches of ``text`` are best found by walking the id index (see the module's docstring)."""
     with connection.cursor() as cursor:
         cursor.execute(_ESTIMATE, [text])
-        raw: Any = cursor.fetchone()[0]  # type: ignore[index]
+        raw: Any = cursor.fetchone()[0]
         matches = float((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]["Plan Rows"])
         cursor.execute("SELECT greatest(reltuples, 1) FROM pg_class WHERE oid = 'queues_reviewitem'::regclass")
-        items = float(cursor.fetchone()[0])  # type: ignore[index]
+        items = float(cursor.fetchone()[0])
     return matches * matches > 51 * items * WALK_COST
 
 
