@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
-APPS := ops_platform queues routing qa analytics fixtures
+APPS := ops_platform queues routing qa analytics investigation fixtures
 DEMO_ENV := OPS_DEMO=1
 
 .PHONY: install demo demo-reset serve test lint bench clean

@@ -79,6 +79,7 @@ def arguments() -> dict[str, list[dict[str, Any]]]:
         "review-item": {"pk": waiting},
         "api-item-detail": {"pk": waiting},
         "analytics-item": {"pk": waiting},
+        "investigation-item": {"pk": waiting},
         "review-bulk": {"slug": queue},
         "qa-plan-edit": {"pk": last(SamplingPlan)},
         "qa-calibration-session": {"pk": last(CalibrationSession)},

@@ -54,6 +54,7 @@ BENCHMARKS = [
     Script("claim", ("bench/claim.py",), ("--large", "100000", "--rounds", "2")),
     Script("metrics", ("bench/metrics.py",), ("--waiting", "50000", "--scrapes", "50")),
     Script("qa", ("bench/qa.py",), ("--items", "2000", "--per-call-items", "200")),
+    Script("search", ("bench/search.py",), ("--items", "20000", "--repeat", "3")),
     Script("dashboard", ("bench/dashboard.py",), ("--decisions", "200000")),
     Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000")),
 ]

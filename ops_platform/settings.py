@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "routing",
     "qa",
     "analytics",
+    "investigation",
 ]
 # The demo world (``manage.py demo_seed``) exists only in the embedded demo; production never installs it.
 if DEMO:

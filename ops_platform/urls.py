@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from analytics.exporter import views as exporter_views
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
+from investigation.urls import api_urlpatterns as search_api_urlpatterns
 from ops_platform.core import views as core_views
 from qa.urls import api_urlpatterns as review_api_urlpatterns
 from routing.intake.urls import dead_letter_urlpatterns
@@ -40,6 +41,7 @@ urlpatterns = [
     path("api/v1/metrics/", include(metrics_api_urlpatterns)),
     path("api/v1/", include("routing.intake.urls")),
     path("api/v1/", include(review_api_urlpatterns)),
+    path("api/v1/", include(search_api_urlpatterns)),
     path("analytics/", include("analytics.urls")),
     path("scoring/", include("routing.scoring.urls")),
     path("scoring/dead-letters/", include(dead_letter_urlpatterns)),
@@ -47,6 +49,7 @@ urlpatterns = [
     path("rules/", include("routing.rules.urls")),
     path("review/", include("queues.urls")),
     path("qa/", include("qa.urls")),
+    path("investigation/", include("investigation.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

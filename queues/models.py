@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
 from django.db.models import Q
@@ -182,6 +184,12 @@ def check_transition(current: str, target: str, *, item_id: int | None = None) -
         raise IllegalTransition(item_id, current, target)
 
 
+# The full-text form of an item's text: the 'simple' configuration (lower-cased words, no stemming, no stop words)
+# because items come in every language and a language's stemmer would mangle the others.
+TEXT_SEARCH_CONFIG = "simple"
+TEXT_SEARCH_VECTOR = SearchVector("text", config=TEXT_SEARCH_CONFIG)
+
+
 class ReviewItem(models.Model):
     """One thing to review: a piece of content, a user report about one, or an appeal of a decision."""
 
@@ -293,6 +301,9 @@ class ReviewItem(models.Model):
             models.Index(
                 fields=["reserved_for"], condition=Q(reserved_for__isnull=False), name="item_reserved_for_idx"
             ),
+            # Investigation's full-text search (PostgreSQL only; SQLite searches by substring): the expression
+            # is ``TEXT_SEARCH_VECTOR``, which the search must use as is for the planner to match the index.
+            GinIndex(TEXT_SEARCH_VECTOR, name="item_text_search_idx"),
         ]
 
     def __str__(self) -> str:

@@ -398,3 +398,9 @@ def bulk_batches_recent(queue: Queue, *, now: datetime | None = None) -> list[Ba
         BatchRow(batch, entry.at, entry.actor_label, n, verdict, reverted.get(batch, ""), entry.at + window)
         for batch, entry, n, verdict in reversed(batches)
     ]
+
+
+def queue_ids_admitting(user: User) -> frozenset[int]:
+    """Every queue (retired ones too) whose allow-lists and skills admit ``user``, by the rule claim-next applies
+    (``Queue.admits``): what a vendor's people may see of the items."""
+    return frozenset(q.pk for q in Queue.objects.only("pk") if q.admits(user.pk))

@@ -4,6 +4,8 @@
 writes to a large, busy table: on PostgreSQL with ``CREATE INDEX CONCURRENTLY`` (the migration must say ``atomic =
 False``), on SQLite, the embedded demo, as a plain ``CREATE INDEX``, since SQLite has no concurrent build and
 Django's ``AddIndexConcurrently`` refuses it. ``RemoveIndexConcurrentlyOnPostgreSQL`` drops one the same way.
+``AddIndexConcurrentlyOnPostgreSQLOnly`` is for an index only PostgreSQL can build (a GIN index on a ``tsvector``
+expression): built concurrently there, left out elsewhere (the model's state has it either way).
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ class _PlainElsewhere:
 
 class AddIndexConcurrentlyOnPostgreSQL(_PlainElsewhere, AddIndexConcurrently):
     plain = migrations.AddIndex
+
+
+class _NothingElsewhere:
+    """Does nothing to the schema: the index it stands for exists on PostgreSQL only."""
+
+    @staticmethod
+    def database_forwards(*args: Any) -> None:
+        return None
+
+    @staticmethod
+    def database_backwards(*args: Any) -> None:
+        return None
+
+
+class AddIndexConcurrentlyOnPostgreSQLOnly(_PlainElsewhere, AddIndexConcurrently):
+    plain = _NothingElsewhere
 
 
 class RemoveIndexConcurrentlyOnPostgreSQL(_PlainElsewhere, RemoveIndexConcurrently):

@@ -102,6 +102,7 @@ class World:
             "api-item-detail": {"pk": self.held.pk},
             "analytics-alert": {"pk": self.alert.pk},
             "analytics-item": {"pk": self.held.pk},
+            "investigation-item": {"pk": self.held.pk},
             "analytics-alert-acknowledge": {"pk": self.alert.pk},
             "analytics-alert-resolve": {"pk": self.alert.pk},
             "analytics-alert-rule": {"pk": self.alert_rule.pk},
