@@ -80,7 +80,7 @@ class LimitedJSONParser(parsers.BaseParser):
         request = (parser_context or {}).get("request")
         too_large = PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise too_large
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

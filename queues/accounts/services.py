@@ -209,7 +209,7 @@ def rule_label_parse(tag: str) -> tuple[str, int | None] | None:
         return None
     if not days:
         return label, None
-    if not days.endswith("d") or not days[:-1].isdigit() or not 1 <= int(days[:-1]) <= 3650:
+    if not days.endswith("d") or not (days[:-1].isascii() and days[:-1].isdigit()) or not 1 <= int(days[:-1]) <= 3650:
         return None
     return label, int(days[:-1])
 

@@ -83,7 +83,7 @@ def _back(request: HttpRequest, account: Account) -> HttpResponse:
 
 def _policy(request: HttpRequest) -> Policy | None:
     raw = request.POST.get("policy", "")
-    return Policy.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+    return Policy.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
 
 
 @login_required
@@ -93,7 +93,7 @@ def account_act(request: HttpRequest, pk: int) -> HttpResponse:
     user, account = _acting(request, pk)
     item_raw = request.POST.get("item", "")
     decision_ids: list[int] = []
-    if item_raw.isdigit():
+    if item_raw.isascii() and item_raw.isdigit():
         item = ReviewItem.objects.filter(pk=int(item_raw), source=account.source, author_ref=account.ref).first()
         if item is not None:
             decision_ids = list(item.decisions.filter(is_final=True).values_list("pk", flat=True))
@@ -151,7 +151,7 @@ def label_change(request: HttpRequest, pk: int) -> HttpResponse:
             )
         else:
             days = request.POST.get("days", "")
-            if days and (not days.isdigit() or not 1 <= int(days) <= 3650):
+            if days and (not (days.isascii() and days.isdigit()) or not 1 <= int(days) <= 3650):
                 raise ApplicationError("Days must be a whole number from 1 to 3650.", field="days")
             expires_at = timezone.now() + timedelta(days=int(days)) if days else None
             services.account_label_set(
@@ -176,7 +176,7 @@ def strike_remove(request: HttpRequest, pk: int, strike_pk: int) -> HttpResponse
 
 def _ids(raw: str) -> list[int]:
     parts = [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]
-    if any(not p.isdigit() or len(p) > 12 for p in parts):
+    if any(not (p.isascii() and p.isdigit()) or len(p) > 12 for p in parts):
         raise ApplicationError("Account ids are whole numbers, separated by commas.", field="accounts")
     return [int(p) for p in parts]
 

@@ -93,6 +93,14 @@ def test_a_declared_length_over_the_limit_is_refused_without_reading(api: Api, s
     assert_refused(response, 413, "exceeds the limit")
 
 
+@pytest.mark.parametrize("declared", ["²", "١٢", "-5", "5e9"])
+def test_a_declared_length_that_is_no_ascii_number_is_not_a_crash(api: Api, declared: str) -> None:
+    """'²'.isdigit() is true and int('²') raises: the declared length is believed only when it is ASCII digits."""
+    response = api.post("/api/v1/items", item(1), CONTENT_LENGTH=declared)
+
+    assert response.status_code < 500
+
+
 def test_a_body_over_djangos_form_limit_but_within_the_api_limit_is_taken(api: Api) -> None:
     # DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) guards form posts; the API reads its own stream up to
     # API_MAX_BODY_BYTES (10 MiB), so a large legitimate batch is not refused by the wrong limit.

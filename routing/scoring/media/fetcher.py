@@ -222,7 +222,12 @@ def _get(
         if response.status != 200:
             return response.status, "", b""
         declared = response.getheader("Content-Length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limits.max_bytes:
+        if (
+            declared is not None
+            and declared.strip().isascii()
+            and declared.strip().isdigit()
+            and int(declared) > limits.max_bytes
+        ):
             raise MediaRefused("too_large", f"Content-Length over {limits.max_bytes} bytes")
         chunks: list[bytes] = []
         size = 0
