@@ -235,11 +235,13 @@ def test_unauthenticated_scrapes_are_refused(live_server: Any, settings: Any) ->
 
 @pytest.mark.django_db
 def test_celery_queue_lengths_come_from_the_redis_broker(settings: Any, shared_redis_url: str) -> None:
-    settings.CELERY_BROKER_URL, settings.CELERY_TASK_ALWAYS_EAGER = shared_redis_url, False
+    # Into the context first: it restores Celery's configuration as it finds it, and Celery reads Django's
+    # settings through, so settings changed before it would be "restored" for the rest of the run.
     with celery_publishing_to(shared_redis_url):
+        settings.CELERY_BROKER_URL, settings.CELERY_TASK_ALWAYS_EAGER = shared_redis_url, False
         for _ in range(3):
             metrics_refresh_task.delay()  # routed to the analytics queue; no worker takes it here
-    found = samples(metrics_exposition().decode())
+        found = samples(metrics_exposition().decode())
     broker = redis.Redis.from_url(shared_redis_url)
     assert value(found, "ops_celery_queue_length", queue="analytics") == broker.llen("analytics") == 3
     assert value(found, "ops_celery_queue_length", queue="triage") == 0
