@@ -111,8 +111,9 @@ def _signed_in(user: User | None) -> Client:
 
 
 def _route_name(path: str) -> str | None:
+    """The route's name as docs/access.md writes it: with its namespace (``accounts:act``) where it has one."""
     try:
-        return resolve(path).url_name
+        return resolve(path).view_name
     except Resolver404:
         return None
 
