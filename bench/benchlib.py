@@ -151,6 +151,11 @@ INTAKE_FIELDS = names(
     "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count state "
     "priority received_at created_at required_reviews tags is_golden"
 )
+# Every NOT NULL field of a queued item without a database default, and the queue fields (claim.py, metrics.py).
+QUEUED_FIELDS = names(
+    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
+    "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
+)
 INTAKE_DEFAULTS: dict[str, Any] = {"kind": "content", "author_ref": "", "surface": "", "language": "", "tags": []}
 INTAKE_DEFAULTS |= {"media_urls": [], "metadata": {}, "report_reasons": [], "state": "received", "priority": 0}
 INTAKE_DEFAULTS |= {"required_reviews": 1, "is_golden": False, "created_at": None}
@@ -336,21 +341,13 @@ class Usage:
     busy: float = 0.0
     total: float = 0.0
 
-    def __add__(self, other: Usage) -> Usage:
-        names = self.groups.keys() | other.groups.keys()
-        groups = {k: self.groups.get(k, 0.0) + other.groups.get(k, 0.0) for k in names}
-        return Usage(self.wall + other.wall, groups, self.busy + other.busy, self.total + other.total)
-
     @property
     def others(self) -> float:
         """Cores used by every process outside the groups."""
         return max(0.0, self.busy - sum(self.groups.values())) / max(self.wall, 1e-9)
 
-    def cores(self, group: str) -> float:
-        return self.groups[group] / max(self.wall, 1e-9)
-
     def line(self) -> str:
-        text = ", ".join(f"{name} {self.cores(name):.2f}" for name in self.groups)
+        text = ", ".join(f"{name} {v / max(self.wall, 1e-9):.2f}" for name, v in self.groups.items())
         return f"{text}, anything else {self.others:.2f} (machine {self.busy / max(self.total, 1e-9):.0%} busy)"
 
 

@@ -1,7 +1,5 @@
-"""Dashboards at scale: every panel read from the rollups over millions of decided items, timed.
-
-Seeds tests/support/dashboard_world.py's world by COPY (the reference rate), builds the rollups once, times each
-panel over 28 and 90 days; their correctness is tests/analytics/test_panels_against_raw.py's job."""
+"""Dashboards at scale: every panel read from the rollups over millions of decided items (seeded by COPY, the
+reference rate), timed over 28 and 90 days; correctness is tests/analytics/test_panels_against_raw.py's job."""
 
 from __future__ import annotations
 

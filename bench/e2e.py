@@ -369,10 +369,8 @@ def main() -> int:
         print("training the local model …", flush=True)
         label, train_seconds, _ = model_train(env, actor="bench/e2e.py")
         benchlib.django_setup(env, refuse_eager="triage would run inside gunicorn, not in the workers")
-        from django.db.models import Count
 
         from queues.models import ReviewItem
-        from routing.models import RoutingDecision
 
         items_table = benchlib.table(ReviewItem)
         world = world_create()
@@ -415,7 +413,6 @@ def main() -> int:
             before = meter.snapshot()
             load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency)
             pg.sample(conn)
-            posted = meter.snapshot()
             load.check("the load")
             print(f"posted in {load.elapsed:.1f} s; waiting for triage …", flush=True)
             done_at = wait_triaged(conn, items_table, args.items, [web, worker], poll=0.1)
@@ -435,10 +432,6 @@ def main() -> int:
             items_table, "extract(epoch FROM i.queued_at - i.received_at)", SOURCE, "AND i.state = 'queued'"
         )
         check = check_database(world, args.items, SOURCE)
-        decisions = RoutingDecision.objects.filter(item__source=SOURCE)
-        live = decisions.filter(shadow=False, rule_set_id=world.intake_id)
-        destinations = list(live.values_list("destination").annotate(n=Count("pk")).order_by("-n"))
-        escalated = decisions.filter(rule_set_id=world.escalation_id).count()
         check_sample(check, world, args.sample, args.seed)
         print("reference: COPY of the same rows …", flush=True)
         copy_seconds = copy_rows(
@@ -448,16 +441,11 @@ def main() -> int:
         decide_rows = min(args.items, 20_000)
         predict_seconds, decide_seconds = references(world, texts, args.batch, decide_rows)
 
-        cpu, cpu_post, cpu_tail = (
-            benchlib.CpuMeter.usage(*w) for w in ((before, after), (before, posted), (posted, after))
-        )
+        cpu = benchlib.CpuMeter.usage(before, after)
         triaged_rate = args.items / span
         verdict = "met" if triaged_rate >= args.target else "MISSED"
         server = sum(cpu.groups[k] for k in list(cpu.groups)[:3])
         per_k = 1e6 / args.items
-        dest = ", ".join(f"{d} {n:,}" for d, n in destinations[:12])
-        if len(destinations) > 12:
-            dest += f", {len(destinations) - 12} more destinations {sum(n for _, n in destinations[12:]):,}"
         gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
         r = benchlib.Report("End-to-end load benchmark")
         r.intro = (
@@ -495,12 +483,7 @@ def main() -> int:
             "latency for queued items only (→ queued_at = the 'queued' event's at)",
             f"{lat_queued[0]:.2f} / {lat_queued[1]:.2f} / {lat_queued[2]:.2f} s over {lat_queued[3]:,} items",
         )
-        states = ", ".join(f"{s} {n:,}" for s, n in sorted(check.states.items()))
-        r.add("outcome", f"{states}; {escalated:,} escalation-set decisions at triage")
-        r.add("destinations", dest)
         r.add("CPU over the whole run, in cores", cpu.line())
-        r.add("CPU while posting, in cores", cpu_post.line())
-        r.add("CPU after the last 201 (triage backlog), in cores", cpu_tail.line())
         gun, cel, pgs = (cpu.groups[k] * per_k for k in list(cpu.groups)[:3])
         r.add(
             "CPU per 1,000 items",

@@ -17,10 +17,6 @@ from tests.support.processes import Gunicorn, running
 
 RESULT = benchlib.RESULTS / "metrics.md"
 TOKEN = "bench-metrics-token"  # noqa: S105 - a scratch server on the loopback
-FIELDS = benchlib.names(
-    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
-    "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
-)
 # The figures the periodic job keeps, as one exporter would compute them on every scrape.
 DIRECT = [
     "SELECT queue_id, state, count(*), min(received_at) FROM {t} WHERE state IN ('queued', 'claimed') GROUP BY 1, 2",
@@ -54,7 +50,7 @@ def main() -> int:
                 state, queue, t = ("received", None, None) if n % 100 == 0 else ("queued", rng.choice(queues).pk, at)
                 due = at + timedelta(hours=24) if queue else None
                 rows.append((f"src-{n % 5}", f"w-{n:08d}", *fixed, state, queue, 0, "[]", 1, at, t, t, due))
-            benchlib.copy_rows(conn, ReviewItem, FIELDS, rows)
+            benchlib.copy_rows(conn, ReviewItem, benchlib.QUEUED_FIELDS, rows)
         seeded = time.perf_counter() - t0
         with psycopg.connect(db.conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(items)))

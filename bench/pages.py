@@ -1,13 +1,8 @@
-"""Every page, timed: each persona (one user per role) signs in and requests every page the URL resolver lists, with
-real ids, through the whole Django stack in this process (middleware, view, template); server time per request.
+"""Every page the URL resolver lists, requested by one user of each role through the whole Django stack in-process:
+server-time p50/p95 per page and the slowest ten, beside ``/healthz``; on the embedded demo or on PostgreSQL with
+the dashboard world. See bench/README.md.
 
-Two worlds: ``--mode demo``, the embedded demo (``demo_seed`` on SQLite, as ``make demo``), and ``--mode postgres``,
-tests/support/dashboard_world.py's world seeded by COPY (bench/dashboard.py's seeding, ``--decisions``) with
-``--waiting`` extra waiting items inserted by one INSERT … SELECT, rollups built once as the periodic jobs would.
-The reference in the same run is ``/healthz`` (the same stack, no work). Prints p50/p95 per page and the slowest ten.
-
-    .venv/bin/python bench/pages.py --mode demo [--demo-db bench/results/pages-demo.sqlite3] [--repeat 3]
-    .venv/bin/python bench/pages.py --mode postgres [--decisions 10000000 --waiting 1000000] [--keep | --reuse]
+    .venv/bin/python bench/pages.py --mode demo | --mode postgres [--decisions 10000000 --waiting 1000000]
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""QA calibration at scale: a session of 10,000 items created, rated by 5 raters and reported through the API over
-real HTTP to gunicorn, next to the same ratings written by the services in this process.
-
-Three sessions over the same items: one rated by label imports in batches (every item, then closed, which computes
-the report's figures, and its report read), one rated one call per rating (`POST .../ratings`) for the first
-``--per-call-items`` items, and the same ratings written by `rating_submit` in-process (the reference). That the
-figures are right is tests/qa/test_agreement_by_api.py's job.
+"""QA calibration at scale: a 10,000-item session created, rated by 5 raters (label imports, and one call per
+rating for a first slice) and reported over HTTP to gunicorn, beside the same ratings by ``rating_submit``
+in-process; claim-next as a reviewer's decisions grow. See bench/README.md; correctness is the tests' job.
 
     .venv/bin/python bench/qa.py [--items 10000] [--raters 5] [--per-call-items 10000] [--workers 2] [--batch 1000]
 """

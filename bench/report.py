@@ -1,7 +1,5 @@
-"""The benchmark report: every benchmark and drill run in turn, their results assembled into one markdown file.
-
-Each runs alone as a subprocess and writes its own result; this records the machine, load and exit statuses into
-bench/results/REPORT.md and (not for --quick) docs/benchmark-report.md. Usage: bench/README.md."""
+"""The benchmark report: every benchmark and drill run alone in turn, into bench/results/REPORT.md and (not for
+--quick) docs/benchmark-report.md, with the machine, load and exit statuses. Usage: bench/README.md."""
 
 from __future__ import annotations
 
@@ -346,7 +344,7 @@ def report_render(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks or drills")
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="run everything but these")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the whole report")

@@ -313,40 +313,15 @@ def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: se
         return time.perf_counter() - t0, lines, size
 
 
-@dataclass
-class BacktestRun:
-    total: float  # seconds
-    result: dict[str, Any]
-    cpu: (
-        benchlib.Usage
-    )  # this process (its threads included) and the others but PostgreSQL's, whose backends come and go
-
-    def line(self) -> str:
-        own, others = self.cpu.groups["this process"], self.cpu.groups["other processes"]
-        postgres = max(0.0, self.cpu.busy - own - others)
-        return (
-            f"this process {own:.1f} s (both its threads), PostgreSQL {postgres:.1f} s, other processes "
-            f"{others:.1f} s; machine {self.cpu.busy / self.cpu.total:.0%} busy"
-        )
-
-
-def backtest_run(world: World, *, start: datetime, end: datetime) -> BacktestRun:
+def backtest_run(world: World, *, start: datetime, end: datetime) -> tuple[float, dict[str, Any]]:
+    """Seconds and result of one ``backtest_compute`` of the draft against the baseline."""
     from routing.rules.backtest import backtest_compute
     from routing.rules.engine import program_for
 
     draft, baseline = program_for(world.draft), program_for(world.baseline)
-    others = [pid for pid, name in benchlib.processes().items() if name != "postgres" and pid != os.getpid()]
-    seen: dict[int, float] = {}
-
-    def others_cpu() -> float:  # one that exits meanwhile keeps its last reading: 0 would count as negative CPU
-        seen.update({pid: max(seen.get(pid, 0.0), benchlib.process_cpu(pid)) for pid in others})
-        return sum(seen.values())
-
-    meter = benchlib.CpuMeter({"this process": time.process_time, "other processes": others_cpu})
-    before = meter.snapshot()
+    t0 = time.perf_counter()
     result = backtest_compute(draft, baseline, start=start, end=end)
-    cpu = meter.usage(before, meter.snapshot())
-    return BacktestRun(cpu.wall, result, cpu)
+    return time.perf_counter() - t0, result
 
 
 # --- (b) seeding ---------------------------------------------------------------------------------------
@@ -465,7 +440,7 @@ def main() -> int:
             print(f"backtest {n + 1}/{args.repeat} …", flush=True)
             runs.append(backtest_run(world, start=start, end=end))
 
-        result = runs[0].result
+        result = runs[0][1]
         terminal, tagging = len(draft.terminal), len(draft.tagging)
         r = benchlib.Report("Routing rules benchmark")
         r.stamp(conninfo)
@@ -506,19 +481,18 @@ def main() -> int:
             f"{args.items:,} items over {DAYS} days, one local score row each, {len(decided):,} final decisions",
         )
         r.add("seeding (not in the figures)", f"{seed_s:.1f} s (COPY, VACUUM ANALYZE); generating {generate_s:.1f} s")
-        for n, run in enumerate(runs, start=1):
-            verdict = "met" if run.total < args.backtest_target else "MISSED"
-            load, evaluate = run.result["seconds"]["load"], run.result["seconds"]["evaluate"]
+        for n, (total, run) in enumerate(runs, start=1):
+            verdict = "met" if total < args.backtest_target else "MISSED"
+            load, evaluate = run["seconds"]["load"], run["seconds"]["evaluate"]
             value = (
-                f"{run.total:.2f} s: load {load:.2f} s, evaluate {evaluate:.2f} s, summaries "
-                f"{run.total - load - evaluate:.2f} s ({run.result['items']:,} items, "
-                f"{run.result['items'] / run.total:,.0f} items/s; target < {args.backtest_target:g} s: {verdict})"
+                f"{total:.2f} s: load {load:.2f} s, evaluate {evaluate:.2f} s, summaries "
+                f"{total - load - evaluate:.2f} s ({run['items']:,} items, "
+                f"{run['items'] / total:,.0f} items/s; target < {args.backtest_target:g} s: {verdict})"
             )
             r.add(
                 f"**backtest_compute, run {n}**" if n == 1 else f"backtest_compute, run {n}",
                 f"**{value}**" if n == 1 else value,
             )
-            r.add(f"CPU during run {n}", run.line())
         r.add(
             "raw PostgreSQL reference",
             f"COPY (SELECT the same columns, scores joined) TO STDOUT: {copy_s:.2f} s for {copied:,} rows, "
@@ -530,7 +504,7 @@ def main() -> int:
             f"{result['changed']:,} items change destination; draft: "
             + ", ".join(f"{k} {v:,}" for k, v in destinations),
         )
-        outcome = [{k: v for k, v in run.result.items() if k != "seconds"} for run in runs]
+        outcome = [{k: v for k, v in run.items() if k != "seconds"} for _, run in runs]
         stable = all(o == outcome[0] for o in outcome)
         ok = rates.disagreements == 0 and result["items"] == args.items and stable
         failure = f"{rates.disagreements} disagreements, {result['items']:,} items, runs equal {stable}"
