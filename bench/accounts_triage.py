@@ -23,8 +23,7 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=6)
     args = p.parse_args()
-    with benchlib.scratch(args) as scratch:
-        benchlib.django_setup(scratch.env)
+    with benchlib.scratch(args):
         run(args)
 
 

@@ -89,8 +89,7 @@ ClaimOnce = Callable[[int, random.Random], float | None]
 
 
 def threads_run(pool: ThreadPoolExecutor, reviewers: list[int], claims: int, think: float, once: ClaimOnce) -> Run:
-    """Each reviewer calls ``once`` (seconds, or None: found nothing) ``claims`` times on its thread, all starting
-    together; with ``think``, after a random 0 to 2 x ``think`` s pause each, so they do not move in lockstep."""
+    """Each reviewer calls ``once`` (seconds, or None) ``claims`` times, all starting together, ``think`` s apart."""
     run = Run()
     lock = threading.Lock()
     start = threading.Barrier(len(reviewers) + 1)
@@ -149,8 +148,7 @@ def service_claimer(queue: Any, people: list[Any], sqls: Statements, label: str,
 
 
 def raw_claimer(queue_id: int, people: list[Any], sqls: Statements, label: str, claimed: list[int]) -> ClaimOnce:
-    """The SKIP LOCKED select + update in one transaction, then the same close, on the reviewer's own (Django's)
-    connection with psycopg's own cursor (server-side parameters, prepared after five runs)."""
+    """The SKIP LOCKED select + update in one transaction, then the same close, by psycopg on Django's connection."""
     from django.db import connection
 
     now, counters = datetime.now(UTC), [0] * len(people)
@@ -204,8 +202,7 @@ def duplicates(claimed: list[int]) -> int:
 
 
 def measure(args: argparse.Namespace, makers: dict[str, Maker]) -> Any:
-    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone.
-    The reviewers are threads of this process, each with its own connection, started together each run."""
+    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone."""
     from django.db import connection
 
     labels = ["service-small", "service-large", "raw-large"]
@@ -260,7 +257,6 @@ def main() -> int:
     # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
     with benchlib.scratch(args, CONN_MAX_AGE="3600", LOG_LEVEL="WARNING") as db:
         conninfo = db.conninfo
-        benchlib.django_setup(db.env)
         from django.db.models import Count
 
         from ops_platform.core.models import Role, Team

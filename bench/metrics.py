@@ -35,7 +35,6 @@ def main() -> int:
     args = p.parse_args()
     env = {"ALLOWED_HOSTS": "127.0.0.1", "CONN_MAX_AGE": "600", "PERIODIC_IN_PROCESS": "false", "LOG_LEVEL": "WARNING"}
     with benchlib.scratch(args, METRICS_TOKEN=TOKEN, **env) as db:
-        benchlib.django_setup(db.env)
         from analytics.exporter.refresh import metrics_snapshot_refresh
         from queues.models import Queue, ReviewItem
 
@@ -55,19 +54,14 @@ def main() -> int:
         with psycopg.connect(db.conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(items)))
             conn.execute("CHECKPOINT")
-        runs = []
-        for _ in range(6):  # the first counts the whole history
-            t0 = time.perf_counter()
-            metrics_snapshot_refresh()
-            runs.append((time.perf_counter() - t0) * 1000)
+        runs = [benchlib.timed(metrics_snapshot_refresh)[0] * 1000 for _ in range(6)]  # the first counts all history
         first, steady = runs[0] / 1000, runs[1:]
-        direct: list[float] = []
+        queries = [sql.SQL(statement).format(t=sql.Identifier(items)) for statement in DIRECT]
         with psycopg.connect(db.conninfo) as conn:
-            for _ in range(args.direct_runs):
-                t0 = time.perf_counter()
-                for statement in DIRECT:
-                    conn.execute(sql.SQL(statement).format(t=sql.Identifier(items))).fetchall()
-                direct.append(time.perf_counter() - t0)
+            direct = [
+                benchlib.timed(lambda: [conn.execute(q).fetchall() for q in queries])[0]
+                for _ in range(args.direct_runs)
+            ]
 
         (log := benchlib.RESULTS / "logs" / "metrics-gunicorn.log").parent.mkdir(parents=True, exist_ok=True)
         web = Gunicorn(db.env, log, workers=2)

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,7 @@ def time_pages(
     repeat: int, only: list[str]
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, int]], list[float], list[str]]:
     """Milliseconds per page over every persona and run (pages shown, 2xx, only; the first run of each is cold),
-    the statuses each gave, the reference's milliseconds, and what was left out. The dashboards' default charts
-    are drawn first, as the periodic rollup refresh draws them in a running deployment."""
+    the statuses each gave, the reference's milliseconds, and what was left out."""
     from django.test import Client
 
     logging.disable(logging.WARNING)  # refusals (403, 405) are expected answers here, not news
@@ -146,9 +146,8 @@ def time_pages(
     people = personas()
     from analytics.panels import charts_warm
 
-    t0 = time.perf_counter()
-    drawn = charts_warm()  # what the periodic rollup refresh does after each refresh
-    print(f"charts drawn ahead as the periodic job does: {drawn} in {time.perf_counter() - t0:,.1f} s", flush=True)
+    seconds, drawn = benchlib.timed(charts_warm)  # what the periodic rollup refresh does after each refresh
+    print(f"charts drawn ahead as the periodic job does: {drawn} in {seconds:,.1f} s", flush=True)
     times: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     reference: list[float] = []
@@ -167,9 +166,7 @@ def time_pages(
                 statuses[path][role] = response.status_code
                 if response.status_code < 300:  # a page shown; refusals and redirects (to sign in) are not
                     times[f"{path} ({name})"].append(ms)
-            t0 = time.perf_counter()
-            client.get("/healthz", secure=True)
-            reference.append((time.perf_counter() - t0) * 1000)
+            reference.append(benchlib.timed(partial(client.get, "/healthz", secure=True))[0] * 1000)
         print(f"  {role}: done", flush=True)
     return times, statuses, reference, left
 
@@ -188,8 +185,7 @@ def demo_database(path: Path, fresh: bool) -> dict[str, str]:
 
 
 def waiting_add(conninfo: str, n: int, now: datetime) -> float:
-    """``n`` more waiting items, cloned from the newest queued one by one INSERT … SELECT over the queues, received
-    over the last 14 days: the backlog at scale. Seconds taken."""
+    """Seconds to add ``n`` waiting items over 14 days and the queues, cloned from the newest by INSERT … SELECT."""
     if n <= 0:
         return 0.0
     t0 = time.perf_counter()
@@ -252,7 +248,6 @@ def main() -> int:
 
     hosts = "127.0.0.1,localhost"  # production settings allow no host unless told
     with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING", ALLOWED_HOSTS=hosts) as db:
-        django_setup(db.env)
         if not args.reuse:
             world = dw.world_create()
             now = datetime.now(UTC).replace(second=0, microsecond=0)

@@ -31,11 +31,7 @@ REPEATS = 5
 def labels_of(items: int, raters: int, seed: int = 22) -> list[list[bool]]:
     """Per item, each rater's verdict: one in three items a violation, each rater off the truth one time in five."""
     rng = random.Random(seed)
-    out = []
-    for i in range(items):
-        truth = i % 3 == 0
-        out.append([truth if rng.random() < 0.8 else not truth for _ in range(raters)])
-    return out
+    return [[(i % 3 == 0) != (rng.random() >= 0.8) for _ in range(raters)] for i in range(items)]
 
 
 def repeated_ms(call: Callable[[], Any]) -> tuple[float, float, float]:
@@ -114,7 +110,6 @@ def main() -> int:
     settings = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_TASK_ALWAYS_EAGER": "true", "CACHE_URL": REDIS_URL}
     settings |= {"ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "CONN_MAX_AGE": "600"}
     with benchlib.scratch(args, redis=[REDIS_URL], files=[log], **settings) as db:
-        django_setup(db.env)
         from django.conf import settings
         from django.db import connections
         from django.test import Client, override_settings
