@@ -1,12 +1,7 @@
-"""Triage CPU per 1,000 items with and without the account features rules read (author.strikes, author.labels,
-author.account_age_days), in the same run: routing (``items_route``) of fresh received items whose authors have
-accounts, strikes and labels, by a live rule set that reads them, alternating with the features switched off (as
-routing does when no rule reads them). CPU is this process's plus its PostgreSQL backend's.
+"""Routing CPU per 1,000 items (this process + its PostgreSQL backend) with the account features rules read, and
+with them switched off, in turns: a rough figure for issue 20 (bench/accounts.py, at 10M items, is not written yet).
 
-    PYTHONPATH=$PWD .venv/bin/python bench/accounts_triage.py [--accounts 20000] [--rounds 6]
-
-A rough figure for issue 20 ("adding strikes costs triage no more than 10% of its CPU per item"); the full
-10M-item benchmark (bench/accounts.py) is not written yet.
+    .venv/bin/python bench/accounts_triage.py [--accounts 20000] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from typing import Any
 import benchlib
 
 BATCH = 1000
+DAYS_90 = timedelta(days=90)
 
 
 def main() -> None:
@@ -27,8 +23,7 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=6)
     args = p.parse_args()
-    with benchlib.scratch(args) as scratch:
-        benchlib.django_setup(scratch.env)
+    with benchlib.scratch(args):
         run(args)
 
 
@@ -58,13 +53,8 @@ def run(args: Any) -> None:
         RuleData(name="struck", condition="author.strikes >= 1", action=RuleAction.ROUTE, queue_id=watch.pk),
         RuleData(name="flagger", condition='author.labels contains "trusted"', action=RuleAction.TAG, tags=["tf"]),
     ]
-    ruleset_live(
-        RuleSetKind.INTAKE,
-        rules,
-        author=policy_staff_member("pat"),
-        approver=policy_staff_member("priya"),
-        default_queue=general,
-    )
+    staff = policy_staff_member("pat"), policy_staff_member("priya")
+    ruleset_live(RuleSetKind.INTAKE, rules, author=staff[0], approver=staff[1], default_queue=general)
     refs = [f"user-{n}" for n in range(args.accounts)]
     accounts_ensure(rows=[{"source": "bench", "author_ref": r} for r in refs], at=now)
     struck = rng.sample(refs, args.accounts * 3 // 10)
@@ -76,18 +66,8 @@ def run(args: Any) -> None:
         Decision(item=i, reviewer=person, policy=policy, is_violation=True, decided_at=now) for i in old
     )
     ids = dict(Account.objects.values_list("ref", "pk"))
-    Strike.objects.bulk_create(
-        Strike(
-            account_id=ids[d.item.author_ref],
-            decision=d,
-            policy=policy,
-            family="spam",
-            weight=1,
-            issued_at=now,
-            expires_at=now + timedelta(days=90),
-        )
-        for d in decisions
-    )
+    struck_for = {"policy": policy, "family": "spam", "weight": 1, "issued_at": now, "expires_at": now + DAYS_90}
+    Strike.objects.bulk_create(Strike(account_id=ids[d.item.author_ref], decision=d, **struck_for) for d in decisions)
     AccountLabel.objects.bulk_create(
         AccountLabel(account_id=ids[r], label="trusted-flagger", set_at=now, set_by_label="bench")
         for r in rng.sample(refs, args.accounts // 50)
@@ -100,16 +80,9 @@ def run(args: Any) -> None:
     counter = iter(range(10**9))
 
     def batch() -> list[Any]:
+        new = {"source": "bench", "text": "buy cheap followers now", "received_at": now, "state": ItemState.RECEIVED}
         made = ReviewItem.objects.bulk_create(
-            ReviewItem(
-                source="bench",
-                external_id=f"new-{next(counter)}",
-                text="buy cheap followers now",
-                author_ref=rng.choice(refs),
-                received_at=now,
-                state=ItemState.RECEIVED,
-            )
-            for _ in range(BATCH)
+            ReviewItem(external_id=f"new-{next(counter)}", author_ref=rng.choice(refs), **new) for _ in range(BATCH)
         )
         return items_load([i.pk for i in made], fields=TRIAGE_FIELDS)
 

@@ -34,8 +34,6 @@ from tests.support.processes import app_env, children, manage
 RESULTS = ROOT / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
 
-# --- the scratch database and Django in this process ----------------------------------------------------------
-
 
 def parser(doc: str | None, database: str) -> argparse.ArgumentParser:
     """The options every benchmark has; ``database``: the default scratch database, a prefix of any other."""
@@ -62,10 +60,11 @@ def scratch(
     celery: tuple[str, str] | None = None,
     files: Sequence[Path] = (),
     reuse: bool = False,
+    django: bool = True,
     **env: str,
 ) -> Iterator[Scratch]:
-    """The scratch database recreated and migrated (``reuse``: kept), the app's env on it (``celery``: broker and
-    cache URLs, not eager), the run's Redis databases flushed; all dropped afterwards unless ``--keep``."""
+    """The scratch database recreated and migrated (``reuse``: kept), the app's env and Django here on it (``celery``:
+    broker and cache URLs, not eager), the run's Redis databases flushed; all dropped afterwards unless ``--keep``."""
     if celery:
         redis = [*redis, *celery]
         env |= {"CELERY_BROKER_URL": celery[0], "CELERY_TASK_ALWAYS_EAGER": "false", "CACHE_URL": celery[1]}
@@ -87,6 +86,8 @@ def scratch(
         Redis.from_url(url).flushdb()
     try:
         manage(settings, "migrate", *(["analytics"] if reuse else []), "--noinput")
+        if django:
+            django_setup(settings)
         yield Scratch(settings, conninfo, dbname)
     finally:
         for url in redis:
@@ -151,6 +152,11 @@ INTAKE_FIELDS = names(
     "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count state "
     "priority received_at created_at required_reviews tags is_golden"
 )
+# Every NOT NULL field of a queued item without a database default, and the queue fields (claim.py, metrics.py).
+QUEUED_FIELDS = names(
+    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
+    "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
+)
 INTAKE_DEFAULTS: dict[str, Any] = {"kind": "content", "author_ref": "", "surface": "", "language": "", "tags": []}
 INTAKE_DEFAULTS |= {"media_urls": [], "metadata": {}, "report_reasons": [], "state": "received", "priority": 0}
 INTAKE_DEFAULTS |= {"required_reviews": 1, "is_golden": False, "created_at": None}
@@ -170,6 +176,12 @@ COUNTRIES = ["US", "BR", "MX", "DE", "JP", "IN", "GB", "FR", "ES", "ID", "AT", "
 REASONS = ["spam", "harassment", "hate_speech", "scam", "nudity", "violence", "impersonation", "self_harm"]
 LANGUAGES = ["en"] * 6 + ["pt-BR", "pt-BR", "es", "es", "de", "ja"]
 VOCABULARY = {
+    "en": (
+        "the this is not what I said about your post and you know it honestly people like you should stop "
+        "buy cheap followers now click link in bio free giveaway limited offer great photo love it thanks "
+        "for sharing anyone else seeing this report spam account again scam crypto double your money "
+        "meeting tomorrow at noon see you there lol that was hilarious worst service ever never again"
+    ),
     "pt-BR": (
         "olha só que absurdo ninguém merece isso compre agora promoção imperdível link na bio ótimo trabalho "
         "parabéns pessoal denunciem essa conta golpe pix grátis amanhã às dez nos vemos lá"
@@ -184,9 +196,6 @@ VOCABULARY = {
     ),
     "ja": "これは ひどい 投稿 です 今すぐ クリック 無料 プレゼント 詐欺 アカウント 通報 ありがとう また 明日",
 }
-
-
-# --- items over HTTP ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -204,7 +213,6 @@ class Posted:
 @dataclass
 class Load:
     posted: list[Posted]
-    started: float  # perf_counter of the first send
     elapsed: float
 
     def failures(self) -> list[Posted]:
@@ -260,10 +268,7 @@ def post_all(url: str, key: str, bodies: list[bytes], *, concurrency: int) -> Lo
     start.wait()
     for t in threads:
         t.join()
-    return Load([r for r in results if r is not None], t0, time.perf_counter() - t0)
-
-
-# --- CPU accounting ----------------------------------------------------------------------------------------
+    return Load([r for r in results if r is not None], time.perf_counter() - t0)
 
 
 def proc_stat(pid: int) -> list[str]:
@@ -280,27 +285,21 @@ def process_cpu(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / TICK if stat else 0.0
 
 
-def tree_cpu(pid: int, exclude: frozenset[int] = frozenset()) -> float:
-    """CPU seconds of a process, its reaped children and its live descendants (but ``exclude``)."""
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its reaped children and its live descendants."""
     stat = proc_stat(pid)
-    own = sum(int(v) for v in stat[11:15]) / TICK if stat else 0.0
-    return own + sum(tree_cpu(child, exclude) for child in children(pid) if child not in exclude)
-
-
-def processes() -> dict[int, str]:
-    """Every process of the machine: its command name by pid."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                found[int(entry.name)] = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-    return found
+    return sum(int(v) for v in stat[11:15]) / TICK + sum(map(tree_cpu, children(pid))) if stat else 0.0
 
 
 def pids_named(name: str) -> list[int]:
-    return [pid for pid, comm in processes().items() if comm == name]
+    """The processes whose command name is ``name``."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            found += [int(entry.parent.name)] if entry.read_text().strip() == name else []
+        except OSError:
+            continue
+    return found
 
 
 def machine_busy() -> tuple[float, float]:
@@ -336,21 +335,13 @@ class Usage:
     busy: float = 0.0
     total: float = 0.0
 
-    def __add__(self, other: Usage) -> Usage:
-        names = self.groups.keys() | other.groups.keys()
-        groups = {k: self.groups.get(k, 0.0) + other.groups.get(k, 0.0) for k in names}
-        return Usage(self.wall + other.wall, groups, self.busy + other.busy, self.total + other.total)
-
     @property
     def others(self) -> float:
         """Cores used by every process outside the groups."""
         return max(0.0, self.busy - sum(self.groups.values())) / max(self.wall, 1e-9)
 
-    def cores(self, group: str) -> float:
-        return self.groups[group] / max(self.wall, 1e-9)
-
     def line(self) -> str:
-        text = ", ".join(f"{name} {self.cores(name):.2f}" for name in self.groups)
+        text = ", ".join(f"{name} {v / max(self.wall, 1e-9):.2f}" for name, v in self.groups.items())
         return f"{text}, anything else {self.others:.2f} (machine {self.busy / max(self.total, 1e-9):.0%} busy)"
 
 
@@ -368,9 +359,6 @@ class CpuMeter:
     def usage(before: tuple[float, dict[str, float], float, float], after: tuple[Any, ...]) -> Usage:
         groups = {k: after[1][k] - before[1][k] for k in before[1]}
         return Usage(after[0] - before[0], groups, after[2] - before[2], after[3] - before[3])
-
-
-# --- the machine and the markdown -----------------------------------------------------------------------------
 
 
 def cpu_model() -> str:

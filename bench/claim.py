@@ -1,7 +1,5 @@
-"""Claim latency: ``item_claim_next`` for 50 concurrent reviewers on PostgreSQL, with 1,000 and 1,000,000 items waiting.
-
-Reviewers are threads with a connection each; a raw-SQL reference takes turns on the same connections
-(bench/README.md, docs/performance.md)."""
+"""Claim latency: ``item_claim_next`` for 50 concurrent reviewers (threads) with 1,000 and 1,000,000 items waiting,
+and a raw-SQL reference taking turns on the same connections (bench/README.md, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -26,11 +24,6 @@ from psycopg import sql
 RESULT = benchlib.RESULTS / "claim.md"
 SOURCE = "bench-claim"
 LEASE = timedelta(minutes=15)
-# Every NOT NULL field of an item without a database default, and the queue fields, in ``item_row``'s order.
-FIELDS = benchlib.names(
-    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
-    "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
-)
 # Most items wait at the default priority; rules raise some (reports, high-risk scores) and a few urgent ones.
 PRIORITIES = [0] * 80 + [10] * 15 + [50] * 4 + [100]
 SLA = timedelta(hours=24)
@@ -53,8 +46,8 @@ class Statements:
             "WHERE id = %s AND state = 'claimed' AND assignee_id = %s",
             sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
                 sql.Identifier(items),
-                sql.SQL(", ").join(map(sql.Identifier, FIELDS)),
-                sql.SQL(", ").join(sql.Placeholder() * len(FIELDS)),
+                sql.SQL(", ").join(map(sql.Identifier, benchlib.QUEUED_FIELDS)),
+                sql.SQL(", ").join(sql.Placeholder() * len(benchlib.QUEUED_FIELDS)),
             ),
             f"SELECT id FROM {items} WHERE queue_id = %s AND state = 'queued' "
             "ORDER BY priority DESC, due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
@@ -75,13 +68,11 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # seconds per claim
     empty: int = 0  # claims that found nothing although items were waiting
     elapsed: float = 0.0
-    cpu: benchlib.Usage = field(default_factory=benchlib.Usage)
 
     def add(self, other: Run) -> None:
         self.latencies += other.latencies
         self.empty += other.empty
         self.elapsed += other.elapsed
-        self.cpu += other.cpu
 
     def line(self) -> str:
         ms = [s * 1000 for s in self.latencies]
@@ -89,10 +80,6 @@ class Run:
             f"{benchlib.quantiles(ms, (0.5, 0.95, 0.99), unit=' ms')}, "
             f"max {max(ms):.1f} ms; {len(ms) / self.elapsed:,.0f} claims/s ({len(ms):,} claims in {self.elapsed:.1f} s)"
         )
-
-    def cpu_line(self) -> str:
-        per_claim = ", ".join(f"{v / len(self.latencies) * 1000:.1f} ms {k}" for k, v in self.cpu.groups.items())
-        return f"{self.cpu.line()}; CPU per claim, with its close and refill: {per_claim}"
 
     def p99(self) -> float:
         return benchlib.percentile(self.latencies, 0.99) * 1000
@@ -102,8 +89,7 @@ ClaimOnce = Callable[[int, random.Random], float | None]
 
 
 def threads_run(pool: ThreadPoolExecutor, reviewers: list[int], claims: int, think: float, once: ClaimOnce) -> Run:
-    """Each reviewer calls ``once`` (seconds, or None: found nothing) ``claims`` times on its thread, all starting
-    together; with ``think``, after a random 0 to 2 x ``think`` s pause each, so they do not move in lockstep."""
+    """Each reviewer calls ``once`` (seconds, or None) ``claims`` times, all starting together, ``think`` s apart."""
     run = Run()
     lock = threading.Lock()
     start = threading.Barrier(len(reviewers) + 1)
@@ -162,8 +148,7 @@ def service_claimer(queue: Any, people: list[Any], sqls: Statements, label: str,
 
 
 def raw_claimer(queue_id: int, people: list[Any], sqls: Statements, label: str, claimed: list[int]) -> ClaimOnce:
-    """The SKIP LOCKED select + update in one transaction, then the same close, on the reviewer's own (Django's)
-    connection with psycopg's own cursor (server-side parameters, prepared after five runs)."""
+    """The SKIP LOCKED select + update in one transaction, then the same close, by psycopg on Django's connection."""
     from django.db import connection
 
     now, counters = datetime.now(UTC), [0] * len(people)
@@ -216,25 +201,18 @@ def duplicates(claimed: list[int]) -> int:
     return sum(n - 1 for n in Counter(claimed).values() if n > 1)
 
 
-def measure(args: argparse.Namespace, makers: dict[str, Maker], conninfo: str, dbname: str) -> Any:
-    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone.
-    The reviewers are threads of this process, each with its own connection, started together each run."""
+def measure(args: argparse.Namespace, makers: dict[str, Maker]) -> Any:
+    """Warm up; paced rounds, the labels taking turns (a burst falls on each alike); flat out; one reviewer alone."""
     from django.db import connection
 
     labels = ["service-small", "service-large", "raw-large"]
     runs: dict[str, Run] = {}
     claimed: dict[str, list[int]] = {}
-    pg: list[int] = []  # the database's backends, once the warm-up has opened them
     pool = ThreadPoolExecutor(args.reviewers, thread_name_prefix="reviewer")
-    meter = benchlib.CpuMeter(
-        {"bench process": time.process_time, "their PostgreSQL": lambda: sum(map(benchlib.process_cpu, pg))}
-    )
 
     def run(label: str, mode: str, *, claims: int, think: float, tag: str, active: int = 0) -> None:
         once = makers[label](f"{label}-{tag}", claimed.setdefault(label, []))
-        before = meter.snapshot()
         done = threads_run(pool, list(range(active or args.reviewers)), claims, think, once)
-        done.cpu = meter.usage(before, meter.snapshot())
         if mode:
             runs.setdefault(f"{label}, {mode}", Run()).add(done)
             print(f"{label}, {mode} ({tag}): {done.line()}", flush=True)
@@ -242,7 +220,6 @@ def measure(args: argparse.Namespace, makers: dict[str, Maker], conninfo: str, d
     try:
         for label in labels:
             run(label, "", claims=args.warmup, think=0, tag="w")
-        pg[:] = benchlib.postgres_pids(conninfo, dbname)
         for r in range(args.rounds):
             for label in labels:
                 run(label, "paced", claims=args.claims, think=args.think_ms / 1000, tag=f"p{r}")
@@ -279,8 +256,7 @@ def main() -> int:
     args = parser.parse_args()
     # Each reviewer thread keeps its one connection for the whole run, as a gunicorn worker would.
     with benchlib.scratch(args, CONN_MAX_AGE="3600", LOG_LEVEL="WARNING") as db:
-        conninfo, dbname = db.conninfo, db.dbname
-        benchlib.django_setup(db.env)
+        conninfo = db.conninfo
         from django.db.models import Count
 
         from ops_platform.core.models import Role, Team
@@ -298,7 +274,7 @@ def main() -> int:
             rng, now, t0 = random.Random(queues[name].pk), datetime.now(UTC), time.perf_counter()
             with psycopg.connect(conninfo) as conn:
                 rows = (item_row(rng, queues[name].pk, f"{name}-{n:08d}", now) for n in range(count))
-                benchlib.copy_rows(conn, ReviewItem, FIELDS, rows)
+                benchlib.copy_rows(conn, ReviewItem, benchlib.QUEUED_FIELDS, rows)
             print(f"COPY {count:,} items into {queues[name].slug}: {time.perf_counter() - t0:.1f} s", flush=True)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             # As autovacuum would have by now; the checkpoint writes the load's WAL before, not during, the runs.
@@ -311,7 +287,7 @@ def main() -> int:
         gc.collect()  # then freeze, as a pre-fork server does after loading the app (docs/performance.md, claim)
         gc.freeze()
         # The reviewers' connections are closed after it, so the checks below find one free on a busy server.
-        runs, claimed = measure(args, makers, conninfo, dbname)
+        runs, claimed = measure(args, makers)
         plan = claim_plan(queues["large"], people[0])
         waiting = dict(
             ReviewItem.objects.filter(state="queued").values_list("queue_id").annotate(n=Count("pk")).order_by()
@@ -339,7 +315,6 @@ def main() -> int:
             name = label.replace("service-small", f"**item_claim_next, {args.small:,} waiting**")
             name = name.replace("service-large", f"**item_claim_next, {args.large:,} waiting**")
             r.add(name.replace("raw-large", f"raw SKIP LOCKED SELECT + UPDATE, {args.large:,} waiting"), run.line())
-            r.add("  cores used", run.cpu_line())
         r.add("**p99 ratio, paced: large / small**", f"{ratio:.2f}")
         r.add("items given twice", ", ".join(f"{k}: {duplicates(v)}" for k, v in claimed.items()))
         r.add("claims that found nothing", f"{sum(run.empty for run in runs.values())} (items were always waiting)")

@@ -29,16 +29,7 @@ CACHE_URL = "redis://127.0.0.1:6379/14"
 SOURCE, WARMUP_SOURCE = "bench-intake", "bench-warmup"
 COPY_TABLE = "bench_copy_reviewitem"
 
-VOCABULARY = {
-    "en": (
-        "the this is not what I said about your post and you know it honestly people like you should stop "
-        "buy cheap followers now click link in bio free giveaway limited offer great photo love it thanks "
-        "for sharing anyone else seeing this report spam account again scam crypto double your money "
-        "meeting tomorrow at noon see you there lol that was hilarious worst service ever never again"
-    ),
-    **benchlib.VOCABULARY,
-}
-WORDS = {language: text.split() for language, text in VOCABULARY.items()}
+WORDS = {language: text.split() for language, text in benchlib.VOCABULARY.items()}
 
 
 def item_text(rng: random.Random, language: str) -> str:
@@ -141,7 +132,6 @@ def main() -> int:
     celery, hosts = (BROKER_URL, CACHE_URL), "127.0.0.1,localhost"
     with benchlib.scratch(args, celery=celery, files=[log], ALLOWED_HOSTS=hosts, CONN_MAX_AGE="600") as db:
         conninfo, env = db.conninfo, db.env
-        benchlib.django_setup(env)
         from django.db import connections
 
         from queues.models import ReviewItem

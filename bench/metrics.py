@@ -17,10 +17,6 @@ from tests.support.processes import Gunicorn, running
 
 RESULT = benchlib.RESULTS / "metrics.md"
 TOKEN = "bench-metrics-token"  # noqa: S105 - a scratch server on the loopback
-FIELDS = benchlib.names(
-    "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
-    "is_golden state queue_id priority tags required_reviews received_at triaged_at queued_at due_at"
-)
 # The figures the periodic job keeps, as one exporter would compute them on every scrape.
 DIRECT = [
     "SELECT queue_id, state, count(*), min(received_at) FROM {t} WHERE state IN ('queued', 'claimed') GROUP BY 1, 2",
@@ -39,7 +35,6 @@ def main() -> int:
     args = p.parse_args()
     env = {"ALLOWED_HOSTS": "127.0.0.1", "CONN_MAX_AGE": "600", "PERIODIC_IN_PROCESS": "false", "LOG_LEVEL": "WARNING"}
     with benchlib.scratch(args, METRICS_TOKEN=TOKEN, **env) as db:
-        benchlib.django_setup(db.env)
         from analytics.exporter.refresh import metrics_snapshot_refresh
         from queues.models import Queue, ReviewItem
 
@@ -54,24 +49,19 @@ def main() -> int:
                 state, queue, t = ("received", None, None) if n % 100 == 0 else ("queued", rng.choice(queues).pk, at)
                 due = at + timedelta(hours=24) if queue else None
                 rows.append((f"src-{n % 5}", f"w-{n:08d}", *fixed, state, queue, 0, "[]", 1, at, t, t, due))
-            benchlib.copy_rows(conn, ReviewItem, FIELDS, rows)
+            benchlib.copy_rows(conn, ReviewItem, benchlib.QUEUED_FIELDS, rows)
         seeded = time.perf_counter() - t0
         with psycopg.connect(db.conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(items)))
             conn.execute("CHECKPOINT")
-        runs = []
-        for _ in range(6):  # the first counts the whole history
-            t0 = time.perf_counter()
-            metrics_snapshot_refresh()
-            runs.append((time.perf_counter() - t0) * 1000)
+        runs = [benchlib.timed(metrics_snapshot_refresh)[0] * 1000 for _ in range(6)]  # the first counts all history
         first, steady = runs[0] / 1000, runs[1:]
-        direct: list[float] = []
+        queries = [sql.SQL(statement).format(t=sql.Identifier(items)) for statement in DIRECT]
         with psycopg.connect(db.conninfo) as conn:
-            for _ in range(args.direct_runs):
-                t0 = time.perf_counter()
-                for statement in DIRECT:
-                    conn.execute(sql.SQL(statement).format(t=sql.Identifier(items))).fetchall()
-                direct.append(time.perf_counter() - t0)
+            direct = [
+                benchlib.timed(lambda: [conn.execute(q).fetchall() for q in queries])[0]
+                for _ in range(args.direct_runs)
+            ]
 
         (log := benchlib.RESULTS / "logs" / "metrics-gunicorn.log").parent.mkdir(parents=True, exist_ok=True)
         web = Gunicorn(db.env, log, workers=2)

@@ -1,13 +1,8 @@
-"""Every page, timed: each persona (one user per role) signs in and requests every page the URL resolver lists, with
-real ids, through the whole Django stack in this process (middleware, view, template); server time per request.
+"""Every page the URL resolver lists, requested by one user of each role through the whole Django stack in-process:
+server-time p50/p95 per page and the slowest ten, beside ``/healthz``; on the embedded demo or on PostgreSQL with
+the dashboard world. See bench/README.md.
 
-Two worlds: ``--mode demo``, the embedded demo (``demo_seed`` on SQLite, as ``make demo``), and ``--mode postgres``,
-tests/support/dashboard_world.py's world seeded by COPY (bench/dashboard.py's seeding, ``--decisions``) with
-``--waiting`` extra waiting items inserted by one INSERT … SELECT, rollups built once as the periodic jobs would.
-The reference in the same run is ``/healthz`` (the same stack, no work). Prints p50/p95 per page and the slowest ten.
-
-    .venv/bin/python bench/pages.py --mode demo [--demo-db bench/results/pages-demo.sqlite3] [--repeat 3]
-    .venv/bin/python bench/pages.py --mode postgres [--decisions 10000000 --waiting 1000000] [--keep | --reuse]
+    .venv/bin/python bench/pages.py --mode demo | --mode postgres [--decisions 10000000 --waiting 1000000]
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +138,7 @@ def time_pages(
     repeat: int, only: list[str]
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, int]], list[float], list[str]]:
     """Milliseconds per page over every persona and run (pages shown, 2xx, only; the first run of each is cold),
-    the statuses each gave, the reference's milliseconds, and what was left out. The dashboards' default charts
-    are drawn first, as the periodic rollup refresh draws them in a running deployment."""
+    the statuses each gave, the reference's milliseconds, and what was left out."""
     from django.test import Client
 
     logging.disable(logging.WARNING)  # refusals (403, 405) are expected answers here, not news
@@ -152,9 +147,8 @@ def time_pages(
     people = personas()
     from analytics.panels import charts_warm
 
-    t0 = time.perf_counter()
-    drawn = charts_warm()  # what the periodic rollup refresh does after each refresh
-    print(f"charts drawn ahead as the periodic job does: {drawn} in {time.perf_counter() - t0:,.1f} s", flush=True)
+    seconds, drawn = benchlib.timed(charts_warm)  # what the periodic rollup refresh does after each refresh
+    print(f"charts drawn ahead as the periodic job does: {drawn} in {seconds:,.1f} s", flush=True)
     times: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     reference: list[float] = []
@@ -173,9 +167,7 @@ def time_pages(
                 statuses[path][role] = response.status_code
                 if response.status_code < 300:  # a page shown; refusals and redirects (to sign in) are not
                     times[f"{path} ({name})"].append(ms)
-            t0 = time.perf_counter()
-            client.get("/healthz", secure=True)
-            reference.append((time.perf_counter() - t0) * 1000)
+            reference.append(benchlib.timed(partial(client.get, "/healthz", secure=True))[0] * 1000)
         print(f"  {role}: done", flush=True)
     return times, statuses, reference, left
 
@@ -194,8 +186,7 @@ def demo_database(path: Path, fresh: bool) -> dict[str, str]:
 
 
 def waiting_add(conninfo: str, n: int, now: datetime) -> float:
-    """``n`` more waiting items, cloned from the newest queued one by one INSERT … SELECT over the queues, received
-    over the last 14 days: the backlog at scale. Seconds taken."""
+    """Seconds to add ``n`` waiting items over 14 days and the queues, cloned from the newest by INSERT … SELECT."""
     if n <= 0:
         return 0.0
     t0 = time.perf_counter()
@@ -258,7 +249,6 @@ def main() -> int:
 
     hosts = "127.0.0.1,localhost"  # production settings allow no host unless told
     with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING", ALLOWED_HOSTS=hosts) as db:
-        django_setup(db.env)
         if not args.reuse:
             world = dw.world_create()
             now = datetime.now(UTC).replace(second=0, microsecond=0)

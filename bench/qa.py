@@ -1,10 +1,6 @@
-"""QA calibration at scale: a session of 10,000 items created, rated by 5 raters and reported through the API over
-real HTTP to gunicorn, next to the same ratings written by the services in this process.
-
-Three sessions over the same items: one rated by label imports in batches (every item, then closed, which computes
-the report's figures, and its report read), one rated one call per rating (`POST .../ratings`) for the first
-``--per-call-items`` items, and the same ratings written by `rating_submit` in-process (the reference). That the
-figures are right is tests/qa/test_agreement_by_api.py's job.
+"""QA calibration at scale: a 10,000-item session created, rated by 5 raters (label imports, and one call per
+rating for a first slice) and reported over HTTP to gunicorn, beside the same ratings by ``rating_submit``
+in-process; claim-next as a reviewer's decisions grow. See bench/README.md; correctness is the tests' job.
 
     .venv/bin/python bench/qa.py [--items 10000] [--raters 5] [--per-call-items 10000] [--workers 2] [--batch 1000]
 """
@@ -35,11 +31,7 @@ REPEATS = 5
 def labels_of(items: int, raters: int, seed: int = 22) -> list[list[bool]]:
     """Per item, each rater's verdict: one in three items a violation, each rater off the truth one time in five."""
     rng = random.Random(seed)
-    out = []
-    for i in range(items):
-        truth = i % 3 == 0
-        out.append([truth if rng.random() < 0.8 else not truth for _ in range(raters)])
-    return out
+    return [[(i % 3 == 0) != (rng.random() >= 0.8) for _ in range(raters)] for i in range(items)]
 
 
 def repeated_ms(call: Callable[[], Any]) -> tuple[float, float, float]:
@@ -118,7 +110,6 @@ def main() -> int:
     settings = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_TASK_ALWAYS_EAGER": "true", "CACHE_URL": REDIS_URL}
     settings |= {"ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "CONN_MAX_AGE": "600"}
     with benchlib.scratch(args, redis=[REDIS_URL], files=[log], **settings) as db:
-        django_setup(db.env)
         from django.conf import settings
         from django.db import connections
         from django.test import Client, override_settings

@@ -1,7 +1,5 @@
-"""The benchmark report: every benchmark and drill run in turn, their results assembled into one markdown file.
-
-Each runs alone as a subprocess and writes its own result; this records the machine, load and exit statuses into
-bench/results/REPORT.md and (not for --quick) docs/benchmark-report.md. Usage: bench/README.md."""
+"""The benchmark report: every benchmark and drill run alone in turn, into bench/results/REPORT.md and (not for
+--quick) docs/benchmark-report.md, with the machine, load and exit statuses. Usage: bench/README.md."""
 
 from __future__ import annotations
 
@@ -61,9 +59,6 @@ BENCHMARKS = [
 SCRIPTS = BENCHMARKS + [Script(d.name, ("-m", d.module), ("--quick",), drill=True) for d in DRILLS]
 
 
-# --- the machine ----------------------------------------------------------------------------------
-
-
 def machine_lines() -> list[tuple[str, str]]:
     meminfo = dict(ln.split(":", 1) for ln in Path("/proc/meminfo").read_text().splitlines())
     memory, available = (int(meminfo.get(k, "0 kB").split()[0]) / 2**20 for k in ("MemTotal", "MemAvailable"))
@@ -114,9 +109,6 @@ def git_describe() -> str:
     return f"{commit} ({branch}){dirty}"
 
 
-# --- running one script ---------------------------------------------------------------------------
-
-
 @dataclass
 class Outcome:
     script: Script
@@ -146,8 +138,7 @@ class Outcome:
 
     @classmethod
     def saved(cls, script: Script, report: str) -> Outcome | None:
-        """The outcome kept next to the log by its last run; else as ``report`` (a report written earlier, the
-        committed one in a fresh checkout) records it, its result being the section's text."""
+        """The outcome its last run kept next to the log; else as ``report`` (the committed one, say) records it."""
         if (path := LOGS / f"{script.result.stem}.json").exists():
             return cls.of(script, json.loads(path.read_text()))
         heading = f"{section_heading(script)}\n\n{MARK}"
@@ -231,8 +222,6 @@ def markdown_of(lines: list[str]) -> str:
     return "".join(lines)
 
 
-# --- the report -----------------------------------------------------------------------------------
-
 TARGET_WORDS = re.compile(r"\b(MISSED|FAILED|WRONG)\b")
 
 
@@ -241,8 +230,7 @@ def table_cells(line: str) -> list[str]:
 
 
 def headline(markdown: str) -> str:
-    """The figures a result marks in bold: each table row whose first cell is bold, with its value (a two-column
-    table) or its bold cells (a wider one). Without any, the first row of its first table."""
+    """The figures of a result's rows whose first cell is bold (else its first row), bold cells only if wider."""
     found = []
     first_row = ""
     for line in markdown.splitlines():
@@ -347,16 +335,14 @@ def report_render(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks or drills")
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="run everything but these")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the whole report")
     parser.add_argument("--list", action="store_true", help="print the scripts it would run, then stop")
     docs = DOCS_COPY.relative_to(ROOT)
-    yes_no = argparse.BooleanOptionalAction
-    parser.add_argument("--docs", action=yes_no, help=f"also write {docs} (default: yes, but not for --quick)")
-    merge = f"scripts not run now keep their last result (bench/results/logs/, or else as {docs} shows it)"
-    parser.add_argument("--merge", action="store_true", help=merge)
+    parser.add_argument("--docs", action=argparse.BooleanOptionalAction, help=f"also write {docs} (not for --quick)")
+    parser.add_argument("--merge", action="store_true", help=f"scripts not run keep their last result (or {docs}'s)")
     args = parser.parse_args()
 
     scripts = SCRIPTS

@@ -28,19 +28,18 @@ from tests.support.rule_world import BASELINE_RULES, World, world_create
 RESULT = benchlib.RESULTS / "rules.md"
 DAYS = 14
 
-# --- generated items ---------------------------------------------------------------------------------
 
 CATEGORIES = names("hate harassment violence self-harm sexual sexual/minors hate/threatening violence/graphic")
 # How often each category is the one an elevated item is elevated in.
 ELEVATED_WEIGHTS = [0.20, 0.30, 0.14, 0.07, 0.20, 0.01, 0.03, 0.05]
 VOCABULARY = {
+    **benchlib.VOCABULARY,
     "en": (
         "the this is not what I said about your post and you know it honestly people like you should stop buy cheap "
         "followers now click link in bio free great photo love it thanks for sharing anyone else seeing this report "
         "spam account again meeting tomorrow at noon see you there lol that was hilarious worst service ever never "
         "again game last night was wild who is coming new recipe turned out better than expected my dog ate it"
     ),
-    **benchlib.VOCABULARY,
 }
 WORDS = {language: text.split() for language, text in VOCABULARY.items()}
 # Phrases rules look for, which a small share of texts carry.
@@ -53,15 +52,11 @@ PHRASES = names(
 
 @dataclass
 class Items:
-    """Generated items in arrival order: the values of their first 11 ITEM_FIELDS (JSON as text), their stored
-    scores, and their seconds from the start of the period (ascending)."""
+    """Generated items in arrival order: their first 11 ITEM_FIELDS, scores and seconds into the period."""
 
     fields: list[tuple[Any, ...]]
     scores: list[dict[str, float]]
     offset_seconds: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.fields)
 
 
 def scores_generate(rng: np.random.Generator, reported: np.ndarray) -> np.ndarray:
@@ -152,7 +147,7 @@ POLICY_OF = dict(zip(CATEGORIES, names(CITED), strict=True))
 def decisions_generate(items: Items, count: int, *, seed: int) -> list[Decided]:
     """Final decisions on ``count`` distinct items: mostly violations where a score is high, rarely otherwise."""
     rng = random.Random(seed + 1)
-    chosen = sorted(rng.sample(range(len(items)), min(count, len(items))))
+    chosen = sorted(rng.sample(range(len(items.fields)), min(count, len(items.fields))))
     found = []
     for index in chosen:
         scores = items.scores[index]
@@ -162,9 +157,6 @@ def decisions_generate(items: Items, count: int, *, seed: int) -> list[Decided]:
         action = "remove" if violation else "no-action"
         found.append(Decided(index, violation, policy, action))
     return found
-
-
-# --- (a) rows per second -----------------------------------------------------------------------------
 
 
 @contextmanager
@@ -224,8 +216,7 @@ def measure_rows(program: Any, rows: list[dict[str, Any]], *, interpreted_rows: 
     sample = rows[:interpreted_rows]
 
     def per_second(fn: Callable[[dict[str, Any]], Any], batch: list[dict[str, Any]], times: int) -> float:
-        # A plain loop that keeps nothing: holding 200,000 results would make the garbage collector walk
-        # every row dict again and again, which live routing (500 items a batch) never does.
+        # A plain loop that keeps nothing, as live routing does (docs/performance.md, rules and backtests).
         def run() -> None:
             for r in batch:
                 fn(r)
@@ -274,9 +265,6 @@ def measure_rows(program: Any, rows: list[dict[str, Any]], *, interpreted_rows: 
     )
 
 
-# --- (b) seeding and the backtest ---------------------------------------------------------------------
-
-
 def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: set[str]) -> tuple[float, int, int]:
     """Seconds, rows and bytes of ``COPY (SELECT …) TO STDOUT`` of what the backtest loads, in one query."""
     from queues.models import ReviewItem
@@ -313,43 +301,16 @@ def raw_copy_seconds(conninfo: str, *, start: datetime, end: datetime, names: se
         return time.perf_counter() - t0, lines, size
 
 
-@dataclass
-class BacktestRun:
-    total: float  # seconds
-    result: dict[str, Any]
-    cpu: (
-        benchlib.Usage
-    )  # this process (its threads included) and the others but PostgreSQL's, whose backends come and go
-
-    def line(self) -> str:
-        own, others = self.cpu.groups["this process"], self.cpu.groups["other processes"]
-        postgres = max(0.0, self.cpu.busy - own - others)
-        return (
-            f"this process {own:.1f} s (both its threads), PostgreSQL {postgres:.1f} s, other processes "
-            f"{others:.1f} s; machine {self.cpu.busy / self.cpu.total:.0%} busy"
-        )
-
-
-def backtest_run(world: World, *, start: datetime, end: datetime) -> BacktestRun:
+def backtest_run(world: World, *, start: datetime, end: datetime) -> tuple[float, dict[str, Any]]:
+    """Seconds and result of one ``backtest_compute`` of the draft against the baseline."""
     from routing.rules.backtest import backtest_compute
     from routing.rules.engine import program_for
 
     draft, baseline = program_for(world.draft), program_for(world.baseline)
-    others = [pid for pid, name in benchlib.processes().items() if name != "postgres" and pid != os.getpid()]
-    seen: dict[int, float] = {}
-
-    def others_cpu() -> float:  # one that exits meanwhile keeps its last reading: 0 would count as negative CPU
-        seen.update({pid: max(seen.get(pid, 0.0), benchlib.process_cpu(pid)) for pid in others})
-        return sum(seen.values())
-
-    meter = benchlib.CpuMeter({"this process": time.process_time, "other processes": others_cpu})
-    before = meter.snapshot()
+    t0 = time.perf_counter()
     result = backtest_compute(draft, baseline, start=start, end=end)
-    cpu = meter.usage(before, meter.snapshot())
-    return BacktestRun(cpu.wall, result, cpu)
+    return time.perf_counter() - t0, result
 
-
-# --- (b) seeding ---------------------------------------------------------------------------------------
 
 ITEM_FIELDS = names(
     "source external_id kind text media_urls author_ref surface language metadata report_reasons report_count "
@@ -382,8 +343,8 @@ def seed(conninfo: str, items: Items, decided: list[Decided], world: World, star
         benchlib.copy_rows(conn, ReviewItem, ITEM_FIELDS, item_rows())
         conn.commit()
         ids = list(ReviewItem.objects.order_by("pk").values_list("pk", flat=True))
-        if len(ids) != len(items) or ids[-1] - ids[0] + 1 != len(ids):
-            raise SystemExit(f"COPY stored {len(ids)} items (expected {len(items)}), or not in one id run")
+        if len(ids) != len(items.fields) or ids[-1] - ids[0] + 1 != len(ids):
+            raise SystemExit(f"COPY stored {len(ids)} items (expected {len(items.fields)}), or not in one id run")
         scores = (
             (item_id, "local", "local", "7", "", json.dumps(items.scores[i]), "{}", at(i, 1))
             for i, item_id in enumerate(ids)
@@ -435,7 +396,6 @@ def main() -> int:
     # DEBUG off (app_env's): no query log, a million rows must not be kept in connection.queries.
     with benchlib.scratch(args, CELERY_BROKER_URL="", SCORING_DEFAULT_CHAIN="local") as db:
         conninfo = db.conninfo
-        benchlib.django_setup(db.env)
         from django.db import connection
 
         from routing.rules.engine import program_for
@@ -451,8 +411,7 @@ def main() -> int:
         print(f"(a) {args.rows:,} stored items' rows: compiled, interpreted, columns …", flush=True)
         rows = stored_rows(ids[: args.rows])
         rates = measure_rows(draft, rows, interpreted_rows=args.interpreted_rows or args.rows, repeat=args.repeat)
-        # The backtests run in a process holding no more than a worker would: not millions of generated rows
-        # for the garbage collector to walk.
+        # The backtests run in a process holding no more than a worker would (docs/performance.md).
         del items, rows
         gc.collect()
 
@@ -465,7 +424,7 @@ def main() -> int:
             print(f"backtest {n + 1}/{args.repeat} …", flush=True)
             runs.append(backtest_run(world, start=start, end=end))
 
-        result = runs[0].result
+        result = runs[0][1]
         terminal, tagging = len(draft.terminal), len(draft.tagging)
         r = benchlib.Report("Routing rules benchmark")
         r.stamp(conninfo)
@@ -506,19 +465,18 @@ def main() -> int:
             f"{args.items:,} items over {DAYS} days, one local score row each, {len(decided):,} final decisions",
         )
         r.add("seeding (not in the figures)", f"{seed_s:.1f} s (COPY, VACUUM ANALYZE); generating {generate_s:.1f} s")
-        for n, run in enumerate(runs, start=1):
-            verdict = "met" if run.total < args.backtest_target else "MISSED"
-            load, evaluate = run.result["seconds"]["load"], run.result["seconds"]["evaluate"]
+        for n, (total, run) in enumerate(runs, start=1):
+            verdict = "met" if total < args.backtest_target else "MISSED"
+            load, evaluate = run["seconds"]["load"], run["seconds"]["evaluate"]
             value = (
-                f"{run.total:.2f} s: load {load:.2f} s, evaluate {evaluate:.2f} s, summaries "
-                f"{run.total - load - evaluate:.2f} s ({run.result['items']:,} items, "
-                f"{run.result['items'] / run.total:,.0f} items/s; target < {args.backtest_target:g} s: {verdict})"
+                f"{total:.2f} s: load {load:.2f} s, evaluate {evaluate:.2f} s, summaries "
+                f"{total - load - evaluate:.2f} s ({run['items']:,} items, "
+                f"{run['items'] / total:,.0f} items/s; target < {args.backtest_target:g} s: {verdict})"
             )
             r.add(
                 f"**backtest_compute, run {n}**" if n == 1 else f"backtest_compute, run {n}",
                 f"**{value}**" if n == 1 else value,
             )
-            r.add(f"CPU during run {n}", run.line())
         r.add(
             "raw PostgreSQL reference",
             f"COPY (SELECT the same columns, scores joined) TO STDOUT: {copy_s:.2f} s for {copied:,} rows, "
@@ -530,7 +488,7 @@ def main() -> int:
             f"{result['changed']:,} items change destination; draft: "
             + ", ".join(f"{k} {v:,}" for k, v in destinations),
         )
-        outcome = [{k: v for k, v in run.result.items() if k != "seconds"} for run in runs]
+        outcome = [{k: v for k, v in run.items() if k != "seconds"} for _, run in runs]
         stable = all(o == outcome[0] for o in outcome)
         ok = rates.disagreements == 0 and result["items"] == args.items and stable
         failure = f"{rates.disagreements} disagreements, {result['items']:,} items, runs equal {stable}"

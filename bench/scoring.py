@@ -57,8 +57,7 @@ def typo(rng: random.Random, word: str) -> str:
 
 
 def texts_generate(prompts: Sequence[str], *, count: int, seed: int) -> list[str]:
-    """Post-length texts cut from the prompts, a few words swapped, shouted, decorated or mistyped, the odd
-    mention, hashtag or link: words new to the model's per-word caches come at a realistic rate."""
+    """Post-length texts cut from the prompts and perturbed, so that new words come at a realistic rate."""
     rng = random.Random(seed)
     split = [p.split() for p in prompts if p.split()]
     vocabulary = [w for words in split for w in words]
@@ -117,8 +116,7 @@ def items_copy(conninfo: str, source: str, texts: Sequence[str], seed: int) -> l
 
 
 def postgres_cpu(conn: psycopg.Connection[Any]) -> float:
-    """CPU seconds of the whole PostgreSQL server so far but for this script's backend: the postmaster with its
-    reaped children (the worker reconnects for every task) and the live processes."""
+    """CPU seconds of the PostgreSQL server (its reaped and live processes) but for this script's backend."""
     backend = conn.info.backend_pid
     postmaster = int(benchlib.proc_stat(backend)[1])
     stat = benchlib.proc_stat(postmaster)
@@ -211,8 +209,7 @@ def reference_run(texts: dict[str, list[str]], batch: int) -> Reference:
 
 
 def scores_check(source: str, expected: Sequence[dict[str, float]], label: str) -> tuple[dict[str, int], int]:
-    """Counts that must be 0 (one local score an item, of the active version, every category, in [0, 1], equal
-    to in-process predict), and the number of model calls."""
+    """Counts that must be 0 (a score missing, duplicated or unlike in-process predict's), and the model calls."""
     from routing.models import ClassifierScore
 
     rows = ClassifierScore.objects.filter(item__source=source)
@@ -260,7 +257,6 @@ def main() -> int:
         conninfo, env = db.conninfo, db.env
         label, train_seconds, _ = model_train(env, args.dataset, actor="bench/scoring.py")
         print(f"model {label} trained and promoted in {train_seconds:.0f} s", flush=True)
-        # Django here too: to send tasks and run the in-process references.
         benchlib.django_setup(env, refuse_eager="tasks would run in this process, not in the worker")
         from routing.models import ClassifierCall, ClassifierScore, DeadLetter
         from routing.tasks import items_score_task
@@ -347,14 +343,7 @@ def main() -> int:
             + benchlib.quantiles(lengths, (0.1, 0.5, 0.9), ".0f")
             + f", max {max(lengths)} characters",
         )
-        r.add(
-            "worker",
-            "`celery -A ops_platform worker -Q triage --pool solo --concurrency 1`, prefetch 1, log level INFO, "
-            f"broker {BROKER_URL}, cache {CACHE_URL}",
-        )
         r.add("database statistics", f"ANALYZE once after the warm-up (autovacuum is {autovacuum} on this server)")
-        r.add("CPU in cores, batched", batched.cpu.line())
-        r.add("CPU in cores, one item a task", single.cpu.line())
         for source, name in ((BATCHED, "batched"), (SINGLE, "one item a task")):
             counts, calls = checks[source]
             described = ", ".join(f"{n} {what}" for what, n in counts.items())
