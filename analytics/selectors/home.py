@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any
 
-from django.db.models import Max, Q, Sum
+from django.core.cache import cache
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from analytics.charts import Chart, line, stacked_bar, svgs_cached
 from analytics.filters import MetricFilter
-from analytics.models import OpsBacklogSnapshot, OpsDecisionDaily, OpsReceivedDaily
+from analytics.models import OpsDecisionDaily, OpsReceivedDaily
 from analytics.rollups import BACKLOG_AGES
+from analytics.rollups.operations import backlog_counts
 from analytics.tables import Column, Kind, Row, Table, items_url
 from queues.models import ReviewItem
 
@@ -30,15 +33,15 @@ def intake_today() -> str:
 
 
 def backlog() -> str:
-    """Open items (queued or claimed, golden left out) at the latest backlog snapshot: counting them live reads
-    every waiting item; the snapshot the periodic job takes every 15 minutes counts them the same way, and the
-    overdue and due-soon tiles beside it read the same snapshot."""
+    """Open items (queued or claimed, golden left out) now; the overdue and due-soon tiles beside it read the same
+    count (``backlog_due``)."""
     due = backlog_due()
-    return "—" if due["waiting"] is None else f"{int(due['waiting'] or 0):,}"
+    return f"{int(due['waiting'] or 0):,}"
 
 
 def backlog_as_of() -> datetime | None:
-    return OpsBacklogSnapshot.objects.aggregate(m=Max("taken_at"))["m"]
+    at = backlog_due()["at"]
+    return at if isinstance(at, datetime) else None
 
 
 def backlog_url() -> str:
@@ -72,28 +75,39 @@ def automation_today() -> str:
 DAY_CHART_DAYS = 14
 
 
-def backlog_due() -> dict[str, int | str | None]:
-    """The latest backlog snapshot summed over queues: waiting, overdue, due within the hour (not overdue), when."""
-    taken = OpsBacklogSnapshot.objects.aggregate(m=Max("taken_at"))["m"]
-    if taken is None:
-        return {"waiting": None, "overdue": None, "due_soon": None, "taken": None}
-    sums = OpsBacklogSnapshot.objects.filter(taken_at=taken).aggregate(
-        waiting=Sum("count"), overdue=Sum("overdue"), due_soon=Sum("due_within_hour")
-    )
-    return {**sums, "taken": f"{timezone.localtime(taken):%Y-%m-%d %H:%M}"}
+# The three backlog tiles share one count for a few seconds (one page asks three times).
+BACKLOG_CACHE_KEY = "analytics:home:backlog-due"
+BACKLOG_CACHE_SECONDS = 5
+
+
+def backlog_due() -> dict[str, Any]:
+    """Open items now, overdue and due within the hour (not overdue): one index-only pass over item_backlog_idx
+    (``backlog_counts``, as the backlog panel counts). Live, not the 15-minute snapshot: a decision shows on the home
+    within a minute (tests/browser/test_live_dashboards.py)."""
+    found: dict[str, Any] | None = cache.get(BACKLOG_CACHE_KEY)
+    if found is None:
+        now = timezone.now()
+        rows = backlog_counts(now=now)
+        found = {
+            "waiting": sum(r[2] for r in rows),
+            "due_soon": sum(r[3] for r in rows),
+            "overdue": sum(r[4] for r in rows),
+            "taken": f"{timezone.localtime(now):%Y-%m-%d %H:%M:%S}",
+            "at": now,
+        }
+        cache.set(BACKLOG_CACHE_KEY, found, BACKLOG_CACHE_SECONDS)
+    return found
 
 
 def overdue_now() -> str:
     due = backlog_due()
-    if due["waiting"] is None:
-        return "—"
     share = f" ({int(due['overdue'] or 0) / int(due['waiting']):.0%} of the backlog)" if due["waiting"] else ""
     return f"{int(due['overdue'] or 0):,}{share}"
 
 
 def due_within_hour() -> str:
     due = backlog_due()
-    return "—" if due["waiting"] is None else f"{int(due['due_soon'] or 0):,}"
+    return f"{int(due['due_soon'] or 0):,}"
 
 
 def _day_table(title: str, columns: list[Column], rows: list[Row]) -> Table:

@@ -3,6 +3,8 @@ author's other items; hostile content stays text."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -45,10 +47,10 @@ def test_a_qa_lead_searches_opens_a_result_and_follows_its_author(
     expect(page.get_by_test_id("content")).to_have_text(HOSTILE)
     expect(page.get_by_test_id("item-decisions")).to_contain_text("Fraud")
     page.go_back()
-    page.get_by_test_id("account-link").first.click()
-    rows = page.get_by_test_id("search-results").locator("tr[data-item]")
-    expect(rows).to_have_count(2)
-    expect(page.locator(f'tr[data-item="{other.pk}"]')).to_be_visible()
+    page.get_by_test_id("account-link").first.click()  # the author's account page, with both of their items
+    expect(page).to_have_url(re.compile(r"/accounts/\d+/$"))
+    expect(page.locator("main")).to_contain_text(f"{found.pk} · ")
+    expect(page.locator("main")).to_contain_text(f"{other.pk} · ")
 
     assert dialogs == []
     assert outside == []
