@@ -65,6 +65,8 @@ class MetricFilterForm(forms.Form):
                 self.metric_filter = MetricFilter.last_days(int(data["period"] or DEFAULT_DAYS), **slices)
         except ApplicationError as e:
             self.add_error(e.field if e.field in self.fields else None, e.message)
+        except OverflowError:  # an end near year 1: the default start before it is no date
+            self.add_error("end" if end and not data.get("start") else "start", "The date is out of range.")
         return data
 
     def problems(self) -> list[dict[str, str]]:

@@ -116,6 +116,14 @@ def test_api_by_session_follows_the_dashboard_permission(ops_manager, reviewer):
     assert signed_in(reviewer).get("/api/v1/metrics/capacity_plan").status_code == 403
 
 
+def test_an_end_date_in_year_one_is_refused_by_name_not_a_crash(ops_manager):
+    """The default start is 30 days before the end: before year 1 there is no date (the OpenAPI fuzzer's case)."""
+    response = signed_in(ops_manager).get("/api/v1/metrics/capacity_forecast", {"end": "0001-01-01"})
+
+    assert response.status_code == 400
+    assert {"field": "end", "problem": "The date is out of range."} in response.json()["errors"]
+
+
 # --- tables: HTML, CSV, JSON --------------------------------------------------------------------------
 
 

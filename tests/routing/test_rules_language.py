@@ -164,7 +164,9 @@ def test_unknown_field_on_a_later_line_reports_that_line():
 def test_unknown_dotted_field_suggests_the_author_fields():
     message = only_problem("author.prior > 1").message
 
-    assert message == "unknown name 'author.prior'; did you mean author.prior_reviews, author.prior_violations?"
+    assert message == (
+        "unknown name 'author.prior'; did you mean author.prior_reviews, author.strikes, author.prior_violations?"
+    )
 
 
 def test_every_unknown_name_is_reported_at_once():
