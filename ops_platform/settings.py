@@ -470,6 +470,16 @@ MEDIA_FETCH_SECONDS = env.float("MEDIA_FETCH_SECONDS", default=10.0)
 MEDIA_FETCH_CONCURRENCY = env.int("MEDIA_FETCH_CONCURRENCY", default=4)
 MEDIA_ITEM_FETCH_SECONDS = env.float("MEDIA_ITEM_FETCH_SECONDS", default=20.0)
 MEDIA_MAX_REDIRECTS = env.int("MEDIA_MAX_REDIRECTS", default=3)
+# Name lookups: each capped at MEDIA_DNS_TIMEOUT_SECONDS (a caller waits no longer; the lookup's failure is then
+# remembered), answers remembered MEDIA_DNS_CACHE_SECONDS and failures MEDIA_DNS_FAILURE_CACHE_SECONDS per worker
+# process, so a name that does not resolve holds triage once per name and period, not once per address.
+MEDIA_DNS_TIMEOUT_SECONDS = env.float("MEDIA_DNS_TIMEOUT_SECONDS", default=2.0)
+MEDIA_DNS_CACHE_SECONDS = env.float("MEDIA_DNS_CACHE_SECONDS", default=60.0)
+MEDIA_DNS_FAILURE_CACHE_SECONDS = env.float("MEDIA_DNS_FAILURE_CACHE_SECONDS", default=30.0)
+# FOR BENCHMARKS ONLY, never in production; empty by default. "127.0.0.1:8765,[::1]:8765": loopback address and
+# port pairs the media fetcher may reach although they are not public, so bench/e2e.py can serve its images
+# itself. Only loopback addresses are accepted, each with its one port (docs/media.md).
+MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS = env.list("MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS", default=[])
 MEDIA_MAX_PIXELS = env.int("MEDIA_MAX_PIXELS", default=40_000_000)
 MEDIA_COPY_MAX_SIDE = env.int("MEDIA_COPY_MAX_SIDE", default=1600)
 # How long a reviewer's link to a stored copy works.

@@ -5,6 +5,10 @@ name only in the Host header and TLS SNI, so a second lookup (DNS rebinding) can
 are checked again hop by hop. Size is capped by Content-Length and while reading; a watchdog closes the socket at
 the time cap, so a server dripping one byte at a time is cut. The type comes from the bytes, not the header.
 Logs carry the host and the reason only: never the bytes, the path or the query string.
+
+Names are looked up through :class:`CachingResolver` in the worker: each lookup has a short cap of its own, one
+lookup per name runs at a time (the others wait for it), and answers and failures are remembered for a while, so
+a name that does not resolve costs one capped wait per name and period, not one per address.
 """
 
 from __future__ import annotations
@@ -91,18 +95,28 @@ class Fetched:
 @dataclass
 class AddressPolicy:
     """Which resolved addresses may be reached. ``allowed`` exists for tests that serve on 127.0.0.1: nothing in
-    the platform's settings fills it, so production never reaches a private address."""
+    the platform's settings fills it. ``allowed_endpoints`` (address, port) pairs come only from the benchmark
+    setting ``MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS`` (loopback addresses only, empty by default; docs/media.md), so
+    production never reaches a private address."""
 
     resolver: Resolver | None = None
     allowed: frozenset[IPAddress] = field(default_factory=frozenset)
+    allowed_endpoints: frozenset[tuple[IPAddress, int]] = field(default_factory=frozenset)
 
-    def resolve(self, host: str, port: int) -> list[IPAddress]:
+    def resolve(self, host: str, port: int, *, timeout: float | None = None) -> list[IPAddress]:
+        """The name's addresses; ``timeout`` caps the wait when the resolver is a :class:`CachingResolver`."""
         try:  # an address literal is its own answer
             return [ipaddress.ip_address(host)]
         except ValueError:
             pass
+        resolver = self.resolver or system_resolve
         try:
-            answers = (self.resolver or system_resolve)(host, port)
+            if isinstance(resolver, CachingResolver):
+                answers: Sequence[str] = resolver.resolve(host, port, timeout=timeout)
+            else:
+                answers = resolver(host, port)
+        except DnsFailed as exc:
+            raise MediaRefused("dns_failed", exc.why) from None
         except OSError as exc:
             raise MediaRefused("dns_failed", type(exc).__name__) from None
         addresses = []
@@ -115,12 +129,12 @@ class AddressPolicy:
             raise MediaRefused("dns_failed", "no address")
         return addresses
 
-    def check(self, addresses: Iterable[IPAddress]) -> IPAddress:
+    def check(self, addresses: Iterable[IPAddress], port: int | None = None) -> IPAddress:
         """The first address, when every address the name gave is public (one bad answer refuses them all:
         a client library picking another would reach it)."""
         addresses = list(addresses)
         for address in addresses:
-            if address in self.allowed:
+            if address in self.allowed or (address, port) in self.allowed_endpoints:
                 continue
             if why := address_refusal(address):
                 raise MediaRefused("private_address", why)
@@ -130,6 +144,141 @@ class AddressPolicy:
 def system_resolve(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class DnsFailed(Exception):
+    """A lookup failed, timed out, or failed recently (remembered). ``why`` is short and safe to store."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+@dataclass(frozen=True)
+class _Entry:
+    expires: float
+    answers: tuple[str, ...] = ()
+    failure: str = ""  # why it failed; "" for answers
+
+
+@dataclass
+class _Lookup:
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    entry: _Entry | None = None  # set before ``done``
+
+
+class CachingResolver:
+    """Name lookups for the fetcher with a cap, single flight and a memory, per worker process.
+
+    ``getaddrinfo`` cannot be interrupted and, when the DNS server drops queries, waits its own 5 s per try: so
+    each lookup runs on a thread of its own and a caller waits at most ``timeout`` (or less, when its fetch has
+    less time left). While a name is being looked up, other callers of the same name wait for that lookup rather
+    than starting their own. A failure (an error or a lookup that took the whole ``timeout``) is remembered for
+    ``failure_ttl`` seconds and answers for ``ttl`` seconds; within those, a name costs no lookup at all. A
+    lookup that outlives its callers still stores what it finds. Remembering answers does not weaken the address
+    check: the addresses remembered are checked on every fetch, and the connection goes to the checked one.
+    """
+
+    def __init__(
+        self,
+        resolve: Resolver = system_resolve,
+        *,
+        timeout: float = 2.0,
+        ttl: float = 60.0,
+        failure_ttl: float = 30.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolve = resolve
+        self.timeout, self.ttl, self.failure_ttl, self.max_entries = timeout, ttl, failure_ttl, max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, int], _Entry] = {}
+        self._in_flight: dict[tuple[str, int], _Lookup] = {}
+
+    def __call__(self, host: str, port: int) -> Sequence[str]:
+        return self.resolve(host, port)
+
+    def resolve(self, host: str, port: int, *, timeout: float | None = None) -> tuple[str, ...]:
+        """The name's answers, or :class:`DnsFailed`."""
+        key = (host.lower().rstrip("."), port)
+        start = False
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.expires > self._clock():
+                return self._answer(entry)
+            lookup = self._in_flight.get(key)
+            if lookup is None:
+                lookup = self._in_flight[key] = _Lookup(started=self._clock())
+                start = True
+        if start:
+            threading.Thread(target=self._look_up, args=(key, lookup), name="media-dns", daemon=True).start()
+        wait = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
+        if not lookup.done.wait(wait):
+            with self._lock:
+                # Only a wait of the whole cap marks the name as failing: a caller with little time left of its
+                # own fetch says nothing about the name.
+                if key in self._in_flight and self._clock() - lookup.started >= self.timeout:
+                    self._remember(key, _Entry(self._clock() + self.failure_ttl, failure="timeout"))
+            raise DnsFailed("timeout")
+        assert lookup.entry is not None  # set before done
+        return self._answer(lookup.entry)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _answer(self, entry: _Entry) -> tuple[str, ...]:
+        if entry.failure:
+            raise DnsFailed(entry.failure)
+        return entry.answers
+
+    def _look_up(self, key: tuple[str, int], lookup: _Lookup) -> None:
+        try:
+            answers = tuple(self._resolve(*key))
+            entry = _Entry(self._clock() + self.ttl, answers=answers)
+        except Exception as exc:  # OSError from getaddrinfo; anything else must not leave waiters hanging either
+            entry = _Entry(self._clock() + self.failure_ttl, failure=type(exc).__name__)
+        lookup.entry = entry
+        with self._lock:
+            self._remember(key, entry)
+            self._in_flight.pop(key, None)
+        lookup.done.set()
+
+    def _remember(self, key: tuple[str, int], entry: _Entry) -> None:
+        """Called with the lock held. Past ``max_entries``, expired entries go, then the oldest."""
+        self._entries.pop(key, None)
+        self._entries[key] = entry
+        if len(self._entries) > self.max_entries:
+            now = self._clock()
+            for old in [k for k, e in self._entries.items() if e.expires <= now]:
+                del self._entries[old]
+            while len(self._entries) > self.max_entries:
+                del self._entries[next(iter(self._entries))]
+
+
+def local_endpoints_parse(values: Iterable[str]) -> frozenset[tuple[IPAddress, int]]:
+    """``MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS``: "127.0.0.1:8765" or "[::1]:8765" pairs; a ValueError naming the
+    entry for anything else, a name or a non-loopback address above all (the setting is for a benchmark serving
+    its own images, never a way into the network)."""
+    endpoints = set()
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        host, sep, port = value.rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+            number = int(port)
+        except ValueError:
+            raise ValueError(f"{value!r} is not address:port") from None
+        if not sep or not 0 < number < 65536:
+            raise ValueError(f"{value!r} is not address:port")
+        if not address.is_loopback:
+            raise ValueError(f"{value!r}: only loopback addresses may be allowed")
+        endpoints.add((address, number))
+    return frozenset(endpoints)
 
 
 def address_refusal(address: IPAddress) -> str:
@@ -173,7 +322,10 @@ def media_fetch(url: str, *, limits: FetchLimits | None = None, policy: AddressP
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise MediaRefused("bad_url", "bad port") from None
-        address = policy.check(policy.resolve(host, port))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise MediaRefused("too_slow", f"over {limits.max_seconds:g}s")
+        address = policy.check(policy.resolve(host, port, timeout=remaining), port)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query

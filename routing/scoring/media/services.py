@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -27,9 +28,12 @@ from queues.models import ReviewItem
 from routing.scoring.media import pdq
 from routing.scoring.media.fetcher import (
     AddressPolicy,
+    CachingResolver,
     Fetched,
     FetchLimits,
+    IPAddress,
     MediaRefused,
+    local_endpoints_parse,
     media_fetch,
     media_log_refusal,
 )
@@ -309,10 +313,48 @@ def _refused(item: ReviewItem, position: int, host: str, refusal: MediaRefused) 
     )
 
 
+_resolver: CachingResolver | None = None
+_endpoints: tuple[tuple[str, ...], frozenset[tuple[IPAddress, int]]] | None = None
+_resolver_lock = threading.Lock()
+
+
+def media_resolver() -> CachingResolver:
+    """This worker process's name lookups: capped, one at a time per name, answers and failures remembered
+    (``MEDIA_DNS_*``). Made on first use, so each pool process after the fork has its own."""
+    global _resolver
+    with _resolver_lock:
+        if _resolver is None:
+            _resolver = CachingResolver(
+                timeout=settings.MEDIA_DNS_TIMEOUT_SECONDS,
+                ttl=settings.MEDIA_DNS_CACHE_SECONDS,
+                failure_ttl=settings.MEDIA_DNS_FAILURE_CACHE_SECONDS,
+            )
+        return _resolver
+
+
+def local_endpoints() -> frozenset[tuple[IPAddress, int]]:
+    """``MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS``, parsed (loopback address and port pairs; empty by default, set only
+    by bench/e2e.py for the image server it runs). A bad entry stops the fetch loudly."""
+    global _endpoints
+    values = tuple(settings.MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS)
+    if _endpoints is None or _endpoints[0] != values:
+        try:
+            parsed = local_endpoints_parse(values)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS: {exc}") from None
+        if parsed:
+            logger.warning(
+                "media: MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS is set (%d loopback endpoints): benchmarks only", len(parsed)
+            )
+        _endpoints = (values, parsed)
+    return _endpoints[1]
+
+
 def address_policy() -> AddressPolicy:
-    """The addresses the worker may fetch from: public ones only. Tests that serve images on 127.0.0.1 replace
-    this function for their own run; no setting can widen it."""
-    return AddressPolicy()
+    """The addresses the worker may fetch from: public ones only (plus the loopback endpoints a benchmark names
+    in ``MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS``, off by default). Tests that serve images on 127.0.0.1 replace this
+    function for their own run."""
+    return AddressPolicy(resolver=media_resolver(), allowed_endpoints=local_endpoints())
 
 
 @dataclass
