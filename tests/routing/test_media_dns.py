@@ -241,7 +241,7 @@ def test_local_endpoints_take_loopback_address_and_port_only() -> None:
         (ipaddress.ip_address("::1"), 9000),
     }
     for bad in ("10.0.0.1:80", "169.254.169.254:80", "localhost:80", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:x"):
-        with pytest.raises(ValueError, match="loopback|address:port"):
+        with pytest.raises(ValueError, match=r"loopback|address:port"):
             local_endpoints_parse([bad])
 
 
