@@ -1,12 +1,22 @@
 """End-to-end load: items posted over HTTP to gunicorn, triaged by real Celery workers on Redis, on PostgreSQL.
 
 .venv/bin/python bench/e2e.py [--items 200000] [--batch 500] [--gunicorn-workers 2] [--celery-concurrency 2]
+    [--media-items 20000] [--steady-items 5000 --steady-rate 200]
+
+Three phases: the flood of --items text-only items (the headline figure); a flood of --media-items where one item
+in ten carries an image (640x480 JPEG) served by this script's own HTTP server on 127.0.0.1, one image in ten of
+those on cdn.example.com, a name that does not resolve here (a dead link); and --steady-items with the same mix
+posted at --steady-rate items/s in batches of 100, for the latency without a backlog. The fetcher refuses
+loopback addresses: this script names its server's one address and port in MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS, a
+benchmark-only setting, empty by default (docs/media.md).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -19,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
+import httpx
 import psycopg
 import redis
 from intake import copy_rows
@@ -26,18 +37,25 @@ from scoring import texts_generate
 
 from tests.support import rule_world
 from tests.support.datasets import LABELLED_SET, labelled_rows
+from tests.support.image_server import ImageServer, picture
 from tests.support.processes import Gunicorn, Process, Worker, model_train, running
 
 RESULT = benchlib.RESULTS / "e2e.md"
 BROKER_URL = "redis://127.0.0.1:6379/4"
 CACHE_URL = "redis://127.0.0.1:6379/5"
 SOURCE, WARMUP_SOURCE = "bench-e2e", "bench-e2e-warmup"
+MEDIA_SOURCE, STEADY_SOURCE = "bench-e2e-media", "bench-e2e-steady"
+PICTURES = 50  # distinct images served, each under many addresses
+DEAD_HOST = "cdn.example.com"  # does not resolve on the bench machine: a dead link's name
 # The labelled set's prompts are English; a few items say otherwise, as a multilingual platform's would.
 LANGUAGES = ["en"] * 14 + ["pt-BR", "es", "de", "ja"]
 
 
-def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[str, Any]]:
-    """Items as a service posts them: one in ten a user report, one in ten with an image, metadata rules read."""
+def items_generate(
+    texts: Sequence[str], *, run: str, seed: int, media: ImageServer | None = None
+) -> list[dict[str, Any]]:
+    """Items as a service posts them: one in ten a user report, metadata rules read; with ``media``, one in ten
+    with an image on that server (registered there), one image in ten of those on a name that does not resolve."""
     rng = random.Random(seed)
     items = []
     for i, text in enumerate(texts):
@@ -65,10 +83,80 @@ def items_generate(texts: Sequence[str], *, run: str, seed: int) -> list[dict[st
             many = rng.random() < 0.05
             count = rng.randint(5, 30) if many else rng.randint(1, 3)
             item["report_reasons"] = [rng.choice(benchlib.REASONS) for _ in range(count)]
-        elif roll < 0.2:
-            item["media_urls"] = [f"https://cdn.example.com/m/{run}/{i}.jpg"]
+        elif roll < 0.2 and media is not None:
+            path = f"/m/{run}/{i}.jpg"
+            if rng.random() < 0.1:
+                item["media_urls"] = [f"https://{DEAD_HOST}{path}"]
+            else:
+                media.body(path, media_picture(rng.randrange(PICTURES)), content_type="image/jpeg")
+                item["media_urls"] = [media.url(path)]
         items.append(item)
     return items
+
+
+@functools.cache
+def media_picture(n: int) -> bytes:
+    return picture(n, size=(640, 480), fmt="JPEG")
+
+
+def bank_import() -> int:
+    """A hash bank as a programme shares it: 10,000 PDQ hashes, five of them the served pictures'. Its size."""
+    import io
+
+    from PIL import Image
+
+    from routing.scoring.media import pdq
+    from routing.scoring.media.services import banks_import
+
+    rng = random.Random(7)
+    rows = [f"{rng.getrandbits(256):064x},bench-bank,random" for _ in range(9_995)]
+    rows += [f"{pdq.pdq_hash(Image.open(io.BytesIO(media_picture(n))))[0]},bench-bank,served" for n in range(5)]
+    banks_import(text="\n".join(rows), actor="bench/e2e.py")
+    return len(rows)
+
+
+def post_paced(url: str, key: str, bodies: Sequence[bytes], *, per_body: int, rate: float) -> float:
+    """Post the bodies one at a time, each due at its place in a steady ``rate`` items/s; the seconds taken."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    with httpx.Client(headers=headers, timeout=300) as client:
+        t0 = time.perf_counter()
+        for i, body in enumerate(bodies):
+            if (delay := t0 + i * per_body / rate - time.perf_counter()) > 0:
+                time.sleep(delay)
+            response = client.post(url, content=body)
+            if response.status_code != 201:
+                raise SystemExit(f"the steady phase: a call failed, {response.status_code} {response.content[:500]!r}")
+        return time.perf_counter() - t0
+
+
+@dataclass
+class Phase:
+    """A phase's figures: items/s from the first received_at to the last triaged_at, the latency, the media."""
+
+    items: int
+    span: float
+    latency: tuple[float, float, float, int]
+    media: dict[str, int]  # MediaAsset status/refusal -> count
+    received: int  # items still 'received' (should be 0)
+
+    def rate(self) -> float:
+        return self.items / self.span if self.span > 0 else float("nan")
+
+
+def phase_figures(items_table: str, source: str, items: int) -> Phase:
+    from django.db.models import Count
+
+    from queues.models import ReviewItem
+    from routing.models import MediaAsset
+
+    mine = ReviewItem.objects.filter(source=source)
+    first = mine.order_by("received_at").values_list("received_at", flat=True).first()
+    last = mine.order_by("-triaged_at").values_list("triaged_at", flat=True).first()
+    span = (last - first).total_seconds() if first and last else float("nan")
+    lat = latencies(items_table, "extract(epoch FROM i.triaged_at - i.received_at)", source)
+    rows = MediaAsset.objects.filter(item__source=source).values_list("status", "refusal").annotate(n=Count("pk"))
+    media = {(f"{status} ({refusal})" if refusal else status): n for status, refusal, n in rows.order_by()}
+    return Phase(items, span, lat, media, mine.filter(state="received").count())
 
 
 class PostgresBackends:
@@ -143,7 +231,8 @@ def world_create() -> World:
         for name, condition, action, q, p in ESCALATION_RULES
     ]
     escalation = ruleset_live(RuleSetKind.ESCALATION, rules, author=author, approver=approver)
-    return World(intake.pk, escalation.pk, intake.rules.count(), benchlib.api_keys(SOURCE, WARMUP_SOURCE))
+    keys = benchlib.api_keys(SOURCE, WARMUP_SOURCE, MEDIA_SOURCE, STEADY_SOURCE)
+    return World(intake.pk, escalation.pk, intake.rules.count(), keys)
 
 
 def wait_triaged(
@@ -336,6 +425,9 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=5000, help="items re-routed and re-scored in-process to check")
     parser.add_argument("--target", type=float, default=2000, help="items/s triaged end to end to call it a pass")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--media-items", type=int, default=20_000, help="the flood with images (0: none)")
+    parser.add_argument("--steady-items", type=int, default=5_000, help="posted at --steady-rate (0: none)")
+    parser.add_argument("--steady-rate", type=float, default=200, help="items/s of the steady phase")
     args = parser.parse_args()
     if args.items < args.batch or args.batch < 1:
         raise SystemExit("--items must be at least one --batch")
@@ -344,140 +436,218 @@ def main() -> int:
     print(f"generating {args.items:,} items …", flush=True)
     prompts = [row["prompt"] for row in labelled_rows()]
     texts = texts_generate(prompts, count=args.items, seed=args.seed)
-    items = items_generate(texts, run=f"e{datetime.now(UTC):%Y%m%d%H%M%S}", seed=args.seed)
+    run = f"e{datetime.now(UTC):%Y%m%d%H%M%S}"
+    items = items_generate(texts, run=run, seed=args.seed)
     bodies = benchlib.batches(items, args.batch)
-    settings = {"ALLOWED_HOSTS": "127.0.0.1,localhost", "SCORING_DEFAULT_CHAIN": "local", "CONN_MAX_AGE": "600"}
-    with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), files=list(logs.values()), **settings) as db:
-        conninfo, dbname, env = db.conninfo, db.dbname, db.env
-        print("training the local model …", flush=True)
-        label, train_seconds, _ = model_train(env, actor="bench/e2e.py")
-        benchlib.django_setup(env, refuse_eager="triage would run inside gunicorn, not in the workers")
+    images = ImageServer().__enter__()
+    media_root = Path(tempfile.mkdtemp(prefix="bench-e2e-media-"))
+    media_items = items_generate(
+        texts_generate(prompts, count=args.media_items, seed=args.seed + 1), run=f"{run}m", seed=2, media=images
+    )
+    steady_items = items_generate(
+        texts_generate(prompts, count=args.steady_items, seed=args.seed + 2), run=f"{run}s", seed=3, media=images
+    )
+    settings = {
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SCORING_DEFAULT_CHAIN": "local",
+        "CONN_MAX_AGE": "600",
+        # Benchmark-only: the fetcher may reach this script's image server, that address and port alone.
+        "MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS": f"127.0.0.1:{images.port}",
+        "MEDIA_STORAGE_ROOT": str(media_root),
+    }
+    try:
+        with benchlib.scratch(args, celery=(BROKER_URL, CACHE_URL), files=list(logs.values()), **settings) as db:
+            return run_phases(args, db, logs, texts, prompts, items, bodies, media_items, steady_items, images)
+    finally:
+        images.__exit__(None, None, None)
+        shutil.rmtree(media_root, ignore_errors=True)
 
-        from queues.models import ReviewItem
 
-        items_table = benchlib.table(ReviewItem)
-        world = world_create()
-        print(f"model {label} promoted; rule sets published ({world.rules} intake rules); starting …", flush=True)
-        web = Gunicorn(env, logs["gunicorn"], workers=args.gunicorn_workers)
-        worker = Worker(
-            env, logs["worker"], name="bench-e2e", pool="prefork", concurrency=args.celery_concurrency, prefetch=1
+def run_phases(
+    args: Any,
+    db: Any,
+    logs: dict[str, Path],
+    texts: Sequence[str],
+    prompts: Sequence[str],
+    items: list[dict[str, Any]],
+    bodies: list[bytes],
+    media_items: list[dict[str, Any]],
+    steady_items: list[dict[str, Any]],
+    images: ImageServer,
+) -> int:
+    conninfo, dbname, env = db.conninfo, db.dbname, db.env
+    print("training the local model …", flush=True)
+    label, train_seconds, _ = model_train(env, actor="bench/e2e.py")
+    benchlib.django_setup(env, refuse_eager="triage would run inside gunicorn, not in the workers")
+
+    from queues.models import ReviewItem
+
+    items_table = benchlib.table(ReviewItem)
+    world = world_create()
+    bank = bank_import()
+    print(f"model {label} promoted; rule sets published ({world.rules} intake rules); starting …", flush=True)
+    web = Gunicorn(env, logs["gunicorn"], workers=args.gunicorn_workers)
+    worker = Worker(
+        env, logs["worker"], name="bench-e2e", pool="prefork", concurrency=args.celery_concurrency, prefetch=1
+    )
+    with running(web, worker), psycopg.connect(conninfo, autocommit=True) as conn:
+        url = f"{web.base}/api/v1/items"
+        # Small batches until every gunicorn worker has answered and every pool process has loaded the model.
+        t0 = time.perf_counter()
+        warm_texts = texts_generate(prompts, count=160 * max(args.celery_concurrency, 1), seed=99)
+        warm_items = items_generate(warm_texts, run=f"w{datetime.now(UTC):%H%M%S}", seed=99, media=images)
+        warm_concurrency = max(args.concurrency, args.celery_concurrency)
+        benchlib.post_all(
+            url, world.keys[WARMUP_SOURCE], benchlib.batches(warm_items, 40), concurrency=warm_concurrency
+        ).check("warm-up")
+        wait_triaged(conn, items_table, len(warm_items), [web, worker])
+        conn.execute("ANALYZE")  # as autovacuum would have in a live database
+        print(f"warm in {time.perf_counter() - t0:.1f} s; posting {len(bodies):,} batches …", flush=True)
+        pg = PostgresBackends(dbname, exclude={conn.info.backend_pid})
+        meter = benchlib.CpuMeter(
+            {
+                "gunicorn (master + workers)": lambda: benchlib.tree_cpu(web.pid or 0),
+                "celery (master + pool)": lambda: benchlib.tree_cpu(worker.pid or 0),
+                "PostgreSQL (this database's backends + WAL/checkpoint writers)": pg.total,
+                "Redis (whole server, shared)": lambda: sum(
+                    map(benchlib.tree_cpu, benchlib.pids_named("redis-server"))
+                ),
+                "bench client (send + poll)": lambda: time.process_time() + benchlib.tree_cpu(conn.info.backend_pid),
+            }
         )
-        with running(web, worker), psycopg.connect(conninfo, autocommit=True) as conn:
-            url = f"{web.base}/api/v1/items"
-            # Small batches until every gunicorn worker has answered and every pool process has loaded the model.
-            t0 = time.perf_counter()
-            warm_texts = texts_generate(prompts, count=160 * max(args.celery_concurrency, 1), seed=99)
-            warm_items = items_generate(warm_texts, run=f"w{datetime.now(UTC):%H%M%S}", seed=99)
-            warm_concurrency = max(args.concurrency, args.celery_concurrency)
-            benchlib.post_all(
-                url, world.keys[WARMUP_SOURCE], benchlib.batches(warm_items, 40), concurrency=warm_concurrency
-            ).check("warm-up")
-            wait_triaged(conn, items_table, len(warm_items), [web, worker])
-            conn.execute("ANALYZE")  # as autovacuum would have in a live database
-            print(f"warm in {time.perf_counter() - t0:.1f} s; posting {len(bodies):,} batches …", flush=True)
-            pg = PostgresBackends(dbname, exclude={conn.info.backend_pid})
-            meter = benchlib.CpuMeter(
-                {
-                    "gunicorn (master + workers)": lambda: benchlib.tree_cpu(web.pid or 0),
-                    "celery (master + pool)": lambda: benchlib.tree_cpu(worker.pid or 0),
-                    "PostgreSQL (this database's backends + WAL/checkpoint writers)": pg.total,
-                    "Redis (whole server, shared)": lambda: sum(
-                        map(benchlib.tree_cpu, benchlib.pids_named("redis-server"))
-                    ),
-                    "bench client (send + poll)": lambda: (
-                        time.process_time() + benchlib.tree_cpu(conn.info.backend_pid)
-                    ),
-                }
+        stop = threading.Event()
+        watcher = threading.Thread(target=pg.watch, args=(conninfo, stop), daemon=True)
+        pg.sample(conn, at_start=True)
+        watcher.start()
+        before = meter.snapshot()
+        load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency)
+        pg.sample(conn)
+        load.check("the load")
+        print(f"posted in {load.elapsed:.1f} s; waiting for triage …", flush=True)
+        wait_triaged(conn, items_table, args.items, [web, worker], poll=0.1)
+        pg.sample(conn)
+        after = meter.snapshot()
+        stop.set()
+        watcher.join()
+        if media_items:
+            print(f"the media flood: {len(media_items):,} items …", flush=True)
+            media_bodies = benchlib.batches(media_items, args.batch)
+            benchlib.post_all(url, world.keys[MEDIA_SOURCE], media_bodies, concurrency=args.concurrency).check(
+                "the media flood"
             )
-            stop = threading.Event()
-            watcher = threading.Thread(target=pg.watch, args=(conninfo, stop), daemon=True)
-            pg.sample(conn, at_start=True)
-            watcher.start()
-            before = meter.snapshot()
-            load = benchlib.post_all(url, world.keys[SOURCE], bodies, concurrency=args.concurrency)
-            pg.sample(conn)
-            load.check("the load")
-            print(f"posted in {load.elapsed:.1f} s; waiting for triage …", flush=True)
-            wait_triaged(conn, items_table, args.items, [web, worker], poll=0.1)
-            pg.sample(conn)
-            after = meter.snapshot()
-            stop.set()
-            watcher.join()
-            redis_version = redis.Redis.from_url(BROKER_URL).info("server").get("redis_version", "?")
-        print("figures, checks, then the references …", flush=True)
-        first = ReviewItem.objects.filter(source=SOURCE).order_by("received_at").values_list("received_at").first()
-        last = ReviewItem.objects.filter(source=SOURCE).order_by("-triaged_at").values_list("triaged_at").first()
-        span = (last[0] - first[0]).total_seconds() if first and last else float("nan")
-        to_triaged = "extract(epoch FROM i.triaged_at - i.received_at)"
-        lat = latencies(items_table, to_triaged, SOURCE)
-        check = check_database(world, args.items, SOURCE)
-        check_sample(check, world, args.sample, args.seed)
-        print("reference: COPY of the same rows …", flush=True)
-        copy_seconds = copy_rows(
-            conninfo, items_table, [benchlib.intake_row(item, SOURCE, datetime.now(UTC)) for item in items]
+            wait_triaged(conn, items_table, len(media_items), [web, worker], poll=0.1)
+        if steady_items:
+            print(f"the steady phase: {len(steady_items):,} items at {args.steady_rate:,.0f}/s …", flush=True)
+            steady_bodies = benchlib.batches(steady_items, 100)
+            post_paced(url, world.keys[STEADY_SOURCE], steady_bodies, per_body=100, rate=args.steady_rate)
+            wait_triaged(conn, items_table, len(steady_items), [web, worker], poll=0.1)
+        redis_version = redis.Redis.from_url(BROKER_URL).info("server").get("redis_version", "?")
+    print("figures, checks, then the references …", flush=True)
+    first = ReviewItem.objects.filter(source=SOURCE).order_by("received_at").values_list("received_at").first()
+    last = ReviewItem.objects.filter(source=SOURCE).order_by("-triaged_at").values_list("triaged_at").first()
+    span = (last[0] - first[0]).total_seconds() if first and last else float("nan")
+    to_triaged = "extract(epoch FROM i.triaged_at - i.received_at)"
+    lat = latencies(items_table, to_triaged, SOURCE)
+    check = check_database(world, args.items, SOURCE)
+    check_sample(check, world, args.sample, args.seed)
+    phases = {
+        source: (phase_figures(items_table, source, len(generated)), generated)
+        for source, generated in ((MEDIA_SOURCE, media_items), (STEADY_SOURCE, steady_items))
+        if generated
+    }
+    for source, (phase, generated) in phases.items():
+        urls = [u for item in generated for u in item.get("media_urls", [])]
+        dead = sum(DEAD_HOST in u for u in urls)
+        check.counts[f"{source} items still received"] = phase.received
+        check.counts[f"{source} images not stored"] = abs(len(urls) - dead - phase.media.get("stored", 0))
+        check.counts[f"{source} dead links not refused as dns_failed"] = abs(
+            dead - phase.media.get("refused (dns_failed)", 0)
         )
-        print("reference: in-process predict and decide …", flush=True)
-        decide_rows = min(args.items, 20_000)
-        predict_seconds, decide_seconds = references(world, texts, args.batch, decide_rows)
+    print("reference: COPY of the same rows …", flush=True)
+    copy_seconds = copy_rows(
+        conninfo, items_table, [benchlib.intake_row(item, SOURCE, datetime.now(UTC)) for item in items]
+    )
+    print("reference: in-process predict and decide …", flush=True)
+    decide_rows = min(args.items, 20_000)
+    predict_seconds, decide_seconds = references(world, texts, args.batch, decide_rows)
 
-        cpu = benchlib.CpuMeter.usage(before, after)
-        triaged_rate = args.items / span
-        verdict = "met" if triaged_rate >= args.target else "MISSED"
-        server = sum(cpu.groups[k] for k in list(cpu.groups)[:3])
-        per_k = 1e6 / args.items
-        gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        r = benchlib.Report("End-to-end load benchmark")
-        r.intro = (
-            f"{args.items:,} items posted over HTTP (batches of {args.batch}, {args.concurrency} connections) to "
-            f"gunicorn ({args.gunicorn_workers} sync workers); triage (local-model scoring + a {world.rules}-rule "
-            f"intake set and a {len(ESCALATION_RULES)}-rule escalation set) by `celery worker -Q triage "
-            f"--pool prefork --concurrency {args.celery_concurrency} --prefetch-multiplier 1` on "
-            "Redis; PostgreSQL. "
-            f"Target {args.target:,.0f} items/s triaged end to end."
+    cpu = benchlib.CpuMeter.usage(before, after)
+    triaged_rate = args.items / span
+    verdict = "met" if triaged_rate >= args.target else "MISSED"
+    server = sum(cpu.groups[k] for k in list(cpu.groups)[:3])
+    per_k = 1e6 / args.items
+    gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    r = benchlib.Report("End-to-end load benchmark")
+    r.intro = (
+        f"{args.items:,} text-only items posted over HTTP (batches of {args.batch}, {args.concurrency} connections) to "
+        f"gunicorn ({args.gunicorn_workers} sync workers); triage (local-model scoring + a {world.rules}-rule "
+        f"intake set and a {len(ESCALATION_RULES)}-rule escalation set) by `celery worker -Q triage "
+        f"--pool prefork --concurrency {args.celery_concurrency} --prefetch-multiplier 1` on "
+        "Redis; PostgreSQL. "
+        f"Target {args.target:,.0f} items/s triaged end to end (the text-only flood). Then the phases with "
+        "images (module docstring): fetched from this script's own HTTP server, allowed by the benchmark-only "
+        "MEDIA_FETCH_ALLOW_LOCAL_ENDPOINTS."
+    )
+    r.stamp(conninfo, f"{gib:.0f} GiB", f"Redis {redis_version}")
+    r.add("model", f"`{label}` trained on {LABELLED_SET.name} in {train_seconds:.0f} s, promoted")
+    r.add(
+        "**intake items/s (accepted)**",
+        f"**{args.items / load.elapsed:,.0f}** ({load.elapsed:.1f} s for {args.items:,} items, "
+        f"{len(bodies):,} calls, all 201)",
+    )
+    r.add(
+        "**triaged items/s end to end (text only)**",
+        f"**{triaged_rate:,.0f}** (target {args.target:,.0f}: **{verdict}**): first item accepted (its "
+        f"received_at) to the last triaged_at, {span:.1f} s",
+    )
+    r.add(
+        "**latency accepted → queued, p50 / p99 / max**",
+        f"**{lat[0]:.2f} / {lat[1]:.2f}** / {lat[2]:.2f} s (received_at → triaged_at, all {lat[3]:,} items, "
+        "queued or auto-actioned; in a flood mostly the backlog's wait)",
+    )
+    for source, (phase, generated) in phases.items():
+        with_media = sum(bool(item.get("media_urls")) for item in generated)
+        how = (
+            f"a flood of {phase.items:,} (batches of {args.batch})"
+            if source == MEDIA_SOURCE
+            else f"{phase.items:,} posted at a steady {args.steady_rate:,.0f}/s (batches of 100)"
         )
-        r.stamp(conninfo, f"{gib:.0f} GiB", f"Redis {redis_version}")
-        r.add("model", f"`{label}` trained on {LABELLED_SET.name} in {train_seconds:.0f} s, promoted")
+        media = ", ".join(f"{what} {n:,}" for what, n in sorted(phase.media.items()))
+        lat_m = phase.latency
         r.add(
-            "**intake items/s (accepted)**",
-            f"**{args.items / load.elapsed:,.0f}** ({load.elapsed:.1f} s for {args.items:,} items, "
-            f"{len(bodies):,} calls, all 201)",
+            f"**with images: {'flood' if source == MEDIA_SOURCE else 'steady'}**",
+            f"**{phase.rate():,.0f} items/s** triaged end to end over {phase.span:.1f} s; accepted → queued "
+            f"p50 / p99 / max **{lat_m[0]:.2f} / {lat_m[1]:.2f}** / {lat_m[2]:.2f} s; {how}, {with_media:,} with an "
+            f"image (640x480 JPEG from this script's server; one in ten on {DEAD_HOST}, which does not resolve "
+            f"here); media: {media}",
         )
-        r.add(
-            "**triaged items/s end to end**",
-            f"**{triaged_rate:,.0f}** (target {args.target:,.0f}: **{verdict}**): first item accepted (its "
-            f"received_at) to the last triaged_at, {span:.1f} s",
-        )
-        r.add(
-            "**latency accepted → queued, p50 / p99 / max**",
-            f"**{lat[0]:.2f} / {lat[1]:.2f}** / {lat[2]:.2f} s (received_at → triaged_at, all {lat[3]:,} items, "
-            "queued or auto-actioned; in a flood mostly the backlog's wait)",
-        )
-        r.add("CPU over the whole run, in cores", cpu.line())
-        gun, cel, pgs = (cpu.groups[k] * per_k for k in list(cpu.groups)[:3])
-        r.add(
-            "CPU per 1,000 items",
-            f"gunicorn {gun:.0f} ms, celery {cel:.0f} ms, PostgreSQL {pgs:.0f} ms: {server * per_k:.0f} ms, so "
-            f"2 cores allow at most {2 / max(server / args.items, 1e-9):,.0f} items/s",
-        )
-        r.add(
-            "reference: COPY FROM STDIN of the same rows",
-            f"{args.items / copy_seconds:,.0f} rows/s ({copy_seconds:.2f} s, one COPY into a fresh table LIKE "
-            f"{items_table} INCLUDING ALL)",
-        )
-        r.add(
-            "reference: in-process `LocalClassifier.predict`, same texts",
-            f"{len(texts) / predict_seconds:,.0f} texts/s on one core ({predict_seconds:.1f} s, {args.batch} a call)",
-        )
-        r.add(
-            "reference: in-process compiled intake rules `decide`",
-            f"{decide_rows / max(decide_seconds, 1e-9):,.0f} rows/s on one core ({decide_rows:,} stored items' rows)",
-        )
-        r.add("check", check.describe())
-        if cpu.others > 0.15:
-            r.add("**the machine was not quiet**", f"other processes used {cpu.others:.2f} cores; figures pessimistic")
-        for example in check.examples:
-            r.add("differing example", example)
-        return r.finish(RESULT, write=not args.no_write, ok=check.ok, failure=check.describe())
+    r.add("hash bank", f"{bank:,} PDQ hashes in one active bank (five of them the served pictures')")
+    r.add("CPU over the text-only flood, in cores", cpu.line())
+    gun, cel, pgs = (cpu.groups[k] * per_k for k in list(cpu.groups)[:3])
+    r.add(
+        "CPU per 1,000 items (text only)",
+        f"gunicorn {gun:.0f} ms, celery {cel:.0f} ms, PostgreSQL {pgs:.0f} ms: {server * per_k:.0f} ms, so "
+        f"2 cores allow at most {2 / max(server / args.items, 1e-9):,.0f} items/s",
+    )
+    r.add(
+        "reference: COPY FROM STDIN of the same rows",
+        f"{args.items / copy_seconds:,.0f} rows/s ({copy_seconds:.2f} s, one COPY into a fresh table LIKE "
+        f"{items_table} INCLUDING ALL)",
+    )
+    r.add(
+        "reference: in-process `LocalClassifier.predict`, same texts",
+        f"{len(texts) / predict_seconds:,.0f} texts/s on one core ({predict_seconds:.1f} s, {args.batch} a call)",
+    )
+    r.add(
+        "reference: in-process compiled intake rules `decide`",
+        f"{decide_rows / max(decide_seconds, 1e-9):,.0f} rows/s on one core ({decide_rows:,} stored items' rows)",
+    )
+    r.add("check", check.describe())
+    if cpu.others > 0.15:
+        r.add("**the machine was not quiet**", f"other processes used {cpu.others:.2f} cores; figures pessimistic")
+    for example in check.examples:
+        r.add("differing example", example)
+    return r.finish(RESULT, write=not args.no_write, ok=check.ok, failure=check.describe())
 
 
 if __name__ == "__main__":
