@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from celery import signals
 from celery.contrib.testing.worker import start_worker
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -36,6 +38,19 @@ def spans(settings) -> Iterator[InMemorySpanExporter]:
     assert tracing_configure()
     yield exporter
     exporter.shutdown()  # a shut-down exporter drops what later tests' spans would add
+
+
+def close_connections(**_: object) -> None:
+    connections.close_all()
+
+
+@pytest.fixture
+def worker_closes_connections() -> Iterator[None]:
+    """An in-process worker closes its thread's database connection after each task: left open, it would keep
+    the test database from being dropped at the end of the run."""
+    signals.task_postrun.connect(close_connections, weak=False, dispatch_uid="test-tracing-close")
+    yield
+    signals.task_postrun.disconnect(dispatch_uid="test-tracing-close")
 
 
 def by_name(finished: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
@@ -73,7 +88,7 @@ def test_an_intake_call_is_a_server_span_named_by_its_route(api: Api, spans: InM
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_an_item_submitted_over_http_and_triaged_by_a_worker_is_one_trace(
-    api: Api, redis_server: RedisServer, spans: InMemorySpanExporter
+    api: Api, redis_server: RedisServer, spans: InMemorySpanExporter, worker_closes_connections: None
 ):
     with celery_publishing_to(redis_server.url):
         response = api.post("/api/v1/items", item(1))
