@@ -61,6 +61,8 @@ if DEMO:
     INSTALLED_APPS.append("fixtures")
 
 MIDDLEWARE = [
+    # Off unless TRACING_ENABLED: each request a span (ops_platform/core/tracing.py).
+    "ops_platform.core.tracing.TracingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Outermost after security headers: turns an unreachable database into a 503 for every view below it.
@@ -400,6 +402,13 @@ CELERY_BEAT_SCHEDULE = {
 # Triage: items still un-triaged this long after intake (or the last re-send) are sent again.
 TRIAGE_SWEEP_AFTER = timedelta(seconds=env.int("TRIAGE_SWEEP_AFTER_SECONDS", default=120))
 TRIAGE_BATCH_SIZE = 500
+
+# --- OpenTelemetry traces (ops_platform/core/tracing.py, docs/deploy.md) ----------------------------------
+# Off by default. On: intake request -> triage task -> scoring and routing in one trace across processes, sent to
+# the provider the deployment installed (opentelemetry-instrument) or, failing that, to TRACING_EXPORTER:
+# "console" (stdout) or "none" (spans made and dropped).
+TRACING_ENABLED = env.bool("TRACING_ENABLED", default=False)
+TRACING_EXPORTER = env.str("TRACING_EXPORTER", default="console")
 
 # --- Outbound webhooks (ops_platform/core/webhooks.py) ---------------------------------------------
 # Each attempt gives the receiver this long (connect, write, wait for the answer); 2xx is delivered.

@@ -15,8 +15,10 @@ class CoreConfig(AppConfig):
         from ops_platform.core.db_statistics import statistics_after_migrate
         from ops_platform.core.periodic import periodic_thread_start
         from ops_platform.core.roles import roles_sync_after_migrate
+        from ops_platform.core.tracing import tracing_configure
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)
         post_migrate.connect(statistics_after_migrate, sender=self)
         # The embedded mode's beat starts with the first request a web process serves (a no-op elsewhere).
         request_started.connect(periodic_thread_start, dispatch_uid="periodic-thread-start")
+        tracing_configure()  # a no-op unless TRACING_ENABLED

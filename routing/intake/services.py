@@ -20,6 +20,7 @@ from kombu.exceptions import KombuError
 from ops_platform.core.errors import ApplicationError, Conflict, NotFound
 from ops_platform.core.models import ApiClient, User
 from ops_platform.core.services import audit_record
+from ops_platform.core.tracing import tracer
 from queues.accounts.services import account_reports_record, accounts_ensure
 from queues.models import ItemKind, ItemState, ReviewItem
 from queues.selectors import items_load
@@ -237,8 +238,13 @@ def items_triage(*, item_ids: Sequence[int]) -> list[int]:
     received = [item for item in items_load(item_ids, fields=TRIAGE_FIELDS) if item.state == ItemState.RECEIVED]
     if not received:
         return []
-    items_score(items=received)
-    return items_route(items=received)
+    with tracer.start_as_current_span("triage.score") as span:
+        span.set_attribute("ops.items", len(received))
+        items_score(items=received)
+    with tracer.start_as_current_span("triage.route") as span:
+        routed = items_route(items=received)
+        span.set_attribute("ops.items_routed", len(routed))
+    return routed
 
 
 def items_sweep_untriaged(*, older_than: timedelta | None = None, limit: int = 50_000) -> int:
