@@ -76,6 +76,38 @@ def _blocked(model: type[Model], rows: QuerySet[Any], depth: int = 2) -> bool:
     return False
 
 
+# Below this many rows (PostgreSQL's estimate) an unfiltered changelist counts exactly.
+ESTIMATE_ABOVE = 100_000
+
+
+def estimated_rows(model: type[Model]) -> int | None:
+    """PostgreSQL's estimate of the table's rows (kept by ANALYZE and autovacuum); None elsewhere or never analysed."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
+
+
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered list of a large table is counted by the planner's estimate (counting reads every row); a
+    filtered one, or a small table, exactly. ``estimated`` says which: the changelist then reads "about N"
+    (templates/admin/pagination.html)."""
+
+    estimated = False
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet) and not queryset.query.where:
+            estimate = estimated_rows(queryset.model)
+            if estimate is not None and estimate >= ESTIMATE_ABOVE:
+                self.estimated = True
+                return estimate
+        return super().count
+
+
 class AuditedAdmin(admin.ModelAdmin):
     """Records before/after of every add, change and delete made through the admin, inline rows and
     many-to-many included: before is read from the database before anything is saved, after once all is."""
@@ -145,10 +177,17 @@ class PlatformUserAdmin(AuditedAdmin, UserAdmin):
     inlines = [ReviewerProfileInline]
     list_display = ["username", "first_name", "last_name", "role_list", "is_active"]
     list_filter = ["groups", "is_active"]
+    # Thousands of reviewers: no second count of the whole table, an estimate ("about") when unfiltered and large.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        # The roles column reads each listed user's groups: one query for the page, not one per row.
+        return super().get_queryset(request).prefetch_related("groups")
 
     @admin.display(description="roles")
     def role_list(self, obj: User) -> str:
-        return ", ".join(obj.roles)
+        return ", ".join(sorted(group.name for group in obj.groups.all()))
 
 
 @admin.register(Vendor)
@@ -263,33 +302,6 @@ class ApiClientAdmin(AuditedAdmin):
 
 
 # --- changelists of tables that grow with traffic (items, decisions, scores: millions of rows) ----------------
-
-# Below this many rows (PostgreSQL's estimate) an unfiltered changelist counts exactly.
-ESTIMATE_ABOVE = 100_000
-
-
-def estimated_rows(model: type[Model]) -> int | None:
-    """PostgreSQL's estimate of the table's rows (kept by ANALYZE and autovacuum); None elsewhere or never analysed."""
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
-        row = cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
-
-
-class EstimatedCountPaginator(Paginator):
-    """An unfiltered list of a large table is counted by the planner's estimate (counting reads every row); a
-    filtered one, or a small table, exactly."""
-
-    @cached_property
-    def count(self) -> int:
-        queryset = self.object_list
-        if isinstance(queryset, QuerySet) and not queryset.query.where:
-            estimate = estimated_rows(queryset.model)
-            if estimate is not None and estimate >= ESTIMATE_ABOVE:
-                return estimate
-        return super().count
 
 
 def distinct_values(model: type[Model], field: str) -> list[Any]:
