@@ -1,5 +1,5 @@
-"""Issue 19: the classifier pages' figures are cached per rewrite of the rollups; the cursor row (one row) counts
-the rewrites."""
+"""Issue 19: the vendor scorecards' and classifier pages' figures are cached per rewrite of their rollups; each
+cursor row (one row each) counts the rewrites."""
 
 from django.db import migrations, models
 
@@ -10,6 +10,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="rollupcursor",
+            name="generation",
+            field=models.BigIntegerField(default=0),
+        ),
         migrations.AddField(
             model_name="classifierrollupcursor",
             name="generation",
