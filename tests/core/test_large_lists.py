@@ -147,3 +147,22 @@ def test_the_user_changelist_reads_roles_without_a_query_per_row(admin_user) -> 
         user_create(actor="test", username=f"few-{i}", password="x" * 20, roles=[Role.REVIEWER, Role.SENIOR_REVIEWER])
     assert page_queries() == few
     assert User.objects.count() >= 13
+
+
+def test_the_user_page_lists_every_permission_escaped_and_the_held_ones_selected(admin_user) -> None:
+    from django.contrib.auth.models import Permission
+
+    from ops_platform.core.models import User
+
+    held = Permission.objects.get(codename="view_analytics")
+    target = User.objects.create_user(username="perm-holder", password="x" * 20)
+    target.user_permissions.add(held)
+    client = Client()
+    assert client.login(username=admin_user.username, password=PASSWORD)
+    page = client.get(f"/admin/core/user/{target.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    picker = html.split('name="user_permissions"', 1)[1].split("</select>", 1)[0]
+    assert picker.count("<option ") == Permission.objects.count()
+    assert f'<option value="{held.pk}" selected>' in picker
+    assert 'class="selectfilter"' in html.split('name="user_permissions"', 1)[1].split(">", 1)[0]
