@@ -26,7 +26,7 @@ from analytics.selectors.operations import Table as OpsTable
 from analytics.tables import Column, Kind, Table
 from analytics.tables import items_url as _items_url
 from ops_platform.core.errors import ApplicationError
-from ops_platform.core.figures import MIN_ITEMS, MIN_POSITIVES, wilson_interval
+from ops_platform.core.figures import MIN_ITEMS, MIN_POSITIVES
 from ops_platform.core.models import Policy
 from ops_platform.core.params import MAX_INT, id_parse, param_int
 from ops_platform.core.templatetags.units import slice_words
@@ -346,8 +346,9 @@ def classifier_pr_table(f: MetricFilter) -> Table:
         curve = clf.classifier_pr_curve(f, category=category, backend=backend, model_version=version, truth=f.truth)
         whole = summary.get(category)
         positives = whole.positives if whole else 0.0
+        # Each point carries its Wilson intervals (computed once per rollup refresh, vectorised, with the curve);
+        # its positives are the same bucket counts' as the summary row's.
         for p in curve.points:
-            precision_ci, recall_ci = wilson_interval(p.tp, p.tp + p.fp), wilson_interval(p.tp, positives)
             rows.append(
                 {
                     "category": category,
@@ -355,10 +356,6 @@ def classifier_pr_table(f: MetricFilter) -> Table:
                     "auprc": curve.auprc,
                     "n": whole.n if whole else 0,
                     "positives": positives,
-                    "precision_low": precision_ci[0],
-                    "precision_high": precision_ci[1],
-                    "recall_low": recall_ci[0],
-                    "recall_high": recall_ci[1],
                     "auprc_low": whole.auprc_low if whole else None,
                     "auprc_high": whole.auprc_high if whole else None,
                 }

@@ -37,8 +37,12 @@ def backlog_snapshot_task() -> int:
 
 @shared_task
 def classifier_rollups_refresh_task() -> int:
-    """CLASSIFIER_ROLLUPS_EVERY: recompute the weeks of classifier figures touched since the last run."""
-    return len(rollups.classifier_rollups_refresh())
+    """CLASSIFIER_ROLLUPS_EVERY: recompute the weeks of classifier figures touched since the last run, then (when
+    any was) compute the default period's figures and charts ahead of the pages (cached per rewrite)."""
+    weeks = len(rollups.classifier_rollups_refresh())
+    if weeks:
+        charts_warm()
+    return weeks
 
 
 @shared_task

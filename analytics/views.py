@@ -31,6 +31,7 @@ from analytics.selectors.items import (
     items_drill,
 )
 from analytics.tables import as_of_text, filter_params
+from ops_platform.core.counts import count_capped
 from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.keyset import keyset_page
@@ -183,7 +184,9 @@ def items(request: HttpRequest) -> HttpResponse:
             slice=slice_,
             page=page,
             listed=queryset,
-            count=queryset.count(),
+            # Exact up to 10,000 items; a longer list is counted by the planner's estimate and says "about".
+            counted=(counted := count_capped(queryset)),
+            count=counted.n,
             rows=rows,
             query=query,
             extra_params=[*slice_.params().items(), *drill_params.items()],

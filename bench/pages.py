@@ -248,7 +248,16 @@ def main() -> int:
     from tests.support import dashboard_world as dw
 
     hosts = "127.0.0.1,localhost"  # production settings allow no host unless told
-    with benchlib.scratch(args, reuse=args.reuse, CELERY_BROKER_URL="", LOG_LEVEL="WARNING", ALLOWED_HOSTS=hosts) as db:
+    # No broker here, but production runs beat and workers apart from the web processes: no in-process scheduler
+    # in this one (its classifier refresh read every decision in a thread while the pages were timed).
+    with benchlib.scratch(
+        args,
+        reuse=args.reuse,
+        CELERY_BROKER_URL="",
+        LOG_LEVEL="WARNING",
+        ALLOWED_HOSTS=hosts,
+        PERIODIC_IN_PROCESS="false",
+    ) as db:
         if not args.reuse:
             world = dw.world_create()
             now = datetime.now(UTC).replace(second=0, microsecond=0)

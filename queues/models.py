@@ -273,6 +273,10 @@ class ReviewItem(models.Model):
             # Items by receipt (the dashboards' periods, the drill-down's keyset pages); is_golden rides along so
             # that counting a period's operational items (golden left out) reads the index alone.
             models.Index(fields=["received_at", "is_golden"], name="item_received_op_idx"),
+            # Items by decision time (the drill-down's ``on=decided`` periods and keyset pages), only those decided.
+            models.Index(
+                fields=["decided_at", "is_golden"], condition=Q(decided_at__isnull=False), name="item_decided_op_idx"
+            ),
             # The backlog: open operational items by queue, age and due time, counted from the index alone (the
             # backlog panel and its 15-minute snapshot) instead of reading every item.
             models.Index(

@@ -90,6 +90,9 @@ class ClassifierRollupCursor(models.Model):
     last_score_id = models.BigIntegerField(default=0)
     last_sample_id = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Counts every rewrite of a week's rollups (``week_replace``): figures computed from the rollups are cached
+    # under it (``analytics.selectors.classifiers``), so a rewrite is seen by the next read.
+    generation = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.name} cursor at {self.refreshed_at}"

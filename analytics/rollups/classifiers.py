@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.db import transaction
-from django.db.models import Exists, FloatField, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, FloatField, Max, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -304,10 +304,12 @@ def _cursor_locked() -> ClassifierRollupCursor:
 def week_replace(week: date, *, policies: dict[str, set[int]] | None = None) -> int:
     """Delete and re-insert one week's rollups in one transaction; returns the rows written."""
     with transaction.atomic():
-        _cursor_locked()
+        cursor = _cursor_locked()
         rows = week_rollups(week, policies=policies)
         ClassifierRollup.objects.filter(week=week).delete()
         ClassifierRollup.objects.bulk_create(rows, batch_size=5_000)
+        # Under the lock: the figures cached from the rollups (keyed by the generation) are recomputed on next read.
+        ClassifierRollupCursor.objects.filter(pk=cursor.pk).update(generation=F("generation") + 1)
     return len(rows)
 
 

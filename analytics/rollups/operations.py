@@ -541,6 +541,7 @@ def rollups_refresh(*, now: datetime | None = None) -> list[date]:
         day_recompute(day)
     cursor.last_decision_id, cursor.last_event_id, cursor.last_item_id = top["decision"], top["event"], top["item"]
     cursor.refreshed_at = now
+    cursor.generation += 1 if days else 0
     cursor.save()
     return days
 
@@ -550,7 +551,15 @@ def rollups_rebuild(start: date, end: date) -> int:
     days = list(days_through(start, end))
     for day in days:
         day_recompute(day)
+    rollups_rewritten()
     return len(days)
+
+
+def rollups_rewritten() -> None:
+    """Count a rewrite of the operations or quality rollups outside the refresh (which counts its own): the figures
+    cached from them (keyed by the cursor's generation) are recomputed on their next read."""
+    RollupCursor.objects.get_or_create(name=CURSOR_NAME)
+    RollupCursor.objects.filter(name=CURSOR_NAME).update(generation=F("generation") + 1)
 
 
 def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[int, str, int, int, int]]:

@@ -27,19 +27,30 @@ that policy maps to (and ``any``, which is not per policy); for any other catego
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from analytics.filters import MetricFilter
-from analytics.models import ANY_VIOLATION, BUCKETS, ClassifierRollup, ClassifierView, TruthSource
+from analytics.models import (
+    ANY_VIOLATION,
+    BUCKETS,
+    ClassifierRollup,
+    ClassifierRollupCursor,
+    ClassifierView,
+    TruthSource,
+)
 from analytics.rollups import (
     BUCKET_EPSILON,
     CATEGORIES,
@@ -60,6 +71,36 @@ from routing.models import ClassifierScore
 
 CALIBRATION_BINS = 10
 CELLS = ("tp", "fp", "fn", "tn", "positive", "negative", "flagged", "all")
+# Figures cached per rewrite of the rollups (``per_rollup_refresh``): a day at most, a rewrite changes the key.
+CACHE_SECONDS = 24 * 3600
+
+T = TypeVar("T")
+
+
+def rollups_generation() -> int:
+    """How many times the classifier rollups were rewritten (``week_replace``); 0 before the first refresh."""
+    return ClassifierRollupCursor.objects.filter(name="classifier").values_list("generation", flat=True).first() or 0
+
+
+def per_rollup_refresh(fn: Callable[..., T]) -> Callable[..., T]:
+    """Cache a selector's result under its arguments and everything else it reads: the rollups' generation, the
+    active thresholds and the filter's policy's categories. The summary, PR curve (with its Wilson intervals and
+    bootstrap), calibration and drift are computed once per refresh of the rollups, not on every page (the
+    periodic refresh warms the default period's: ``analytics.panels.charts_warm``)."""
+
+    @wraps(fn)
+    def cached(f: MetricFilter, **kwargs: Any) -> T:
+        thresholds = getattr(settings, "ANALYTICS_CLASSIFIER_THRESHOLDS", {})
+        what = [fn.__name__, asdict(f), kwargs, rollups_generation(), thresholds, sorted(_policy_categories(f) or [])]
+        body = json.dumps(what, sort_keys=True, default=str)
+        key = "analytics:clf:" + hashlib.sha256(body.encode()).hexdigest()
+        hit: T | None = cache.get(key)
+        if hit is None:
+            hit = fn(f, **kwargs)
+            cache.set(key, hit, CACHE_SECONDS)
+        return hit
+
+    return cached
 
 
 def active_threshold(category: str) -> float:
@@ -422,6 +463,7 @@ def classifier_metrics_at(
     return counts.at(active_threshold(category) if threshold is None else threshold)
 
 
+@per_rollup_refresh
 def classifier_pr_curve(
     f: MetricFilter, *, category: str, backend: str, model_version: str | None = None, truth: str = "decision"
 ) -> PrCurve:
@@ -466,6 +508,7 @@ def classifier_threshold_for_recall(
     return counts.threshold_for_recall(target)
 
 
+@per_rollup_refresh
 def classifier_calibration(
     f: MetricFilter,
     *,
@@ -482,6 +525,7 @@ def classifier_calibration(
     return counts.calibration(bins)
 
 
+@per_rollup_refresh
 def classifier_drift(
     f: MetricFilter,
     *,
@@ -529,6 +573,7 @@ def classifier_drift(
     return weeks
 
 
+@per_rollup_refresh
 def classifier_summary(
     f: MetricFilter,
     *,

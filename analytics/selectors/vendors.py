@@ -24,18 +24,21 @@ times and costs. Pass ``targets`` to override the defaults.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncWeek
 
 from analytics.filters import MetricFilter
-from analytics.models import GoldenDaily, OpsDecisionDaily, QaSampleDaily
-from analytics.rollups import hist_percentile
+from analytics.models import GoldenDaily, OpsDecisionDaily, QaSampleDaily, RollupCursor
+from analytics.rollups import CURSOR_NAME, hist_percentile
 from analytics.selectors.operations import Table
 from analytics.sql import histograms_merged, rollup_column, week_start_sql
 from ops_platform.core.models import Vendor
@@ -43,6 +46,7 @@ from qa.models import MAX_SEVERITY
 from qa.statistics import kappa_from_counts
 
 AMBER_TOLERANCE = 0.05
+CACHE_SECONDS = 24 * 3600  # a rewrite of the rollups changes the key first
 DEFAULT_TARGETS: dict[str, float] = {
     "golden_accuracy": 0.90,
     "agreement": 0.70,
@@ -197,6 +201,28 @@ def _weekly_values(
     return values
 
 
+def operations_generation() -> int:
+    """How many times the operations rollups were rewritten (``rollups_refresh`` with work, ``rollups_rebuild``)."""
+    return RollupCursor.objects.filter(name=CURSOR_NAME).values_list("generation", flat=True).first() or 0
+
+
+def _weekly_values_cached(
+    vendors: list[Vendor], mondays: list[date], f: MetricFilter
+) -> dict[tuple[int, date], dict[str, float | None]]:
+    """``_weekly_values`` read once per rewrite of the rollups (keyed by their generation, the filter, the vendors
+    and their costs): merging a period's turnaround histograms costs half a second at a million decisions. The
+    periodic refresh warms the default period's (``analytics.panels.charts_warm``); targets and RAG are applied
+    after, per request, so an edited target shows at once."""
+    what = [asdict(f), [(v.pk, str(v.cost_per_decision)) for v in vendors], mondays, operations_generation()]
+    body = json.dumps(what, sort_keys=True, default=str)
+    key = "analytics:vendors:" + hashlib.sha256(body.encode()).hexdigest()
+    values: dict[tuple[int, date], dict[str, float | None]] | None = cache.get(key)
+    if values is None:
+        values = _weekly_values(vendors, mondays, f)
+        cache.set(key, values, CACHE_SECONDS)
+    return values
+
+
 def vendor_targets(vendor: Vendor, overrides: Mapping[str, float] | None = None) -> dict[str, float | None]:
     quality = float(vendor.target_quality_score)
     targets: dict[str, float | None] = {
@@ -217,7 +243,7 @@ def vendor_scorecards(f: MetricFilter, *, targets: Mapping[str, float] | None = 
     weeks = iso_weeks(f)
     if not vendors_sorted:
         return []
-    values = _weekly_values(vendors_sorted, [weeks[0] - timedelta(days=7), *weeks], f)
+    values = _weekly_values_cached(vendors_sorted, [weeks[0] - timedelta(days=7), *weeks], f)
     cards = []
     for vendor in vendors_sorted:
         goals = vendor_targets(vendor, targets)

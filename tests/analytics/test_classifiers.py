@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -679,3 +679,35 @@ def test_pr_curve_and_calibration_show_intervals_or_too_few(world: World) -> Non
         else:
             assert row["observed_low"] - 1e-9 <= row["observed_rate"] <= row["observed_high"] + 1e-9
             assert text.endswith(f"[{row['observed_low']:.1%}, {row['observed_high']:.1%}]")
+
+
+def test_figures_are_computed_once_per_rewrite_of_the_rollups_and_a_rewrite_is_seen(
+    world: World, django_assert_max_num_queries
+) -> None:
+    generate(world, n=300, seed=5)
+    classifier_rollups_refresh()
+    first = classifier_summary(PERIOD)
+    curve = classifier_pr_curve(PERIOD, category="hate", backend="local", model_version="v1")
+    # Read again with nothing rewritten: from the cache, one query each (the rollups' generation).
+    with django_assert_max_num_queries(2):
+        assert classifier_summary(PERIOD) == first
+        assert classifier_pr_curve(PERIOD, category="hate", backend="local", model_version="v1") == curve
+    # A later decision flips an item of the first week: the rollups are rewritten, the next read sees it.
+    week1_item = next(pk for pk, w in zip(world.items, world.weeks, strict=True) if w == MONDAY)
+    current = Decision.objects.get(item_id=week1_item)
+    Decision.objects.create(
+        item_id=week1_item,
+        reviewer=world.reviewer,
+        is_violation=not current.is_violation,
+        policy=None if current.is_violation else world.hate,
+        decided_at=at(MONDAY + timedelta(days=1), 15),
+        supersedes=current,
+    )
+    classifier_rollups_refresh()
+    after = classifier_summary(PERIOD)
+    assert after != first
+    assert after == classifier_summary.__wrapped__(PERIOD)  # what an uncached read computes
+    # The thresholds are part of what the figures depend on.
+    with override_settings(ANALYTICS_CLASSIFIER_THRESHOLDS={"default": 0.9}):
+        assert classifier_summary(PERIOD) == classifier_summary.__wrapped__(PERIOD)
+        assert classifier_summary(PERIOD) != after

@@ -239,3 +239,28 @@ def test_decisions_stay_with_the_vendor_whose_reviewer_made_them(vendor_a: Vendo
     rollups_rebuild(today, today)
     volumes = dict(OpsDecisionDaily.objects.values_list("vendor_id").annotate(n=Sum("decided")))
     assert volumes == {vendor_a.pk: 1, vendor_b.pk: 1}
+
+
+def test_scorecards_are_read_once_per_rewrite_of_the_rollups_and_a_rewrite_is_seen(
+    vendor_a: Vendor, django_assert_max_num_queries
+) -> None:
+    today = timezone.localdate()
+    f = MetricFilter.last_days(7, vendor_id=vendor_a.pk)
+    first = vendor_scorecards(f)
+    # Nothing rewritten: the vendors and the rollups' generation are read, not the rollups.
+    with django_assert_max_num_queries(2):
+        assert vendor_scorecards(f) == first
+    team = Team.objects.create(slug="a-team", name="A team", vendor=vendor_a)
+    vic = user_create(actor="test", username="vic", password=PASSWORD, roles=[Role.REVIEWER], team=team)
+    queue = Queue.objects.create(slug="cached", name="Cached")
+    queue.allowed_vendors.add(vendor_a)
+    item_queued(queue)
+    item = item_claim_next(queue=queue, actor=vic)
+    assert item is not None
+    decision_record(item=item, actor=vic, is_violation=False)
+    rollups_rebuild(today, today)
+    after = vendor_scorecards(f)
+    assert sum(card.measures["volume"].value or 0 for card in after) == 1
+    # An edited target shows at once (targets are applied after the cached read).
+    Vendor.objects.filter(pk=vendor_a.pk).update(target_sla_attainment="0.5")
+    assert {card.measures["sla_attainment"].target for card in vendor_scorecards(f)} == {0.5}

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.db.models import F, FloatField, Value
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ops_platform.core.admin import EstimatedCountPaginator, distinct_values
@@ -107,3 +108,61 @@ def test_item_and_decision_changelists_show_with_their_filters(admin_user, intak
     decisions = client.get("/admin/queues/decision/")
     assert decisions.status_code == 200
     assert decisions.context["cl"].result_count == 1
+
+
+def test_an_estimated_changelist_count_says_about_and_an_exact_one_does_not(
+    admin_user, intake_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _items(intake_queue, 3)
+    client = Client()
+    assert client.login(username=admin_user.username, password=PASSWORD)
+    monkeypatch.setattr("ops_platform.core.admin.estimated_rows", lambda model: 2_000_000)
+    estimated = client.get("/admin/queues/reviewitem/")
+    assert estimated.status_code == 200
+    assert "about 2000000 review items" in " ".join(estimated.content.decode().split())
+    filtered = client.get("/admin/queues/reviewitem/?source=web")
+    assert "about" not in filtered.content.decode().split("result-count", 1)[1].split("</span>", 1)[0]
+    # The users' list too: thousands of reviewers are counted by the estimate when unfiltered.
+    users = client.get("/admin/core/user/")
+    assert users.status_code == 200
+    assert users.context["cl"].paginator.estimated
+    assert "about 2000000 users" in " ".join(users.content.decode().split())
+
+
+def test_the_user_changelist_reads_roles_without_a_query_per_row(admin_user) -> None:
+    from ops_platform.core.models import Role, User
+    from ops_platform.core.services import user_create
+
+    def page_queries() -> int:
+        client = Client()
+        assert client.login(username=admin_user.username, password=PASSWORD)
+        with CaptureQueriesContext(connection) as seen:
+            response = client.get("/admin/core/user/")
+        assert response.status_code == 200
+        return len(seen.captured_queries)
+
+    user_create(actor="test", username="few-0", password="x" * 20, roles=[Role.REVIEWER])
+    few = page_queries()
+    for i in range(1, 12):
+        user_create(actor="test", username=f"few-{i}", password="x" * 20, roles=[Role.REVIEWER, Role.SENIOR_REVIEWER])
+    assert page_queries() == few
+    assert User.objects.count() >= 13
+
+
+def test_the_user_page_lists_every_permission_escaped_and_the_held_ones_selected(admin_user) -> None:
+    from django.contrib.auth.models import Permission
+
+    from ops_platform.core.models import User
+
+    held = Permission.objects.get(codename="view_analytics")
+    target = User.objects.create_user(username="perm-holder", password="x" * 20)
+    target.user_permissions.add(held)
+    client = Client()
+    assert client.login(username=admin_user.username, password=PASSWORD)
+    page = client.get(f"/admin/core/user/{target.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    picker = html.split('name="user_permissions"', 1)[1].split("</select>", 1)[0]
+    assert picker.count("<option ") == Permission.objects.count()
+    assert f'<option value="{held.pk}" selected>' in picker
+    assert 'class="selectfilter"' in html.split('name="user_permissions"', 1)[1].split(">", 1)[0]
