@@ -71,7 +71,9 @@ class ErasuresApi(APIView):
         responses={
             201: ErasureOut,
             200: ErasureOut,
-            **error_responses(400, 403, 404, 409, s404="An item id is not one of yours.", s409="A legal hold."),
+            **error_responses(
+                400, 403, 404, 409, 422, s404="An item id is not one of yours.", s409="A legal hold is in force."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -135,7 +137,11 @@ class LegalHoldsApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [HasScopeOrSignedIn]
 
-    @extend_schema(operation_id="legal_holds_create", request=LegalHoldIn, responses={201: LegalHoldOut})
+    @extend_schema(
+        operation_id="legal_holds_create",
+        request=LegalHoldIn,
+        responses={201: LegalHoldOut, **error_responses(400, 403, 404, 413)},
+    )
     def post(self, request: Request) -> Response:
         actor = _signed_in(request)
         serializer = LegalHoldIn(data=request.data if isinstance(request.data, dict) else {})
@@ -152,7 +158,9 @@ class LegalHoldClearApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [HasScopeOrSignedIn]
 
-    @extend_schema(operation_id="legal_holds_clear", request=None, responses={200: LegalHoldOut})
+    @extend_schema(
+        operation_id="legal_holds_clear", request=None, responses={200: LegalHoldOut, **error_responses(403, 404, 413)}
+    )
     def post(self, request: Request, pk: int) -> Response:
         actor = _signed_in(request)
         reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""

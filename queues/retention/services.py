@@ -53,10 +53,13 @@ def legal_hold_set(*, actor: User, reason: str, item_id: int | None = None, acco
     with transaction.atomic():
         # Lock the held row: a purge or erasure batch that holds it finishes first, one that comes later sees the hold.
         if item_id is not None:
-            if not ReviewItem.objects.select_for_update().filter(pk=item_id).exists():
+            locked = ReviewItem.objects.select_for_update().filter(pk=item_id).values_list("pk", flat=True)
+            if not list(locked):
                 raise NotFound(f"No item {item_id}.", field="item_id")
-        elif not Account.objects.select_for_update().filter(pk=account_id).exists():
-            raise NotFound(f"No account {account_id}.", field="account_id")
+        else:
+            account = Account.objects.select_for_update().filter(pk=account_id or 0).values_list("pk", flat=True)
+            if not list(account):
+                raise NotFound(f"No account {account_id}.", field="account_id")
         hold = LegalHold.objects.create(
             item_id=item_id, account_id=account_id, reason=reason, set_at=timezone.now(), set_by=actor
         )
@@ -158,8 +161,8 @@ def items_content_purge(
 ) -> PurgeResult:
     """Empty the content of items past their policy's retention, one committed batch at a time (the periodic job).
 
-    Each batch locks its rows with SKIP LOCKED, so an item a reviewer or triage holds is taken by a later run
-    instead of being waited for; intake never touches decided items.
+    Intake never touches decided items, so the purge and intake do not wait for each other; locking the batch's
+    rows before the UPDATE would write every row twice for nothing (the UPDATE locks them itself).
     """
     now = now or timezone.now()
     size = batch_size or settings.PURGE_BATCH_SIZE
@@ -167,10 +170,10 @@ def items_content_purge(
     for due in _content_due(now=now):
         while max_batches is None or result.batches < max_batches:
             with transaction.atomic():
-                ids = list(due.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:size])
+                ids = list(due.values_list("pk", flat=True)[:size])
                 if not ids:
                     break
-                ReviewItem.objects.filter(pk__any=ids).update(
+                ReviewItem.objects.filter(pk__any=ids, content_purged_at__isnull=True).update(
                     **EMPTY_CONTENT, content_purged_at=now, content_purge_reason=ContentPurgeReason.RETENTION
                 )
                 for step, changed in content_wipe_run(ContentWipe(ids)).items():
@@ -217,6 +220,14 @@ class LegalHoldConflict(Conflict):
         )
 
 
+class IdempotencyKeyReused(ApplicationError):
+    status_code = 422  # as intake answers the same mistake
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with a different request.", field="Idempotency-Key")
+
+
 def erasure_request(
     *,
     client: ApiClient,
@@ -240,9 +251,7 @@ def erasure_request(
             if earlier.by_account != (account_ref is not None) or (
                 item_ids is not None and sorted(set(item_ids)) != earlier.item_ids
             ):
-                raise ApplicationError(
-                    "This Idempotency-Key was used with a different request.", field="Idempotency-Key"
-                )
+                raise IdempotencyKeyReused()
             return earlier, False
     account: Account | None = None
     if account_ref is not None:
