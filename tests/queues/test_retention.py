@@ -301,7 +301,7 @@ def test_erasure_is_idempotent_with_a_key_and_harmless_without(api: Api, reviewe
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
     assert first.json()["items_erased"] == 1
-    assert other_body.status_code == 400
+    assert other_body.status_code == 422
     assert other_body.json()["errors"][0]["field"] == "Idempotency-Key"
     assert no_key.status_code == 201
     assert no_key.json()["items_erased"] == 0
