@@ -233,6 +233,9 @@ def test_holds_over_http_need_a_signed_in_admin(api: Api, reviewer: User, admin_
     cleared = browser.post(f"/api/v1/legal-holds/{made.json()['id']}/clear", {}, "application/json")
     assert cleared.status_code == 200
     assert cleared.json()["cleared_at"]
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(admin_user)
+    assert forged.post("/api/v1/legal-holds", {"item_id": it.pk, "reason": "y"}, "application/json").status_code == 403
 
 
 # --- erasure ------------------------------------------------------------------------------------------------------
