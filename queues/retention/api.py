@@ -36,6 +36,8 @@ class ErasureIn(serializers.Serializer[Any]):
 
 
 class ErasureOut(serializers.ModelSerializer[Erasure]):
+    # Plain text, not an enum: several components have a "state" and their enums' names would collide.
+    state = serializers.CharField(read_only=True, help_text="running, then done")
     by = serializers.SerializerMethodField()
 
     class Meta:
