@@ -324,7 +324,17 @@ METRICS_ALLOWED_ADDRESSES = env.list("METRICS_ALLOWED_ADDRESSES", default=[])
 # How often the sweepers look for un-triaged items and overdue webhook events (the fault drills shorten it).
 TRIAGE_SWEEP_EVERY = timedelta(seconds=env.int("TRIAGE_SWEEP_EVERY_SECONDS", default=60))
 WEBHOOK_SWEEP_EVERY = timedelta(seconds=env.int("WEBHOOK_SWEEP_EVERY_SECONDS", default=60))
+# Retention after an item's final decision (docs/retention.md): its content (text, media, metadata), then, longer,
+# its decisions' free-text rationale; a policy may set its own. The purge commits every PURGE_BATCH_SIZE items.
+CONTENT_RETENTION_DAYS = env.int("CONTENT_RETENTION_DAYS", default=365)
+RECORD_RETENTION_DAYS = env.int("RECORD_RETENTION_DAYS", default=7 * 365)
+PURGE_BATCH_SIZE = env.int("PURGE_BATCH_SIZE", default=5000)
+PURGE_EVERY = timedelta(seconds=env.int("PURGE_EVERY_SECONDS", default=3600))
 CELERY_BEAT_SCHEDULE = {
+    "purge-expired-content": {
+        "task": "queues.tasks.content_purge_task",
+        "schedule": PURGE_EVERY,
+    },
     "sweep-untriaged-items": {
         "task": "routing.tasks.items_sweep_untriaged_task",
         "schedule": TRIAGE_SWEEP_EVERY,

@@ -40,6 +40,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/metrics/", include(metrics_api_urlpatterns)),
     path("api/v1/", include("routing.intake.urls")),
+    path("api/v1/", include("queues.retention.urls")),
     path("api/v1/", include(review_api_urlpatterns)),
     path("api/v1/", include(search_api_urlpatterns)),
     path("analytics/", include("analytics.urls")),

@@ -190,6 +190,11 @@ TEXT_SEARCH_CONFIG = "simple"
 TEXT_SEARCH_VECTOR = SearchVector("text", config=TEXT_SEARCH_CONFIG)
 
 
+class ContentPurgeReason(models.TextChoices):
+    RETENTION = "retention", "Retention period over"
+    ERASURE = "erasure", "Erased on request"
+
+
 class ReviewItem(models.Model):
     """One thing to review: a piece of content, a user report about one, or an appeal of a decision."""
 
@@ -257,6 +262,10 @@ class ReviewItem(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Set by the sweeper when it re-sends an item to triage, so it waits before sending it again.
     triage_requested_at = models.DateTimeField(null=True, blank=True)
+    # When its content (text, media, metadata, report reasons) was emptied, by the retention purge or an erasure
+    # (docs/retention.md); the row, its decisions and its times stay for the figures.
+    content_purged_at = models.DateTimeField(null=True, blank=True)
+    content_purge_reason = models.CharField(max_length=20, choices=ContentPurgeReason.choices, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="item_unique_external_id")]
@@ -308,6 +317,12 @@ class ReviewItem(models.Model):
             # Investigation's full-text search (PostgreSQL only; SQLite searches by substring): the expression
             # is ``TEXT_SEARCH_VECTOR``, which the search must use as is for the planner to match the index.
             GinIndex(TEXT_SEARCH_VECTOR, name="item_text_search_idx"),
+            # The retention purge's scan: decided items whose content is still held, oldest decision first.
+            models.Index(
+                fields=["decided_at"],
+                condition=Q(content_purged_at__isnull=True, state__in=["decided", "auto_actioned"]),
+                name="item_purge_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -506,3 +521,4 @@ from queues.accounts.models import (  # noqa: E402, F401
     Strike,
     StrikeThreshold,
 )
+from queues.retention.models import Erasure, LegalHold  # noqa: E402, F401

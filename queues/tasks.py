@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from queues import notices
+from queues.retention import services as retention
 from queues.services import claims
 
 
@@ -21,3 +22,9 @@ def escalation_notice_task(queue_id: int, item_ids: list[int], rule: str) -> int
     """Email a queue's leads that items were escalated into it (retried while the mail server is unreachable;
     ``smtplib``'s errors are ``OSError``s)."""
     return notices.escalation_notice_send(queue_id=queue_id, item_ids=item_ids, rule=rule)
+
+
+@shared_task
+def content_purge_task() -> dict[str, object]:
+    """Hourly: empty the content of items past their policy's retention, in committed batches (docs/retention.md)."""
+    return retention.items_content_purge().as_dict()

@@ -14,10 +14,12 @@ class CoreConfig(AppConfig):
         from ops_platform.core import lookups, tasks  # noqa: F401  (``__any``; the webhook tasks)
         from ops_platform.core.db_statistics import statistics_after_migrate
         from ops_platform.core.periodic import periodic_thread_start
+        from ops_platform.core.retention import content_wipe_step_register, webhook_payloads_wipe
         from ops_platform.core.roles import roles_sync_after_migrate
         from ops_platform.core.tracing import tracing_configure
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)
+        content_wipe_step_register("webhook_payloads", webhook_payloads_wipe)
         post_migrate.connect(statistics_after_migrate, sender=self)
         # The embedded mode's beat starts with the first request a web process serves (a no-op elsewhere).
         request_started.connect(periodic_thread_start, dispatch_uid="periodic-thread-start")

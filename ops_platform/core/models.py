@@ -167,6 +167,15 @@ class Policy(models.Model):
     # Some policies (child safety) must always be decided by people, never auto-actioned.
     human_review_only = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True, help_text="Untick to retire; used policies are never deleted.")
+    # Retention after an item's final decision under this policy (docs/retention.md); empty: the settings' default.
+    content_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days an item's content is kept after its final decision (empty: default)."
+    )
+    record_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days decisions keep their free-text rationale (empty: default); at least the content retention.",
+    )
 
     class Meta:
         verbose_name_plural = "policies"
@@ -182,6 +191,12 @@ class Policy(models.Model):
         unknown = set(self.classifier_chain) - set(settings.SCORING_BACKENDS)
         if unknown:
             raise ValidationError({"classifier_chain": f"Unknown backends: {', '.join(sorted(unknown))}"})
+        content_days = self.content_retention_days or settings.CONTENT_RETENTION_DAYS
+        record_days = self.record_retention_days or settings.RECORD_RETENTION_DAYS
+        if record_days < content_days:
+            raise ValidationError(
+                {"record_retention_days": f"Decisions must be kept at least as long as content ({content_days} days)."}
+            )
 
 
 class DecisionLabel(models.Model):
@@ -211,6 +226,7 @@ class ApiScope(models.TextChoices):
     REVIEWS_WRITE = "reviews:write", "Claim, decide and release review items as a named reviewer"
     QA_WRITE = "qa:write", "QA re-review, adjudication and calibration sessions as a named person"
     QA_READ = "qa:read", "Read closed calibration sessions' reports as a named person"
+    ERASURES_WRITE = "erasures:write", "Erase content and accounts of your source, and read the erasures' status"
 
 
 class ApiClient(models.Model):

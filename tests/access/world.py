@@ -100,6 +100,9 @@ class World:
         return {
             "api-metric": {"name": self.panel_name},
             "api-item-detail": {"pk": self.held.pk},
+            # Any id: both answer before looking (no API key: 401; a session's empty body: 415).
+            "api-erasure-detail": {"pk": 1},
+            "api-legal-hold-clear": {"pk": 1},
             "analytics-alert": {"pk": self.alert.pk},
             "analytics-item": {"pk": self.held.pk},
             "investigation-item": {"pk": self.held.pk},
