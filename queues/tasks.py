@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from queues import notices
+from queues.accounts.actions import account_actions_expire
 from queues.services import claims
 
 
@@ -21,3 +22,10 @@ def escalation_notice_task(queue_id: int, item_ids: list[int], rule: str) -> int
     """Email a queue's leads that items were escalated into it (retried while the mail server is unreachable;
     ``smtplib``'s errors are ``OSError``s)."""
     return notices.escalation_notice_send(queue_id=queue_id, item_ids=item_ids, rule=rule)
+
+
+@shared_task
+def account_actions_expire_task() -> int:
+    """Every minute: restrictions and suspensions whose duration ended are lifted (audited, in the account's
+    history, an ``account.action`` webhook with ``state: "expired"``)."""
+    return account_actions_expire()
