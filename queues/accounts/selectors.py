@@ -205,7 +205,7 @@ def _features_postgresql(
     pairs: set[tuple[str, str]], now: datetime
 ) -> dict[tuple[str, str], tuple[datetime | None, int | None, str]]:
     ordered = sorted(pairs)
-    params = {"now": now, "sources": [s for s, _ in ordered], "refs": [r for _, r in ordered]}
+    params: dict[str, Any] = {"now": now, "sources": [s for s, _ in ordered], "refs": [r for _, r in ordered]}
     with connection.cursor() as cursor:
         cursor.execute(_FEATURES_SQL, params)
         return {(source, ref): (created, strikes, labels or "") for source, ref, created, strikes, labels in cursor}
