@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.urls import reverse
 from django.utils import timezone
@@ -42,6 +42,8 @@ class Column:
     kind: Kind | str = Kind.TEXT
     # When the table has a drill function, cells of drill columns link to the items behind them.
     drill: bool = False
+    # A drill column whose cell lists other rows than the row's link: the link with its ``metric`` set to this.
+    drill_metric: str = ""
     # A rate from counted observations: the row keys of its interval bounds and of the positives or items it rests
     # on; the page shows "83.3% [71.0%, 91.2%]" or "too few to judge" (``ops_platform.core.figures``).
     interval: tuple[str, str] | None = None
@@ -89,7 +91,7 @@ class Table:
                 {
                     "text": cell_text(row, c),
                     "numeric": c.kind not in (Kind.TEXT, Kind.DATE, Kind.DATETIME),
-                    "url": url if c.key in drill_columns else None,
+                    "url": cell_url(url, c.drill_metric) if c.key in drill_columns else None,
                     "rag": RAG_WORDS.get(str(row.get(c.key))) if c.key.endswith("_status") else None,
                     "rag_status": str(row.get(c.key)),
                 }
@@ -114,6 +116,10 @@ class Table:
         }
         if self.drill is not None:
             body["drill"] = [self.drill(row) for row in self.rows]
+            if metrics := {c.key: c.drill_metric for c in self.columns if c.drill and c.drill_metric}:
+                body["drill_cells"] = {
+                    key: [cell_url(url, metric) for url in body["drill"]] for key, metric in metrics.items()
+                }
         return body
 
     # --- CSV -------------------------------------------------------------------------------------------
@@ -123,6 +129,15 @@ class Table:
         yield [c.label for c in self.columns]
         for row in self.rows:
             yield [json_value(row.get(c.key)) for c in self.columns]
+
+
+def cell_url(url: str | None, metric: str) -> str | None:
+    """A row's drill link for one of its cells: the same link with ``metric`` replaced (none: the row's own)."""
+    if url is None or not metric:
+        return url
+    parts = urlsplit(url)
+    query = [(k, metric if k == "metric" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return f"{parts.path}?{urlencode(query)}"
 
 
 def json_value(value: Any) -> Any:

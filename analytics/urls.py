@@ -5,6 +5,7 @@ from analytics import alert_views, api, views
 urlpatterns = [
     path("", views.home, name="analytics-home"),
     path("items", views.items, name="analytics-items"),
+    path("account-rows", views.account_rows, name="analytics-account-rows"),
     path("item/<int:pk>/", views.item, name="analytics-item"),
     path("alert/<int:pk>/", alert_views.alert_detail, name="analytics-alert"),
     path("alert/<int:pk>/acknowledge", alert_views.alert_acknowledge, name="analytics-alert-acknowledge"),

@@ -21,7 +21,9 @@ from analytics.charts import svgs_cached
 from analytics.filters import MetricFilter
 from analytics.forms import MetricFilterForm, metric_filter_from
 from analytics.panels import Panel
+from analytics.selectors import accounts as accounts_selectors
 from analytics.selectors import home as home_selectors
+from analytics.selectors.accounts import ACCOUNT_METRICS, STRIKE_METRICS
 from analytics.selectors.alerts import alert_reading
 from analytics.selectors.items import (
     ItemsSlice,
@@ -146,6 +148,39 @@ def panel(request: HttpRequest, area: str, name: str) -> HttpResponseBase:
         return csv_response(table.csv_lines(), f"{p.name}_{f.start}_{f.end}")
     rendered = [_rendered(p, f)]
     return render(request, "analytics/area.html", _context(request, form=form, rendered=rendered, **context))
+
+
+ACCOUNT_ROWS_PER_PAGE = 100
+
+
+@_guard
+def account_rows(request: HttpRequest) -> HttpResponse:
+    """The strikes, accounts or actions behind a figure of the account panels (docs/accounts.md): as many as the
+    figure counts, newest first, in keyset pages, each linking to its account's page."""
+    form, f = metric_filter_from(request.GET)
+    if f is None:
+        return _bad_filter(request, form, "analytics/account_rows.html")
+    metric = request.GET.get("metric", "")
+    try:
+        queryset = accounts_selectors.account_rows(metric, f, request.GET)
+        page = keyset_page(queryset, request.GET.get("after"), ACCOUNT_ROWS_PER_PAGE)
+    except ApplicationError as e:
+        context = _context(request, form=form, problem=e.message, problem_field=e.field)
+        return render(request, "analytics/account_rows.html", context, status=e.status_code)
+    kept = {k: v for k, v in request.GET.items() if k == "metric" or k.startswith("cell_")}
+    shows = "strikes" if metric in STRIKE_METRICS else "accounts" if metric in ACCOUNT_METRICS else "actions"
+    context = _context(
+        request,
+        form=form,
+        metric=metric,
+        shows=shows,
+        page=page,
+        listed=queryset,
+        count=queryset.count(),
+        query=urlencode({**filter_params(f), **kept}),
+        extra_params=list(kept.items()),
+    )
+    return render(request, "analytics/account_rows.html", context)
 
 
 @_guard

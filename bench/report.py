@@ -52,7 +52,11 @@ BENCHMARKS = [
     Script("claim", ("bench/claim.py",), ("--large", "100000", "--rounds", "2")),
     Script("metrics", ("bench/metrics.py",), ("--waiting", "50000", "--scrapes", "50")),
     Script("qa", ("bench/qa.py",), ("--items", "2000", "--per-call-items", "200")),
-    Script("search", ("bench/search.py",), ("--items", "20000", "--repeat", "3")),
+    Script(
+        "accounts",
+        ("bench/accounts.py",),
+        ("--items", "20000", "--accounts", "2000", "--samples", "30", "--repeat", "3", "--rounds", "2"),
+    ),
     Script("dashboard", ("bench/dashboard.py",), ("--decisions", "200000")),
     Script("e2e", ("bench/e2e.py",), ("--items", "20000", "--sample", "2000")),
 ]

@@ -351,6 +351,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "queues.tasks.leases_expire_task",
         "schedule": timedelta(seconds=60),
     },
+    "lift-expired-account-actions": {
+        "task": "queues.tasks.account_actions_expire_task",
+        "schedule": timedelta(seconds=60),
+    },
     "scoring-coverage-check": {
         "task": "routing.tasks.scoring_coverage_check_task",
         "schedule": timedelta(seconds=60),

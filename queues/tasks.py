@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from queues import notices
+from queues.accounts.actions import account_actions_expire
 from queues.retention import services as retention
 from queues.services import claims
 
@@ -28,3 +29,10 @@ def escalation_notice_task(queue_id: int, item_ids: list[int], rule: str) -> int
 def content_purge_task() -> dict[str, object]:
     """Hourly: empty the content of items past their policy's retention, in committed batches (docs/retention.md)."""
     return retention.items_content_purge().as_dict()
+
+
+@shared_task
+def account_actions_expire_task() -> int:
+    """Every minute: restrictions and suspensions whose duration ended are lifted (audited, in the account's
+    history, an ``account.action`` webhook with ``state: "expired"``)."""
+    return account_actions_expire()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Sum
@@ -34,6 +34,12 @@ from queues.accounts.terms import policy_terms
 from queues.models import Decision
 
 BULK_MAX = 500
+# What may be given a duration, and the longest one: a restriction or suspension for a time, lifted by the
+# periodic ``account_actions_expire`` (a warning or a custom action has no state to lift).
+TIMED_KINDS = (ActionKind.RESTRICT, ActionKind.SUSPEND)
+MAX_DURATION = timedelta(days=3650)
+EXPIRY_ACTOR = "system:action-expiry"
+EXPIRY_REASON = "Its duration ended."
 STATUS_BY_KIND: dict[str, str] = {
     ActionKind.SUSPEND: AccountStatus.SUSPENDED,
     ActionKind.RESTRICT: AccountStatus.RESTRICTED,
@@ -73,6 +79,7 @@ def account_action_payload(action: AccountAction) -> dict[str, object]:
         "effective_at": action.effective_at.isoformat() if action.effective_at else None,
         "reversed_at": action.reversed_at.isoformat() if action.reversed_at else None,
         "reversal_reason": action.reversal_reason or None,
+        "expires_at": action.expires_at.isoformat() if action.expires_at else None,
     }
 
 
@@ -95,9 +102,12 @@ def account_status_refresh(account: Account) -> str:
 def _take_effect(action: AccountAction, *, actor: User | str | None, at: datetime) -> None:
     action.state = ActionState.IN_FORCE
     action.effective_at = at
-    action.save(update_fields=["state", "effective_at", "approved_by"])
+    action.expires_at = at + action.duration if action.duration else None  # from taking effect, not from asking
+    action.save(update_fields=["state", "effective_at", "expires_at", "approved_by"])
     status = account_status_refresh(action.account)
     data = {"action": action.pk, "kind": action.name, "status": status}
+    if action.expires_at:
+        data["expires_at"] = action.expires_at.isoformat()
     audit_record(actor=actor, action="account.action_in_force", target=action.account, after=data, reason=action.reason)
     event_record(action.account, event="action_in_force", actor=actor, at=at, data=data)
     _webhook(action)
@@ -118,6 +128,7 @@ def _create(
     actor: User | str | None,
     at: datetime,
     batch_id: uuid.UUID | None = None,
+    duration: timedelta | None = None,
 ) -> AccountAction:
     action = AccountAction.objects.create(
         account=account,
@@ -133,8 +144,11 @@ def _create(
         requested_by=actor if isinstance(actor, User) else None,
         requested_at=at,
         batch_id=batch_id,
+        duration=duration,
     )
     data = {"action": action.pk, "kind": action.name, "origin": origin, "state": action.state}
+    if duration:
+        data["duration_seconds"] = int(duration.total_seconds())
     audit_record(actor=actor, action="account.action_requested", target=account, after=data, reason=reason)
     event_record(account, event="action_requested", actor=actor, at=at, data=data)
     if not needs_approval:
@@ -172,10 +186,17 @@ def threshold_fire(
     )
 
 
-def _check_request(*, actor: User, kind: str, custom_action: str, policy: Policy | None, reason: str) -> None:
+def _check_request(
+    *, actor: User, kind: str, custom_action: str, policy: Policy | None, reason: str, duration: timedelta | None
+) -> None:
     require_account_staff(actor)
     if kind not in ActionKind.values:
         raise ApplicationError(f"Unknown action '{kind}'.", field="kind")
+    if duration is not None:
+        if kind not in TIMED_KINDS:
+            raise ApplicationError("Only a restriction or a suspension can be for a time.", field="duration")
+        if not timedelta(0) < duration <= MAX_DURATION:
+            raise ApplicationError(f"A duration is more than 0 and at most {MAX_DURATION.days} days.", field="duration")
     if kind == ActionKind.CUSTOM and not custom_action.strip():
         raise ApplicationError("A custom action needs its name.", field="custom_action")
     if policy is None:
@@ -205,12 +226,14 @@ def account_action_request(
     decision_ids: Sequence[int] = (),
     origin: str = ActionOrigin.REVIEWER,
     batch_id: uuid.UUID | None = None,
+    duration: timedelta | None = None,
     at: datetime | None = None,
 ) -> AccountAction:
     """A person acts on an account (from an item page, or one of a bulk action). A suspension under a policy that
-    says so waits for a second person's approval; anything else takes effect now."""
+    says so waits for a second person's approval; anything else takes effect now. ``duration`` (a restriction or
+    suspension only): lifted that long after it takes effect, by ``account_actions_expire``."""
     now = at or timezone.now()
-    _check_request(actor=actor, kind=kind, custom_action=custom_action, policy=policy, reason=reason)
+    _check_request(actor=actor, kind=kind, custom_action=custom_action, policy=policy, reason=reason, duration=duration)
     assert policy is not None
     account = _visible(actor, account)
     terms = policy_terms(policy)
@@ -228,6 +251,7 @@ def account_action_request(
         actor=actor,
         at=now,
         batch_id=batch_id,
+        duration=duration,
     )
 
 
@@ -295,6 +319,45 @@ def account_action_reverse(*, action: AccountAction, actor: User, reason: str, a
     _webhook(action)
 
 
+def account_actions_expire(*, at: datetime | None = None, limit: int = 1000) -> int:
+    """Lift the actions in force whose time is up (``expires_at <= now``): each in its own transaction, the row
+    locked and its state checked again (a person reversing it meanwhile wins; a concurrent run skips it), state
+    ``expired``, the account's status recomputed, audited, in the account's history, and an ``account.action``
+    webhook with ``state: "expired"``. Returns how many were lifted. Run by the periodic
+    ``queues.tasks.account_actions_expire_task``."""
+    now = at or timezone.now()
+    due = AccountAction.objects.filter(state=ActionState.IN_FORCE, expires_at__lte=now).order_by("expires_at", "pk")
+    lifted = 0
+    for pk in list(due.values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            action = (
+                AccountAction.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("account", "policy")
+                .filter(pk=pk, state=ActionState.IN_FORCE, expires_at__lte=now)
+                .first()
+            )
+            if action is None:
+                continue
+            Account.objects.select_for_update().filter(pk=action.account_id).first()  # as the other writers do
+            action.state = ActionState.EXPIRED
+            action.reversed_at, action.reversal_reason = now, EXPIRY_REASON
+            action.save(update_fields=["state", "reversed_at", "reversal_reason"])
+            status = account_status_refresh(action.account)
+            data = {"action": action.pk, "kind": action.name, "status": status}
+            data["expires_at"] = action.expires_at.isoformat() if action.expires_at else None
+            audit_record(
+                actor=EXPIRY_ACTOR,
+                action="account.action_expired",
+                target=action.account,
+                before=data,
+                reason=EXPIRY_REASON,
+            )
+            event_record(action.account, event="action_expired", actor=EXPIRY_ACTOR, at=now, data=data)
+            _webhook(action)
+            lifted += 1
+    return lifted
+
+
 @dataclass(frozen=True)
 class BulkPreview:
     accounts: list[Account]
@@ -323,6 +386,7 @@ def account_actions_bulk(
     policy: Policy | None,
     reason: str,
     custom_action: str = "",
+    duration: timedelta | None = None,
     at: datetime | None = None,
 ) -> uuid.UUID:
     """One action on many accounts, after a preview (the caller confirms the ids the preview showed). All or
@@ -342,6 +406,7 @@ def account_actions_bulk(
             custom_action=custom_action,
             origin=ActionOrigin.BULK,
             batch_id=batch,
+            duration=duration,
             at=now,
         )
     audit_record(

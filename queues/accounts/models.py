@@ -136,6 +136,7 @@ class ActionState(models.TextChoices):
     IN_FORCE = "in_force", "In force"
     REJECTED = "rejected", "Rejected by the approver"
     REVERSED = "reversed", "Reversed"
+    EXPIRED = "expired", "Lifted when its duration ended"
 
 
 class ActionOrigin(models.TextChoices):
@@ -176,10 +177,19 @@ class AccountAction(models.Model):
     reversed_at = models.DateTimeField(null=True, blank=True)
     reversal_reason = models.TextField(blank=True)
     batch_id = models.UUIDField(null=True, blank=True)
+    # A restriction or suspension for a time: how long from taking effect (None: until reversed), and when it is
+    # lifted (set as it takes effect); the periodic ``account_actions_expire`` lifts it then.
+    duration = models.DurationField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["account", "requested_at"], name="accountaction_account_idx"),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(state="in_force", expires_at__isnull=False),
+                name="accountaction_expiring_idx",
+            ),
             models.Index(fields=["requested_at"], name="accountaction_at_idx"),
             models.Index(fields=["state"], condition=Q(state="pending_approval"), name="accountaction_pending_idx"),
         ]

@@ -81,6 +81,16 @@ def _back(request: HttpRequest, account: Account) -> HttpResponse:
     return redirect("accounts:detail", pk=account.pk)
 
 
+def _duration(request: HttpRequest) -> timedelta | None:
+    """The action's duration from the form's whole days (empty: until reversed); anything else is a 400."""
+    raw = request.POST.get("duration_days", "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 5:
+        raise ApplicationError("Give the duration in whole days, or leave it empty.", field="duration")
+    return timedelta(days=int(raw))
+
+
 def _policy(request: HttpRequest) -> Policy | None:
     raw = request.POST.get("policy", "")
     return Policy.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
@@ -106,6 +116,7 @@ def account_act(request: HttpRequest, pk: int) -> HttpResponse:
             reason=request.POST.get("reason", ""),
             custom_action=request.POST.get("custom_action", ""),
             decision_ids=decision_ids,
+            duration=_duration(request),
         )
     except ApplicationError as exc:
         return _refused(request, user, account, exc)
@@ -206,6 +217,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
                     policy=_policy(request),
                     reason=post.get("reason", ""),
                     custom_action=post.get("custom_action", ""),
+                    duration=_duration(request),
                 )
                 messages.success(request, f"Bulk account action {batch} applied to {len(preview.accounts)} accounts.")
                 return redirect("accounts:bulk")

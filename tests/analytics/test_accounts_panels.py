@@ -1,5 +1,6 @@
 """The account panels: the repeat-offender rate, strikes issued/expired/removed and account actions by policy with
-their appeal overturn rate, judged ("too few to judge" under 30) and drilling down to the items behind them."""
+their appeal overturn rate, judged ("too few to judge" under 30) and drilling down to the strikes, accounts and
+actions behind them."""
 
 from __future__ import annotations
 
@@ -76,7 +77,12 @@ def test_account_panels_count_strikes_actions_and_overturns(intake_queue, review
     assert "too few to judge" in cell_text(row, actions.column("overturn_rate"))
     drill = actions.drill(row) if actions.drill else None
     assert drill is not None
-    assert parse_qs(urlsplit(drill).query)["policy"] == [str(spam.pk)]
+    query = parse_qs(urlsplit(drill).query)
+    assert (query["metric"], query["cell_policy"], query["cell_action"]) == (
+        ["account_actions"],
+        [str(spam.pk)],
+        ["warn"],
+    )
 
 
 def test_the_accounts_dashboard_renders_for_ops(intake_queue, reviewer, ops_manager, spam) -> None:
@@ -93,5 +99,6 @@ def test_the_accounts_dashboard_renders_for_ops(intake_queue, reviewer, ops_mana
     html = page.content.decode()
     assert "Repeat-offender rate" in html
     assert "too few to judge" in html
+    assert "/analytics/account-rows?" in html  # the figures drill down to their strikes, accounts and actions
     csv = browser.get("/analytics/accounts/strikes_by_day/?format=csv")
     assert csv.status_code == 200
