@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.db import transaction
@@ -176,8 +175,13 @@ def sso_sign_in(claims: SsoClaims) -> User:
             if before != after:
                 audit_record(actor="sso", action="user.roles_sync", target=user, before=before, after=after)
         if refusal is None:
-            assert user is not None and identity is not None
-            changed = {"email": claims.email, "first_name": claims.given_name[:150], "last_name": claims.family_name[:150]}
+            assert user is not None
+            assert identity is not None
+            changed = {
+                "email": claims.email,
+                "first_name": claims.given_name[:150],
+                "last_name": claims.family_name[:150],
+            }
             if any(getattr(user, k) != v for k, v in changed.items()):
                 User.objects.filter(pk=user.pk).update(**changed)
             identity.last_sign_in_at = timezone.now()
@@ -200,7 +204,7 @@ class SsoBackend(OIDCAuthenticationBackend):
     """The authorization-code flow's end: the library exchanges the code, checks the ID token's signature
     (the provider's JWKS) and nonce; this also checks its issuer and audience, then ``sso_sign_in``."""
 
-    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:  # type: ignore[override]
+    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:
         # Only the callback, only while single sign-on is on; a password never reaches the provider.
         if not settings.OIDC_ENABLED or request is None or "password" in kwargs:
             return None
@@ -243,7 +247,7 @@ class SsoBackend(OIDCAuthenticationBackend):
         try:
             return sso_sign_in(claims)
         except SsoRefused as exc:
-            self.request.sso_refusal = exc.reason  # type: ignore[attr-defined]  # the callback view shows it
+            self.request.sso_refusal = exc.reason  # the callback view shows it
             return None
 
 
@@ -262,7 +266,7 @@ class PasswordBackend(ModelBackend):
 
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
-    ) -> AbstractBaseUser | None:
+    ) -> User | None:
         if settings.LOCAL_PASSWORDS:
             return super().authenticate(request, username, password, **kwargs)
         if not break_glass_allowed(request, username):
@@ -274,12 +278,14 @@ class PasswordBackend(ModelBackend):
         logger.warning("break-glass password sign-in by user %s", user.pk)
         return user
 
-    def get_user(self, user_id: int) -> AbstractBaseUser | None:
+    def get_user(self, user_id: int) -> User | None:
         """Sessions signed in with a password end once passwords are switched off (break-glass ones excepted)."""
         user = super().get_user(user_id)
-        if user is None or settings.LOCAL_PASSWORDS:
+        if not isinstance(user, User):
+            return None
+        if settings.LOCAL_PASSWORDS:
             return user
-        if user.get_username() in settings.LOCAL_PASSWORDS_BREAK_GLASS and getattr(user, "is_superuser", False):
+        if user.get_username() in settings.LOCAL_PASSWORDS_BREAK_GLASS and user.is_superuser:
             return user
         return None
 

@@ -21,7 +21,7 @@ class SignInView(LoginView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.LOCAL_PASSWORDS:
             context = {**self.get_context_data(), "refusal": "Password sign-in is switched off here."}
-            return render(request, self.template_name, context, status=403)
+            return render(request, "registration/login.html", context, status=403)
         return super().post(request, *args, **kwargs)
 
 

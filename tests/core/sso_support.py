@@ -79,7 +79,8 @@ def provider_sign_in(client: httpx.Client, login_page: httpx.Response, username:
     """Fill the provider's sign-in form (it sends the browser on with redirects that ``client`` follows)."""
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text)
     nxt = re.search(r'name="next" value="([^"]*)"', login_page.text)
-    assert csrf is not None and nxt is not None, login_page.text[:500]
+    assert csrf is not None, login_page.text[:500]
+    assert nxt is not None, login_page.text[:500]
     return client.post(
         str(login_page.url),
         data={
@@ -96,5 +97,6 @@ def sso_flow(base: str, username: str, client: httpx.Client | None = None) -> tu
     its authorize endpoint, back to the platform's callback (which calls the token, JWKS and userinfo endpoints)."""
     client = client or httpx.Client(follow_redirects=True, timeout=30)
     login_page = client.get(f"{base}/accounts/sso/start")
-    assert login_page.status_code == 200 and "Test identity provider" in login_page.text, login_page.text[:500]
+    assert login_page.status_code == 200, login_page.text[:500]
+    assert "Test identity provider" in login_page.text, login_page.text[:500]
     return client, provider_sign_in(client, login_page, username)

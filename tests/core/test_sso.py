@@ -115,7 +115,8 @@ def test_a_callback_with_a_state_this_session_did_not_start_is_refused(live_serv
             continue
         step = attacker.get(step.url.join(step.headers["location"]))
     callback = step.headers["location"]
-    assert "code=" in callback and "state=" in callback
+    assert "code=" in callback
+    assert "state=" in callback
 
     victim.get(f"{live_server.url}/accounts/sso/start")  # the victim has a flow of their own: other states
     refused = victim.get(callback)
