@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from ops_platform.core.models import AuditLog, ReviewerProfile, Role, SsoIdentity, Team, User, Vendor
@@ -16,6 +17,7 @@ from tests.core.sso_support import oidc_provider as oidc_provider
 from tests.core.sso_support import provider_person, provider_sign_in, sso_flow
 from tests.core.sso_support import sso_on as sso_on
 from tests.settings import PRODUCTION_AUTHENTICATION_BACKENDS
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -272,8 +274,27 @@ def test_a_team_assigned_by_hand_outside_the_mapping_stays(mapping, in_house_tea
 
 
 def test_a_role_map_naming_no_role_is_a_configuration_error(mapping):
-    from django.core.exceptions import ImproperlyConfigured
-
     mapping.OIDC_ROLE_GROUPS = {"ops-reviewers": "superhero"}
     with pytest.raises(ImproperlyConfigured, match="superhero"):
         sso_sign_in(_claims(groups=["ops-reviewers"]))
+
+
+def test_an_id_token_from_another_issuer_is_refused(live_server, sso_on, settings):
+    provider_person(sso_on, "ivo", ["ops-reviewers"])
+    settings.OIDC_OP_ISSUER = "https://someone-else.test/o"
+
+    _, refused = sso_flow(live_server.url, "ivo")
+
+    assert refused.status_code == 400
+    assert not User.objects.filter(username="ivo").exists()
+
+
+def test_a_provider_that_does_not_answer_is_a_page_saying_so(live_server, sso_on, settings):
+    provider_person(sso_on, "kim", ["ops-reviewers"])
+    settings.OIDC_OP_TOKEN_ENDPOINT = f"http://127.0.0.1:{free_port()}/o/token/"  # nothing listens there
+
+    _, answer = sso_flow(live_server.url, "kim")
+
+    assert answer.status_code == 502
+    assert "did not answer" in answer.text
+    assert not User.objects.filter(username="kim").exists()
