@@ -265,6 +265,17 @@ OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
 OIDC_ROLE_GROUPS = env.dict("OIDC_ROLE_GROUPS", default={})
 # Provider group -> team slug ("vendor-a-reviewers=vendor-a-team"): a person in one is on that (vendor) team.
 OIDC_TEAM_GROUPS = env.dict("OIDC_TEAM_GROUPS", default={})
+_OIDC_REQUIRED = (
+    "OIDC_RP_CLIENT_ID",
+    "OIDC_RP_CLIENT_SECRET",
+    "OIDC_OP_ISSUER",
+    "OIDC_OP_AUTHORIZATION_ENDPOINT",
+    "OIDC_OP_TOKEN_ENDPOINT",
+    "OIDC_OP_USER_ENDPOINT",
+    "OIDC_OP_JWKS_ENDPOINT",
+)
+if OIDC_ENABLED and (_missing := [name for name in _OIDC_REQUIRED if not globals()[name]]):
+    raise ImproperlyConfigured(f"OIDC_ENABLED=on needs {', '.join(_missing)} (docs/sso.md).")
 OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
 LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
 OIDC_STORE_ID_TOKEN = False
