@@ -82,10 +82,13 @@ MIDDLEWARE = [
 ]
 
 # django-axes first: a username+IP that failed AXES_FAILURE_LIMIT times is refused, right password or not,
-# until the cool-off passes (login form and admin login alike).
+# until the cool-off passes (login form and admin login alike). Then local passwords (which refuse everybody
+# but the break-glass accounts when LOCAL_PASSWORDS is off) and single sign-on (which refuses while OIDC_ENABLED
+# is off): both read their settings on every sign-in (ops_platform/core/sso.py, docs/sso.md).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "ops_platform.core.sso.PasswordBackend",
+    "ops_platform.core.sso.SsoBackend",
 ]
 
 ROOT_URLCONF = "ops_platform.urls"
@@ -105,6 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "ops_platform.core.sso.sign_in_options",
             ],
         },
     },
@@ -231,6 +235,52 @@ AXES_CLIENT_IP_CALLABLE = "ops_platform.core.client_address.client_address"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
+
+# --- Single sign-on: OpenID Connect (mozilla-django-oidc; docs/sso.md) ----------------------------------
+# Off by default: the embedded demo signs in with passwords. On, the sign-in page offers the provider's sign-in;
+# people are created on their first sign-in and their roles (and vendor team) follow their provider groups on
+# every sign-in. A person none of whose groups maps to a role is refused (a page saying so).
+OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
+# Local passwords: off, the sign-in page offers only single sign-on and no password signs in anywhere (the
+# admin's sign-in page included), except the break-glass accounts below on the admin's sign-in page.
+LOCAL_PASSWORDS = env.bool("LOCAL_PASSWORDS", default=True)
+# Superusers who may still sign in with their password on the admin's sign-in page while local passwords are
+# off (for when the provider is down). Throttled by django-axes like every password, audited as break_glass.
+LOCAL_PASSWORDS_BREAK_GLASS = env.list("LOCAL_PASSWORDS_BREAK_GLASS", default=[])
+if not LOCAL_PASSWORDS and not OIDC_ENABLED:
+    raise ImproperlyConfigured("LOCAL_PASSWORDS=off needs OIDC_ENABLED=on: nobody could sign in.")
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_USE_PKCE = env.bool("OIDC_USE_PKCE", default=True)
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT_SECONDS", default=10.0)
+# The claim holding the person's groups (in the userinfo answer, else the ID token).
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+# Provider group -> platform role ("ops-reviewers=reviewer,ops-qa=senior_reviewer,ops-admins=admin"); several
+# groups may give the same role, a person gets the roles of all their groups.
+OIDC_ROLE_GROUPS = env.dict("OIDC_ROLE_GROUPS", default={})
+# Provider group -> team slug ("vendor-a-reviewers=vendor-a-team"): a person in one is on that (vendor) team.
+OIDC_TEAM_GROUPS = env.dict("OIDC_TEAM_GROUPS", default={})
+_OIDC_REQUIRED = (
+    "OIDC_RP_CLIENT_ID",
+    "OIDC_RP_CLIENT_SECRET",
+    "OIDC_OP_ISSUER",
+    "OIDC_OP_AUTHORIZATION_ENDPOINT",
+    "OIDC_OP_TOKEN_ENDPOINT",
+    "OIDC_OP_USER_ENDPOINT",
+    "OIDC_OP_JWKS_ENDPOINT",
+)
+if OIDC_ENABLED and (_missing := [name for name in _OIDC_REQUIRED if not globals()[name]]):
+    raise ImproperlyConfigured(f"OIDC_ENABLED=on needs {', '.join(_missing)} (docs/sso.md).")
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
+OIDC_STORE_ID_TOKEN = False
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from analytics.exporter import views as exporter_views
 from analytics.urls import api_urlpatterns as metrics_api_urlpatterns
 from investigation.urls import api_urlpatterns as search_api_urlpatterns
+from ops_platform.core import sso_views
 from ops_platform.core import views as core_views
 from qa.urls import api_urlpatterns as review_api_urlpatterns
 from routing.intake.urls import dead_letter_urlpatterns
@@ -34,7 +35,9 @@ urlpatterns = [
     path("metrics", exporter_views.metrics, name="prometheus-metrics"),
     # Browsers ask for /favicon.ico where a page names no icon (the API reference pages): the same icon.
     path("favicon.ico", core_views.favicon, name="favicon"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", sso_views.SignInView.as_view(), name="login"),
+    path("accounts/sso/start", sso_views.SsoStartView.as_view(), name="sso-start"),
+    path("accounts/sso/callback", sso_views.SsoCallbackView.as_view(), name="sso-callback"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("queues.accounts.urls")),
     path("admin/", admin.site.urls),

@@ -48,7 +48,14 @@ MEDIA_FETCH_ENABLED = False
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405
 # Client.login() authenticates without a request, which django-axes refuses; the sign-in form and the
 # browser tests pass one, so the throttle is live for every real login (tests/core/test_login_throttle.py).
-AUTHENTICATION_BACKENDS = ["tests.login_backend.AxesUnlessNoRequest", "django.contrib.auth.backends.ModelBackend"]
+# Django's ModelBackend last, only so the sessions of tests that force_login(backend=ModelBackend) resolve; the
+# single sign-on tests (tests/core/test_sso.py) run with the production list, where it is absent.
+PRODUCTION_AUTHENTICATION_BACKENDS = AUTHENTICATION_BACKENDS  # noqa: F405
+AUTHENTICATION_BACKENDS = [
+    "tests.login_backend.AxesUnlessNoRequest",
+    *PRODUCTION_AUTHENTICATION_BACKENDS[1:],
+    "django.contrib.auth.backends.ModelBackend",
+]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # The test database in a file, as the embedded mode runs, not Django's shared in-memory one: tests with real
     # threads then wait for the writer (the busy timeout) as the demo server does, instead of failing at once

@@ -49,6 +49,25 @@ class User(AbstractUser):
         return sorted(self.groups.values_list("name", flat=True))
 
 
+class SsoIdentity(models.Model):
+    """The identity provider's account behind a person who signs in with single sign-on (docs/sso.md).
+
+    People are matched on the provider's issuer and subject, never on an email address or a username a
+    provider may let its users change."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="sso_identity")
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_issuer_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.issuer}"
+
+
 class Vendor(models.Model):
     """An outsourced review provider, with the contract targets its scorecard is measured against."""
 
