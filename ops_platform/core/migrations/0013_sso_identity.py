@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('core', '0011_webhook_account_action_and_account_permission'),
+        ('core', '0012_policy_retention'),
     ]
 
     operations = [
