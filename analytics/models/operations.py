@@ -196,6 +196,9 @@ class RollupCursor(models.Model):
     last_event_id = models.BigIntegerField(default=0)
     last_item_id = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True)
+    # Bumped whenever rollup rows change (each refresh, each rebuild): figures cached from the rollups are keyed by
+    # it, so a refresh or a backfill invalidates them (``analytics.selectors.freshness.operations_stamp``).
+    generation = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"cursor {self.name}"
