@@ -345,7 +345,7 @@ def charts_warm(days: int | None = None) -> int:
             table = panel.table(f)
         except ApplicationError:
             continue
-        drawn += len(svgs_cached([panel.name, table.as_json()], partial(panel.charts, table)))
+        drawn += len(svgs_cached([panel.name, table.content()], partial(panel.charts, table)))
     return drawn + len(home.day_charts_drawn())
 
 

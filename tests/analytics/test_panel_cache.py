@@ -1,6 +1,6 @@
 """The operations panels are cached until the rollups change (issue 19: the operations page rebuilt every table per
 request): a refresh or a rebuild moves the cursor's generation, so the next read is fresh, through the panel
-registry and through the page. The live backlog is shared for a few seconds and lists its items at its own moment."""
+registry and through the page. The live backlog is shared for up to 30 s and lists its items at its own moment."""
 
 from __future__ import annotations
 
