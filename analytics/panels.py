@@ -210,7 +210,12 @@ def _ops(
     as_of: Callable[[], datetime | None] = freshness.operations_as_of,
     **kwargs: str,
 ) -> None:
-    register(Panel(name, title, area, adapters.ops_panel(selector, **kwargs), chart=chart, as_of=as_of))
+    compute: Callable[[MetricFilter], ops.Table] = partial(selector, **kwargs)
+    if area == OPS and as_of is freshness.operations_as_of:
+        # Read from the rollups only: the same until the next refresh, so kept until then (issue 19: the
+        # operations page rebuilt every table per request, ~1 s at a million decisions).
+        compute = freshness.rollup_cached(name, compute)
+    register(Panel(name, title, area, adapters.ops_panel(compute), chart=chart, as_of=as_of))
 
 
 register_tile(
@@ -340,7 +345,7 @@ def charts_warm(days: int | None = None) -> int:
             table = panel.table(f)
         except ApplicationError:
             continue
-        drawn += len(svgs_cached([panel.name, table.as_json()], partial(panel.charts, table)))
+        drawn += len(svgs_cached([panel.name, table.content()], partial(panel.charts, table)))
     return drawn + len(home.day_charts_drawn())
 
 

@@ -106,14 +106,19 @@ class Table:
 
     # --- JSON ------------------------------------------------------------------------------------------
 
-    def as_json(self) -> dict[str, Any]:
+    def content(self) -> dict[str, Any]:
+        """What the table shows, without its drill-down links (a function of these rows and the filter): what its
+        charts and its cached HTML are keyed by, cheap to compute for a thousand rows."""
         rows = [{c.key: json_value(row.get(c.key)) for c in self.columns} for row in self.rows]
-        body: dict[str, Any] = {
+        return {
             "title": self.title,
             "columns": [{"key": c.key, "label": c.label, "kind": str(c.kind)} for c in self.columns],
             "rows": rows,
             "notes": self.notes,
         }
+
+    def as_json(self) -> dict[str, Any]:
+        body = self.content()
         if self.drill is not None:
             body["drill"] = [self.drill(row) for row in self.rows]
             if metrics := {c.key: c.drill_metric for c in self.columns if c.drill and c.drill_metric}:

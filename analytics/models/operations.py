@@ -196,8 +196,8 @@ class RollupCursor(models.Model):
     last_event_id = models.BigIntegerField(default=0)
     last_item_id = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True)
-    # Counts the refreshes and rebuilds that rewrote days: figures cached from the rollups are keyed by it
-    # (``analytics.selectors.vendors``), so a rewrite is seen by the next read.
+    # Bumped whenever rollup rows change (each refresh, each rebuild): figures cached from the rollups are keyed by
+    # it, so a refresh or a backfill invalidates them (``analytics.selectors.freshness.operations_stamp``).
     generation = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:

@@ -453,6 +453,7 @@ def latency_rollups_rebuild(start: date, end: date) -> int:
             rows = latency_rows(day, OpsDecisionDaily.objects.filter(day=day))
             OpsLatencyDaily.objects.bulk_create(rows)
         written += len(rows)
+    rollups_changed()
     return written
 
 
@@ -541,25 +542,27 @@ def rollups_refresh(*, now: datetime | None = None) -> list[date]:
         day_recompute(day)
     cursor.last_decision_id, cursor.last_event_id, cursor.last_item_id = top["decision"], top["event"], top["item"]
     cursor.refreshed_at = now
-    cursor.generation += 1 if days else 0
     cursor.save()
+    rollups_changed()
     return days
 
 
+def rollups_changed() -> None:
+    """A new generation of the rollups: every figure cached from them (keyed by ``RollupCursor.generation``) is
+    read afresh. Called by each refresh and each rebuild, after their rows are written (in their transaction, if
+    any): a page that read the old generation keeps figures at least as new as that generation."""
+    RollupCursor.objects.get_or_create(name=CURSOR_NAME)
+    RollupCursor.objects.filter(name=CURSOR_NAME).update(generation=F("generation") + 1)
+
+
 def rollups_rebuild(start: date, end: date) -> int:
-    """Recompute every day from ``start`` to ``end`` inclusive (backfills, fixes); the cursor is left alone."""
+    """Recompute every day from ``start`` to ``end`` inclusive (backfills, fixes); the cursor's ids and refresh
+    time are left alone, its generation moves on (cached figures are read afresh)."""
     days = list(days_through(start, end))
     for day in days:
         day_recompute(day)
-    rollups_rewritten()
+    rollups_changed()
     return len(days)
-
-
-def rollups_rewritten() -> None:
-    """Count a rewrite of the operations or quality rollups outside the refresh (which counts its own): the figures
-    cached from them (keyed by the cursor's generation) are recomputed on their next read."""
-    RollupCursor.objects.get_or_create(name=CURSOR_NAME)
-    RollupCursor.objects.filter(name=CURSOR_NAME).update(generation=F("generation") + 1)
 
 
 def backlog_counts(*, now: datetime, queue_id: int | None = None) -> list[tuple[int, str, int, int, int]]:

@@ -107,7 +107,7 @@ def quality_rollups_rebuild(start: date, end: date) -> int:
         GoldenDaily.objects.filter(day=day).delete()
         GoldenDaily.objects.bulk_create(golden_rows(day))
     scorecard_rollups_rebuild(days)  # qa's own rollup of the same samples, per reviewer
-    from analytics.rollups.operations import rollups_rewritten  # operations imports this module
+    from analytics.rollups.operations import rollups_changed  # operations imports this module
 
-    rollups_rewritten()
+    rollups_changed()
     return len(days)

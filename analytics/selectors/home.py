@@ -14,7 +14,7 @@ from analytics.charts import Chart, line, stacked_bar, svgs_cached
 from analytics.filters import MetricFilter
 from analytics.models import OpsDecisionDaily, OpsReceivedDaily
 from analytics.rollups import BACKLOG_AGES
-from analytics.rollups.operations import backlog_counts
+from analytics.selectors.operations import backlog_counts_shared
 from analytics.tables import Column, Kind, Row, Table, items_url
 from queues.models import ReviewItem
 
@@ -86,8 +86,7 @@ def backlog_due() -> dict[str, Any]:
     within a minute (tests/browser/test_live_dashboards.py)."""
     found: dict[str, Any] | None = cache.get(BACKLOG_CACHE_KEY)
     if found is None:
-        now = timezone.now()
-        rows = backlog_counts(now=now)
+        now, rows = backlog_counts_shared()  # the backlog panel's own count, shared for a few seconds
         found = {
             "waiting": sum(r[2] for r in rows),
             "due_soon": sum(r[3] for r in rows),
