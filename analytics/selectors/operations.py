@@ -39,6 +39,7 @@ from analytics.rollups import (
     intake_items,
     policy_in_force,
 )
+from analytics.selectors.freshness import operations_stamp
 from analytics.sql import HIST_FIELDS, histograms_merged, rollup_column
 from ops_platform.core.errors import ApplicationError
 from ops_platform.core.models import Policy, User, Vendor
@@ -194,8 +195,11 @@ BACKLOG_SHARED_SECONDS = 30
 
 def backlog_counts_shared(*, queue_id: int | None = None) -> tuple[datetime, list[tuple[int, str, int, int, int]]]:
     """``backlog_counts`` now, or as counted at most ``BACKLOG_SHARED_SECONDS`` ago: (the moment it counted at,
-    its rows). The drill-down lists the items at that same moment, so the panel still equals it."""
-    key = f"analytics:backlog-counts:{queue_id}"
+    its rows). The drill-down lists the items at that same moment, so the panel still equals it. The share ends
+    at the next rollup refresh too (its key names the rollups' generation): items that arrive late, with a
+    receipt time before the counted moment, are then counted with the rows the refresh picked up."""
+    generation, _ = operations_stamp()
+    key = f"analytics:backlog-counts:{generation}:{queue_id}"
     found: tuple[datetime, list[tuple[int, str, int, int, int]]] | None = cache.get(key)
     if found is None:
         at = timezone.now()
