@@ -27,6 +27,7 @@ if "DATABASE_URL" not in os.environ:
 # Tests run tasks in-process unless a test starts a real worker (see tests/conftest.py).
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
 
+from ops_platform import settings as _production  # noqa: E402
 from ops_platform.settings import *  # noqa: E402,F403
 
 # The demo world's command and the fake OpenAI server are test material too.
@@ -50,7 +51,7 @@ LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # 
 # browser tests pass one, so the throttle is live for every real login (tests/core/test_login_throttle.py).
 # Django's ModelBackend last, only so the sessions of tests that force_login(backend=ModelBackend) resolve; the
 # single sign-on tests (tests/core/test_sso.py) run with the production list, where it is absent.
-PRODUCTION_AUTHENTICATION_BACKENDS = AUTHENTICATION_BACKENDS  # noqa: F405
+PRODUCTION_AUTHENTICATION_BACKENDS = list(_production.AUTHENTICATION_BACKENDS)
 AUTHENTICATION_BACKENDS = [
     "tests.login_backend.AxesUnlessNoRequest",
     *PRODUCTION_AUTHENTICATION_BACKENDS[1:],
