@@ -56,6 +56,8 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 choices=[("retention", "Retention period over"), ("erasure", "Erased on request")],
+                db_default="",
+                default="",
                 max_length=20,
             ),
         ),
