@@ -265,10 +265,7 @@ class ReviewItem(models.Model):
     # When its content (text, media, metadata, report reasons) was emptied, by the retention purge or an erasure
     # (docs/retention.md); the row, its decisions and its times stay for the figures.
     content_purged_at = models.DateTimeField(null=True, blank=True)
-    # db_default too: rows written by code that predates the column (an older migration's state) still get it.
-    content_purge_reason = models.CharField(
-        max_length=20, choices=ContentPurgeReason.choices, blank=True, default="", db_default=""
-    )
+    content_purge_reason = models.CharField(max_length=20, choices=ContentPurgeReason.choices, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="item_unique_external_id")]

@@ -50,16 +50,27 @@ class Migration(migrations.Migration):
                 ("cleared_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
-        migrations.AddField(
-            model_name="reviewitem",
-            name="content_purge_reason",
-            field=models.CharField(
-                blank=True,
-                choices=[("retention", "Retention period over"), ("erasure", "Erased on request")],
-                db_default="",
-                default="",
-                max_length=20,
-            ),
+        # Plain SQL on the database: SQLite would otherwise rebuild the items table for a NOT NULL column and
+        # recreate every index of the model state, the PostgreSQL-only text-search index included. A constant
+        # default is a catalogue change on PostgreSQL 11+ (no rewrite) and gives rows written by older code ''.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddField(
+                    model_name="reviewitem",
+                    name="content_purge_reason",
+                    field=models.CharField(
+                        blank=True,
+                        choices=[("retention", "Retention period over"), ("erasure", "Erased on request")],
+                        max_length=20,
+                    ),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    "ALTER TABLE queues_reviewitem ADD COLUMN content_purge_reason varchar(20) NOT NULL DEFAULT ''",
+                    reverse_sql="ALTER TABLE queues_reviewitem DROP COLUMN content_purge_reason",
+                ),
+            ],
         ),
         migrations.AddField(
             model_name="reviewitem",

@@ -7,7 +7,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("qa", "0001_qa_program")]
+# queues back before its retention columns too: rows written at this state have no value for them
+BEFORE = [("qa", "0001_qa_program"), ("queues", "0024_item_decided_op_index")]
 AFTER = [("qa", "0002_golden_item_context")]
 
 
