@@ -66,6 +66,18 @@ def _empty_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture
+def latest_schema_after() -> Iterator[None]:
+    """For a test that migrates the database back: migrate forward to the latest schema afterwards, pass or
+    fail. The tests that follow (and the transactional ones keep the database between tests) expect every
+    column the models have."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 # --- personas ---------------------------------------------------------------------------------------
 
 PASSWORD = "correct-horse-battery-staple"

@@ -13,6 +13,7 @@ AFTER = [("qa", "0002_golden_item_context")]
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("latest_schema_after")
 def test_existing_golden_items_take_their_origin_items_context() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -12,15 +10,6 @@ from django.utils import timezone
 
 BEFORE = [("queues", "0011_item_author_auto_index")]
 AFTER = [("queues", "0012_decision_vendor")]
-
-
-@pytest.fixture
-def latest_schema_after() -> Iterator[None]:
-    """Migrate forward to the latest schema afterwards: the tests that follow (and that keep the database
-    between tests, the transactional ones) expect every column the models have."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)
