@@ -251,6 +251,39 @@ class SsoBackend(OIDCAuthenticationBackend):
             return None
 
 
+PASSWORDS_OFF = "Password sign-in is switched off here."
+NOT_BREAK_GLASS = "Only a superuser may sign in with a break-glass password."
+
+
+def password_sign_in_audit(
+    request: HttpRequest | None, *, username: str, user: Any, method: str, refusal: str = ""
+) -> None:
+    """Audit a password sign-in as ``sso_sign_in`` audits single sign-on: ``user.sign_in`` on success,
+    ``user.sign_in_refused`` with the reason otherwise. Only sign-ins made through a page (with a request):
+    ``Client.login`` and scripts authenticate without one. A name that matches nobody is not recorded: it is
+    often the password typed into the wrong field (django-axes keeps the attempt for throttling)."""
+    if request is None:
+        return
+    if isinstance(user, User) and not refusal:
+        audit_record(actor=user, action="user.sign_in", target=user, after={"method": method, "roles": user.roles})
+        return
+    person = User.objects.filter(username=username).first()
+    if not refusal:
+        if person is None:
+            refusal = "No account has this username."
+        elif not person.is_active:
+            refusal = "The account is switched off."
+        else:
+            refusal = "Wrong password."
+    audit_record(
+        actor="anonymous",  # whoever typed the password: not known to be the account's owner
+        action="user.sign_in_refused",
+        target=person if person is not None else ("core.user", ""),
+        after={"method": method},
+        reason=refusal,
+    )
+
+
 def break_glass_allowed(request: HttpRequest | None, username: str | None) -> bool:
     return (
         request is not None
@@ -267,16 +300,20 @@ class PasswordBackend(ModelBackend):
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
     ) -> User | None:
-        if settings.LOCAL_PASSWORDS:
-            return super().authenticate(request, username, password, **kwargs)
-        if not break_glass_allowed(request, username):
+        if username is None or password is None:
+            return None  # not a password sign-in (the single sign-on callback asks every backend)
+        if not settings.LOCAL_PASSWORDS and not break_glass_allowed(request, username):
+            password_sign_in_audit(request, username=username, user=None, method="password", refusal=PASSWORDS_OFF)
             return None
+        method = "password" if settings.LOCAL_PASSWORDS else "break_glass"
         user = super().authenticate(request, username, password, **kwargs)
-        if not isinstance(user, User) or not user.is_superuser:
+        if method == "break_glass" and isinstance(user, User) and not user.is_superuser:
+            password_sign_in_audit(request, username=username, user=None, method=method, refusal=NOT_BREAK_GLASS)
             return None
-        audit_record(actor=user, action="user.sign_in", target=user, after={"method": "break_glass"})
-        logger.warning("break-glass password sign-in by user %s", user.pk)
-        return user
+        password_sign_in_audit(request, username=username, user=user, method=method)
+        if isinstance(user, User) and method == "break_glass":
+            logger.warning("break-glass password sign-in by user %s", user.pk)
+        return user if isinstance(user, User) else None
 
     def get_user(self, user_id: int) -> User | None:
         """Sessions signed in with a password end once passwords are switched off (break-glass ones excepted)."""

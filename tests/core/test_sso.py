@@ -187,7 +187,9 @@ def test_with_local_passwords_off_the_admin_takes_no_password_but_the_break_glas
     signed_in = client.post("/admin/login/", {"username": "ada", "password": PASSWORD, "next": "/admin/"})
     assert signed_in.status_code == 302
     assert client.get("/admin/").status_code == 200
-    assert AuditLog.objects.get(action="user.sign_in").after == {"method": "break_glass"}
+    assert AuditLog.objects.get(action="user.sign_in").after == {"method": "break_glass", "roles": ["admin"]}
+    refused = AuditLog.objects.get(action="user.sign_in_refused", target_id=str(admin_user.pk))
+    assert (refused.reason, refused.actor_label) == ("Password sign-in is switched off here.", "anonymous")
 
 
 def test_break_glass_is_for_superusers_only(passwords_off, ops_manager):
@@ -195,6 +197,61 @@ def test_break_glass_is_for_superusers_only(passwords_off, ops_manager):
     client = Client()
     client.post("/admin/login/", {"username": "olga", "password": PASSWORD})
     assert client.get("/").status_code == 302
+    refused = AuditLog.objects.get(action="user.sign_in_refused")
+    assert (refused.after, refused.reason) == (
+        {"method": "break_glass"},
+        "Only a superuser may sign in with a break-glass password.",
+    )
+    assert not AuditLog.objects.filter(action="user.sign_in").exists()
+
+
+# --- local password sign-ins are audited as single sign-on's are -------------------------------------------
+
+
+def test_a_password_sign_in_is_audited_like_a_single_sign_on(reviewer):
+    client = Client()
+    assert client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+
+    signed_in = AuditLog.objects.get(action="user.sign_in")
+    assert (signed_in.actor, signed_in.target_id) == (reviewer, str(reviewer.pk))
+    assert signed_in.after == {"method": "password", "roles": ["reviewer"]}
+
+
+def test_failed_password_sign_ins_are_audited_without_the_password_or_an_unknown_name(reviewer, admin_user):
+    Client().post("/accounts/login/", {"username": "alice", "password": "guess-one"})
+    Client().post("/admin/login/", {"username": "ada", "password": "guess-two"})
+    Client().post("/accounts/login/", {"username": "hunter2-typed-in-the-wrong-box", "password": "x"})
+    User.objects.filter(pk=reviewer.pk).update(is_active=False)
+    Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+
+    refused = AuditLog.objects.filter(action="user.sign_in_refused").order_by("pk")
+    assert [(r.target_id, r.reason) for r in refused] == [
+        (str(reviewer.pk), "Wrong password."),
+        (str(admin_user.pk), "Wrong password."),
+        ("", "No account has this username."),
+        (str(reviewer.pk), "The account is switched off."),
+    ]
+    assert {(r.actor_id, r.actor_label) for r in refused} == {(None, "anonymous")}  # not the account's owner
+    assert not AuditLog.objects.filter(action="user.sign_in").exists()
+    stored = str(list(AuditLog.objects.values()))
+    for typed in ("guess-one", "guess-two", "hunter2", PASSWORD):
+        assert typed not in stored
+
+
+def test_the_admin_shows_sso_identities_read_only(admin_user, reviewer):
+    SsoIdentity.objects.create(user=reviewer, issuer="https://idp.test", subject="alice-at-idp")
+    client = Client()
+    client.force_login(admin_user)
+    listing = client.get("/admin/core/ssoidentity/?q=alice")
+    assert listing.status_code == 200
+    assert b"alice-at-idp" in listing.content
+    identity = SsoIdentity.objects.get()
+    page = client.get(f"/admin/core/ssoidentity/{identity.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="subject"' not in page.content  # shown, not editable
+    assert client.post(f"/admin/core/ssoidentity/{identity.pk}/change/", {"subject": "bob"}).status_code == 403
+    assert client.get("/admin/core/ssoidentity/add/").status_code == 403
+    assert SsoIdentity.objects.get().subject == "alice-at-idp"
 
 
 def test_switching_passwords_off_ends_password_sessions(settings, reviewer):
