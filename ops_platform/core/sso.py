@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
+import jwt
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
@@ -200,6 +201,21 @@ def sso_sign_in(claims: SsoClaims) -> User:
     raise refusal
 
 
+class SsoTokenInvalid(Exception):
+    """The provider's answer did not verify: the callback shows the error page (400), never a signed-in session.
+    Not a SuspiciousOperation, which the library swallows in places (a login failure with no reason given)."""
+
+
+def sso_token_reject(reason: str) -> NoReturn:
+    """Audit a callback whose ID token (or userinfo answer) did not verify, then refuse it. ``reason`` is the
+    platform's own text: nothing of the token is recorded, since whoever sent it is not known."""
+    audit_record(
+        actor="sso", action="user.sign_in_refused", target=("sso_identity", ""), after={"method": "sso"}, reason=reason
+    )
+    logger.warning("sso: %s", reason)
+    raise SsoTokenInvalid(reason)
+
+
 class SsoBackend(OIDCAuthenticationBackend):
     """The authorization-code flow's end: the library exchanges the code, checks the ID token's signature
     (the provider's JWKS) and nonce; this also checks its issuer and audience, then ``sso_sign_in``."""
@@ -214,19 +230,24 @@ class SsoBackend(OIDCAuthenticationBackend):
         return user
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = super().verify_token(token, **kwargs)
+        try:
+            payload: dict[str, Any] = super().verify_token(token, **kwargs)
+        except (SuspiciousOperation, jwt.PyJWTError, KeyError) as exc:
+            # A forged or altered token, one signed with another key, a replayed nonce, or no token at all; the
+            # library's message may quote the token's header, so the audit names the error type only.
+            sso_token_reject(f"The ID token did not verify ({type(exc).__name__}).")
         audience = payload.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         if settings.OIDC_RP_CLIENT_ID not in audiences:
-            raise SuspiciousOperation("The ID token was issued to another client.")
+            sso_token_reject("The ID token was issued to another client.")
         if payload.get("iss") != settings.OIDC_OP_ISSUER:
-            raise SuspiciousOperation("The ID token comes from another issuer.")
+            sso_token_reject("The ID token comes from another issuer.")
         return payload
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> User | None:
         userinfo = self.get_userinfo(access_token, id_token, payload)
         if userinfo.get("sub") != payload.get("sub"):
-            raise SuspiciousOperation("The userinfo answer is about someone else than the ID token.")
+            sso_token_reject("The userinfo answer is about someone else than the ID token.")
         groups = userinfo.get(settings.OIDC_GROUPS_CLAIM, payload.get(settings.OIDC_GROUPS_CLAIM, []))
         if not isinstance(groups, list):
             groups = []

@@ -13,8 +13,14 @@ from ops_platform.core.models import AuditLog, ReviewerProfile, Role, SsoIdentit
 from ops_platform.core.services import user_create
 from ops_platform.core.sso import SsoClaims, SsoRefused, sso_sign_in
 from tests.conftest import PASSWORD
+from tests.core.sso_support import (
+    TamperingTokenEndpoint,
+    claims_swapped,
+    provider_person,
+    provider_sign_in,
+    sso_flow,
+)
 from tests.core.sso_support import oidc_provider as oidc_provider
-from tests.core.sso_support import provider_person, provider_sign_in, sso_flow
 from tests.core.sso_support import sso_on as sso_on
 from tests.settings import PRODUCTION_AUTHENTICATION_BACKENDS
 from tests.support.servers import free_port
@@ -123,6 +129,7 @@ def test_a_callback_with_a_state_this_session_did_not_start_is_refused(live_serv
     victim.get(f"{live_server.url}/accounts/sso/start")  # the victim has a flow of their own: other states
     refused = victim.get(callback)
     assert refused.status_code == 400
+    assert "was not started from this browser" in refused.text  # the project's page, not a bare 400
     forged = victim.get(f"{live_server.url}/accounts/sso/callback", params={"code": "x", "state": "forged"})
     assert forged.status_code == 400
     assert not User.objects.filter(username__startswith="eve").exists()
@@ -343,7 +350,39 @@ def test_an_id_token_from_another_issuer_is_refused(live_server, sso_on, setting
     _, refused = sso_flow(live_server.url, "ivo")
 
     assert refused.status_code == 400
+    assert "could not be verified" in refused.text
     assert not User.objects.filter(username="ivo").exists()
+    assert AuditLog.objects.get(action="user.sign_in_refused").reason == "The ID token comes from another issuer."
+
+
+@pytest.mark.parametrize(
+    ("tamper", "audited"),
+    [
+        # A real token of the provider's with the subject swapped for another person's: its signature fails.
+        (lambda token: claims_swapped(token, sub="someone-else", preferred_username="ada"), "SuspiciousOperation"),
+        (lambda token: "not-a-token", "DecodeError"),
+        (lambda token: ".".join(token.split(".")[:2]) + ".", "SuspiciousOperation"),  # signature stripped
+    ],
+    ids=["claims-swapped", "garbage", "unsigned"],
+)
+def test_a_forged_id_token_gets_the_error_page_and_is_audited(live_server, sso_on, settings, tamper, audited):
+    provider_person(sso_on, "mal", ["ops-admins"])
+    relay = TamperingTokenEndpoint(settings.OIDC_OP_TOKEN_ENDPOINT, tamper)
+    settings.OIDC_OP_TOKEN_ENDPOINT = relay.url
+    try:
+        client, refused = sso_flow(live_server.url, "mal")
+    finally:
+        relay.stop()
+
+    assert refused.status_code == 400
+    assert "You are not signed in" in refused.text  # the project's page, not Django's bare "Bad Request"
+    assert "could not be verified" in refused.text
+    assert 'data-testid="sso-refused"' in refused.text
+    assert not User.objects.filter(username__in=["mal", "ada"]).exists()
+    assert client.get(f"{live_server.url}/", follow_redirects=False).status_code == 302  # not signed in
+    row = AuditLog.objects.get(action="user.sign_in_refused")
+    assert (row.actor_label, row.target_type, row.after) == ("sso", "sso_identity", {"method": "sso"})
+    assert row.reason == f"The ID token did not verify ({audited})."
 
 
 def test_a_provider_that_does_not_answer_is_a_page_saying_so(live_server, sso_on, settings):
