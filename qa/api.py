@@ -81,6 +81,26 @@ def _body(request: Request) -> dict[str, Any]:
     return request.data
 
 
+def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The request's JSON object as ``serializer_class`` validates it; invalid, the API's handler answers the 400
+    naming each field (``api_exception_handler``, the same body as ``_invalid``)."""
+    serializer = serializer_class(data=_body(request))
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _sample_verdict(
+    request: Request, pk: int, data: dict[str, Any]
+) -> tuple[User, QaSample, Policy | None, EnforcementAction | None]:
+    """Who acts, on which sample, with which policy and enforcement action: a re-review's or adjudication's."""
+    return (
+        acting_user(request, data.get("reviewer")),
+        _sample(pk),
+        _policy(data.get("policy")),
+        _action(data.get("action")),
+    )
+
+
 def _idempotent(request: Request, run: Callable[[], StoredResponse]) -> Response:
     """Run the write once per API key and ``Idempotency-Key`` (intake's store); refusals are not stored."""
     key = request.headers.get("Idempotency-Key")
@@ -277,10 +297,8 @@ class QueueClaimNextApi(ReviewApiView):
         responses={200: ClaimOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, slug: str) -> Response:
-        serializer = ActorIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        actor = acting_user(request, serializer.validated_data.get("reviewer"))
+        data = _valid(ActorIn, request)
+        actor = acting_user(request, data.get("reviewer"))
         queue = Queue.objects.filter(slug=slug).first()
         if queue is None:
             raise NotFound(f"No queue '{slug[:100]}'.", field="slug")
@@ -308,10 +326,7 @@ class ReviewItemDecisionApi(ReviewApiView):
         responses={201: DecisionResultOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = DecisionIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(DecisionIn, request)
         actor = acting_user(request, data.get("reviewer"))
         item = _item(pk)
         policy = _policy(data.get("policy"))
@@ -356,10 +371,7 @@ class ReviewItemReleaseApi(ReviewApiView):
         responses={200: ReleaseOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = ReleaseIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(ReleaseIn, request)
         actor = acting_user(request, data.get("reviewer"))
         item = _item(pk)
 
@@ -419,11 +431,9 @@ class QaSampleClaimNextApi(ReviewApiView):
         responses={200: SampleClaimOut, **error_responses(400, 403, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request) -> Response:
-        serializer = SampleClaimIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        actor = acting_user(request, serializer.validated_data.get("reviewer"))
-        scope = _sample_scope(serializer.validated_data)
+        data = _valid(SampleClaimIn, request)
+        actor = acting_user(request, data.get("reviewer"))
+        scope = _sample_scope(data)
 
         def run() -> StoredResponse:
             sample = qa_services.sample_claim_next(actor=actor, scope=scope)
@@ -461,10 +471,7 @@ class QaSampleSkipApi(ReviewApiView):
         responses={200: SampleSkipOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = ReleaseIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(ReleaseIn, request)
         actor = acting_user(request, data.get("reviewer"))
         sample = _sample(pk)
 
@@ -491,13 +498,8 @@ class QaSampleReReviewApi(ReviewApiView):
         responses={201: ReReviewOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = VerdictIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
-        actor = acting_user(request, data.get("reviewer"))
-        sample = _sample(pk)
-        policy, action = _policy(data.get("policy")), _action(data.get("action"))
+        data = _valid(VerdictIn, request)
+        actor, sample, policy, action = _sample_verdict(request, pk, data)
 
         def run() -> StoredResponse:
             review = qa_services.qa_review_submit(
@@ -531,13 +533,8 @@ class QaSampleAdjudicationApi(ReviewApiView):
         responses={201: AdjudicationOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = AdjudicationIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
-        actor = acting_user(request, data.get("reviewer"))
-        sample = _sample(pk)
-        policy, action = _policy(data.get("policy")), _action(data.get("action"))
+        data = _valid(AdjudicationIn, request)
+        actor, sample, policy, action = _sample_verdict(request, pk, data)
 
         def run() -> StoredResponse:
             adjudication = qa_services.adjudicate(
@@ -732,10 +729,7 @@ class CalibrationSessionsApi(ReviewApiView):
         responses={201: SessionOut, **error_responses(400, 403, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request) -> Response:
-        serializer = SessionIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(SessionIn, request)
         actor = acting_user(request, data.get("reviewer"))
         participants = _participants(request, data["participants"])
         item_ids: list[int]
@@ -769,10 +763,7 @@ class CalibrationRatingsApi(ReviewApiView):
         responses={201: RatingOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = RatingIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(RatingIn, request)
         actor = acting_user(request, data.get("reviewer"))
         session = _calibration_session(pk, actor)
         session_item = CalibrationItem.objects.filter(session=session, item_id=data["item"]).first()
@@ -823,10 +814,7 @@ class CalibrationRatingBatchApi(ReviewApiView):
         responses={201: RatingBatchOut, **error_responses(400, 403, 404, 409, 413, 422, **ROW_REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = RatingBatchIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(RatingBatchIn, request)
         actor = acting_user(request, data.get("reviewer"))
         session = _calibration_session(pk, actor)
         rows = _rating_rows(data["ratings"])
@@ -852,10 +840,8 @@ class CalibrationCloseApi(ReviewApiView):
         responses={200: SessionOut, **error_responses(400, 403, 404, 409, 413, 422, **REFUSALS)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        serializer = ActorIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        actor = acting_user(request, serializer.validated_data.get("reviewer"))
+        data = _valid(ActorIn, request)
+        actor = acting_user(request, data.get("reviewer"))
         session = _calibration_session(pk, actor)
 
         def run() -> StoredResponse:
@@ -1035,10 +1021,7 @@ class LabelImportsApi(ReviewApiView):
         responses={201: LabelImportOut, **error_responses(400, 403, 404, 409, 413, 422, **ROW_REFUSALS)},
     )
     def post(self, request: Request) -> Response:
-        serializer = LabelImportIn(data=_body(request))
-        if not serializer.is_valid():
-            return _invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(LabelImportIn, request)
         actor = acting_user(request, data.get("reviewer"))
         session = _calibration_session(data["session"], actor) if data.get("session") else None
         labels = _label_rows(request, data["labels"])

@@ -29,6 +29,7 @@ from ops_platform.core.models import (
     Policy,
     ReviewerProfile,
     Skill,
+    SsoIdentity,
     Team,
     User,
     Vendor,
@@ -440,6 +441,18 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["event"]
     search_fields = ["=event__event_id"]
     readonly_fields = tuple(f.name for f in WebhookDelivery._meta.fields)
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(ReadOnlyAdmin):
+    """Who signs in through which provider account. Made and kept by ``sso_sign_in`` only: an identity edited
+    by hand would hand one person's provider account to another (docs/sso.md)."""
+
+    list_display = ["user", "issuer", "subject", "created_at", "last_sign_in_at"]
+    list_filter = ["issuer"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "=subject"]
+    readonly_fields = ("user", "issuer", "subject", "created_at", "last_sign_in_at")
 
 
 @admin.register(AuditLog)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
+import jwt
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
@@ -200,6 +201,21 @@ def sso_sign_in(claims: SsoClaims) -> User:
     raise refusal
 
 
+class SsoTokenInvalid(Exception):
+    """The provider's answer did not verify: the callback shows the error page (400), never a signed-in session.
+    Not a SuspiciousOperation, which the library swallows in places (a login failure with no reason given)."""
+
+
+def sso_token_reject(reason: str) -> NoReturn:
+    """Audit a callback whose ID token (or userinfo answer) did not verify, then refuse it. ``reason`` is the
+    platform's own text: nothing of the token is recorded, since whoever sent it is not known."""
+    audit_record(
+        actor="sso", action="user.sign_in_refused", target=("sso_identity", ""), after={"method": "sso"}, reason=reason
+    )
+    logger.warning("sso: %s", reason)
+    raise SsoTokenInvalid(reason)
+
+
 class SsoBackend(OIDCAuthenticationBackend):
     """The authorization-code flow's end: the library exchanges the code, checks the ID token's signature
     (the provider's JWKS) and nonce; this also checks its issuer and audience, then ``sso_sign_in``."""
@@ -214,19 +230,24 @@ class SsoBackend(OIDCAuthenticationBackend):
         return user
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = super().verify_token(token, **kwargs)
+        try:
+            payload: dict[str, Any] = super().verify_token(token, **kwargs)
+        except (SuspiciousOperation, jwt.PyJWTError, KeyError) as exc:
+            # A forged or altered token, one signed with another key, a replayed nonce, or no token at all; the
+            # library's message may quote the token's header, so the audit names the error type only.
+            sso_token_reject(f"The ID token did not verify ({type(exc).__name__}).")
         audience = payload.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         if settings.OIDC_RP_CLIENT_ID not in audiences:
-            raise SuspiciousOperation("The ID token was issued to another client.")
+            sso_token_reject("The ID token was issued to another client.")
         if payload.get("iss") != settings.OIDC_OP_ISSUER:
-            raise SuspiciousOperation("The ID token comes from another issuer.")
+            sso_token_reject("The ID token comes from another issuer.")
         return payload
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> User | None:
         userinfo = self.get_userinfo(access_token, id_token, payload)
         if userinfo.get("sub") != payload.get("sub"):
-            raise SuspiciousOperation("The userinfo answer is about someone else than the ID token.")
+            sso_token_reject("The userinfo answer is about someone else than the ID token.")
         groups = userinfo.get(settings.OIDC_GROUPS_CLAIM, payload.get(settings.OIDC_GROUPS_CLAIM, []))
         if not isinstance(groups, list):
             groups = []
@@ -251,6 +272,39 @@ class SsoBackend(OIDCAuthenticationBackend):
             return None
 
 
+PASSWORDS_OFF = "Password sign-in is switched off here."
+NOT_BREAK_GLASS = "Only a superuser may sign in with a break-glass password."
+
+
+def password_sign_in_audit(
+    request: HttpRequest | None, *, username: str, user: Any, method: str, refusal: str = ""
+) -> None:
+    """Audit a password sign-in as ``sso_sign_in`` audits single sign-on: ``user.sign_in`` on success,
+    ``user.sign_in_refused`` with the reason otherwise. Only sign-ins made through a page (with a request):
+    ``Client.login`` and scripts authenticate without one. A name that matches nobody is not recorded: it is
+    often the password typed into the wrong field (django-axes keeps the attempt for throttling)."""
+    if request is None:
+        return
+    if isinstance(user, User) and not refusal:
+        audit_record(actor=user, action="user.sign_in", target=user, after={"method": method, "roles": user.roles})
+        return
+    person = User.objects.filter(username=username).first()
+    if not refusal:
+        if person is None:
+            refusal = "No account has this username."
+        elif not person.is_active:
+            refusal = "The account is switched off."
+        else:
+            refusal = "Wrong password."
+    audit_record(
+        actor="anonymous",  # whoever typed the password: not known to be the account's owner
+        action="user.sign_in_refused",
+        target=person if person is not None else ("core.user", ""),
+        after={"method": method},
+        reason=refusal,
+    )
+
+
 def break_glass_allowed(request: HttpRequest | None, username: str | None) -> bool:
     return (
         request is not None
@@ -267,16 +321,20 @@ class PasswordBackend(ModelBackend):
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
     ) -> User | None:
-        if settings.LOCAL_PASSWORDS:
-            return super().authenticate(request, username, password, **kwargs)
-        if not break_glass_allowed(request, username):
+        if username is None or password is None:
+            return None  # not a password sign-in (the single sign-on callback asks every backend)
+        if not settings.LOCAL_PASSWORDS and not break_glass_allowed(request, username):
+            password_sign_in_audit(request, username=username, user=None, method="password", refusal=PASSWORDS_OFF)
             return None
+        method = "password" if settings.LOCAL_PASSWORDS else "break_glass"
         user = super().authenticate(request, username, password, **kwargs)
-        if not isinstance(user, User) or not user.is_superuser:
+        if method == "break_glass" and isinstance(user, User) and not user.is_superuser:
+            password_sign_in_audit(request, username=username, user=None, method=method, refusal=NOT_BREAK_GLASS)
             return None
-        audit_record(actor=user, action="user.sign_in", target=user, after={"method": "break_glass"})
-        logger.warning("break-glass password sign-in by user %s", user.pk)
-        return user
+        password_sign_in_audit(request, username=username, user=user, method=method)
+        if isinstance(user, User) and method == "break_glass":
+            logger.warning("break-glass password sign-in by user %s", user.pk)
+        return user if isinstance(user, User) else None
 
     def get_user(self, user_id: int) -> User | None:
         """Sessions signed in with a password end once passwords are switched off (break-glass ones excepted)."""

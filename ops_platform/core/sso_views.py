@@ -8,11 +8,23 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.contrib.auth.views import LoginView
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from ops_platform.core.sso import SsoTokenInvalid
+
 logger = logging.getLogger(__name__)
+
+UNVERIFIED_ANSWER = (
+    "The identity provider's answer could not be verified, so you are not signed in. Sign in again; "
+    "if this happens again, tell an admin (the refusal is in the audit log)."
+)
+STATE_UNKNOWN = (
+    "This sign-in was not started from this browser (or it was already used), so you are not signed in. "
+    "Start again from the sign-in page."
+)
 
 
 class SignInView(LoginView):
@@ -35,8 +47,8 @@ class SsoStartView(OIDCAuthenticationRequestView):
 
 
 class SsoCallbackView(OIDCAuthenticationCallbackView):
-    """Back from the provider: a state this session did not start is a 400 (the library's check); a person the
-    platform refuses sees why (403); a provider that does not answer is a 502."""
+    """Back from the provider: a state this session did not start, or an ID token that does not verify, is a
+    400 page saying so; a person the platform refuses sees why (403); a provider that does not answer is a 502."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not settings.OIDC_ENABLED:
@@ -46,6 +58,11 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
         except requests.RequestException as exc:
             logger.warning("sso: the identity provider failed: %s", type(exc).__name__)
             return _refused(request, "The identity provider did not answer properly; try again later.", 502)
+        except SsoTokenInvalid:  # audited by sso_token_reject
+            return _refused(request, UNVERIFIED_ANSWER, 400)
+        except SuspiciousOperation:  # the library's state check: a callback this browser session did not start
+            logger.warning("sso: a callback with a state this session did not start")
+            return _refused(request, STATE_UNKNOWN, 400)
 
     def login_failure(self) -> HttpResponse:
         reason = getattr(self.request, "sso_refusal", None)

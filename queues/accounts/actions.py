@@ -259,15 +259,31 @@ def _locked(action: AccountAction) -> AccountAction:
     return AccountAction.objects.select_for_update(of=("self",)).select_related("account", "policy").get(pk=action.pk)
 
 
+def _held(action: AccountAction, *, actor: User, state: ActionState, refusal: str) -> AccountAction:
+    """The action locked, on an account the actor may act on, and in ``state``: what approving, rejecting and
+    reversing each start from."""
+    require_account_staff(actor)
+    action = _locked(action)
+    _visible(actor, action.account)
+    if action.state != state:
+        raise Conflict(refusal, field="action")
+    return action
+
+
+def _end(action: AccountAction, *, state: ActionState, actor: User, at: datetime, reason: str) -> None:
+    """A rejected or reversed action: by whom, when and why."""
+    action.state = state
+    action.reversed_by, action.reversed_at, action.reversal_reason = actor, at, reason[:5000]
+    action.save(update_fields=["state", "reversed_by", "reversed_at", "reversal_reason"])
+
+
 @transaction.atomic
 def account_action_approve(*, action: AccountAction, actor: User, at: datetime | None = None) -> AccountAction:
     """The second person approves a suspension: it takes effect. Never the one who asked for it."""
     now = at or timezone.now()
-    require_account_staff(actor)
-    action = _locked(action)
-    _visible(actor, action.account)
-    if action.state != ActionState.PENDING:
-        raise Conflict("Only an action waiting for approval can be approved.", field="action")
+    action = _held(
+        action, actor=actor, state=ActionState.PENDING, refusal="Only an action waiting for approval can be approved."
+    )
     if action.requested_by_id == actor.pk:
         raise NotPermitted("You asked for this suspension; a second person must approve it.")
     action.approved_by = actor
@@ -278,16 +294,12 @@ def account_action_approve(*, action: AccountAction, actor: User, at: datetime |
 @transaction.atomic
 def account_action_reject(*, action: AccountAction, actor: User, reason: str, at: datetime | None = None) -> None:
     now = at or timezone.now()
-    require_account_staff(actor)
-    action = _locked(action)
-    _visible(actor, action.account)
-    if action.state != ActionState.PENDING:
-        raise Conflict("Only an action waiting for approval can be rejected.", field="action")
+    action = _held(
+        action, actor=actor, state=ActionState.PENDING, refusal="Only an action waiting for approval can be rejected."
+    )
     if not reason.strip():
         raise ApplicationError("Say why it is rejected.", field="reason")
-    action.state = ActionState.REJECTED
-    action.reversed_by, action.reversed_at, action.reversal_reason = actor, now, reason[:5000]
-    action.save(update_fields=["state", "reversed_by", "reversed_at", "reversal_reason"])
+    _end(action, state=ActionState.REJECTED, actor=actor, at=now, reason=reason)
     audit_record(
         actor=actor,
         action="account.action_rejected",
@@ -302,16 +314,10 @@ def account_action_reject(*, action: AccountAction, actor: User, reason: str, at
 def account_action_reverse(*, action: AccountAction, actor: User, reason: str, at: datetime | None = None) -> None:
     """Take an action back: the service hears it (``state: reversed``) and the account's status follows."""
     now = at or timezone.now()
-    require_account_staff(actor)
-    action = _locked(action)
-    _visible(actor, action.account)
-    if action.state != ActionState.IN_FORCE:
-        raise Conflict("Only an action in force can be reversed.", field="action")
+    action = _held(action, actor=actor, state=ActionState.IN_FORCE, refusal="Only an action in force can be reversed.")
     if not reason.strip():
         raise ApplicationError("Say why it is reversed; the service will be told.", field="reason")
-    action.state = ActionState.REVERSED
-    action.reversed_by, action.reversed_at, action.reversal_reason = actor, now, reason[:5000]
-    action.save(update_fields=["state", "reversed_by", "reversed_at", "reversal_reason"])
+    _end(action, state=ActionState.REVERSED, actor=actor, at=now, reason=reason)
     status = account_status_refresh(action.account)
     data = {"action": action.pk, "kind": action.name, "status": status}
     audit_record(actor=actor, action="account.action_reversed", target=action.account, before=data, reason=reason)

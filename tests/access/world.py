@@ -23,6 +23,7 @@ from ops_platform.core.models import (
     ApiClient,
     Role,
     Skill,
+    SsoIdentity,
     Team,
     User,
     Vendor,
@@ -298,6 +299,7 @@ def world_create(
     client, _ = api_client_create(actor=admin_user, name="Integrator", source="integrator", scopes=["items:write"])
     Skill.objects.create(slug="arabic", name="Arabic")
     _admin_objects(client=client, item=held, rule_set=rule_set, general=general, now=now)
+    SsoIdentity.objects.create(user=vera, issuer="https://idp.example.test", subject="vera-at-the-provider")
     media_token = _media_objects(held)
     panel = panels_all()[0]
     # An account with a decided item in the in-house queue (so vendor reviewers may not see it), a strike and a

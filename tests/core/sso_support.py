@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -100,3 +104,41 @@ def sso_flow(base: str, username: str, client: httpx.Client | None = None) -> tu
     assert login_page.status_code == 200, login_page.text[:500]
     assert "Test identity provider" in login_page.text, login_page.text[:500]
     return client, provider_sign_in(client, login_page, username)
+
+
+class TamperingTokenEndpoint:
+    """A man in the middle of the token call: passes the platform's request to the provider's real token endpoint
+    and hands back its answer with the ID token changed by ``tamper`` (the provider's signature left as it was)."""
+
+    def __init__(self, upstream: str, tamper: Callable[[str], str]) -> None:
+        def relay(handler: BaseHTTPRequestHandler) -> None:
+            body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
+            headers = {k: v for k, v in handler.headers.items() if k.lower() in ("content-type", "authorization")}
+            answer = httpx.post(upstream, content=body, headers=headers, timeout=30).json()
+            answer["id_token"] = tamper(answer["id_token"])
+            out = json.dumps(answer).encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(out)))
+            handler.end_headers()
+            handler.wfile.write(out)
+
+        handler = type("Relay", (BaseHTTPRequestHandler,), {"do_POST": relay, "log_message": lambda *a: None})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/o/token/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims_swapped(token: str, **claims: str) -> str:
+    """The same signed token with some claims replaced: what an attacker who cannot sign would send."""
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return ".".join([header, _b64(json.dumps({**decoded, **claims}).encode()), signature])

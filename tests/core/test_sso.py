@@ -13,8 +13,14 @@ from ops_platform.core.models import AuditLog, ReviewerProfile, Role, SsoIdentit
 from ops_platform.core.services import user_create
 from ops_platform.core.sso import SsoClaims, SsoRefused, sso_sign_in
 from tests.conftest import PASSWORD
+from tests.core.sso_support import (
+    TamperingTokenEndpoint,
+    claims_swapped,
+    provider_person,
+    provider_sign_in,
+    sso_flow,
+)
 from tests.core.sso_support import oidc_provider as oidc_provider
-from tests.core.sso_support import provider_person, provider_sign_in, sso_flow
 from tests.core.sso_support import sso_on as sso_on
 from tests.settings import PRODUCTION_AUTHENTICATION_BACKENDS
 from tests.support.servers import free_port
@@ -123,6 +129,7 @@ def test_a_callback_with_a_state_this_session_did_not_start_is_refused(live_serv
     victim.get(f"{live_server.url}/accounts/sso/start")  # the victim has a flow of their own: other states
     refused = victim.get(callback)
     assert refused.status_code == 400
+    assert "was not started from this browser" in refused.text  # the project's page, not a bare 400
     forged = victim.get(f"{live_server.url}/accounts/sso/callback", params={"code": "x", "state": "forged"})
     assert forged.status_code == 400
     assert not User.objects.filter(username__startswith="eve").exists()
@@ -187,7 +194,9 @@ def test_with_local_passwords_off_the_admin_takes_no_password_but_the_break_glas
     signed_in = client.post("/admin/login/", {"username": "ada", "password": PASSWORD, "next": "/admin/"})
     assert signed_in.status_code == 302
     assert client.get("/admin/").status_code == 200
-    assert AuditLog.objects.get(action="user.sign_in").after == {"method": "break_glass"}
+    assert AuditLog.objects.get(action="user.sign_in").after == {"method": "break_glass", "roles": ["admin"]}
+    refused = AuditLog.objects.get(action="user.sign_in_refused", target_id=str(admin_user.pk))
+    assert (refused.reason, refused.actor_label) == ("Password sign-in is switched off here.", "anonymous")
 
 
 def test_break_glass_is_for_superusers_only(passwords_off, ops_manager):
@@ -195,6 +204,61 @@ def test_break_glass_is_for_superusers_only(passwords_off, ops_manager):
     client = Client()
     client.post("/admin/login/", {"username": "olga", "password": PASSWORD})
     assert client.get("/").status_code == 302
+    refused = AuditLog.objects.get(action="user.sign_in_refused")
+    assert (refused.after, refused.reason) == (
+        {"method": "break_glass"},
+        "Only a superuser may sign in with a break-glass password.",
+    )
+    assert not AuditLog.objects.filter(action="user.sign_in").exists()
+
+
+# --- local password sign-ins are audited as single sign-on's are -------------------------------------------
+
+
+def test_a_password_sign_in_is_audited_like_a_single_sign_on(reviewer):
+    client = Client()
+    assert client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+
+    signed_in = AuditLog.objects.get(action="user.sign_in")
+    assert (signed_in.actor, signed_in.target_id) == (reviewer, str(reviewer.pk))
+    assert signed_in.after == {"method": "password", "roles": ["reviewer"]}
+
+
+def test_failed_password_sign_ins_are_audited_without_the_password_or_an_unknown_name(reviewer, admin_user):
+    Client().post("/accounts/login/", {"username": "alice", "password": "guess-one"})
+    Client().post("/admin/login/", {"username": "ada", "password": "guess-two"})
+    Client().post("/accounts/login/", {"username": "hunter2-typed-in-the-wrong-box", "password": "x"})
+    User.objects.filter(pk=reviewer.pk).update(is_active=False)
+    Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+
+    refused = AuditLog.objects.filter(action="user.sign_in_refused").order_by("pk")
+    assert [(r.target_id, r.reason) for r in refused] == [
+        (str(reviewer.pk), "Wrong password."),
+        (str(admin_user.pk), "Wrong password."),
+        ("", "No account has this username."),
+        (str(reviewer.pk), "The account is switched off."),
+    ]
+    assert {(r.actor_id, r.actor_label) for r in refused} == {(None, "anonymous")}  # not the account's owner
+    assert not AuditLog.objects.filter(action="user.sign_in").exists()
+    stored = str(list(AuditLog.objects.values()))
+    for typed in ("guess-one", "guess-two", "hunter2", PASSWORD):
+        assert typed not in stored
+
+
+def test_the_admin_shows_sso_identities_read_only(admin_user, reviewer):
+    SsoIdentity.objects.create(user=reviewer, issuer="https://idp.test", subject="alice-at-idp")
+    client = Client()
+    client.force_login(admin_user)
+    listing = client.get("/admin/core/ssoidentity/?q=alice")
+    assert listing.status_code == 200
+    assert b"alice-at-idp" in listing.content
+    identity = SsoIdentity.objects.get()
+    page = client.get(f"/admin/core/ssoidentity/{identity.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="subject"' not in page.content  # shown, not editable
+    assert client.post(f"/admin/core/ssoidentity/{identity.pk}/change/", {"subject": "bob"}).status_code == 403
+    assert client.get("/admin/core/ssoidentity/add/").status_code == 403
+    assert SsoIdentity.objects.get().subject == "alice-at-idp"
 
 
 def test_switching_passwords_off_ends_password_sessions(settings, reviewer):
@@ -286,7 +350,39 @@ def test_an_id_token_from_another_issuer_is_refused(live_server, sso_on, setting
     _, refused = sso_flow(live_server.url, "ivo")
 
     assert refused.status_code == 400
+    assert "could not be verified" in refused.text
     assert not User.objects.filter(username="ivo").exists()
+    assert AuditLog.objects.get(action="user.sign_in_refused").reason == "The ID token comes from another issuer."
+
+
+@pytest.mark.parametrize(
+    ("tamper", "audited"),
+    [
+        # A real token of the provider's with the subject swapped for another person's: its signature fails.
+        (lambda token: claims_swapped(token, sub="someone-else", preferred_username="ada"), "SuspiciousOperation"),
+        (lambda token: "not-a-token", "DecodeError"),
+        (lambda token: ".".join(token.split(".")[:2]) + ".", "SuspiciousOperation"),  # signature stripped
+    ],
+    ids=["claims-swapped", "garbage", "unsigned"],
+)
+def test_a_forged_id_token_gets_the_error_page_and_is_audited(live_server, sso_on, settings, tamper, audited):
+    provider_person(sso_on, "mal", ["ops-admins"])
+    relay = TamperingTokenEndpoint(settings.OIDC_OP_TOKEN_ENDPOINT, tamper)
+    settings.OIDC_OP_TOKEN_ENDPOINT = relay.url
+    try:
+        client, refused = sso_flow(live_server.url, "mal")
+    finally:
+        relay.stop()
+
+    assert refused.status_code == 400
+    assert "You are not signed in" in refused.text  # the project's page, not Django's bare "Bad Request"
+    assert "could not be verified" in refused.text
+    assert 'data-testid="sso-refused"' in refused.text
+    assert not User.objects.filter(username__in=["mal", "ada"]).exists()
+    assert client.get(f"{live_server.url}/", follow_redirects=False).status_code == 302  # not signed in
+    row = AuditLog.objects.get(action="user.sign_in_refused")
+    assert (row.actor_label, row.target_type, row.after) == ("sso", "sso_identity", {"method": "sso"})
+    assert row.reason == f"The ID token did not verify ({audited})."
 
 
 def test_a_provider_that_does_not_answer_is_a_page_saying_so(live_server, sso_on, settings):

@@ -74,6 +74,14 @@ DRILLS: tuple[DrillSpec, ...] = (
         ci_minutes=2,
         full_minutes=7,
     ),
+    DrillSpec(
+        "scale_out",
+        "tests.drills.scale_out",
+        "two web processes behind one address, two triage workers and one beat triage 4,000 items, each exactly "
+        "once (one size: --quick changes nothing)",
+        ci_minutes=2,
+        full_minutes=2,
+    ),
 )
 
 

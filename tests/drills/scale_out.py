@@ -226,6 +226,8 @@ def arguments(parser: Any) -> None:
     parser.add_argument("--items", type=int, help="items posted (default 4,000)")
     parser.add_argument("--batch", type=int, help="items per intake call")
     parser.add_argument("--clients", type=int, help="HTTP clients posting at once")
+    # The drill list (tests/drills/all.py, bench/report.py) runs every drill with --quick: one size here.
+    parser.add_argument("--quick", action="store_true", default=None, help="accepted; the drill has one size")
     parser.add_argument("--keep", action="store_true", default=None, help="keep the scratch database")
 
 

@@ -12,6 +12,7 @@ def test_every_drill_in_the_list_exposes_run_with_a_quick_size():
         "postgres_restart",
         "openai_faults",
         "webhook_outage",
+        "scale_out",
     ]
     for spec in DRILLS:
         parameters = inspect.signature(spec.run).parameters

@@ -3,7 +3,9 @@ worker and beat, each with its log, started in order and stopped however a block
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -26,6 +28,15 @@ PYTHON = sys.executable
 DROPPED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SCORING_DEFAULT_CHAIN", "CELERY_TASK_ALWAYS_EAGER", "CI")
 
 
+@functools.cache
+def scratch_static_root() -> Path:
+    """Where this process's scratch apps collect their static files: a temporary directory of its own (removed at
+    exit), never the checkout's staticfiles/, which a test or another run may be reading at the same time."""
+    path = Path(tempfile.mkdtemp(prefix="ops-static-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def app_env(database_url: str, *, drop: Sequence[str] = DROPPED, **settings: str) -> dict[str, str]:
     """The environment of the app's processes on a scratch database: this one's less ``drop``, production
     settings (no demo world, no DEBUG), the app from this checkout, then ``settings``."""
@@ -36,6 +47,7 @@ def app_env(database_url: str, *, drop: Sequence[str] = DROPPED, **settings: str
         DEBUG="0",
         DATABASE_URL=database_url,
         SECRET_KEY="scratch-only-secret-key",
+        STATIC_ROOT=str(scratch_static_root()),
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     )
     env.update(settings)
