@@ -215,7 +215,7 @@ def items_found(f: SearchFilter, scope: SearchScope) -> SearchResults:
         items = items.filter(pk__lt=f.before)
     if not scope.content:
         items = items.only(*FIELDS_WITHOUT_CONTENT, "queue__name", "queue__slug")
-    page = list(newest_first(items, f.text)[: f.limit + 1])
+    page = list(newest_first(items, f.text, by_author=bool(f.author))[: f.limit + 1])
     more = len(page) > f.limit
     page = page[: f.limit]
     decisions: dict[int, Decision] = {}

@@ -304,8 +304,11 @@ class ReviewItem(models.Model):
             models.Index(
                 fields=["author_ref", "source"], condition=Q(state="auto_actioned"), name="item_auto_by_author_idx"
             ),
-            # An author's items and decisions (the item page's history, author history at triage).
-            models.Index(fields=["author_ref", "source"], name="item_author_idx"),
+            # An author's items and decisions (the item page's history, author history at triage, the account page
+            # and the account-scoped search). The id makes it the order of "the author's newest items": the account
+            # page and a search by author walk it from the newest down and stop at a page, instead of reading every
+            # item of a prolific author to sort them (docs/accounts.md, "The account page at scale").
+            models.Index(fields=["author_ref", "source", "id"], name="item_author_id_idx"),
             # Foreign keys that most rows leave empty are indexed only where set: every index on this table is
             # written at intake and again when triage moves the item (that UPDATE changes indexed columns, so
             # it is never HOT; docs/performance.md). ``= value`` lookups use these partial indexes.

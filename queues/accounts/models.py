@@ -123,6 +123,9 @@ class Strike(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["account", "family", "expires_at"], name="strike_account_idx"),
+            # The account page's strikes, newest first: without it PostgreSQL walked every strike by issue time
+            # looking for the account's (strike_issued_idx), work that grows with the table, not the account.
+            models.Index(fields=["account", "issued_at"], name="strike_account_issued_idx"),
             models.Index(fields=["issued_at"], name="strike_issued_idx"),
             models.Index(fields=["expires_at"], name="strike_expires_idx"),
         ]

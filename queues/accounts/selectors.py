@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from ops_platform.core.models import ReviewerProfile, User
@@ -116,7 +116,8 @@ def account_summary(account: Account, *, at: datetime | None = None) -> AccountS
 @dataclass
 class AccountPage:
     summary: AccountSummary
-    items: list[ReviewItem]
+    items: list[ReviewItem]  # one page of the account's items, newest first
+    items_before: int | None  # the ``before`` of the next (older) page of items; None on the last
     decisions: list[Decision]
     appeals: list[ReviewItem]
     strikes: list[Strike]
@@ -127,48 +128,92 @@ class AccountPage:
     reporters: list[tuple[Account, int]]  # accounts that reported this one
 
 
-def account_page(account: Account, *, viewer: User, limit: int = 100) -> AccountPage:
-    """What the account page shows ``viewer``: items only from queues they may see (a vendor's reviewer), the
-    newest first, bounded."""
-    items_qs = items_visible_to(
-        viewer, ReviewItem.objects.filter(source=account.source, author_ref=account.ref, is_golden=False)
+# What the page shows of an item (its text only to those who may read content): not the whole row, whose metadata,
+# media and report reasons each page's items would read and decode for nothing.
+ITEM_PAGE_FIELDS = ("pk", "source", "external_id", "kind", "state", "queue", "received_at", "appeal_of", "author_ref")
+REPORTING_ACCOUNTS = 50  # the most frequent reporters (and reported) the page lists
+DECISION_ROUND_MAX = 10_000  # item ids per round of the decisions' walk (SQLite takes at most 32,766 parameters)
+
+
+def account_page(
+    account: Account, *, viewer: User, limit: int = 50, before: int | None = None, content: bool = True
+) -> AccountPage:
+    """What the account page shows ``viewer``: one page of its items (only from queues they may see, for a
+    vendor's reviewer), newest first by id, and the final decisions on its items, newest item first; ``before``
+    (an item id) pages back to older items and their decisions. ``content``: load the items' text.
+
+    Every read is bounded by the account's own rows, never by the size of the items table: items and decisions walk
+    the index of (author_ref, source, id) from ``before`` down and stop at ``limit`` (``item_author_id_idx``); the
+    other lists are the account's newest ``limit`` rows by their per-account indexes. See docs/accounts.md
+    ("The account page at scale")."""
+    queues = _vendor_queues(viewer)
+    items_qs = ReviewItem.objects.filter(source=account.source, author_ref=account.ref, is_golden=False)
+    if queues is not None:
+        items_qs = items_qs.filter(queue__in=queues.values("pk"))
+    if before is not None:
+        items_qs = items_qs.filter(pk__lt=before)
+    fields = (*ITEM_PAGE_FIELDS, "text") if content else ITEM_PAGE_FIELDS
+    items = list(
+        items_qs.select_related("queue").only(*fields, "queue__slug", "queue__name").order_by("-pk")[: limit + 1]
     )
-    items = list(items_qs.select_related("queue").order_by("-received_at", "-pk")[:limit])
-    decisions = list(
-        Decision.objects.filter(item__in=items_qs.values("pk"), is_final=True)
-        .select_related("policy", "action", "item")
-        .order_by("-decided_at", "-pk")[:limit]
-    )
-    appeals = [i for i in items if i.kind == ItemKind.APPEAL]
-    reports_by = AccountReport.objects.filter(reporter=account, subject__isnull=False)
-    reports_of = AccountReport.objects.filter(subject=account, reporter__isnull=False)
-    reported = _count_accounts(reports_by.values_list("subject_id", flat=True))
-    reporters = _count_accounts(reports_of.values_list("reporter_id", flat=True))
+    items_before = items[limit - 1].pk if len(items) > limit else None
+    items = items[:limit]
+    decisions = _decisions_newest_items_first(items_qs, limit)
     return AccountPage(
         summary=account_summary(account),
         items=items,
+        items_before=items_before,
         decisions=decisions,
-        appeals=appeals,
-        strikes=list(account.strikes.select_related("policy", "decision").order_by("-issued_at")[:limit]),
+        appeals=[i for i in items if i.kind == ItemKind.APPEAL],
+        strikes=list(
+            account.strikes.select_related("policy")
+            .annotate(item_id=F("decision__item_id"))
+            .order_by("-issued_at", "-pk")[:limit]
+        ),
         actions=list(
             account.actions.select_related("policy", "requested_by", "approved_by", "reversed_by").order_by(
-                "-requested_at"
+                "-requested_at", "-pk"
             )[:limit]
         ),
-        labels_history=list(account.labels.order_by("-set_at")[:limit]),
+        labels_history=list(account.labels.order_by("-set_at", "-pk")[:limit]),
         events=list(account.events.order_by("-at", "-pk")[:limit]),
-        reported=reported,
-        reporters=reporters,
+        reported=_count_accounts(AccountReport.objects.filter(reporter=account, subject__isnull=False), "subject"),
+        reporters=_count_accounts(AccountReport.objects.filter(subject=account, reporter__isnull=False), "reporter"),
     )
 
 
-def _count_accounts(ids: Iterable[int | None]) -> list[tuple[Account, int]]:
-    counts: dict[int, int] = defaultdict(int)
-    for pk in ids:
-        if pk is not None:
-            counts[pk] += 1
-    accounts = Account.objects.in_bulk(list(counts))
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+def _decisions_newest_items_first(items: QuerySet[ReviewItem], limit: int) -> list[Decision]:
+    """The final decisions on ``items`` (one account's), the newest item first, at most ``limit``.
+
+    Walked in rounds from the account's newest items down: a round takes the next ids from the author index (a few
+    times as many as still wanted, growing) and their decisions by the decisions' item index, and stops once it has
+    ``limit``. One join of the two was left to the planner before: for a busy account it merged with the decisions'
+    item index read from the newest decision of the whole table down, so the work grew with the table, not the
+    account (and ordering by decision time read every decision of the account to sort them)."""
+    ids = items.order_by("-pk").values_list("pk", flat=True)
+    found: list[Decision] = []
+    chunk, before = limit * 4, None
+    while len(found) < limit:
+        page = list((ids if before is None else ids.filter(pk__lt=before))[:chunk])
+        if page:
+            found += (
+                Decision.objects.filter(item_id__any=page, is_final=True)
+                .select_related("policy", "action")
+                .defer("rationale")
+                .order_by("-item_id", "-pk")[: limit - len(found)]
+            )
+        if len(page) < chunk:
+            break
+        chunk, before = min(chunk * 4, DECISION_ROUND_MAX), page[-1]
+    return found
+
+
+def _count_accounts(reports: QuerySet[AccountReport], side: str) -> list[tuple[Account, int]]:
+    """The accounts on ``side`` of ``reports`` with how many, the most first (counted in the database), at most
+    REPORTING_ACCOUNTS."""
+    counted = reports.values(side).annotate(n=Count("pk")).order_by("-n", side)
+    ranked: list[tuple[int, int]] = list(counted.values_list(side, "n")[:REPORTING_ACCOUNTS])
+    accounts = Account.objects.in_bulk([pk for pk, _ in ranked])
     return [(accounts[pk], n) for pk, n in ranked if pk in accounts]
 
 

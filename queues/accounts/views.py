@@ -42,16 +42,25 @@ def _acting(request: HttpRequest, pk: int) -> tuple[User, Account]:
     return user, account
 
 
+def _before(request: HttpRequest) -> int | None:
+    """The items page's keyset (``?before=<item id>``: items older than it); anything but a whole number: the first
+    page."""
+    raw = request.GET.get("before", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
 def _render(
     request: HttpRequest, user: User, account: Account, *, status: int = 200, refusal: ApplicationError | None = None
 ) -> HttpResponse:
+    show_content, before = has_any(user, *CONTENT_PERMS), _before(request)
     return render(
         request,
         "accounts/detail.html",
         {
             "account": account,
-            "page": selectors.account_page(account, viewer=user),
-            "show_content": has_any(user, *CONTENT_PERMS),
+            "page": selectors.account_page(account, viewer=user, before=before, content=show_content),
+            "before": before,
+            "show_content": show_content,
             "may_act": user.has_perm("core.act_on_accounts"),
             "policies": Policy.objects.filter(is_active=True).order_by("slug"),
             "kinds": ActionKind.choices,
