@@ -25,7 +25,7 @@ from analytics.filters import MetricFilter
 from analytics.selectors import accounts, capacity, freshness, home
 from analytics.selectors import operations as ops
 from analytics.selectors.vendors import vendor_scorecard_table
-from analytics.tables import Table
+from analytics.tables import Table, table_html_cached
 
 # Areas in the order the home page and the navigation list them.
 AREAS: dict[str, str] = {
@@ -331,9 +331,9 @@ register(Panel("alerts", "Alerts opened in the period", "alerts", adapters.alert
 
 
 def charts_warm(days: int | None = None) -> int:
-    """Draw every panel's charts for the pages' default period, and the home's, into the cache (keyed by what they
-    are drawn from, as the pages look them up), so no one waits on a first drawing; the periodic rollup refresh
-    calls it after each refresh. Returns the charts drawn or found."""
+    """Draw every panel's charts and format its table for the pages' default period, and draw the home's charts,
+    into the cache (keyed by what they are drawn from, as the pages look them up), so no one waits on a first
+    drawing; the periodic rollup refresh calls it after each refresh. Returns the charts drawn or found."""
     from analytics.charts import svgs_cached
     from analytics.forms import DEFAULT_DAYS
     from ops_platform.core.errors import ApplicationError
@@ -346,6 +346,7 @@ def charts_warm(days: int | None = None) -> int:
         except ApplicationError:
             continue
         drawn += len(svgs_cached([panel.name, table.content()], partial(panel.charts, table)))
+        table_html_cached(table, panel.name, f)  # and its table formatted, as the area and panel pages show it
     return drawn + len(home.day_charts_drawn())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,8 +14,11 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from django.core.cache import cache
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
 
 from analytics.filters import TRUTHS, VIEWS, MetricFilter
 from ops_platform.core.figures import figure_text
@@ -246,3 +251,20 @@ def items_url(f: MetricFilter, **params: Any) -> str:
 def _items_path() -> str:
     """The drill-down page's path, reversed once: a dashboard page links hundreds of cells to it."""
     return reverse("analytics-items")
+
+
+TABLE_HTML_SECONDS = 60 * 60  # keyed by content, never stale: this only bounds memory
+
+
+def table_html_cached(table: Table, panel: str, f: MetricFilter) -> SafeString:
+    """A panel's table as HTML, cached under a digest of what it shows (its rows and the filter its drill-down
+    links carry): an area page lists over a thousand rows with a drill-down link each, and formatting them took
+    seconds a page at a million decisions (issue 19). The same for every viewer: the table has no per-user part.
+    The periodic refresh formats the default period's ahead of the pages (``analytics.panels.charts_warm``)."""
+    body = json.dumps([panel, table.content(), filter_params(f)], sort_keys=True, default=str)
+    key = "analytics:table-html:" + hashlib.sha256(body.encode()).hexdigest()
+    html: str | None = cache.get(key)
+    if html is None:
+        html = render_to_string("analytics/_table.html", {"table": table})
+        cache.set(key, html, TABLE_HTML_SECONDS)
+    return mark_safe(html)  # noqa: S308 - our own template's output, every value escaped in it

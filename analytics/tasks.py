@@ -11,15 +11,19 @@ from analytics import alerts, rollups
 from analytics.exporter.refresh import metrics_snapshot_refresh
 from analytics.panels import charts_warm
 from analytics.selectors.capacity import capacity_forecasts_warm
+from analytics.selectors.operations import backlog_counts_publish
+from qa.selectors import scorecards_warm
 
 
 @shared_task
 def rollups_refresh_task() -> int:
-    """Every ANALYTICS_REFRESH_EVERY (a minute): recompute the days touched by rows added since the last run, then
-    draw the dashboards' default charts ahead of the pages (only those whose data changed are drawn again); returns
-    the days."""
+    """Every ANALYTICS_REFRESH_EVERY (a minute): recompute the days touched by rows added since the last run, count
+    the live backlog for the pages, then draw the dashboards' default charts and compute QA's default scorecards
+    ahead of them (only those whose data changed are computed again); returns the days."""
     days = len(rollups.rollups_refresh())
+    backlog_counts_publish()
     charts_warm()
+    scorecards_warm()
     return days
 
 

@@ -3,21 +3,16 @@ CSV), and the drill-down list of the items behind a number."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from analytics import adapters, panels
@@ -37,7 +32,7 @@ from analytics.selectors.items import (
     items_behind_listed,
     items_drill,
 )
-from analytics.tables import Table, as_of_text, filter_params
+from analytics.tables import as_of_text, filter_params, table_html_cached
 from ops_platform.core.counts import count_capped
 from ops_platform.core.csv_export import csv_response
 from ops_platform.core.errors import ApplicationError
@@ -87,26 +82,10 @@ def _rendered(panel: Panel, f: MetricFilter) -> dict[str, Any]:
         out["table"] = table
         drawn_from = table.content()
         out["svgs"] = svgs_cached([panel.name, drawn_from], lambda: panel.charts(table))
-        out["table_html"] = _table_html(table, [panel.name, drawn_from, filter_params(f)])
+        out["table_html"] = table_html_cached(table, panel.name, f)
     except ApplicationError as e:
         out["error"] = e.message
     return out
-
-
-TABLE_HTML_SECONDS = 60 * 60  # keyed by content, never stale: this only bounds memory
-
-
-def _table_html(table: Table, what: Any) -> str:
-    """The panel's table as HTML, cached under a digest of what it shows (its rows and the filter its drill-down
-    links carry): an area page lists over a thousand rows with a drill-down link each, and formatting them took
-    seconds a page at a million decisions (issue 19). The same for every viewer: the table has no per-user part."""
-    body = json.dumps(what, sort_keys=True, default=str)
-    key = "analytics:table-html:" + hashlib.sha256(body.encode()).hexdigest()
-    html: str | None = cache.get(key)
-    if html is None:
-        html = render_to_string("analytics/_table.html", {"table": table})
-        cache.set(key, html, TABLE_HTML_SECONDS)
-    return mark_safe(html)  # noqa: S308 - our own template's output, every value escaped in it
 
 
 def _bad_filter(request: HttpRequest, form: MetricFilterForm, template: str, **extra: Any) -> HttpResponse:

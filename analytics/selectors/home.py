@@ -86,7 +86,7 @@ def backlog_due() -> dict[str, Any]:
     within a minute (tests/browser/test_live_dashboards.py)."""
     found: dict[str, Any] | None = cache.get(BACKLOG_CACHE_KEY)
     if found is None:
-        now, rows = backlog_counts_shared()  # the backlog panel's own count, shared for a few seconds
+        now, rows = backlog_counts_shared()  # the backlog panel's own count, taken by the minute's refresh
         found = {
             "waiting": sum(r[2] for r in rows),
             "due_soon": sum(r[3] for r in rows),

@@ -188,24 +188,38 @@ def backlog(f: MetricFilter, *, at: datetime | None = None) -> Table:
     )
 
 
-# The backlog panel, its API and the home's tiles share one live count for up to 30 s (a decision still shows
-# within a minute): at a million waiting items the pass over item_backlog_idx takes seconds on a loaded machine.
-BACKLOG_SHARED_SECONDS = 30
+# The backlog panel (any queue filter), its API and the home's tiles share one live count of every queue, taken by
+# the minute's rollup refresh ahead of the pages (``backlog_counts_publish``) and kept a little longer than a
+# refresh interval: at a million waiting items the pass over item_backlog_idx takes seconds on a loaded machine.
+# A page counts only when no refresh published a count lately (no beat running, or a refresh that failed).
+BACKLOG_SHARED_SECONDS = 75
+BACKLOG_KEY = "analytics:backlog-counts:{generation}"
+BacklogRow = tuple[int, str, int, int, int]
 
 
-def backlog_counts_shared(*, queue_id: int | None = None) -> tuple[datetime, list[tuple[int, str, int, int, int]]]:
-    """``backlog_counts`` now, or as counted at most ``BACKLOG_SHARED_SECONDS`` ago: (the moment it counted at,
-    its rows). The drill-down lists the items at that same moment, so the panel still equals it. The share ends
-    at the next rollup refresh too (its key names the rollups' generation): items that arrive late, with a
-    receipt time before the counted moment, are then counted with the rows the refresh picked up."""
+def backlog_counts_publish() -> tuple[datetime, list[BacklogRow]]:
+    """Count the backlog of every queue now and share it with the pages (the periodic rollup refresh calls it after
+    each refresh, so no page waits on the count); returns (the moment it counted at, its rows)."""
     generation, _ = operations_stamp()
-    key = f"analytics:backlog-counts:{generation}:{queue_id}"
-    found: tuple[datetime, list[tuple[int, str, int, int, int]]] | None = cache.get(key)
-    if found is None:
-        at = timezone.now()
-        found = (at, backlog_counts(now=at, queue_id=queue_id))
-        cache.set(key, found, BACKLOG_SHARED_SECONDS)
+    at = timezone.now()
+    found = (at, backlog_counts(now=at))
+    cache.set(BACKLOG_KEY.format(generation=generation), found, BACKLOG_SHARED_SECONDS)
     return found
+
+
+def backlog_counts_shared(*, queue_id: int | None = None) -> tuple[datetime, list[BacklogRow]]:
+    """``backlog_counts`` as the last refresh counted it, at most ``BACKLOG_SHARED_SECONDS`` ago (counted now when
+    none did): (the moment it counted at, its rows, those of ``queue_id`` only when given: a queue's rows of the
+    count of every queue are that queue's count). The drill-down lists the items at that same moment, so the panel
+    still equals it. The share ends at the next rollup refresh too (its key names the rollups' generation): items
+    that arrive late, with a receipt time before the counted moment, are then counted with the rows the refresh
+    picked up."""
+    generation, _ = operations_stamp()
+    found: tuple[datetime, list[BacklogRow]] | None = cache.get(BACKLOG_KEY.format(generation=generation))
+    if found is None:
+        found = backlog_counts_publish()
+    at, rows = found
+    return at, rows if queue_id is None else [r for r in rows if r[0] == queue_id]
 
 
 # --- decisions: latency, SLA, escalation ---------------------------------------------------------------------
