@@ -31,11 +31,17 @@ RANKS = [1, 10, 100, 1_000, 10_000, 45_000]  # single-word queries, common to ra
 CHUNK = 200_000
 BATCH = 1_000  # items per triage round
 DECIDED_EVERY, VIOLATION_EVERY, ACTION_EVERY = 10, 20, 100  # items with a decision, a violation; accounts actioned
-RAW = """SELECT id FROM queues_reviewitem
-WHERE to_tsvector('simple'::regconfig, COALESCE(text, '')) @@ websearch_to_tsquery('simple'::regconfig, %s)
-ORDER BY id DESC LIMIT 51"""
+RAW = """SELECT i.id FROM queues_reviewitem i JOIN queues_itemsearchtext s ON s.item_id = i.id
+WHERE s.vector @@ websearch_to_tsquery('simple'::regconfig, %s)
+ORDER BY i.id DESC LIMIT 51"""
 # The indexes dropped for the load and built after it (every one but the primary keys and unique constraints).
-SEEDED_TABLES = ["queues_reviewitem", "queues_decision", "queues_strike", "queues_accountevent"]
+SEEDED_TABLES = [
+    "queues_reviewitem",
+    "queues_itemsearchtext",
+    "queues_decision",
+    "queues_strike",
+    "queues_accountevent",
+]
 INDEXES = """SELECT indexname, indexdef FROM pg_indexes i WHERE tablename = ANY(%s)
 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.indexname))::regclass)"""
 

@@ -1,8 +1,8 @@
 """The database-vendor branch of the investigation search: matching item text, and how to find the newest matches.
 
 PostgreSQL has two ways to the newest matches of a full-text query, and its planner misjudges between them (it
-prices ``to_tsvector`` on a row far below what it costs): walk the id index newest first and test each row's text
-(cheap for a common word: 51 matches come quickly; for a rare one it re-reads the text of thousands of rows), or
+prices testing a row far below what it costs): walk the id index newest first and test each item's vector
+(cheap for a common word: 51 matches come quickly; for a rare one it tests the vectors of thousands of items), or
 take every match from the GIN index and sort them (cheap for a rare word, a heap read per match for a common one).
 Walking reads about ``51 / s`` rows for a query matching a share ``s`` of ``N`` items, collecting reads ``s * N``
 matches, so walking wins when ``matches ** 2 > 51 * N * WALK_COST``; the planner's estimate of the matches (its GIN
@@ -18,25 +18,26 @@ from django.contrib.postgres.search import SearchQuery
 from django.db import connection
 from django.db.models import F, QuerySet, Value
 
-from queues.models import TEXT_SEARCH_CONFIG, TEXT_SEARCH_VECTOR, ReviewItem
+from queues.models import TEXT_SEARCH_CONFIG, ReviewItem
 
 # How much dearer testing one row's text is than collecting one match from the GIN index: bench/search.py at 1M
 # items measured 37 us a row walked and 11 us a match collected on a busy machine, 10 and 1.8 on a quiet one.
 WALK_COST = 4
-_ESTIMATE = """EXPLAIN (FORMAT JSON) SELECT 1 FROM queues_reviewitem
-WHERE to_tsvector('simple'::regconfig, COALESCE(text, '')) @@ websearch_to_tsquery('simple'::regconfig, %s)"""
+_ESTIMATE = """EXPLAIN (FORMAT JSON) SELECT 1 FROM queues_itemsearchtext
+WHERE vector @@ websearch_to_tsquery('simple'::regconfig, %s)"""
 
 
 def text_matching(items: QuerySet[ReviewItem], text: str) -> QuerySet[ReviewItem]:
     """Items whose text matches ``text``.
 
     PostgreSQL: full-text, ``websearch_to_tsquery`` syntax (words all present, "a phrase", -word, or) against the
-    GIN index ``item_text_search_idx`` (the expression is ``TEXT_SEARCH_VECTOR`` exactly, or the index is not
-    used). Elsewhere (SQLite, the embedded demo): every word a case-insensitive substring of the text, a scan.
+    items' search vectors (``ItemSearchText``, GIN index ``item_search_vector_idx``), written at intake; an item
+    whose content was purged or erased has none. Elsewhere (SQLite, the embedded demo): every word a
+    case-insensitive substring of the text, a scan.
     """
     if connection.vendor == "postgresql":
         query = SearchQuery(text, config=TEXT_SEARCH_CONFIG, search_type="websearch")
-        return items.alias(text_search=TEXT_SEARCH_VECTOR).filter(text_search=query)
+        return items.filter(search_text__vector=query)
     for word in text.split():
         items = items.filter(text__icontains=word.strip('"'))
     return items

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
 from django.db.models import Q
@@ -187,7 +187,6 @@ def check_transition(current: str, target: str, *, item_id: int | None = None) -
 # The full-text form of an item's text: the 'simple' configuration (lower-cased words, no stemming, no stop words)
 # because items come in every language and a language's stemmer would mangle the others.
 TEXT_SEARCH_CONFIG = "simple"
-TEXT_SEARCH_VECTOR = SearchVector("text", config=TEXT_SEARCH_CONFIG)
 
 
 class ContentPurgeReason(models.TextChoices):
@@ -317,9 +316,6 @@ class ReviewItem(models.Model):
             models.Index(
                 fields=["reserved_for"], condition=Q(reserved_for__isnull=False), name="item_reserved_for_idx"
             ),
-            # Investigation's full-text search (PostgreSQL only; SQLite searches by substring): the expression
-            # is ``TEXT_SEARCH_VECTOR``, which the search must use as is for the planner to match the index.
-            GinIndex(TEXT_SEARCH_VECTOR, name="item_text_search_idx"),
             # The retention purge's scan: decided items whose content is still held, oldest decision first.
             models.Index(
                 fields=["decided_at"],
@@ -339,6 +335,29 @@ class ReviewItem(models.Model):
     @staticmethod
     def due_for(queue: Queue, received_at: Any) -> Any:
         return received_at + queue.sla
+
+
+class ItemSearchText(models.Model):
+    """An item's text as a full-text vector for investigation's search (PostgreSQL only; SQLite searches the text
+    by substring). Kept by triggers (queues/migrations/0028_item_search_text.py): written when the item is stored,
+    rewritten when its text changes, gone when its content is purged or erased (the text becomes '').
+
+    Apart from the items table because every UPDATE that moves an item (triage, claim, decision) is non-HOT: an
+    index on the items' text there recomputed ``to_tsvector`` and added a GIN entry at each one (docs/performance.md).
+    """
+
+    # No database foreign key: its check would lock each new item's row (FOR KEY SHARE) at intake; the trigger writes
+    # rows only for items just stored, and deleting an item through the ORM deletes its vector.
+    item = models.OneToOneField(
+        ReviewItem, on_delete=models.CASCADE, primary_key=True, related_name="search_text", db_constraint=False
+    )
+    vector = SearchVectorField()
+
+    class Meta:
+        indexes = [GinIndex(fields=["vector"], name="item_search_vector_idx")]
+
+    def __str__(self) -> str:
+        return f"search vector of item {self.item_id}"
 
 
 class ItemEvent(models.Model):

@@ -5,7 +5,8 @@ writes to a large, busy table: on PostgreSQL with ``CREATE INDEX CONCURRENTLY`` 
 False``), on SQLite, the embedded demo, as a plain ``CREATE INDEX``, since SQLite has no concurrent build and
 Django's ``AddIndexConcurrently`` refuses it. ``RemoveIndexConcurrentlyOnPostgreSQL`` drops one the same way.
 ``AddIndexConcurrentlyOnPostgreSQLOnly`` is for an index only PostgreSQL can build (a GIN index on a ``tsvector``
-expression): built concurrently there, left out elsewhere (the model's state has it either way).
+expression): built concurrently there, left out elsewhere (the model's state has it either way);
+``RemoveIndexConcurrentlyOnPostgreSQLOnly`` drops one.
 """
 
 from __future__ import annotations
@@ -93,3 +94,7 @@ class DropIndexesConcurrentlyOnPostgreSQL(migrations.RunPython):
 
     def describe(self) -> str:
         return f"Drop indexes {', '.join(self.indexes)}"
+
+
+class RemoveIndexConcurrentlyOnPostgreSQLOnly(_PlainElsewhere, RemoveIndexConcurrently):
+    plain = _NothingElsewhere

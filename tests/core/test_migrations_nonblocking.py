@@ -29,6 +29,7 @@ HOT = {
     ("queues", "decisionlabellink"),
     ("queues", "groundtruth"),
     ("queues", "itemskip"),
+    ("queues", "itemsearchtext"),
     ("routing", "classifierscore"),
     ("routing", "classifiercall"),
     ("routing", "routingdecision"),

@@ -19,7 +19,7 @@ from investigation.services import SEARCH_ACTION, items_search
 from ops_platform.core.errors import NotPermitted
 from ops_platform.core.models import AuditLog, Role, Team, User, Vendor
 from ops_platform.core.services import user_create
-from queues.models import Account, Queue, ReviewItem
+from queues.models import Account, ItemSearchText, ItemState, Queue, ReviewItem
 from routing.models import Backend, ClassifierScore
 from tests.conftest import PASSWORD
 from tests.qa.factories import decided, policy_with_action
@@ -174,13 +174,34 @@ def test_full_text_matches_words_in_any_case_and_not_fragments(world: World, qa_
             from investigation.sql import text_matching
 
             plan = text_matching(qs, "lighthouse").explain()
-        assert "item_text_search_idx" in plan
+        assert "item_search_vector_idx" in plan
     else:
         # The SQLite fallback: every word a case-insensitive substring.
         assert _ids(qa_lead, text="lighthouse") == [
             i.pk for i in ReviewItem.objects.filter(text__icontains="lighthouse").order_by("-pk")
         ]
         assert _ids(qa_lead, text="ighthous") != []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the search vectors exist on PostgreSQL only")
+def test_the_search_vector_is_written_with_the_item_follows_its_text_and_goes_with_it(world: World, qa_lead: User):
+    item = item_queued(world.general, text="violet harbour")
+    assert _ids(qa_lead, text="harbour") == [item.pk]
+    # Moving the item (triage, claim, decision) leaves its vector as it was: one row, written once.
+    ReviewItem.objects.filter(pk=item.pk).update(state=ItemState.CLAIMED)
+    assert ItemSearchText.objects.filter(item=item).count() == 1
+    ReviewItem.objects.filter(pk=item.pk).update(text="amber harbour")
+    assert _ids(qa_lead, text="violet") == []
+    assert _ids(qa_lead, text="amber") == [item.pk]
+    # A purge or an erasure empties the text: the words go with it.
+    ReviewItem.objects.filter(pk=item.pk).update(text="")
+    assert not ItemSearchText.objects.filter(item=item).exists()
+    assert _ids(qa_lead, text="harbour") == []
+    # Items without text have no vector; deleting an item deletes its vector.
+    assert not ItemSearchText.objects.filter(item=item_queued(world.general, text="")).exists()
+    gone = item_queued(world.general, text="brief harbour")
+    gone.delete()
+    assert not ItemSearchText.objects.filter(item_id=gone.pk).exists()
 
 
 def test_filters_by_decision_policy_dates_scores_and_author(world: World, qa_lead: User, reviewer: User):
@@ -303,6 +324,7 @@ def test_common_words_walk_the_id_index_and_rare_ones_use_gin_with_the_same_answ
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE queues_reviewitem")
+        cursor.execute("ANALYZE queues_itemsearchtext")  # the matches are estimated from the vectors' statistics
     assert walk_newest_first("everywhere")
     assert not walk_newest_first("needle")
     newest = list(ReviewItem.objects.filter(text__contains="needle").order_by("-pk").values_list("pk", flat=True))
