@@ -272,7 +272,9 @@ def test_the_page_lists_terms_labels_and_thresholds_with_their_actions_escaped(
     assert page.status_code == 200
     html = page.content.decode()
     assert "<script>x</script>" not in html
-    assert 'data-policy="hate"' in html and "abuse" in html
+    assert 'title="&lt;script&gt;x&lt;/script&gt;"' in html
+    assert "&lt;b&gt;Hate&lt;/b&gt;" in html
+    assert 'data-policy="hate"' in html
     [row] = page.context["settings"].thresholds["abuse"]
     assert (row.actions_taken, row.duration) == (1, timedelta(days=2))
     assert "2 days" in html
