@@ -220,3 +220,19 @@ def threshold_update(
         actor=actor, action="strikes.threshold_changed", target=threshold, before=before, after=after, reason=reason
     )
     return threshold
+
+
+def threshold_deactivate(*, actor: User, threshold: StrikeThreshold, reason: str) -> StrikeThreshold:
+    """Switch a threshold off, everything else kept (how a threshold is removed: its actions point at it)."""
+    if not reason.strip():
+        raise ApplicationError("Say why the threshold is switched off.", field="reason")
+    return threshold_update(
+        actor=actor,
+        threshold=threshold,
+        strikes=threshold.strikes,
+        action=threshold.action,
+        custom_action=threshold.custom_action,
+        duration=threshold.duration,
+        is_active=False,
+        reason=reason,
+    )

@@ -18,6 +18,7 @@ from queues.accounts.settings_services import (
     label_strikes_set,
     policy_strikes_set,
     threshold_create,
+    threshold_deactivate,
     threshold_update,
 )
 from tests.queues.test_accounts import account, decide, hate  # noqa: F401 - a fixture
@@ -205,7 +206,9 @@ def test_a_deactivated_threshold_fires_no_more_and_keeps_its_actions(
     warn = threshold_create(actor=policy_staff, family="abuse", strikes=1, action="warn")
     decide(intake_queue, reviewer, hate)
     assert AccountAction.objects.filter(threshold=warn).count() == 1
-    threshold_update(actor=policy_staff, threshold=warn, strikes=1, action="warn", is_active=False, reason="noisy")
+    with pytest.raises(ApplicationError):
+        threshold_deactivate(actor=policy_staff, threshold=warn, reason=" ")
+    threshold_deactivate(actor=policy_staff, threshold=warn, reason="noisy")
     decide(intake_queue, reviewer, hate, author="u-2")
     assert AccountAction.objects.filter(threshold=warn).count() == 1
     audit = AuditLog.objects.get(action="strikes.threshold_changed")
