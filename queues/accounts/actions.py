@@ -183,6 +183,8 @@ def threshold_fire(
         needs_approval=needs_approval and threshold.action == ActionKind.SUSPEND,
         actor=f"threshold:{threshold.family}:{threshold.strikes}",
         at=at,
+        # Only a restriction or suspension has a state to lift; the settings service refuses a duration on others.
+        duration=threshold.duration if threshold.action in TIMED_KINDS else None,
     )
 
 

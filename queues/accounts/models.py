@@ -93,6 +93,8 @@ class StrikeThreshold(models.Model):
     action = models.CharField(max_length=20, choices=ActionKind.choices)
     custom_action = models.SlugField(max_length=100, blank=True, help_text="The action's name, for 'custom'.")
     is_active = models.BooleanField(default=True)
+    # A restriction or suspension it takes lasts this long and is then lifted (None: until a person reverses it).
+    duration = models.DurationField(null=True, blank=True)
 
     class Meta:
         ordering = ["family", "strikes"]

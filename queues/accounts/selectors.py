@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from ops_platform.core.models import ReviewerProfile, User
+from ops_platform.core.models import DecisionLabel, Policy, ReviewerProfile, User
 from queues.accounts.models import (
     Account,
     AccountAction,
@@ -21,8 +21,12 @@ from queues.accounts.models import (
     AccountLabel,
     AccountReport,
     ActionState,
+    LabelStrikes,
+    PolicyStrikes,
     Strike,
+    StrikeThreshold,
 )
+from queues.accounts.terms import StrikeTerms, terms_from
 from queues.models import Decision, ItemKind, Queue, ReviewItem
 
 
@@ -287,3 +291,37 @@ ACCOUNT_FEATURE_DEFAULTS: dict[str, Any] = {
     "author.labels": "",
     "author.account_age_days": math.nan,
 }
+
+
+@dataclass
+class PolicyStrikeRow:
+    policy: Policy
+    terms: StrikeTerms
+    is_set: bool  # False: the default terms (no row yet)
+    labels: list[tuple[DecisionLabel, int | None]]  # a label's own weight, None: its policy's
+
+
+@dataclass
+class StrikeSettings:
+    policies: list[PolicyStrikeRow]
+    # family -> its thresholds, each annotated with ``actions_taken``
+    thresholds: dict[str, list[StrikeThreshold]]
+
+
+def strike_settings() -> StrikeSettings:
+    """What the strike settings page shows: every policy with its terms and its labels' weights, and the
+    thresholds of each family with how many actions each has taken. Four queries, whatever the counts."""
+    set_rows = {row.policy_id: row for row in PolicyStrikes.objects.all()}
+    label_weights = dict(LabelStrikes.objects.values_list("label_id", "weight"))
+    labels_by_policy: dict[int, list[tuple[DecisionLabel, int | None]]] = defaultdict(list)
+    for label in DecisionLabel.objects.order_by("policy_id", "slug"):
+        labels_by_policy[label.policy_id].append((label, label_weights.get(label.pk)))
+    policies = []
+    for policy in Policy.objects.order_by("slug"):
+        row = set_rows.get(policy.pk)
+        terms = terms_from(policy, row)
+        policies.append(PolicyStrikeRow(policy, terms, row is not None, labels_by_policy.get(policy.pk, [])))
+    thresholds: dict[str, list[StrikeThreshold]] = defaultdict(list)
+    for threshold in StrikeThreshold.objects.annotate(actions_taken=Count("actions")).order_by("family", "strikes"):
+        thresholds[threshold.family].append(threshold)
+    return StrikeSettings(policies, dict(thresholds))

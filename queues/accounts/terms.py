@@ -20,7 +20,11 @@ class StrikeTerms:
 
 
 def policy_terms(policy: Policy) -> StrikeTerms:
-    row = PolicyStrikes.objects.filter(policy=policy).first()
+    return terms_from(policy, PolicyStrikes.objects.filter(policy=policy).first())
+
+
+def terms_from(policy: Policy, row: PolicyStrikes | None) -> StrikeTerms:
+    """The terms of ``policy`` given its settings row (None: the defaults, its own family and a weight of 1)."""
     if row is None:
         return StrikeTerms(policy.slug, 1, timedelta(days=settings.ACCOUNT_STRIKE_EXPIRY_DAYS), False)
     return StrikeTerms(row.family, row.weight, row.expires_after, row.suspension_needs_approval)

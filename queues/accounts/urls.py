@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from queues.accounts import views
+from queues.accounts import settings_views, views
 
 app_name = "accounts"
 
@@ -13,4 +13,8 @@ urlpatterns = [
     path("<int:pk>/labels", views.label_change, name="label"),
     path("<int:pk>/strikes/<int:strike_pk>/remove", views.strike_remove, name="strike-remove"),
     path("bulk", views.bulk, name="bulk"),
+    path("strike-settings/", settings_views.strike_settings, name="strike-settings"),
+    path("strike-settings/policy", settings_views.policy_terms_set, name="strike-settings-policy"),
+    path("strike-settings/label", settings_views.label_weight_set, name="strike-settings-label"),
+    path("strike-settings/threshold", settings_views.threshold_save, name="strike-settings-threshold"),
 ]
