@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('queues', '0027_item_author_id_and_strike_account_issued_indexes'),
+        ('queues', '0028_item_search_text'),
     ]
 
     operations = [
