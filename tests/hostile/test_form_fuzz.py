@@ -23,7 +23,7 @@ from django.test import Client
 from django.urls import Resolver404, resolve, reverse
 
 from analytics.rollups import backlog_snapshot_take, rollups_refresh
-from ops_platform.core.models import User
+from ops_platform.core.models import DecisionLabel, User
 from queues.models import ItemKind, ItemState, Queue, ReviewItem
 from queues.services import item_claim
 from routing.models import RuleAction, RuleSetKind
@@ -68,9 +68,10 @@ def world(reviewer, vendor_reviewer, qa_lead, policy_staff, ops_manager, admin_u
     people = {"reviewer": reviewer, "vendor_reviewer": vendor_reviewer, "qa_lead": qa_lead, "admin_user": admin_user}
     world = world_create(policy_staff=policy_staff, ops_manager=ops_manager, in_house_team=in_house_team, **people)
     # What the access world lacks for every form to show: an item waiting for a bulk decision, an appeal held by
-    # alice (the uphold/overturn form), dashboard figures (tables whose rows link to the items behind them)
-    # and a rule set to roll back to.
+    # alice (the uphold/overturn form), dashboard figures (tables whose rows link to the items behind them),
+    # a decision label (the strike settings' label-weight form) and a rule set to roll back to.
     item_queued(world.general, text="waiting for a bulk decision")
+    DecisionLabel.objects.create(policy=world.general.policies.first(), slug="fuzz-label", name="Fuzz label")
     appeals = Queue.objects.create(slug="appeals", name="Appeals")
     appeals.policies.add(*world.general.policies.all())
     contested = decided(world.general, qa_lead, text="quinn's decided post")
